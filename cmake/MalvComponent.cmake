@@ -1,0 +1,38 @@
+# malv_component(NAME SOURCES ... DEPS ...)
+#
+# Declares the static library malv_<NAME> for the folder src/<NAME>.
+# Each component gets a private include root that contains only itself
+# (build/include-shims/<NAME>/<NAME> -> src/<NAME>), so `#include "vgpu/..."`
+# compiles only in components that link malv_vgpu. This is how the dependency
+# direction of ARCHITECTURE.md is enforced: a lower folder cannot see the
+# headers of a higher one, because it does not link it.
+function(malv_component name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  set(shim "${CMAKE_BINARY_DIR}/include-shims/${name}")
+  file(MAKE_DIRECTORY "${shim}")
+  if(NOT EXISTS "${shim}/${name}")
+    file(CREATE_LINK "${CMAKE_CURRENT_SOURCE_DIR}" "${shim}/${name}" SYMBOLIC)
+  endif()
+  add_library(malv_${name} STATIC ${ARG_SOURCES})
+  target_include_directories(malv_${name} PUBLIC "${shim}" "${PROJECT_SOURCE_DIR}/include")
+  target_link_libraries(malv_${name} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+endfunction()
+
+# malv_test(NAME LABEL SOURCES ... DEPS ...)
+#
+# A GoogleTest program whose tests are registered with CTest one by one and
+# carry LABEL (unit, integration, gpu or slow).
+function(malv_test name)
+  cmake_parse_arguments(ARG "" "LABEL;TIMEOUT" "SOURCES;DEPS" ${ARGN})
+  if(NOT ARG_LABEL)
+    set(ARG_LABEL unit)
+  endif()
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 120)
+  endif()
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  gtest_discover_tests(${name}
+    PROPERTIES LABELS "${ARG_LABEL}" TIMEOUT ${ARG_TIMEOUT}
+    DISCOVERY_TIMEOUT 60)
+endfunction()

@@ -1,0 +1,28 @@
+#include "cli/commands.h"
+
+#include <fmt/format.h>
+
+namespace malv::cli {
+
+void register_unavailable(CLI::App& app, int& exit_code, const char* name,
+                          const char* description) {
+  CLI::App* sub = app.add_subcommand(name, description);
+  sub->allow_extras();
+  sub->callback([&exit_code, name] {
+    fmt::print(stderr, "malv {}: not yet available in this build\n", name);
+    exit_code = 2;
+  });
+}
+
+void register_commands(CLI::App& app, int& exit_code) {
+  register_unavailable(app, exit_code, "serve",
+                       "Run the host daemon: Micro-LAKE core, vGPU service, MLaaS");
+  register_unavailable(app, exit_code, "demo",
+                       "Run the main demo: three VMs share one accelerator");
+  register_unavailable(app, exit_code, "vm", "Create, list, update and delete VMs on a host");
+  register_unavailable(app, exit_code, "policy", "Load, unload, list and select MLaaS policies");
+  register_unavailable(app, exit_code, "stats", "Show per-VM statistics of a running host");
+  register_unavailable(app, exit_code, "bench", "Run the benchmarks (ipc, mlaas, sharing, overhead)");
+}
+
+}  // namespace malv::cli

@@ -1,0 +1,16 @@
+// Registration of the `malv` subcommand groups. Each group's file adds its
+// subcommand to the app and, when run, stores its exit status in exit_code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace malv::cli {
+
+void register_commands(CLI::App& app, int& exit_code);
+
+// Groups whose implementation has not landed yet: they say so and exit 2
+// rather than pretend to work.
+void register_unavailable(CLI::App& app, int& exit_code, const char* name,
+                          const char* description);
+
+}  // namespace malv::cli

@@ -1,0 +1,26 @@
+// The `malv` command: one binary for the host daemon, guests, admin tools,
+// the demo and the benchmarks. Each subcommand group lives in its own file
+// and registers itself through cli/commands.h.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "MaLV-OS: an operating-system layer for machine learning in virtualised GPU clouds.\n"
+      "Run `malv demo` to see several VMs share one accelerator."};
+  app.set_version_flag("--version", fmt::format("malv {}", MALV_VERSION));
+  app.require_subcommand(1);
+  app.fallthrough();
+
+  int exit_code = 0;
+  malv::cli::register_commands(app, exit_code);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}
