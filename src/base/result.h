@@ -27,12 +27,12 @@ class [[nodiscard]] Result {
   static_assert(!std::is_same_v<std::decay_t<T>, Error>, "Result<Error> is not meaningful");
 
  public:
-  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit
   Result(Error error) : state_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
   template <typename U>
-    requires(std::is_convertible_v<U &&, T> && !std::is_same_v<std::decay_t<U>, T> &&
-             !std::is_same_v<std::decay_t<U>, Error>)
-  Result(U&& value) : state_(std::in_place_index<0>, T(std::forward<U>(value))) {}  // NOLINT
+  requires(std::is_convertible_v<U&&, T> && !std::is_same_v<std::decay_t<U>, T> &&
+           !std::is_same_v<std::decay_t<U>, Error>) Result(U&& value)
+      : state_(std::in_place_index<0>, T(std::forward<U>(value))) {}  // NOLINT
 
   bool ok() const { return state_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -109,12 +109,12 @@ inline Status ok_status() { return {}; }
 #define MALV_CONCAT(a, b) MALV_CONCAT_INNER(a, b)
 
 // Evaluates expr (a Result); returns its Error from the enclosing function on failure.
-#define MALV_TRY(expr)                                       \
-  do {                                                       \
-    auto&& malv_try_result_ = (expr);                        \
-    if (!malv_try_result_.ok()) {                            \
-      return std::move(malv_try_result_).error();            \
-    }                                                        \
+#define MALV_TRY(expr)                            \
+  do {                                            \
+    auto&& malv_try_result_ = (expr);             \
+    if (!malv_try_result_.ok()) {                 \
+      return std::move(malv_try_result_).error(); \
+    }                                             \
   } while (false)
 
 // Like MALV_TRY, but adds a context line to the error on the way out.

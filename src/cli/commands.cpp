@@ -22,7 +22,8 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_unavailable(app, exit_code, "vm", "Create, list, update and delete VMs on a host");
   register_unavailable(app, exit_code, "policy", "Load, unload, list and select MLaaS policies");
   register_unavailable(app, exit_code, "stats", "Show per-VM statistics of a running host");
-  register_unavailable(app, exit_code, "bench", "Run the benchmarks (ipc, mlaas, sharing, overhead)");
+  register_unavailable(app, exit_code, "bench",
+                       "Run the benchmarks (ipc, mlaas, sharing, overhead)");
 }
 
 }  // namespace malv::cli

@@ -10,7 +10,6 @@ void register_commands(CLI::App& app, int& exit_code);
 
 // Groups whose implementation has not landed yet: they say so and exit 2
 // rather than pretend to work.
-void register_unavailable(CLI::App& app, int& exit_code, const char* name,
-                          const char* description);
+void register_unavailable(CLI::App& app, int& exit_code, const char* name, const char* description);
 
 }  // namespace malv::cli

@@ -1,8 +1,9 @@
 // The `malv` command: one binary for the host daemon, guests, admin tools,
 // the demo and the benchmarks. Each subcommand group lives in its own file
 // and registers itself through cli/commands.h.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 

@@ -1,0 +1,149 @@
+/* MaLV-OS wire protocol: the fixed-layout records that cross a channel.
+ *
+ * This header is the protocol ABI shared by the host (src/proto,
+ * src/microlake) and every client (src/guest). It is plain C-compatible
+ * layout: fixed-width integers, no pointers, little-endian (the only byte
+ * order MaLV-OS runs on). docs/protocol.md describes every message.
+ *
+ * A session begins with a HelloRequest/HelloReply exchange on a stream
+ * socket. On a Unix socket the reply carries a memfd (SCM_RIGHTS) holding the
+ * control block, the submission ring (Command records), the completion ring
+ * (Completion records) and the data arena. On TCP and vsock there is no
+ * shared memory: records and arena ranges travel inline as frames.
+ *
+ * Version rule: kProtocolVersion changes when any record's layout or meaning
+ * changes; the host refuses a hello whose version it does not speak.
+ */
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace malv::wire {
+
+inline constexpr std::uint32_t kHelloMagic = 0x564C414Du;  // "MALV"
+inline constexpr std::uint16_t kProtocolVersion = 1;
+inline constexpr std::size_t kNameBytes = 64;
+inline constexpr std::size_t kCredentialBytes = 64;
+inline constexpr std::size_t kMessageBytes = 160;
+
+enum class Transport : std::uint16_t { kShm = 1, kStream = 2 };
+
+struct HelloRequest {
+  std::uint32_t magic;                // kHelloMagic
+  std::uint16_t version;              // kProtocolVersion
+  std::uint16_t transport;            // Transport: kShm (Unix only) or kStream
+  std::uint64_t arena_bytes;          // requested arena size; host may shrink it
+  char vm_name[kNameBytes];           // NUL-terminated
+  char credential[kCredentialBytes];  // NUL-terminated token
+};
+static_assert(sizeof(HelloRequest) == 144);
+
+struct HelloReply {
+  std::uint32_t magic;
+  std::uint16_t version;
+  std::uint16_t status;  // malv::ErrorCode; 0 = accepted
+  std::uint64_t session_id;
+  std::uint64_t shm_bytes;      // size of the memfd (0 for kStream)
+  std::uint32_t sq_entries;     // power of two
+  std::uint32_t cq_entries;     // power of two
+  std::uint64_t arena_offset;   // offset of the arena in the memfd
+  std::uint64_t arena_bytes;    // granted arena size
+  char message[kMessageBytes];  // why a hello was refused, NUL-terminated
+};
+static_assert(sizeof(HelloReply) == 208);
+
+/* Opcodes. Handles (u64) are capabilities issued by the host for this session. */
+enum class Opcode : std::uint16_t {
+  kNop = 0,            // completes with ok; round-trip probe
+  kDeviceQuery = 1,    // a0=arena offset, a1=len (>= sizeof(DeviceInfoRecord)) -> writes record
+  kBufferAlloc = 2,    // a0=bytes -> result=buffer handle
+  kBufferFree = 3,     // a0=buffer
+  kWrite = 4,          // a0=stream, a1=buffer, a2=buffer offset, a3=arena offset, a4=len (H2D)
+  kRead = 5,           // a0=stream, a1=buffer, a2=buffer offset, a3=arena offset, a4=len (D2H)
+  kCopy = 6,           // a0=stream, a1=src buf, a2=src off, a3=dst buf, a4=dst off, a5=len
+  kMemset = 7,         // a0=stream, a1=buffer, a2=offset, a3=len, a4=byte value
+  kStreamCreate = 8,   // a0=priority (0 normal, 1 high) -> result=stream handle
+  kStreamDestroy = 9,  // a0=stream
+  kStreamSync = 10,    // a0=stream -> status=first unreported error, result=its tag
+  kSyncAll = 11,       // -> like kStreamSync over every stream of the session
+  kEventCreate = 12,   // -> result=event handle
+  kEventDestroy = 13,  // a0=event
+  kEventRecord = 14,   // a0=stream, a1=event
+  kEventWait = 15,     // a0=stream, a1=event (stream waits until the event has happened)
+  kEventSync = 16,     // a0=event -> completes when the event has happened
+  kEventElapsed = 17,  // a0=start event, a1=end event -> result=nanoseconds
+  kKernelLookup = 18,  // a0=arena offset of name, a1=name len -> result=kernel handle,
+                       //   result2=argument count
+  kLaunch = 19,        // a0=stream, a1=kernel, a2=argc; args in extension records
+  kOpcodeCount = 20
+};
+
+/* Command flags (Command::flags). */
+inline constexpr std::uint16_t kFlagSkipSuccess = 1u << 0;  // post a completion only on error
+
+/* One submission record: 64 bytes, the unit of the submission ring. A
+ * command may be followed by up to kMaxExtensionRecords extension records
+ * (raw 64-byte blocks) that carry its variable part, e.g. kLaunch arguments. */
+struct Command {
+  std::uint16_t opcode;      // Opcode
+  std::uint16_t flags;       // kFlag*
+  std::uint8_t extensions;   // number of extension records that follow
+  std::uint8_t reserved[3];  // must be zero
+  std::uint64_t tag;         // chosen by the client, echoed in the completion
+  std::uint64_t args[6];
+};
+static_assert(sizeof(Command) == 64);
+
+inline constexpr std::size_t kRecordBytes = 64;
+inline constexpr std::uint8_t kMaxExtensionRecords = 4;
+
+/* Kernel argument as carried in kLaunch extension records (24 bytes each,
+ * packed back to back; at most kMaxKernelArgs). */
+enum class ArgKind : std::uint32_t { kBuffer = 1, kI64 = 2, kF32 = 3 };
+struct KernelArg {
+  std::uint32_t kind;      // ArgKind
+  std::uint32_t reserved;  // must be zero
+  std::uint64_t value;     // buffer handle, int64 bits, or float bits in the low 32
+  std::uint64_t offset;    // byte offset into the buffer (kBuffer only; else zero)
+};
+static_assert(sizeof(KernelArg) == 24);
+inline constexpr std::size_t kMaxKernelArgs =
+    (kMaxExtensionRecords * kRecordBytes) / sizeof(KernelArg);  // 10
+
+/* One completion record: 32 bytes, the unit of the completion ring. */
+struct Completion {
+  std::uint64_t tag;      // the command's tag
+  std::uint16_t status;   // malv::ErrorCode
+  std::uint16_t opcode;   // the command's opcode
+  std::uint32_t aux;      // opcode-specific (e.g. detail code)
+  std::uint64_t result;   // opcode-specific
+  std::uint64_t result2;  // opcode-specific
+};
+static_assert(sizeof(Completion) == 32);
+
+/* Written by kDeviceQuery into the arena. */
+struct DeviceInfoRecord {
+  char backend[16];  // "cpu" or "cuda"
+  char name[96];
+  std::uint64_t total_memory;
+  std::uint64_t free_memory;
+  std::uint32_t compute_units;
+  std::uint32_t reserved;
+};
+static_assert(sizeof(DeviceInfoRecord) == 136);
+
+/* Stream transports (TCP, vsock) carry frames: a FrameHeader then `bytes`
+ * of body. Command frames carry a Command and its extension records; arena
+ * frames carry a range of the arena (client->host before a command that
+ * reads it, host->client before the completion of a command that wrote it). */
+enum class FrameKind : std::uint32_t { kCommand = 1, kCompletion = 2, kArenaData = 3 };
+struct FrameHeader {
+  std::uint32_t kind;          // FrameKind
+  std::uint32_t bytes;         // body length
+  std::uint64_t arena_offset;  // kArenaData only
+};
+static_assert(sizeof(FrameHeader) == 16);
+inline constexpr std::uint32_t kMaxFrameBytes = 16u << 20;
+
+}  // namespace malv::wire

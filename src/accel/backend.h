@@ -1,0 +1,146 @@
+// Backend: the accelerator as the rest of MaLV-OS sees it.
+//
+// Shaped for a GPU and implemented by the CPU too: device memory is not host
+// memory (callers hold DevicePtr values, never dereference them), work is
+// queued asynchronously on ordered queues, events mark points in a queue, and
+// every queued op reports its own status through a completion callback.
+//
+//   auto backend = make_cpu_backend({});
+//   DevicePtr buf = backend->allocate(4096).value();
+//   QueueId q = backend->create_queue(QueuePriority::kNormal).value();
+//   backend->enqueue(q, CopyH2D{src, buf, 4096}, Completion{&on_done, ctx, tag});
+//
+// Thread-safety: every method may be called from any thread. Completion
+// callbacks run on backend threads, in queue order for each queue, and must
+// not block for long or call back into enqueue() of the same queue (they
+// may enqueue on other queues).
+//
+// Validation is the caller's job (microlake decodes and checks every guest
+// input first); a backend trusts its arguments except where only the device
+// can know (a kernel finding bad data, e.g. a label out of range), and
+// reports those through the op's status.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "accel/kernel_registry.h"
+#include "base/error.h"
+#include "base/result.h"
+#include "base/strong_id.h"
+
+namespace malv::accel {
+
+struct QueueTag {};
+struct EventTag {};
+using QueueId = StrongId<QueueTag>;
+using EventId = StrongId<EventTag>;
+
+struct DeviceInfo {
+  std::string backend;  // "cpu" or "cuda"
+  std::string name;     // e.g. "OpenBLAS on 2 cores", "NVIDIA H100 80GB HBM3"
+  std::uint64_t total_memory = 0;
+  std::uint64_t free_memory = 0;
+  std::uint32_t compute_units = 0;
+};
+
+enum class QueuePriority { kNormal, kHigh };
+
+// Ops. Pointers into host memory (CopyH2D::src, CopyD2H::dst) must stay valid
+// until the op's completion runs.
+struct CopyH2D {
+  const void* src;
+  DevicePtr dst;
+  std::size_t bytes;
+};
+struct CopyD2H {
+  DevicePtr src;
+  void* dst;
+  std::size_t bytes;
+};
+struct CopyD2D {
+  DevicePtr src;
+  DevicePtr dst;
+  std::size_t bytes;
+};
+struct Memset {
+  DevicePtr dst;
+  std::uint8_t value;
+  std::size_t bytes;
+};
+struct Launch {
+  KernelId kernel;
+  std::array<KernelArgValue, kMaxKernelArgs> args;
+  std::uint32_t argc;
+};
+struct RecordEvent {
+  EventId event;
+};
+// The queue does not proceed past this op until the event's latest record
+// (at enqueue time of this op) has completed. An event never recorded is
+// complete.
+struct WaitEvent {
+  EventId event;
+};
+// Does nothing; its completion marks that everything before it finished.
+struct Marker {};
+
+using Op = std::variant<CopyH2D, CopyD2H, CopyD2D, Memset, Launch, RecordEvent, WaitEvent, Marker>;
+
+// Called on a backend thread once the op has run (or failed).
+using CompletionFn = void (*)(void* context, std::uint64_t cookie, ErrorCode status);
+struct Completion {
+  CompletionFn fn = nullptr;  // may be null: nobody wants to know
+  void* context = nullptr;
+  std::uint64_t cookie = 0;
+};
+
+struct EventState {
+  bool complete = false;     // every record enqueued so far has run
+  std::int64_t time_ns = 0;  // monotonic time at which the latest record ran
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual DeviceInfo info() const = 0;
+
+  // Device memory. allocate() fails with kResourceExhausted past capacity.
+  // free() of memory with ops still queued is the caller's bug.
+  [[nodiscard]] virtual Result<DevicePtr> allocate(std::size_t bytes) = 0;
+  virtual void free(DevicePtr ptr) = 0;
+  virtual std::uint64_t memory_in_use() const = 0;
+
+  // Host memory that copies will read or write (a session's shared arena).
+  // A GPU backend page-locks it for DMA; the CPU backend needs nothing.
+  [[nodiscard]] virtual Status register_host_memory(void* base, std::size_t bytes) = 0;
+  virtual void unregister_host_memory(void* base) = 0;
+
+  [[nodiscard]] virtual Result<QueueId> create_queue(QueuePriority priority) = 0;
+  // Waits for the queue's pending ops to finish, then destroys it.
+  virtual void destroy_queue(QueueId queue) = 0;
+
+  [[nodiscard]] virtual Result<EventId> create_event() = 0;
+  virtual void destroy_event(EventId event) = 0;
+  virtual EventState query_event(EventId event) const = 0;
+
+  // Queues an op; it runs after every op enqueued before it on this queue.
+  virtual void enqueue(QueueId queue, Op op, Completion done) = 0;
+
+  // Blocks until every queue is drained.
+  virtual void synchronize_all() = 0;
+};
+
+struct CpuBackendOptions {
+  std::uint64_t memory_bytes = 0;  // device memory capacity; 0 = a quarter of RAM
+  unsigned workers = 0;            // worker threads; 0 = number of cores
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options);
+
+}  // namespace malv::accel

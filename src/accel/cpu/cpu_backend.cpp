@@ -1,0 +1,322 @@
+#include "accel/cpu/cpu_backend.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "accel/cpu/cpu_kernels.h"
+#include "base/clock.h"
+
+namespace malv::accel::cpu {
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+void* host(DevicePtr ptr) {
+  return reinterpret_cast<void*>(static_cast<std::uintptr_t>(ptr.value));
+}
+
+template <typename... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <typename... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+// Everything but events, which need the scheduler (run_turn handles them).
+ErrorCode run_op(const Op& op) {
+  return std::visit(Overloaded{
+                        [](const CopyH2D& c) {
+                          if (c.bytes > 0) std::memcpy(host(c.dst), c.src, c.bytes);
+                          return ErrorCode::kOk;
+                        },
+                        [](const CopyD2H& c) {
+                          if (c.bytes > 0) std::memcpy(c.dst, host(c.src), c.bytes);
+                          return ErrorCode::kOk;
+                        },
+                        [](const CopyD2D& c) {
+                          if (c.bytes > 0) std::memmove(host(c.dst), host(c.src), c.bytes);
+                          return ErrorCode::kOk;
+                        },
+                        [](const Memset& m) {
+                          if (m.bytes > 0) std::memset(host(m.dst), m.value, m.bytes);
+                          return ErrorCode::kOk;
+                        },
+                        [](const Launch& l) {
+                          if (l.argc > kMaxKernelArgs) return ErrorCode::kInvalidArgument;
+                          return run_cpu_kernel(l.kernel, {l.args.data(), l.argc});
+                        },
+                        [](const RecordEvent&) { return ErrorCode::kInternal; },
+                        [](const WaitEvent&) { return ErrorCode::kInternal; },
+                        [](const Marker&) { return ErrorCode::kOk; },
+                    },
+                    op);
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(const CpuBackendOptions& options)
+    : worker_count_(options.workers != 0 ? options.workers
+                                         : std::max(1u, std::thread::hardware_concurrency())),
+      memory_(options.memory_bytes != 0 ? options.memory_bytes : default_cpu_device_memory()) {
+  configure_blas_threads(worker_count_);
+  workers_.reserve(worker_count_);
+  for (unsigned i = 0; i < worker_count_; ++i) workers_.emplace_back([this] { worker_main(); });
+}
+
+CpuBackend::~CpuBackend() {
+  // Drain first: a queue parked on an event needs a live worker to run the
+  // record that frees it.
+  synchronize_all();
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  for (std::thread& worker : workers_) worker.join();
+}
+
+DeviceInfo CpuBackend::info() const {
+  DeviceInfo info;
+  info.backend = "cpu";
+  info.name = fmt::format("OpenBLAS on {} workers", worker_count_);
+  info.total_memory = memory_.capacity();
+  info.free_memory = memory_.capacity() - memory_.in_use();
+  info.compute_units = worker_count_;
+  return info;
+}
+
+Result<DevicePtr> CpuBackend::allocate(std::size_t bytes) { return memory_.allocate(bytes); }
+void CpuBackend::free(DevicePtr ptr) { memory_.free(ptr); }
+std::uint64_t CpuBackend::memory_in_use() const { return memory_.in_use(); }
+
+// Workers read and write host memory directly; there is nothing to pin.
+Status CpuBackend::register_host_memory(void*, std::size_t) { return ok_status(); }
+void CpuBackend::unregister_host_memory(void*) {}
+
+Result<QueueId> CpuBackend::create_queue(QueuePriority priority) {
+  std::lock_guard lock(mu_);
+  const std::uint64_t id = next_queue_id_++;
+  auto queue = std::make_unique<Queue>();
+  queue->priority = priority;
+  queues_.emplace(id, std::move(queue));
+  return QueueId{id};
+}
+
+void CpuBackend::destroy_queue(QueueId id) {
+  std::unique_lock lock(mu_);
+  auto it = queues_.find(id.value());
+  if (it == queues_.end()) return;
+  Queue* queue = it->second.get();
+  ++idle_waiters_;
+  idle_cv_.wait(lock, [queue] { return queue->state == Queue::State::kIdle; });
+  --idle_waiters_;
+  queues_.erase(id.value());
+}
+
+Result<EventId> CpuBackend::create_event() {
+  std::lock_guard lock(mu_);
+  const std::uint64_t id = next_event_id_++;
+  events_.emplace(id, Event{});
+  return EventId{id};
+}
+
+void CpuBackend::destroy_event(EventId id) {
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    auto it = events_.find(id.value());
+    if (it == events_.end()) return;
+    // Queues parked on it proceed: a wait on a destroyed event is satisfied.
+    for (Queue* waiter : it->second.waiters) make_ready(waiter);
+    wake = !it->second.waiters.empty() && idle_workers_ > 0;
+    events_.erase(it);
+  }
+  if (wake) work_cv_.notify_all();
+}
+
+EventState CpuBackend::query_event(EventId id) const {
+  std::lock_guard lock(mu_);
+  auto it = events_.find(id.value());
+  if (it == events_.end()) return EventState{true, 0};
+  return EventState{it->second.completed == it->second.recorded, it->second.time_ns};
+}
+
+void CpuBackend::enqueue(QueueId id, Op op, Completion done) {
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    auto it = queues_.find(id.value());
+    if (it != queues_.end()) {
+      Queue* queue = it->second.get();
+      std::uint64_t seq = 0;
+      if (const auto* record = std::get_if<RecordEvent>(&op)) {
+        auto event = events_.find(record->event.value());
+        if (event != events_.end()) seq = ++event->second.recorded;
+      } else if (const auto* wait = std::get_if<WaitEvent>(&op)) {
+        auto event = events_.find(wait->event.value());
+        if (event != events_.end()) seq = event->second.recorded;
+      }
+      queue->pending.push_back(QueuedOp{std::move(op), done, seq});
+      if (queue->state == Queue::State::kIdle) {
+        ++busy_queues_;
+        make_ready(queue);
+        wake = idle_workers_ > 0;
+      }
+      done.fn = nullptr;  // queued: the worker reports it
+    }
+  }
+  if (wake) work_cv_.notify_one();
+  if (done.fn != nullptr) done.fn(done.context, done.cookie, ErrorCode::kNotFound);
+}
+
+void CpuBackend::synchronize_all() {
+  std::unique_lock lock(mu_);
+  ++idle_waiters_;
+  idle_cv_.wait(lock, [this] { return busy_queues_ == 0; });
+  --idle_waiters_;
+}
+
+void CpuBackend::make_ready(Queue* queue) {
+  queue->state = Queue::State::kReady;
+  ready_count_.fetch_add(1, std::memory_order_relaxed);
+  (queue->priority == QueuePriority::kHigh ? ready_high_ : ready_normal_).push_back(queue);
+}
+
+CpuBackend::Queue* CpuBackend::take_ready() {
+  for (std::deque<Queue*>* ready : {&ready_high_, &ready_normal_}) {
+    if (!ready->empty()) {
+      Queue* queue = ready->front();
+      ready->pop_front();
+      ready_count_.fetch_sub(1, std::memory_order_relaxed);
+      return queue;
+    }
+  }
+  return nullptr;
+}
+
+void CpuBackend::worker_main() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    Queue* queue = take_ready();
+    if (queue == nullptr) {
+      if (stopping_) return;
+      if (!spinner_active_.exchange(true, std::memory_order_acquire)) {
+        // One worker at a time polls briefly before sleeping: a host pushing
+        // a stream of small ops refills the ready list within microseconds,
+        // and waking a sleeping worker would cost the enqueuing thread a
+        // futex call per op. Only one, so pollers never crowd out the host
+        // thread on a small machine.
+        lock.unlock();
+        const std::int64_t give_up = mono_now_ns() + kSpinNs;
+        while (ready_count_.load(std::memory_order_relaxed) == 0 && mono_now_ns() < give_up) {
+          cpu_relax();
+        }
+        spinner_active_.store(false, std::memory_order_release);
+        lock.lock();
+        if (ready_count_.load(std::memory_order_relaxed) != 0) continue;
+        if (stopping_) return;
+      }
+      // Enqueue wakes a worker only while idle_workers_ > 0, and both sides
+      // look under mu_, so no wake-up is lost between the poll and the wait.
+      ++idle_workers_;
+      work_cv_.wait(lock);
+      --idle_workers_;
+      continue;
+    }
+    queue->state = Queue::State::kRunning;
+    if (queue->next == queue->running.size()) {
+      // Everything taken earlier has run: take everything enqueued since.
+      queue->running.clear();
+      queue->next = 0;
+      queue->running.swap(queue->pending);
+    }
+    lock.unlock();
+    if (run_turn(*queue, lock)) continue;  // parked on an event
+    if (queue->next < queue->running.size() || !queue->pending.empty()) {
+      make_ready(queue);  // more to do: back of the line, for fairness
+    } else {
+      queue->state = Queue::State::kIdle;
+      --busy_queues_;
+      if (idle_waiters_ > 0) idle_cv_.notify_all();
+    }
+  }
+}
+
+bool CpuBackend::run_turn(Queue& queue, std::unique_lock<std::mutex>& lock) {
+  const std::size_t end = std::min(queue.running.size(), queue.next + kOpsPerTurn);
+  while (queue.next < end) {
+    QueuedOp& item = queue.running[queue.next];
+    ErrorCode status = ErrorCode::kOk;
+    if (const auto* wait = std::get_if<WaitEvent>(&item.op)) {
+      if (!try_pass_wait(queue, *wait, item.event_seq, lock)) return true;
+    } else if (const auto* record = std::get_if<RecordEvent>(&item.op)) {
+      status = run_record(*record, item.event_seq);
+    } else {
+      status = run_op(item.op);
+    }
+    ++queue.next;
+    if (item.done.fn != nullptr) item.done.fn(item.done.context, item.done.cookie, status);
+  }
+  lock.lock();
+  return false;
+}
+
+bool CpuBackend::try_pass_wait(Queue& queue, const WaitEvent& wait, std::uint64_t target,
+                               std::unique_lock<std::mutex>& lock) {
+  if (target == 0) return true;  // nothing was recorded when the wait was enqueued
+  lock.lock();
+  auto it = events_.find(wait.event.value());
+  if (it == events_.end() || it->second.latest_done >= target) {
+    lock.unlock();
+    return true;
+  }
+  // Park: the record that reaches `target` puts the queue back on the ready
+  // list, and this op is tried again then (queue.next still points at it).
+  queue.state = Queue::State::kBlocked;
+  it->second.waiters.push_back(&queue);
+  return false;
+}
+
+ErrorCode CpuBackend::run_record(const RecordEvent& record, std::uint64_t seq) {
+  const std::int64_t now = mono_now_ns();
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    auto it = events_.find(record.event.value());
+    if (it == events_.end()) {
+      // Unknown when enqueued: a caller bug. Destroyed since: nobody can ask.
+      return seq == 0 ? ErrorCode::kNotFound : ErrorCode::kOk;
+    }
+    Event& event = it->second;
+    ++event.completed;
+    if (seq > event.latest_done) {
+      event.latest_done = seq;
+      event.time_ns = now;
+    }
+    // Parked queues re-check their own target when they run again.
+    for (Queue* waiter : event.waiters) make_ready(waiter);
+    wake = !event.waiters.empty() && idle_workers_ > 0;
+    event.waiters.clear();
+  }
+  if (wake) work_cv_.notify_all();
+  return ErrorCode::kOk;
+}
+
+}  // namespace malv::accel::cpu
+
+namespace malv::accel {
+
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
+  return std::make_unique<cpu::CpuBackend>(options);
+}
+
+}  // namespace malv::accel

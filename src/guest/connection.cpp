@@ -1,0 +1,286 @@
+#include "guest/connection.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <bit>
+#include <cstring>
+
+#include "base/log.h"
+#include "proto/encoder.h"
+
+namespace malv::guest {
+namespace {
+
+using namespace std::chrono_literals;
+using wire::Opcode;
+
+constexpr auto kWaitSlice = 20ms;
+
+Error completion_error(const wire::Completion& c) {
+  return Error(static_cast<ErrorCode>(c.status),
+               fmt::format("command #{} ({}) failed", c.tag, proto::opcode_name(c.opcode)));
+}
+
+bool is_stream_op(std::uint16_t opcode) {
+  switch (static_cast<Opcode>(opcode)) {
+    case Opcode::kWrite:
+    case Opcode::kRead:
+    case Opcode::kCopy:
+    case Opcode::kMemset:
+    case Opcode::kEventRecord:
+    case Opcode::kEventWait:
+    case Opcode::kLaunch: return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+KernelArg KernelArg::f32(float v) {
+  return {{static_cast<std::uint32_t>(wire::ArgKind::kF32), 0, std::bit_cast<std::uint32_t>(v), 0}};
+}
+
+void ObjectHandle::reset() {
+  if (connection_ != nullptr && handle_ != 0) connection_->release_object(destroy_, handle_);
+  connection_ = nullptr;
+  handle_ = 0;
+}
+
+Connection::Connection(std::unique_ptr<ClientChannel> channel)
+    : channel_(std::move(channel)), arena_(channel_->arena().size()) {}
+
+Connection::~Connection() {
+  // Let outstanding reads land before their destinations go away.
+  if (!broken_) (void)synchronize();
+}
+
+Result<std::unique_ptr<Connection>> Connection::connect_unix(const std::string& path,
+                                                             const ConnectOptions& options) {
+  MALV_ASSIGN_OR_RETURN(ipc::Socket socket, ipc::Socket::connect_unix(path));
+  MALV_ASSIGN_OR_RETURN(
+      auto channel, open_shm_channel(std::move(socket),
+                                     {options.vm_name, options.credential, options.arena_bytes}));
+  return std::unique_ptr<Connection>(new Connection(std::move(channel)));
+}
+
+Result<std::unique_ptr<Connection>> Connection::connect_tcp(const std::string& host,
+                                                            std::uint16_t port,
+                                                            const ConnectOptions& options) {
+  MALV_ASSIGN_OR_RETURN(ipc::Socket socket, ipc::Socket::connect_tcp(host, port));
+  MALV_ASSIGN_OR_RETURN(auto channel,
+                        open_stream_channel(std::move(socket), {options.vm_name, options.credential,
+                                                                options.arena_bytes}));
+  return std::unique_ptr<Connection>(new Connection(std::move(channel)));
+}
+
+Result<std::unique_ptr<Connection>> Connection::connect_vsock(std::uint32_t cid, std::uint32_t port,
+                                                              const ConnectOptions& options) {
+  MALV_ASSIGN_OR_RETURN(ipc::Socket socket, ipc::Socket::connect_vsock(cid, port));
+  MALV_ASSIGN_OR_RETURN(auto channel,
+                        open_stream_channel(std::move(socket), {options.vm_name, options.credential,
+                                                                options.arena_bytes}));
+  return std::unique_ptr<Connection>(new Connection(std::move(channel)));
+}
+
+Status Connection::drain(std::chrono::nanoseconds timeout) {
+  if (broken_) return Error(ErrorCode::kDisconnected, "connection to the host is closed");
+  std::array<wire::Completion, 64> batch;
+  Result<std::size_t> n = channel_->poll(batch);
+  if (n.ok() && n.value() == 0 && timeout > std::chrono::nanoseconds::zero()) {
+    Status waited = channel_->wait(timeout);
+    if (!waited.ok()) {
+      broken_ = true;
+      return waited;
+    }
+    n = channel_->poll(batch);
+  }
+  if (!n.ok()) {
+    broken_ = true;
+    return std::move(n).error().with_context("reading completions");
+  }
+  for (std::size_t i = 0; i < n.value(); ++i) process(batch[i]);
+  return ok_status();
+}
+
+void Connection::process(const wire::Completion& c) {
+  if (c.status != 0 && is_stream_op(c.opcode)) {
+    auto [it, inserted] = stream_errors_.try_emplace(
+        c.result2, FailedCommand{c.tag, c.opcode, static_cast<ErrorCode>(c.status)});
+    (void)it;
+    (void)inserted;  // keep the first failure per stream
+  }
+  auto it = pending_.find(c.tag);
+  if (it == pending_.end()) {
+    if (c.status != 0 && !is_stream_op(c.opcode)) {
+      log::debug("guest", "{}", completion_error(c).to_string());
+    }
+    return;
+  }
+  Pending& p = it->second;
+  if (c.status == 0 && p.read_into != nullptr) {
+    std::memcpy(p.read_into, channel_->arena().data() + p.arena_offset, p.arena_bytes);
+  }
+  if (p.arena_bytes > 0) arena_.release(p.arena_offset, p.arena_bytes);
+  if (p.wanted) {
+    p.done = true;
+    p.completion = c;
+  } else {
+    pending_.erase(it);
+  }
+}
+
+Status Connection::submit(std::span<const wire::Command> records, proto::ArenaRange publish,
+                          const Pending* pending) {
+  if (pending != nullptr) pending_.emplace(records[0].tag, *pending);
+  for (;;) {
+    Result<bool> pushed = channel_->try_submit(records, publish);
+    if (!pushed.ok()) {
+      broken_ = true;
+      pending_.erase(records[0].tag);
+      return std::move(pushed).error().with_context("submitting a command");
+    }
+    if (pushed.value()) return ok_status();
+    MALV_TRY(drain(std::chrono::microseconds(100)));  // ring full: let the host catch up
+  }
+}
+
+Result<wire::Completion> Connection::call(wire::Command cmd, proto::ArenaRange publish,
+                                          Pending pending) {
+  pending.wanted = true;
+  MALV_TRY(submit(std::span(&cmd, 1), publish, &pending));
+  for (;;) {
+    auto it = pending_.find(cmd.tag);
+    if (it != pending_.end() && it->second.done) {
+      wire::Completion c = it->second.completion;
+      pending_.erase(it);
+      return c;
+    }
+    MALV_TRY(drain(kWaitSlice));
+  }
+}
+
+Result<std::uint64_t> Connection::arena_allocate(std::uint64_t bytes) {
+  if (bytes > arena_.capacity()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("{} bytes do not fit the {}-byte arena", bytes, arena_.capacity()));
+  }
+  for (;;) {
+    if (std::optional<std::uint64_t> offset = arena_.allocate(bytes)) return *offset;
+    MALV_TRY(drain(kWaitSlice));  // in-flight transfers give their ranges back
+  }
+}
+
+Status Connection::ping() {
+  MALV_ASSIGN_OR_RETURN(wire::Completion c, call(proto::make_command(Opcode::kNop, next_tag())));
+  if (c.status != 0) return completion_error(c);
+  return ok_status();
+}
+
+Result<DeviceInfo> Connection::device_info() {
+  MALV_ASSIGN_OR_RETURN(std::uint64_t offset, arena_allocate(sizeof(wire::DeviceInfoRecord)));
+  Pending pending;
+  pending.arena_offset = offset;
+  pending.arena_bytes = sizeof(wire::DeviceInfoRecord);
+  wire::DeviceInfoRecord record{};
+  pending.read_into = reinterpret_cast<std::byte*>(&record);
+  MALV_ASSIGN_OR_RETURN(
+      wire::Completion c,
+      call(proto::make_command(Opcode::kDeviceQuery, next_tag(), {offset, sizeof(record)}), {},
+           pending));
+  if (c.status != 0) return completion_error(c);
+  DeviceInfo info;
+  info.backend.assign(record.backend, strnlen(record.backend, sizeof(record.backend)));
+  info.name.assign(record.name, strnlen(record.name, sizeof(record.name)));
+  info.total_memory = record.total_memory;
+  info.free_memory = record.free_memory;
+  info.compute_units = record.compute_units;
+  return info;
+}
+
+Result<Buffer> Connection::allocate(std::uint64_t bytes) {
+  MALV_ASSIGN_OR_RETURN(wire::Completion c,
+                        call(proto::make_command(Opcode::kBufferAlloc, next_tag(), {bytes})));
+  if (c.status != 0) {
+    return completion_error(c).with_context(fmt::format("allocating {} bytes", bytes));
+  }
+  return Buffer(this, c.result, bytes);
+}
+
+Result<Stream> Connection::create_stream(bool high_priority) {
+  MALV_ASSIGN_OR_RETURN(
+      wire::Completion c,
+      call(proto::make_command(Opcode::kStreamCreate, next_tag(), {high_priority ? 1u : 0u})));
+  if (c.status != 0) return completion_error(c);
+  return Stream(this, c.result);
+}
+
+Result<Event> Connection::create_event() {
+  MALV_ASSIGN_OR_RETURN(wire::Completion c,
+                        call(proto::make_command(Opcode::kEventCreate, next_tag())));
+  if (c.status != 0) return completion_error(c);
+  return Event(this, c.result);
+}
+
+Result<Kernel> Connection::kernel(std::string_view name) {
+  MALV_ASSIGN_OR_RETURN(std::uint64_t offset, arena_allocate(name.size()));
+  std::memcpy(arena().data() + offset, name.data(), name.size());
+  Pending pending;
+  pending.arena_offset = offset;
+  pending.arena_bytes = name.size();
+  MALV_ASSIGN_OR_RETURN(
+      wire::Completion c,
+      call(proto::make_command(Opcode::kKernelLookup, next_tag(), {offset, name.size()}),
+           {offset, name.size()}, pending));
+  if (c.status != 0) {
+    return completion_error(c).with_context(fmt::format("looking up kernel '{}'", name));
+  }
+  return Kernel{std::string(name), c.result, static_cast<std::uint32_t>(c.result2)};
+}
+
+Status Connection::synchronize() {
+  MALV_ASSIGN_OR_RETURN(wire::Completion c,
+                        call(proto::make_command(Opcode::kSyncAll, next_tag())));
+  if (c.status == 0) {
+    stream_errors_.clear();
+    return ok_status();
+  }
+  // The host names the failing command by tag; find its stream's record.
+  for (auto& [stream, failed] : stream_errors_) {
+    if (failed.tag == c.result) return take_stream_error(stream, failed.status, failed.tag);
+  }
+  return Error(static_cast<ErrorCode>(c.status),
+               fmt::format("command #{} failed (reported at synchronize)", c.result));
+}
+
+Status Connection::take_stream_error(std::uint64_t stream_handle, ErrorCode status,
+                                     std::uint64_t tag) {
+  auto it = stream_errors_.find(stream_handle);
+  std::uint16_t opcode = 0xffff;
+  if (it != stream_errors_.end()) {
+    if (it->second.tag == tag) opcode = it->second.opcode;
+    stream_errors_.erase(it);
+  }
+  if (status == ErrorCode::kOk) return ok_status();
+  return Error(status, fmt::format("command #{} ({}) on stream {:#x} failed", tag,
+                                   proto::opcode_name(opcode), stream_handle));
+}
+
+Result<std::uint64_t> Connection::elapsed_ns(const Event& start, const Event& end) {
+  MALV_ASSIGN_OR_RETURN(
+      wire::Completion c,
+      call(proto::make_command(Opcode::kEventElapsed, next_tag(), {start.handle(), end.handle()})));
+  if (c.status != 0) return completion_error(c);
+  return c.result;
+}
+
+void Connection::release_object(wire::Opcode destroy, std::uint64_t handle) {
+  if (broken_) return;
+  wire::Command cmd = proto::make_command(destroy, next_tag(), {handle});
+  cmd.flags = wire::kFlagSkipSuccess;
+  if (Status s = submit(std::span(&cmd, 1), {}, nullptr); !s.ok()) {
+    log::debug("guest", "releasing handle {:#x}: {}", handle, s.error().to_string());
+  }
+}
+
+}  // namespace malv::guest

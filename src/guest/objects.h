@@ -1,0 +1,90 @@
+// Buffer, Event and Kernel: move-only client handles to host objects
+// (Zircon-style). Destroying a Buffer or Event releases the host object;
+// a Kernel is a looked-up entry of the host's kernel registry.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "malv/protocol.h"
+
+namespace malv::guest {
+
+class Connection;
+
+// Releases a host object when the owner goes away.
+class ObjectHandle {
+ public:
+  ObjectHandle() = default;
+  ObjectHandle(Connection* connection, std::uint64_t handle, wire::Opcode destroy)
+      : connection_(connection), handle_(handle), destroy_(destroy) {}
+  ~ObjectHandle() { reset(); }
+  ObjectHandle(ObjectHandle&& other) noexcept
+      : connection_(std::exchange(other.connection_, nullptr)),
+        handle_(std::exchange(other.handle_, 0)),
+        destroy_(other.destroy_) {}
+  ObjectHandle& operator=(ObjectHandle&& other) noexcept {
+    if (this != &other) {
+      reset();
+      connection_ = std::exchange(other.connection_, nullptr);
+      handle_ = std::exchange(other.handle_, 0);
+      destroy_ = other.destroy_;
+    }
+    return *this;
+  }
+
+  std::uint64_t raw() const { return handle_; }
+  Connection* connection() const { return connection_; }
+  void reset();
+
+ private:
+  Connection* connection_ = nullptr;
+  std::uint64_t handle_ = 0;
+  wire::Opcode destroy_ = wire::Opcode::kNop;
+};
+
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Connection* connection, std::uint64_t handle, std::uint64_t bytes)
+      : handle_(connection, handle, wire::Opcode::kBufferFree), bytes_(bytes) {}
+  std::uint64_t handle() const { return handle_.raw(); }
+  std::uint64_t size() const { return bytes_; }
+
+ private:
+  ObjectHandle handle_;
+  std::uint64_t bytes_ = 0;
+};
+
+class Event {
+ public:
+  Event() = default;
+  Event(Connection* connection, std::uint64_t handle)
+      : handle_(connection, handle, wire::Opcode::kEventDestroy) {}
+  std::uint64_t handle() const { return handle_.raw(); }
+  Connection* connection() const { return handle_.connection(); }
+
+ private:
+  ObjectHandle handle_;
+};
+
+struct Kernel {
+  std::string name;
+  std::uint64_t handle = 0;
+  std::uint32_t argc = 0;
+};
+
+// One kernel argument: a buffer (with byte offset), an int64 or a float.
+struct KernelArg {
+  static KernelArg buffer(const Buffer& b, std::uint64_t offset = 0) {
+    return {{static_cast<std::uint32_t>(wire::ArgKind::kBuffer), 0, b.handle(), offset}};
+  }
+  static KernelArg i64(std::int64_t v) {
+    return {{static_cast<std::uint32_t>(wire::ArgKind::kI64), 0, static_cast<std::uint64_t>(v), 0}};
+  }
+  static KernelArg f32(float v);
+  wire::KernelArg wire;
+};
+
+}  // namespace malv::guest

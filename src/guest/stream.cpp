@@ -1,0 +1,136 @@
+#include "guest/stream.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "guest/connection.h"
+#include "proto/encoder.h"
+
+namespace malv::guest {
+namespace {
+
+using wire::Opcode;
+
+// Transfers larger than this are split, so that several chunks are in flight
+// at once: the guest fills chunk i+1 while the host copies chunk i.
+std::uint64_t chunk_bytes(const Connection& connection) {
+  return std::max<std::uint64_t>(4096,
+                                 std::min<std::uint64_t>(connection.arena_bytes() / 4, 8ull << 20));
+}
+
+}  // namespace
+
+Status Stream::write(const Buffer& dst, std::uint64_t offset, std::span<const std::byte> data) {
+  Connection& conn = connection();
+  const std::uint64_t chunk = chunk_bytes(conn);
+  std::uint64_t done = 0;
+  do {
+    const std::uint64_t n = std::min<std::uint64_t>(chunk, data.size() - done);
+    MALV_ASSIGN_OR_RETURN(std::uint64_t arena_offset, conn.arena_allocate(n));
+    if (n > 0) std::memcpy(conn.arena().data() + arena_offset, data.data() + done, n);
+    Connection::Pending pending;
+    pending.arena_offset = arena_offset;
+    pending.arena_bytes = n;
+    wire::Command cmd = proto::make_command(
+        Opcode::kWrite, conn.next_tag(), {handle(), dst.handle(), offset + done, arena_offset, n});
+    MALV_TRY(conn.submit(std::span(&cmd, 1), {arena_offset, n}, &pending));
+    done += n;
+  } while (done < data.size());
+  return ok_status();
+}
+
+Status Stream::read(const Buffer& src, std::uint64_t offset, std::span<std::byte> out) {
+  Connection& conn = connection();
+  const std::uint64_t chunk = chunk_bytes(conn);
+  std::uint64_t done = 0;
+  do {
+    const std::uint64_t n = std::min<std::uint64_t>(chunk, out.size() - done);
+    MALV_ASSIGN_OR_RETURN(std::uint64_t arena_offset, conn.arena_allocate(n));
+    Connection::Pending pending;
+    pending.arena_offset = arena_offset;
+    pending.arena_bytes = n;
+    pending.read_into = out.data() + done;
+    wire::Command cmd = proto::make_command(
+        Opcode::kRead, conn.next_tag(), {handle(), src.handle(), offset + done, arena_offset, n});
+    MALV_TRY(conn.submit(std::span(&cmd, 1), {}, &pending));
+    done += n;
+  } while (done < out.size());
+  return ok_status();
+}
+
+Status Stream::copy(const Buffer& src, std::uint64_t src_offset, const Buffer& dst,
+                    std::uint64_t dst_offset, std::uint64_t bytes) {
+  Connection& conn = connection();
+  wire::Command cmd =
+      proto::make_command(Opcode::kCopy, conn.next_tag(),
+                          {handle(), src.handle(), src_offset, dst.handle(), dst_offset, bytes});
+  cmd.flags = wire::kFlagSkipSuccess;
+  return conn.submit(std::span(&cmd, 1), {}, nullptr);
+}
+
+Status Stream::memset(const Buffer& dst, std::uint64_t offset, std::uint64_t bytes,
+                      std::uint8_t value) {
+  Connection& conn = connection();
+  wire::Command cmd = proto::make_command(Opcode::kMemset, conn.next_tag(),
+                                          {handle(), dst.handle(), offset, bytes, value});
+  cmd.flags = wire::kFlagSkipSuccess;
+  return conn.submit(std::span(&cmd, 1), {}, nullptr);
+}
+
+Status Stream::launch(const Kernel& kernel, std::span<const KernelArg> args) {
+  if (args.size() > wire::kMaxKernelArgs) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("{} arguments for kernel '{}', at most {}", args.size(), kernel.name,
+                             wire::kMaxKernelArgs));
+  }
+  Connection& conn = connection();
+  // Command + up to four extension records, built in place (no allocation).
+  std::array<wire::Command, 1 + wire::kMaxExtensionRecords> records{};
+  const std::uint8_t extensions = proto::extension_records_for(args.size());
+  records[0] =
+      proto::make_command(Opcode::kLaunch, conn.next_tag(), {handle(), kernel.handle, args.size()});
+  records[0].extensions = extensions;
+  records[0].flags = wire::kFlagSkipSuccess;
+  auto* packed = reinterpret_cast<wire::KernelArg*>(records.data() + 1);
+  for (std::size_t i = 0; i < args.size(); ++i) packed[i] = args[i].wire;
+  return conn.submit(std::span(records.data(), 1 + extensions), {}, nullptr);
+}
+
+Status Stream::record(const Event& event) {
+  Connection& conn = connection();
+  wire::Command cmd =
+      proto::make_command(Opcode::kEventRecord, conn.next_tag(), {handle(), event.handle()});
+  cmd.flags = wire::kFlagSkipSuccess;
+  return conn.submit(std::span(&cmd, 1), {}, nullptr);
+}
+
+Status Stream::wait(const Event& event) {
+  Connection& conn = connection();
+  wire::Command cmd =
+      proto::make_command(Opcode::kEventWait, conn.next_tag(), {handle(), event.handle()});
+  cmd.flags = wire::kFlagSkipSuccess;
+  return conn.submit(std::span(&cmd, 1), {}, nullptr);
+}
+
+Status Stream::synchronize() {
+  Connection& conn = connection();
+  MALV_ASSIGN_OR_RETURN(wire::Completion c, conn.call(proto::make_command(
+                                                Opcode::kStreamSync, conn.next_tag(), {handle()})));
+  return conn.take_stream_error(handle(), static_cast<ErrorCode>(c.status), c.result);
+}
+
+Status synchronize(const Event& event) {
+  Connection& conn = *event.connection();
+  MALV_ASSIGN_OR_RETURN(
+      wire::Completion c,
+      conn.call(proto::make_command(Opcode::kEventSync, conn.next_tag(), {event.handle()})));
+  if (c.status != 0) {
+    return Error(static_cast<ErrorCode>(c.status), fmt::format("event synchronize failed"));
+  }
+  return ok_status();
+}
+
+}  // namespace malv::guest

@@ -1,0 +1,240 @@
+#include "microlake/server.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/log.h"
+#include "ipc/channel_layout.h"
+#include "microlake/shm_endpoint.h"
+#include "microlake/stream_endpoint.h"
+
+namespace malv::microlake {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A guest has this long to send its hello.
+constexpr auto kHelloTimeout = 5000ms;
+
+std::string bounded_string(const char* field, std::size_t size) {
+  return std::string(field, strnlen(field, size));
+}
+
+Status send_refusal(ipc::Socket& socket, const Error& error) {
+  wire::HelloReply reply{};
+  reply.magic = wire::kHelloMagic;
+  reply.version = wire::kProtocolVersion;
+  reply.status = static_cast<std::uint16_t>(error.code());
+  std::snprintf(reply.message, sizeof(reply.message), "%s", error.to_string().c_str());
+  return socket.write_all(&reply, sizeof(reply));
+}
+
+Status check_hello(const wire::HelloRequest& hello, HelloInfo::Via via) {
+  if (hello.magic != wire::kHelloMagic) {
+    return Error(ErrorCode::kInvalidArgument, "not a MaLV-OS hello (bad magic)");
+  }
+  if (hello.version != wire::kProtocolVersion) {
+    return Error(ErrorCode::kUnimplemented,
+                 fmt::format("protocol version {} is not supported; this host speaks {}",
+                             hello.version, wire::kProtocolVersion));
+  }
+  const auto transport = static_cast<wire::Transport>(hello.transport);
+  if (transport != wire::Transport::kShm && transport != wire::Transport::kStream) {
+    return Error(ErrorCode::kInvalidArgument, fmt::format("unknown transport {}", hello.transport));
+  }
+  if (transport == wire::Transport::kShm && via != HelloInfo::Via::kUnix) {
+    return Error(ErrorCode::kInvalidArgument, "shared memory is only offered over a Unix socket");
+  }
+  if (strnlen(hello.vm_name, sizeof(hello.vm_name)) == sizeof(hello.vm_name) ||
+      strnlen(hello.credential, sizeof(hello.credential)) == sizeof(hello.credential)) {
+    return Error(ErrorCode::kInvalidArgument, "vm name or credential is not NUL-terminated");
+  }
+  if (hello.vm_name[0] == '\0') return Error(ErrorCode::kInvalidArgument, "empty vm name");
+  return ok_status();
+}
+
+}  // namespace
+
+Server::Server(accel::Backend& backend, ServerOptions options)
+    : backend_(backend), options_(std::move(options)) {}
+
+Result<std::unique_ptr<Server>> Server::start(accel::Backend& backend, ServerOptions options) {
+  if (options.unix_path.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "server needs a Unix socket path");
+  }
+  MALV_TRY_CONTEXT(ipc::ChannelLayout::compute(options.sq_entries, options.cq_entries,
+                                               options.default_arena_bytes),
+                   "server ring and arena sizes");
+  std::unique_ptr<Server> server(new Server(backend, std::move(options)));
+  const ServerOptions& o = server->options_;
+  MALV_ASSIGN_OR_RETURN(ipc::Socket unix_listener, ipc::Socket::listen_unix(o.unix_path));
+  server->listeners_.push_back(std::make_unique<ipc::Socket>(std::move(unix_listener)));
+  std::vector<HelloInfo::Via> vias{HelloInfo::Via::kUnix};
+  if (o.tcp_host) {
+    MALV_ASSIGN_OR_RETURN(ipc::Socket tcp, ipc::Socket::listen_tcp(*o.tcp_host, o.tcp_port));
+    MALV_ASSIGN_OR_RETURN(server->tcp_port_, tcp.local_port());
+    server->listeners_.push_back(std::make_unique<ipc::Socket>(std::move(tcp)));
+    vias.push_back(HelloInfo::Via::kTcp);
+  }
+  if (o.vsock_port) {
+    constexpr std::uint32_t kAnyCid = 0xffffffffu;  // VMADDR_CID_ANY
+    MALV_ASSIGN_OR_RETURN(ipc::Socket vsock, ipc::Socket::listen_vsock(kAnyCid, *o.vsock_port));
+    server->listeners_.push_back(std::make_unique<ipc::Socket>(std::move(vsock)));
+    vias.push_back(HelloInfo::Via::kVsock);
+  }
+  for (std::size_t i = 0; i < server->listeners_.size(); ++i) {
+    server->acceptors_.emplace_back([raw = server.get(), listener = server->listeners_[i].get(),
+                                     via = vias[i]] { raw->accept_loop(listener, via); });
+  }
+  log::info("microlake", "listening on {}{}", o.unix_path,
+            o.tcp_host ? fmt::format(" and tcp {}:{}", *o.tcp_host, server->tcp_port_) : "");
+  return server;
+}
+
+Server::~Server() { stop(); }
+
+void Server::stop() {
+  stopping_.store(true, std::memory_order_release);
+  for (auto& listener : listeners_) listener->shutdown();
+  for (auto& acceptor : acceptors_) {
+    if (acceptor.joinable()) acceptor.join();
+  }
+  {
+    std::lock_guard lock(mutex_);
+    for (Connection& c : connections_) {
+      if (c.endpoint) c.endpoint->stop();
+    }
+  }
+  std::list<Connection> all;
+  {
+    std::lock_guard lock(mutex_);
+    all.splice(all.begin(), connections_);
+  }
+  for (Connection& c : all) {
+    if (c.thread.joinable()) c.thread.join();
+  }
+  if (!listeners_.empty()) ::unlink(options_.unix_path.c_str());
+  listeners_.clear();
+}
+
+std::size_t Server::session_count() const {
+  std::lock_guard lock(mutex_);
+  std::size_t n = 0;
+  for (const Connection& c : connections_) {
+    n += c.admitted && !c.finished.load(std::memory_order_acquire) ? 1 : 0;
+  }
+  return n;
+}
+
+void Server::reap_finished() {
+  std::list<Connection> done;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      auto next = std::next(it);
+      if (it->finished.load(std::memory_order_acquire)) done.splice(done.end(), connections_, it);
+      it = next;
+    }
+  }
+  for (Connection& c : done) c.thread.join();
+}
+
+void Server::accept_loop(ipc::Socket* listener, HelloInfo::Via via) {
+  while (!stopping_.load(std::memory_order_acquire)) {
+    Result<ipc::Socket> accepted = listener->accept();
+    if (!accepted.ok()) {
+      if (stopping_.load(std::memory_order_acquire)) return;
+      log::warn("microlake", "accept failed: {}", accepted.error().to_string());
+      std::this_thread::sleep_for(10ms);
+      continue;
+    }
+    reap_finished();
+    std::lock_guard lock(mutex_);
+    if (stopping_.load(std::memory_order_acquire)) return;
+    Connection& c = connections_.emplace_back();
+    c.thread = std::thread([this, &c, socket = std::move(accepted).value(), via]() mutable {
+      serve_connection(c, std::move(socket), via);
+      c.finished.store(true, std::memory_order_release);
+    });
+  }
+}
+
+void Server::serve_connection(Connection& connection, ipc::Socket socket, HelloInfo::Via via) {
+  Result<std::unique_ptr<Endpoint>> endpoint = admit(socket, via);
+  if (!endpoint.ok()) {
+    log::warn("microlake", "guest refused: {}", endpoint.error().to_string());
+    (void)send_refusal(socket, endpoint.error());
+    return;
+  }
+  Endpoint* raw = endpoint.value().get();
+  {
+    std::lock_guard lock(mutex_);
+    connection.endpoint = raw;
+    connection.admitted = true;
+    if (stopping_.load(std::memory_order_acquire)) raw->stop();
+  }
+  raw->run();
+  {
+    std::lock_guard lock(mutex_);
+    connection.endpoint = nullptr;
+  }
+  endpoint.value().reset();  // tears the session down: every resource released
+}
+
+Result<std::unique_ptr<Endpoint>> Server::admit(ipc::Socket& socket, HelloInfo::Via via) {
+  MALV_TRY(socket.set_timeouts(kHelloTimeout, kHelloTimeout));
+  wire::HelloRequest hello{};
+  MALV_TRY_CONTEXT(socket.read_exact(&hello, sizeof(hello)), "reading hello");
+  MALV_TRY(check_hello(hello, via));
+  HelloInfo info;
+  info.vm_name = bounded_string(hello.vm_name, sizeof(hello.vm_name));
+  info.credential = bounded_string(hello.credential, sizeof(hello.credential));
+  info.via = via;
+  if (via == HelloInfo::Via::kUnix) {
+    MALV_ASSIGN_OR_RETURN(info.peer, socket.peer_credentials());
+  }
+  if (via == HelloInfo::Via::kVsock) info.vsock_cid = socket.peer_vsock_cid();
+  if (options_.authenticate) MALV_TRY(options_.authenticate(info));
+
+  std::uint64_t arena = hello.arena_bytes == 0 ? options_.default_arena_bytes : hello.arena_bytes;
+  arena = std::min(arena, options_.max_arena_bytes);
+  arena = std::max<std::uint64_t>(arena, ipc::kMinArenaBytes);
+  arena = (arena + ipc::kChannelPageBytes - 1) / ipc::kChannelPageBytes * ipc::kChannelPageBytes;
+  MALV_TRY(socket.set_timeouts(0ms, 0ms));
+
+  wire::HelloReply reply{};
+  reply.magic = wire::kHelloMagic;
+  reply.version = wire::kProtocolVersion;
+  reply.arena_bytes = arena;
+  static std::atomic<std::uint64_t> next_session_id{1};
+  reply.session_id = next_session_id.fetch_add(1);
+
+  if (static_cast<wire::Transport>(hello.transport) == wire::Transport::kStream) {
+    MALV_TRY(socket.write_all(&reply, sizeof(reply)));
+    MALV_ASSIGN_OR_RETURN(auto endpoint,
+                          StreamEndpoint::create(info.vm_name, std::move(socket), arena,
+                                                 options_.cq_entries, backend_, options_.limits));
+    return std::unique_ptr<Endpoint>(std::move(endpoint));
+  }
+  MALV_ASSIGN_OR_RETURN(
+      ipc::ChannelLayout layout,
+      ipc::ChannelLayout::compute(options_.sq_entries, options_.cq_entries, arena));
+  MALV_ASSIGN_OR_RETURN(
+      ipc::SharedRegion region,
+      ipc::SharedRegion::create("malv-channel-" + info.vm_name, layout.total_bytes));
+  MALV_ASSIGN_OR_RETURN(ipc::ChannelView view, ipc::ChannelView::over(region, layout));
+  ipc::initialize_control_block(view, layout);
+  reply.shm_bytes = layout.total_bytes;
+  reply.sq_entries = layout.sq_entries;
+  reply.cq_entries = layout.cq_entries;
+  reply.arena_offset = layout.arena_offset;
+  MALV_TRY(socket.send_fd(region.fd(), &reply, sizeof(reply)));
+  MALV_ASSIGN_OR_RETURN(
+      auto endpoint, ShmEndpoint::create(info.vm_name, std::move(socket), std::move(region), layout,
+                                         backend_, options_.limits));
+  return std::unique_ptr<Endpoint>(std::move(endpoint));
+}
+
+}  // namespace malv::microlake

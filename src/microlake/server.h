@@ -1,0 +1,99 @@
+// Server: the Micro-LAKE front door. It listens on a Unix socket (and
+// optionally TCP and vsock), performs the hello handshake with each guest,
+// authenticates it, and runs its session on a thread of its own until the
+// guest leaves.
+//
+//   ServerOptions options;
+//   options.unix_path = "/run/malv/malv.sock";
+//   MALV_ASSIGN_OR_RETURN(auto server, Server::start(*backend, options));
+//   ...
+//   server->stop();  // or destroy it: closes listeners, ends every session
+//
+// A hello that is malformed, of another protocol version, or refused by the
+// authenticator gets a HelloReply with the error code and a message, and the
+// connection is closed; nothing else is allocated for it.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "accel/backend.h"
+#include "ipc/socket.h"
+#include "microlake/endpoint.h"
+#include "microlake/session.h"
+
+namespace malv::microlake {
+
+// What the host knows about a connecting guest when it decides to admit it.
+struct HelloInfo {
+  std::string vm_name;
+  std::string credential;
+  enum class Via { kUnix, kTcp, kVsock } via = Via::kUnix;
+  std::optional<ipc::Socket::PeerCredentials> peer;  // Unix only
+  std::optional<std::uint32_t> vsock_cid;            // vsock only
+};
+
+struct ServerOptions {
+  std::string unix_path;                // required
+  std::optional<std::string> tcp_host;  // e.g. "127.0.0.1"
+  std::uint16_t tcp_port = 0;           // 0: ephemeral (see Server::tcp_port())
+  std::optional<std::uint32_t> vsock_port;
+  std::uint32_t sq_entries = 4096;
+  std::uint32_t cq_entries = 8192;
+  std::uint64_t default_arena_bytes = 64ull << 20;
+  std::uint64_t max_arena_bytes = 256ull << 20;
+  SessionLimits limits;
+  // Admission control; an error refuses the guest with that error. Default:
+  // admit every guest (development hosts; `malv serve` installs VM tokens).
+  std::function<Status(const HelloInfo&)> authenticate;
+};
+
+class Server {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Server>> start(accel::Backend& backend,
+                                                             ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Closes the listeners and ends every session; returns when all are gone.
+  void stop();
+
+  std::uint16_t tcp_port() const { return tcp_port_; }
+  const std::string& unix_path() const { return options_.unix_path; }
+  // Sessions admitted and not yet fully torn down.
+  std::size_t session_count() const;
+
+ private:
+  Server(accel::Backend& backend, ServerOptions options);
+  void accept_loop(ipc::Socket* listener, HelloInfo::Via via);
+  struct Connection;
+  void serve_connection(Connection& connection, ipc::Socket socket, HelloInfo::Via via);
+  Result<std::unique_ptr<Endpoint>> admit(ipc::Socket& socket, HelloInfo::Via via);
+  void reap_finished();
+
+  struct Connection {
+    std::thread thread;
+    std::atomic<bool> finished{false};  // the thread is done, its session torn down
+    bool admitted = false;              // passed the hello; guarded by mutex_
+    Endpoint* endpoint = nullptr;       // set while its session runs; guarded by mutex_
+  };
+
+  accel::Backend& backend_;
+  ServerOptions options_;
+  std::uint16_t tcp_port_ = 0;
+  std::vector<std::unique_ptr<ipc::Socket>> listeners_;
+  std::vector<std::thread> acceptors_;
+  mutable std::mutex mutex_;
+  std::list<Connection> connections_;  // guarded by mutex_
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace malv::microlake

@@ -1,0 +1,59 @@
+// ShmEndpoint: a session over a Unix socket and a shared memfd holding the
+// submission ring, the completion ring and the data arena (ipc/channel_layout.h).
+//
+// The dispatcher takes a command only when the completion ring has room for
+// its completion and for every completion still owed (Session::outstanding),
+// so posting from backend threads never waits for the guest. A guest that
+// stops reading completions therefore only stalls itself. The Unix socket
+// stays open for the session's life: its hang-up is how the host learns that
+// a guest died, and the session is then torn down.
+#pragma once
+
+#include <memory>
+#include <mutex>
+
+#include "accel/backend.h"
+#include "ipc/channel_layout.h"
+#include "ipc/shared_region.h"
+#include "ipc/socket.h"
+#include "microlake/endpoint.h"
+
+namespace malv::microlake {
+
+class ShmEndpoint final : public Endpoint, private CompletionSink {
+ public:
+  // Maps nothing new: `region` was created and initialised by the caller,
+  // which already sent it to the guest.
+  static Result<std::unique_ptr<ShmEndpoint>> create(std::string vm_name, ipc::Socket socket,
+                                                     ipc::SharedRegion region,
+                                                     const ipc::ChannelLayout& layout,
+                                                     accel::Backend& backend,
+                                                     const SessionLimits& limits);
+  ~ShmEndpoint() override;
+
+  void run() override;
+  void stop() override;
+  const std::string& vm_name() const override { return vm_name_; }
+
+ private:
+  ShmEndpoint(std::string vm_name, ipc::Socket socket, ipc::SharedRegion region,
+              ipc::ChannelView view, const ipc::ChannelLayout& layout, accel::Backend& backend);
+  void post(const wire::Completion& completion, proto::ArenaRange arena_out) override;
+  bool guest_alive() const;
+  // Free completion-ring slots, or nullopt when the guest corrupted the ring.
+  std::optional<std::uint32_t> completion_room();
+
+  std::string vm_name_;
+  ipc::Socket socket_;
+  ipc::SharedRegion region_;
+  ipc::ChannelView view_;
+  accel::Backend& backend_;
+  ipc::RingConsumer<wire::Command> submissions_;
+  std::mutex completions_mutex_;
+  ipc::RingProducer<wire::Completion> completions_;  // guarded by completions_mutex_
+  bool broken_ = false;                              // guarded by completions_mutex_
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<Session> session_;  // last: destroyed first, while the rings still exist
+};
+
+}  // namespace malv::microlake

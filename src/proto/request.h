@@ -1,0 +1,101 @@
+// Decoded requests: the typed form of a wire::Command after structural
+// validation (known opcode, zero reserved fields, known flags, extension
+// records consistent with the opcode, argument kinds valid).
+//
+// Decoding checks only what can be checked from the record alone. Whether a
+// handle names a live object of the right type, and whether offsets and
+// lengths fit that object, is checked by microlake against the session's
+// capability table. Handles stay raw u64 here: proto/ is the only place where
+// ids are plain integers.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <variant>
+
+#include "malv/protocol.h"
+
+namespace malv::proto {
+
+using RawHandle = std::uint64_t;
+
+struct ArenaRange {
+  std::uint64_t offset = 0;
+  std::uint64_t bytes = 0;
+};
+
+struct NopRequest {};
+struct DeviceQueryRequest {
+  ArenaRange out;
+};
+struct BufferAllocRequest {
+  std::uint64_t bytes = 0;
+};
+struct BufferFreeRequest {
+  RawHandle buffer = 0;
+};
+struct WriteRequest {  // arena -> device buffer
+  RawHandle stream = 0, buffer = 0;
+  std::uint64_t buffer_offset = 0;
+  ArenaRange src;
+};
+struct ReadRequest {  // device buffer -> arena
+  RawHandle stream = 0, buffer = 0;
+  std::uint64_t buffer_offset = 0;
+  ArenaRange dst;
+};
+struct CopyRequest {
+  RawHandle stream = 0, src = 0, dst = 0;
+  std::uint64_t src_offset = 0, dst_offset = 0, bytes = 0;
+};
+struct MemsetRequest {
+  RawHandle stream = 0, buffer = 0;
+  std::uint64_t offset = 0, bytes = 0;
+  std::uint8_t value = 0;
+};
+struct StreamCreateRequest {
+  bool high_priority = false;
+};
+struct StreamDestroyRequest {
+  RawHandle stream = 0;
+};
+struct StreamSyncRequest {
+  RawHandle stream = 0;
+};
+struct SyncAllRequest {};
+struct EventCreateRequest {};
+struct EventDestroyRequest {
+  RawHandle event = 0;
+};
+struct EventRecordRequest {
+  RawHandle stream = 0, event = 0;
+};
+struct EventWaitRequest {
+  RawHandle stream = 0, event = 0;
+};
+struct EventSyncRequest {
+  RawHandle event = 0;
+};
+struct EventElapsedRequest {
+  RawHandle start = 0, end = 0;
+};
+struct KernelLookupRequest {
+  ArenaRange name;
+};
+struct LaunchRequest {
+  RawHandle stream = 0, kernel = 0;
+  std::uint32_t argc = 0;
+  std::array<wire::KernelArg, wire::kMaxKernelArgs> args{};
+};
+
+using Request =
+    std::variant<NopRequest, DeviceQueryRequest, BufferAllocRequest, BufferFreeRequest,
+                 WriteRequest, ReadRequest, CopyRequest, MemsetRequest, StreamCreateRequest,
+                 StreamDestroyRequest, StreamSyncRequest, SyncAllRequest, EventCreateRequest,
+                 EventDestroyRequest, EventRecordRequest, EventWaitRequest, EventSyncRequest,
+                 EventElapsedRequest, KernelLookupRequest, LaunchRequest>;
+
+// Stable lowercase name of an opcode ("launch"), "unknown" otherwise.
+const char* opcode_name(std::uint16_t opcode);
+
+}  // namespace malv::proto

@@ -1,0 +1,117 @@
+// The CPU backend: the conformance suite, plus what only the CPU backend
+// promises (scheduling with a given number of workers, enqueue throughput).
+#include <cstdio>
+
+#include "backend_conformance.h"
+#include "base/clock.h"
+
+namespace malv::accel::testing {
+namespace {
+
+std::unique_ptr<Backend> make_cpu() {
+  // Small capacity, so the capacity tests allocate little; more workers than
+  // the CI machine's cores, so queues really run concurrently.
+  return make_cpu_backend(CpuBackendOptions{.memory_bytes = 64 << 20, .workers = 4});
+}
+std::unique_ptr<Backend> make_cpu_single_worker() {
+  return make_cpu_backend(CpuBackendOptions{.memory_bytes = 64 << 20, .workers = 1});
+}
+
+INSTANTIATE_TEST_SUITE_P(Cpu, BackendConformance,
+                         ::testing::Values(BackendFactory{"cpu", &make_cpu},
+                                           BackendFactory{"cpu_one_worker",
+                                                          &make_cpu_single_worker}),
+                         backend_factory_name);
+INSTANTIATE_TEST_SUITE_P(Cpu, KernelConformance,
+                         ::testing::Values(BackendFactory{"cpu", &make_cpu}), backend_factory_name);
+
+TEST(CpuBackend, DefaultsGiveAtLeastOneWorkerAndNonZeroCapacity) {
+  auto backend = make_cpu_backend({});
+  DeviceInfo info = backend->info();
+  EXPECT_EQ(info.backend, "cpu");
+  EXPECT_GE(info.compute_units, 1u);
+  EXPECT_GT(info.total_memory, 0u);
+}
+
+TEST(CpuBackend, AllocationPastCapacityNamesRequestedUsedAndCapacity) {
+  auto backend = make_cpu_backend(CpuBackendOptions{.memory_bytes = 1000, .workers = 1});
+  DevicePtr held = *backend->allocate(600);
+  auto failed = backend->allocate(500);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code(), ErrorCode::kResourceExhausted);
+  const std::string& message = failed.error().message();
+  EXPECT_NE(message.find("500"), std::string::npos) << message;
+  EXPECT_NE(message.find("600"), std::string::npos) << message;
+  EXPECT_NE(message.find("1000"), std::string::npos) << message;
+  backend->free(held);
+  EXPECT_TRUE(backend->allocate(1000).ok());
+}
+
+TEST(CpuBackend, EnqueueOnUnknownQueueReportsNotFound) {
+  auto backend = make_cpu_backend(CpuBackendOptions{.memory_bytes = 1 << 20, .workers = 1});
+  CompletionLog log;
+  backend->enqueue(QueueId{999}, Marker{}, log.completion(5));
+  EXPECT_EQ(log.entries(),
+            (std::vector<std::pair<std::uint64_t, ErrorCode>>{{5, ErrorCode::kNotFound}}));
+}
+
+TEST(CpuBackend, ParkedWaitDoesNotHoldTheOnlyWorker) {
+  // One worker. Queue `waiter` (high priority, so it is taken first) waits
+  // for an event that queue `recorder` records: the worker must leave the
+  // parked queue and run the recorder, or this never finishes.
+  auto backend = make_cpu_backend(CpuBackendOptions{.memory_bytes = 64 << 20, .workers = 1});
+  QueueId busy = *backend->create_queue(QueuePriority::kNormal);
+  QueueId recorder = *backend->create_queue(QueuePriority::kNormal);
+  QueueId waiter = *backend->create_queue(QueuePriority::kHigh);
+  EventId event = *backend->create_event();
+  DevicePtr block = *backend->allocate(16 << 20);
+  for (int i = 0; i < 10; ++i) backend->enqueue(busy, Memset{block, 1, 16 << 20}, {});
+  backend->enqueue(recorder, RecordEvent{event}, {});
+  CompletionLog log;
+  backend->enqueue(waiter, WaitEvent{event}, log.completion(1));
+  backend->enqueue(waiter, Marker{}, log.completion(2));
+  backend->synchronize_all();
+  EXPECT_EQ(log.entries().size(), 2u);
+  EXPECT_TRUE(backend->query_event(event).complete);
+  backend->free(block);
+}
+
+TEST(CpuBackend, DestroyingTheBackendDrainsQueuedWork) {
+  CompletionLog log;
+  {
+    auto backend = make_cpu_backend(CpuBackendOptions{.memory_bytes = 1 << 20, .workers = 2});
+    QueueId queue = *backend->create_queue(QueuePriority::kNormal);
+    for (std::uint64_t i = 0; i < 1000; ++i) backend->enqueue(queue, Marker{}, log.completion(i));
+  }
+  EXPECT_EQ(log.entries().size(), 1000u);
+}
+
+// Measures (does not assert) how many no-op launches one thread can enqueue
+// per second; the figure goes to docs, the test checks they all complete.
+TEST(CpuBackend, MillionNoOpLaunchesFromOneThreadAllComplete) {
+  auto backend = make_cpu_backend(CpuBackendOptions{.memory_bytes = 1 << 20, .workers = 0});
+  QueueId queue = *backend->create_queue(QueuePriority::kNormal);
+  std::atomic<std::uint64_t> completed{0};
+  auto count = [](void* context, std::uint64_t, ErrorCode status) {
+    if (status == ErrorCode::kOk) {
+      static_cast<std::atomic<std::uint64_t>*>(context)->fetch_add(1, std::memory_order_relaxed);
+    }
+  };
+  Launch nop{};
+  nop.kernel = find_kernel("nop")->id;
+  nop.argc = 0;
+  constexpr std::uint64_t kLaunches = 1'000'000;
+  Stopwatch watch;
+  for (std::uint64_t i = 0; i < kLaunches; ++i) {
+    backend->enqueue(queue, nop, Completion{count, &completed, i});
+  }
+  const double enqueue_s = watch.elapsed_s();
+  backend->synchronize_all();
+  const double total_s = watch.elapsed_s();
+  EXPECT_EQ(completed.load(), kLaunches);
+  std::printf("[ measure  ] %.2f M no-op launches/s enqueued, %.2f M/s completed\n",
+              kLaunches / enqueue_s / 1e6, kLaunches / total_s / 1e6);
+}
+
+}  // namespace
+}  // namespace malv::accel::testing
