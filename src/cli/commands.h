@@ -8,6 +8,9 @@ namespace malv::cli {
 
 void register_commands(CLI::App& app, int& exit_code);
 
+void register_serve(CLI::App& app, int& exit_code);
+void register_bench_ipc(CLI::App& bench, int& exit_code);
+
 // Groups whose implementation has not landed yet: they say so and exit 2
 // rather than pretend to work.
 void register_unavailable(CLI::App& app, int& exit_code, const char* name, const char* description);

@@ -1,0 +1,36 @@
+// Small helpers shared by the `malv bench` subcommands: percentiles over
+// measured samples, and printing a figure table and its JSON.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace malv::cli {
+
+// The q-quantile (0..1) of samples (sorted in place), nearest-rank.
+inline double percentile(std::vector<double>& samples, double q) {
+  if (samples.empty()) return 0.0;
+  std::sort(samples.begin(), samples.end());
+  auto rank = static_cast<std::size_t>(q * static_cast<double>(samples.size() - 1) + 0.5);
+  return samples[std::min(rank, samples.size() - 1)];
+}
+
+inline double median(std::vector<double> samples) { return percentile(samples, 0.5); }
+
+struct Figure {
+  std::string key;
+  double value;
+  std::string unit;
+  std::string what;
+};
+
+// Prints figures as an aligned table (stdout) or as one JSON object.
+void print_figures(const std::string& title, const std::vector<Figure>& figures, bool json,
+                   const nlohmann::json& extra = nlohmann::json::object());
+
+}  // namespace malv::cli
