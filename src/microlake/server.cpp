@@ -196,7 +196,11 @@ Result<std::unique_ptr<Endpoint>> Server::admit(ipc::Socket& socket, HelloInfo::
     MALV_ASSIGN_OR_RETURN(info.peer, socket.peer_credentials());
   }
   if (via == HelloInfo::Via::kVsock) info.vsock_cid = socket.peer_vsock_cid();
-  if (options_.authenticate) MALV_TRY(options_.authenticate(info));
+  Admission admission;
+  admission.limits = options_.limits;
+  if (options_.admit) {
+    MALV_ASSIGN_OR_RETURN(admission, options_.admit(info));
+  }
 
   std::uint64_t arena = hello.arena_bytes == 0 ? options_.default_arena_bytes : hello.arena_bytes;
   arena = std::min(arena, options_.max_arena_bytes);
@@ -213,9 +217,10 @@ Result<std::unique_ptr<Endpoint>> Server::admit(ipc::Socket& socket, HelloInfo::
 
   if (static_cast<wire::Transport>(hello.transport) == wire::Transport::kStream) {
     MALV_TRY(socket.write_all(&reply, sizeof(reply)));
-    MALV_ASSIGN_OR_RETURN(auto endpoint,
-                          StreamEndpoint::create(info.vm_name, std::move(socket), arena,
-                                                 options_.cq_entries, backend_, options_.limits));
+    MALV_ASSIGN_OR_RETURN(
+        auto endpoint,
+        StreamEndpoint::create(info.vm_name, std::move(socket), arena, options_.cq_entries,
+                               backend_, std::move(admission.backend), admission.limits));
     return std::unique_ptr<Endpoint>(std::move(endpoint));
   }
   MALV_ASSIGN_OR_RETURN(
@@ -233,7 +238,7 @@ Result<std::unique_ptr<Endpoint>> Server::admit(ipc::Socket& socket, HelloInfo::
   MALV_TRY(socket.send_fd(region.fd(), &reply, sizeof(reply)));
   MALV_ASSIGN_OR_RETURN(
       auto endpoint, ShmEndpoint::create(info.vm_name, std::move(socket), std::move(region), layout,
-                                         backend_, options_.limits));
+                                         backend_, std::move(admission.backend), admission.limits));
   return std::unique_ptr<Endpoint>(std::move(endpoint));
 }
 

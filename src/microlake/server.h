@@ -40,6 +40,14 @@ struct HelloInfo {
   std::optional<std::uint32_t> vsock_cid;            // vsock only
 };
 
+// What the host grants an admitted guest: the accelerator as its session
+// will see it (a per-VM view with quotas and scheduling; null: the shared
+// device, unaccounted) and the session's handle limits.
+struct Admission {
+  std::unique_ptr<accel::Backend> backend;
+  SessionLimits limits;
+};
+
 struct ServerOptions {
   std::string unix_path;                // required
   std::optional<std::string> tcp_host;  // e.g. "127.0.0.1"
@@ -51,8 +59,9 @@ struct ServerOptions {
   std::uint64_t max_arena_bytes = 256ull << 20;
   SessionLimits limits;
   // Admission control; an error refuses the guest with that error. Default:
-  // admit every guest (development hosts; `malv serve` installs VM tokens).
-  std::function<Status(const HelloInfo&)> authenticate;
+  // admit every guest onto the shared backend (development hosts and tests;
+  // `malv serve` admits registered VMs with their tokens).
+  std::function<Result<Admission>(const HelloInfo&)> admit;
 };
 
 class Server {

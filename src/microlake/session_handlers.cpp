@@ -258,8 +258,12 @@ Status Session::run(const wire::Command& cmd, const proto::EventSyncRequest& req
   MALV_ASSIGN_OR_RETURN(EventHandleObject * handle, events_.lookup(req.event, kRightUse));
   EventObject& event = *handle->event;
   {
+    // Once validated, an event sync can only succeed. With kFlagSkipSuccess
+    // that success posts nothing, so there is nothing to wait for: complete
+    // (skip) it now rather than park it, since a waiter is completed later
+    // by tag alone and would post the success the guest asked not to get.
     std::lock_guard lock(event.mutex);
-    if (event.records_done != event.records_enqueued) {
+    if (event.records_done != event.records_enqueued && (cmd.flags & wire::kFlagSkipSuccess) == 0) {
       event.sync_waiters.push_back(cmd.tag);
       return ok_status();
     }

@@ -27,7 +27,8 @@ class ShmEndpoint final : public Endpoint, private CompletionSink {
   static Result<std::unique_ptr<ShmEndpoint>> create(std::string vm_name, ipc::Socket socket,
                                                      ipc::SharedRegion region,
                                                      const ipc::ChannelLayout& layout,
-                                                     accel::Backend& backend,
+                                                     accel::Backend& shared_backend,
+                                                     std::unique_ptr<accel::Backend> own_backend,
                                                      const SessionLimits& limits);
   ~ShmEndpoint() override;
 
@@ -53,6 +54,9 @@ class ShmEndpoint final : public Endpoint, private CompletionSink {
   ipc::RingProducer<wire::Completion> completions_;  // guarded by completions_mutex_
   bool broken_ = false;                              // guarded by completions_mutex_
   std::atomic<bool> stop_{false};
+  // The session's own view of the device (a VM's quotas and scheduling),
+  // when it has one; outlives the session.
+  std::unique_ptr<accel::Backend> own_backend_;
   std::unique_ptr<Session> session_;  // last: destroyed first, while the rings still exist
 };
 

@@ -11,12 +11,15 @@ namespace malv::microlake {
 
 Result<std::unique_ptr<StreamEndpoint>> StreamEndpoint::create(
     std::string vm_name, ipc::Socket socket, std::uint64_t arena_bytes,
-    std::uint32_t completion_window, accel::Backend& backend, const SessionLimits& limits) {
+    std::uint32_t completion_window, accel::Backend& shared_backend,
+    std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits) {
+  accel::Backend& backend = own_backend ? *own_backend : shared_backend;
   MALV_ASSIGN_OR_RETURN(ipc::SharedRegion arena,
                         ipc::SharedRegion::create("malv-stream-arena", arena_bytes));
   MALV_TRY(backend.register_host_memory(arena.data(), arena.size()));
   std::unique_ptr<StreamEndpoint> endpoint(new StreamEndpoint(
       std::move(vm_name), std::move(socket), std::move(arena), completion_window, backend));
+  endpoint->own_backend_ = std::move(own_backend);
   endpoint->session_ = std::make_unique<Session>(
       endpoint->vm_name_, backend, std::span(endpoint->arena_.data(), endpoint->arena_.size()),
       static_cast<CompletionSink&>(*endpoint), limits);

@@ -27,7 +27,8 @@ class StreamEndpoint final : public Endpoint, private CompletionSink {
   static Result<std::unique_ptr<StreamEndpoint>> create(std::string vm_name, ipc::Socket socket,
                                                         std::uint64_t arena_bytes,
                                                         std::uint32_t completion_window,
-                                                        accel::Backend& backend,
+                                                        accel::Backend& shared_backend,
+                                                        std::unique_ptr<accel::Backend> own_backend,
                                                         const SessionLimits& limits);
   ~StreamEndpoint() override;
 
@@ -58,6 +59,9 @@ class StreamEndpoint final : public Endpoint, private CompletionSink {
   bool closing_ = false;           // guarded by mutex_
   std::atomic<bool> stop_{false};
   std::thread writer_;
+  // The session's own view of the device (a VM's quotas and scheduling),
+  // when it has one; outlives the session.
+  std::unique_ptr<accel::Backend> own_backend_;
   std::unique_ptr<Session> session_;
 };
 

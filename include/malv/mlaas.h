@@ -1,0 +1,293 @@
+/*
+ * MaLV-OS MLaaS module ABI (plain C11).
+ *
+ * An MLaaS module is a shared object that the host loads at run time to make
+ * decisions for one of its subsystems (which GPU work item runs next, which
+ * buffer to evict, how deep to prefetch, which CPU thread runs). A module
+ * exports exactly one symbol:
+ *
+ *     const malv_mlaas_module* malv_mlaas_module_get(void);
+ *
+ * which returns a descriptor that lives as long as the module is loaded: the
+ * ABI version the module was built against, the module's name and version,
+ * and an array of policies. Each policy belongs to one class and has four
+ * entry points:
+ *
+ *     create(services, vm_name, &state)   one instance per VM that selects it
+ *     decide(state, observations, n, decisions)   one decision per observation
+ *     feedback(state, outcomes, n)        what happened after a decision (optional)
+ *     destroy(state)
+ *
+ * The observation, decision and outcome types depend on the class (see the
+ * per-class sections below); `decide` and `feedback` take them as void
+ * pointers to arrays of the class's structs.
+ *
+ * Minimal module (see examples/mlaas-module/ for a complete one):
+ *
+ *     static int my_create(const malv_host_services* s, const char* vm, void** st) {
+ *       (void)s; (void)vm; *st = NULL; return MALV_MLAAS_OK;
+ *     }
+ *     static void my_destroy(void* st) { (void)st; }
+ *     static int my_decide(void* st, const void* obs, size_t n, void* out) {
+ *       const malv_gpu_sched_observation* o = obs;
+ *       malv_gpu_sched_decision* d = out;
+ *       for (size_t i = 0; i < n; ++i) d[i].score = (double)o[i].enqueue_time_ns;
+ *       (void)st; return MALV_MLAAS_OK;
+ *     }
+ *     static const malv_policy kPolicies[] = {
+ *       {MALV_POLICY_GPU_SCHED, "my-fifo", "FIFO", my_create, my_destroy, my_decide, NULL},
+ *     };
+ *     static const malv_mlaas_module kModule = {
+ *       MALV_MLAAS_ABI_VERSION, 1, "my_module", "1.0.0", kPolicies,
+ *     };
+ *     MALV_MLAAS_EXPORT const malv_mlaas_module* malv_mlaas_module_get(void) {
+ *       return &kModule;
+ *     }
+ *
+ * Trust: modules run inside the host process like kernel modules. The host
+ * guards against errors, lateness and bad outputs (the baseline policy decides
+ * instead), not against crashes or memory corruption. docs/mlaas-abi.md has
+ * the full contract.
+ *
+ * Versioning: MALV_MLAAS_ABI_VERSION changes whenever any struct layout or
+ * function signature here changes; the host refuses modules built against
+ * another version. `abi_version` is the first field of the module descriptor
+ * and stays there in every future version, so it can always be read.
+ */
+#ifndef MALV_MLAAS_H_
+#define MALV_MLAAS_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MALV_MLAAS_ABI_VERSION 1u
+
+/* Name of the one symbol a module exports. */
+#define MALV_MLAAS_ENTRY_POINT "malv_mlaas_module_get"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MALV_MLAAS_EXPORT __attribute__((visibility("default")))
+#else
+#define MALV_MLAAS_EXPORT
+#endif
+
+/* ---------------------------------------------------------------- status -- */
+
+/* Return values of decide/create and of host services. Any non-zero value
+ * from decide makes the host use the class baseline for that call. */
+#define MALV_MLAAS_OK 0
+#define MALV_MLAAS_ERR_INVALID (-1)   /* bad argument */
+#define MALV_MLAAS_ERR_NO_MEMORY (-2) /* allocation failed */
+#define MALV_MLAAS_ERR_NOT_FOUND (-3) /* unknown schema, model or file */
+#define MALV_MLAAS_ERR_INTERNAL (-4)  /* anything else */
+
+/* Scores must be finite and within [-MALV_MLAAS_SCORE_LIMIT,
+ * MALV_MLAAS_SCORE_LIMIT]; anything else is an invalid decision. */
+#define MALV_MLAAS_SCORE_LIMIT 1e18
+
+/* --------------------------------------------------------------- classes -- */
+
+typedef enum malv_policy_class {
+  MALV_POLICY_GPU_SCHED = 1, /* order of pending GPU work items across VMs */
+  MALV_POLICY_MEMORY = 2,    /* which device buffers to evict (spill) first */
+  MALV_POLICY_CPU_SCHED = 3, /* order of runnable host threads */
+  MALV_POLICY_PREFETCH = 4   /* how many items to stage ahead of a consumer */
+} malv_policy_class;
+
+#define MALV_POLICY_CLASS_MIN 1u
+#define MALV_POLICY_CLASS_MAX 4u
+
+/* ------------------------------------------------------------- gpu_sched -- */
+
+typedef enum malv_priority_class {
+  MALV_PRIORITY_LATENCY = 0, /* interactive / inference: run soon */
+  MALV_PRIORITY_BATCH = 1    /* training / throughput: may wait */
+} malv_priority_class;
+
+/* One pending work item (a queued command at the head of a stream). */
+typedef struct malv_gpu_sched_observation {
+  uint64_t vm_id;          /* host-assigned VM id */
+  uint64_t queue_id;       /* the VM's stream / queue the item is on */
+  uint32_t kernel_id;      /* registry kernel id (0: not a kernel launch) */
+  uint32_t priority_class; /* malv_priority_class */
+  double vm_weight;        /* the VM's share weight, > 0 */
+  double est_flops;        /* estimated floating-point operations */
+  double est_bytes;        /* estimated bytes read + written */
+  int64_t enqueue_time_ns; /* monotonic time the item was queued */
+  int64_t waited_ns;       /* now - enqueue_time_ns */
+  int64_t vm_busy_ns;      /* accelerator time this VM has used so far */
+} malv_gpu_sched_observation;
+
+/* Lower scores run first; the host runs the item with the lowest score
+ * (ties: the lower index, and the host lists items in arrival order). */
+typedef struct malv_gpu_sched_decision {
+  double score;
+} malv_gpu_sched_decision;
+
+/* Reported after an item ran: its observation at decision time and its
+ * measured run time. */
+typedef struct malv_gpu_sched_outcome {
+  malv_gpu_sched_observation item;
+  int64_t run_ns;
+} malv_gpu_sched_outcome;
+
+/* ---------------------------------------------------------------- memory -- */
+
+/* One eviction candidate (a resident device buffer). */
+typedef struct malv_memory_observation {
+  uint64_t vm_id;
+  uint64_t buffer_id;
+  uint64_t bytes;
+  int64_t last_use_ns;   /* monotonic time of the last access */
+  int64_t age_ns;        /* now - last_use_ns */
+  uint64_t access_count; /* accesses since the buffer was created */
+} malv_memory_observation;
+
+/* Higher scores are evicted first. */
+typedef struct malv_memory_decision {
+  double evict_score;
+} malv_memory_decision;
+
+typedef struct malv_memory_outcome {
+  malv_memory_observation buffer; /* the buffer that was evicted */
+  int64_t refault_after_ns;       /* time until it was needed again; -1: not yet */
+} malv_memory_outcome;
+
+/* -------------------------------------------------------------- prefetch -- */
+
+/* One prefetching stream (e.g. a guest's input pipeline). */
+typedef struct malv_prefetch_observation {
+  uint64_t vm_id;
+  uint64_t stream_id;
+  uint32_t current_depth;     /* items staged ahead now */
+  uint32_t max_depth;         /* the host's cap for this stream */
+  double consumption_per_s;   /* items consumed per second, recent average */
+  double production_per_s;    /* items the producer can stage per second */
+  int64_t consumer_stall_ns;  /* time the consumer waited since the last decision */
+} malv_prefetch_observation;
+
+/* depth must be within [0, max_depth] of its observation. */
+typedef struct malv_prefetch_decision {
+  uint32_t depth;
+} malv_prefetch_decision;
+
+typedef struct malv_prefetch_outcome {
+  malv_prefetch_observation stream; /* observation at decision time */
+  uint32_t depth_used;
+  int64_t consumer_stall_ns; /* stall during the period the depth applied */
+} malv_prefetch_outcome;
+
+/* ------------------------------------------------------------- cpu_sched -- */
+
+typedef struct malv_cpu_sched_observation {
+  uint64_t vm_id;
+  uint64_t thread_id;
+  int64_t enqueue_time_ns; /* became runnable at */
+  int64_t waited_ns;
+  int64_t runtime_ns; /* CPU time used so far */
+} malv_cpu_sched_observation;
+
+/* Lower scores run first. */
+typedef struct malv_cpu_sched_decision {
+  double score;
+} malv_cpu_sched_decision;
+
+typedef struct malv_cpu_sched_outcome {
+  malv_cpu_sched_observation thread;
+  int64_t ran_ns;
+} malv_cpu_sched_outcome;
+
+/* --------------------------------------------------------- host services -- */
+
+typedef enum malv_log_level {
+  MALV_LOG_TRACE = 0,
+  MALV_LOG_DEBUG = 1,
+  MALV_LOG_INFO = 2,
+  MALV_LOG_WARN = 3,
+  MALV_LOG_ERROR = 4
+} malv_log_level;
+
+typedef uint32_t malv_feature_schema;  /* 0 is never a valid schema */
+typedef uint64_t malv_model;           /* 0 is never a valid model */
+
+typedef struct malv_host_services malv_host_services;
+
+/* What the host offers a module. Every function takes the table itself as
+ * its first argument. All functions are thread-safe. Strings passed in are
+ * copied; nothing a module passes is kept after the call returns. */
+struct malv_host_services {
+  uint32_t abi_version; /* MALV_MLAAS_ABI_VERSION of the host */
+  uint32_t struct_size; /* sizeof(malv_host_services) of the host */
+
+  /* Logs one line under the module's component name. level: malv_log_level. */
+  void (*log)(const malv_host_services* self, int level, const char* message);
+  /* Monotonic nanoseconds, the clock every *_ns field uses. */
+  int64_t (*now_ns)(const malv_host_services* self);
+
+  /* Feature registry. A schema is a named list of `count` feature names with
+   * a window of the last `window` vectors kept per VM. Declaring a schema
+   * that exists with the same names returns the existing id; with other
+   * names it fails with MALV_MLAAS_ERR_INVALID. */
+  int (*feature_declare)(const malv_host_services* self, const char* schema_name,
+                         const char* const* feature_names, size_t count, size_t window,
+                         malv_feature_schema* out_schema);
+  /* Looks a schema up by name (one declared by the host or another module). */
+  int (*feature_find)(const malv_host_services* self, const char* schema_name,
+                      malv_feature_schema* out_schema, size_t* out_count);
+  /* Appends one vector of exactly `count` values to the VM's window. */
+  int (*feature_push)(const malv_host_services* self, malv_feature_schema schema, uint64_t vm_id,
+                      const float* values, size_t count);
+  /* Copies up to max_rows of the VM's most recent vectors, oldest first, as
+   * rows of `count` floats into out; *out_rows gets the number copied. */
+  int (*feature_read)(const malv_host_services* self, malv_feature_schema schema, uint64_t vm_id,
+                      float* out, size_t max_rows, size_t* out_rows);
+
+  /* Inference service. Loads an MLP from a .safetensors file (format in
+   * docs/mlaas-abi.md); the host picks CPU or accelerator per call by batch
+   * size. in is batch rows of in_dim floats, out gets batch rows of out_dim. */
+  int (*model_load)(const malv_host_services* self, const char* safetensors_path,
+                    malv_model* out_model);
+  int (*model_dims)(const malv_host_services* self, malv_model model, size_t* in_dim,
+                    size_t* out_dim);
+  int (*model_infer)(const malv_host_services* self, malv_model model, const float* in,
+                     size_t batch, float* out);
+  void (*model_release)(const malv_host_services* self, malv_model model);
+
+  void* host_context; /* the host's; modules must not touch it */
+};
+
+/* ---------------------------------------------------------------- module -- */
+
+/* One policy. create, destroy and decide are required; feedback may be NULL.
+ * decide gets n >= 1 observations of the policy's class and must write n
+ * decisions; it returns MALV_MLAAS_OK or an error (the host then uses the
+ * baseline). The host never calls one instance's functions concurrently. */
+typedef struct malv_policy {
+  uint32_t policy_class;   /* malv_policy_class */
+  const char* name;        /* unique within the module, e.g. "fair-share" */
+  const char* description; /* one line, may be NULL */
+  int (*create)(const malv_host_services* services, const char* vm_name, void** state);
+  void (*destroy)(void* state);
+  int (*decide)(void* state, const void* observations, size_t n, void* decisions);
+  void (*feedback)(void* state, const void* outcomes, size_t n);
+} malv_policy;
+
+typedef struct malv_mlaas_module {
+  uint32_t abi_version;  /* MALV_MLAAS_ABI_VERSION; always the first field */
+  uint32_t policy_count; /* entries in policies, >= 1 */
+  const char* name;      /* unique among loaded modules, e.g. "malv_sched_basic" */
+  const char* version;   /* the module's own version, e.g. "1.2.0" */
+  const malv_policy* policies;
+} malv_mlaas_module;
+
+typedef const malv_mlaas_module* (*malv_mlaas_module_get_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MALV_MLAAS_H_ */

@@ -1,0 +1,252 @@
+#include "vgpu/vgpu_scheduler.h"
+
+#include <limits>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/log.h"
+
+namespace malv::vgpu {
+
+struct VgpuScheduler::Stream {
+  VgpuScheduler* scheduler = nullptr;
+  std::shared_ptr<Vm> vm;
+  accel::QueueId queue;
+  std::deque<Item> pending;
+  // The batch on the device, if any.
+  bool running = false;
+  bool holds_slot = false;
+  std::vector<Item> batch;
+  std::size_t remaining = 0;
+  std::int64_t dispatch_ns = 0;
+  bool destroying = false;
+};
+
+namespace {
+
+// Estimated work of an op, for batch sizing and for policy features.
+void estimate(const accel::Op& op, double* flops, double* bytes, std::uint32_t* kernel) {
+  *flops = 0;
+  *bytes = 0;
+  *kernel = 0;
+  if (const auto* launch = std::get_if<accel::Launch>(&op)) {
+    *kernel = launch->kernel.value();
+    const auto& a = launch->args;
+    const accel::KernelDef* def = accel::find_kernel(launch->kernel);
+    if (def != nullptr && def->name == "gemm" && launch->argc >= 6) {
+      *flops = 2.0 * static_cast<double>(a[3].i64) * static_cast<double>(a[4].i64) *
+               static_cast<double>(a[5].i64);
+      *bytes = 4.0 *
+               static_cast<double>(a[3].i64 * a[5].i64 + a[5].i64 * a[4].i64 + a[3].i64 * a[4].i64);
+    } else {
+      for (std::uint32_t i = 0; i < launch->argc; ++i) {
+        if (a[i].kind == accel::ArgKind::kI64)
+          *flops = std::max(*flops, static_cast<double>(a[i].i64));
+      }
+      *bytes = 8.0 * *flops;
+    }
+  } else if (const auto* h2d = std::get_if<accel::CopyH2D>(&op)) {
+    *bytes = static_cast<double>(h2d->bytes);
+  } else if (const auto* d2h = std::get_if<accel::CopyD2H>(&op)) {
+    *bytes = static_cast<double>(d2h->bytes);
+  } else if (const auto* d2d = std::get_if<accel::CopyD2D>(&op)) {
+    *bytes = 2.0 * static_cast<double>(d2d->bytes);
+  } else if (const auto* memset = std::get_if<accel::Memset>(&op)) {
+    *bytes = static_cast<double>(memset->bytes);
+  }
+}
+
+bool is_bookkeeping(const accel::Op& op) {
+  return std::holds_alternative<accel::RecordEvent>(op) ||
+         std::holds_alternative<accel::WaitEvent>(op) || std::holds_alternative<accel::Marker>(op);
+}
+
+}  // namespace
+
+VgpuScheduler::VgpuScheduler(accel::Backend& backend, GpuSchedPolicies& policies,
+                             SchedulerOptions options)
+    : backend_(backend), policies_(&policies), options_(options) {}
+
+VgpuScheduler::~VgpuScheduler() {
+  std::vector<std::uint64_t> ids;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, stream] : streams_) ids.push_back(id);
+  }
+  for (std::uint64_t id : ids) destroy_stream(accel::QueueId{id});
+}
+
+void VgpuScheduler::set_policies(GpuSchedPolicies& policies) { policies_.store(&policies); }
+
+SchedulerStats VgpuScheduler::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+Result<accel::QueueId> VgpuScheduler::create_stream(std::shared_ptr<Vm> vm,
+                                                    accel::QueuePriority priority) {
+  MALV_ASSIGN_OR_RETURN(accel::QueueId queue, backend_.create_queue(priority));
+  auto stream = std::make_unique<Stream>();
+  stream->scheduler = this;
+  stream->vm = std::move(vm);
+  stream->queue = queue;
+  std::lock_guard lock(mutex_);
+  streams_.emplace(queue.value(), std::move(stream));
+  return queue;
+}
+
+void VgpuScheduler::destroy_stream(accel::QueueId queue) {
+  {
+    std::unique_lock lock(mutex_);
+    auto it = streams_.find(queue.value());
+    if (it == streams_.end()) return;
+    Stream* stream = it->second.get();
+    stream->destroying = true;
+    idle_.wait(lock, [&] { return stream->pending.empty() && !stream->running; });
+    streams_.erase(it);
+  }
+  backend_.destroy_queue(queue);
+}
+
+VgpuScheduler::Item VgpuScheduler::make_item(Stream& stream, accel::Op op,
+                                             accel::Completion done) const {
+  Item item;
+  item.enqueue_ns = mono_now_ns();
+  malv_gpu_sched_observation& o = item.observation;
+  o.vm_id = stream.vm->id().value();
+  o.queue_id = stream.queue.value();
+  o.enqueue_time_ns = item.enqueue_ns;
+  estimate(op, &o.est_flops, &o.est_bytes, &o.kernel_id);
+  item.op = std::move(op);
+  item.done = done;
+  return item;
+}
+
+void VgpuScheduler::enqueue(accel::QueueId queue, accel::Op op, accel::Completion done) {
+  bool dispatch_now = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = streams_.find(queue.value());
+    if (it == streams_.end()) {
+      if (done.fn != nullptr) done.fn(done.context, done.cookie, ErrorCode::kNotFound);
+      return;
+    }
+    Stream& stream = *it->second;
+    stream.pending.push_back(make_item(stream, std::move(op), done));
+    stream.vm->counters().queue_depth.fetch_add(1, std::memory_order_relaxed);
+    dispatch_now = !stream.running && busy_slots_ < options_.device_slots;
+  }
+  if (dispatch_now) pump();
+}
+
+void VgpuScheduler::pump() {
+  std::vector<malv_gpu_sched_observation> observations;
+  std::vector<double> scores;
+  for (;;) {
+    Stream* chosen = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      // Candidates: the head of every stream that is not on the device.
+      std::unordered_map<Vm*, std::vector<Stream*>> by_vm;
+      for (auto& [id, stream] : streams_) {
+        if (stream->running || stream->pending.empty()) continue;
+        if (busy_slots_ >= options_.device_slots && !is_bookkeeping(stream->pending.front().op)) {
+          continue;
+        }
+        by_vm[stream->vm.get()].push_back(stream.get());
+      }
+      if (by_vm.empty()) return;
+      const std::int64_t now = mono_now_ns();
+      double best = std::numeric_limits<double>::infinity();
+      for (auto& [vm, candidates] : by_vm) {
+        observations.clear();
+        const VmConfig config = vm->config();
+        for (Stream* s : candidates) {
+          malv_gpu_sched_observation o = s->pending.front().observation;
+          o.vm_weight = config.weight;
+          o.priority_class = config.priority == PriorityClass::kLatency ? MALV_PRIORITY_LATENCY
+                                                                        : MALV_PRIORITY_BATCH;
+          o.waited_ns = now - o.enqueue_time_ns;
+          o.vm_busy_ns = static_cast<std::int64_t>(vm->counters().busy_ns.load());
+          observations.push_back(o);
+        }
+        scores.assign(observations.size(), 0.0);
+        policies_.load()->score(*vm, observations, scores);
+        vm->counters().decisions.fetch_add(1, std::memory_order_relaxed);
+        for (std::size_t i = 0; i < candidates.size(); ++i) {
+          if (chosen == nullptr || scores[i] < best) {
+            best = scores[i];
+            chosen = candidates[i];
+          }
+        }
+      }
+      ++stats_.decisions;
+      last_decision_ns_.store(now);
+
+      // A batch from the chosen stream, up to a WaitEvent, a count or a quantum.
+      Stream& s = *chosen;
+      s.batch.clear();
+      double cost_ns = 0;
+      bool only_bookkeeping = true;
+      while (!s.pending.empty() && s.batch.size() < options_.max_batch_ops) {
+        Item& item = s.pending.front();
+        const bool wait = std::holds_alternative<accel::WaitEvent>(item.op);
+        if (wait && !s.batch.empty()) break;  // a wait starts its own batch
+        only_bookkeeping = only_bookkeeping && is_bookkeeping(item.op);
+        cost_ns += 1e9 * (item.observation.est_flops / options_.device_flops_per_s +
+                          item.observation.est_bytes / options_.device_bytes_per_s);
+        s.batch.push_back(std::move(item));
+        s.pending.pop_front();
+        if (wait || cost_ns > options_.batch_quantum_ns) break;
+      }
+      s.running = true;
+      s.holds_slot = !only_bookkeeping;
+      if (s.holds_slot) ++busy_slots_;
+      s.remaining = s.batch.size();
+      s.dispatch_ns = now;
+      s.vm->counters().queue_depth.fetch_sub(s.batch.size(), std::memory_order_relaxed);
+      ++stats_.batches;
+      stats_.ops += s.batch.size();
+    }
+    // Outside the lock: a backend may complete inline.
+    for (std::size_t i = 0; i < chosen->batch.size(); ++i) {
+      backend_.enqueue(chosen->queue, chosen->batch[i].op,
+                       accel::Completion{&VgpuScheduler::item_callback, chosen, i});
+    }
+  }
+}
+
+void VgpuScheduler::item_callback(void* context, std::uint64_t cookie, ErrorCode status) {
+  auto* stream = static_cast<Stream*>(context);
+  stream->scheduler->on_item_done(stream, cookie, status);
+}
+
+void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode status) {
+  // The batch vector is stable until its last op completes (below).
+  const Item& item = stream->batch[index];
+  if (item.done.fn != nullptr) item.done.fn(item.done.context, item.done.cookie, status);
+
+  malv_gpu_sched_outcome outcome{};
+  std::shared_ptr<Vm> vm;
+  {
+    std::lock_guard lock(mutex_);
+    if (--stream->remaining != 0) return;
+    const std::int64_t run_ns = mono_now_ns() - stream->dispatch_ns;
+    if (stream->holds_slot) {
+      --busy_slots_;
+      stream->vm->counters().busy_ns.fetch_add(static_cast<std::uint64_t>(run_ns),
+                                               std::memory_order_relaxed);
+    }
+    outcome.item = stream->batch.front().observation;
+    outcome.run_ns = run_ns;
+    vm = stream->vm;
+    stream->batch.clear();
+    stream->running = false;
+    stream->holds_slot = false;
+  }
+  idle_.notify_all();
+  policies_.load()->feedback(*vm, outcome);
+  pump();
+}
+
+}  // namespace malv::vgpu

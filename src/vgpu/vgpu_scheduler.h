@@ -1,0 +1,93 @@
+// VgpuScheduler: decides what the accelerator runs next, across VMs.
+//
+// Every VM stream is a FIFO of ops here before it reaches the backend. When
+// the device has a free slot, the scheduler takes the head op of every
+// stream that is not already running, asks each VM's gpu_sched policy to
+// score its candidates, and dispatches a short batch from the stream with
+// the lowest score (a batch ends at a WaitEvent, after kMaxBatchOps ops or
+// once its estimated cost passes a quantum). Within a stream nothing is ever
+// reordered or dropped: a stream has at most one batch on the device.
+//
+// Busy time is measured per batch, from dispatch to the completion of its
+// last op, and charged to the VM: this is what fair-share divides, not
+// request counts. Slots bound how much is on the device at once (the CPU
+// backend's worker count), so measured time is time on the device.
+//
+// Threads: enqueue() from session dispatchers, completions from backend
+// threads; one mutex guards the stream table, and backend calls are made
+// outside it.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "accel/backend.h"
+#include "vgpu/gpu_sched_policies.h"
+#include "vgpu/vm_registry.h"
+
+namespace malv::vgpu {
+
+struct SchedulerOptions {
+  unsigned device_slots = 2;         // batches on the device at once
+  unsigned max_batch_ops = 64;       // ops per batch at most
+  double batch_quantum_ns = 2e6;     // estimated device time per batch
+  double device_flops_per_s = 2e10;  // for estimates only
+  double device_bytes_per_s = 5e9;   // for estimates only
+};
+
+struct SchedulerStats {
+  std::uint64_t decisions = 0;
+  std::uint64_t batches = 0;
+  std::uint64_t ops = 0;
+};
+
+class VgpuScheduler {
+ public:
+  VgpuScheduler(accel::Backend& backend, GpuSchedPolicies& policies, SchedulerOptions options = {});
+  ~VgpuScheduler();
+
+  // A stream of `vm`: a real backend queue behind a scheduler FIFO.
+  [[nodiscard]] Result<accel::QueueId> create_stream(std::shared_ptr<Vm> vm,
+                                                     accel::QueuePriority priority);
+  // Waits until everything queued on the stream has run, then destroys it.
+  void destroy_stream(accel::QueueId stream);
+  void enqueue(accel::QueueId stream, accel::Op op, accel::Completion done);
+
+  // Replaces the policy source; takes effect at the next decision.
+  void set_policies(GpuSchedPolicies& policies);
+  SchedulerStats stats() const;
+  // Monotonic time of the most recent decision (0: none yet).
+  std::int64_t last_decision_ns() const { return last_decision_ns_.load(); }
+
+ private:
+  struct Item {
+    accel::Op op;
+    accel::Completion done;
+    std::int64_t enqueue_ns = 0;
+    malv_gpu_sched_observation observation{};
+  };
+  struct Stream;
+  struct Dispatch;
+
+  void pump();
+  void on_item_done(Stream* stream, std::size_t index_in_batch, ErrorCode status);
+  Item make_item(Stream& stream, accel::Op op, accel::Completion done) const;
+  static void item_callback(void* context, std::uint64_t cookie, ErrorCode status);
+
+  accel::Backend& backend_;
+  std::atomic<GpuSchedPolicies*> policies_;
+  const SchedulerOptions options_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable idle_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Stream>> streams_;  // by queue id
+  unsigned busy_slots_ = 0;
+  SchedulerStats stats_;
+  std::atomic<std::int64_t> last_decision_ns_{0};
+};
+
+}  // namespace malv::vgpu

@@ -1,0 +1,42 @@
+// VgpuService: GPU virtualisation on the host side. One accelerator shared
+// by many VMs: the VM registry (credentials, quotas), the scheduler across
+// VMs, and per-session device views (VmBackend) that enforce both.
+//
+//   VgpuService vgpu(*device, policies);
+//   vgpu.vms().create({.name = "vm-a", .token = "t", .memory_limit = 1 << 30});
+//   MALV_ASSIGN_OR_RETURN(auto view, vgpu.open_session("vm-a", "t"));
+//   // hand `view` to a Micro-LAKE session as its backend
+#pragma once
+
+#include <memory>
+
+#include "accel/backend.h"
+#include "vgpu/vgpu_scheduler.h"
+#include "vgpu/vm_backend.h"
+#include "vgpu/vm_registry.h"
+
+namespace malv::vgpu {
+
+class VgpuService {
+ public:
+  VgpuService(accel::Backend& device, GpuSchedPolicies& policies, SchedulerOptions options = {})
+      : device_(device), scheduler_(device, policies, options) {}
+
+  VmRegistry& vms() { return vms_; }
+  VgpuScheduler& scheduler() { return scheduler_; }
+  accel::Backend& device() { return device_; }
+
+  // The device as a session of this VM sees it, after checking its token.
+  [[nodiscard]] Result<std::unique_ptr<VmBackend>> open_session(const std::string& vm,
+                                                                const std::string& token) {
+    MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> found, vms_.authenticate(vm, token));
+    return std::make_unique<VmBackend>(device_, scheduler_, std::move(found));
+  }
+
+ private:
+  accel::Backend& device_;
+  VmRegistry vms_;
+  VgpuScheduler scheduler_;  // after vms_: destroyed first
+};
+
+}  // namespace malv::vgpu

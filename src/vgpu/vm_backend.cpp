@@ -1,0 +1,121 @@
+#include "vgpu/vm_backend.h"
+
+#include <fmt/format.h>
+
+#include <vector>
+
+namespace malv::vgpu {
+
+VmBackend::VmBackend(accel::Backend& device, VgpuScheduler& scheduler, std::shared_ptr<Vm> vm)
+    : device_(device), scheduler_(scheduler), vm_(std::move(vm)) {
+  vm_->counters().sessions.fetch_add(1);
+}
+
+VmBackend::~VmBackend() {
+  // The session drained and freed everything already; this is the backstop
+  // that keeps the quota and the device exact whatever happened above.
+  std::vector<std::uint64_t> queues;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> allocations;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [q, live] : queues_) queues.push_back(q);
+    allocations.assign(allocations_.begin(), allocations_.end());
+  }
+  for (std::uint64_t q : queues) destroy_queue(accel::QueueId{q});
+  for (auto& [ptr, bytes] : allocations) free(accel::DevicePtr{ptr});
+  vm_->counters().sessions.fetch_sub(1);
+}
+
+accel::DeviceInfo VmBackend::info() const {
+  accel::DeviceInfo info = device_.info();
+  const std::uint64_t limit = vm_->config().memory_limit;
+  if (limit != 0) {
+    info.total_memory = std::min(info.total_memory, limit);
+    const std::uint64_t used = vm_->counters().memory_used.load();
+    info.free_memory = std::min(info.free_memory, limit > used ? limit - used : 0);
+  }
+  return info;
+}
+
+Result<accel::DevicePtr> VmBackend::allocate(std::size_t bytes) {
+  MALV_TRY(vm_->reserve_memory(bytes));
+  Result<accel::DevicePtr> ptr = device_.allocate(bytes);
+  if (!ptr.ok()) {
+    vm_->release_memory(bytes);
+    return ptr;
+  }
+  std::lock_guard lock(mutex_);
+  allocations_.emplace(ptr->value, bytes);
+  bytes_in_use_ += bytes;
+  return ptr;
+}
+
+void VmBackend::free(accel::DevicePtr ptr) {
+  std::uint64_t bytes = 0;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = allocations_.find(ptr.value);
+    if (it == allocations_.end()) return;  // not ours: never hand it to the device
+    bytes = it->second;
+    allocations_.erase(it);
+    bytes_in_use_ -= bytes;
+  }
+  device_.free(ptr);
+  vm_->release_memory(bytes);
+}
+
+std::uint64_t VmBackend::memory_in_use() const {
+  std::lock_guard lock(mutex_);
+  return bytes_in_use_;
+}
+
+Status VmBackend::register_host_memory(void* base, std::size_t bytes) {
+  return device_.register_host_memory(base, bytes);
+}
+
+void VmBackend::unregister_host_memory(void* base) { device_.unregister_host_memory(base); }
+
+Result<accel::QueueId> VmBackend::create_queue(accel::QueuePriority priority) {
+  const std::uint32_t limit = vm_->config().max_streams;
+  auto& streams = vm_->counters().streams;
+  if (streams.fetch_add(1) >= limit) {
+    streams.fetch_sub(1);
+    return Error(ErrorCode::kResourceExhausted,
+                 fmt::format("VM '{}' stream quota: {} streams open, limit {}", vm_->config().name,
+                             limit, limit));
+  }
+  Result<accel::QueueId> queue = scheduler_.create_stream(vm_, priority);
+  if (!queue.ok()) {
+    streams.fetch_sub(1);
+    return queue;
+  }
+  std::lock_guard lock(mutex_);
+  queues_.emplace(queue->value(), true);
+  return queue;
+}
+
+void VmBackend::destroy_queue(accel::QueueId queue) {
+  {
+    std::lock_guard lock(mutex_);
+    if (queues_.erase(queue.value()) == 0) return;
+  }
+  scheduler_.destroy_stream(queue);
+  vm_->counters().streams.fetch_sub(1);
+}
+
+Result<accel::EventId> VmBackend::create_event() { return device_.create_event(); }
+void VmBackend::destroy_event(accel::EventId event) { device_.destroy_event(event); }
+accel::EventState VmBackend::query_event(accel::EventId event) const {
+  return device_.query_event(event);
+}
+
+void VmBackend::enqueue(accel::QueueId queue, accel::Op op, accel::Completion done) {
+  scheduler_.enqueue(queue, std::move(op), done);
+}
+
+void VmBackend::synchronize_all() {
+  // Every stream drains when destroyed; callers of a VM view use streams.
+  device_.synchronize_all();
+}
+
+}  // namespace malv::vgpu

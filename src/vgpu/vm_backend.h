@@ -1,0 +1,52 @@
+// VmBackend: the accelerator as one VM's session sees it.
+//
+// It is an accel::Backend, so a Micro-LAKE session runs unchanged on top of
+// it, but every call passes through the vGPU service first: allocations are
+// charged to the VM's memory quota (a hard cap, checked on the host), stream
+// creation to its stream quota, and every queued op goes through the
+// VgpuScheduler instead of straight to the device. When the session ends the
+// VmBackend returns whatever it still holds to the device and to the quota.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "accel/backend.h"
+#include "vgpu/vgpu_scheduler.h"
+#include "vgpu/vm_registry.h"
+
+namespace malv::vgpu {
+
+class VmBackend final : public accel::Backend {
+ public:
+  VmBackend(accel::Backend& device, VgpuScheduler& scheduler, std::shared_ptr<Vm> vm);
+  ~VmBackend() override;
+
+  accel::DeviceInfo info() const override;
+  Result<accel::DevicePtr> allocate(std::size_t bytes) override;
+  void free(accel::DevicePtr ptr) override;
+  std::uint64_t memory_in_use() const override;
+  Status register_host_memory(void* base, std::size_t bytes) override;
+  void unregister_host_memory(void* base) override;
+  Result<accel::QueueId> create_queue(accel::QueuePriority priority) override;
+  void destroy_queue(accel::QueueId queue) override;
+  Result<accel::EventId> create_event() override;
+  void destroy_event(accel::EventId event) override;
+  accel::EventState query_event(accel::EventId event) const override;
+  void enqueue(accel::QueueId queue, accel::Op op, accel::Completion done) override;
+  void synchronize_all() override;
+
+  const std::shared_ptr<Vm>& vm() const { return vm_; }
+
+ private:
+  accel::Backend& device_;
+  VgpuScheduler& scheduler_;
+  std::shared_ptr<Vm> vm_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::uint64_t, std::uint64_t> allocations_;  // ptr -> bytes
+  std::unordered_map<std::uint64_t, bool> queues_;                // live stream queues
+  std::uint64_t bytes_in_use_ = 0;
+};
+
+}  // namespace malv::vgpu

@@ -1,0 +1,122 @@
+#include "vgpu/vm_registry.h"
+
+#include <fmt/format.h>
+
+namespace malv::vgpu {
+namespace {
+
+Status check_config(const VmConfig& c) {
+  if (c.name.empty() || c.name.size() >= 64) {
+    return Error(ErrorCode::kInvalidArgument, "VM name must have 1 to 63 characters");
+  }
+  if (c.token.size() >= 64) {
+    return Error(ErrorCode::kInvalidArgument, "VM token must be shorter than 64 characters");
+  }
+  if (!(c.weight > 0.0) || c.weight > 1e6) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("weight {} is not in (0, 1e6]", c.weight));
+  }
+  if (c.max_streams == 0 || c.max_handles == 0) {
+    return Error(ErrorCode::kInvalidArgument, "max_streams and max_handles must be positive");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+const char* priority_class_name(PriorityClass c) {
+  return c == PriorityClass::kLatency ? "latency" : "batch";
+}
+
+Result<PriorityClass> parse_priority_class(std::string_view name) {
+  if (name == "latency") return PriorityClass::kLatency;
+  if (name == "batch") return PriorityClass::kBatch;
+  return Error(ErrorCode::kInvalidArgument,
+               fmt::format("priority class '{}' is not 'latency' or 'batch'", name));
+}
+
+VmConfig Vm::config() const {
+  std::lock_guard lock(mutex_);
+  return config_;
+}
+
+void Vm::set_config(VmConfig config) {
+  std::lock_guard lock(mutex_);
+  config_ = std::move(config);
+}
+
+Status Vm::reserve_memory(std::uint64_t bytes) {
+  const std::uint64_t limit = config().memory_limit;
+  std::uint64_t used = counters_.memory_used.load(std::memory_order_relaxed);
+  for (;;) {
+    if (limit != 0 && (bytes > limit || used > limit - bytes)) {
+      return Error(ErrorCode::kResourceExhausted,
+                   fmt::format("VM '{}' memory quota: {} bytes in use + {} requested > limit {}",
+                               config().name, used, bytes, limit));
+    }
+    if (counters_.memory_used.compare_exchange_weak(used, used + bytes,
+                                                    std::memory_order_acq_rel)) {
+      return ok_status();
+    }
+  }
+}
+
+void Vm::release_memory(std::uint64_t bytes) {
+  counters_.memory_used.fetch_sub(bytes, std::memory_order_acq_rel);
+}
+
+Result<std::shared_ptr<Vm>> VmRegistry::create(VmConfig config) {
+  MALV_TRY(check_config(config));
+  std::lock_guard lock(mutex_);
+  if (vms_.count(config.name) != 0) {
+    return Error(ErrorCode::kAlreadyExists, fmt::format("VM '{}' already exists", config.name));
+  }
+  auto vm = std::make_shared<Vm>(VmId{next_id_++}, config);
+  vms_.emplace(config.name, vm);
+  return vm;
+}
+
+Status VmRegistry::update(const std::string& name, const VmConfig& config) {
+  MALV_TRY(check_config(config));
+  if (config.name != name) {
+    return Error(ErrorCode::kInvalidArgument, "a VM cannot be renamed");
+  }
+  MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, find(name));
+  vm->set_config(config);
+  return ok_status();
+}
+
+Status VmRegistry::remove(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  if (vms_.erase(name) == 0) {
+    return Error(ErrorCode::kNotFound, fmt::format("no VM named '{}'", name));
+  }
+  return ok_status();
+}
+
+Result<std::shared_ptr<Vm>> VmRegistry::find(const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  auto it = vms_.find(name);
+  if (it == vms_.end()) return Error(ErrorCode::kNotFound, fmt::format("no VM named '{}'", name));
+  return it->second;
+}
+
+Result<std::shared_ptr<Vm>> VmRegistry::authenticate(const std::string& name,
+                                                     const std::string& token) const {
+  Result<std::shared_ptr<Vm>> vm = find(name);
+  // The same answer for an unknown VM and a wrong token: no probing for names.
+  if (!vm.ok() || vm.value()->config().token != token) {
+    return Error(ErrorCode::kUnauthenticated,
+                 fmt::format("VM '{}' is unknown or the token is wrong", name));
+  }
+  return vm;
+}
+
+std::vector<std::shared_ptr<Vm>> VmRegistry::list() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<Vm>> out;
+  for (const auto& [name, vm] : vms_) out.push_back(vm);
+  return out;
+}
+
+}  // namespace malv::vgpu

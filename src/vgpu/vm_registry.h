@@ -1,0 +1,99 @@
+// VmRegistry: the host's list of VMs (tenants), their credentials and
+// quotas, and the live accounting the host keeps for each.
+//
+// Every number a quota is checked against lives here, on the host, where no
+// guest can reach it. Quotas can be changed while the VM runs; a lower memory
+// limit stops new allocations but frees nothing already allocated.
+//
+//   VmRegistry vms;
+//   vms.create({.name = "vm-a", .token = "s3cret", .memory_limit = 1 << 30});
+//   MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, vms.authenticate("vm-a", "s3cret"));
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/strong_id.h"
+
+namespace malv::vgpu {
+
+struct VmTag {};
+using VmId = StrongId<VmTag>;
+
+enum class PriorityClass { kLatency = 0, kBatch = 1 };
+const char* priority_class_name(PriorityClass c);
+Result<PriorityClass> parse_priority_class(std::string_view name);
+
+struct VmConfig {
+  std::string name;
+  std::string token;               // credential a guest must present
+  std::uint64_t memory_limit = 0;  // device-memory bytes; 0 = unlimited
+  double weight = 1.0;             // compute share weight (> 0)
+  PriorityClass priority = PriorityClass::kBatch;
+  std::uint32_t max_streams = 64;
+  std::uint32_t max_handles = 1u << 16;  // buffers and events each
+  std::string gpu_policy = "fifo";       // selected gpu_sched policy
+};
+
+// Counters the host updates as the VM works. All atomics: read by the admin
+// API and metrics while sessions run.
+struct VmCounters {
+  std::atomic<std::uint64_t> memory_used{0};
+  std::atomic<std::uint64_t> busy_ns{0};
+  std::atomic<std::uint64_t> commands{0};
+  std::atomic<std::uint64_t> errors{0};
+  std::atomic<std::uint64_t> decisions{0};
+  std::atomic<std::uint64_t> fallbacks{0};
+  std::atomic<std::uint64_t> queue_depth{0};
+  std::atomic<std::uint32_t> streams{0};
+  std::atomic<std::uint32_t> sessions{0};
+};
+
+class Vm {
+ public:
+  Vm(VmId id, VmConfig config) : id_(id), name_(config.name), config_(std::move(config)) {}
+
+  VmId id() const { return id_; }
+  const std::string& name() const { return name_; }  // never changes
+  VmConfig config() const;
+  void set_config(VmConfig config);
+  VmCounters& counters() { return counters_; }
+  const VmCounters& counters() const { return counters_; }
+
+  // Reserves `bytes` of the memory quota, or fails naming usage and limit.
+  [[nodiscard]] Status reserve_memory(std::uint64_t bytes);
+  void release_memory(std::uint64_t bytes);
+
+ private:
+  const VmId id_;
+  const std::string name_;
+  mutable std::mutex mutex_;
+  VmConfig config_;  // guarded by mutex_
+  VmCounters counters_;
+};
+
+class VmRegistry {
+ public:
+  [[nodiscard]] Result<std::shared_ptr<Vm>> create(VmConfig config);
+  [[nodiscard]] Status update(const std::string& name, const VmConfig& config);
+  // Removes the VM from the registry; its running sessions keep their Vm.
+  [[nodiscard]] Status remove(const std::string& name);
+  [[nodiscard]] Result<std::shared_ptr<Vm>> find(const std::string& name) const;
+  // The VM named `name` if `token` is its credential.
+  [[nodiscard]] Result<std::shared_ptr<Vm>> authenticate(const std::string& name,
+                                                         const std::string& token) const;
+  std::vector<std::shared_ptr<Vm>> list() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<Vm>> vms_;  // guarded by mutex_
+  std::uint64_t next_id_ = 1;                       // guarded by mutex_
+};
+
+}  // namespace malv::vgpu

@@ -1,0 +1,109 @@
+#include "vgpu/vm_registry.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "accel/backend.h"
+#include "vgpu/vgpu_service.h"
+
+namespace malv::vgpu {
+namespace {
+
+TEST(VmRegistry, ForgedCredentialIsRefusedWithoutNamingWhichPartWasWrong) {
+  VmRegistry vms;
+  ASSERT_TRUE(vms.create({.name = "vm-a", .token = "right"}).ok());
+  auto wrong = vms.authenticate("vm-a", "wrong");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().code(), ErrorCode::kUnauthenticated);
+  auto unknown = vms.authenticate("vm-zz", "right");
+  EXPECT_EQ(unknown.error().code(), ErrorCode::kUnauthenticated);
+  EXPECT_TRUE(vms.authenticate("vm-a", "right").ok());
+}
+
+TEST(VmRegistry, InvalidConfigsAreRejected) {
+  VmRegistry vms;
+  EXPECT_EQ(vms.create({.name = ""}).error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(vms.create({.name = "x", .weight = 0}).error().code(), ErrorCode::kInvalidArgument);
+  ASSERT_TRUE(vms.create({.name = "x"}).ok());
+  EXPECT_EQ(vms.create({.name = "x"}).error().code(), ErrorCode::kAlreadyExists);
+  EXPECT_EQ(vms.update("x", {.name = "y"}).error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(vms.remove("nope").error().code(), ErrorCode::kNotFound);
+}
+
+class Quota : public ::testing::Test {
+ protected:
+  std::unique_ptr<accel::Backend> device_ =
+      accel::make_cpu_backend({.memory_bytes = 64ull << 20, .workers = 1});
+  FifoPolicies fifo_;
+  VgpuService vgpu_{*device_, fifo_};
+};
+
+TEST_F(Quota, AllocationOneByteOverTheQuotaFailsNamingUsageAndLimit) {
+  ASSERT_TRUE(vgpu_.vms().create({.name = "vm-q", .token = "t", .memory_limit = 1 << 20}).ok());
+  auto view = vgpu_.open_session("vm-q", "t");
+  ASSERT_TRUE(view.ok());
+  auto a = (*view)->allocate(1 << 20);
+  ASSERT_TRUE(a.ok());
+  auto over = (*view)->allocate(1);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code(), ErrorCode::kResourceExhausted);
+  EXPECT_NE(over.error().message().find("1048576 bytes in use"), std::string::npos);
+  EXPECT_NE(over.error().message().find("limit 1048576"), std::string::npos);
+  (*view)->free(a.value());
+  EXPECT_TRUE((*view)->allocate(1).ok());
+}
+
+TEST_F(Quota, AccountingEqualsTheSumOfLiveAllocationsAtAllTimes) {
+  ASSERT_TRUE(vgpu_.vms().create({.name = "vm-q", .token = "t", .memory_limit = 8 << 20}).ok());
+  auto vm = vgpu_.vms().find("vm-q").value();
+  auto view = std::move(vgpu_.open_session("vm-q", "t")).value();
+  std::mt19937 rng(1);
+  std::vector<std::pair<accel::DevicePtr, std::size_t>> live;
+  std::uint64_t sum = 0;
+  int refused = 0;
+  for (int i = 0; i < 2000; ++i) {
+    if (live.empty() || rng() % 3 != 0) {
+      std::size_t bytes = 1 + rng() % (1 << 20);
+      auto p = view->allocate(bytes);
+      if (p.ok()) {
+        live.emplace_back(p.value(), bytes);
+        sum += bytes;
+      } else {
+        ++refused;
+      }
+    } else {
+      std::size_t k = rng() % live.size();
+      view->free(live[k].first);
+      sum -= live[k].second;
+      live.erase(live.begin() + static_cast<long>(k));
+    }
+    ASSERT_EQ(vm->counters().memory_used.load(), sum);
+  }
+  EXPECT_GT(refused, 0) << "the quota was reached at least once";
+  view.reset();  // a session ending returns everything it still held
+  EXPECT_EQ(vm->counters().memory_used.load(), 0u);
+  EXPECT_EQ(device_->memory_in_use(), 0u);
+}
+
+TEST_F(Quota, QuotaChangesApplyWhileTheVmRuns) {
+  ASSERT_TRUE(vgpu_.vms().create({.name = "vm-q", .token = "t", .memory_limit = 1 << 20}).ok());
+  auto view = std::move(vgpu_.open_session("vm-q", "t")).value();
+  EXPECT_FALSE(view->allocate(2 << 20).ok());
+  ASSERT_TRUE(
+      vgpu_.vms().update("vm-q", {.name = "vm-q", .token = "t", .memory_limit = 4 << 20}).ok());
+  EXPECT_TRUE(view->allocate(2 << 20).ok());
+}
+
+TEST_F(Quota, StreamQuotaIsEnforced) {
+  ASSERT_TRUE(vgpu_.vms().create({.name = "vm-s", .token = "t", .max_streams = 2}).ok());
+  auto view = std::move(vgpu_.open_session("vm-s", "t")).value();
+  EXPECT_TRUE(view->create_queue(accel::QueuePriority::kNormal).ok());
+  EXPECT_TRUE(view->create_queue(accel::QueuePriority::kNormal).ok());
+  EXPECT_EQ(view->create_queue(accel::QueuePriority::kNormal).error().code(),
+            ErrorCode::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace malv::vgpu
