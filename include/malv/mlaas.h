@@ -163,11 +163,11 @@ typedef struct malv_memory_outcome {
 typedef struct malv_prefetch_observation {
   uint64_t vm_id;
   uint64_t stream_id;
-  uint32_t current_depth;     /* items staged ahead now */
-  uint32_t max_depth;         /* the host's cap for this stream */
-  double consumption_per_s;   /* items consumed per second, recent average */
-  double production_per_s;    /* items the producer can stage per second */
-  int64_t consumer_stall_ns;  /* time the consumer waited since the last decision */
+  uint32_t current_depth;    /* items staged ahead now */
+  uint32_t max_depth;        /* the host's cap for this stream */
+  double consumption_per_s;  /* items consumed per second, recent average */
+  double production_per_s;   /* items the producer can stage per second */
+  int64_t consumer_stall_ns; /* time the consumer waited since the last decision */
 } malv_prefetch_observation;
 
 /* depth must be within [0, max_depth] of its observation. */
@@ -211,8 +211,8 @@ typedef enum malv_log_level {
   MALV_LOG_ERROR = 4
 } malv_log_level;
 
-typedef uint32_t malv_feature_schema;  /* 0 is never a valid schema */
-typedef uint64_t malv_model;           /* 0 is never a valid model */
+typedef uint32_t malv_feature_schema; /* 0 is never a valid schema */
+typedef uint64_t malv_model;          /* 0 is never a valid model */
 
 typedef struct malv_host_services malv_host_services;
 

@@ -83,7 +83,7 @@ Status run_ipc(const IpcFlags& flags) {
 
   MALV_ASSIGN_OR_RETURN(auto host,
                         HostProcess::spawn({"--backend", "cpu", "--tcp", "127.0.0.1:0",
-                                            "--arena-mib", "64", "--memory-mib", "1024"}));
+                                            "--arena-mib", "64", "--memory-mib", "1024", "--open"}));
   MALV_ASSIGN_OR_RETURN(auto conn, guest::Connection::connect_unix(host->socket_path(),
                                                                    {.vm_name = "bench-shm"}));
   MALV_ASSIGN_OR_RETURN(auto tcp, guest::Connection::connect_tcp("127.0.0.1", host->tcp_port(),

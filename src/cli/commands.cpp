@@ -16,11 +16,12 @@ void register_unavailable(CLI::App& app, int& exit_code, const char* name,
 
 void register_commands(CLI::App& app, int& exit_code) {
   register_serve(app, exit_code);
+  register_guest(app, exit_code);
   register_unavailable(app, exit_code, "demo",
                        "Run the main demo: three VMs share one accelerator");
-  register_unavailable(app, exit_code, "vm", "Create, list, update and delete VMs on a host");
-  register_unavailable(app, exit_code, "policy", "Load, unload, list and select MLaaS policies");
-  register_unavailable(app, exit_code, "stats", "Show per-VM statistics of a running host");
+  register_vm(app, exit_code);
+  register_policy(app, exit_code);
+  register_stats(app, exit_code);
   CLI::App* bench = app.add_subcommand("bench", "Run the benchmarks (ours vs baseline, one run)");
   bench->require_subcommand(1);
   register_bench_ipc(*bench, exit_code);

@@ -10,6 +10,10 @@ void register_commands(CLI::App& app, int& exit_code);
 
 void register_serve(CLI::App& app, int& exit_code);
 void register_bench_ipc(CLI::App& bench, int& exit_code);
+void register_guest(CLI::App& app, int& exit_code);
+void register_vm(CLI::App& app, int& exit_code);
+void register_policy(CLI::App& app, int& exit_code);
+void register_stats(CLI::App& app, int& exit_code);
 
 // Groups whose implementation has not landed yet: they say so and exit 2
 // rather than pretend to work.

@@ -134,6 +134,7 @@ void VgpuScheduler::enqueue(accel::QueueId queue, accel::Op op, accel::Completio
     Stream& stream = *it->second;
     stream.pending.push_back(make_item(stream, std::move(op), done));
     stream.vm->counters().queue_depth.fetch_add(1, std::memory_order_relaxed);
+    stream.vm->counters().commands.fetch_add(1, std::memory_order_relaxed);
     dispatch_now = !stream.running && busy_slots_ < options_.device_slots;
   }
   if (dispatch_now) pump();
@@ -224,6 +225,7 @@ void VgpuScheduler::item_callback(void* context, std::uint64_t cookie, ErrorCode
 void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode status) {
   // The batch vector is stable until its last op completes (below).
   const Item& item = stream->batch[index];
+  if (status != ErrorCode::kOk) stream->vm->counters().errors.fetch_add(1, std::memory_order_relaxed);
   if (item.done.fn != nullptr) item.done.fn(item.done.context, item.done.cookie, status);
 
   malv_gpu_sched_outcome outcome{};

@@ -1,0 +1,197 @@
+// `malv guest train`: a guest's training job, on a host's vGPU or natively.
+//
+// Trains an MLP classifier on Fashion-MNIST (the Debian package
+// dataset-fashion-mnist) with nn::Trainer. With --socket or --tcp every
+// tensor lives on the host's accelerator and every op is a kernel launch
+// through libmalv (the way a VM trains); with --native the same code drives
+// an in-process CPU backend directly, the baseline without virtualisation.
+// Prints progress while it trains and the test accuracy at the end;
+// --checkpoint and --resume make a long run survive interruption.
+#include <fmt/format.h>
+
+#include <memory>
+
+#include "base/clock.h"
+#include "cli/commands.h"
+#include "cli/host_config.h"
+#include "guest/connection.h"
+#include "nn/native_device.h"
+#include "nn/remote_device.h"
+#include "nn/trainer.h"
+
+namespace malv::cli {
+namespace {
+
+struct TrainFlags {
+  std::string socket;
+  std::string tcp;  // HOST:PORT
+  std::string vm = "guest";
+  std::string token;
+  bool native = false;
+  std::string model = "mlp:784-256-128-10";
+  std::uint64_t epochs = 5;
+  std::int64_t batch = 128;
+  float lr = 0.0f;  // 0: the optimizer's default
+  std::string optimizer = "adam";
+  std::uint64_t seed = 1;
+  std::uint64_t max_steps = 0;
+  std::uint64_t log_every = 100;
+  std::string checkpoint;
+  std::string resume;
+  std::string data_dir = nn::kFashionMnistDir;
+};
+
+// The connection (if remote) and the device on it, in destruction order.
+struct Target {
+  std::unique_ptr<guest::Connection> connection;
+  std::unique_ptr<nn::Device> device;
+};
+
+Result<Target> open_target(const TrainFlags& flags) {
+  Target target;
+  if (flags.native) {
+    MALV_ASSIGN_OR_RETURN(target.device, nn::NativeDevice::create_cpu({}));
+    return target;
+  }
+  const guest::ConnectOptions options{.vm_name = flags.vm, .credential = flags.token};
+  if (!flags.tcp.empty()) {
+    const auto colon = flags.tcp.rfind(':');
+    unsigned long port = 0;
+    if (colon != std::string::npos) port = std::strtoul(flags.tcp.c_str() + colon + 1, nullptr, 10);
+    if (colon == std::string::npos || port == 0 || port > 65535) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("--tcp wants HOST:PORT, got '{}'", flags.tcp));
+    }
+    MALV_ASSIGN_OR_RETURN(target.connection, guest::Connection::connect_tcp(
+                                                 flags.tcp.substr(0, colon),
+                                                 static_cast<std::uint16_t>(port), options));
+  } else {
+    const std::string path =
+        flags.socket.empty() ? default_runtime_dir() + "/malv.sock" : flags.socket;
+    auto connection = guest::Connection::connect_unix(path, options);
+    if (!connection.ok()) {
+      return std::move(connection)
+          .error()
+          .with_context(fmt::format(
+              "connecting to the host at {} (is `malv serve` running? or use --native)", path));
+    }
+    target.connection = std::move(connection).value();
+  }
+  MALV_ASSIGN_OR_RETURN(target.device, nn::RemoteDevice::create(*target.connection));
+  return target;
+}
+
+Status train(const TrainFlags& flags) {
+  nn::TrainOptions options;
+  options.model = flags.model;
+  MALV_ASSIGN_OR_RETURN(options.optimizer.kind, nn::parse_optimizer(flags.optimizer));
+  options.optimizer.lr = flags.lr > 0.0f                                      ? flags.lr
+                         : options.optimizer.kind == nn::OptimizerKind::kAdam ? 1e-3f
+                                                                              : 0.05f;
+  options.epochs = flags.epochs;
+  options.batch = flags.batch;
+  options.seed = flags.seed;
+  options.max_steps = flags.max_steps;
+  options.log_every = flags.log_every;
+  options.checkpoint_path = flags.checkpoint;
+
+  Stopwatch load_watch;
+  MALV_ASSIGN_OR_RETURN(nn::Dataset train_set,
+                        nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
+  MALV_ASSIGN_OR_RETURN(nn::Dataset test_set,
+                        nn::load_fashion_mnist(flags.data_dir, nn::Split::kTest));
+  fmt::print("data: {} training and {} test examples from {} ({:.1f} s)\n", train_set.count,
+             test_set.count, flags.data_dir, load_watch.elapsed_s());
+
+  MALV_ASSIGN_OR_RETURN(Target target, open_target(flags));
+  MALV_ASSIGN_OR_RETURN(auto trainer, nn::Trainer::create(*target.device, train_set, options));
+  if (!flags.resume.empty()) {
+    MALV_TRY(trainer->resume_from(flags.resume));
+    fmt::print("resumed from {} at step {}\n", flags.resume, trainer->step_count());
+  }
+  fmt::print("training {} with {} (lr {}) batch {} seed {} on {}\n", options.model,
+             nn::optimizer_name(options.optimizer.kind), options.optimizer.lr, options.batch,
+             options.seed, target.device->describe());
+  fmt::print("{} steps per epoch, {} steps to go\n", trainer->steps_per_epoch(),
+             trainer->total_steps() - std::min(trainer->total_steps(), trainer->step_count()));
+  std::fflush(stdout);
+
+  Stopwatch watch;
+  const std::uint64_t first_step = trainer->step_count();
+  MALV_TRY(trainer->run([&](const nn::Progress& p) {
+    fmt::print("epoch {}/{}  step {}/{}  loss {:.4f}  {:.0f} examples/s{}\n", p.epoch,
+               options.epochs, p.step, p.total_steps, p.loss, p.examples_per_s,
+               p.epoch_end && !options.checkpoint_path.empty() ? "  (checkpoint saved)" : "");
+    std::fflush(stdout);
+  }));
+  const double seconds = watch.elapsed_s();
+  const std::uint64_t steps = trainer->step_count() - first_step;
+  MALV_ASSIGN_OR_RETURN(double accuracy, trainer->model().evaluate(test_set));
+  fmt::print("trained {} steps in {:.1f} s ({:.1f} ms/step)\n", steps, seconds,
+             steps == 0 ? 0.0 : seconds * 1e3 / static_cast<double>(steps));
+  fmt::print("test accuracy {:.4f} ({} examples)\n", accuracy, test_set.count);
+  return ok_status();
+}
+
+}  // namespace
+
+void register_guest(CLI::App& app, int& exit_code) {
+  CLI::App* guest = app.add_subcommand("guest", "Run guest workloads against a host's vGPU");
+  guest->require_subcommand(1);
+  auto flags = std::make_shared<TrainFlags>();
+  CLI::App* sub = guest->add_subcommand(
+      "train", "Train an MLP classifier on Fashion-MNIST on a host's vGPU (or natively, --native)");
+  sub->footer(
+      "Examples:\n"
+      "  malv guest train --socket /run/malv/malv.sock --vm train-a --token secret-a\n"
+      "  malv guest train --native --epochs 1 --max-steps 200\n"
+      "  malv guest train --native --checkpoint run.ckpt      # saved after every epoch\n"
+      "  malv guest train --native --resume run.ckpt --checkpoint run.ckpt\n"
+      "A resumed run must use the same --model, --optimizer, --lr, --seed and --batch;\n"
+      "it then continues exactly where the checkpoint left off.");
+  auto* where =
+      sub->add_option_group("host", "Where to train (default: the host's default socket)");
+  where->add_option("--socket", flags->socket, "Connect to a host on this Unix socket");
+  where->add_option("--tcp", flags->tcp, "Connect to a host over TCP, HOST:PORT");
+  where->add_flag("--native", flags->native,
+                  "Train in this process on a CPU backend, without a host (the baseline)");
+  where->require_option(0, 1);
+  sub->add_option("--vm", flags->vm, "VM name to connect as")->capture_default_str();
+  sub->add_option("--token", flags->token, "The VM's token, if the host requires one");
+  sub->add_option("--model", flags->model, "Model: mlp:<inputs>-<hidden>...-<classes>")
+      ->capture_default_str();
+  sub->add_option("--epochs", flags->epochs, "Passes over the training set")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--batch", flags->batch, "Examples per step")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--optimizer", flags->optimizer, "adam or sgd")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"adam", "sgd"}));
+  sub->add_option("--lr", flags->lr, "Learning rate (default 0.001 for adam, 0.05 for sgd)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--seed", flags->seed, "Seed of the initial weights and the example order")
+      ->capture_default_str();
+  sub->add_option("--max-steps", flags->max_steps,
+                  "Stop after this many steps in all, even mid-epoch (0: no cap)")
+      ->capture_default_str();
+  sub->add_option("--log-every", flags->log_every,
+                  "Print the mean loss every this many steps (0: at epoch ends only)")
+      ->capture_default_str();
+  sub->add_option("--checkpoint", flags->checkpoint,
+                  "Save parameters, optimizer state and step here after each epoch and at the "
+                  "end (atomically)");
+  sub->add_option("--resume", flags->resume, "Continue from a checkpoint saved by --checkpoint");
+  sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
+      ->capture_default_str();
+  sub->callback([flags, &exit_code] {
+    Status s = train(*flags);
+    if (!s.ok()) {
+      fmt::print(stderr, "malv guest train: {}\n", s.error().to_string());
+      exit_code = 1;
+    }
+  });
+}
+
+}  // namespace malv::cli

@@ -1,0 +1,49 @@
+// HostConfig: what `malv serve` reads from its TOML file (--config) and
+// flags. Flags given on the command line override the file.
+//
+//   [host]
+//   socket = "/run/malv/malv.sock"        # guests connect here
+//   admin_socket = "/run/malv/admin.sock"  # HTTP+JSON admin API
+//   tcp = "127.0.0.1:7070"                 # optional
+//   backend = "cpu"                        # cpu | cuda | auto
+//   memory_mib = 4096                      # CPU backend device memory
+//   policy_dir = "/usr/lib/malv/policies"  # MLaaS modules loaded at start
+//
+//   [[vm]]
+//   name = "train-a"
+//   token = "secret-a"
+//   memory_mib = 1024
+//   weight = 2.0
+//   priority = "batch"                     # latency | batch
+//   max_streams = 16
+//   gpu_policy = "fair-share"
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "vgpu/vm_registry.h"
+
+namespace malv::cli {
+
+struct HostConfig {
+  std::string socket;
+  std::string admin_socket;
+  std::string tcp;  // HOST:PORT, empty = off
+  std::uint32_t vsock_port = 0;
+  std::string backend = "auto";
+  std::uint64_t memory_mib = 0;
+  unsigned workers = 0;
+  std::uint64_t arena_mib = 64;
+  std::string policy_dir;
+  std::vector<vgpu::VmConfig> vms;
+};
+
+// Parses a TOML file; errors name the file, line and key.
+[[nodiscard]] Result<HostConfig> load_host_config(const std::string& path);
+
+// $XDG_RUNTIME_DIR/malv, else /run/malv (root) or /tmp/malv-<uid>; created.
+std::string default_runtime_dir();
+
+}  // namespace malv::cli

@@ -1,0 +1,104 @@
+#include "cli/host_daemon.h"
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "mlaas/policy_dir.h"
+
+namespace malv::cli {
+
+Result<std::unique_ptr<accel::Backend>> make_backend(const HostConfig& config) {
+  if (config.backend == "cuda") {
+    return Error(ErrorCode::kUnimplemented, "the CUDA backend is not built into this malv");
+  }
+  if (config.backend != "cpu" && config.backend != "auto") {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("unknown backend '{}' (cpu, cuda, auto)", config.backend));
+  }
+  if (config.backend == "auto") log::info("serve", "backend auto: no GPU backend built, using cpu");
+  return accel::make_cpu_backend({config.memory_mib << 20, config.workers});
+}
+
+Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
+  std::unique_ptr<HostDaemon> d(new HostDaemon());
+  d->options_ = std::move(options);
+  const HostConfig& config = d->options_.config;
+  MALV_ASSIGN_OR_RETURN(d->backend_, make_backend(config));
+
+  // MLaaS: inference runs on the same accelerator, on its own queue.
+  mlaas::InferenceOptions inference_options;
+  inference_options.calibrate = false;  // calibrated per model when a model loads
+  d->inference_ = std::make_unique<mlaas::InferenceService>(d->backend_.get(), inference_options);
+  d->services_ = std::make_unique<mlaas::HostServices>(d->features_, d->inference_.get());
+  d->policies_ = std::make_unique<mlaas::PolicyRegistry>(d->services_->table());
+  const std::string dir = config.policy_dir.empty() ? mlaas::policy_dir() : config.policy_dir;
+  MALV_TRY_CONTEXT(d->policies_->load_directory(dir), "loading MLaaS modules from " + dir);
+  d->runner_ = std::make_unique<mlaas::PolicyRunner>(*d->policies_);
+  d->sched_policies_ = std::make_unique<vgpu::MlaasGpuSchedPolicies>(*d->runner_);
+  d->vgpu_ = std::make_unique<vgpu::VgpuService>(*d->backend_, *d->sched_policies_,
+                                                 d->options_.scheduler);
+  for (const vgpu::VmConfig& vm : config.vms) {
+    MALV_TRY_CONTEXT(d->vgpu_->vms().create(vm), "VM " + vm.name);
+    if (vm.gpu_policy == "fifo" || vm.gpu_policy.empty()) {
+      d->policies_->select_baseline(vm.name, mlaas::PolicyClass::kGpuSched);
+    } else {
+      MALV_TRY_CONTEXT(
+          d->policies_->select(vm.name, mlaas::PolicyClass::kGpuSched, vm.gpu_policy),
+          "gpu_policy of VM " + vm.name);
+    }
+  }
+
+  microlake::ServerOptions server;
+  server.unix_path = config.socket.empty() ? default_runtime_dir() + "/malv.sock" : config.socket;
+  server.default_arena_bytes = config.arena_mib << 20;
+  server.max_arena_bytes = std::max<std::uint64_t>(server.max_arena_bytes, server.default_arena_bytes);
+  if (!config.tcp.empty()) {
+    auto colon = config.tcp.rfind(':');
+    if (colon == std::string::npos) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("tcp listener wants HOST:PORT, got '{}'", config.tcp));
+    }
+    server.tcp_host = config.tcp.substr(0, colon);
+    server.tcp_port = static_cast<std::uint16_t>(std::stoul(config.tcp.substr(colon + 1)));
+  }
+  if (config.vsock_port != 0) server.vsock_port = config.vsock_port;
+  HostDaemon* raw = d.get();
+  server.admit = [raw](const microlake::HelloInfo& info) { return raw->admit(info); };
+  MALV_ASSIGN_OR_RETURN(d->server_, microlake::Server::start(*d->backend_, server));
+
+  d->admin_path_ = config.admin_socket.empty()
+                       ? server.unix_path.substr(0, server.unix_path.rfind('/') + 1) + "admin.sock"
+                       : config.admin_socket;
+  const accel::DeviceInfo info = d->backend_->info();
+  MALV_ASSIGN_OR_RETURN(d->admin_, vgpu::AdminApi::start(d->admin_path_,
+                                                         {d->vgpu_.get(), d->policies_.get(),
+                                                          d->runner_.get(), info.backend,
+                                                          info.name}));
+  return d;
+}
+
+HostDaemon::~HostDaemon() {
+  admin_.reset();
+  server_.reset();  // ends every session before the services they use go away
+  vgpu_.reset();
+}
+
+Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info) {
+  if (options_.open_admission && !vgpu_->vms().find(info.vm_name).ok()) {
+    (void)vgpu_->vms().create({.name = info.vm_name, .token = info.credential});
+  }
+  MALV_ASSIGN_OR_RETURN(auto view, vgpu_->open_session(info.vm_name, info.credential));
+  const vgpu::VmConfig config = view->vm()->config();
+  microlake::Admission admission;
+  admission.limits.max_buffers = config.max_handles;
+  admission.limits.max_events = config.max_handles;
+  admission.limits.max_streams = config.max_streams;
+  if (info.peer) {
+    log::info("serve", "VM {} admitted (pid {}, uid {})", info.vm_name, info.peer->pid,
+              info.peer->uid);
+  }
+  admission.backend = std::move(view);
+  return admission;
+}
+
+}  // namespace malv::cli

@@ -1,0 +1,75 @@
+// `malv stats [--watch]`: per-VM statistics of a running host; --watch
+// redraws the table every interval until Ctrl-C.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "cli/admin_client.h"
+#include "cli/commands.h"
+
+namespace malv::cli {
+namespace {
+
+struct StatsFlags {
+  std::string admin;
+  bool watch = false;
+  double interval_s = 1.0;
+  bool json = false;
+};
+
+Status draw(const AdminClient& admin, bool json) {
+  MALV_ASSIGN_OR_RETURN(nlohmann::json health, admin.call("GET", "/health"));
+  MALV_ASSIGN_OR_RETURN(nlohmann::json vms, admin.call("GET", "/vms"));
+  if (json) {
+    fmt::print("{}\n", nlohmann::json{{"host", health}, {"vms", vms}}.dump(2));
+    return ok_status();
+  }
+  fmt::print("backend {} ({})\n", health.value("backend", "?"), health.value("device", "?"));
+  fmt::print("{:<14} {:<22} {:>10} {:>10} {:>9} {:>10} {:>7} {:>6} {:>9}\n", "VM", "GPU POLICY",
+             "MEM MiB", "LIMIT MiB", "BUSY s", "COMMANDS", "ERRORS", "QUEUE", "FALLBACK");
+  for (const auto& vm : vms) {
+    const auto& s = vm["stats"];
+    std::string policy = vm.contains("policies") ? vm["policies"].value("gpu_sched", "") : "";
+    fmt::print("{:<14} {:<22} {:>10.1f} {:>10.1f} {:>9.3f} {:>10} {:>7} {:>6} {:>9}\n",
+               vm["name"].get<std::string>(), policy,
+               static_cast<double>(s["memory_used"].get<std::uint64_t>()) / 1048576.0,
+               static_cast<double>(vm["memory_limit"].get<std::uint64_t>()) / 1048576.0,
+               s["busy_seconds"].get<double>(), s["commands"].get<std::uint64_t>(),
+               s["errors"].get<std::uint64_t>(), s["queue_depth"].get<std::uint64_t>(),
+               s["fallbacks"].get<std::uint64_t>());
+  }
+  return ok_status();
+}
+
+int run(const StatsFlags& f) {
+  AdminClient admin(f.admin.empty() ? default_admin_socket() : f.admin);
+  do {
+    if (f.watch) fmt::print("\x1b[H\x1b[2J");  // home + clear: redraw in place
+    Status s = draw(admin, f.json);
+    if (!s.ok()) {
+      fmt::print(stderr, "malv stats: {}\n", s.error().message());
+      return 1;
+    }
+    std::fflush(stdout);
+    if (f.watch) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(f.interval_s));
+    }
+  } while (f.watch);
+  return 0;
+}
+
+}  // namespace
+
+void register_stats(CLI::App& app, int& exit_code) {
+  auto f = std::make_shared<StatsFlags>();
+  CLI::App* sub = app.add_subcommand("stats", "Per-VM statistics of a running host");
+  sub->add_option("--admin", f->admin, "Admin socket of the host");
+  sub->add_flag("--watch", f->watch, "Redraw the table until interrupted");
+  sub->add_option("--interval", f->interval_s, "Seconds between redraws")->capture_default_str();
+  sub->add_flag("--json", f->json, "Print JSON");
+  sub->callback([f, &exit_code] { exit_code = run(*f); });
+}
+
+}  // namespace malv::cli

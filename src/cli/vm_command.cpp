@@ -1,0 +1,99 @@
+// `malv vm list|show|create|update|delete`: VMs of a running host.
+#include <fmt/format.h>
+
+#include "cli/admin_client.h"
+#include "cli/commands.h"
+
+namespace malv::cli {
+namespace {
+
+struct VmFlags {
+  std::string admin;
+  std::string name;
+  std::string token;
+  double memory_mib = -1;
+  double weight = -1;
+  std::string priority;
+  int max_streams = -1;
+  std::string gpu_policy;
+  bool json = false;
+};
+
+nlohmann::json fields(const VmFlags& f) {
+  nlohmann::json body = nlohmann::json::object();
+  if (!f.token.empty()) body["token"] = f.token;
+  if (f.memory_mib >= 0) body["memory_bytes"] = static_cast<std::uint64_t>(f.memory_mib * 1048576);
+  if (f.weight >= 0) body["weight"] = f.weight;
+  if (!f.priority.empty()) body["priority"] = f.priority;
+  if (f.max_streams >= 0) body["max_streams"] = f.max_streams;
+  if (!f.gpu_policy.empty()) body["gpu_policy"] = f.gpu_policy;
+  return body;
+}
+
+void print_vm_table(const nlohmann::json& vms) {
+  fmt::print("{:<16} {:>7} {:<8} {:>12} {:>12} {:>10} {:<28}\n", "VM", "WEIGHT", "CLASS",
+             "MEM USED", "MEM LIMIT", "BUSY s", "GPU POLICY");
+  for (const auto& vm : vms) {
+    const auto& s = vm["stats"];
+    std::string policy = vm.contains("policies") ? vm["policies"].value("gpu_sched", "") : "";
+    fmt::print("{:<16} {:>7.2f} {:<8} {:>12} {:>12} {:>10.3f} {:<28}\n",
+               vm["name"].get<std::string>(), vm["weight"].get<double>(),
+               vm["priority"].get<std::string>(), s["memory_used"].get<std::uint64_t>(),
+               vm["memory_limit"].get<std::uint64_t>(), s["busy_seconds"].get<double>(), policy);
+  }
+}
+
+int run(const std::string& action, const VmFlags& f) {
+  AdminClient admin(f.admin.empty() ? default_admin_socket() : f.admin);
+  Result<nlohmann::json> reply = Error(ErrorCode::kInternal, "unreachable");
+  if (action == "list") {
+    reply = admin.call("GET", "/vms");
+  } else if (action == "show") {
+    reply = admin.call("GET", "/vms/" + f.name);
+  } else if (action == "create") {
+    nlohmann::json body = fields(f);
+    body["name"] = f.name;
+    reply = admin.call("POST", "/vms", body);
+  } else if (action == "update") {
+    reply = admin.call("PATCH", "/vms/" + f.name, fields(f));
+  } else if (action == "delete") {
+    reply = admin.call("DELETE", "/vms/" + f.name);
+  }
+  if (!reply.ok()) {
+    fmt::print(stderr, "malv vm {}: {}\n", action, reply.error().message());
+    return 1;
+  }
+  if (f.json || !(action == "list" || action == "show")) {
+    fmt::print("{}\n", reply.value().dump(2));
+  } else {
+    print_vm_table(reply.value().is_array() ? reply.value() : nlohmann::json::array({reply.value()}));
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_vm(CLI::App& app, int& exit_code) {
+  auto f = std::make_shared<VmFlags>();
+  CLI::App* vm = app.add_subcommand("vm", "Create, list, update and delete VMs on a running host");
+  vm->require_subcommand(1);
+  vm->add_option("--admin", f->admin, "Admin socket of the host (default: $XDG_RUNTIME_DIR/malv/admin.sock)");
+  for (const char* action : {"list", "show", "create", "update", "delete"}) {
+    CLI::App* sub = vm->add_subcommand(action, fmt::format("{} VMs", action));
+    if (std::string(action) != "list") sub->add_option("name", f->name, "VM name")->required();
+    if (std::string(action) == "create" || std::string(action) == "update") {
+      sub->add_option("--token", f->token, "Credential the guest must present");
+      sub->add_option("--memory-mib", f->memory_mib, "Device-memory quota in MiB (0: none)");
+      sub->add_option("--weight", f->weight, "Compute share weight");
+      sub->add_option("--priority", f->priority, "latency or batch");
+      sub->add_option("--max-streams", f->max_streams, "Stream quota");
+    }
+    if (std::string(action) == "create") {
+      sub->add_option("--gpu-policy", f->gpu_policy, "gpu_sched policy (default fifo)");
+    }
+    sub->add_flag("--json", f->json, "Print JSON");
+    sub->callback([f, &exit_code, name = std::string(action)] { exit_code = run(name, *f); });
+  }
+}
+
+}  // namespace malv::cli

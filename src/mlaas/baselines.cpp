@@ -1,0 +1,71 @@
+// The built-in baselines (see baselines.h for what each one does).
+#include "mlaas/baselines.h"
+
+#include <algorithm>
+
+namespace malv::mlaas {
+namespace {
+
+int create_stateless(const malv_host_services*, const char*, void** state) {
+  *state = nullptr;
+  return MALV_MLAAS_OK;
+}
+void destroy_stateless(void*) {}
+
+int gpu_fifo(void*, const void* observations, std::size_t n, void* decisions) {
+  const auto* obs = static_cast<const malv_gpu_sched_observation*>(observations);
+  auto* out = static_cast<malv_gpu_sched_decision*>(decisions);
+  for (std::size_t i = 0; i < n; ++i) out[i].score = static_cast<double>(obs[i].enqueue_time_ns);
+  return MALV_MLAAS_OK;
+}
+
+int memory_lru(void*, const void* observations, std::size_t n, void* decisions) {
+  const auto* obs = static_cast<const malv_memory_observation*>(observations);
+  auto* out = static_cast<malv_memory_decision*>(decisions);
+  for (std::size_t i = 0; i < n; ++i) out[i].evict_score = static_cast<double>(obs[i].age_ns);
+  return MALV_MLAAS_OK;
+}
+
+int prefetch_fixed(void*, const void* observations, std::size_t n, void* decisions) {
+  const auto* obs = static_cast<const malv_prefetch_observation*>(observations);
+  auto* out = static_cast<malv_prefetch_decision*>(decisions);
+  for (std::size_t i = 0; i < n; ++i)
+    out[i].depth = std::min(kBaselinePrefetchDepth, obs[i].max_depth);
+  return MALV_MLAAS_OK;
+}
+
+int cpu_fifo(void*, const void* observations, std::size_t n, void* decisions) {
+  const auto* obs = static_cast<const malv_cpu_sched_observation*>(observations);
+  auto* out = static_cast<malv_cpu_sched_decision*>(decisions);
+  for (std::size_t i = 0; i < n; ++i) out[i].score = static_cast<double>(obs[i].enqueue_time_ns);
+  return MALV_MLAAS_OK;
+}
+
+constexpr malv_policy kBaselines[] = {
+    {MALV_POLICY_GPU_SCHED, "fifo", "oldest work item first", create_stateless, destroy_stateless,
+     gpu_fifo, nullptr},
+    {MALV_POLICY_MEMORY, "lru", "least recently used buffer evicted first", create_stateless,
+     destroy_stateless, memory_lru, nullptr},
+    {MALV_POLICY_CPU_SCHED, "fifo", "longest runnable thread first", create_stateless,
+     destroy_stateless, cpu_fifo, nullptr},
+    {MALV_POLICY_PREFETCH, "fixed", "fixed prefetch depth", create_stateless, destroy_stateless,
+     prefetch_fixed, nullptr},
+};
+
+constexpr malv_mlaas_module kBuiltin = {MALV_MLAAS_ABI_VERSION, 4, "builtin", "1.0.0", kBaselines};
+
+}  // namespace
+
+const malv_policy& baseline_policy(PolicyClass cls) {
+  switch (cls) {
+    case PolicyClass::kGpuSched: return kBaselines[0];
+    case PolicyClass::kMemory: return kBaselines[1];
+    case PolicyClass::kCpuSched: return kBaselines[2];
+    case PolicyClass::kPrefetch: return kBaselines[3];
+  }
+  return kBaselines[0];
+}
+
+const malv_mlaas_module& builtin_module() { return kBuiltin; }
+
+}  // namespace malv::mlaas

@@ -1,0 +1,55 @@
+// RemoteDevice: an nn::Device on a MaLV-OS vGPU, through libmalv.
+//
+// Every DeviceBuffer is a host buffer (guest::Buffer), every op a launch on
+// one guest::Stream; kernels are looked up by name once, at create(). The
+// host validates every command, so a bad launch is reported (at the next
+// synchronize) rather than trusted.
+//
+//   MALV_ASSIGN_OR_RETURN(auto conn, guest::Connection::connect_unix(path, {}));
+//   MALV_ASSIGN_OR_RETURN(auto device, RemoteDevice::create(*conn));
+//
+// The Connection must outlive the device.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <vector>
+
+#include "guest/connection.h"
+#include "nn/device.h"
+
+namespace malv::nn {
+
+class RemoteDevice final : public Device {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<RemoteDevice>> create(guest::Connection& connection);
+  ~RemoteDevice() override;
+
+  std::string describe() const override { return description_; }
+  Status write(const DeviceBuffer& dst, std::uint64_t offset,
+               std::span<const std::byte> data) override;
+  Status read(const DeviceBuffer& src, std::uint64_t offset, std::span<std::byte> out) override;
+  Status synchronize() override;
+
+ protected:
+  Result<std::uint32_t> allocate_slot(std::uint64_t bytes) override;
+  void release_slot(std::uint32_t slot) override;
+  Status enqueue_launch(KernelOp op, std::span<const Arg> args) override;
+
+ private:
+  RemoteDevice(guest::Connection& connection, guest::Stream stream,
+               std::array<guest::Kernel, kKernelOpCount> kernels, std::string description)
+      : connection_(connection),
+        stream_(std::move(stream)),
+        kernels_(std::move(kernels)),
+        description_(std::move(description)) {}
+
+  guest::Connection& connection_;
+  guest::Stream stream_;
+  std::array<guest::Kernel, kKernelOpCount> kernels_;
+  std::string description_;
+  std::vector<guest::Buffer> buffers_;  // by slot; a freed slot holds an empty Buffer
+  std::vector<std::uint32_t> free_slots_;
+};
+
+}  // namespace malv::nn

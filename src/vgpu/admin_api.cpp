@@ -1,0 +1,288 @@
+#include "vgpu/admin_api.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "base/clock.h"
+#include "base/log.h"
+
+namespace malv::vgpu {
+namespace {
+
+using nlohmann::json;
+
+int http_status(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kNotFound: return 404;
+    case ErrorCode::kAlreadyExists:
+    case ErrorCode::kFailedPrecondition: return 409;
+    case ErrorCode::kUnauthenticated: return 401;
+    case ErrorCode::kPermissionDenied: return 403;
+    case ErrorCode::kResourceExhausted: return 429;
+    case ErrorCode::kInternal:
+    case ErrorCode::kIo: return 500;
+    default: return 400;
+  }
+}
+
+void reply_error(httplib::Response& res, const Error& error) {
+  res.status = http_status(error.code());
+  res.set_content(json{{"error", std::string(error_code_name(error.code()))},
+                       {"message", error.to_string()}}
+                      .dump(),
+                  "application/json");
+}
+
+void reply(httplib::Response& res, const json& body, int status = 200) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+Result<json> parse_body(const httplib::Request& req) {
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) {
+    return Error(ErrorCode::kInvalidArgument, "request body is not a JSON object");
+  }
+  return body;
+}
+
+// Applies the fields present in `body` to `config`, checking their types.
+Status apply_fields(const json& body, VmConfig& config) {
+  try {
+    if (body.contains("token")) config.token = body.at("token").get<std::string>();
+    if (body.contains("memory_bytes")) config.memory_limit = body.at("memory_bytes").get<std::uint64_t>();
+    if (body.contains("weight")) config.weight = body.at("weight").get<double>();
+    if (body.contains("max_streams")) config.max_streams = body.at("max_streams").get<std::uint32_t>();
+    if (body.contains("max_handles")) config.max_handles = body.at("max_handles").get<std::uint32_t>();
+    if (body.contains("priority")) {
+      MALV_ASSIGN_OR_RETURN(config.priority,
+                            parse_priority_class(body.at("priority").get<std::string>()));
+    }
+  } catch (const json::exception& e) {
+    return Error(ErrorCode::kInvalidArgument, fmt::format("bad field: {}", e.what()));
+  }
+  return ok_status();
+}
+
+json vm_json(Vm& vm, const AdminContext& context) {
+  const VmConfig c = vm.config();
+  const VmCounters& n = vm.counters();
+  json out{{"name", c.name},
+           {"id", vm.id().value()},
+           {"weight", c.weight},
+           {"priority", priority_class_name(c.priority)},
+           {"memory_limit", c.memory_limit},
+           {"max_streams", c.max_streams},
+           {"max_handles", c.max_handles}};
+  if (context.policies != nullptr) {
+    json policies = json::object();
+    for (mlaas::PolicyClass cls : mlaas::kAllPolicyClasses) {
+      policies[std::string(mlaas::policy_class_name(cls))] = context.policies->selected(c.name, cls);
+    }
+    out["policies"] = policies;
+  }
+  out["stats"] = {{"memory_used", n.memory_used.load()},
+                  {"busy_seconds", static_cast<double>(n.busy_ns.load()) / 1e9},
+                  {"commands", n.commands.load()},
+                  {"errors", n.errors.load()},
+                  {"decisions", n.decisions.load()},
+                  {"fallbacks", n.fallbacks.load()},
+                  {"queue_depth", n.queue_depth.load()},
+                  {"streams", n.streams.load()},
+                  {"sessions", n.sessions.load()}};
+  return out;
+}
+
+std::string metrics_text(VgpuService& vgpu) {
+  struct Metric {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::function<double(Vm&)> value;
+  };
+  const std::vector<Metric> metrics{
+      {"malv_vm_memory_bytes", "gauge", "Device memory the VM holds",
+       [](Vm& vm) { return double(vm.counters().memory_used.load()); }},
+      {"malv_vm_memory_limit_bytes", "gauge", "The VM's memory quota (0: none)",
+       [](Vm& vm) { return double(vm.config().memory_limit); }},
+      {"malv_vm_busy_seconds_total", "counter", "Accelerator time used by the VM",
+       [](Vm& vm) { return double(vm.counters().busy_ns.load()) / 1e9; }},
+      {"malv_vm_commands_total", "counter", "Device commands queued by the VM",
+       [](Vm& vm) { return double(vm.counters().commands.load()); }},
+      {"malv_vm_errors_total", "counter", "Device commands of the VM that failed",
+       [](Vm& vm) { return double(vm.counters().errors.load()); }},
+      {"malv_vm_queue_depth", "gauge", "Commands waiting in the vGPU scheduler",
+       [](Vm& vm) { return double(vm.counters().queue_depth.load()); }},
+      {"malv_vm_policy_decisions_total", "counter", "Scheduling decisions for the VM",
+       [](Vm& vm) { return double(vm.counters().decisions.load()); }},
+      {"malv_vm_policy_fallbacks_total", "counter", "Decisions the baseline made instead",
+       [](Vm& vm) { return double(vm.counters().fallbacks.load()); }},
+  };
+  std::string out;
+  auto vms = vgpu.vms().list();
+  for (const Metric& m : metrics) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name, m.type);
+    for (auto& vm : vms) out += fmt::format("{}{{vm=\"{}\"}} {}\n", m.name, vm->name(), m.value(*vm));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<AdminApi>> AdminApi::start(const std::string& unix_path,
+                                                  AdminContext context) {
+  std::unique_ptr<AdminApi> api(new AdminApi());
+  api->context_ = context;
+  api->path_ = unix_path;
+  api->server_ = std::make_unique<httplib::Server>();
+  api->server_->set_address_family(AF_UNIX);
+  api->install_routes();
+  ::unlink(unix_path.c_str());
+  if (!api->server_->bind_to_port(unix_path.c_str(), 80)) {
+    return Error(ErrorCode::kIo, fmt::format("admin API cannot listen on {}", unix_path));
+  }
+  api->thread_ = std::thread([raw = api.get()] { raw->server_->listen_after_bind(); });
+  log::info("admin", "admin API on {}", unix_path);
+  return api;
+}
+
+AdminApi::~AdminApi() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+  ::unlink(path_.c_str());
+}
+
+void AdminApi::install_routes() {
+  httplib::Server& s = *server_;
+  AdminContext& ctx = context_;
+  VgpuService& vgpu = *ctx.vgpu;
+  // A handler that throws (a JSON field of the wrong type, say) answers 400.
+  s.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr thrown) {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(thrown);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        reply_error(res, Error(ErrorCode::kInvalidArgument, what));
+      });
+
+  s.Get("/health", [&ctx](const httplib::Request&, httplib::Response& res) {
+    reply(res, {{"status", "ok"}, {"backend", ctx.backend}, {"device", ctx.device}});
+  });
+  s.Get("/vms", [&](const httplib::Request&, httplib::Response& res) {
+    json out = json::array();
+    for (auto& vm : vgpu.vms().list()) out.push_back(vm_json(*vm, ctx));
+    reply(res, out);
+  });
+  s.Get(R"(/vms/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
+    auto vm = vgpu.vms().find(req.matches[1]);
+    if (!vm.ok()) return reply_error(res, vm.error());
+    reply(res, vm_json(*vm.value(), ctx));
+  });
+  s.Post("/vms", [&](const httplib::Request& req, httplib::Response& res) {
+    auto body = parse_body(req);
+    if (!body.ok()) return reply_error(res, body.error());
+    VmConfig config;
+    config.name = body->value("name", std::string());
+    if (Status s = apply_fields(body.value(), config); !s.ok()) return reply_error(res, s.error());
+    auto vm = vgpu.vms().create(config);
+    if (!vm.ok()) return reply_error(res, vm.error());
+    if (body->contains("gpu_policy") && ctx.policies != nullptr) {
+      Status s = ctx.policies->select(config.name, mlaas::PolicyClass::kGpuSched,
+                                      body->value("gpu_policy", std::string()));
+      if (!s.ok()) {
+        (void)vgpu.vms().remove(config.name);
+        return reply_error(res, s.error());
+      }
+    }
+    reply(res, vm_json(*vm.value(), ctx), 201);
+  });
+  s.Patch(R"(/vms/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
+    auto body = parse_body(req);
+    if (!body.ok()) return reply_error(res, body.error());
+    auto vm = vgpu.vms().find(req.matches[1]);
+    if (!vm.ok()) return reply_error(res, vm.error());
+    VmConfig config = vm.value()->config();
+    if (Status s = apply_fields(body.value(), config); !s.ok()) return reply_error(res, s.error());
+    if (Status s = vgpu.vms().update(config.name, config); !s.ok()) {
+      return reply_error(res, s.error());
+    }
+    reply(res, vm_json(*vm.value(), ctx));
+  });
+  s.Delete(R"(/vms/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string name = req.matches[1];
+    if (Status s = vgpu.vms().remove(name); !s.ok()) return reply_error(res, s.error());
+    if (ctx.policies != nullptr) ctx.policies->remove_vm(name);
+    reply(res, {{"deleted", name}});
+  });
+  s.Put(R"(/vms/([^/]+)/policy/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
+    if (ctx.policies == nullptr) {
+      return reply_error(res, Error(ErrorCode::kUnimplemented, "no MLaaS subsystem"));
+    }
+    auto body = parse_body(req);
+    if (!body.ok()) return reply_error(res, body.error());
+    auto vm = vgpu.vms().find(req.matches[1]);
+    if (!vm.ok()) return reply_error(res, vm.error());
+    auto cls = mlaas::parse_policy_class(std::string(req.matches[2]));
+    if (!cls.ok()) return reply_error(res, cls.error());
+    const std::string policy = body->value("policy", std::string());
+    const std::int64_t before = vgpu.scheduler().last_decision_ns();
+    if (Status s = ctx.policies->select(vm.value()->name(), cls.value(), policy); !s.ok()) {
+      return reply_error(res, s.error());
+    }
+    reply(res, {{"vm", vm.value()->name()},
+                {"class", std::string(mlaas::policy_class_name(cls.value()))},
+                {"policy", ctx.policies->selected(vm.value()->name(), cls.value())},
+                {"selected_at_ns", mono_now_ns()},
+                {"last_decision_before_ns", before}});
+  });
+  s.Get("/policies", [&](const httplib::Request&, httplib::Response& res) {
+    if (ctx.policies == nullptr) return reply(res, json::array());
+    json out = json::array();
+    for (const mlaas::ModuleInfo& m : ctx.policies->modules()) {
+      json policies = json::array();
+      for (const mlaas::PolicyInfo& p : m.policies) {
+        policies.push_back({{"name", p.name},
+                            {"class", std::string(mlaas::policy_class_name(p.policy_class))},
+                            {"description", p.description},
+                            {"used_by", p.used_by}});
+      }
+      out.push_back({{"module", m.name}, {"version", m.version}, {"path", m.path},
+                     {"policies", policies}});
+    }
+    reply(res, out);
+  });
+  s.Post("/policies", [&](const httplib::Request& req, httplib::Response& res) {
+    if (ctx.policies == nullptr) {
+      return reply_error(res, Error(ErrorCode::kUnimplemented, "no MLaaS subsystem"));
+    }
+    auto body = parse_body(req);
+    if (!body.ok()) return reply_error(res, body.error());
+    auto info = ctx.policies->load_module(body->value("path", std::string()));
+    if (!info.ok()) return reply_error(res, info.error());
+    reply(res, {{"module", info->name}, {"version", info->version}}, 201);
+  });
+  s.Delete(R"(/policies/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
+    if (ctx.policies == nullptr) {
+      return reply_error(res, Error(ErrorCode::kUnimplemented, "no MLaaS subsystem"));
+    }
+    const bool force = req.has_param("force") && req.get_param_value("force") != "0";
+    Status s = ctx.policies->unload_module(
+        std::string(req.matches[1]),
+        force ? mlaas::UnloadMode::kForce : mlaas::UnloadMode::kRefuseIfInUse);
+    if (!s.ok()) return reply_error(res, s.error());
+    reply(res, {{"unloaded", std::string(req.matches[1])}});
+  });
+  s.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_text(vgpu), "text/plain; version=0.0.4");
+  });
+}
+
+}  // namespace malv::vgpu

@@ -1,0 +1,64 @@
+// AdminApi: the host's control interface, HTTP + JSON on a Unix socket
+// (as Firecracker does), served by cpp-httplib on the daemon's control
+// thread. `malv vm`, `malv policy` and `malv stats` are its clients.
+//
+//   GET    /health                      -> {"status":"ok","backend":...}
+//   GET    /vms                         -> [vm...]   (config + live stats)
+//   POST   /vms            {vm}         -> vm        (create)
+//   GET    /vms/{name}                  -> vm
+//   PATCH  /vms/{name}     {fields}     -> vm        (quotas, weight, priority)
+//   DELETE /vms/{name}
+//   PUT    /vms/{name}/policy/{class} {"policy": "fair-share"}
+//   GET    /policies                    -> modules, policies, users
+//   POST   /policies       {"path": "/x/libfoo.so"}
+//   DELETE /policies/{module}[?force=1]
+//   GET    /metrics                     -> Prometheus text format
+//
+// Errors come back as {"error": code name, "message": ...} with a matching
+// HTTP status (400 bad input, 401, 404, 409 conflict, 429 quota, 500).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "base/result.h"
+#include "mlaas/policy_registry.h"
+#include "mlaas/policy_runner.h"
+#include "vgpu/vgpu_service.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace malv::vgpu {
+
+struct AdminContext {
+  VgpuService* vgpu = nullptr;
+  mlaas::PolicyRegistry* policies = nullptr;
+  mlaas::PolicyRunner* runner = nullptr;
+  std::string backend;  // "cpu" / "cuda", as chosen at start-up
+  std::string device;   // device name
+};
+
+class AdminApi {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<AdminApi>> start(const std::string& unix_path,
+                                                               AdminContext context);
+  ~AdminApi();
+  AdminApi(const AdminApi&) = delete;
+  AdminApi& operator=(const AdminApi&) = delete;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  AdminApi() = default;
+  void install_routes();
+
+  AdminContext context_;
+  std::string path_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+}  // namespace malv::vgpu

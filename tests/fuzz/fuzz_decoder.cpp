@@ -1,0 +1,326 @@
+// libFuzzer target: the host's handling of whatever a guest puts in its
+// submission ring, from the structural decoder down to the backend.
+//
+// The input is a sequence of 64-byte records, read the way ShmEndpoint reads
+// the submission ring: a wire::Command, then as many extension records as it
+// claims (a claim over kMaxExtensionRecords takes none, as the endpoint
+// does). A trailing partial record is ignored, and so is a command whose
+// extension records are cut off (the endpoint would wait for them). Each
+// record is
+//   (a) decoded on its own with proto::decode_command, with the extension
+//       bytes it claims (clipped to the input), and the decoder's promises
+//       checked: a Request only for a well-formed record, of the opcode's
+//       type;
+//   (b) fed to a real microlake::Session over the CPU backend, created fresh
+//       for every input, exactly as the endpoint feeds it.
+//
+// Reaching deep states. Before the fuzzer's records, each session gets two
+// streams, two zeroed buffers, two events and a kernel handle for every
+// built-in kernel, made by well-formed commands; the arena holds the name of
+// built-in kernel i at offset 64 * i. A handle position whose top 16 bits are
+// 0xffff (a command argument, or the value of a kernel argument) is replaced
+// by handle number (low byte % count) of this session's pool: the handles
+// above in that order, then every handle a fuzzed create command returned
+// (freed ones stay in the pool, so stale handles are reached too). A raw
+// value with a 0xffff top is never a valid handle, so nothing is lost.
+//
+// Invariants checked after every input (a violation aborts, which libFuzzer
+// reports as a crash):
+//  * every command gets exactly one completion, of its own opcode, except
+//    one that carried kFlagSkipSuccess and succeeded, which gets none;
+//  * nothing is owed once the backend is idle (Session::outstanding() == 0);
+//  * a failed kStreamSync / kSyncAll names in `result` the tag of a command
+//    that failed with the same status;
+//  * an arena range a completion hands back lies inside the arena;
+//  * the session leaves no device memory behind when it is destroyed.
+//
+// Run it with scripts/fuzz.sh; seeds live in tests/fuzz/corpus/ (made by
+// tests/fuzz/make_corpus.py, which documents the record layout it uses).
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "accel/backend.h"
+#include "accel/kernel_registry.h"
+#include "base/log.h"
+#include "malv/protocol.h"
+#include "microlake/completion_sink.h"
+#include "microlake/session.h"
+#include "proto/decoder.h"
+#include "proto/encoder.h"
+
+namespace malv::fuzz {
+namespace {
+
+using wire::Opcode;
+
+constexpr std::size_t kArenaBytes = 64u << 10;
+constexpr std::uint64_t kDeviceMemoryBytes = 16ull << 20;
+constexpr std::uint64_t kPoolMarker = 0xffffull << 48;
+constexpr std::size_t kMaxPool = 64;
+// Sizes of the two pre-created buffers (pool entries 2 and 3).
+constexpr std::uint64_t kSetupBufferBytes[] = {4096, 64u << 10};
+
+[[noreturn]] void violated(const char* what, std::uint64_t tag) {
+  std::fprintf(stderr, "fuzz_decoder: invariant violated: %s (command tag %llu)\n", what,
+               static_cast<unsigned long long>(tag));
+  std::abort();
+}
+
+// Collects one input's completions (posted from the dispatcher, i.e. this
+// thread, and from backend threads) and keeps the pool of handles that the
+// session issued, in the order it issued them.
+class RecordingSink final : public microlake::CompletionSink {
+ public:
+  void post(const wire::Completion& completion, proto::ArenaRange arena_out) override {
+    if (!proto::range_fits(arena_out.offset, arena_out.bytes, kArenaBytes)) {
+      violated("completion hands back an arena range outside the arena", completion.tag);
+    }
+    std::lock_guard lock(mutex_);
+    completions_.push_back(completion);
+    if (completion.status == 0 && creates_handle(completion.opcode) && pool_.size() < kMaxPool) {
+      pool_.push_back(completion.result);
+    }
+  }
+
+  // The handle a pool selector names; the selector itself when the pool is empty.
+  std::uint64_t pooled(std::uint64_t selector) {
+    std::lock_guard lock(mutex_);
+    if (pool_.empty()) return selector;
+    return pool_[(selector & 0xff) % pool_.size()];
+  }
+
+  std::vector<wire::Completion> take() {
+    std::vector<wire::Completion> taken;
+    std::lock_guard lock(mutex_);
+    taken.swap(completions_);
+    return taken;
+  }
+
+ private:
+  static bool creates_handle(std::uint16_t opcode) {
+    switch (static_cast<Opcode>(opcode)) {
+      case Opcode::kBufferAlloc:
+      case Opcode::kStreamCreate:
+      case Opcode::kEventCreate:
+      case Opcode::kKernelLookup: return true;
+      default: return false;
+    }
+  }
+
+  std::mutex mutex_;
+  std::vector<wire::Completion> completions_;  // guarded by mutex_
+  std::vector<std::uint64_t> pool_;            // guarded by mutex_
+};
+
+// The backend outlives every input: building one starts worker threads.
+accel::Backend& backend() {
+  static std::unique_ptr<accel::Backend> instance = [] {
+    log::set_level(log::Level::kError);
+    return accel::make_cpu_backend({.memory_bytes = kDeviceMemoryBytes, .workers = 1});
+  }();
+  return *instance;
+}
+
+microlake::SessionLimits fuzz_limits() {
+  microlake::SessionLimits limits;
+  limits.max_buffers = 32;  // 32 x 1 MiB > device memory: both refusals are reachable
+  limits.max_streams = 8;
+  limits.max_events = 32;
+  limits.max_kernels = 64;
+  limits.max_buffer_bytes = 1u << 20;
+  return limits;
+}
+
+// What the harness sent, by tag (tags are the harness's own sequence numbers).
+struct Sent {
+  std::uint16_t opcode;
+  std::uint16_t flags;
+};
+
+class Harness {
+ public:
+  Harness() : arena_(kArenaBytes) {
+    const auto kernels = accel::all_kernels();
+    for (std::size_t i = 0; i < kernels.size(); ++i) {
+      std::memcpy(arena_.data() + 64 * i, kernels[i].name.data(), kernels[i].name.size());
+    }
+    session_ = std::make_unique<microlake::Session>("fuzz", backend(), std::span(arena_), sink_,
+                                                    fuzz_limits());
+  }
+
+  // Pre-creates the objects of the pool, in the documented order.
+  void set_up() {
+    setup(proto::make_command(Opcode::kStreamCreate, 0, {0}));
+    setup(proto::make_command(Opcode::kStreamCreate, 0, {1}));
+    for (std::uint64_t bytes : kSetupBufferBytes) {
+      setup(proto::make_command(Opcode::kBufferAlloc, 0, {bytes}));
+    }
+    setup(proto::make_command(Opcode::kEventCreate, 0));
+    setup(proto::make_command(Opcode::kEventCreate, 0));
+    const auto kernels = accel::all_kernels();
+    for (std::size_t i = 0; i < kernels.size(); ++i) {
+      setup(proto::make_command(Opcode::kKernelLookup, 0, {64 * i, kernels[i].name.size()}));
+    }
+    // Zero both buffers so kernels read defined data (labels, for one).
+    const std::uint64_t stream = sink_.pooled(0);
+    for (std::size_t i = 0; i < std::size(kSetupBufferBytes); ++i) {
+      setup(proto::make_command(Opcode::kMemset, 0,
+                                {stream, sink_.pooled(2 + i), 0, kSetupBufferBytes[i], 0}));
+    }
+    setup(proto::make_command(Opcode::kStreamSync, 0, {stream}));
+    backend().synchronize_all();
+    for (const wire::Completion& c : sink_.take()) {
+      if (c.status != 0) violated("a well-formed set-up command failed", c.tag);
+    }
+    sent_.clear();
+  }
+
+  void feed(const std::uint8_t* data, std::size_t size) {
+    std::array<std::byte, wire::kMaxExtensionRecords * wire::kRecordBytes> extensions{};
+    const std::size_t records = size / wire::kRecordBytes;
+    std::size_t at = 0;
+    while (at < records) {
+      wire::Command cmd;
+      std::memcpy(&cmd, data + at * wire::kRecordBytes, sizeof(cmd));
+      const std::size_t claimed = cmd.extensions;
+      check_decoder(
+          cmd, std::span(reinterpret_cast<const std::byte*>(data) + (at + 1) * wire::kRecordBytes,
+                         std::min(claimed, records - at - 1) * wire::kRecordBytes));
+      // As ShmEndpoint::run: a claim over the limit takes no records, and a
+      // command waits until all of its records are there.
+      const std::size_t taken = claimed <= wire::kMaxExtensionRecords ? claimed : 0;
+      if (records - at - 1 < taken) break;
+      std::memcpy(extensions.data(), data + (at + 1) * wire::kRecordBytes,
+                  taken * wire::kRecordBytes);
+      at += 1 + taken;
+
+      for (std::uint64_t& arg : cmd.args) arg = patched(arg);
+      for (std::size_t i = 0; i < wire::kMaxKernelArgs; ++i) {
+        std::byte* value =
+            extensions.data() + i * sizeof(wire::KernelArg) + offsetof(wire::KernelArg, value);
+        std::uint64_t v;
+        std::memcpy(&v, value, sizeof(v));
+        v = patched(v);
+        std::memcpy(value, &v, sizeof(v));
+      }
+      send(cmd, std::span(extensions.data(), taken * wire::kRecordBytes));
+    }
+  }
+
+  // Waits for the backend, then checks every invariant of the header.
+  void finish() {
+    backend().synchronize_all();
+    if (session_->outstanding() != 0) violated("completions still owed on an idle backend", 0);
+    session_.reset();
+    if (backend().memory_in_use() != 0) violated("session left device memory behind", 0);
+
+    std::unordered_map<std::uint64_t, const wire::Completion*> by_tag;
+    const std::vector<wire::Completion> completions = sink_.take();
+    if (std::getenv("MALV_FUZZ_TRACE") != nullptr) trace(completions);
+    for (const wire::Completion& c : completions) {
+      auto sent = sent_.find(c.tag);
+      if (sent == sent_.end()) violated("completion for a tag never sent", c.tag);
+      if (!by_tag.emplace(c.tag, &c).second) violated("two completions for one command", c.tag);
+      if (c.opcode != sent->second.opcode) violated("completion names another opcode", c.tag);
+      if (c.status == 0 && (sent->second.flags & wire::kFlagSkipSuccess) != 0) {
+        violated("a success was posted for a kFlagSkipSuccess command", c.tag);
+      }
+    }
+    for (const auto& [tag, sent] : sent_) {
+      if (!by_tag.contains(tag) && (sent.flags & wire::kFlagSkipSuccess) == 0) {
+        violated("command never completed", tag);
+      }
+    }
+    for (const wire::Completion& c : completions) {
+      const auto op = static_cast<Opcode>(c.opcode);
+      if (op != Opcode::kStreamSync && op != Opcode::kSyncAll) continue;
+      if (c.status == 0) {
+        if (c.result != 0) violated("a clean synchronize names a failed command", c.tag);
+        continue;
+      }
+      // A synchronize that itself failed validation names nothing (tag 0,
+      // which the harness never uses).
+      if (c.result == 0) continue;
+      auto failed = by_tag.find(c.result);
+      if (failed == by_tag.end() || failed->second->status != c.status) {
+        violated("a failed synchronize does not name the command that failed", c.tag);
+      }
+    }
+  }
+
+ private:
+  std::uint64_t patched(std::uint64_t value) {
+    return (value & (0xffffull << 48)) == kPoolMarker ? sink_.pooled(value) : value;
+  }
+
+  void send(wire::Command cmd, std::span<const std::byte> extensions) {
+    cmd.tag = ++next_tag_;
+    sent_.emplace(cmd.tag, Sent{cmd.opcode, cmd.flags});
+    session_->handle(cmd, extensions);
+  }
+
+  void setup(const wire::Command& cmd) { send(cmd, {}); }
+
+  // MALV_FUZZ_TRACE=1: what each command of the input got, for reading a
+  // crash or checking that a seed does what it should.
+  void trace(const std::vector<wire::Completion>& completions) const {
+    for (const wire::Completion& c : completions) {
+      std::fprintf(stderr, "  #%llu %-14s %-20s result=%#llx result2=%#llx\n",
+                   static_cast<unsigned long long>(c.tag), proto::opcode_name(c.opcode),
+                   std::string(error_code_name(static_cast<ErrorCode>(c.status))).c_str(),
+                   static_cast<unsigned long long>(c.result),
+                   static_cast<unsigned long long>(c.result2));
+    }
+  }
+
+  // The decoder on its own: a Request only for a structurally valid record.
+  static void check_decoder(const wire::Command& cmd, std::span<const std::byte> extensions) {
+    Result<proto::Request> request = proto::decode_command(cmd, extensions);
+    if (!request.ok()) return;
+    if (cmd.opcode >= static_cast<std::uint16_t>(Opcode::kOpcodeCount) ||
+        request->index() != cmd.opcode) {
+      violated("decoder returned a request of another opcode", cmd.tag);
+    }
+    if (cmd.reserved[0] != 0 || cmd.reserved[1] != 0 || cmd.reserved[2] != 0 ||
+        (cmd.flags & ~wire::kFlagSkipSuccess) != 0 || cmd.extensions > wire::kMaxExtensionRecords ||
+        extensions.size() != std::size_t{cmd.extensions} * wire::kRecordBytes) {
+      violated("decoder accepted a malformed record", cmd.tag);
+    }
+    if (const auto* launch = std::get_if<proto::LaunchRequest>(&*request)) {
+      if (launch->argc > wire::kMaxKernelArgs ||
+          cmd.extensions != proto::extension_records_for(launch->argc)) {
+        violated("decoder accepted a launch with inconsistent arguments", cmd.tag);
+      }
+    } else if (cmd.extensions != 0) {
+      violated("decoder accepted extension records on a command that takes none", cmd.tag);
+    }
+  }
+
+  std::vector<std::byte> arena_;
+  RecordingSink sink_;
+  std::unique_ptr<microlake::Session> session_;  // after sink_ and arena_: destroyed first
+  std::unordered_map<std::uint64_t, Sent> sent_;
+  std::uint64_t next_tag_ = 0;
+};
+
+}  // namespace
+}  // namespace malv::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  malv::fuzz::Harness harness;
+  harness.set_up();
+  harness.feed(data, size);
+  harness.finish();
+  return 0;
+}

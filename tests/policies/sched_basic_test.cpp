@@ -1,0 +1,109 @@
+// malv_sched_basic: fifo, fair-share, priority and learned-sjf decide what
+// their descriptions claim.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "policy_host.h"
+
+namespace malv::mlaas::testing {
+namespace {
+
+using SchedBasic = PolicyHost;
+
+TEST_F(SchedBasic, TheModuleOffersItsFourGpuSchedPolicies) {
+  auto modules = registry.modules();
+  auto it = std::find_if(modules.begin(), modules.end(),
+                         [](const ModuleInfo& m) { return m.name == "malv_sched_basic"; });
+  ASSERT_NE(it, modules.end());
+  std::vector<std::string> names;
+  for (const PolicyInfo& p : it->policies) names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"fifo", "fair-share", "priority", "learned-sjf"}));
+}
+
+TEST_F(SchedBasic, FifoRunsTheOldestItemFirst) {
+  EXPECT_EQ(pick("malv_sched_basic/fifo", {item(1, 300), item(2, 100), item(3, 200)}), 1u);
+}
+
+TEST_F(SchedBasic, FairSharePicksTheVmWithTheLowestBusyTimePerWeight) {
+  auto a = item(1, 100);  // oldest, but has used the most per weight
+  a.vm_busy_ns = 9'000'000;
+  a.vm_weight = 1.0;
+  auto b = item(2, 200);  // 12 ms at weight 4 = 3 ms per unit: lowest
+  b.vm_busy_ns = 12'000'000;
+  b.vm_weight = 4.0;
+  auto c = item(3, 300);  // 5 ms at weight 1
+  c.vm_busy_ns = 5'000'000;
+  EXPECT_EQ(pick("fair-share", {a, b, c}), 1u);
+  b.vm_weight = 1.0;  // now 12 ms per unit: c is lowest
+  EXPECT_EQ(pick("fair-share", {a, b, c}), 2u);
+}
+
+TEST_F(SchedBasic, PriorityRunsLatencyWorkBeforeOlderBatchWork) {
+  auto batch = item(1, 100);
+  batch.priority_class = MALV_PRIORITY_BATCH;
+  batch.waited_ns = 1'000'000;  // 1 ms: not aged
+  auto latency = item(2, 900);
+  latency.priority_class = MALV_PRIORITY_LATENCY;
+  EXPECT_EQ(pick("priority", {batch, latency}), 1u);
+}
+
+TEST_F(SchedBasic, PriorityPromotesABatchItemThatWaitedPastTheAgingThreshold) {
+  auto batch = item(1, 100);
+  batch.priority_class = MALV_PRIORITY_BATCH;
+  batch.waited_ns = 25'000'000;  // 25 ms > 20 ms
+  auto latency = item(2, 900);
+  latency.priority_class = MALV_PRIORITY_LATENCY;
+  latency.waited_ns = 100;
+  EXPECT_EQ(pick("priority", {batch, latency}), 0u);
+}
+
+// Items of two kinds with identical size estimates: kernel 2 really runs
+// for 2 us, kernel 3 for 2 ms.
+malv_gpu_sched_observation kind(std::uint32_t kernel, std::int64_t enqueue_ns) {
+  auto o = item(1, enqueue_ns);
+  o.kernel_id = kernel;
+  return o;
+}
+
+TEST_F(SchedBasic, LearnedSjfLearnsFromFeedbackThatAKindOfItemIsShortAndRanksItFirst) {
+  ASSERT_TRUE(registry.select("host", PolicyClass::kGpuSched, "learned-sjf").ok());
+  std::vector<malv_gpu_sched_observation> pending{kind(3, 100), kind(2, 200)};
+  pending[0].waited_ns = 200;
+  pending[1].waited_ns = 100;
+
+  std::vector<malv_gpu_sched_outcome> outcomes;
+  for (int i = 0; i < 200; ++i) {
+    outcomes.push_back({kind(2, i), 2'000});
+    outcomes.push_back({kind(3, i), 2'000'000});
+  }
+  runner.feedback("host", std::span<const malv_gpu_sched_outcome>(outcomes));
+
+  std::vector<malv_gpu_sched_decision> scores(2);
+  runner.decide("host", std::span(pending), std::span(scores));
+  EXPECT_EQ(lowest_score(scores), 1u);
+  // Predictions (score + waited) are close to what was observed.
+  EXPECT_NEAR(std::log(scores[1].score + 100), std::log(2'000.0), 0.5);
+  EXPECT_NEAR(std::log(scores[0].score + 200), std::log(2'000'000.0), 0.5);
+}
+
+TEST_F(SchedBasic, LearnedSjfNeverStarvesALongItem) {
+  ASSERT_TRUE(registry.select("host", PolicyClass::kGpuSched, "learned-sjf").ok());
+  std::vector<malv_gpu_sched_outcome> outcomes;
+  for (int i = 0; i < 200; ++i) {
+    outcomes.push_back({kind(2, i), 2'000});
+    outcomes.push_back({kind(3, i), 2'000'000});
+  }
+  runner.feedback("host", std::span<const malv_gpu_sched_outcome>(outcomes));
+  // A long item keeps losing to fresh short items only until it has waited
+  // about as long as its predicted run time.
+  auto long_item = kind(3, 0);
+  auto fresh_short = kind(2, 1);
+  long_item.waited_ns = 100'000;  // 0.1 ms
+  EXPECT_EQ(pick("learned-sjf", {long_item, fresh_short}), 1u);
+  long_item.waited_ns = 50'000'000;  // 50 ms
+  EXPECT_EQ(pick("learned-sjf", {long_item, fresh_short}), 0u);
+}
+
+}  // namespace
+}  // namespace malv::mlaas::testing
