@@ -26,7 +26,13 @@ test: build
 	ctest --preset $(PRESET) -j $(JOBS)
 
 bench: build
-	@echo "no benchmarks are built yet"
+	$(MALV) bench ipc
+	$(MALV) bench mlaas
+	$(MALV) bench sharing
+
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 asan-build: deps build/asan/build.ninja
 	cmake --build build/asan -j $(JOBS)
