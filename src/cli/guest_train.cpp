@@ -95,6 +95,8 @@ Status train(const TrainFlags& flags) {
   options.log_every = flags.log_every;
   options.checkpoint_path = flags.checkpoint;
 
+  // Connect first: a missing host is reported before seconds of data loading.
+  MALV_ASSIGN_OR_RETURN(Target target, open_target(flags));
   Stopwatch load_watch;
   MALV_ASSIGN_OR_RETURN(nn::Dataset train_set,
                         nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
@@ -103,7 +105,6 @@ Status train(const TrainFlags& flags) {
   fmt::print("data: {} training and {} test examples from {} ({:.1f} s)\n", train_set.count,
              test_set.count, flags.data_dir, load_watch.elapsed_s());
 
-  MALV_ASSIGN_OR_RETURN(Target target, open_target(flags));
   MALV_ASSIGN_OR_RETURN(auto trainer, nn::Trainer::create(*target.device, train_set, options));
   if (!flags.resume.empty()) {
     MALV_TRY(trainer->resume_from(flags.resume));
