@@ -2,9 +2,8 @@
 // Unix socket) for `malv vm`, `malv policy` and `malv stats`.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "base/result.h"
 

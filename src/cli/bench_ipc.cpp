@@ -81,11 +81,11 @@ Status run_ipc(const IpcFlags& flags) {
   } reap{echo};
   ipc::Socket rpc = std::move(pair.first);
 
-  MALV_ASSIGN_OR_RETURN(auto host,
-                        HostProcess::spawn({"--backend", "cpu", "--tcp", "127.0.0.1:0",
-                                            "--arena-mib", "64", "--memory-mib", "1024", "--open"}));
-  MALV_ASSIGN_OR_RETURN(auto conn, guest::Connection::connect_unix(host->socket_path(),
-                                                                   {.vm_name = "bench-shm"}));
+  MALV_ASSIGN_OR_RETURN(
+      auto host, HostProcess::spawn({"--backend", "cpu", "--tcp", "127.0.0.1:0", "--arena-mib",
+                                     "64", "--memory-mib", "1024", "--open"}));
+  MALV_ASSIGN_OR_RETURN(
+      auto conn, guest::Connection::connect_unix(host->socket_path(), {.vm_name = "bench-shm"}));
   MALV_ASSIGN_OR_RETURN(auto tcp, guest::Connection::connect_tcp("127.0.0.1", host->tcp_port(),
                                                                  {.vm_name = "bench-tcp"}));
   if (!flags.json) fmt::print(stderr, "bench ipc: round trips ...\n");
@@ -138,10 +138,12 @@ Status run_ipc(const IpcFlags& flags) {
   std::vector<Figure> figures{
       {"shm_roundtrip_p50_us", shm_p50, "us", "no-op command, blocking, shared-memory rings"},
       {"shm_roundtrip_p99_us", percentile(shm, 0.99), "us", ""},
-      {"unix_rpc_roundtrip_p50_us", unix_p50, "us", "baseline: 64 B request/32 B reply, Unix socket"},
+      {"unix_rpc_roundtrip_p50_us", unix_p50, "us",
+       "baseline: 64 B request/32 B reply, Unix socket"},
       {"tcp_roundtrip_p50_us", percentile(tcp_rt, 0.5), "us", "no-op command over loopback TCP"},
       {"shm_speedup_over_unix_rpc", unix_p50 / shm_p50, "x", "goal >= 5"},
-      {"async_launch_ops_per_s", median(launch_rates), "ops/s", "no-op kernels, one sync; goal >= 1e6"},
+      {"async_launch_ops_per_s", median(launch_rates), "ops/s",
+       "no-op kernels, one sync; goal >= 1e6"},
       {"h2d_gbps", h2d, "GB/s", "64 MiB guest memory -> device through the arena"},
       {"d2h_gbps", d2h, "GB/s", "64 MiB device -> guest memory through the arena"},
       {"memcpy_gbps", memcpy_rate, "GB/s", "plain memcpy of the same size (the limit)"},

@@ -25,6 +25,8 @@ void register_commands(CLI::App& app, int& exit_code) {
   CLI::App* bench = app.add_subcommand("bench", "Run the benchmarks (ours vs baseline, one run)");
   bench->require_subcommand(1);
   register_bench_ipc(*bench, exit_code);
+  register_bench_mlaas(*bench, exit_code);
+  register_bench_sharing(*bench, exit_code);
 }
 
 }  // namespace malv::cli

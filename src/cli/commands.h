@@ -10,6 +10,8 @@ void register_commands(CLI::App& app, int& exit_code);
 
 void register_serve(CLI::App& app, int& exit_code);
 void register_bench_ipc(CLI::App& bench, int& exit_code);
+void register_bench_mlaas(CLI::App& bench, int& exit_code);
+void register_bench_sharing(CLI::App& bench, int& exit_code);
 void register_guest(CLI::App& app, int& exit_code);
 void register_vm(CLI::App& app, int& exit_code);
 void register_policy(CLI::App& app, int& exit_code);

@@ -2,10 +2,10 @@
 
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <toml++/toml.h>
 
 namespace malv::cli {
 
@@ -27,7 +27,8 @@ namespace {
 Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
   vgpu::VmConfig vm;
   auto name = t["name"].value<std::string>();
-  if (!name) return Error(ErrorCode::kInvalidArgument, fmt::format("{}: a [[vm]] has no name", path));
+  if (!name)
+    return Error(ErrorCode::kInvalidArgument, fmt::format("{}: a [[vm]] has no name", path));
   vm.name = *name;
   vm.token = t["token"].value_or(std::string());
   vm.memory_limit = t["memory_mib"].value_or<std::int64_t>(0) << 20;

@@ -35,23 +35,23 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   MALV_TRY_CONTEXT(d->policies_->load_directory(dir), "loading MLaaS modules from " + dir);
   d->runner_ = std::make_unique<mlaas::PolicyRunner>(*d->policies_);
   d->sched_policies_ = std::make_unique<vgpu::MlaasGpuSchedPolicies>(*d->runner_);
-  d->vgpu_ = std::make_unique<vgpu::VgpuService>(*d->backend_, *d->sched_policies_,
-                                                 d->options_.scheduler);
+  d->vgpu_ =
+      std::make_unique<vgpu::VgpuService>(*d->backend_, *d->sched_policies_, d->options_.scheduler);
   for (const vgpu::VmConfig& vm : config.vms) {
     MALV_TRY_CONTEXT(d->vgpu_->vms().create(vm), "VM " + vm.name);
     if (vm.gpu_policy == "fifo" || vm.gpu_policy.empty()) {
       d->policies_->select_baseline(vm.name, mlaas::PolicyClass::kGpuSched);
     } else {
-      MALV_TRY_CONTEXT(
-          d->policies_->select(vm.name, mlaas::PolicyClass::kGpuSched, vm.gpu_policy),
-          "gpu_policy of VM " + vm.name);
+      MALV_TRY_CONTEXT(d->policies_->select(vm.name, mlaas::PolicyClass::kGpuSched, vm.gpu_policy),
+                       "gpu_policy of VM " + vm.name);
     }
   }
 
   microlake::ServerOptions server;
   server.unix_path = config.socket.empty() ? default_runtime_dir() + "/malv.sock" : config.socket;
   server.default_arena_bytes = config.arena_mib << 20;
-  server.max_arena_bytes = std::max<std::uint64_t>(server.max_arena_bytes, server.default_arena_bytes);
+  server.max_arena_bytes =
+      std::max<std::uint64_t>(server.max_arena_bytes, server.default_arena_bytes);
   if (!config.tcp.empty()) {
     auto colon = config.tcp.rfind(':');
     if (colon == std::string::npos) {
@@ -70,10 +70,10 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                        ? server.unix_path.substr(0, server.unix_path.rfind('/') + 1) + "admin.sock"
                        : config.admin_socket;
   const accel::DeviceInfo info = d->backend_->info();
-  MALV_ASSIGN_OR_RETURN(d->admin_, vgpu::AdminApi::start(d->admin_path_,
-                                                         {d->vgpu_.get(), d->policies_.get(),
-                                                          d->runner_.get(), info.backend,
-                                                          info.name}));
+  MALV_ASSIGN_OR_RETURN(
+      d->admin_,
+      vgpu::AdminApi::start(d->admin_path_, {d->vgpu_.get(), d->policies_.get(), d->runner_.get(),
+                                             info.backend, info.name}));
   return d;
 }
 

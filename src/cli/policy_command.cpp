@@ -58,8 +58,8 @@ int run(const std::string& action, const PolicyFlags& f) {
 
 void register_policy(CLI::App& app, int& exit_code) {
   auto f = std::make_shared<PolicyFlags>();
-  CLI::App* policy =
-      app.add_subcommand("policy", "Load, unload, list and select MLaaS policies on a running host");
+  CLI::App* policy = app.add_subcommand(
+      "policy", "Load, unload, list and select MLaaS policies on a running host");
   policy->require_subcommand(1);
   policy->add_option("--admin", f->admin, "Admin socket of the host");
   CLI::App* list = policy->add_subcommand("list", "Modules, their policies and the VMs using each");

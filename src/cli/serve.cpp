@@ -48,8 +48,9 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   options.config = config;
   options.open_admission = flags.open;
   if (config.vms.empty() && !flags.open) {
-    log::warn("serve", "no VMs configured: every guest will be refused (add [[vm]] entries, "
-                       "`malv vm create`, or --open for development)");
+    log::warn("serve",
+              "no VMs configured: every guest will be refused (add [[vm]] entries, "
+              "`malv vm create`, or --open for development)");
   }
   auto daemon = HostDaemon::start(std::move(options));
   if (!daemon.ok()) {
@@ -76,7 +77,8 @@ void register_serve(CLI::App& app, int& exit_code) {
   CLI::App* sub = app.add_subcommand(
       "serve", "Run the host daemon: Micro-LAKE core, vGPU service, MLaaS, admin API");
   HostConfig& o = flags->overrides;
-  sub->add_option("--config", flags->config_path, "TOML configuration file (see docs/operations.md)")
+  sub->add_option("--config", flags->config_path,
+                  "TOML configuration file (see docs/operations.md)")
       ->check(CLI::ExistingFile);
   sub->add_option("--socket", o.socket,
                   "Unix socket for guests (default $XDG_RUNTIME_DIR/malv/malv.sock)");

@@ -66,7 +66,8 @@ int run(const std::string& action, const VmFlags& f) {
   if (f.json || !(action == "list" || action == "show")) {
     fmt::print("{}\n", reply.value().dump(2));
   } else {
-    print_vm_table(reply.value().is_array() ? reply.value() : nlohmann::json::array({reply.value()}));
+    print_vm_table(reply.value().is_array() ? reply.value()
+                                            : nlohmann::json::array({reply.value()}));
   }
   return 0;
 }
@@ -77,7 +78,8 @@ void register_vm(CLI::App& app, int& exit_code) {
   auto f = std::make_shared<VmFlags>();
   CLI::App* vm = app.add_subcommand("vm", "Create, list, update and delete VMs on a running host");
   vm->require_subcommand(1);
-  vm->add_option("--admin", f->admin, "Admin socket of the host (default: $XDG_RUNTIME_DIR/malv/admin.sock)");
+  vm->add_option("--admin", f->admin,
+                 "Admin socket of the host (default: $XDG_RUNTIME_DIR/malv/admin.sock)");
   for (const char* action : {"list", "show", "create", "update", "delete"}) {
     CLI::App* sub = vm->add_subcommand(action, fmt::format("{} VMs", action));
     if (std::string(action) != "list") sub->add_option("name", f->name, "VM name")->required();

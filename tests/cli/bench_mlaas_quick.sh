@@ -1,0 +1,15 @@
+#!/bin/sh
+# `malv bench mlaas --quick --json` runs every phase and prints every headline
+# figure. Timings are never asserted (they depend on the machine).
+# Usage: bench_mlaas_quick.sh <path to malv>
+set -e
+out=$("$1" bench mlaas --quick --json)
+for key in decide_ns_learned_sjf decide_ns_lru linnos_accel_b4096_per_s mllb_cpu_b1_per_s \
+  linnos_crossover_batch mllb_crossover_batch hot_swap_us \
+  learned_sjf_vs_fifo_mean_completion_ratio learned_sjf_max_completion_ms; do
+  if ! printf '%s\n' "$out" | grep -q "\"$key\""; then
+    echo "malv bench mlaas --json: no figure $key" >&2
+    printf '%s\n' "$out" >&2
+    exit 1
+  fi
+done
