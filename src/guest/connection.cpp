@@ -198,6 +198,19 @@ Result<DeviceInfo> Connection::device_info() {
   return info;
 }
 
+void HostBuffer::reset() {
+  if (connection_ != nullptr && bytes_ > 0) connection_->release_arena(offset_, bytes_);
+  connection_ = nullptr;
+  bytes_ = 0;
+  data_ = nullptr;
+}
+
+Result<HostBuffer> Connection::allocate_host(std::uint64_t bytes) {
+  if (bytes == 0) return Error(ErrorCode::kInvalidArgument, "host buffer of 0 bytes");
+  MALV_ASSIGN_OR_RETURN(std::uint64_t offset, arena_allocate(bytes));
+  return HostBuffer(this, offset, bytes, arena().data() + offset);
+}
+
 Result<Buffer> Connection::allocate(std::uint64_t bytes) {
   MALV_ASSIGN_OR_RETURN(wire::Completion c,
                         call(proto::make_command(Opcode::kBufferAlloc, next_tag(), {bytes})));

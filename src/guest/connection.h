@@ -77,6 +77,9 @@ class Connection {
   // One blocking round trip through the host (a kNop).
   [[nodiscard]] Status ping();
   [[nodiscard]] Result<Buffer> allocate(std::uint64_t bytes);
+  // Host memory in the shared arena for zero-copy transfers (at most the
+  // arena's size; waits for in-flight transfers to free room).
+  [[nodiscard]] Result<HostBuffer> allocate_host(std::uint64_t bytes);
   [[nodiscard]] Result<Stream> create_stream(bool high_priority = false);
   [[nodiscard]] Result<Event> create_event();
   [[nodiscard]] Result<Kernel> kernel(std::string_view name);
@@ -105,6 +108,7 @@ class Connection {
   // Error naming the command, or ok.
   Status take_stream_error(std::uint64_t stream_handle, ErrorCode status, std::uint64_t tag);
   void release_object(wire::Opcode destroy, std::uint64_t handle);
+  void release_arena(std::uint64_t offset, std::uint64_t bytes) { arena_.release(offset, bytes); }
 
  private:
   explicit Connection(std::unique_ptr<ClientChannel> channel);

@@ -3,7 +3,9 @@
 // a Kernel is a looked-up entry of the host's kernel registry.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -67,6 +69,45 @@ class Event {
 
  private:
   ObjectHandle handle_;
+};
+
+// Host memory in the channel's shared arena: the guest-side buffer of a
+// zero-copy transfer (what page-locked memory is to CUDA). Data written into
+// data() reaches the device with one copy, made by the host (a DMA on a
+// GPU); a read lands in data() directly. Released when destroyed.
+class HostBuffer {
+ public:
+  HostBuffer() = default;
+  HostBuffer(Connection* connection, std::uint64_t arena_offset, std::uint64_t bytes,
+             std::byte* data)
+      : connection_(connection), offset_(arena_offset), bytes_(bytes), data_(data) {}
+  ~HostBuffer() { reset(); }
+  HostBuffer(HostBuffer&& other) noexcept
+      : connection_(std::exchange(other.connection_, nullptr)),
+        offset_(other.offset_),
+        bytes_(std::exchange(other.bytes_, 0)),
+        data_(std::exchange(other.data_, nullptr)) {}
+  HostBuffer& operator=(HostBuffer&& other) noexcept {
+    if (this != &other) {
+      reset();
+      connection_ = std::exchange(other.connection_, nullptr);
+      offset_ = other.offset_;
+      bytes_ = std::exchange(other.bytes_, 0);
+      data_ = std::exchange(other.data_, nullptr);
+    }
+    return *this;
+  }
+
+  std::span<std::byte> data() const { return {data_, bytes_}; }
+  std::uint64_t size() const { return bytes_; }
+  std::uint64_t arena_offset() const { return offset_; }
+  void reset();
+
+ private:
+  Connection* connection_ = nullptr;
+  std::uint64_t offset_ = 0;
+  std::uint64_t bytes_ = 0;
+  std::byte* data_ = nullptr;
 };
 
 struct Kernel {

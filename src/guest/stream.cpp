@@ -61,6 +61,42 @@ Status Stream::read(const Buffer& src, std::uint64_t offset, std::span<std::byte
   return ok_status();
 }
 
+namespace {
+
+Status check_host_range(const HostBuffer& host, std::uint64_t offset, std::uint64_t bytes) {
+  if (offset > host.size() || bytes > host.size() - offset) {
+    return Error(ErrorCode::kOutOfRange,
+                 fmt::format("range [{}, +{}) is outside the {}-byte host buffer", offset, bytes,
+                             host.size()));
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status Stream::write(const Buffer& dst, std::uint64_t offset, const HostBuffer& src,
+                     std::uint64_t src_offset, std::uint64_t bytes) {
+  MALV_TRY(check_host_range(src, src_offset, bytes));
+  Connection& conn = connection();
+  const std::uint64_t arena_offset = src.arena_offset() + src_offset;
+  wire::Command cmd = proto::make_command(Opcode::kWrite, conn.next_tag(),
+                                          {handle(), dst.handle(), offset, arena_offset, bytes});
+  cmd.flags = wire::kFlagSkipSuccess;
+  return conn.submit(std::span(&cmd, 1), {arena_offset, bytes}, nullptr);
+}
+
+Status Stream::read(const Buffer& src, std::uint64_t offset, const HostBuffer& dst,
+                    std::uint64_t dst_offset, std::uint64_t bytes) {
+  MALV_TRY(check_host_range(dst, dst_offset, bytes));
+  Connection& conn = connection();
+  wire::Command cmd =
+      proto::make_command(Opcode::kRead, conn.next_tag(),
+                          {handle(), src.handle(), offset, dst.arena_offset() + dst_offset, bytes});
+  // A completion is wanted even on success: on stream transports the data
+  // travels in front of it.
+  return conn.submit(std::span(&cmd, 1), {}, nullptr);
+}
+
 Status Stream::copy(const Buffer& src, std::uint64_t src_offset, const Buffer& dst,
                     std::uint64_t dst_offset, std::uint64_t bytes) {
   Connection& conn = connection();

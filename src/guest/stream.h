@@ -30,6 +30,12 @@ class Stream {
   [[nodiscard]] Status write(const Buffer& dst, std::uint64_t offset,
                              std::span<const std::byte> data);
   [[nodiscard]] Status read(const Buffer& src, std::uint64_t offset, std::span<std::byte> out);
+  // Zero-copy transfers between a device buffer and a HostBuffer: no copy
+  // on the guest side. The HostBuffer must stay alive until synchronize().
+  [[nodiscard]] Status write(const Buffer& dst, std::uint64_t offset, const HostBuffer& src,
+                             std::uint64_t src_offset, std::uint64_t bytes);
+  [[nodiscard]] Status read(const Buffer& src, std::uint64_t offset, const HostBuffer& dst,
+                            std::uint64_t dst_offset, std::uint64_t bytes);
   [[nodiscard]] Status copy(const Buffer& src, std::uint64_t src_offset, const Buffer& dst,
                             std::uint64_t dst_offset, std::uint64_t bytes);
   [[nodiscard]] Status memset(const Buffer& dst, std::uint64_t offset, std::uint64_t bytes,

@@ -2,6 +2,7 @@
 // real host over shared memory and over TCP.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -72,6 +73,24 @@ TEST_P(Channel, TransfersLargerThanTheArenaAreChunked) {
   ASSERT_TRUE(stream->read(*buffer, 0, back).ok());
   ASSERT_TRUE(stream->synchronize().ok());
   EXPECT_EQ(data, back);
+}
+
+TEST_P(Channel, ZeroCopyHostBuffersRoundTrip) {
+  auto conn = open();
+  ASSERT_TRUE(conn);
+  const std::size_t size = 100'003;
+  auto in = conn->allocate_host(size);
+  auto out = conn->allocate_host(size);
+  auto device = conn->allocate(size + 5);
+  auto stream = conn->create_stream();
+  ASSERT_TRUE(in.ok() && out.ok() && device.ok() && stream.ok());
+  auto data = pattern(size, 11);
+  std::memcpy(in->data().data(), data.data(), size);
+  ASSERT_TRUE(stream->write(*device, 5, *in, 0, size).ok());
+  ASSERT_TRUE(stream->read(*device, 5, *out, 0, size).ok());
+  ASSERT_TRUE(stream->synchronize().ok());
+  EXPECT_EQ(0, std::memcmp(out->data().data(), data.data(), size));
+  EXPECT_EQ(stream->write(*device, 0, *in, size - 1, 2).error().code(), ErrorCode::kOutOfRange);
 }
 
 TEST_P(Channel, CopyAndMemsetRunInStreamOrder) {
