@@ -26,6 +26,7 @@ test: build
 	ctest --preset $(PRESET) -j $(JOBS)
 
 bench: build
+	$(BUILD_DIR)/bench/ipc_bench
 	$(MALV) bench ipc
 	$(MALV) bench mlaas
 	$(MALV) bench sharing
