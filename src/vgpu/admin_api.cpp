@@ -31,10 +31,10 @@ int http_status(ErrorCode code) {
 
 void reply_error(httplib::Response& res, const Error& error) {
   res.status = http_status(error.code());
-  res.set_content(json{{"error", std::string(error_code_name(error.code()))},
-                       {"message", error.to_string()}}
-                      .dump(),
-                  "application/json");
+  res.set_content(
+      json{{"error", std::string(error_code_name(error.code()))}, {"message", error.to_string()}}
+          .dump(),
+      "application/json");
 }
 
 void reply(httplib::Response& res, const json& body, int status = 200) {
@@ -54,10 +54,13 @@ Result<json> parse_body(const httplib::Request& req) {
 Status apply_fields(const json& body, VmConfig& config) {
   try {
     if (body.contains("token")) config.token = body.at("token").get<std::string>();
-    if (body.contains("memory_bytes")) config.memory_limit = body.at("memory_bytes").get<std::uint64_t>();
+    if (body.contains("memory_bytes"))
+      config.memory_limit = body.at("memory_bytes").get<std::uint64_t>();
     if (body.contains("weight")) config.weight = body.at("weight").get<double>();
-    if (body.contains("max_streams")) config.max_streams = body.at("max_streams").get<std::uint32_t>();
-    if (body.contains("max_handles")) config.max_handles = body.at("max_handles").get<std::uint32_t>();
+    if (body.contains("max_streams"))
+      config.max_streams = body.at("max_streams").get<std::uint32_t>();
+    if (body.contains("max_handles"))
+      config.max_handles = body.at("max_handles").get<std::uint32_t>();
     if (body.contains("priority")) {
       MALV_ASSIGN_OR_RETURN(config.priority,
                             parse_priority_class(body.at("priority").get<std::string>()));
@@ -81,7 +84,8 @@ json vm_json(Vm& vm, const AdminContext& context) {
   if (context.policies != nullptr) {
     json policies = json::object();
     for (mlaas::PolicyClass cls : mlaas::kAllPolicyClasses) {
-      policies[std::string(mlaas::policy_class_name(cls))] = context.policies->selected(c.name, cls);
+      policies[std::string(mlaas::policy_class_name(cls))] =
+          context.policies->selected(c.name, cls);
     }
     out["policies"] = policies;
   }
@@ -126,7 +130,8 @@ std::string metrics_text(VgpuService& vgpu) {
   auto vms = vgpu.vms().list();
   for (const Metric& m : metrics) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name, m.type);
-    for (auto& vm : vms) out += fmt::format("{}{{vm=\"{}\"}} {}\n", m.name, vm->name(), m.value(*vm));
+    for (auto& vm : vms)
+      out += fmt::format("{}{{vm=\"{}\"}} {}\n", m.name, vm->name(), m.value(*vm));
   }
   return out;
 }
@@ -254,8 +259,8 @@ void AdminApi::install_routes() {
                             {"description", p.description},
                             {"used_by", p.used_by}});
       }
-      out.push_back({{"module", m.name}, {"version", m.version}, {"path", m.path},
-                     {"policies", policies}});
+      out.push_back(
+          {{"module", m.name}, {"version", m.version}, {"path", m.path}, {"policies", policies}});
     }
     reply(res, out);
   });

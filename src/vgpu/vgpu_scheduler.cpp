@@ -225,7 +225,8 @@ void VgpuScheduler::item_callback(void* context, std::uint64_t cookie, ErrorCode
 void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode status) {
   // The batch vector is stable until its last op completes (below).
   const Item& item = stream->batch[index];
-  if (status != ErrorCode::kOk) stream->vm->counters().errors.fetch_add(1, std::memory_order_relaxed);
+  if (status != ErrorCode::kOk)
+    stream->vm->counters().errors.fetch_add(1, std::memory_order_relaxed);
   if (item.done.fn != nullptr) item.done.fn(item.done.context, item.done.cookie, status);
 
   malv_gpu_sched_outcome outcome{};
