@@ -10,24 +10,18 @@
 #include <fmt/format.h>
 
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "base/clock.h"
 #include "cli/commands.h"
-#include "cli/host_config.h"
-#include "guest/connection.h"
-#include "nn/native_device.h"
-#include "nn/remote_device.h"
+#include "cli/guest_target.h"
 #include "nn/trainer.h"
 
 namespace malv::cli {
 namespace {
 
 struct TrainFlags {
-  std::string socket;
-  std::string tcp;  // HOST:PORT
-  std::string vm = "guest";
-  std::string token;
-  bool native = false;
+  TargetFlags target;
   std::string model = "mlp:784-256-128-10";
   std::uint64_t epochs = 5;
   std::int64_t batch = 128;
@@ -39,46 +33,13 @@ struct TrainFlags {
   std::string checkpoint;
   std::string resume;
   std::string data_dir = nn::kFashionMnistDir;
+  bool progress_json = false;
 };
 
-// The connection (if remote) and the device on it, in destruction order.
-struct Target {
-  std::unique_ptr<guest::Connection> connection;
-  std::unique_ptr<nn::Device> device;
-};
-
-Result<Target> open_target(const TrainFlags& flags) {
-  Target target;
-  if (flags.native) {
-    MALV_ASSIGN_OR_RETURN(target.device, nn::NativeDevice::create_cpu({}));
-    return target;
-  }
-  const guest::ConnectOptions options{.vm_name = flags.vm, .credential = flags.token};
-  if (!flags.tcp.empty()) {
-    const auto colon = flags.tcp.rfind(':');
-    unsigned long port = 0;
-    if (colon != std::string::npos) port = std::strtoul(flags.tcp.c_str() + colon + 1, nullptr, 10);
-    if (colon == std::string::npos || port == 0 || port > 65535) {
-      return Error(ErrorCode::kInvalidArgument,
-                   fmt::format("--tcp wants HOST:PORT, got '{}'", flags.tcp));
-    }
-    MALV_ASSIGN_OR_RETURN(target.connection, guest::Connection::connect_tcp(
-                                                 flags.tcp.substr(0, colon),
-                                                 static_cast<std::uint16_t>(port), options));
-  } else {
-    const std::string path =
-        flags.socket.empty() ? default_runtime_dir() + "/malv.sock" : flags.socket;
-    auto connection = guest::Connection::connect_unix(path, options);
-    if (!connection.ok()) {
-      return std::move(connection)
-          .error()
-          .with_context(fmt::format(
-              "connecting to the host at {} (is `malv serve` running? or use --native)", path));
-    }
-    target.connection = std::move(connection).value();
-  }
-  MALV_ASSIGN_OR_RETURN(target.device, nn::RemoteDevice::create(*target.connection));
-  return target;
+// One --progress-json line: a JSON object with an "event" and its fields.
+void print_json_line(nlohmann::json line) {
+  fmt::print("{}\n", line.dump());
+  std::fflush(stdout);
 }
 
 Status train(const TrainFlags& flags) {
@@ -96,30 +57,52 @@ Status train(const TrainFlags& flags) {
   options.checkpoint_path = flags.checkpoint;
 
   // Connect first: a missing host is reported before seconds of data loading.
-  MALV_ASSIGN_OR_RETURN(Target target, open_target(flags));
+  MALV_ASSIGN_OR_RETURN(GuestTarget target, open_target(flags.target));
+  // With --progress-json stdout carries only JSON lines; prose goes to stderr.
+  std::FILE* const text = flags.progress_json ? stderr : stdout;
   Stopwatch load_watch;
   MALV_ASSIGN_OR_RETURN(nn::Dataset train_set,
                         nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
   MALV_ASSIGN_OR_RETURN(nn::Dataset test_set,
                         nn::load_fashion_mnist(flags.data_dir, nn::Split::kTest));
-  fmt::print("data: {} training and {} test examples from {} ({:.1f} s)\n", train_set.count,
+  fmt::print(text, "data: {} training and {} test examples from {} ({:.1f} s)\n", train_set.count,
              test_set.count, flags.data_dir, load_watch.elapsed_s());
 
   MALV_ASSIGN_OR_RETURN(auto trainer, nn::Trainer::create(*target.device, train_set, options));
   if (!flags.resume.empty()) {
     MALV_TRY(trainer->resume_from(flags.resume));
-    fmt::print("resumed from {} at step {}\n", flags.resume, trainer->step_count());
+    fmt::print(text, "resumed from {} at step {}\n", flags.resume, trainer->step_count());
   }
-  fmt::print("training {} with {} (lr {}) batch {} seed {} on {}\n", options.model,
+  fmt::print(text, "training {} with {} (lr {}) batch {} seed {} on {}\n", options.model,
              nn::optimizer_name(options.optimizer.kind), options.optimizer.lr, options.batch,
              options.seed, target.device->describe());
-  fmt::print("{} steps per epoch, {} steps to go\n", trainer->steps_per_epoch(),
+  fmt::print(text, "{} steps per epoch, {} steps to go\n", trainer->steps_per_epoch(),
              trainer->total_steps() - std::min(trainer->total_steps(), trainer->step_count()));
-  std::fflush(stdout);
+  std::fflush(text);
+  if (flags.progress_json) {
+    print_json_line({{"event", "start"},
+                     {"step", trainer->step_count()},
+                     {"total_steps", trainer->total_steps()},
+                     {"steps_per_epoch", trainer->steps_per_epoch()},
+                     {"batch", options.batch},
+                     {"device", target.device->describe()}});
+  }
 
   Stopwatch watch;
   const std::uint64_t first_step = trainer->step_count();
   MALV_TRY(trainer->run([&](const nn::Progress& p) {
+    if (flags.progress_json) {
+      print_json_line({{"event", "progress"},
+                       {"epoch", p.epoch},
+                       {"epochs", options.epochs},
+                       {"step", p.step},
+                       {"total_steps", p.total_steps},
+                       {"loss", p.loss},
+                       {"examples_per_s", p.examples_per_s},
+                       {"elapsed_s", watch.elapsed_s()},
+                       {"epoch_end", p.epoch_end}});
+      return;
+    }
     fmt::print("epoch {}/{}  step {}/{}  loss {:.4f}  {:.0f} examples/s{}\n", p.epoch,
                options.epochs, p.step, p.total_steps, p.loss, p.examples_per_s,
                p.epoch_end && !options.checkpoint_path.empty() ? "  (checkpoint saved)" : "");
@@ -128,6 +111,14 @@ Status train(const TrainFlags& flags) {
   const double seconds = watch.elapsed_s();
   const std::uint64_t steps = trainer->step_count() - first_step;
   MALV_ASSIGN_OR_RETURN(double accuracy, trainer->model().evaluate(test_set));
+  if (flags.progress_json) {
+    print_json_line({{"event", "done"},
+                     {"steps", steps},
+                     {"seconds", seconds},
+                     {"test_accuracy", accuracy},
+                     {"test_examples", test_set.count}});
+    return ok_status();
+  }
   fmt::print("trained {} steps in {:.1f} s ({:.1f} ms/step)\n", steps, seconds,
              steps == 0 ? 0.0 : seconds * 1e3 / static_cast<double>(steps));
   fmt::print("test accuracy {:.4f} ({} examples)\n", accuracy, test_set.count);
@@ -150,15 +141,7 @@ void register_guest(CLI::App& app, int& exit_code) {
       "  malv guest train --native --resume run.ckpt --checkpoint run.ckpt\n"
       "A resumed run must use the same --model, --optimizer, --lr, --seed and --batch;\n"
       "it then continues exactly where the checkpoint left off.");
-  auto* where =
-      sub->add_option_group("host", "Where to train (default: the host's default socket)");
-  where->add_option("--socket", flags->socket, "Connect to a host on this Unix socket");
-  where->add_option("--tcp", flags->tcp, "Connect to a host over TCP, HOST:PORT");
-  where->add_flag("--native", flags->native,
-                  "Train in this process on a CPU backend, without a host (the baseline)");
-  where->require_option(0, 1);
-  sub->add_option("--vm", flags->vm, "VM name to connect as")->capture_default_str();
-  sub->add_option("--token", flags->token, "The VM's token, if the host requires one");
+  add_target_options(*sub, flags->target, "Where to train (default: the host's default socket)");
   sub->add_option("--model", flags->model, "Model: mlp:<inputs>-<hidden>...-<classes>")
       ->capture_default_str();
   sub->add_option("--epochs", flags->epochs, "Passes over the training set")
@@ -186,6 +169,9 @@ void register_guest(CLI::App& app, int& exit_code) {
   sub->add_option("--resume", flags->resume, "Continue from a checkpoint saved by --checkpoint");
   sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
       ->capture_default_str();
+  sub->add_flag("--progress-json", flags->progress_json,
+                "Print progress as one JSON object per line on stdout (events start, progress, "
+                "done; other messages go to stderr)");
   sub->callback([flags, &exit_code] {
     Status s = train(*flags);
     if (!s.ok()) {

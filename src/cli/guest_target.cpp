@@ -1,0 +1,58 @@
+#include "cli/guest_target.h"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+
+#include "cli/host_config.h"
+#include "nn/native_device.h"
+#include "nn/remote_device.h"
+
+namespace malv::cli {
+
+void add_target_options(CLI::App& sub, TargetFlags& flags, const std::string& group_title) {
+  auto* where = sub.add_option_group("host", group_title);
+  where->add_option("--socket", flags.socket, "Connect to a host on this Unix socket");
+  where->add_option("--tcp", flags.tcp, "Connect to a host over TCP, HOST:PORT");
+  where->add_flag("--native", flags.native,
+                  "Run in this process on a CPU backend, without a host (the baseline)");
+  where->require_option(0, 1);
+  sub.add_option("--vm", flags.vm, "VM name to connect as")->capture_default_str();
+  sub.add_option("--token", flags.token, "The VM's token, if the host requires one");
+}
+
+Result<GuestTarget> open_target(const TargetFlags& flags) {
+  GuestTarget target;
+  if (flags.native) {
+    MALV_ASSIGN_OR_RETURN(target.device, nn::NativeDevice::create_cpu({}));
+    return target;
+  }
+  const guest::ConnectOptions options{.vm_name = flags.vm, .credential = flags.token};
+  if (!flags.tcp.empty()) {
+    const auto colon = flags.tcp.rfind(':');
+    unsigned long port = 0;
+    if (colon != std::string::npos) port = std::strtoul(flags.tcp.c_str() + colon + 1, nullptr, 10);
+    if (colon == std::string::npos || port == 0 || port > 65535) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("--tcp wants HOST:PORT, got '{}'", flags.tcp));
+    }
+    MALV_ASSIGN_OR_RETURN(target.connection, guest::Connection::connect_tcp(
+                                                 flags.tcp.substr(0, colon),
+                                                 static_cast<std::uint16_t>(port), options));
+  } else {
+    const std::string path =
+        flags.socket.empty() ? default_runtime_dir() + "/malv.sock" : flags.socket;
+    auto connection = guest::Connection::connect_unix(path, options);
+    if (!connection.ok()) {
+      return std::move(connection)
+          .error()
+          .with_context(fmt::format(
+              "connecting to the host at {} (is `malv serve` running? or use --native)", path));
+    }
+    target.connection = std::move(connection).value();
+  }
+  MALV_ASSIGN_OR_RETURN(target.device, nn::RemoteDevice::create(*target.connection));
+  return target;
+}
+
+}  // namespace malv::cli
