@@ -76,7 +76,10 @@ enum class Opcode : std::uint16_t {
   kKernelLookup = 18,  // a0=arena offset of name, a1=name len -> result=kernel handle,
                        //   result2=argument count
   kLaunch = 19,        // a0=stream, a1=kernel, a2=argc; args in extension records
-  kOpcodeCount = 20
+  kPolicyList = 20,    // a0=arena offset, a1=len -> writes the policy table (text, see
+                       //   docs/protocol.md); result=bytes written (or needed), result2=rows
+  kPolicySelect = 21,  // a0=arena offset of "class=policy", a1=len (1..256) -> ok
+  kOpcodeCount = 22
 };
 
 /* Command flags (Command::flags). */

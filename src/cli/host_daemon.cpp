@@ -97,6 +97,7 @@ Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info)
     log::info("serve", "VM {} admitted (pid {}, uid {})", info.vm_name, info.peer->pid,
               info.peer->uid);
   }
+  admission.services.policies = policies_.get();
   admission.backend = std::move(view);
   return admission;
 }

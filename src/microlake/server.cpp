@@ -217,10 +217,10 @@ Result<std::unique_ptr<Endpoint>> Server::admit(ipc::Socket& socket, HelloInfo::
 
   if (static_cast<wire::Transport>(hello.transport) == wire::Transport::kStream) {
     MALV_TRY(socket.write_all(&reply, sizeof(reply)));
-    MALV_ASSIGN_OR_RETURN(
-        auto endpoint,
-        StreamEndpoint::create(info.vm_name, std::move(socket), arena, options_.cq_entries,
-                               backend_, std::move(admission.backend), admission.limits));
+    MALV_ASSIGN_OR_RETURN(auto endpoint,
+                          StreamEndpoint::create(
+                              info.vm_name, std::move(socket), arena, options_.cq_entries, backend_,
+                              std::move(admission.backend), admission.limits, admission.services));
     return std::unique_ptr<Endpoint>(std::move(endpoint));
   }
   MALV_ASSIGN_OR_RETURN(
@@ -237,8 +237,9 @@ Result<std::unique_ptr<Endpoint>> Server::admit(ipc::Socket& socket, HelloInfo::
   reply.arena_offset = layout.arena_offset;
   MALV_TRY(socket.send_fd(region.fd(), &reply, sizeof(reply)));
   MALV_ASSIGN_OR_RETURN(
-      auto endpoint, ShmEndpoint::create(info.vm_name, std::move(socket), std::move(region), layout,
-                                         backend_, std::move(admission.backend), admission.limits));
+      auto endpoint,
+      ShmEndpoint::create(info.vm_name, std::move(socket), std::move(region), layout, backend_,
+                          std::move(admission.backend), admission.limits, admission.services));
   return std::unique_ptr<Endpoint>(std::move(endpoint));
 }
 

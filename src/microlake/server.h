@@ -46,6 +46,7 @@ struct HelloInfo {
 struct Admission {
   std::unique_ptr<accel::Backend> backend;
   SessionLimits limits;
+  SessionServices services;
 };
 
 struct ServerOptions {

@@ -26,12 +26,13 @@ void backend_callback(void* context, std::uint64_t /*cookie*/, ErrorCode status)
 }  // namespace
 
 Session::Session(std::string vm_name, accel::Backend& backend, std::span<std::byte> arena,
-                 CompletionSink& sink, SessionLimits limits)
+                 CompletionSink& sink, SessionLimits limits, SessionServices services)
     : vm_name_(std::move(vm_name)),
       backend_(backend),
       arena_(arena),
       sink_(sink),
       limits_(limits),
+      services_(services),
       buffers_(ObjectType::kBuffer, next_salt(), limits.max_buffers),
       streams_(ObjectType::kStream, next_salt(), limits.max_streams),
       events_(ObjectType::kEvent, next_salt(), limits.max_events),

@@ -33,6 +33,7 @@
 #include "microlake/capability_table.h"
 #include "microlake/completion_sink.h"
 #include "microlake/session_objects.h"
+#include "microlake/session_services.h"
 
 namespace malv::microlake {
 
@@ -59,7 +60,7 @@ struct Reply {
 class Session {
  public:
   Session(std::string vm_name, accel::Backend& backend, std::span<std::byte> arena,
-          CompletionSink& sink, SessionLimits limits = {});
+          CompletionSink& sink, SessionLimits limits = {}, SessionServices services = {});
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -113,6 +114,8 @@ class Session {
   Status run(const wire::Command& cmd, const proto::EventElapsedRequest&);
   Status run(const wire::Command& cmd, const proto::KernelLookupRequest&);
   Status run(const wire::Command& cmd, const proto::LaunchRequest&);
+  Status run(const wire::Command& cmd, const proto::PolicyListRequest&);
+  Status run(const wire::Command& cmd, const proto::PolicySelectRequest&);
 
   Status check_arena(proto::ArenaRange range) const;
   Result<BufferObject*> buffer_range(proto::RawHandle handle, Rights rights, std::uint64_t offset,
@@ -123,6 +126,7 @@ class Session {
   const std::span<std::byte> arena_;
   CompletionSink& sink_;
   const SessionLimits limits_;
+  const SessionServices services_;
 
   CapabilityTable<BufferObject> buffers_;
   CapabilityTable<StreamObject> streams_;

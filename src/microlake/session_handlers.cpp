@@ -3,11 +3,13 @@
 // performs the effect, which cannot fail; see session.h.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
 #include "base/log.h"
 #include "microlake/session.h"
+#include "mlaas/policy_registry.h"
 #include "proto/decoder.h"
 
 namespace malv::microlake {
@@ -340,6 +342,81 @@ Status Session::run(const wire::Command& cmd, const proto::LaunchRequest& req) {
   }
   MALV_TRY(accel::validate_launch(*kernel->def, std::span(launch.args.data(), launch.argc)));
   enqueue(*stream, launch, pending_for(cmd));
+  return ok_status();
+}
+
+// The policy table: one line per policy a VM could use, in class order,
+// "<class> <module>/<policy> <flags>\n" where flags holds 'b' (the class
+// baseline), 'a' (this VM may select it), 's' (this VM uses it now), or is
+// "-". docs/protocol.md specifies it.
+namespace {
+
+std::string policy_table(const mlaas::PolicyRegistry& registry, const std::string& vm) {
+  const auto modules = registry.modules();
+  std::string table;
+  for (mlaas::PolicyClass cls : mlaas::kAllPolicyClasses) {
+    const std::string selected = registry.selected(vm, cls);
+    const auto allow_list = registry.allow_list(vm, cls);
+    for (const mlaas::ModuleInfo& module : modules) {
+      for (const mlaas::PolicyInfo& policy : module.policies) {
+        if (policy.policy_class != cls) continue;
+        const std::string qualified = fmt::format("{}/{}", policy.module, policy.name);
+        const bool baseline = module.path == "<built-in>";
+        const bool allowed =
+            baseline || !allow_list ||
+            std::find(allow_list->begin(), allow_list->end(), qualified) != allow_list->end();
+        const bool in_use = qualified == selected;
+        table += fmt::format("{} {} {}{}{}{}\n", mlaas::policy_class_name(cls), qualified,
+                             baseline ? "b" : "", allowed ? "a" : "", in_use ? "s" : "",
+                             baseline || allowed || in_use ? "" : "-");
+      }
+    }
+  }
+  return table;
+}
+
+}  // namespace
+
+Status Session::run(const wire::Command& cmd, const proto::PolicyListRequest& req) {
+  MALV_TRY(check_arena(req.out));
+  if (services_.policies == nullptr) {
+    return Error(ErrorCode::kUnimplemented, "this host offers no policy selection");
+  }
+  const std::string table = policy_table(*services_.policies, vm_name_);
+  const auto rows = static_cast<std::uint64_t>(std::count(table.begin(), table.end(), '\n'));
+  if (table.size() > req.out.bytes) {
+    // Not an error of the host: the guest retries with the size it needs.
+    complete(cmd, ErrorCode::kOutOfRange, {.result = table.size(), .result2 = rows});
+    return ok_status();
+  }
+  std::memcpy(arena_.data() + req.out.offset, table.data(), table.size());
+  complete(cmd, ErrorCode::kOk,
+           {.result = table.size(), .result2 = rows, .arena_out = {req.out.offset, table.size()}});
+  return ok_status();
+}
+
+Status Session::run(const wire::Command& cmd, const proto::PolicySelectRequest& req) {
+  MALV_TRY(check_arena(req.text));
+  if (req.text.bytes == 0 || req.text.bytes > 256) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("policy selection of {} bytes, expected 1 to 256", req.text.bytes));
+  }
+  if (services_.policies == nullptr) {
+    return Error(ErrorCode::kUnimplemented, "this host offers no policy selection");
+  }
+  const std::string text(reinterpret_cast<const char*>(arena_.data() + req.text.offset),
+                         req.text.bytes);
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) {
+    return Error(ErrorCode::kInvalidArgument, "policy selection is not 'class=policy'");
+  }
+  MALV_ASSIGN_OR_RETURN(mlaas::PolicyClass cls, mlaas::parse_policy_class(text.substr(0, eq)));
+  const std::string name = text.substr(eq + 1);
+  MALV_TRY_CONTEXT(services_.policies->select(vm_name_, cls, name, mlaas::Requester::kGuest),
+                   fmt::format("VM {} selecting {}", vm_name_, text));
+  log::info("microlake", "VM {} selected {} policy {}", vm_name_, mlaas::policy_class_name(cls),
+            services_.policies->selected(vm_name_, cls));
+  complete(cmd, ErrorCode::kOk);
   return ok_status();
 }
 

@@ -15,16 +15,17 @@ namespace malv::microlake {
 Result<std::unique_ptr<ShmEndpoint>> ShmEndpoint::create(
     std::string vm_name, ipc::Socket socket, ipc::SharedRegion region,
     const ipc::ChannelLayout& layout, accel::Backend& shared_backend,
-    std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits) {
+    std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits,
+    const SessionServices& services) {
   accel::Backend& backend = own_backend ? *own_backend : shared_backend;
   MALV_ASSIGN_OR_RETURN(ipc::ChannelView view, ipc::ChannelView::over(region, layout));
   MALV_TRY(backend.register_host_memory(view.arena, view.arena_bytes));
   std::unique_ptr<ShmEndpoint> endpoint(new ShmEndpoint(std::move(vm_name), std::move(socket),
                                                         std::move(region), view, layout, backend));
   endpoint->own_backend_ = std::move(own_backend);
-  endpoint->session_ = std::make_unique<Session>(endpoint->vm_name_, backend,
-                                                 std::span(view.arena, view.arena_bytes),
-                                                 static_cast<CompletionSink&>(*endpoint), limits);
+  endpoint->session_ = std::make_unique<Session>(
+      endpoint->vm_name_, backend, std::span(view.arena, view.arena_bytes),
+      static_cast<CompletionSink&>(*endpoint), limits, services);
   return endpoint;
 }
 

@@ -29,7 +29,8 @@ class ShmEndpoint final : public Endpoint, private CompletionSink {
                                                      const ipc::ChannelLayout& layout,
                                                      accel::Backend& shared_backend,
                                                      std::unique_ptr<accel::Backend> own_backend,
-                                                     const SessionLimits& limits);
+                                                     const SessionLimits& limits,
+                                                     const SessionServices& services);
   ~ShmEndpoint() override;
 
   void run() override;

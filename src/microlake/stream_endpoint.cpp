@@ -12,7 +12,8 @@ namespace malv::microlake {
 Result<std::unique_ptr<StreamEndpoint>> StreamEndpoint::create(
     std::string vm_name, ipc::Socket socket, std::uint64_t arena_bytes,
     std::uint32_t completion_window, accel::Backend& shared_backend,
-    std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits) {
+    std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits,
+    const SessionServices& services) {
   accel::Backend& backend = own_backend ? *own_backend : shared_backend;
   MALV_ASSIGN_OR_RETURN(ipc::SharedRegion arena,
                         ipc::SharedRegion::create("malv-stream-arena", arena_bytes));
@@ -22,7 +23,7 @@ Result<std::unique_ptr<StreamEndpoint>> StreamEndpoint::create(
   endpoint->own_backend_ = std::move(own_backend);
   endpoint->session_ = std::make_unique<Session>(
       endpoint->vm_name_, backend, std::span(endpoint->arena_.data(), endpoint->arena_.size()),
-      static_cast<CompletionSink&>(*endpoint), limits);
+      static_cast<CompletionSink&>(*endpoint), limits, services);
   endpoint->writer_ = std::thread([raw = endpoint.get()] { raw->write_loop(); });
   return endpoint;
 }

@@ -29,7 +29,8 @@ class StreamEndpoint final : public Endpoint, private CompletionSink {
                                                         std::uint32_t completion_window,
                                                         accel::Backend& shared_backend,
                                                         std::unique_ptr<accel::Backend> own_backend,
-                                                        const SessionLimits& limits);
+                                                        const SessionLimits& limits,
+                                                        const SessionServices& services);
   ~StreamEndpoint() override;
 
   void run() override;

@@ -84,6 +84,8 @@ const char* opcode_name(std::uint16_t opcode) {
     case wire::Opcode::kEventElapsed: return "event_elapsed";
     case wire::Opcode::kKernelLookup: return "kernel_lookup";
     case wire::Opcode::kLaunch: return "launch";
+    case wire::Opcode::kPolicyList: return "policy_list";
+    case wire::Opcode::kPolicySelect: return "policy_select";
     case wire::Opcode::kOpcodeCount: break;
   }
   return "unknown";
@@ -138,6 +140,8 @@ Result<Request> decode_command(const wire::Command& cmd, std::span<const std::by
     case wire::Opcode::kEventElapsed: return with(2, EventElapsedRequest{a[0], a[1]});
     case wire::Opcode::kKernelLookup: return with(2, KernelLookupRequest{{a[0], a[1]}});
     case wire::Opcode::kLaunch: return decode_launch(cmd, extensions);
+    case wire::Opcode::kPolicyList: return with(2, PolicyListRequest{{a[0], a[1]}});
+    case wire::Opcode::kPolicySelect: return with(2, PolicySelectRequest{{a[0], a[1]}});
     case wire::Opcode::kOpcodeCount: break;
   }
   return Error(ErrorCode::kUnimplemented, fmt::format("unknown opcode {}", cmd.opcode));

@@ -88,12 +88,20 @@ struct LaunchRequest {
   std::array<wire::KernelArg, wire::kMaxKernelArgs> args{};
 };
 
+struct PolicyListRequest {
+  ArenaRange out;
+};
+struct PolicySelectRequest {
+  ArenaRange text;  // "class=policy"
+};
+
 using Request =
     std::variant<NopRequest, DeviceQueryRequest, BufferAllocRequest, BufferFreeRequest,
                  WriteRequest, ReadRequest, CopyRequest, MemsetRequest, StreamCreateRequest,
                  StreamDestroyRequest, StreamSyncRequest, SyncAllRequest, EventCreateRequest,
                  EventDestroyRequest, EventRecordRequest, EventWaitRequest, EventSyncRequest,
-                 EventElapsedRequest, KernelLookupRequest, LaunchRequest>;
+                 EventElapsedRequest, KernelLookupRequest, LaunchRequest, PolicyListRequest,
+                 PolicySelectRequest>;
 
 // Stable lowercase name of an opcode ("launch"), "unknown" otherwise.
 const char* opcode_name(std::uint16_t opcode);
