@@ -79,7 +79,17 @@ enum class Opcode : std::uint16_t {
   kPolicyList = 20,    // a0=arena offset, a1=len -> writes the policy table (text, see
                        //   docs/protocol.md); result=bytes written (or needed), result2=rows
   kPolicySelect = 21,  // a0=arena offset of "class=policy", a1=len (1..256) -> ok
-  kOpcodeCount = 22
+  /* Offload services: the host's data pipeline and checkpoints. */
+  kDatasetOpen = 22,        // a0=arena offset of a DatasetSpec, a1=len -> result=dataset handle,
+                            //   result2=examples in the dataset
+  kDatasetNext = 23,        // a0=stream, a1=dataset, a2=features buffer, a3=labels buffer
+                            //   (async: the next batch lands in them) -> result=batch index
+  kDatasetClose = 24,       // a0=dataset
+  kCheckpointSave = 25,     // a0=stream, a1=arena offset of a checkpoint spec, a2=len
+                            //   -> completes once the file is durable; result=file bytes
+  kCheckpointRestore = 26,  // a0=stream, a1=arena offset of a checkpoint spec, a2=len
+                            //   (stream-ordered) -> result=metadata bytes written back
+  kOpcodeCount = 27
 };
 
 /* Command flags (Command::flags). */
@@ -135,6 +145,49 @@ struct DeviceInfoRecord {
   std::uint32_t reserved;
 };
 static_assert(sizeof(DeviceInfoRecord) == 136);
+
+/* kDatasetOpen's record. Paths name files under one of the host's data
+ * directories (relative, no ".."); the host never opens anything else. */
+enum class DatasetFormat : std::uint32_t {
+  kFashionMnistTrain = 1,  // features = directory with the gzip IDX files
+  kFashionMnistTest = 2,
+  kRawU8 = 3,   // features = uint8 file (count x dims), labels = uint8 file (count)
+  kRawF32 = 4,  // features = little-endian float32 file (count x dims), labels = uint8
+};
+struct DatasetSpec {
+  std::uint32_t format;       // DatasetFormat
+  std::uint32_t dims;         // features per example (raw formats; 0 for Fashion-MNIST)
+  std::uint32_t classes;      // labels are in [0, classes) (raw formats; 0 for Fashion-MNIST)
+  std::uint32_t batch;        // examples per batch, >= 1; an epoch is count / batch batches
+  std::uint64_t seed;         // example order: the permutation of data::shuffled_indices
+  std::uint64_t first_batch;  // position to start from (resuming a run)
+  float mean;                 // uint8 inputs: x = (byte / 255 - mean) / stddev
+  float stddev;
+  std::uint32_t max_depth;  // cap on batches staged ahead (0: the host's default)
+  std::uint32_t reserved;   // must be zero
+  char features[128];       // NUL-terminated relative path
+  char labels[128];         // NUL-terminated relative path (raw formats), else empty
+};
+static_assert(sizeof(DatasetSpec) == 304);
+
+/* Checkpoint specs in the arena: a CheckpointHeader, `entries` CheckpointEntry
+ * records, then (kCheckpointSave) `metadata_bytes` opaque bytes stored with
+ * the checkpoint, or (kCheckpointRestore) room for them. */
+struct CheckpointHeader {
+  char name[64];          // file name in the VM's checkpoint directory, [A-Za-z0-9._-]
+  std::uint32_t entries;  // 1..kMaxCheckpointEntries
+  std::uint32_t metadata_bytes;
+};
+static_assert(sizeof(CheckpointHeader) == 72);
+struct CheckpointEntry {
+  std::uint64_t buffer;  // buffer handle (R for save, W for restore)
+  std::uint64_t offset;  // byte offset in the buffer
+  std::uint64_t bytes;   // bytes saved / restored
+  char name[40];         // entry name, NUL-terminated, unique within the checkpoint
+};
+static_assert(sizeof(CheckpointEntry) == 64);
+inline constexpr std::uint32_t kMaxCheckpointEntries = 256;
+inline constexpr std::uint32_t kMaxCheckpointMetadata = 64 * 1024;
 
 /* Stream transports (TCP, vsock) carry frames: a FrameHeader then `bytes`
  * of body. Command frames carry a Command and its extension records; arena

@@ -116,6 +116,12 @@ class Session {
   Status run(const wire::Command& cmd, const proto::LaunchRequest&);
   Status run(const wire::Command& cmd, const proto::PolicyListRequest&);
   Status run(const wire::Command& cmd, const proto::PolicySelectRequest&);
+  // Offload services: session_dataset.cpp and session_checkpoint.cpp.
+  Status run(const wire::Command& cmd, const proto::DatasetOpenRequest&);
+  Status run(const wire::Command& cmd, const proto::DatasetNextRequest&);
+  Status run(const wire::Command& cmd, const proto::DatasetCloseRequest&);
+  Status run(const wire::Command& cmd, const proto::CheckpointSaveRequest&);
+  Status run(const wire::Command& cmd, const proto::CheckpointRestoreRequest&);
 
   Status check_arena(proto::ArenaRange range) const;
   Result<BufferObject*> buffer_range(proto::RawHandle handle, Rights rights, std::uint64_t offset,

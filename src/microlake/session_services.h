@@ -12,6 +12,10 @@
 namespace malv::mlaas {
 class PolicyRegistry;
 }
+namespace malv::offload {
+class DatasetCatalog;
+class CheckpointStore;
+}  // namespace malv::offload
 
 namespace malv::microlake {
 
@@ -19,6 +23,12 @@ struct SessionServices {
   // The guest lists the MLaaS policies and selects its own, within the
   // admin's allow-lists (mlaas::Requester::kGuest). Must outlive the session.
   mlaas::PolicyRegistry* policies = nullptr;
+  // kDatasetOpen/Next/Close: the host's data pipeline over its data
+  // directories (src/offload/data_pipeline.h).
+  offload::DatasetCatalog* datasets = nullptr;
+  // kCheckpointSave/Restore: this VM's checkpoint directory
+  // (src/offload/checkpoint_store.h).
+  offload::CheckpointStore* checkpoints = nullptr;
 };
 
 }  // namespace malv::microlake

@@ -86,6 +86,11 @@ const char* opcode_name(std::uint16_t opcode) {
     case wire::Opcode::kLaunch: return "launch";
     case wire::Opcode::kPolicyList: return "policy_list";
     case wire::Opcode::kPolicySelect: return "policy_select";
+    case wire::Opcode::kDatasetOpen: return "dataset_open";
+    case wire::Opcode::kDatasetNext: return "dataset_next";
+    case wire::Opcode::kDatasetClose: return "dataset_close";
+    case wire::Opcode::kCheckpointSave: return "checkpoint_save";
+    case wire::Opcode::kCheckpointRestore: return "checkpoint_restore";
     case wire::Opcode::kOpcodeCount: break;
   }
   return "unknown";
@@ -142,6 +147,12 @@ Result<Request> decode_command(const wire::Command& cmd, std::span<const std::by
     case wire::Opcode::kLaunch: return decode_launch(cmd, extensions);
     case wire::Opcode::kPolicyList: return with(2, PolicyListRequest{{a[0], a[1]}});
     case wire::Opcode::kPolicySelect: return with(2, PolicySelectRequest{{a[0], a[1]}});
+    case wire::Opcode::kDatasetOpen: return with(2, DatasetOpenRequest{{a[0], a[1]}});
+    case wire::Opcode::kDatasetNext: return with(4, DatasetNextRequest{a[0], a[1], a[2], a[3]});
+    case wire::Opcode::kDatasetClose: return with(1, DatasetCloseRequest{a[0]});
+    case wire::Opcode::kCheckpointSave: return with(3, CheckpointSaveRequest{a[0], {a[1], a[2]}});
+    case wire::Opcode::kCheckpointRestore:
+      return with(3, CheckpointRestoreRequest{a[0], {a[1], a[2]}});
     case wire::Opcode::kOpcodeCount: break;
   }
   return Error(ErrorCode::kUnimplemented, fmt::format("unknown opcode {}", cmd.opcode));

@@ -95,13 +95,32 @@ struct PolicySelectRequest {
   ArenaRange text;  // "class=policy"
 };
 
+struct DatasetOpenRequest {
+  ArenaRange spec;  // a wire::DatasetSpec
+};
+struct DatasetNextRequest {
+  RawHandle stream = 0, dataset = 0, features = 0, labels = 0;
+};
+struct DatasetCloseRequest {
+  RawHandle dataset = 0;
+};
+struct CheckpointSaveRequest {
+  RawHandle stream = 0;
+  ArenaRange spec;  // CheckpointHeader, entries, metadata
+};
+struct CheckpointRestoreRequest {
+  RawHandle stream = 0;
+  ArenaRange spec;  // CheckpointHeader, entries, room for the metadata
+};
+
 using Request =
     std::variant<NopRequest, DeviceQueryRequest, BufferAllocRequest, BufferFreeRequest,
                  WriteRequest, ReadRequest, CopyRequest, MemsetRequest, StreamCreateRequest,
                  StreamDestroyRequest, StreamSyncRequest, SyncAllRequest, EventCreateRequest,
                  EventDestroyRequest, EventRecordRequest, EventWaitRequest, EventSyncRequest,
                  EventElapsedRequest, KernelLookupRequest, LaunchRequest, PolicyListRequest,
-                 PolicySelectRequest>;
+                 PolicySelectRequest, DatasetOpenRequest, DatasetNextRequest, DatasetCloseRequest,
+                 CheckpointSaveRequest, CheckpointRestoreRequest>;
 
 // Stable lowercase name of an opcode ("launch"), "unknown" otherwise.
 const char* opcode_name(std::uint16_t opcode);
