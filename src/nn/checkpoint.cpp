@@ -1,12 +1,8 @@
 #include "nn/checkpoint.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
-#include <cerrno>
 #include <cstring>
 
 namespace malv::nn {
@@ -173,64 +169,6 @@ Result<Checkpoint> decode_checkpoint(std::span<const std::byte> bytes) {
                  fmt::format("checkpoint has {} unexpected bytes at the end", r.remaining()));
   }
   return checkpoint;
-}
-
-Status write_file_atomically(const std::string& path, std::span<const std::byte> bytes) {
-  const std::string temp = fmt::format("{}.tmp.{}", path, ::getpid());
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return errno_error(fmt::format("create {}", temp), errno);
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(temp.c_str());
-      return errno_error(fmt::format("write {}", temp), err);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(temp.c_str());
-    return errno_error(fmt::format("fsync {}", temp), err);
-  }
-  ::close(fd);
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    return errno_error(fmt::format("rename {} to {}", temp, path), err);
-  }
-  // Make the rename itself durable.
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
-  return ok_status();
-}
-
-Result<std::vector<std::byte>> read_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno_error(fmt::format("open {}", path), errno);
-  std::vector<std::byte> data;
-  std::byte chunk[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return errno_error(fmt::format("read {}", path), err);
-    }
-    if (n == 0) break;
-    data.insert(data.end(), chunk, chunk + n);
-  }
-  ::close(fd);
-  return data;
 }
 
 }  // namespace malv::nn

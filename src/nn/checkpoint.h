@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/atomic_file.h"
 #include "base/result.h"
 
 namespace malv::nn {
@@ -51,8 +52,8 @@ std::vector<std::byte> encode_checkpoint(const Checkpoint& checkpoint);
 // Validates magic, version, lengths and the CRC; errors say what is wrong.
 [[nodiscard]] Result<Checkpoint> decode_checkpoint(std::span<const std::byte> bytes);
 
-[[nodiscard]] Status write_file_atomically(const std::string& path,
-                                           std::span<const std::byte> bytes);
-[[nodiscard]] Result<std::vector<std::byte>> read_file(const std::string& path);
+// Atomic writes and whole-file reads live in base/atomic_file.h.
+using malv::read_file;
+using malv::write_file_atomically;
 
 }  // namespace malv::nn
