@@ -17,8 +17,8 @@ void register_unavailable(CLI::App& app, int& exit_code, const char* name,
 void register_commands(CLI::App& app, int& exit_code) {
   register_serve(app, exit_code);
   register_guest(app, exit_code);
-  register_unavailable(app, exit_code, "demo",
-                       "Run the main demo: three VMs share one accelerator");
+  register_guest_infer(*app.get_subcommand("guest"), exit_code);
+  register_demo(app, exit_code);
   register_vm(app, exit_code);
   register_policy(app, exit_code);
   register_stats(app, exit_code);
