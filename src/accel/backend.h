@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "accel/kernel_registry.h"
@@ -142,5 +143,30 @@ struct CpuBackendOptions {
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options);
+
+// The CUDA backend lives in a plugin (libmalv_accel_cuda.so) that is loaded
+// on first use, so nothing that links malv_accel needs the NVIDIA driver to
+// start (cuda/cuda_plugin_loader.cpp says how it is found).
+struct CudaBackendOptions {
+  int device = 0;                  // CUDA device ordinal
+  std::uint64_t memory_bytes = 0;  // device memory the backend may allocate; 0 = all of it
+};
+
+// kUnavailable ("no CUDA device: ...") without a driver or a device,
+// kUnimplemented when this build has no CUDA backend.
+[[nodiscard]] Result<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& options);
+// Whether the CUDA backend plugin was built (the toolkit was found).
+bool cuda_backend_built();
+
+struct BackendOptions {
+  std::uint64_t memory_bytes = 0;  // device memory capacity; 0 = the backend's default
+  unsigned workers = 0;            // CPU backend worker threads; 0 = cores
+  int cuda_device = 0;
+};
+
+// The backend named "cpu", "cuda" or "auto" (CUDA when a device is present,
+// else the CPU); says in the log which one it picked and why.
+[[nodiscard]] Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
+                                                            const BackendOptions& options);
 
 }  // namespace malv::accel

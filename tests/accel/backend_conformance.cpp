@@ -7,6 +7,10 @@ std::string backend_factory_name(const ::testing::TestParamInfo<BackendFactory>&
 }
 
 void BackendConformance::SetUp() {
+  if (GetParam().unavailable != nullptr) {
+    const std::string why = GetParam().unavailable();
+    if (!why.empty()) GTEST_SKIP() << why;
+  }
   backend_ = GetParam().make();
   ASSERT_NE(backend_, nullptr);
   auto queue = backend_->create_queue(QueuePriority::kNormal);

@@ -5,6 +5,9 @@
 //   INSTANTIATE_TEST_SUITE_P(Cpu, BackendConformance,
 //                            ::testing::Values(BackendFactory{"cpu", &make_cpu}),
 //                            backend_factory_name);
+//
+// A backend that needs a device (cuda_backend_test.cpp) also gives an
+// `unavailable` function, and its tests skip where there is none.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,6 +15,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -24,9 +28,14 @@ struct BackendFactory {
   // A fresh backend. Its capacity should be small enough that allocating
   // all of it in a test is cheap (info().total_memory is what tests use).
   std::unique_ptr<Backend> (*make)();
+  // Why this backend cannot run here (empty: it can), for backends that
+  // need hardware; every test of the instance then skips with that reason.
+  std::string (*unavailable)() = nullptr;
 };
 
 std::string backend_factory_name(const ::testing::TestParamInfo<BackendFactory>& info);
+// How gtest prints the parameter (in test lists and ctest names): its name.
+inline void PrintTo(const BackendFactory& factory, std::ostream* out) { *out << factory.name; }
 
 // Records every completion (cookie, status) in the order they ran.
 class CompletionLog {
