@@ -8,15 +8,9 @@
 namespace malv::cli {
 
 Result<std::unique_ptr<accel::Backend>> make_backend(const HostConfig& config) {
-  if (config.backend == "cuda") {
-    return Error(ErrorCode::kUnimplemented, "the CUDA backend is not built into this malv");
-  }
-  if (config.backend != "cpu" && config.backend != "auto") {
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("unknown backend '{}' (cpu, cuda, auto)", config.backend));
-  }
-  if (config.backend == "auto") log::info("serve", "backend auto: no GPU backend built, using cpu");
-  return accel::make_cpu_backend({config.memory_mib << 20, config.workers});
+  // The choice (and the "auto" rule and its log line) lives in accel.
+  return accel::make_backend(config.backend,
+                             {.memory_bytes = config.memory_mib << 20, .workers = config.workers});
 }
 
 Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
