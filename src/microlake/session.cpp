@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "offload/checkpoint_writer.h"
 #include "proto/decoder.h"
 
 namespace malv::microlake {
@@ -41,6 +42,9 @@ Session::Session(std::string vm_name, accel::Backend& backend, std::span<std::by
 Session::~Session() {
   // Drain every queue first: queued ops read buffers and post completions.
   for (auto& stream : streams_.take_all()) backend_.destroy_queue(stream->queue);
+  // Snapshots taken are written (a guest that died after a save loses
+  // nothing), and their completions posted, while the sink still exists.
+  checkpoint_writer_.reset();
   std::uint64_t released = 0;
   for (auto& buffer : buffers_.take_all()) {
     backend_.free(buffer->ptr);

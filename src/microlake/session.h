@@ -35,6 +35,10 @@
 #include "microlake/session_objects.h"
 #include "microlake/session_services.h"
 
+namespace malv::offload {
+class CheckpointWriter;
+}
+
 namespace malv::microlake {
 
 struct SessionLimits {
@@ -123,6 +127,11 @@ class Session {
   Status run(const wire::Command& cmd, const proto::CheckpointSaveRequest&);
   Status run(const wire::Command& cmd, const proto::CheckpointRestoreRequest&);
 
+  // Completes a stream command from its stream's queue; an error also
+  // becomes the stream's first unreported error (session_checkpoint.cpp).
+  void finish_in_stream(StreamObject& stream, std::uint64_t tag, std::uint16_t opcode,
+                        std::uint16_t flags, ErrorCode status, Reply reply);
+
   Status check_arena(proto::ArenaRange range) const;
   Result<BufferObject*> buffer_range(proto::RawHandle handle, Rights rights, std::uint64_t offset,
                                      std::uint64_t bytes) const;
@@ -138,6 +147,11 @@ class Session {
   CapabilityTable<StreamObject> streams_;
   CapabilityTable<EventHandleObject> events_;
   CapabilityTable<KernelObject> kernels_;
+
+  // Writes this session's checkpoint snapshots to disk; created by the first
+  // kCheckpointSave (dispatcher thread). The destructor finishes its writes
+  // before anything they report to is gone.
+  std::unique_ptr<offload::CheckpointWriter> checkpoint_writer_;
 
   std::atomic<std::uint64_t> outstanding_{0};
   std::atomic<std::uint64_t> commands_{0};

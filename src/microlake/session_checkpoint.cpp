@@ -1,15 +1,293 @@
 // Session handlers of the checkpoint service (kCheckpointSave/Restore).
-// Work in progress: refused until the checkpoint service lands.
+//
+// Save: after validating the whole spec, the session queues a device-to-host
+// copy of every entry on the guest's stream into a host snapshot, so the
+// snapshot is exactly the buffers' state at that point of the stream; the
+// stream goes on right after those copies. A marker behind them hands the
+// snapshot to the session's CheckpointWriter, which writes the file
+// atomically off the stream and posts the command's completion once the file
+// is durable (result = file bytes).
+//
+// Restore: the file is read and verified when the command is taken (a
+// missing file is kNotFound, a damaged one kDataLoss); every requested entry
+// must exist with exactly the requested size. Host-to-device copies from the
+// file's bytes (kept alive until they ran) are queued on the stream, and a
+// marker behind them writes the stored metadata into the arena right after
+// the entries and completes (result = metadata bytes).
+//
+// docs/protocol.md ("Checkpoints") is the guest-facing description.
+#include <fmt/format.h>
+
+#include <cstring>
+#include <set>
+
+#include "base/log.h"
 #include "microlake/session.h"
+#include "offload/checkpoint_store.h"
+#include "offload/checkpoint_writer.h"
+#include "proto/decoder.h"
 
 namespace malv::microlake {
+namespace {
 
-Status Session::run(const wire::Command&, const proto::CheckpointSaveRequest&) {
-  return Error(ErrorCode::kUnimplemented, "this host offers no checkpoint service yet");
+// The spec as copied out of the arena (the guest may change the arena while
+// the host works, so nothing is read from it twice).
+struct CheckpointSpec {
+  std::string name;
+  std::vector<wire::CheckpointEntry> entries;
+  std::vector<std::string> entry_names;
+  std::uint64_t metadata_offset = 0;  // in the arena, right after the entries
+  std::uint32_t metadata_bytes = 0;   // save: stored bytes; restore: room
+};
+
+// A NUL-terminated string in a fixed field, or nullopt if it has no NUL.
+std::optional<std::string> terminated(const char* field, std::size_t size) {
+  const std::size_t n = strnlen(field, size);
+  if (n == size) return std::nullopt;
+  return std::string(field, n);
 }
 
-Status Session::run(const wire::Command&, const proto::CheckpointRestoreRequest&) {
-  return Error(ErrorCode::kUnimplemented, "this host offers no checkpoint service yet");
+// Structure, name and entry names of a spec in an arena range that fits.
+Result<CheckpointSpec> read_spec(std::span<const std::byte> arena, proto::ArenaRange range) {
+  wire::CheckpointHeader header{};
+  if (range.bytes < sizeof(header)) {
+    return Error(ErrorCode::kOutOfRange, fmt::format("checkpoint spec of {} bytes is shorter than "
+                                                     "its {}-byte header",
+                                                     range.bytes, sizeof(header)));
+  }
+  std::memcpy(&header, arena.data() + range.offset, sizeof(header));
+  CheckpointSpec spec;
+  const std::optional<std::string> name = terminated(header.name, sizeof(header.name));
+  if (!name) return Error(ErrorCode::kInvalidArgument, "checkpoint name is not NUL-terminated");
+  MALV_TRY(offload::CheckpointStore::validate_name(*name, "checkpoint name"));
+  spec.name = *name;
+  if (header.entries == 0 || header.entries > wire::kMaxCheckpointEntries) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("checkpoint of {} entries, expected 1 to {}", header.entries,
+                             wire::kMaxCheckpointEntries));
+  }
+  const std::uint64_t entries_end =
+      sizeof(header) + std::uint64_t{header.entries} * sizeof(wire::CheckpointEntry);
+  if (entries_end + header.metadata_bytes > range.bytes) {
+    return Error(ErrorCode::kOutOfRange,
+                 fmt::format("checkpoint spec of {} entries and {} metadata bytes needs {} bytes, "
+                             "the range holds {}",
+                             header.entries, header.metadata_bytes,
+                             entries_end + header.metadata_bytes, range.bytes));
+  }
+  spec.entries.resize(header.entries);
+  std::memcpy(spec.entries.data(), arena.data() + range.offset + sizeof(header),
+              spec.entries.size() * sizeof(wire::CheckpointEntry));
+  std::set<std::string> seen;
+  for (const wire::CheckpointEntry& entry : spec.entries) {
+    std::optional<std::string> entry_name = terminated(entry.name, sizeof(entry.name));
+    if (!entry_name || entry_name->empty() || !seen.insert(*entry_name).second) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("checkpoint entry {} has an empty, unterminated or repeated name",
+                               spec.entry_names.size()));
+    }
+    spec.entry_names.push_back(std::move(*entry_name));
+  }
+  spec.metadata_offset = range.offset + entries_end;
+  spec.metadata_bytes = header.metadata_bytes;
+  return spec;
+}
+
+// What the copies of one checkpoint share until its marker has run.
+struct CopyState {
+  std::mutex mutex;
+  ErrorCode first_error = ErrorCode::kOk;  // guarded by mutex
+
+  void note(ErrorCode status) {
+    std::lock_guard lock(mutex);
+    if (first_error == ErrorCode::kOk) first_error = status;
+  }
+  ErrorCode error() {
+    std::lock_guard lock(mutex);
+    return first_error;
+  }
+};
+
+}  // namespace
+
+void Session::finish_in_stream(StreamObject& stream, std::uint64_t tag, std::uint16_t opcode,
+                               std::uint16_t flags, ErrorCode status, Reply reply) {
+  if (status != ErrorCode::kOk) {
+    std::lock_guard lock(stream.mutex);
+    if (stream.first_error == ErrorCode::kOk) {
+      stream.first_error = status;
+      stream.first_error_tag = tag;
+    }
+  }
+  reply.result2 = stream.handle;
+  complete_tag(tag, opcode, flags, status, reply);
+}
+
+Status Session::run(const wire::Command& cmd, const proto::CheckpointSaveRequest& req) {
+  MALV_ASSIGN_OR_RETURN(StreamObject * stream, streams_.lookup(req.stream, kRightUse));
+  if (services_.checkpoints == nullptr) {
+    return Error(ErrorCode::kUnimplemented, "this host offers no checkpoint service");
+  }
+  MALV_TRY(check_arena(req.spec));
+  MALV_ASSIGN_OR_RETURN(CheckpointSpec spec, read_spec(arena_, req.spec));
+  if (spec.metadata_bytes > wire::kMaxCheckpointMetadata) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("checkpoint metadata of {} bytes, at most {}", spec.metadata_bytes,
+                             wire::kMaxCheckpointMetadata));
+  }
+  std::vector<BufferObject*> buffers;
+  std::uint64_t total = spec.metadata_bytes;  // <= 256 entries of < 2^40 bytes: no overflow
+  for (std::size_t i = 0; i < spec.entries.size(); ++i) {
+    const wire::CheckpointEntry& e = spec.entries[i];
+    Result<BufferObject*> buffer = buffer_range(e.buffer, kRightRead, e.offset, e.bytes);
+    if (!buffer.ok()) {
+      return std::move(buffer).error().with_context(
+          fmt::format("checkpoint entry '{}'", spec.entry_names[i]));
+    }
+    buffers.push_back(buffer.value());
+    total += e.bytes;
+  }
+  if (!checkpoint_writer_) {
+    checkpoint_writer_ =
+        std::make_unique<offload::CheckpointWriter>(*services_.checkpoints, vm_name_);
+  }
+  MALV_TRY(checkpoint_writer_->reserve(total));  // the last check: nothing below fails
+
+  auto contents = std::make_shared<offload::CheckpointContents>();
+  const auto* metadata = arena_.data() + spec.metadata_offset;
+  contents->metadata.assign(metadata, metadata + spec.metadata_bytes);
+  contents->entries.resize(spec.entries.size());
+  auto state = std::make_shared<CopyState>();
+  for (std::size_t i = 0; i < spec.entries.size(); ++i) {
+    offload::CheckpointBlob& blob = contents->entries[i];
+    blob.name = spec.entry_names[i];
+    blob.bytes.resize(spec.entries[i].bytes);
+    if (blob.bytes.empty()) continue;
+    PendingOp copy;
+    copy.internal = true;
+    copy.on_done = [state](ErrorCode status) {
+      if (status != ErrorCode::kOk) state->note(status);
+    };
+    enqueue(*stream,
+            accel::CopyD2H{buffers[i]->ptr + spec.entries[i].offset, blob.bytes.data(),
+                           blob.bytes.size()},
+            std::move(copy));
+  }
+  // Behind the copies: the snapshot is complete; the writer takes it from here.
+  PendingOp marker;
+  marker.internal = true;
+  marker.on_done = [this, stream, state, contents, total, name = spec.name, tag = cmd.tag,
+                    opcode = cmd.opcode, flags = cmd.flags](ErrorCode) mutable {
+    offload::CheckpointWriter& writer = *checkpoint_writer_;
+    if (const ErrorCode error = state->error(); error != ErrorCode::kOk) {
+      writer.release(total);
+      log::warn("microlake", "{}: snapshot for checkpoint {} failed: {}", vm_name_, name,
+                error_code_name(error));
+      finish_in_stream(*stream, tag, opcode, flags, error, {});
+      return;
+    }
+    const proto::RawHandle handle = stream->handle;
+    auto owned = std::make_unique<offload::CheckpointContents>(std::move(*contents));
+    contents.reset();
+    // Disk errors come after the stream has moved on: they are reported
+    // on this command's completion alone, never as a stream error.
+    writer.submit(std::move(name), std::move(owned), total,
+                  [this, handle, tag, opcode, flags](Result<std::uint64_t> written) {
+                    if (written.ok()) {
+                      complete_tag(tag, opcode, flags, ErrorCode::kOk,
+                                   {.result = written.value(), .result2 = handle});
+                    } else {
+                      complete_tag(tag, opcode, flags, written.error().code(), {.result2 = handle});
+                    }
+                  });
+  };
+  enqueue(*stream, accel::Marker{}, std::move(marker));
+  return ok_status();
+}
+
+Status Session::run(const wire::Command& cmd, const proto::CheckpointRestoreRequest& req) {
+  MALV_ASSIGN_OR_RETURN(StreamObject * stream, streams_.lookup(req.stream, kRightUse));
+  if (services_.checkpoints == nullptr) {
+    return Error(ErrorCode::kUnimplemented, "this host offers no checkpoint service");
+  }
+  MALV_TRY(check_arena(req.spec));
+  MALV_ASSIGN_OR_RETURN(CheckpointSpec spec, read_spec(arena_, req.spec));
+  std::vector<BufferObject*> buffers;
+  for (std::size_t i = 0; i < spec.entries.size(); ++i) {
+    const wire::CheckpointEntry& e = spec.entries[i];
+    Result<BufferObject*> buffer = buffer_range(e.buffer, kRightWrite, e.offset, e.bytes);
+    if (!buffer.ok()) {
+      return std::move(buffer).error().with_context(
+          fmt::format("checkpoint entry '{}'", spec.entry_names[i]));
+    }
+    buffers.push_back(buffer.value());
+  }
+  Result<offload::CheckpointImage> loaded = services_.checkpoints->load(vm_name_, spec.name);
+  if (!loaded.ok()) {
+    if (loaded.error().code() != ErrorCode::kNotFound) {
+      log::warn("microlake", "{}: restoring checkpoint {}: {}", vm_name_, spec.name,
+                loaded.error().to_string());
+    }
+    return std::move(loaded).error();
+  }
+  auto image = std::make_shared<const offload::CheckpointImage>(std::move(loaded).value());
+  std::vector<const offload::CheckpointImage::Entry*> stored;
+  for (std::size_t i = 0; i < spec.entries.size(); ++i) {
+    const offload::CheckpointImage::Entry* entry = image->find(spec.entry_names[i]);
+    if (entry == nullptr) {
+      return Error(ErrorCode::kNotFound,
+                   fmt::format("checkpoint {} has no entry '{}'", spec.name, spec.entry_names[i]));
+    }
+    if (entry->bytes != spec.entries[i].bytes) {
+      return Error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("checkpoint {} entry '{}' holds {} bytes, {} were asked for", spec.name,
+                      spec.entry_names[i], entry->bytes, spec.entries[i].bytes));
+    }
+    stored.push_back(entry);
+  }
+  const std::uint64_t metadata_bytes = image->metadata().size();
+  if (metadata_bytes > spec.metadata_bytes) {
+    // Not a fault of the host: the guest retries with the room it needs,
+    // which the completion says (in stream order, like any stream error).
+    PendingOp too_small;
+    too_small.internal = true;
+    too_small.on_done = [this, stream, metadata_bytes, tag = cmd.tag, opcode = cmd.opcode,
+                         flags = cmd.flags](ErrorCode) {
+      finish_in_stream(*stream, tag, opcode, flags, ErrorCode::kOutOfRange,
+                       {.result = metadata_bytes});
+    };
+    enqueue(*stream, accel::Marker{}, std::move(too_small));
+    return ok_status();
+  }
+
+  auto state = std::make_shared<CopyState>();
+  for (std::size_t i = 0; i < spec.entries.size(); ++i) {
+    if (stored[i]->bytes == 0) continue;
+    PendingOp copy;
+    copy.internal = true;
+    copy.on_done = [state, image](ErrorCode status) {  // the image outlives the copy
+      if (status != ErrorCode::kOk) state->note(status);
+    };
+    enqueue(*stream,
+            accel::CopyH2D{image->data(*stored[i]).data(), buffers[i]->ptr + spec.entries[i].offset,
+                           stored[i]->bytes},
+            std::move(copy));
+  }
+  PendingOp marker;
+  marker.internal = true;
+  marker.on_done = [this, stream, state, image, offset = spec.metadata_offset, tag = cmd.tag,
+                    opcode = cmd.opcode, flags = cmd.flags](ErrorCode) {
+    const ErrorCode error = state->error();
+    const std::span<const std::byte> metadata = image->metadata();
+    if (error == ErrorCode::kOk && !metadata.empty()) {
+      std::memcpy(arena_.data() + offset, metadata.data(), metadata.size());
+    }
+    finish_in_stream(*stream, tag, opcode, flags, error,
+                     {.result = metadata.size(), .arena_out = {offset, metadata.size()}});
+  };
+  enqueue(*stream, accel::Marker{}, std::move(marker));
+  return ok_status();
 }
 
 }  // namespace malv::microlake
