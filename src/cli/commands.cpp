@@ -4,6 +4,8 @@
 
 namespace malv::cli {
 
+void register_bench_cuda(CLI::App& bench, int& exit_code);  // bench_cuda.cpp
+
 void register_unavailable(CLI::App& app, int& exit_code, const char* name,
                           const char* description) {
   CLI::App* sub = app.add_subcommand(name, description);
@@ -27,6 +29,7 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_bench_ipc(*bench, exit_code);
   register_bench_mlaas(*bench, exit_code);
   register_bench_sharing(*bench, exit_code);
+  register_bench_cuda(*bench, exit_code);
 }
 
 }  // namespace malv::cli
