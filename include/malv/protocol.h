@@ -81,7 +81,7 @@ enum class Opcode : std::uint16_t {
   kPolicySelect = 21,  // a0=arena offset of "class=policy", a1=len (1..256) -> ok
   /* Offload services: the host's data pipeline and checkpoints. */
   kDatasetOpen = 22,        // a0=arena offset of a DatasetSpec, a1=len -> result=dataset handle,
-                            //   result2=examples in the dataset
+                            //   result2=examples in the dataset, aux=features per example
   kDatasetNext = 23,        // a0=stream, a1=dataset, a2=features buffer, a3=labels buffer
                             //   (async: the next batch lands in them) -> result=batch index
   kDatasetClose = 24,       // a0=dataset

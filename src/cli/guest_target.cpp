@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "cli/host_config.h"
+#include "guest/policy_selection.h"
 #include "nn/native_device.h"
 #include "nn/remote_device.h"
 
@@ -19,11 +20,19 @@ void add_target_options(CLI::App& sub, TargetFlags& flags, const std::string& gr
   where->require_option(0, 1);
   sub.add_option("--vm", flags.vm, "VM name to connect as")->capture_default_str();
   sub.add_option("--token", flags.token, "The VM's token, if the host requires one");
+  sub.add_option("--policy", flags.policies,
+                 "Select this VM's MLaaS policy, class=policy (e.g. gpu_sched=fair-share); "
+                 "repeatable; the host's admin decides what is allowed")
+      ->type_name("CLASS=NAME");
 }
 
 Result<GuestTarget> open_target(const TargetFlags& flags) {
   GuestTarget target;
   if (flags.native) {
+    if (!flags.policies.empty()) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "--policy selects a host's MLaaS policies; it needs a host, not --native");
+    }
     MALV_ASSIGN_OR_RETURN(target.device, nn::NativeDevice::create_cpu({}));
     return target;
   }
@@ -50,6 +59,10 @@ Result<GuestTarget> open_target(const TargetFlags& flags) {
               "connecting to the host at {} (is `malv serve` running? or use --native)", path));
     }
     target.connection = std::move(connection).value();
+  }
+  for (const std::string& selection : flags.policies) {
+    MALV_TRY(guest::select_policy(*target.connection, selection));
+    fmt::print("policy {} selected for VM {}\n", selection, flags.vm);
   }
   MALV_ASSIGN_OR_RETURN(target.device, nn::RemoteDevice::create(*target.connection));
   return target;

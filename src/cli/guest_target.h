@@ -15,6 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "guest/connection.h"
@@ -28,6 +29,7 @@ struct TargetFlags {
   std::string vm = "guest";
   std::string token;
   bool native = false;
+  std::vector<std::string> policies;  // "class=policy", selected through the protocol
 };
 
 // The connection (if remote) and the device on it, in destruction order.
@@ -37,10 +39,11 @@ struct GuestTarget {
 };
 
 // Adds --socket, --tcp and --native (at most one, in a group titled
-// `group_title`), --vm and --token to `sub`, storing them in `flags`.
+// `group_title`), --vm, --token and --policy to `sub`, storing them in `flags`.
 void add_target_options(CLI::App& sub, TargetFlags& flags, const std::string& group_title);
 
-// Connects as the VM (or creates the native backend) and opens a device.
+// Connects as the VM (or creates the native backend), selects the VM's
+// --policy choices on the host, and opens a device.
 [[nodiscard]] Result<GuestTarget> open_target(const TargetFlags& flags);
 
 }  // namespace malv::cli

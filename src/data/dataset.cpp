@@ -1,4 +1,4 @@
-#include "nn/dataset.h"
+#include "data/dataset.h"
 
 #include <fmt/format.h>
 #include <zlib.h>
@@ -8,9 +8,9 @@
 #include <climits>
 #include <cstring>
 
-#include "nn/rng.h"
+#include "data/rng.h"
 
-namespace malv::nn {
+namespace malv::data {
 namespace {
 
 // A gzip (or plain) file opened for reading; every error names the file.
@@ -266,4 +266,4 @@ Result<std::vector<std::uint8_t>> load_raw_u8(const std::string& path, std::size
   return bytes;
 }
 
-}  // namespace malv::nn
+}  // namespace malv::data

@@ -1,8 +1,8 @@
-// Rng: a small seeded pseudo-random generator (SplitMix64) for everything in
-// nn/ that must be reproducible bit for bit: initial weights and the order of
-// training examples. std::shuffle and std::uniform_*_distribution are not
-// specified exactly by the standard (libstdc++ and libc++ differ), so the
-// model would not start from the same parameters everywhere; this does.
+// Rng: a small seeded pseudo-random generator (SplitMix64) for everything
+// that must be reproducible bit for bit: initial weights (nn/) and the order of
+// training examples (the guest's own loader and the host's data pipeline). std::shuffle and
+// std::uniform_*_distribution are not specified exactly by the standard (libstdc++ and libc++
+// differ), so the model would not start from the same parameters everywhere; this does.
 //
 //   Rng rng(seed);
 //   float u = rng.uniform(-limit, limit);
@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace malv::nn {
+namespace malv::data {
 
 class Rng {
  public:
@@ -47,4 +47,4 @@ inline std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream) {
 std::vector<std::uint32_t> shuffled_indices(std::uint32_t count, std::uint64_t seed,
                                             std::uint64_t epoch);
 
-}  // namespace malv::nn
+}  // namespace malv::data

@@ -30,6 +30,7 @@ bool is_stream_op(std::uint16_t opcode) {
     case Opcode::kMemset:
     case Opcode::kEventRecord:
     case Opcode::kEventWait:
+    case Opcode::kDatasetNext:
     case Opcode::kLaunch: return true;
     default: return false;
   }

@@ -8,6 +8,7 @@ const char* object_type_name(ObjectType type) {
     case ObjectType::kStream: return "stream";
     case ObjectType::kEvent: return "event";
     case ObjectType::kKernel: return "kernel";
+    case ObjectType::kDataset: return "dataset";
   }
   return "unknown object";
 }

@@ -31,7 +31,13 @@ namespace malv::microlake {
 
 using proto::RawHandle;
 
-enum class ObjectType : std::uint8_t { kBuffer = 1, kStream = 2, kEvent = 3, kKernel = 4 };
+enum class ObjectType : std::uint8_t {
+  kBuffer = 1,
+  kStream = 2,
+  kEvent = 3,
+  kKernel = 4,
+  kDataset = 5,
+};
 const char* object_type_name(ObjectType type);
 
 using Rights = std::uint8_t;

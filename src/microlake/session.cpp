@@ -37,7 +37,8 @@ Session::Session(std::string vm_name, accel::Backend& backend, std::span<std::by
       buffers_(ObjectType::kBuffer, next_salt(), limits.max_buffers),
       streams_(ObjectType::kStream, next_salt(), limits.max_streams),
       events_(ObjectType::kEvent, next_salt(), limits.max_events),
-      kernels_(ObjectType::kKernel, next_salt(), limits.max_kernels) {}
+      kernels_(ObjectType::kKernel, next_salt(), limits.max_kernels),
+      datasets_(ObjectType::kDataset, next_salt(), limits.max_datasets) {}
 
 Session::~Session() {
   // Drain every queue first: queued ops read buffers and post completions.
@@ -52,6 +53,7 @@ Session::~Session() {
   }
   events_.take_all();
   kernels_.take_all();
+  datasets_.take_all();  // stops their producers; their slots go back to the device
   log::debug("microlake", "session {} closed; released {} bytes", vm_name_, released);
 }
 
@@ -91,6 +93,7 @@ void Session::complete_tag(std::uint64_t tag, std::uint16_t opcode, std::uint16_
     c.opcode = opcode;
     c.result = reply.result;
     c.result2 = reply.result2;
+    c.aux = reply.aux;
     sink_.post(c, status == ErrorCode::kOk ? reply.arena_out : proto::ArenaRange{});
   }
   // Only after posting: the endpoint's room check counts this command until now.

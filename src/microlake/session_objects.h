@@ -12,6 +12,7 @@
 
 #include "accel/backend.h"
 #include "base/error.h"
+#include "offload/data_pipeline.h"
 #include "proto/request.h"
 
 namespace malv::microlake {
@@ -56,6 +57,13 @@ struct PendingOp {
   proto::ArenaRange arena_out{};                // arena bytes the op writes (D2H)
   std::shared_ptr<EventObject> recorded_event;  // kEventRecord
   std::function<void(ErrorCode)> on_done;       // sync markers, deferred frees
+};
+
+// A dataset opened with kDatasetOpen: the host's pipeline staging its
+// batches. Queued copies out of its slots hold the pipeline too, so closing
+// the handle while they are in flight is safe.
+struct DatasetObject {
+  std::shared_ptr<offload::DataPipeline> pipeline;
 };
 
 struct StreamObject {

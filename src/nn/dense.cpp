@@ -3,7 +3,7 @@
 #include <cmath>
 #include <vector>
 
-#include "nn/rng.h"
+#include "nn/dataset.h"
 
 namespace malv::nn {
 

@@ -5,7 +5,7 @@
 
 #include <charconv>
 
-#include "nn/rng.h"
+#include "nn/dataset.h"
 
 namespace malv::nn {
 
@@ -113,9 +113,20 @@ Status Mlp::forward(std::int64_t rows) {
 }
 
 Status Mlp::train_step(std::span<const float> x, std::span<const std::int32_t> labels) {
-  const std::int64_t rows = static_cast<std::int64_t>(labels.size());
+  MALV_TRY(upload(x, labels));
+  return train_loaded(static_cast<std::int64_t>(labels.size()));
+}
+
+Status Mlp::upload(std::span<const float> x, std::span<const std::int32_t> labels) {
   MALV_TRY(upload_batch(x, labels.size()));
-  MALV_TRY(device_.write(labels_.buffer, 0, std::as_bytes(labels)));
+  return device_.write(labels_.buffer, 0, std::as_bytes(labels));
+}
+
+Status Mlp::train_loaded(std::int64_t rows) {
+  if (rows <= 0 || rows > max_batch_) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("batch of {} rows; this model takes 1 to {}", rows, max_batch_));
+  }
   MALV_TRY(forward(rows));
 
   const std::int64_t classes = spec_.classes();
@@ -259,20 +270,42 @@ Status Mlp::load_parameters(std::span<const std::byte> bytes) {
   return write_arrays(checkpoint, parameter_tensors());
 }
 
-Result<Checkpoint> Mlp::training_checkpoint() {
+std::vector<std::pair<std::string, Tensor*>> Mlp::training_tensors() {
   auto tensors = parameter_tensors();
   for (auto& entry : optimizer_->state()) tensors.push_back(std::move(entry));
+  return tensors;
+}
+
+Checkpoint Mlp::training_metadata() const {
   Checkpoint checkpoint;
   const OptimizerConfig& opt = optimizer_->config();
   checkpoint.set("model", spec_.to_string());
   checkpoint.set("optimizer", std::string(optimizer_name(opt.kind)));
   checkpoint.set("lr", fmt::format("{}", opt.lr));
   checkpoint.set("step", std::to_string(optimizer_->steps()));
-  MALV_ASSIGN_OR_RETURN(checkpoint.arrays, read_arrays(tensors));
+  return checkpoint;
+}
+
+Result<Checkpoint> Mlp::training_checkpoint() {
+  Checkpoint checkpoint = training_metadata();
+  MALV_ASSIGN_OR_RETURN(checkpoint.arrays, read_arrays(training_tensors()));
   return checkpoint;
 }
 
 Status Mlp::restore(const Checkpoint& checkpoint) {
+  MALV_ASSIGN_OR_RETURN(std::uint64_t step, checked_step(checkpoint));
+  MALV_TRY(write_arrays(checkpoint, training_tensors()));
+  optimizer_->set_steps(step);
+  return ok_status();
+}
+
+Status Mlp::restore_metadata(const Checkpoint& metadata) {
+  MALV_ASSIGN_OR_RETURN(std::uint64_t step, checked_step(metadata));
+  optimizer_->set_steps(step);
+  return ok_status();
+}
+
+Result<std::uint64_t> Mlp::checked_step(const Checkpoint& checkpoint) const {
   const OptimizerConfig& opt = optimizer_->config();
   const std::pair<const char*, std::string> expected[] = {
       {"model", spec_.to_string()},
@@ -294,11 +327,7 @@ Status Mlp::restore(const Checkpoint& checkpoint) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("checkpoint step '{}' is not a number", step_text));
   }
-  auto tensors = parameter_tensors();
-  for (auto& entry : optimizer_->state()) tensors.push_back(std::move(entry));
-  MALV_TRY(write_arrays(checkpoint, tensors));
-  optimizer_->set_steps(step);
-  return ok_status();
+  return step;
 }
 
 }  // namespace malv::nn

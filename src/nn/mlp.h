@@ -54,6 +54,14 @@ class Mlp {
   // Enqueues forward, backward and one optimizer update for a batch of
   // labels.size() rows (x holds rows x inputs floats). Does not wait.
   [[nodiscard]] Status train_step(std::span<const float> x, std::span<const std::int32_t> labels);
+  // The two halves of train_step: queue the upload of a batch into the
+  // model's input and label buffers, and train on the `rows` examples those
+  // buffers hold (whoever filled them: see nn/batch_source.h).
+  [[nodiscard]] Status upload(std::span<const float> x, std::span<const std::int32_t> labels);
+  [[nodiscard]] Status train_loaded(std::int64_t rows);
+  const DeviceBuffer& input_buffer() const { return input_.buffer; }    // max_batch x inputs f32
+  const DeviceBuffer& labels_buffer() const { return labels_.buffer; }  // max_batch int32
+  std::int64_t max_batch() const { return max_batch_; }
   // The loss of the latest train_step (waits for the device).
   [[nodiscard]] Result<float> last_loss();
   // Mean loss of the steps since the previous call (waits for the device).
@@ -74,6 +82,13 @@ class Mlp {
   // model and optimizer agree with this model's, then loads all of it.
   [[nodiscard]] Result<Checkpoint> training_checkpoint();
   [[nodiscard]] Status restore(const Checkpoint& checkpoint);
+  // The pieces of a training checkpoint, for copies made elsewhere (the
+  // host's checkpoint service, nn/host_checkpoint.h): its tensors in order
+  // (parameters, then optimizer state), its metadata (model, optimizer, lr,
+  // step), and adopting that metadata once the tensors hold the state.
+  std::vector<std::pair<std::string, Tensor*>> training_tensors();
+  Checkpoint training_metadata() const;
+  [[nodiscard]] Status restore_metadata(const Checkpoint& metadata);
 
   const MlpSpec& spec() const { return spec_; }
   const Optimizer& optimizer() const { return *optimizer_; }
@@ -90,6 +105,8 @@ class Mlp {
   [[nodiscard]] Status write_arrays(const Checkpoint& checkpoint,
                                     const std::vector<std::pair<std::string, Tensor*>>& tensors);
   std::vector<std::pair<std::string, Tensor*>> parameter_tensors() const;
+  // The step of a checkpoint whose model and optimizer match this model's.
+  [[nodiscard]] Result<std::uint64_t> checked_step(const Checkpoint& checkpoint) const;
 
   Device& device_;
   MlpSpec spec_;

@@ -31,6 +31,14 @@ class RemoteDevice final : public Device {
   Status read(const DeviceBuffer& src, std::uint64_t offset, std::span<std::byte> out) override;
   Status synchronize() override;
 
+  // The libmalv objects behind this device, for offload services that work
+  // on its buffers in its stream order (nn/batch_source.h).
+  guest::Connection& connection() { return connection_; }
+  guest::Stream& stream() { return stream_; }
+  const guest::Buffer& guest_buffer(const DeviceBuffer& buffer) const {
+    return buffers_[buffer.slot()];
+  }
+
  protected:
   Result<std::uint32_t> allocate_slot(std::uint64_t bytes) override;
   void release_slot(std::uint32_t slot) override;

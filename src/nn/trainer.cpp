@@ -6,13 +6,13 @@
 #include <cstring>
 
 #include "base/clock.h"
-#include "nn/rng.h"
+#include "nn/dataset.h"
 
 namespace malv::nn {
 
 Result<std::unique_ptr<Trainer>> Trainer::create(Device& device, const Dataset& train,
                                                  const TrainOptions& options) {
-  if (options.batch <= 0) {
+  if (options.batch <= 0 || options.batch > 0xffffffff) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("batch size must be positive, got {}", options.batch));
   }
@@ -21,27 +21,42 @@ Result<std::unique_ptr<Trainer>> Trainer::create(Device& device, const Dataset& 
                  fmt::format("training set of {} examples", train.count));
   }
   MALV_ASSIGN_OR_RETURN(MlpSpec spec, MlpSpec::parse(options.model));
-  if (static_cast<std::size_t>(spec.inputs()) != train.dims) {
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("model {} takes {} inputs, the data has {} features", options.model,
-                             spec.inputs(), train.dims));
-  }
   if (spec.classes() < train.classes) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("model {} has {} outputs, the data has {} classes", options.model,
                              spec.classes(), train.classes));
   }
+  return create(device,
+                std::make_unique<LocalBatches>(train, static_cast<std::uint32_t>(options.batch),
+                                               options.seed),
+                options);
+}
+
+Result<std::unique_ptr<Trainer>> Trainer::create(Device& device,
+                                                 std::unique_ptr<BatchSource> source,
+                                                 const TrainOptions& options) {
+  if (options.batch <= 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("batch size must be positive, got {}", options.batch));
+  }
+  MALV_ASSIGN_OR_RETURN(MlpSpec spec, MlpSpec::parse(options.model));
+  if (static_cast<std::uint64_t>(spec.inputs()) != source->dims()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("model {} takes {} inputs, the data has {} features", options.model,
+                             spec.inputs(), source->dims()));
+  }
   MALV_ASSIGN_OR_RETURN(auto model, Mlp::create(device, spec,
                                                 {.max_batch = options.batch,
                                                  .seed = options.seed,
                                                  .optimizer = options.optimizer}));
-  return std::unique_ptr<Trainer>(new Trainer(train, options, std::move(model)));
+  return std::unique_ptr<Trainer>(new Trainer(std::move(source), options, std::move(model)));
 }
 
-Trainer::Trainer(const Dataset& train, const TrainOptions& options, std::unique_ptr<Mlp> model)
-    : train_(train), options_(options), model_(std::move(model)) {
+Trainer::Trainer(std::unique_ptr<BatchSource> source, const TrainOptions& options,
+                 std::unique_ptr<Mlp> model)
+    : source_(std::move(source)), options_(options), model_(std::move(model)) {
   const auto batch = static_cast<std::uint64_t>(options_.batch);
-  steps_per_epoch_ = (train_.count + batch - 1) / batch;
+  steps_per_epoch_ = (source_->examples() + batch - 1) / batch;
 }
 
 std::uint64_t Trainer::total_steps() const {
@@ -49,29 +64,10 @@ std::uint64_t Trainer::total_steps() const {
   return options_.max_steps == 0 ? all : std::min(all, options_.max_steps);
 }
 
-void Trainer::gather_batch(std::uint64_t step) {
-  const std::uint64_t epoch = step / steps_per_epoch_;
-  if (epoch != order_epoch_) {
-    order_ = shuffled_indices(static_cast<std::uint32_t>(train_.count), options_.seed, epoch);
-    order_epoch_ = epoch;
-  }
-  const auto batch = static_cast<std::size_t>(options_.batch);
-  const std::size_t first = static_cast<std::size_t>(step % steps_per_epoch_) * batch;
-  const std::size_t rows = std::min(batch, train_.count - first);
-  const std::size_t dims = train_.dims;
-  batch_x_.resize(rows * dims);
-  batch_labels_.resize(rows);
-  for (std::size_t r = 0; r < rows; ++r) {
-    const std::uint32_t example = order_[first + r];
-    std::memcpy(batch_x_.data() + r * dims, train_.features.data() + example * dims,
-                dims * sizeof(float));
-    batch_labels_[r] = train_.labels[example];
-  }
-}
-
 Status Trainer::step() {
-  gather_batch(model_->steps());
-  return model_->train_step(batch_x_, batch_labels_);
+  MALV_ASSIGN_OR_RETURN(std::uint32_t rows, source_->load(*model_, model_->steps()));
+  last_rows_ = rows;
+  return model_->train_loaded(rows);
 }
 
 Status Trainer::run(const ProgressFn& progress) {
@@ -95,7 +91,7 @@ Status Trainer::run(const ProgressFn& progress) {
   };
   while (model_->steps() < total) {
     MALV_TRY(step());
-    examples_since_report += batch_labels_.size();
+    examples_since_report += last_rows_;
     const std::uint64_t done = model_->steps();
     const bool epoch_end = done % steps_per_epoch_ == 0;
     const bool last = done == total;
@@ -113,11 +109,14 @@ Result<Checkpoint> Trainer::checkpoint() {
   MALV_ASSIGN_OR_RETURN(Checkpoint checkpoint, model_->training_checkpoint());
   checkpoint.set("seed", std::to_string(options_.seed));
   checkpoint.set("batch", std::to_string(options_.batch));
-  checkpoint.set("examples", std::to_string(train_.count));
+  checkpoint.set("examples", std::to_string(source_->examples()));
   return checkpoint;
 }
 
 Status Trainer::save_checkpoint(const std::string& path) {
+  if (path.starts_with(kHostCheckpointPrefix)) {
+    return save_to_host(std::string_view(path).substr(kHostCheckpointPrefix.size()));
+  }
   MALV_ASSIGN_OR_RETURN(Checkpoint checkpoint, this->checkpoint());
   MALV_TRY_CONTEXT(write_file_atomically(path, encode_checkpoint(checkpoint)),
                    "saving checkpoint " + path);
@@ -130,7 +129,7 @@ Status Trainer::resume(const Checkpoint& checkpoint) {
   const std::pair<const char*, std::string> expected[] = {
       {"seed", std::to_string(options_.seed)},
       {"batch", std::to_string(options_.batch)},
-      {"examples", std::to_string(train_.count)},
+      {"examples", std::to_string(source_->examples())},
   };
   for (const auto& [key, want] : expected) {
     MALV_ASSIGN_OR_RETURN(std::string have, checkpoint.require(key));
@@ -144,6 +143,9 @@ Status Trainer::resume(const Checkpoint& checkpoint) {
 }
 
 Status Trainer::resume_from(const std::string& path) {
+  if (path.starts_with(kHostCheckpointPrefix)) {
+    return resume_from_host(std::string_view(path).substr(kHostCheckpointPrefix.size()));
+  }
   MALV_ASSIGN_OR_RETURN(std::vector<std::byte> bytes, read_file(path));
   auto checkpoint = decode_checkpoint(bytes);
   if (!checkpoint.ok()) return std::move(checkpoint).error().with_context("reading " + path);

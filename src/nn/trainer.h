@@ -16,13 +16,18 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "nn/batch_source.h"
 #include "nn/checkpoint.h"
 #include "nn/dataset.h"
 #include "nn/mlp.h"
 
 namespace malv::nn {
+
+// A checkpoint path "host:NAME" names checkpoint NAME kept by the host.
+inline constexpr std::string_view kHostCheckpointPrefix = "host:";
 
 struct TrainOptions {
   std::string model = "mlp:784-256-128-10";
@@ -33,6 +38,7 @@ struct TrainOptions {
   std::uint64_t max_steps = 0;    // stop after this many steps in all; 0: no cap
   std::uint64_t log_every = 100;  // steps between loss read-backs; 0: only at epoch ends
   std::string checkpoint_path;    // if set: saved at each epoch end and at the end
+                                  // ("host:NAME": by the host, see save_to_host)
 };
 
 struct Progress {
@@ -49,6 +55,10 @@ class Trainer {
  public:
   // `train` must outlive the trainer.
   [[nodiscard]] static Result<std::unique_ptr<Trainer>> create(Device& device, const Dataset& train,
+                                                               const TrainOptions& options);
+  // Batches from `source` (e.g. the host's data pipeline, HostBatches).
+  [[nodiscard]] static Result<std::unique_ptr<Trainer>> create(Device& device,
+                                                               std::unique_ptr<BatchSource> source,
                                                                const TrainOptions& options);
 
   // Steps until total_steps(), reporting progress and saving checkpoints.
@@ -69,19 +79,25 @@ class Trainer {
   // Continues from a checkpoint of a run with the same options.
   [[nodiscard]] Status resume(const Checkpoint& checkpoint);
   [[nodiscard]] Status resume_from(const std::string& path);
+  // The same checkpoint kept by the MaLV-OS host the model runs on (its
+  // checkpoint service; nn/host_checkpoint.cpp): the device buffers are
+  // snapshot on the host in stream order, never copied to the guest, and
+  // restored into a later session. Needs a RemoteDevice. save_checkpoint()
+  // and resume_from() take "host:NAME" for these.
+  [[nodiscard]] Status save_to_host(std::string_view name);
+  [[nodiscard]] Status resume_from_host(std::string_view name);
 
  private:
-  Trainer(const Dataset& train, const TrainOptions& options, std::unique_ptr<Mlp> model);
-  void gather_batch(std::uint64_t step);
+  // Trainer::checkpoint()'s metadata without the arrays.
+  Checkpoint host_checkpoint_metadata() const;
+  Trainer(std::unique_ptr<BatchSource> source, const TrainOptions& options,
+          std::unique_ptr<Mlp> model);
 
-  const Dataset& train_;
+  std::unique_ptr<BatchSource> source_;
   TrainOptions options_;
   std::unique_ptr<Mlp> model_;
   std::uint64_t steps_per_epoch_ = 0;
-  std::uint64_t order_epoch_ = ~0ull;  // the epoch `order_` belongs to
-  std::vector<std::uint32_t> order_;
-  std::vector<float> batch_x_;
-  std::vector<std::int32_t> batch_labels_;
+  std::uint64_t last_rows_ = 0;  // examples in the latest step
 };
 
 }  // namespace malv::nn

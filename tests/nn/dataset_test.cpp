@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "nn/rng.h"
+#include "nn/dataset.h"
 
 namespace malv::nn {
 namespace {

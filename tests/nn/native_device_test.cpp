@@ -8,7 +8,7 @@
 #include <filesystem>
 
 #include "nn/mlp.h"
-#include "nn/rng.h"
+#include "nn/dataset.h"
 #include "nn/trainer.h"
 
 namespace malv::nn {

@@ -11,7 +11,7 @@
 #include "nn/mlp.h"
 #include "nn/native_device.h"
 #include "nn/remote_device.h"
-#include "nn/rng.h"
+#include "nn/dataset.h"
 #include "nn/trainer.h"
 
 namespace malv::nn {

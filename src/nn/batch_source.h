@@ -1,0 +1,81 @@
+// BatchSource: where a training step's batch comes from.
+//
+// Step s always trains on the same examples: epoch s / steps_per_epoch,
+// batch s % steps_per_epoch of that epoch's permutation
+// (data::shuffled_indices with the run's seed), the last batch of an epoch
+// possibly short. Two sources implement that order:
+//
+//  * LocalBatches — the guest's own copy of the dataset: gather the rows in
+//    host memory and upload them (what an ML program does without offload).
+//  * HostBatches — the host's data pipeline (offload): the host reads,
+//    shuffles and stages the batches on the device ahead of use; the guest
+//    only asks for the next one. RemoteDevice only.
+//
+// Both give the model the same bytes for the same step, so a run's losses
+// do not depend on which one feeds it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "guest/dataset.h"
+#include "nn/dataset.h"
+#include "nn/mlp.h"
+
+namespace malv::nn {
+
+class RemoteDevice;
+
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  // Puts batch `step` into the model's input and label buffers (queued on
+  // the model's device); returns its number of examples.
+  [[nodiscard]] virtual Result<std::uint32_t> load(Mlp& model, std::uint64_t step) = 0;
+  virtual std::uint64_t examples() const = 0;
+  virtual std::uint32_t dims() const = 0;
+};
+
+class LocalBatches final : public BatchSource {
+ public:
+  // `train` must outlive the source.
+  LocalBatches(const Dataset& train, std::uint32_t batch, std::uint64_t seed)
+      : train_(train), batch_(batch), seed_(seed) {}
+  Result<std::uint32_t> load(Mlp& model, std::uint64_t step) override;
+  std::uint64_t examples() const override { return train_.count; }
+  std::uint32_t dims() const override { return static_cast<std::uint32_t>(train_.dims); }
+
+ private:
+  const Dataset& train_;
+  const std::uint32_t batch_;
+  const std::uint64_t seed_;
+  std::uint64_t order_epoch_ = ~0ull;  // the epoch `order_` belongs to
+  std::vector<std::uint32_t> order_;
+  std::vector<float> batch_x_;
+  std::vector<std::int32_t> batch_labels_;
+};
+
+class HostBatches final : public BatchSource {
+ public:
+  // Opens the dataset on the host behind `device` (options.batch and
+  // options.seed must be the run's). The device must outlive the source.
+  [[nodiscard]] static Result<std::unique_ptr<HostBatches>> open(RemoteDevice& device,
+                                                                 guest::DatasetOptions options);
+  Result<std::uint32_t> load(Mlp& model, std::uint64_t step) override;
+  std::uint64_t examples() const override { return dataset_->examples(); }
+  std::uint32_t dims() const override { return dims_; }
+
+ private:
+  HostBatches(RemoteDevice& device, guest::DatasetOptions options, guest::HostDataset dataset,
+              std::uint32_t dims)
+      : device_(device), options_(std::move(options)), dataset_(std::move(dataset)), dims_(dims) {}
+
+  RemoteDevice& device_;
+  guest::DatasetOptions options_;
+  std::optional<guest::HostDataset> dataset_;
+  std::uint32_t dims_;
+};
+
+}  // namespace malv::nn
