@@ -63,6 +63,7 @@ Result<HostConfig> load_host_config(const std::string& path) {
     config.workers = static_cast<unsigned>((*host)["workers"].value_or<std::int64_t>(0));
     config.arena_mib = static_cast<std::uint64_t>((*host)["arena_mib"].value_or<std::int64_t>(64));
     config.policy_dir = (*host)["policy_dir"].value_or(std::string());
+    config.checkpoint_dir = (*host)["checkpoint_dir"].value_or(std::string());
   }
   if (const toml::array* vms = root["vm"].as_array()) {
     for (const toml::node& node : *vms) {

@@ -8,6 +8,7 @@
 //   backend = "cpu"                        # cpu | cuda | auto
 //   memory_mib = 4096                      # CPU backend device memory
 //   policy_dir = "/usr/lib/malv/policies"  # MLaaS modules loaded at start
+//   checkpoint_dir = "/var/lib/malv/ckpt"  # guests' checkpoints, a directory per VM
 //
 //   [[vm]]
 //   name = "train-a"
@@ -37,6 +38,7 @@ struct HostConfig {
   unsigned workers = 0;
   std::uint64_t arena_mib = 64;
   std::string policy_dir;
+  std::string checkpoint_dir;  // empty: <default_runtime_dir()>/checkpoints
   std::vector<vgpu::VmConfig> vms;
 };
 

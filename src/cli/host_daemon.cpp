@@ -41,6 +41,12 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
     }
   }
 
+  // Checkpoints: a private directory per VM under the checkpoint root.
+  const std::string checkpoint_dir = config.checkpoint_dir.empty()
+                                         ? default_runtime_dir() + "/checkpoints"
+                                         : config.checkpoint_dir;
+  MALV_ASSIGN_OR_RETURN(d->checkpoints_, offload::CheckpointStore::open({.root = checkpoint_dir}));
+
   microlake::ServerOptions server;
   server.unix_path = config.socket.empty() ? default_runtime_dir() + "/malv.sock" : config.socket;
   server.default_arena_bytes = config.arena_mib << 20;
@@ -92,6 +98,7 @@ Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info)
               info.peer->uid);
   }
   admission.services.policies = policies_.get();
+  admission.services.checkpoints = checkpoints_.get();
   admission.backend = std::move(view);
   return admission;
 }

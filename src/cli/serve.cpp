@@ -43,6 +43,7 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--workers")) config.workers = o.workers;
   if (sub.count("--arena-mib")) config.arena_mib = o.arena_mib;
   if (sub.count("--policy-dir")) config.policy_dir = o.policy_dir;
+  if (sub.count("--checkpoint-dir")) config.checkpoint_dir = o.checkpoint_dir;
 
   DaemonOptions options;
   options.config = config;
@@ -93,6 +94,9 @@ void register_serve(CLI::App& app, int& exit_code) {
   sub->add_option("--workers", o.workers, "CPU backend worker threads (default: cores)");
   sub->add_option("--arena-mib", o.arena_mib, "Data arena per session, MiB")->capture_default_str();
   sub->add_option("--policy-dir", o.policy_dir, "Directory of MLaaS modules to load at start");
+  sub->add_option("--checkpoint-dir", o.checkpoint_dir,
+                  "Where guests' checkpoints are kept, a directory per VM (default: "
+                  "$XDG_RUNTIME_DIR/malv/checkpoints; use persistent storage in production)");
   sub->add_flag("--open", flags->open,
                 "Admit any VM name without a token (development and benchmarks only)");
   sub->callback([flags, sub, &exit_code] { exit_code = serve(*flags, *sub); });
