@@ -139,6 +139,8 @@ void register_guest(CLI::App& app, int& exit_code) {
       "  malv guest train --native --epochs 1 --max-steps 200\n"
       "  malv guest train --native --checkpoint run.ckpt      # saved after every epoch\n"
       "  malv guest train --native --resume run.ckpt --checkpoint run.ckpt\n"
+      "  malv guest train --checkpoint host:run1     # kept by the host, in its checkpoint_dir\n"
+      "  malv guest train --resume host:run1 --checkpoint host:run1\n"
       "A resumed run must use the same --model, --optimizer, --lr, --seed and --batch;\n"
       "it then continues exactly where the checkpoint left off.");
   add_target_options(*sub, flags->target, "Where to train (default: the host's default socket)");
@@ -165,8 +167,9 @@ void register_guest(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   sub->add_option("--checkpoint", flags->checkpoint,
                   "Save parameters, optimizer state and step here after each epoch and at the "
-                  "end (atomically)");
-  sub->add_option("--resume", flags->resume, "Continue from a checkpoint saved by --checkpoint");
+                  "end (atomically); host:NAME has the host save them (not with --native)");
+  sub->add_option("--resume", flags->resume,
+                  "Continue from a checkpoint saved by --checkpoint (a path or host:NAME)");
   sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
       ->capture_default_str();
   sub->add_flag("--progress-json", flags->progress_json,
