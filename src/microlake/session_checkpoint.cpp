@@ -36,8 +36,9 @@ struct CheckpointSpec {
   std::string name;
   std::vector<wire::CheckpointEntry> entries;
   std::vector<std::string> entry_names;
-  std::uint64_t metadata_offset = 0;  // in the arena, right after the entries
-  std::uint32_t metadata_bytes = 0;   // save: stored bytes; restore: room
+  std::uint64_t metadata_offset = 0;   // in the arena, right after the entries
+  std::uint32_t metadata_bytes = 0;    // save: stored bytes; restore: room
+  std::vector<BufferObject*> buffers;  // of each entry, checked
 };
 
 // A NUL-terminated string in a fixed field, or nullopt if it has no NUL.
@@ -47,8 +48,20 @@ std::optional<std::string> terminated(const char* field, std::size_t size) {
   return std::string(field, n);
 }
 
-// Structure, name and entry names of a spec in an arena range that fits.
-Result<CheckpointSpec> read_spec(std::span<const std::byte> arena, proto::ArenaRange range) {
+// A spec in the arena, checked whole: the service exists, the range fits the
+// arena, structure, names, and every entry's buffer by `lookup` (handle,
+// right, range).
+template <typename Lookup>
+Result<CheckpointSpec> read_spec(const SessionServices& services, std::span<const std::byte> arena,
+                                 proto::ArenaRange range, Lookup lookup) {
+  if (services.checkpoints == nullptr) {
+    return Error(ErrorCode::kUnimplemented, "this host offers no checkpoint service");
+  }
+  if (!proto::range_fits(range.offset, range.bytes, arena.size())) {
+    return Error(ErrorCode::kOutOfRange,
+                 fmt::format("checkpoint spec [{}, +{}) is outside the {}-byte arena", range.offset,
+                             range.bytes, arena.size()));
+  }
   wire::CheckpointHeader header{};
   if (range.bytes < sizeof(header)) {
     return Error(ErrorCode::kOutOfRange, fmt::format("checkpoint spec of {} bytes is shorter than "
@@ -90,6 +103,14 @@ Result<CheckpointSpec> read_spec(std::span<const std::byte> arena, proto::ArenaR
   }
   spec.metadata_offset = range.offset + entries_end;
   spec.metadata_bytes = header.metadata_bytes;
+  for (std::size_t i = 0; i < spec.entries.size(); ++i) {
+    Result<BufferObject*> buffer = lookup(spec.entries[i]);
+    if (!buffer.ok()) {
+      return std::move(buffer).error().with_context(
+          fmt::format("checkpoint entry '{}'", spec.entry_names[i]));
+    }
+    spec.buffers.push_back(buffer.value());
+  }
   return spec;
 }
 
@@ -125,28 +146,17 @@ void Session::finish_in_stream(StreamObject& stream, std::uint64_t tag, std::uin
 
 Status Session::run(const wire::Command& cmd, const proto::CheckpointSaveRequest& req) {
   MALV_ASSIGN_OR_RETURN(StreamObject * stream, streams_.lookup(req.stream, kRightUse));
-  if (services_.checkpoints == nullptr) {
-    return Error(ErrorCode::kUnimplemented, "this host offers no checkpoint service");
-  }
-  MALV_TRY(check_arena(req.spec));
-  MALV_ASSIGN_OR_RETURN(CheckpointSpec spec, read_spec(arena_, req.spec));
+  MALV_ASSIGN_OR_RETURN(CheckpointSpec spec,
+                        read_spec(services_, arena_, req.spec, [&](const wire::CheckpointEntry& e) {
+                          return buffer_range(e.buffer, kRightRead, e.offset, e.bytes);
+                        }));
   if (spec.metadata_bytes > wire::kMaxCheckpointMetadata) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("checkpoint metadata of {} bytes, at most {}", spec.metadata_bytes,
                              wire::kMaxCheckpointMetadata));
   }
-  std::vector<BufferObject*> buffers;
   std::uint64_t total = spec.metadata_bytes;  // <= 256 entries of < 2^40 bytes: no overflow
-  for (std::size_t i = 0; i < spec.entries.size(); ++i) {
-    const wire::CheckpointEntry& e = spec.entries[i];
-    Result<BufferObject*> buffer = buffer_range(e.buffer, kRightRead, e.offset, e.bytes);
-    if (!buffer.ok()) {
-      return std::move(buffer).error().with_context(
-          fmt::format("checkpoint entry '{}'", spec.entry_names[i]));
-    }
-    buffers.push_back(buffer.value());
-    total += e.bytes;
-  }
+  for (const wire::CheckpointEntry& e : spec.entries) total += e.bytes;
   if (!checkpoint_writer_) {
     checkpoint_writer_ =
         std::make_unique<offload::CheckpointWriter>(*services_.checkpoints, vm_name_);
@@ -169,7 +179,7 @@ Status Session::run(const wire::Command& cmd, const proto::CheckpointSaveRequest
       if (status != ErrorCode::kOk) state->note(status);
     };
     enqueue(*stream,
-            accel::CopyD2H{buffers[i]->ptr + spec.entries[i].offset, blob.bytes.data(),
+            accel::CopyD2H{spec.buffers[i]->ptr + spec.entries[i].offset, blob.bytes.data(),
                            blob.bytes.size()},
             std::move(copy));
   }
@@ -207,21 +217,10 @@ Status Session::run(const wire::Command& cmd, const proto::CheckpointSaveRequest
 
 Status Session::run(const wire::Command& cmd, const proto::CheckpointRestoreRequest& req) {
   MALV_ASSIGN_OR_RETURN(StreamObject * stream, streams_.lookup(req.stream, kRightUse));
-  if (services_.checkpoints == nullptr) {
-    return Error(ErrorCode::kUnimplemented, "this host offers no checkpoint service");
-  }
-  MALV_TRY(check_arena(req.spec));
-  MALV_ASSIGN_OR_RETURN(CheckpointSpec spec, read_spec(arena_, req.spec));
-  std::vector<BufferObject*> buffers;
-  for (std::size_t i = 0; i < spec.entries.size(); ++i) {
-    const wire::CheckpointEntry& e = spec.entries[i];
-    Result<BufferObject*> buffer = buffer_range(e.buffer, kRightWrite, e.offset, e.bytes);
-    if (!buffer.ok()) {
-      return std::move(buffer).error().with_context(
-          fmt::format("checkpoint entry '{}'", spec.entry_names[i]));
-    }
-    buffers.push_back(buffer.value());
-  }
+  MALV_ASSIGN_OR_RETURN(CheckpointSpec spec,
+                        read_spec(services_, arena_, req.spec, [&](const wire::CheckpointEntry& e) {
+                          return buffer_range(e.buffer, kRightWrite, e.offset, e.bytes);
+                        }));
   Result<offload::CheckpointImage> loaded = services_.checkpoints->load(vm_name_, spec.name);
   if (!loaded.ok()) {
     if (loaded.error().code() != ErrorCode::kNotFound) {
@@ -270,8 +269,8 @@ Status Session::run(const wire::Command& cmd, const proto::CheckpointRestoreRequ
       if (status != ErrorCode::kOk) state->note(status);
     };
     enqueue(*stream,
-            accel::CopyH2D{image->data(*stored[i]).data(), buffers[i]->ptr + spec.entries[i].offset,
-                           stored[i]->bytes},
+            accel::CopyH2D{image->data(*stored[i]).data(),
+                           spec.buffers[i]->ptr + spec.entries[i].offset, stored[i]->bytes},
             std::move(copy));
   }
   PendingOp marker;
