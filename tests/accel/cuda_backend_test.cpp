@@ -2,9 +2,7 @@
 // promises (page-locked registration of a shared arena, recovery from a
 // device fault). Labelled `gpu`: every test skips, saying why, on a host
 // without a CUDA device (or without the CUDA backend built).
-#include <gmock/gmock.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <cstring>
 
@@ -33,64 +31,24 @@ std::string cuda_unavailable() {
   return why;
 }
 
-INSTANTIATE_TEST_SUITE_P(Cuda, BackendConformance,
-                         ::testing::Values(BackendFactory{"cuda", &make_cuda, &cuda_unavailable}),
-                         backend_factory_name);
-INSTANTIATE_TEST_SUITE_P(Cuda, KernelConformance,
-                         ::testing::Values(BackendFactory{"cuda", &make_cuda, &cuda_unavailable}),
-                         backend_factory_name);
+const BackendFactory kCuda{"cuda", &make_cuda, &cuda_unavailable};
 
-class CudaBackendTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const std::string why = cuda_unavailable();
-    if (!why.empty()) GTEST_SKIP() << why;
-    backend_ = make_cuda();
-    ASSERT_NE(backend_, nullptr);
-    queue_ = *backend_->create_queue(QueuePriority::kNormal);
-  }
-  void TearDown() override {
-    if (!backend_) return;
-    backend_->synchronize_all();
-    backend_->destroy_queue(queue_);
-    backend_.reset();
-  }
+INSTANTIATE_TEST_SUITE_P(Cuda, BackendConformance, ::testing::Values(kCuda), backend_factory_name);
+INSTANTIATE_TEST_SUITE_P(Cuda, KernelConformance, ::testing::Values(kCuda), backend_factory_name);
 
-  ErrorCode run(Op op) {
-    CompletionLog log;
-    backend_->enqueue(queue_, std::move(op), log.completion(1));
-    backend_->synchronize_all();
-    auto entries = log.entries();
-    EXPECT_EQ(entries.size(), 1u);
-    return entries.empty() ? ErrorCode::kInternal : entries[0].second;
-  }
+// What only the CUDA backend promises, on the conformance fixture (a fresh
+// backend and a queue per test, skipping without a device).
+class CudaOnly : public BackendConformance {};
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaOnly, ::testing::Values(kCuda), backend_factory_name);
 
-  static Launch fill(DevicePtr ptr, std::uint64_t extent, std::int64_t n, float value) {
-    Launch launch{};
-    launch.kernel = find_kernel("fill")->id;
-    launch.argc = 3;
-    launch.args[0].kind = ArgKind::kBuffer;
-    launch.args[0].ptr = ptr;
-    launch.args[0].extent = extent;
-    launch.args[1].kind = ArgKind::kI64;
-    launch.args[1].i64 = n;
-    launch.args[2].kind = ArgKind::kF32;
-    launch.args[2].f32 = value;
-    return launch;
-  }
-
-  std::unique_ptr<Backend> backend_;
-  QueueId queue_;
-};
-
-TEST_F(CudaBackendTest, InfoNamesTheDevice) {
+TEST_P(CudaOnly, InfoNamesTheDevice) {
   DeviceInfo info = backend_->info();
   EXPECT_EQ(info.backend, "cuda");
   EXPECT_EQ(info.total_memory, kTestMemory);
   EXPECT_GT(info.compute_units, 0u);
 }
 
-TEST_F(CudaBackendTest, SharedArenaRegisteredForDmaCopiesBothWays) {
+TEST_P(CudaOnly, SharedArenaRegisteredForDmaCopiesBothWays) {
   // A session's arena is a shared mapping of a memfd; this is one like it.
   const std::size_t bytes = 8 << 20;
   void* arena = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -98,51 +56,46 @@ TEST_F(CudaBackendTest, SharedArenaRegisteredForDmaCopiesBothWays) {
   auto* bytes_of = static_cast<std::uint8_t*>(arena);
   for (std::size_t i = 0; i < bytes / 2; ++i) bytes_of[i] = static_cast<std::uint8_t>(i * 13);
   ASSERT_TRUE(backend_->register_host_memory(arena, bytes).ok());
-  DevicePtr device = *backend_->allocate(bytes / 2);
-  EXPECT_EQ(run(CopyH2D{arena, device, bytes / 2}), ErrorCode::kOk);
-  EXPECT_EQ(run(CopyD2H{device, bytes_of + bytes / 2, bytes / 2}), ErrorCode::kOk);
+  DeviceBuffer device = allocate(bytes / 2);
+  EXPECT_EQ(run(CopyH2D{arena, device.ptr, bytes / 2}), ErrorCode::kOk);
+  EXPECT_EQ(run(CopyD2H{device.ptr, bytes_of + bytes / 2, bytes / 2}), ErrorCode::kOk);
   EXPECT_EQ(std::memcmp(bytes_of, bytes_of + bytes / 2, bytes / 2), 0);
-  backend_->free(device);
   backend_->unregister_host_memory(arena);
   ::munmap(arena, bytes);
 }
 
-TEST_F(CudaBackendTest, HighPriorityQueueRunsWorkLikeAnyOther) {
+TEST_P(CudaOnly, HighPriorityQueueRunsWorkLikeAnyOther) {
+  // The MLaaS inference service's internal queue is one of these.
   QueueId high = *backend_->create_queue(QueuePriority::kHigh);
-  DevicePtr x = *backend_->allocate(4 * 1024);
+  DeviceBuffer x = allocate(4 * 1024);
   CompletionLog log;
-  backend_->enqueue(high, fill(x, 4 * 1024, 1024, 2.5f), log.completion(1));
+  backend_->enqueue(high, make_launch("fill", {buf(x), i64(1024), f32(2.5f)}), log.completion(1));
   std::vector<float> out(1024);
-  backend_->enqueue(high, CopyD2H{x, out.data(), 4 * 1024}, log.completion(2));
+  backend_->enqueue(high, CopyD2H{x.ptr, out.data(), x.bytes}, log.completion(2));
   backend_->synchronize_all();
   EXPECT_EQ(log.entries().size(), 2u);
   EXPECT_EQ(out, std::vector<float>(1024, 2.5f));
   backend_->destroy_queue(high);
-  backend_->free(x);
 }
 
-TEST_F(CudaBackendTest, DeviceFaultIsReportedThenTheDeviceIsRebuilt) {
+TEST_P(CudaOnly, DeviceFaultIsReportedThenTheDeviceIsRebuilt) {
   // Arguments are the caller's to validate; a launch that names memory
   // nobody allocated makes the device fault with an illegal address, which
   // poisons the context. That launch fails with device_reset, and so does
   // every later op on memory from before the reset; new memory works.
-  DevicePtr before = *backend_->allocate(4096);
-  ASSERT_EQ(run(fill(before, 4096, 1024, 1.0f)), ErrorCode::kOk);
-  const DevicePtr nowhere{0x1000};
-  EXPECT_EQ(run(fill(nowhere, 1u << 30, 1 << 28, 1.0f)), ErrorCode::kDeviceReset);
+  DeviceBuffer before = allocate(4096);
+  ASSERT_EQ(launch("fill", {buf(before), i64(1024), f32(1.0f)}), ErrorCode::kOk);
+  const DeviceBuffer nowhere{DevicePtr{0x1000}, std::size_t{1} << 30};
+  EXPECT_EQ(launch("fill", {buf(nowhere), i64(1 << 28), f32(1.0f)}), ErrorCode::kDeviceReset);
 
-  EXPECT_EQ(run(fill(before, 4096, 1024, 2.0f)), ErrorCode::kDeviceReset);
+  EXPECT_EQ(launch("fill", {buf(before), i64(1024), f32(2.0f)}), ErrorCode::kDeviceReset);
   std::vector<float> host(1024);
-  EXPECT_EQ(run(CopyD2H{before, host.data(), 4096}), ErrorCode::kDeviceReset);
-  backend_->free(before);  // from before the reset: ignored, not someone else's memory
-  EXPECT_EQ(backend_->memory_in_use(), 0u);
+  EXPECT_EQ(run(CopyD2H{before.ptr, host.data(), before.bytes}), ErrorCode::kDeviceReset);
+  EXPECT_EQ(backend_->memory_in_use(), 0u);  // everything went with the old context
 
-  auto after = backend_->allocate(4096);
-  ASSERT_TRUE(after.ok()) << after.error().to_string();
-  EXPECT_EQ(run(fill(*after, 4096, 1024, 3.0f)), ErrorCode::kOk);
-  EXPECT_EQ(run(CopyD2H{*after, host.data(), 4096}), ErrorCode::kOk);
-  EXPECT_EQ(host, std::vector<float>(1024, 3.0f));
-  backend_->free(*after);
+  DeviceBuffer after = allocate(4096);  // the fixture frees both; `before` is ignored
+  EXPECT_EQ(launch("fill", {buf(after), i64(1024), f32(3.0f)}), ErrorCode::kOk);
+  EXPECT_EQ(download<float>(after), std::vector<float>(1024, 3.0f));
 }
 
 }  // namespace

@@ -235,9 +235,13 @@ Result<QueueId> CudaBackend::create_queue(QueuePriority priority) {
   {
     std::unique_lock lock(queues_mu_);
     queue->id = next_queue_id_++;
+  }
+  // The thread holds the queue too, and runs before anyone can name it.
+  queue->completer = std::thread([this, queue] { completion_main(queue.get()); });
+  {
+    std::unique_lock lock(queues_mu_);
     queues_.emplace(queue->id, queue);
   }
-  queue->completer = std::thread([this, queue] { completion_main(queue.get()); });
   return QueueId{queue->id};
 }
 

@@ -180,8 +180,10 @@ OpStatus adam_step(const LaunchTarget& t, Args a) {
 OpStatus gemm(const LaunchTarget& t, Args a) {
   KernelCall call(t, nullptr, "gemm");
   CUdeviceptr pa = 0, pb = 0, pc = 0;
-  const bool fresh = call.buffer(a[0], &pa) & call.buffer(a[1], &pb) & call.buffer(a[2], &pc);
-  if (!fresh) {
+  const bool fresh_a = call.buffer(a[0], &pa);
+  const bool fresh_b = call.buffer(a[1], &pb);
+  const bool fresh_c = call.buffer(a[2], &pc);
+  if (!fresh_a || !fresh_b || !fresh_c) {
     return OpStatus::failed(ErrorCode::kDeviceReset,
                             "gemm: a buffer is from before the last device reset");
   }
