@@ -15,6 +15,7 @@
 #include "base/clock.h"
 #include "cli/commands.h"
 #include "cli/guest_target.h"
+#include "nn/remote_device.h"
 #include "nn/trainer.h"
 
 namespace malv::cli {
@@ -34,6 +35,7 @@ struct TrainFlags {
   std::string resume;
   std::string data_dir = nn::kFashionMnistDir;
   bool progress_json = false;
+  std::string host_data;  // dataset path on the host: its data pipeline feeds the batches
 };
 
 // One --progress-json line: a JSON object with an "event" and its fields.
@@ -61,14 +63,34 @@ Status train(const TrainFlags& flags) {
   // With --progress-json stdout carries only JSON lines; prose goes to stderr.
   std::FILE* const text = flags.progress_json ? stderr : stdout;
   Stopwatch load_watch;
-  MALV_ASSIGN_OR_RETURN(nn::Dataset train_set,
-                        nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
+  nn::Dataset train_set;
+  std::unique_ptr<nn::Trainer> trainer;
+  if (!flags.host_data.empty()) {
+    // Offload: the host reads, shuffles and stages the training batches; this
+    // process never holds the training set.
+    auto* remote = dynamic_cast<nn::RemoteDevice*>(target.device.get());
+    if (remote == nullptr) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "--host-data uses a host's data pipeline; it needs a host, not --native");
+    }
+    guest::DatasetOptions data;
+    data.features = flags.host_data;
+    data.batch = static_cast<std::uint32_t>(options.batch);
+    data.seed = options.seed;
+    MALV_ASSIGN_OR_RETURN(auto batches, nn::HostBatches::open(*remote, data));
+    fmt::print(text, "data: the host's pipeline stages '{}' ({} training examples)\n",
+               flags.host_data, batches->examples());
+    MALV_ASSIGN_OR_RETURN(trainer,
+                          nn::Trainer::create(*target.device, std::move(batches), options));
+  } else {
+    MALV_ASSIGN_OR_RETURN(train_set, nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
+    MALV_ASSIGN_OR_RETURN(trainer, nn::Trainer::create(*target.device, train_set, options));
+  }
   MALV_ASSIGN_OR_RETURN(nn::Dataset test_set,
                         nn::load_fashion_mnist(flags.data_dir, nn::Split::kTest));
-  fmt::print(text, "data: {} training and {} test examples from {} ({:.1f} s)\n", train_set.count,
-             test_set.count, flags.data_dir, load_watch.elapsed_s());
+  fmt::print(text, "data: {} test examples from {} ({:.1f} s)\n", test_set.count, flags.data_dir,
+             load_watch.elapsed_s());
 
-  MALV_ASSIGN_OR_RETURN(auto trainer, nn::Trainer::create(*target.device, train_set, options));
   if (!flags.resume.empty()) {
     MALV_TRY(trainer->resume_from(flags.resume));
     fmt::print(text, "resumed from {} at step {}\n", flags.resume, trainer->step_count());
@@ -172,6 +194,11 @@ void register_guest(CLI::App& app, int& exit_code) {
                   "Continue from a checkpoint saved by --checkpoint (a path or host:NAME)");
   sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
       ->capture_default_str();
+  sub->add_option("--host-data", flags->host_data,
+                  "Offload data loading: the host's pipeline reads, shuffles and stages the "
+                  "training batches of this dataset (a path under the host's data directories, "
+                  "e.g. fashion-mnist)")
+      ->type_name("DATASET");
   sub->add_flag("--progress-json", flags->progress_json,
                 "Print progress as one JSON object per line on stdout (events start, progress, "
                 "done; other messages go to stderr)");

@@ -64,6 +64,15 @@ Result<HostConfig> load_host_config(const std::string& path) {
     config.arena_mib = static_cast<std::uint64_t>((*host)["arena_mib"].value_or<std::int64_t>(64));
     config.policy_dir = (*host)["policy_dir"].value_or(std::string());
     config.checkpoint_dir = (*host)["checkpoint_dir"].value_or(std::string());
+    if (const toml::array* dirs = (*host)["data_dirs"].as_array()) {
+      for (const toml::node& dir : *dirs) {
+        if (!dir.is_string()) {
+          return Error(ErrorCode::kInvalidArgument,
+                       fmt::format("{}: host.data_dirs must be a list of strings", path));
+        }
+        config.data_dirs.push_back(*dir.value<std::string>());
+      }
+    }
   }
   if (const toml::array* vms = root["vm"].as_array()) {
     for (const toml::node& node : *vms) {

@@ -9,6 +9,7 @@
 //   memory_mib = 4096                      # CPU backend device memory
 //   policy_dir = "/usr/lib/malv/policies"  # MLaaS modules loaded at start
 //   checkpoint_dir = "/var/lib/malv/ckpt"  # guests' checkpoints, a directory per VM
+//   data_dirs = ["/usr/share/datasets"]    # what guests' data pipelines may read
 //
 //   [[vm]]
 //   name = "train-a"
@@ -38,9 +39,14 @@ struct HostConfig {
   unsigned workers = 0;
   std::uint64_t arena_mib = 64;
   std::string policy_dir;
-  std::string checkpoint_dir;  // empty: <default_runtime_dir()>/checkpoints
+  std::string checkpoint_dir;          // empty: <default_runtime_dir()>/checkpoints
+  std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
   std::vector<vgpu::VmConfig> vms;
 };
+
+// Where the host's data pipeline looks up datasets unless configured:
+// Debian's dataset packages install under /usr/share/datasets.
+inline constexpr const char* kDefaultDataDir = "/usr/share/datasets";
 
 // Parses a TOML file; errors name the file, line and key.
 [[nodiscard]] Result<HostConfig> load_host_config(const std::string& path);

@@ -41,6 +41,19 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
     }
   }
 
+  // Offload: the data pipeline reads only the configured data directories;
+  // each pipeline's staging depth is its VM's prefetch policy's decision.
+  offload::CatalogOptions catalog;
+  catalog.data_dirs = config.data_dirs;
+  if (catalog.data_dirs.empty()) catalog.data_dirs.push_back(kDefaultDataDir);
+  catalog.prefetch = [runner = d->runner_.get()](std::string_view vm,
+                                                 const malv_prefetch_observation& observation) {
+    malv_prefetch_decision decision{};
+    runner->decide(vm, std::span(&observation, 1), std::span(&decision, 1));
+    return decision.depth;
+  };
+  d->datasets_ = std::make_unique<offload::DatasetCatalog>(std::move(catalog));
+
   // Checkpoints: a private directory per VM under the checkpoint root.
   const std::string checkpoint_dir = config.checkpoint_dir.empty()
                                          ? default_runtime_dir() + "/checkpoints"
@@ -99,6 +112,7 @@ Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info)
   }
   admission.services.policies = policies_.get();
   admission.services.checkpoints = checkpoints_.get();
+  admission.services.datasets = datasets_.get();
   admission.backend = std::move(view);
   return admission;
 }

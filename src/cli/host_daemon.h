@@ -17,6 +17,7 @@
 #include "mlaas/policy_registry.h"
 #include "mlaas/policy_runner.h"
 #include "offload/checkpoint_store.h"
+#include "offload/dataset_catalog.h"
 #include "vgpu/admin_api.h"
 #include "vgpu/mlaas_gpu_sched_policies.h"
 #include "vgpu/vgpu_service.h"
@@ -56,6 +57,7 @@ class HostDaemon {
   std::unique_ptr<vgpu::MlaasGpuSchedPolicies> sched_policies_;
   std::unique_ptr<vgpu::VgpuService> vgpu_;
   std::unique_ptr<offload::CheckpointStore> checkpoints_;
+  std::unique_ptr<offload::DatasetCatalog> datasets_;
   std::unique_ptr<microlake::Server> server_;
   std::unique_ptr<vgpu::AdminApi> admin_;
   std::string admin_path_;

@@ -1,4 +1,5 @@
-// `malv policy list|load|unload|select`: MLaaS modules of a running host.
+// `malv policy list|load|unload|select|allow`: MLaaS modules of a running
+// host, the VMs' selections, and what each VM may select itself.
 #include <fmt/format.h>
 
 #include "cli/admin_client.h"
@@ -15,6 +16,8 @@ struct PolicyFlags {
   std::string vm;
   std::string policy_class = "gpu_sched";
   std::string policy;
+  std::vector<std::string> allowed;
+  bool any = false;
   bool json = false;
 };
 
@@ -29,6 +32,10 @@ int run(const std::string& action, const PolicyFlags& f) {
     reply = admin.call("DELETE", "/policies/" + f.module + (f.force ? "?force=1" : ""));
   } else if (action == "select") {
     reply = admin.call("PUT", "/vms/" + f.vm + "/policy/" + f.policy_class, {{"policy", f.policy}});
+  } else if (action == "allow") {
+    const nlohmann::json body =
+        f.any ? nlohmann::json{{"any", true}} : nlohmann::json{{"policies", f.allowed}};
+    reply = admin.call("PUT", "/vms/" + f.vm + "/allowed/" + f.policy_class, body);
   }
   if (!reply.ok()) {
     fmt::print(stderr, "malv policy {}: {}\n", action, reply.error().message());
@@ -74,7 +81,20 @@ void register_policy(CLI::App& app, int& exit_code) {
   select->add_option("policy", f->policy, "Policy name, e.g. fair-share")->required();
   select->add_option("--class", f->policy_class, "gpu_sched, memory, cpu_sched or prefetch")
       ->capture_default_str();
-  for (CLI::App* sub : {list, load, unload, select}) {
+  CLI::App* allow = policy->add_subcommand(
+      "allow", "Set which policies of a class a VM may select itself (through the protocol)");
+  allow->add_option("vm", f->vm, "VM name")->required();
+  allow->add_option("policies", f->allowed,
+                    "Policies the guest may select (none: only the class baseline)");
+  allow->add_option("--class", f->policy_class, "gpu_sched, memory, cpu_sched or prefetch")
+      ->capture_default_str();
+  allow->add_flag("--any", f->any, "Lift the restriction: any loaded policy of the class");
+  allow->footer(
+      "Examples:\n"
+      "  malv policy allow train-a priority fair-share # gpu_sched: these two (and the baseline)\n"
+      "  malv policy allow train-a --class prefetch    # prefetch: the baseline only\n"
+      "  malv policy allow train-a --any               # gpu_sched: anything loaded");
+  for (CLI::App* sub : {list, load, unload, select, allow}) {
     sub->callback([f, &exit_code, name = sub->get_name()] { exit_code = run(name, *f); });
   }
 }

@@ -44,6 +44,7 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--arena-mib")) config.arena_mib = o.arena_mib;
   if (sub.count("--policy-dir")) config.policy_dir = o.policy_dir;
   if (sub.count("--checkpoint-dir")) config.checkpoint_dir = o.checkpoint_dir;
+  if (sub.count("--data-dir")) config.data_dirs = o.data_dirs;
 
   DaemonOptions options;
   options.config = config;
@@ -97,6 +98,10 @@ void register_serve(CLI::App& app, int& exit_code) {
   sub->add_option("--checkpoint-dir", o.checkpoint_dir,
                   "Where guests' checkpoints are kept, a directory per VM (default: "
                   "$XDG_RUNTIME_DIR/malv/checkpoints; use persistent storage in production)");
+  sub->add_option("--data-dir", o.data_dirs,
+                  "Directory the guests' data pipelines may read datasets from; repeatable "
+                  "(default: /usr/share/datasets)")
+      ->type_name("DIR");
   sub->add_flag("--open", flags->open,
                 "Admit any VM name without a token (development and benchmarks only)");
   sub->callback([flags, sub, &exit_code] { exit_code = serve(*flags, *sub); });

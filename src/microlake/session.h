@@ -47,6 +47,7 @@ struct SessionLimits {
   std::uint32_t max_events = 1u << 14;
   std::uint32_t max_kernels = 1024;
   std::uint64_t max_buffer_bytes = 1ull << 40;
+  std::uint32_t max_datasets = 16;
 };
 
 struct SessionStats {
@@ -58,6 +59,7 @@ struct SessionStats {
 struct Reply {
   std::uint64_t result = 0;
   std::uint64_t result2 = 0;
+  std::uint32_t aux = 0;
   proto::ArenaRange arena_out{};
 };
 
@@ -147,6 +149,7 @@ class Session {
   CapabilityTable<StreamObject> streams_;
   CapabilityTable<EventHandleObject> events_;
   CapabilityTable<KernelObject> kernels_;
+  CapabilityTable<DatasetObject> datasets_;
 
   // Writes this session's checkpoint snapshots to disk; created by the first
   // kCheckpointSave (dispatcher thread). The destructor finishes its writes

@@ -27,6 +27,7 @@ Result<std::uint32_t> LocalBatches::load(Mlp& model, std::uint64_t step) {
     batch_labels_[r] = train_.labels[example];
   }
   MALV_TRY(model.upload(batch_x_, batch_labels_));
+  if (wait_for_upload_) MALV_TRY(model.device().synchronize());
   return static_cast<std::uint32_t>(rows);
 }
 

@@ -40,9 +40,12 @@ class BatchSource {
 
 class LocalBatches final : public BatchSource {
  public:
-  // `train` must outlive the source.
-  LocalBatches(const Dataset& train, std::uint32_t batch, std::uint64_t seed)
-      : train_(train), batch_(batch), seed_(seed) {}
+  // `train` must outlive the source. With wait_for_upload every load()
+  // waits until its upload reached the device, as a blocking copy does
+  // (cudaMemcpy from pageable memory, tensor.to(device) in a plain loop).
+  LocalBatches(const Dataset& train, std::uint32_t batch, std::uint64_t seed,
+               bool wait_for_upload = false)
+      : train_(train), batch_(batch), seed_(seed), wait_for_upload_(wait_for_upload) {}
   Result<std::uint32_t> load(Mlp& model, std::uint64_t step) override;
   std::uint64_t examples() const override { return train_.count; }
   std::uint32_t dims() const override { return static_cast<std::uint32_t>(train_.dims); }
@@ -51,6 +54,7 @@ class LocalBatches final : public BatchSource {
   const Dataset& train_;
   const std::uint32_t batch_;
   const std::uint64_t seed_;
+  const bool wait_for_upload_;
   std::uint64_t order_epoch_ = ~0ull;  // the epoch `order_` belongs to
   std::vector<std::uint32_t> order_;
   std::vector<float> batch_x_;

@@ -248,6 +248,45 @@ void AdminApi::install_routes() {
                 {"selected_at_ns", mono_now_ns()},
                 {"last_decision_before_ns", before}});
   });
+  // What the guest may select itself (kPolicySelect): {"policies": [...]}
+  // sets the allow-list (empty: the baseline only), {"any": true} lifts it.
+  s.Put(R"(/vms/([^/]+)/allowed/([^/]+))",
+        [&](const httplib::Request& req, httplib::Response& res) {
+          if (ctx.policies == nullptr) {
+            return reply_error(res, Error(ErrorCode::kUnimplemented, "no MLaaS subsystem"));
+          }
+          auto body = parse_body(req);
+          if (!body.ok()) return reply_error(res, body.error());
+          auto vm = vgpu.vms().find(req.matches[1]);
+          if (!vm.ok()) return reply_error(res, vm.error());
+          auto cls = mlaas::parse_policy_class(std::string(req.matches[2]));
+          if (!cls.ok()) return reply_error(res, cls.error());
+          const std::string name = vm.value()->name();
+          if (body->value("any", false)) {
+            ctx.policies->clear_allow_list(name, cls.value());
+          } else {
+            const auto list = body->find("policies");
+            if (list == body->end() || !list->is_array()) {
+              return reply_error(res, Error(ErrorCode::kInvalidArgument,
+                                            "body needs \"policies\": [names] or \"any\": true"));
+            }
+            std::vector<std::string> names;
+            for (const auto& p : *list) {
+              if (!p.is_string()) {
+                return reply_error(
+                    res, Error(ErrorCode::kInvalidArgument, "policy names must be strings"));
+              }
+              names.push_back(p.get<std::string>());
+            }
+            if (Status s = ctx.policies->set_allow_list(name, cls.value(), names); !s.ok()) {
+              return reply_error(res, s.error());
+            }
+          }
+          const auto allowed = ctx.policies->allow_list(name, cls.value());
+          reply(res, {{"vm", name},
+                      {"class", std::string(mlaas::policy_class_name(cls.value()))},
+                      {"allowed", allowed ? json(*allowed) : json("any")}});
+        });
   s.Get("/policies", [&](const httplib::Request&, httplib::Response& res) {
     if (ctx.policies == nullptr) return reply(res, json::array());
     json out = json::array();

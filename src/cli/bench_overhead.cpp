@@ -1,0 +1,193 @@
+// `malv bench overhead`: what virtualisation costs a training job, and what
+// offloading its data loading to the host gains, in one run.
+//
+// The experiment of the MaLV-OS paper's motivation: the same training steps
+// (Fashion-MNIST, the 784-256-128-10 MLP, batch 128, a fixed number of steps)
+//   native_s      in this process, the backend driven directly (no channel);
+//   vgpu_s        as one VM of a host process, through the shared-memory
+//                 channel; vm_over_native = vgpu_s / native_s (goal <= 1.03);
+//   offload_off_s as a VM that reads and decodes the dataset, shuffles and
+//                 uploads each batch itself, synchronously (waiting for each
+//                 upload, as a blocking copy does);
+//   offload_on_s  as a VM whose batches the host's data pipeline reads,
+//                 shuffles and stages ahead (offload_on_over_off < 1 is a gain).
+// Each figure is the median of --repeats runs. The step times exclude loading
+// the dataset, reported on its own: guest_load_s (the guest reads and decodes
+// the files) and host_open_s (the host's pipeline does, at open).
+#include <fmt/format.h>
+
+#include <memory>
+
+#include "base/clock.h"
+#include "cli/bench_report.h"
+#include "cli/commands.h"
+#include "cli/host_process.h"
+#include "guest/connection.h"
+#include "nn/batch_source.h"
+#include "nn/native_device.h"
+#include "nn/remote_device.h"
+#include "nn/trainer.h"
+
+namespace malv::cli {
+namespace {
+
+struct OverheadFlags {
+  bool json = false;
+  std::uint64_t steps = 300;
+  unsigned repeats = 3;
+  std::string backend = "cpu";
+  std::string data_dir = nn::kFashionMnistDir;
+};
+
+nn::TrainOptions train_options(const OverheadFlags& flags) {
+  nn::TrainOptions o;
+  o.model = "mlp:784-256-128-10";
+  o.optimizer.kind = nn::OptimizerKind::kAdam;
+  o.optimizer.lr = 1e-3f;
+  o.batch = 128;
+  o.seed = 1;
+  o.epochs = 1000;
+  o.max_steps = flags.steps;
+  o.log_every = 0;
+  return o;
+}
+
+// Seconds for flags.steps training steps on `device`, data already loaded.
+Result<double> time_steps(nn::Device& device, const nn::Dataset& train,
+                          const OverheadFlags& flags) {
+  MALV_ASSIGN_OR_RETURN(auto trainer, nn::Trainer::create(device, train, train_options(flags)));
+  Stopwatch watch;
+  MALV_TRY(trainer->run());
+  return watch.elapsed_s();
+}
+
+struct Vm {
+  std::unique_ptr<guest::Connection> connection;
+  std::unique_ptr<nn::RemoteDevice> device;
+};
+
+Result<Vm> connect_vm(const HostProcess& host, const std::string& name) {
+  Vm vm;
+  MALV_ASSIGN_OR_RETURN(vm.connection,
+                        guest::Connection::connect_unix(host.socket_path(), {.vm_name = name}));
+  MALV_ASSIGN_OR_RETURN(vm.device, nn::RemoteDevice::create(*vm.connection));
+  return vm;
+}
+
+Status run_overhead(const OverheadFlags& flags) {
+  const auto progress = [&](std::string_view what) {
+    if (!flags.json) fmt::print(stderr, "  {}\n", what);
+  };
+  progress("loading Fashion-MNIST (" + flags.data_dir + ")");
+  MALV_ASSIGN_OR_RETURN(nn::Dataset train,
+                        nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
+
+  progress("starting a host (" + flags.backend + " backend)");
+  MALV_ASSIGN_OR_RETURN(auto host,
+                        HostProcess::spawn({"--open", "--backend", flags.backend, "--admin-socket",
+                                            private_socket_path("overhead-admin")}));
+  accel::BackendOptions backend_options;
+  MALV_ASSIGN_OR_RETURN(auto native_backend, accel::make_backend(flags.backend, backend_options));
+  MALV_ASSIGN_OR_RETURN(auto native, nn::NativeDevice::create(*native_backend));
+
+  std::vector<double> native_s, vgpu_s, off_s, on_s, load_s, open_s;
+  for (unsigned r = 0; r < flags.repeats; ++r) {
+    progress(
+        fmt::format("round {}/{}: native, vgpu, offload off, offload on", r + 1, flags.repeats));
+    MALV_ASSIGN_OR_RETURN(double n, time_steps(*native, train, flags));
+    native_s.push_back(n);
+    {
+      MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-vgpu"));
+      MALV_ASSIGN_OR_RETURN(double v, time_steps(*vm.device, train, flags));
+      vgpu_s.push_back(v);
+    }
+    {
+      // Offload off: the guest holds the dataset (it read and decoded the
+      // files: guest_load_s) and gathers and uploads every batch itself,
+      // waiting for each upload like a blocking copy.
+      MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-off"));
+      Stopwatch load;
+      MALV_ASSIGN_OR_RETURN(nn::Dataset own,
+                            nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
+      load_s.push_back(load.elapsed_s());
+      auto batches = std::make_unique<nn::LocalBatches>(own, 128, 1, /*wait_for_upload=*/true);
+      MALV_ASSIGN_OR_RETURN(
+          auto trainer, nn::Trainer::create(*vm.device, std::move(batches), train_options(flags)));
+      Stopwatch watch;
+      MALV_TRY(trainer->run());
+      off_s.push_back(watch.elapsed_s());
+    }
+    {
+      // Offload on: the host's pipeline reads, shuffles and stages
+      // (host_open_s: the open, which decodes the files on the host).
+      MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-on"));
+      Stopwatch open;
+      guest::DatasetOptions data;
+      data.batch = 128;
+      data.seed = 1;
+      MALV_ASSIGN_OR_RETURN(auto batches, nn::HostBatches::open(*vm.device, data));
+      open_s.push_back(open.elapsed_s());
+      MALV_ASSIGN_OR_RETURN(
+          auto trainer, nn::Trainer::create(*vm.device, std::move(batches), train_options(flags)));
+      Stopwatch watch;
+      MALV_TRY(trainer->run());
+      on_s.push_back(watch.elapsed_s());
+    }
+  }
+  const double native_med = median(native_s);
+  const double vgpu_med = median(vgpu_s);
+  const double off_med = median(off_s);
+  const double on_med = median(on_s);
+  const std::string steps = fmt::format("{} steps of batch 128", flags.steps);
+  print_figures("malv bench overhead (Fashion-MNIST, mlp:784-256-128-10)",
+                {
+                    {"native_s", native_med, "s", steps + ", in-process backend"},
+                    {"vgpu_s", vgpu_med, "s", steps + ", one VM over the shm channel"},
+                    {"vm_over_native", vgpu_med / native_med, "x", "goal <= 1.03"},
+                    {"offload_off_s", off_med, "s", steps + ", guest gathers and uploads, waiting"},
+                    {"offload_on_s", on_med, "s", steps + ", host pipeline stages ahead"},
+                    {"offload_on_over_off", on_med / off_med, "x", "below 1: offload helps"},
+                    {"guest_load_s", median(load_s), "s", "offload off: guest reads the dataset"},
+                    {"host_open_s", median(open_s), "s", "offload on: host opens the dataset"},
+                    {"offload_off_step_ms", (off_med)*1e3 / static_cast<double>(flags.steps), "ms",
+                     "per step, offload off"},
+                    {"offload_on_step_ms", (on_med)*1e3 / static_cast<double>(flags.steps), "ms",
+                     "per step, offload on"},
+                },
+                flags.json,
+                {{"steps", flags.steps},
+                 {"repeats", flags.repeats},
+                 {"backend", native_backend->info().backend},
+                 {"device", native_backend->info().name}});
+  return ok_status();
+}
+
+}  // namespace
+
+void register_bench_overhead(CLI::App& bench, int& exit_code) {
+  auto flags = std::make_shared<OverheadFlags>();
+  CLI::App* sub = bench.add_subcommand(
+      "overhead",
+      "Training time in a VM vs native (vm_over_native), and the host data pipeline vs the "
+      "guest loading its own data, in one run");
+  sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
+  sub->add_option("--steps", flags->steps, "Training steps per measured run")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 100000));
+  sub->add_option("--repeats", flags->repeats, "Runs of each variant; the median is reported")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 50));
+  sub->add_option("--backend", flags->backend, "Accelerator backend: cpu, cuda or auto")
+      ->capture_default_str();
+  sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
+      ->capture_default_str();
+  sub->callback([flags, &exit_code] {
+    Status s = run_overhead(*flags);
+    if (!s.ok()) {
+      fmt::print(stderr, "malv bench overhead: {}\n", s.error().to_string());
+      exit_code = 1;
+    }
+  });
+}
+
+}  // namespace malv::cli
