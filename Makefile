@@ -32,6 +32,7 @@ bench: build
 	$(MALV) bench ipc
 	$(MALV) bench mlaas
 	$(MALV) bench sharing
+	$(MALV) bench overhead
 
 FUZZ_SECONDS ?= 60
 fuzz: deps

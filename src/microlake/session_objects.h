@@ -12,6 +12,7 @@
 
 #include "accel/backend.h"
 #include "base/error.h"
+#include "base/fifo.h"
 #include "offload/data_pipeline.h"
 #include "proto/request.h"
 
@@ -72,7 +73,7 @@ struct StreamObject {
   proto::RawHandle handle = 0;
 
   std::mutex mutex;
-  std::deque<PendingOp> pending;           // guarded by mutex
+  Fifo<PendingOp> pending;                 // guarded by mutex
   ErrorCode first_error = ErrorCode::kOk;  // first unreported error, guarded by mutex
   std::uint64_t first_error_tag = 0;       // guarded by mutex
 };

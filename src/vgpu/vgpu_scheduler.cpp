@@ -1,9 +1,11 @@
 #include "vgpu/vgpu_scheduler.h"
 
+#include <atomic>
 #include <limits>
 #include <vector>
 
 #include "base/clock.h"
+#include "base/fifo.h"
 #include "base/log.h"
 
 namespace malv::vgpu {
@@ -12,12 +14,14 @@ struct VgpuScheduler::Stream {
   VgpuScheduler* scheduler = nullptr;
   std::shared_ptr<Vm> vm;
   accel::QueueId queue;
-  std::deque<Item> pending;
+  Fifo<Item> pending;
   // The batch on the device, if any.
   bool running = false;
   bool holds_slot = false;
   std::vector<Item> batch;
-  std::size_t remaining = 0;
+  // Ops of the batch not yet complete; set before the batch is enqueued,
+  // counted down by completions without the scheduler's lock.
+  std::atomic<std::size_t> remaining{0};
   std::int64_t dispatch_ns = 0;
   bool destroying = false;
 };
@@ -203,7 +207,7 @@ void VgpuScheduler::pump() {
       s.running = true;
       s.holds_slot = !only_bookkeeping;
       if (s.holds_slot) ++busy_slots_;
-      s.remaining = s.batch.size();
+      s.remaining.store(s.batch.size(), std::memory_order_release);
       s.dispatch_ns = now;
       s.vm->counters().queue_depth.fetch_sub(s.batch.size(), std::memory_order_relaxed);
       ++stats_.batches;
@@ -231,9 +235,11 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
 
   malv_gpu_sched_outcome outcome{};
   std::shared_ptr<Vm> vm;
+  // Only the batch's last completion takes the lock (ops of one stream
+  // complete in order, on the backend's threads).
+  if (stream->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   {
     std::lock_guard lock(mutex_);
-    if (--stream->remaining != 0) return;
     const std::int64_t run_ns = mono_now_ns() - stream->dispatch_ns;
     if (stream->holds_slot) {
       --busy_slots_;
