@@ -31,12 +31,12 @@ struct LoadedPlugin {
   CudaRunBaselineFn run_baseline = nullptr;
 };
 
+#ifdef MALV_CUDA_PLUGIN
 std::string dl_error() {
   const char* why = ::dlerror();
   return why != nullptr ? why : "unknown dlopen error";
 }
 
-#ifdef MALV_CUDA_PLUGIN
 Result<LoadedPlugin> load_plugin_once() {
   // The driver first: without it the plugin cannot load either, and this
   // is the message an operator on a CPU-only host should see.
@@ -80,7 +80,7 @@ const Result<LoadedPlugin>& plugin() {
   static const Result<LoadedPlugin> loaded =
       Error(ErrorCode::kUnimplemented,
             "the CUDA backend is not built into this malv (no CUDA toolkit was found when it was "
-            "configured)");
+            "configured, or MALV_WITH_CUDA was off)");
 #endif
   return loaded;
 }
