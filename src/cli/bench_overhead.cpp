@@ -16,6 +16,7 @@
 // the files) and host_open_s (the host's pipeline does, at open).
 #include <fmt/format.h>
 
+#include <functional>
 #include <memory>
 
 #include "base/clock.h"
@@ -34,7 +35,7 @@ namespace {
 struct OverheadFlags {
   bool json = false;
   std::uint64_t steps = 300;
-  unsigned repeats = 3;
+  unsigned repeats = 4;
   std::string backend = "cpu";
   std::string data_dir = nn::kFashionMnistDir;
 };
@@ -91,48 +92,59 @@ Status run_overhead(const OverheadFlags& flags) {
   MALV_ASSIGN_OR_RETURN(auto native, nn::NativeDevice::create(*native_backend));
 
   std::vector<double> native_s, vgpu_s, off_s, on_s, load_s, open_s;
+  // The four variants, run in a rotating order so no variant always runs
+  // first (cold) or right after another that left the machine busy.
+  const std::function<Status()> variants[] = {
+      [&]() -> Status {
+        MALV_ASSIGN_OR_RETURN(double n, time_steps(*native, train, flags));
+        native_s.push_back(n);
+        return ok_status();
+      },
+      [&]() -> Status {
+        MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-vgpu"));
+        MALV_ASSIGN_OR_RETURN(double v, time_steps(*vm.device, train, flags));
+        vgpu_s.push_back(v);
+        return ok_status();
+      },
+      [&]() -> Status {
+        // Offload off: the guest holds the dataset (it read and decoded the
+        // files: guest_load_s) and gathers and uploads every batch itself,
+        // waiting for each upload like a blocking copy.
+        MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-off"));
+        Stopwatch load;
+        MALV_ASSIGN_OR_RETURN(nn::Dataset own,
+                              nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
+        load_s.push_back(load.elapsed_s());
+        auto batches = std::make_unique<nn::LocalBatches>(own, 128, 1, /*wait_for_upload=*/true);
+        MALV_ASSIGN_OR_RETURN(auto trainer, nn::Trainer::create(*vm.device, std::move(batches),
+                                                                train_options(flags)));
+        Stopwatch watch;
+        MALV_TRY(trainer->run());
+        off_s.push_back(watch.elapsed_s());
+        return ok_status();
+      },
+      [&]() -> Status {
+        // Offload on: the host's pipeline reads, shuffles and stages
+        // (host_open_s: the open, which decodes the files on the host).
+        MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-on"));
+        Stopwatch open;
+        guest::DatasetOptions data;
+        data.batch = 128;
+        data.seed = 1;
+        MALV_ASSIGN_OR_RETURN(auto batches, nn::HostBatches::open(*vm.device, data));
+        open_s.push_back(open.elapsed_s());
+        MALV_ASSIGN_OR_RETURN(auto trainer, nn::Trainer::create(*vm.device, std::move(batches),
+                                                                train_options(flags)));
+        Stopwatch watch;
+        MALV_TRY(trainer->run());
+        on_s.push_back(watch.elapsed_s());
+        return ok_status();
+      },
+  };
+  constexpr std::size_t kVariants = std::size(variants);
   for (unsigned r = 0; r < flags.repeats; ++r) {
-    progress(
-        fmt::format("round {}/{}: native, vgpu, offload off, offload on", r + 1, flags.repeats));
-    MALV_ASSIGN_OR_RETURN(double n, time_steps(*native, train, flags));
-    native_s.push_back(n);
-    {
-      MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-vgpu"));
-      MALV_ASSIGN_OR_RETURN(double v, time_steps(*vm.device, train, flags));
-      vgpu_s.push_back(v);
-    }
-    {
-      // Offload off: the guest holds the dataset (it read and decoded the
-      // files: guest_load_s) and gathers and uploads every batch itself,
-      // waiting for each upload like a blocking copy.
-      MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-off"));
-      Stopwatch load;
-      MALV_ASSIGN_OR_RETURN(nn::Dataset own,
-                            nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
-      load_s.push_back(load.elapsed_s());
-      auto batches = std::make_unique<nn::LocalBatches>(own, 128, 1, /*wait_for_upload=*/true);
-      MALV_ASSIGN_OR_RETURN(
-          auto trainer, nn::Trainer::create(*vm.device, std::move(batches), train_options(flags)));
-      Stopwatch watch;
-      MALV_TRY(trainer->run());
-      off_s.push_back(watch.elapsed_s());
-    }
-    {
-      // Offload on: the host's pipeline reads, shuffles and stages
-      // (host_open_s: the open, which decodes the files on the host).
-      MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-on"));
-      Stopwatch open;
-      guest::DatasetOptions data;
-      data.batch = 128;
-      data.seed = 1;
-      MALV_ASSIGN_OR_RETURN(auto batches, nn::HostBatches::open(*vm.device, data));
-      open_s.push_back(open.elapsed_s());
-      MALV_ASSIGN_OR_RETURN(
-          auto trainer, nn::Trainer::create(*vm.device, std::move(batches), train_options(flags)));
-      Stopwatch watch;
-      MALV_TRY(trainer->run());
-      on_s.push_back(watch.elapsed_s());
-    }
+    progress(fmt::format("round {}/{}", r + 1, flags.repeats));
+    for (std::size_t i = 0; i < kVariants; ++i) MALV_TRY(variants[(r + i) % kVariants]());
   }
   const double native_med = median(native_s);
   const double vgpu_med = median(vgpu_s);
