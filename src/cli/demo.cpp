@@ -312,8 +312,10 @@ void Demo::handle_line(std::size_t v, const std::string& line, double t) {
 }
 
 // A guest that exits on its own before the end has failed, unless it is a
-// training guest that reached the end of its budget.
+// training guest that reached the end of its budget; so has a host that exits.
 Status Demo::check_guests() {
+  // The host first: when it dies, the guests fail too, and it is the cause.
+  if (host_->exited()) return child_failed(*host_, "stopped unexpectedly");
   for (std::size_t v = 0; v < guests_.size(); ++v) {
     DemoChild& guest = *guests_[v];
     if (!guest.exited()) continue;
