@@ -48,6 +48,7 @@ constexpr std::int64_t kTrainBatch = 128;
 constexpr std::int64_t kInferBatch = 16;
 constexpr int kModelSteps = 300;  // the inference VM's model: ~0.83 test accuracy
 constexpr auto kStartTimeout = std::chrono::seconds(120);
+constexpr double kStallWarningS = 5.0;
 
 struct DemoFlags {
   double duration_s = 60.0;
@@ -147,6 +148,8 @@ class Demo {
   std::vector<std::uint64_t> previous_examples_;
   std::vector<std::pair<std::uint64_t, double>> previous_progress_;  // step, guest time
   double previous_tick_t_ = 0;
+  std::vector<std::pair<std::uint64_t, double>> stalled_since_;  // step, t it was first seen
+  std::vector<bool> stall_reported_;
 };
 
 void Demo::say(const std::string& message) {
@@ -408,6 +411,21 @@ Status Demo::tick(double t) {
                           .p50_ms = live.p50_ms,
                           .p99_ms = live.p99_ms});
   }
+  // A training guest that stops making progress while it runs is worth
+  // saying out loud once: its row alone would just show zeros.
+  for (std::size_t v = 0; v < record_.vms.size(); ++v) {
+    const VmLive& live = record_.live[v];
+    if (record_.vms[v].role != VmRole::kTrain || live.state != "running") continue;
+    if (live.step != stalled_since_[v].first) {
+      stalled_since_[v] = {live.step, t};
+    } else if (t - stalled_since_[v].second >= kStallWarningS && !stall_reported_[v]) {
+      stall_reported_[v] = true;
+      say(
+          fmt::format("warning: {} has made no progress for {:.0f} s while running: its "
+                      "work is not being scheduled (see the host's queue with malv stats)",
+                      record_.vms[v].name, t - stalled_since_[v].second));
+    }
+  }
   record_.ticks.push_back(std::move(sample));
   record_.run_s = t;
   previous_tick_t_ = t;
@@ -442,6 +460,8 @@ Status Demo::run_phases() {
   previous_busy_.assign(record_.vms.size(), 0.0);
   previous_examples_.assign(record_.vms.size(), 0);
   previous_progress_.assign(record_.vms.size(), {0, 0.0});
+  stalled_since_.assign(record_.vms.size(), {0, 0.0});
+  stall_reported_.assign(record_.vms.size(), false);
   for (std::size_t v = 0; v < record_.vms.size(); ++v) {
     previous_examples_[v] = record_.live[v].examples;
     previous_progress_[v] = {record_.live[v].step, record_.live[v].guest_elapsed_s};
