@@ -6,22 +6,8 @@
 # Usage: guest_infer_host.sh <path to malv>
 set -eu
 malv=$1
-work=$(mktemp -d "${TMPDIR:-/tmp}/malv-infer-test-XXXXXX")
-host=""
-cleanup() {
-  if [ -n "$host" ]; then
-    kill -TERM "$host" 2>/dev/null || true
-    wait "$host" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "$1" >&2
-  shift
-  for f in "$@"; do cat "$f" >&2; done
-  exit 1
-}
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/host_test_lib.sh"
 
 "$malv" guest train --native --max-steps 40 --log-every 10 --checkpoint "$work/model.ckpt" \
   --progress-json >"$work/train.out" 2>"$work/train.err"
@@ -29,15 +15,7 @@ grep -v '^{' "$work/train.out" && fail "--progress-json printed a line that is n
 grep -q '"event":"progress"' "$work/train.out" || fail "no progress event" "$work/train.out"
 grep -q '"event":"done".*"test_accuracy"' "$work/train.out" || fail "no done event" "$work/train.out"
 
-"$malv" serve --open --backend cpu --socket "$work/malv.sock" --admin-socket "$work/admin.sock" \
-  >"$work/serve.out" 2>"$work/serve.err" &
-host=$!
-tries=0
-until grep -q '^ready ' "$work/serve.out"; do
-  tries=$((tries + 1))
-  [ $tries -lt 600 ] && kill -0 $host 2>/dev/null || fail "the host did not start" "$work/serve.err"
-  sleep 0.1
-done
+start_host --open --backend cpu
 
 "$malv" guest infer --socket "$work/malv.sock" --vm infer --checkpoint "$work/model.ckpt" \
   --rate 200 --requests 40 --batch 8 --report-every 0.05 --json >"$work/infer.out" 2>"$work/infer.err" ||

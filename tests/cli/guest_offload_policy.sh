@@ -5,22 +5,8 @@
 # Usage: guest_offload_policy.sh <path to malv>
 set -eu
 malv=$1
-work=$(mktemp -d "${TMPDIR:-/tmp}/malv-offload-test-XXXXXX")
-host=""
-cleanup() {
-  if [ -n "$host" ]; then
-    kill -TERM "$host" 2>/dev/null || true
-    wait "$host" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "$1" >&2
-  shift
-  for f in "$@"; do cat "$f" >&2; done
-  exit 1
-}
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/host_test_lib.sh"
 
 cat >"$work/malv.toml" <<CONF
 [host]
@@ -29,15 +15,7 @@ backend = "cpu"
 name = "train-a"
 token = "secret-a"
 CONF
-"$malv" serve --config "$work/malv.toml" --socket "$work/malv.sock" \
-  --admin-socket "$work/admin.sock" >"$work/serve.out" 2>"$work/serve.err" &
-host=$!
-tries=0
-until grep -q '^ready ' "$work/serve.out"; do
-  tries=$((tries + 1))
-  [ $tries -lt 600 ] && kill -0 $host 2>/dev/null || fail "the host did not start" "$work/serve.err"
-  sleep 0.1
-done
+start_host --config "$work/malv.toml"
 guest() {
   "$malv" guest train --socket "$work/malv.sock" --vm train-a --token secret-a \
     --max-steps 30 --log-every 10 "$@"
