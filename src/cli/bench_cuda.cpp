@@ -26,6 +26,7 @@
 #include "accel/backend.h"
 #include "accel/cuda/cuda_plugin.h"
 #include "base/clock.h"
+#include "cli/bench_models.h"
 #include "cli/bench_report.h"
 #include "cli/commands.h"
 #include "cli/host_process.h"
@@ -52,18 +53,6 @@ struct VmFigures {
   double h2d_gbps = 0;
   double d2h_gbps = 0;
 };
-
-// Bytes per second of fn() moving `bytes`, median of `repeats` runs.
-template <typename Fn>
-Result<double> median_gbps(int repeats, std::uint64_t bytes, Fn&& fn) {
-  std::vector<double> rates;
-  for (int i = 0; i < repeats; ++i) {
-    Stopwatch watch;
-    MALV_TRY(fn());
-    rates.push_back(static_cast<double>(bytes) / watch.elapsed_s() / 1e9);
-  }
-  return median(rates);
-}
 
 Result<guest::Buffer> upload_random(guest::Connection& conn, guest::Stream& stream,
                                     std::size_t count, std::uint32_t seed) {
@@ -131,36 +120,6 @@ Result<VmFigures> measure_vm(const CudaFlags& flags) {
   return vm;
 }
 
-struct ModelCase {
-  const char* key;
-  const char* what;
-  std::size_t in, hidden, out;
-  mlaas::Activation last;
-};
-
-// The shapes and activations of `malv bench mlaas`.
-constexpr ModelCase kModels[] = {
-    {"linnos", "31-256-2 (LinnOS)", 31, 256, 2, mlaas::Activation::kSoftmax},
-    {"mllb", "15-10-1 (MLLB)", 15, 10, 1, mlaas::Activation::kSigmoid},
-};
-
-Result<mlaas::Mlp> random_mlp(const ModelCase& shape, std::mt19937& rng) {
-  std::uniform_real_distribution<float> w(-1.0f, 1.0f);
-  auto layer = [&](std::size_t in, std::size_t out, mlaas::Activation activation) {
-    mlaas::DenseLayer l{.in = in, .out = out, .activation = activation};
-    const float scale = 1.0f / std::sqrt(static_cast<float>(in));
-    l.weight.resize(in * out);
-    l.bias.resize(out);
-    for (float& v : l.weight) v = w(rng) * scale;
-    for (float& v : l.bias) v = w(rng) * 0.1f;
-    return l;
-  };
-  std::vector<mlaas::DenseLayer> layers;
-  layers.push_back(layer(shape.in, shape.hidden, mlaas::Activation::kRelu));
-  layers.push_back(layer(shape.hidden, shape.out, shape.last));
-  return mlaas::Mlp::create(std::move(layers));
-}
-
 Result<std::vector<mlaas::Crossover>> measure_crossovers(const CudaFlags& flags) {
   if (!flags.json) fmt::print(stderr, "bench cuda: inference crossover, CPU inline vs GPU ...\n");
   MALV_ASSIGN_OR_RETURN(auto backend, accel::make_cuda_backend({.memory_bytes = 1ull << 30}));
@@ -172,7 +131,7 @@ Result<std::vector<mlaas::Crossover>> measure_crossovers(const CudaFlags& flags)
   mlaas::InferenceService inference(backend.get(), options);
   std::mt19937 rng(11);
   std::vector<mlaas::Crossover> crossovers;
-  for (const ModelCase& shape : kModels) {
+  for (const ModelCase& shape : kModelCases) {
     MALV_ASSIGN_OR_RETURN(mlaas::Mlp mlp, random_mlp(shape, rng));
     MALV_ASSIGN_OR_RETURN(mlaas::ModelId model, inference.add(std::move(mlp)));
     MALV_ASSIGN_OR_RETURN(mlaas::Crossover crossover, inference.calibrate(model));
@@ -215,14 +174,15 @@ Status run_cuda(const CudaFlags& flags) {
   for (std::size_t i = 0; i < crossovers.size(); ++i) {
     const mlaas::Crossover& c = crossovers[i];
     const bool never = c.batch == mlaas::kNeverAccelerate;
-    figures.push_back({fmt::format("{}_crossover_batch", kModels[i].key),
-                       never ? -1.0 : static_cast<double>(c.batch), "batch",
-                       fmt::format("{}: GPU faster from here on (-1: never)", kModels[i].what)});
+    figures.push_back(
+        {fmt::format("{}_crossover_batch", kModelCases[i].key),
+         never ? -1.0 : static_cast<double>(c.batch), "batch",
+         fmt::format("{}: GPU faster from here on (-1: never)", kModelCases[i].what)});
     nlohmann::json rows = nlohmann::json::array();
     for (const mlaas::CalibrationPoint& p : c.points) {
       rows.push_back({{"batch", p.batch}, {"cpu_us", p.cpu_us}, {"gpu_us", p.accelerator_us}});
     }
-    points[kModels[i].key] = rows;
+    points[kModelCases[i].key] = rows;
   }
   const nlohmann::json extra{{"backend", "cuda"},
                              {"device", vm.device},
@@ -251,13 +211,8 @@ void register_bench_cuda(CLI::App& bench, int& exit_code) {
   sub->add_option("--transfer-mib", flags->transfer_mib, "Copy size in MiB")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
-  sub->callback([flags, &exit_code] {
-    Status s = run_cuda(*flags);
-    if (!s.ok()) {
-      fmt::print(stderr, "malv bench cuda: {}\n", s.error().to_string());
-      exit_code = 1;
-    }
-  });
+  on_bench_run(
+      *sub, [flags] { return run_cuda(*flags); }, exit_code);
 }
 
 }  // namespace malv::cli

@@ -59,18 +59,6 @@ Result<std::vector<double>> time_each_us(int n, Fn&& fn) {
   return samples;
 }
 
-// Bytes per second of fn() moving `bytes`, median of `repeats` runs.
-template <typename Fn>
-Result<double> median_gbps(int repeats, std::uint64_t bytes, Fn&& fn) {
-  std::vector<double> rates;
-  for (int i = 0; i < repeats; ++i) {
-    Stopwatch watch;
-    MALV_TRY(fn());
-    rates.push_back(static_cast<double>(bytes) / watch.elapsed_s() / 1e9);
-  }
-  return median(rates);
-}
-
 Status run_ipc(const IpcFlags& flags) {
   // The echo child is forked before any thread exists in this process.
   MALV_ASSIGN_OR_RETURN(auto pair, ipc::Socket::unix_pair());
@@ -188,13 +176,8 @@ void register_bench_ipc(CLI::App& bench, int& exit_code) {
       ->capture_default_str();
   sub->add_option("--transfer-mib", flags->transfer_mib, "Transfer size in MiB")
       ->capture_default_str();
-  sub->callback([flags, &exit_code] {
-    Status s = run_ipc(*flags);
-    if (!s.ok()) {
-      fmt::print(stderr, "malv bench ipc: {}\n", s.error().to_string());
-      exit_code = 1;
-    }
-  });
+  on_bench_run(
+      *sub, [flags] { return run_ipc(*flags); }, exit_code);
 }
 
 }  // namespace malv::cli

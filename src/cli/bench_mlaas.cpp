@@ -42,6 +42,7 @@
 #include "accel/kernel_ids.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "cli/bench_models.h"
 #include "cli/bench_report.h"
 #include "cli/commands.h"
 #include "mlaas/feature_registry.h"
@@ -299,40 +300,11 @@ Result<DecideFigures> run_decide(MlaasHost& host, const MlaasFlags& flags) {
 
 constexpr std::size_t kInferBatches[] = {1, 8, 64, 512, 4096};
 
-struct ModelCase {
-  const char* key;  // figure key prefix
-  const char* what;
-  std::size_t in, hidden, out;
-  mlaas::Activation last;
-};
-
-constexpr ModelCase kModelCases[] = {
-    {"linnos", "31-256-2 (LinnOS)", 31, 256, 2, mlaas::Activation::kSoftmax},
-    {"mllb", "15-10-1 (MLLB)", 15, 10, 1, mlaas::Activation::kSigmoid},
-};
-
 struct InferPoint {
   std::size_t batch = 0;
   double cpu_per_s = 0;
   double accelerator_per_s = 0;
 };
-
-Result<mlaas::Mlp> random_mlp(const ModelCase& shape, std::mt19937& rng) {
-  auto layer = [&rng](std::size_t in, std::size_t out, mlaas::Activation act) {
-    std::uniform_real_distribution<float> w(-1.0f, 1.0f);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(in));
-    mlaas::DenseLayer l{.in = in, .out = out, .activation = act};
-    l.weight.resize(in * out);
-    l.bias.resize(out);
-    for (float& v : l.weight) v = w(rng) * scale;
-    for (float& v : l.bias) v = w(rng) * 0.1f;
-    return l;
-  };
-  std::vector<mlaas::DenseLayer> layers;
-  layers.push_back(layer(shape.in, shape.hidden, mlaas::Activation::kRelu));
-  layers.push_back(layer(shape.hidden, shape.out, shape.last));
-  return mlaas::Mlp::create(std::move(layers));
-}
 
 // Inferences per second on one path: median of three runs of at least
 // min_ms each.

@@ -193,13 +193,8 @@ void register_bench_overhead(CLI::App& bench, int& exit_code) {
       ->capture_default_str();
   sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
       ->capture_default_str();
-  sub->callback([flags, &exit_code] {
-    Status s = run_overhead(*flags);
-    if (!s.ok()) {
-      fmt::print(stderr, "malv bench overhead: {}\n", s.error().to_string());
-      exit_code = 1;
-    }
-  });
+  on_bench_run(
+      *sub, [flags] { return run_overhead(*flags); }, exit_code);
 }
 
 }  // namespace malv::cli

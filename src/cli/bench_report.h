@@ -2,12 +2,18 @@
 // measured samples, and printing a figure table and its JSON.
 #pragma once
 
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "base/clock.h"
+#include "base/result.h"
 
 namespace malv::cli {
 
@@ -20,6 +26,31 @@ inline double percentile(std::vector<double>& samples, double q) {
 }
 
 inline double median(std::vector<double> samples) { return percentile(samples, 0.5); }
+
+// Bytes per second (in GB/s) of fn() moving `bytes`, median of `repeats` runs.
+template <typename Fn>
+Result<double> median_gbps(int repeats, std::uint64_t bytes, Fn&& fn) {
+  std::vector<double> rates;
+  for (int i = 0; i < repeats; ++i) {
+    Stopwatch watch;
+    MALV_TRY(fn());
+    rates.push_back(static_cast<double>(bytes) / watch.elapsed_s() / 1e9);
+  }
+  return median(rates);
+}
+
+// Makes `malv bench NAME` run `run` and, when it fails, print the error and
+// exit 1.
+template <typename Run>
+void on_bench_run(CLI::App& sub, Run run, int& exit_code) {
+  sub.callback([run = std::move(run), &exit_code, name = sub.get_name()] {
+    Status s = run();
+    if (!s.ok()) {
+      fmt::print(stderr, "malv bench {}: {}\n", name, s.error().to_string());
+      exit_code = 1;
+    }
+  });
+}
 
 struct Figure {
   std::string key;

@@ -388,13 +388,8 @@ void register_bench_sharing(CLI::App& bench, int& exit_code) {
   sub->add_option("--switches", flags->switches, "Policy switches timed")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
-  sub->callback([flags, &exit_code] {
-    Status s = run_sharing(*flags);
-    if (!s.ok()) {
-      fmt::print(stderr, "malv bench sharing: {}\n", s.error().to_string());
-      exit_code = 1;
-    }
-  });
+  on_bench_run(
+      *sub, [flags] { return run_sharing(*flags); }, exit_code);
   register_bench_sharing_guest(bench, exit_code);
 }
 

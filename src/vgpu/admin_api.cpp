@@ -50,6 +50,23 @@ Result<json> parse_body(const httplib::Request& req) {
   return body;
 }
 
+// What a /vms/{vm}/<policy route>/{class} request names: its body, the VM
+// (which must exist) and the policy class.
+struct PolicyTarget {
+  json body;
+  std::string vm;
+  mlaas::PolicyClass cls;
+};
+Result<PolicyTarget> policy_target(const AdminContext& ctx, VgpuService& vgpu,
+                                   const httplib::Request& req) {
+  if (ctx.policies == nullptr) return Error(ErrorCode::kUnimplemented, "no MLaaS subsystem");
+  MALV_ASSIGN_OR_RETURN(json body, parse_body(req));
+  MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, vgpu.vms().find(req.matches[1]));
+  MALV_ASSIGN_OR_RETURN(mlaas::PolicyClass cls,
+                        mlaas::parse_policy_class(std::string(req.matches[2])));
+  return PolicyTarget{std::move(body), vm->name(), cls};
+}
+
 // Applies the fields present in `body` to `config`, checking their types.
 Status apply_fields(const json& body, VmConfig& config) {
   try {
@@ -228,23 +245,17 @@ void AdminApi::install_routes() {
     reply(res, {{"deleted", name}});
   });
   s.Put(R"(/vms/([^/]+)/policy/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
-    if (ctx.policies == nullptr) {
-      return reply_error(res, Error(ErrorCode::kUnimplemented, "no MLaaS subsystem"));
-    }
-    auto body = parse_body(req);
-    if (!body.ok()) return reply_error(res, body.error());
-    auto vm = vgpu.vms().find(req.matches[1]);
-    if (!vm.ok()) return reply_error(res, vm.error());
-    auto cls = mlaas::parse_policy_class(std::string(req.matches[2]));
-    if (!cls.ok()) return reply_error(res, cls.error());
-    const std::string policy = body->value("policy", std::string());
+    auto target = policy_target(ctx, vgpu, req);
+    if (!target.ok()) return reply_error(res, target.error());
+    const auto& [body, name, cls] = target.value();
+    const std::string policy = body.value("policy", std::string());
     const std::int64_t before = vgpu.scheduler().last_decision_ns();
-    if (Status s = ctx.policies->select(vm.value()->name(), cls.value(), policy); !s.ok()) {
+    if (Status s = ctx.policies->select(name, cls, policy); !s.ok()) {
       return reply_error(res, s.error());
     }
-    reply(res, {{"vm", vm.value()->name()},
-                {"class", std::string(mlaas::policy_class_name(cls.value()))},
-                {"policy", ctx.policies->selected(vm.value()->name(), cls.value())},
+    reply(res, {{"vm", name},
+                {"class", std::string(mlaas::policy_class_name(cls))},
+                {"policy", ctx.policies->selected(name, cls)},
                 {"selected_at_ns", mono_now_ns()},
                 {"last_decision_before_ns", before}});
   });
@@ -252,18 +263,12 @@ void AdminApi::install_routes() {
   // sets the allow-list (empty: the baseline only), {"any": true} lifts it.
   s.Put(R"(/vms/([^/]+)/allowed/([^/]+))",
         [&](const httplib::Request& req, httplib::Response& res) {
-          if (ctx.policies == nullptr) {
-            return reply_error(res, Error(ErrorCode::kUnimplemented, "no MLaaS subsystem"));
-          }
-          auto body = parse_body(req);
-          if (!body.ok()) return reply_error(res, body.error());
-          auto vm = vgpu.vms().find(req.matches[1]);
-          if (!vm.ok()) return reply_error(res, vm.error());
-          auto cls = mlaas::parse_policy_class(std::string(req.matches[2]));
-          if (!cls.ok()) return reply_error(res, cls.error());
-          const std::string name = vm.value()->name();
+          auto target = policy_target(ctx, vgpu, req);
+          if (!target.ok()) return reply_error(res, target.error());
+          const auto& [body_json, name, cls] = target.value();
+          const json* body = &body_json;
           if (body->value("any", false)) {
-            ctx.policies->clear_allow_list(name, cls.value());
+            ctx.policies->clear_allow_list(name, cls);
           } else {
             const auto list = body->find("policies");
             if (list == body->end() || !list->is_array()) {
@@ -278,13 +283,13 @@ void AdminApi::install_routes() {
               }
               names.push_back(p.get<std::string>());
             }
-            if (Status s = ctx.policies->set_allow_list(name, cls.value(), names); !s.ok()) {
+            if (Status s = ctx.policies->set_allow_list(name, cls, names); !s.ok()) {
               return reply_error(res, s.error());
             }
           }
-          const auto allowed = ctx.policies->allow_list(name, cls.value());
+          const auto allowed = ctx.policies->allow_list(name, cls);
           reply(res, {{"vm", name},
-                      {"class", std::string(mlaas::policy_class_name(cls.value()))},
+                      {"class", std::string(mlaas::policy_class_name(cls))},
                       {"allowed", allowed ? json(*allowed) : json("any")}});
         });
   s.Get("/policies", [&](const httplib::Request&, httplib::Response& res) {
