@@ -1,6 +1,6 @@
 // `malv bench ipc`: the remoting path against its baselines, in one run.
 //
-// A real host (`malv serve`, CPU backend) runs as a child process; this
+// A real host (`malv serve`, CPU backend unless --backend) runs as a child process; this
 // process is the guest. Figures: blocking no-op round trips over the shared
 // memory rings, over TCP, and a plain 64-byte request / 32-byte response
 // over a Unix socket to an echo process (the baseline a socket-RPC design
@@ -30,6 +30,7 @@ struct IpcFlags {
   int launches = 1'000'000;
   int transfer_mib = 64;
   int repeats = 5;
+  std::string backend = "cpu";
 };
 
 // A child process answering every 64-byte request with a 32-byte response.
@@ -70,8 +71,8 @@ Status run_ipc(const IpcFlags& flags) {
   ipc::Socket rpc = std::move(pair.first);
 
   MALV_ASSIGN_OR_RETURN(
-      auto host, HostProcess::spawn({"--backend", "cpu", "--tcp", "127.0.0.1:0", "--arena-mib",
-                                     "64", "--memory-mib", "1024", "--open"}));
+      auto host, HostProcess::spawn({"--backend", flags.backend, "--tcp", "127.0.0.1:0",
+                                     "--arena-mib", "64", "--memory-mib", "1024", "--open"}));
   MALV_ASSIGN_OR_RETURN(
       auto conn, guest::Connection::connect_unix(host->socket_path(), {.vm_name = "bench-shm"}));
   MALV_ASSIGN_OR_RETURN(auto tcp, guest::Connection::connect_tcp("127.0.0.1", host->tcp_port(),
@@ -173,6 +174,8 @@ void register_bench_ipc(CLI::App& bench, int& exit_code) {
   sub->add_option("--roundtrips", flags->roundtrips, "Blocking round trips per transport")
       ->capture_default_str();
   sub->add_option("--launches", flags->launches, "Async no-op launches per run")
+      ->capture_default_str();
+  sub->add_option("--backend", flags->backend, "The host's accelerator backend: cpu, cuda or auto")
       ->capture_default_str();
   sub->add_option("--transfer-mib", flags->transfer_mib, "Transfer size in MiB")
       ->capture_default_str();

@@ -1,5 +1,5 @@
 // `malv bench mlaas`: what the MLaaS subsystem costs and what it buys, in one
-// run, in process, on the CPU backend.
+// run, in process, on the CPU backend (--backend picks another).
 //
 // Figures:
 //  * decide_ns: time per observation of PolicyRunner::decide (guardrails
@@ -72,6 +72,7 @@ struct MlaasFlags {
   int swaps = 5;
   int warmup_bursts = 200;  // learned-sjf needs ~150 to converge here
   int bursts = 40;
+  std::string backend = "cpu";
 };
 
 // The MLaaS host side, as `malv serve` assembles it. Members are destroyed
@@ -87,9 +88,10 @@ struct MlaasHost {
 };
 
 // Loads every module of policy_dir() except the one the hot swap loads.
-Result<std::unique_ptr<MlaasHost>> start_host() {
+Result<std::unique_ptr<MlaasHost>> start_host(const std::string& backend) {
   auto host = std::make_unique<MlaasHost>();
-  host->device = accel::make_cpu_backend({.memory_bytes = 1ull << 30, .workers = 0});
+  MALV_ASSIGN_OR_RETURN(host->device,
+                        accel::make_backend(backend, {.memory_bytes = 1ull << 30, .workers = 0}));
   host->inference = std::make_unique<mlaas::InferenceService>(
       host->device.get(), mlaas::InferenceOptions{.calibrate = false});
   host->services = std::make_unique<mlaas::HostServices>(host->features, host->inference.get());
@@ -579,7 +581,7 @@ Status run_mlaas(const MlaasFlags& flags) {
   // lines and warnings (a policy switched off) unless MALV_LOG says otherwise.
   if (std::getenv("MALV_LOG") == nullptr) log::set_level(log::Level::kWarn);
   fmt::print(stderr, "bench mlaas: loading modules from {} ...\n", mlaas::policy_dir());
-  MALV_ASSIGN_OR_RETURN(auto host, start_host());
+  MALV_ASSIGN_OR_RETURN(auto host, start_host(flags.backend));
 
   fmt::print(stderr, "bench mlaas: hot swap of {} under load ({}x) ...\n", kSwapModule,
              flags.swaps);
@@ -692,6 +694,9 @@ void register_bench_mlaas(CLI::App& bench, int& exit_code) {
                   "Unmeasured bursts per policy first (learned-sjf learns from them)")
       ->capture_default_str();
   sub->add_option("--swaps", flags->swaps, "Hot swaps (median reported)")->capture_default_str();
+  sub->add_option("--backend", flags->backend,
+                  "Accelerator of the in-process host (inference path): cpu, cuda or auto")
+      ->capture_default_str();
   sub->callback([flags, &exit_code] {
     MlaasFlags f = *flags;
     if (f.quick) {

@@ -1,7 +1,7 @@
 // `malv bench sharing`: how the vGPU scheduler shares one accelerator
 // between VMs, with real guest processes, in one run.
 //
-// A host (`malv serve`, CPU backend) runs as a child process with four VMs
+// A host (`malv serve`, CPU backend unless --backend) runs as a child process with four VMs
 // from a TOML config in a private temp dir; each guest is its own process
 // (`malv bench sharing-guest`, see bench_sharing_guest.h). Phases:
 //
@@ -49,6 +49,7 @@ struct SharingFlags {
   double infer_rate = 200.0;
   int workers = 2;
   int switches = 20;
+  std::string backend = "cpu";
 };
 
 struct VmSpec {
@@ -89,8 +90,8 @@ class TempDir {
 Result<std::string> write_config(const TempDir& dir, const SharingFlags& flags) {
   const std::string path = dir.file("malv.toml");
   std::ofstream out(path);
-  out << fmt::format("[host]\nbackend = \"cpu\"\nworkers = {}\nmemory_mib = 512\narena_mib = 16\n",
-                     flags.workers);
+  out << fmt::format("[host]\nbackend = \"{}\"\nworkers = {}\nmemory_mib = 512\narena_mib = 16\n",
+                     flags.backend, flags.workers);
   for (const VmSpec& vm : kVms) {
     out << fmt::format(
         "\n[[vm]]\nname = \"{}\"\ntoken = \"{}\"\nmemory_mib = 64\nweight = {:.1f}\n"
@@ -385,6 +386,8 @@ void register_bench_sharing(CLI::App& bench, int& exit_code) {
   sub->add_option("--workers", flags->workers, "CPU backend worker threads of the host")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
+  sub->add_option("--backend", flags->backend, "The host's accelerator backend: cpu, cuda or auto")
+      ->capture_default_str();
   sub->add_option("--switches", flags->switches, "Policy switches timed")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
