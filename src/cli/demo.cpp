@@ -133,6 +133,12 @@ class Demo {
   void stop_guests();
   std::string token(const std::string& vm) const { return fmt::format("demo-{}-{}", vm, pid_); }
   std::string status_text() const;
+  // Seconds since every guest was running (0 before).
+  double run_time() const {
+    return run_start_ == MonoTime{}
+               ? 0.0
+               : std::chrono::duration<double>(MonoClock::now() - run_start_).count();
+  }
 
   DemoFlags flags_;
   LiveTable table_;
@@ -245,9 +251,10 @@ Status Demo::start_guests(const std::string& checkpoint) {
     const DemoVmSpec& vm = record_.vms[v];
     std::vector<std::string> args;
     if (vm.role == VmRole::kTrain) {
-      // A budget well beyond what the run reaches; the demo stops them.
+      // A budget well beyond what the run reaches (a CPU host trains about half an
+      // epoch per second per VM); the demo stops them at the end.
       args = {"guest",          "train",
-              "--epochs",       "20",
+              "--epochs",       std::to_string(static_cast<int>(2 * flags_.duration_s) + 10),
               "--batch",        std::to_string(vm.batch),
               "--seed",         std::to_string(v + 1),
               "--log-every",    "5",
@@ -296,6 +303,7 @@ void Demo::handle_line(std::size_t v, const std::string& line, double t) {
     live.examples = live.step * static_cast<std::uint64_t>(spec.batch);
   } else if (spec.role == VmRole::kTrain && kind == "done") {
     live.state = "finished";
+    live.finished_at_s = t;
     live.test_accuracy = event.value("test_accuracy", 0.0);
   } else if (spec.role == VmRole::kInfer && (kind == "progress" || kind == "done")) {
     live.requests = event.value("requests", std::uint64_t{0});
@@ -322,7 +330,7 @@ Status Demo::check_guests() {
   for (std::size_t v = 0; v < guests_.size(); ++v) {
     DemoChild& guest = *guests_[v];
     if (!guest.exited()) continue;
-    for (const std::string& line : guest.read_lines()) handle_line(v, line, 0);
+    for (const std::string& line : guest.read_lines()) handle_line(v, line, run_time());
     if (record_.live[v].state == "finished" && guest.succeeded()) continue;
     record_.live[v].state = "failed";
     return child_failed(guest, "stopped unexpectedly");
@@ -475,15 +483,12 @@ Status Demo::run_phases() {
     }
   }
   MALV_TRY(tick(0.0));
-  auto since_start = [&] {
-    return std::chrono::duration<double>(MonoClock::now() - run_start_).count();
-  };
   double next_tick = 1.0;
   for (;;) {
     if (stop_requested()) return interrupted();
     wait_for_output(children, run_start_ + std::chrono::duration_cast<Nanos>(
                                                std::chrono::duration<double>(next_tick)));
-    const double t = since_start();
+    const double t = run_time();
     for (std::size_t v = 0; v < guests_.size(); ++v) {
       for (const std::string& line : guests_[v]->read_lines()) handle_line(v, line, t);
     }

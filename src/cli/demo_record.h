@@ -39,6 +39,7 @@ struct VmLive {
   double loss = 0;
   double guest_elapsed_s = 0;  // the guest's clock at its latest progress line
   double test_accuracy = -1;   // when it finished
+  double finished_at_s = -1;   // t it finished its budget at, if it did
   // The inference guest.
   std::uint64_t requests = 0;
   double request_rate = 0;

@@ -79,6 +79,7 @@ json vm_final_json(const DemoVmSpec& spec, const VmLive& live) {
     out["epoch"] = live.epoch;
     out["loss"] = live.loss;
     if (live.test_accuracy >= 0) out["test_accuracy"] = live.test_accuracy;
+    if (live.finished_at_s >= 0) out["finished_at_s"] = live.finished_at_s;
   } else {
     out["requests"] = live.requests;
     out["accuracy"] = live.accuracy;
@@ -114,6 +115,15 @@ std::string demo_summary(const DemoRecord& record) {
     out += line + "\n";
   }
   out += fmt::format("\n{}.\n", headline(record, phases));
+  for (std::size_t v = 0; v < record.vms.size(); ++v) {
+    const VmLive& live = record.live[v];
+    if (live.finished_at_s >= 0) {
+      out += fmt::format(
+          "{} finished its training budget at t = {:.1f} s (test accuracy {:.4f}); "
+          "it ran no more after that.\n",
+          record.vms[v].name, live.finished_at_s, live.test_accuracy);
+    }
+  }
   out +=
       "ex/s: examples per second (training steps x batch, or requests x batch); accel: share of\n"
       "the accelerator time the VMs used (host-side accounting); p50/p99: inference request\n"

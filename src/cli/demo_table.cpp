@@ -35,8 +35,8 @@ void LiveTable::draw(const DemoRecord& record, double t, const std::string& stat
     for (std::size_t v = 0; v < record.vms.size(); ++v) {
       const DemoVmSpec& spec = record.vms[v];
       const VmLive& live = record.live[v];
-      line += fmt::format(" | {} {:.0f} ex/s {:.0f}%", spec.name, live.examples_per_s,
-                          live.share * 100);
+      line += fmt::format(" | {} {:.0f} ex/s {:.0f}%{}", spec.name, live.examples_per_s,
+                          live.share * 100, live.state == "finished" ? " (done)" : "");
       if (spec.role == VmRole::kInfer) {
         line += fmt::format(" p50 {} p99 {} ms", ms_cell(live, live.p50_ms),
                             ms_cell(live, live.p99_ms));
