@@ -213,9 +213,13 @@ void VgpuScheduler::pump() {
       ++stats_.batches;
       stats_.ops += s.batch.size();
     }
-    // Outside the lock: a backend may complete inline.
-    for (std::size_t i = 0; i < chosen->batch.size(); ++i) {
-      backend_.enqueue(chosen->queue, chosen->batch[i].op,
+    // Outside the lock: a backend may complete inline. Once the batch's last
+    // op is enqueued its completion may end the batch (and a destroy_stream
+    // free the stream), so nothing of `chosen` is read after that call.
+    const std::size_t count = chosen->batch.size();
+    const accel::QueueId queue = chosen->queue;
+    for (std::size_t i = 0; i < count; ++i) {
+      backend_.enqueue(queue, chosen->batch[i].op,
                        accel::Completion{&VgpuScheduler::item_callback, chosen, i});
     }
   }
