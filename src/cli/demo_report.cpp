@@ -127,8 +127,8 @@ std::string demo_summary(const DemoRecord& record) {
   out +=
       "ex/s: examples per second (training steps x batch, or requests x batch); accel: share of\n"
       "the accelerator time the VMs used (host-side accounting); p50/p99: inference request\n"
-      "latency, arrival to answer. The weights (w1, w2) steer fair-share; fifo and priority\n"
-      "order work by arrival and class, so under them the two training VMs share alike.\n";
+      "latency, arrival to answer. fifo orders work by arrival; priority runs the latency VM\n"
+      "first and shares the rest between the training VMs by weight (w1, w2).\n";
   return out;
 }
 
@@ -298,8 +298,8 @@ without stopping any guest, at the time marked by the dashed line.</p>
 <p><b>examples/s</b>: training steps &times; batch, or requests &times; batch. <b>accel share</b>: each VM's
 share of the accelerator time all VMs used, as the host's vGPU scheduler charged it. <b>p50/p99</b>:
 inference latency from a request's arrival to its answer (open-loop Poisson arrivals at {} requests/s,
-{} examples each). The weights steer fair-share; fifo and priority order work by arrival time and
-class, so under them the two training VMs share alike. The inference model was trained natively
+{} examples each). fifo orders work by arrival time; priority runs the latency VM first and
+shares the rest between the training VMs by their weights. The inference model was trained natively
 for {} steps ({:.1f} s, test accuracy {:.3f}) just before the run.</p>
 <p>Started {:.1f} s after launch; planned run {:.0f} s, measured {:.1f} s. Machine-readable data:
 <code>{}</code>.</p>

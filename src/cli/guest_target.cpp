@@ -62,7 +62,7 @@ Result<GuestTarget> open_target(const TargetFlags& flags) {
   }
   for (const std::string& selection : flags.policies) {
     MALV_TRY(guest::select_policy(*target.connection, selection));
-    fmt::print("policy {} selected for VM {}\n", selection, flags.vm);
+    fmt::print(stderr, "policy {} selected for VM {}\n", selection, flags.vm);
   }
   MALV_ASSIGN_OR_RETURN(target.device, nn::RemoteDevice::create(*target.connection));
   return target;

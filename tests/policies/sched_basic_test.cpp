@@ -48,6 +48,29 @@ TEST_F(SchedBasic, PriorityRunsLatencyWorkBeforeOlderBatchWork) {
   EXPECT_EQ(pick("priority", {batch, latency}), 1u);
 }
 
+TEST_F(SchedBasic, PrioritySharesBetweenBatchVmsByBusyTimePerWeight) {
+  // Both unaged, same decision time (enqueue + waited): the VM that used
+  // less of its weighted share goes first even though its item is newer.
+  auto heavy = item(1, 100);
+  heavy.priority_class = MALV_PRIORITY_BATCH;
+  heavy.waited_ns = 900;
+  heavy.vm_busy_ns = 4'000'000;
+  heavy.vm_weight = 2.0;  // 2 ms per unit of weight
+  auto light = item(2, 500);
+  light.priority_class = MALV_PRIORITY_BATCH;
+  light.waited_ns = 500;
+  light.vm_busy_ns = 1'000'000;
+  light.vm_weight = 1.0;  // 1 ms per unit of weight
+  EXPECT_EQ(pick("priority", {heavy, light}), 1u);
+  light.vm_busy_ns = 3'000'000;  // now 3 ms per unit: the heavy VM's turn
+  EXPECT_EQ(pick("priority", {heavy, light}), 0u);
+  // Any latency item still comes before both.
+  auto latency = item(3, 990);
+  latency.priority_class = MALV_PRIORITY_LATENCY;
+  latency.waited_ns = 10;
+  EXPECT_EQ(pick("priority", {heavy, light, latency}), 2u);
+}
+
 TEST_F(SchedBasic, PriorityPromotesABatchItemThatWaitedPastTheAgingThreshold) {
   auto batch = item(1, 100);
   batch.priority_class = MALV_PRIORITY_BATCH;

@@ -3,10 +3,13 @@
 //   fifo         score = enqueue_time_ns
 //   fair-share   score = vm_busy_ns / vm_weight: the VM that has used the
 //                least accelerator time per unit of weight goes first
-//   priority     latency items by enqueue time; batch items are pushed back
-//                by kBatchPenaltyNs unless they waited kAgingNs or more,
-//                then they compete by enqueue time like latency items (and,
-//                being older, usually win): batch work is never starved
+//   priority     latency items by enqueue time; batch items come after
+//                every latency item (scored from the decision time plus
+//                kBatchPenaltyNs) and share among themselves like
+//                fair-share, by busy time per unit of weight; a batch item
+//                that waited kAgingNs or more competes by enqueue time like
+//                a latency item (and, being older, usually wins): batch
+//                work is never starved
 //   learned-sjf  see learned_sjf.h
 //
 // Lower scores run first. Built against include/malv/mlaas.h only.
@@ -50,8 +53,14 @@ int priority_decide(void*, const void* observations, size_t n, void* decisions) 
   auto* out = static_cast<malv_gpu_sched_decision*>(decisions);
   for (size_t i = 0; i < n; ++i) {
     double score = static_cast<double>(obs[i].enqueue_time_ns);
-    bool batch = obs[i].priority_class == MALV_PRIORITY_BATCH;
-    if (batch && obs[i].waited_ns < kAgingNs) score += kBatchPenaltyNs;
+    const bool batch = obs[i].priority_class == MALV_PRIORITY_BATCH;
+    if (batch && obs[i].waited_ns < kAgingNs) {
+      if (!(obs[i].vm_weight > 0.0)) return MALV_MLAAS_ERR_INVALID;
+      // enqueue + waited is the decision time, the same for every candidate
+      // of a decision: batch items differ only by their VM's share used.
+      const double now = static_cast<double>(obs[i].enqueue_time_ns + obs[i].waited_ns);
+      score = now + kBatchPenaltyNs + static_cast<double>(obs[i].vm_busy_ns) / obs[i].vm_weight;
+    }
     out[i].score = score;
   }
   return MALV_MLAAS_OK;
@@ -64,8 +73,8 @@ const malv_policy kPolicies[] = {
      "VM with the least accelerator time per unit of weight first", create_stateless,
      destroy_stateless, fair_share_decide, nullptr},
     {MALV_POLICY_GPU_SCHED, "priority",
-     "latency class first; batch items promoted after 20 ms of waiting", create_stateless,
-     destroy_stateless, priority_decide, nullptr},
+     "latency class first; batch VMs share by weight; batch items promoted after 20 ms",
+     create_stateless, destroy_stateless, priority_decide, nullptr},
     kLearnedSjfPolicy,
 };
 
