@@ -36,6 +36,7 @@ Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
   vm.max_streams = static_cast<std::uint32_t>(t["max_streams"].value_or<std::int64_t>(64));
   vm.max_handles = static_cast<std::uint32_t>(t["max_handles"].value_or<std::int64_t>(1 << 16));
   vm.gpu_policy = t["gpu_policy"].value_or(std::string("fifo"));
+  vm.vsock_cid = static_cast<std::uint32_t>(t["vsock_cid"].value_or<std::int64_t>(0));
   MALV_ASSIGN_OR_RETURN(vm.priority,
                         vgpu::parse_priority_class(t["priority"].value_or(std::string("batch"))));
   return vm;

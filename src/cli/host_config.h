@@ -19,6 +19,7 @@
 //   priority = "batch"                     # latency | batch
 //   max_streams = 16
 //   gpu_policy = "fair-share"
+//   vsock_cid = 3                          # over AF_VSOCK this CID is the VM
 #pragma once
 
 #include <string>

@@ -97,10 +97,17 @@ HostDaemon::~HostDaemon() {
 }
 
 Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info) {
-  if (options_.open_admission && !vgpu_->vms().find(info.vm_name).ok()) {
-    (void)vgpu_->vms().create({.name = info.vm_name, .token = info.credential});
+  std::unique_ptr<vgpu::VmBackend> view;
+  if (info.via == microlake::HelloInfo::Via::kVsock && !options_.open_admission) {
+    // The hypervisor vouches for the peer's CID: it, not a token, is the VM.
+    if (!info.vsock_cid) return Error(ErrorCode::kUnauthenticated, "vsock peer without a CID");
+    MALV_ASSIGN_OR_RETURN(view, vgpu_->open_vsock_session(*info.vsock_cid, info.vm_name));
+  } else {
+    if (options_.open_admission && !vgpu_->vms().find(info.vm_name).ok()) {
+      (void)vgpu_->vms().create({.name = info.vm_name, .token = info.credential});
+    }
+    MALV_ASSIGN_OR_RETURN(view, vgpu_->open_session(info.vm_name, info.credential));
   }
-  MALV_ASSIGN_OR_RETURN(auto view, vgpu_->open_session(info.vm_name, info.credential));
   const vgpu::VmConfig config = view->vm()->config();
   microlake::Admission admission;
   admission.limits.max_buffers = config.max_handles;

@@ -78,6 +78,7 @@ Status apply_fields(const json& body, VmConfig& config) {
       config.max_streams = body.at("max_streams").get<std::uint32_t>();
     if (body.contains("max_handles"))
       config.max_handles = body.at("max_handles").get<std::uint32_t>();
+    if (body.contains("vsock_cid")) config.vsock_cid = body.at("vsock_cid").get<std::uint32_t>();
     if (body.contains("priority")) {
       MALV_ASSIGN_OR_RETURN(config.priority,
                             parse_priority_class(body.at("priority").get<std::string>()));
@@ -97,7 +98,8 @@ json vm_json(Vm& vm, const AdminContext& context) {
            {"priority", priority_class_name(c.priority)},
            {"memory_limit", c.memory_limit},
            {"max_streams", c.max_streams},
-           {"max_handles", c.max_handles}};
+           {"max_handles", c.max_handles},
+           {"vsock_cid", c.vsock_cid}};
   if (context.policies != nullptr) {
     json policies = json::object();
     for (mlaas::PolicyClass cls : mlaas::kAllPolicyClasses) {

@@ -8,6 +8,8 @@
 //   // hand `view` to a Micro-LAKE session as its backend
 #pragma once
 
+#include <fmt/format.h>
+
 #include <memory>
 
 #include "accel/backend.h"
@@ -30,6 +32,18 @@ class VgpuService {
   [[nodiscard]] Result<std::unique_ptr<VmBackend>> open_session(const std::string& vm,
                                                                 const std::string& token) {
     MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> found, vms_.authenticate(vm, token));
+    return std::make_unique<VmBackend>(device_, scheduler_, std::move(found));
+  }
+
+  // Over AF_VSOCK the peer's context id (vouched for by the hypervisor)
+  // identifies the VM; the name in the guest's hello must agree with it.
+  [[nodiscard]] Result<std::unique_ptr<VmBackend>> open_vsock_session(
+      std::uint32_t cid, const std::string& claimed_name) {
+    MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> found, vms_.authenticate_vsock(cid));
+    if (found->name() != claimed_name) {
+      return Error(ErrorCode::kUnauthenticated, fmt::format("vsock CID {} is VM '{}', not '{}'",
+                                                            cid, found->name(), claimed_name));
+    }
     return std::make_unique<VmBackend>(device_, scheduler_, std::move(found));
   }
 

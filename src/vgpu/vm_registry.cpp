@@ -19,6 +19,23 @@ Status check_config(const VmConfig& c) {
   if (c.max_streams == 0 || c.max_handles == 0) {
     return Error(ErrorCode::kInvalidArgument, "max_streams and max_handles must be positive");
   }
+  if (c.vsock_cid == 2 || c.vsock_cid == 0xffffffffu) {
+    return Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("vsock CID {} is the host's or the wildcard, not a VM's", c.vsock_cid));
+  }
+  return ok_status();
+}
+
+// Another VM than `name` with the same nonzero vsock CID, if any.
+Status check_cid_unique(const std::map<std::string, std::shared_ptr<Vm>>& vms, const VmConfig& c) {
+  if (c.vsock_cid == 0) return ok_status();
+  for (const auto& [name, vm] : vms) {
+    if (name != c.name && vm->config().vsock_cid == c.vsock_cid) {
+      return Error(ErrorCode::kAlreadyExists,
+                   fmt::format("vsock CID {} already belongs to VM '{}'", c.vsock_cid, name));
+    }
+  }
   return ok_status();
 }
 
@@ -71,6 +88,7 @@ Result<std::shared_ptr<Vm>> VmRegistry::create(VmConfig config) {
   if (vms_.count(config.name) != 0) {
     return Error(ErrorCode::kAlreadyExists, fmt::format("VM '{}' already exists", config.name));
   }
+  MALV_TRY(check_cid_unique(vms_, config));
   auto vm = std::make_shared<Vm>(VmId{next_id_++}, config);
   vms_.emplace(config.name, vm);
   return vm;
@@ -82,6 +100,10 @@ Status VmRegistry::update(const std::string& name, const VmConfig& config) {
     return Error(ErrorCode::kInvalidArgument, "a VM cannot be renamed");
   }
   MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, find(name));
+  {
+    std::lock_guard lock(mutex_);
+    MALV_TRY(check_cid_unique(vms_, config));
+  }
   vm->set_config(config);
   return ok_status();
 }
@@ -110,6 +132,16 @@ Result<std::shared_ptr<Vm>> VmRegistry::authenticate(const std::string& name,
                  fmt::format("VM '{}' is unknown or the token is wrong", name));
   }
   return vm;
+}
+
+Result<std::shared_ptr<Vm>> VmRegistry::authenticate_vsock(std::uint32_t cid) const {
+  std::lock_guard lock(mutex_);
+  if (cid != 0) {
+    for (const auto& [name, vm] : vms_) {
+      if (vm->config().vsock_cid == cid) return vm;
+    }
+  }
+  return Error(ErrorCode::kUnauthenticated, fmt::format("no VM has vsock CID {}", cid));
 }
 
 std::vector<std::shared_ptr<Vm>> VmRegistry::list() const {

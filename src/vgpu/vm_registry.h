@@ -39,6 +39,7 @@ struct VmConfig {
   std::uint32_t max_streams = 64;
   std::uint32_t max_handles = 1u << 16;  // buffers and events each
   std::string gpu_policy = "fifo";       // selected gpu_sched policy
+  std::uint32_t vsock_cid = 0;           // the VM's AF_VSOCK context id; 0: none
 };
 
 // Counters the host updates as the VM works. All atomics: read by the admin
@@ -88,6 +89,9 @@ class VmRegistry {
   // The VM named `name` if `token` is its credential.
   [[nodiscard]] Result<std::shared_ptr<Vm>> authenticate(const std::string& name,
                                                          const std::string& token) const;
+  // The VM whose vsock_cid is `cid`: over AF_VSOCK the hypervisor vouches
+  // for the peer's context id, so the CID, not a token, identifies the VM.
+  [[nodiscard]] Result<std::shared_ptr<Vm>> authenticate_vsock(std::uint32_t cid) const;
   std::vector<std::shared_ptr<Vm>> list() const;
 
  private:

@@ -96,6 +96,26 @@ TEST_F(Quota, QuotaChangesApplyWhileTheVmRuns) {
   EXPECT_TRUE(view->allocate(2 << 20).ok());
 }
 
+TEST_F(Quota, OverVsockThePeerCidIdentifiesTheVm) {
+  ASSERT_TRUE(vgpu_.vms().create({.name = "vm-v", .token = "t", .vsock_cid = 7}).ok());
+  ASSERT_TRUE(vgpu_.vms().create({.name = "vm-w", .token = "u"}).ok());
+  auto view = vgpu_.open_vsock_session(7, "vm-v");
+  ASSERT_TRUE(view.ok()) << view.error().to_string();
+  EXPECT_EQ(view.value()->vm()->name(), "vm-v");
+  // Another VM's name with this CID, an unknown CID, CID 0 (unset): refused.
+  EXPECT_EQ(vgpu_.open_vsock_session(7, "vm-w").error().code(), ErrorCode::kUnauthenticated);
+  EXPECT_EQ(vgpu_.open_vsock_session(8, "vm-v").error().code(), ErrorCode::kUnauthenticated);
+  EXPECT_EQ(vgpu_.open_vsock_session(0, "vm-w").error().code(), ErrorCode::kUnauthenticated);
+  // A CID belongs to one VM; the host's CID (2) is nobody's.
+  EXPECT_EQ(vgpu_.vms().create({.name = "vm-x", .vsock_cid = 7}).error().code(),
+            ErrorCode::kAlreadyExists);
+  EXPECT_EQ(
+      vgpu_.vms().update("vm-w", {.name = "vm-w", .token = "u", .vsock_cid = 7}).error().code(),
+      ErrorCode::kAlreadyExists);
+  EXPECT_EQ(vgpu_.vms().create({.name = "vm-y", .vsock_cid = 2}).error().code(),
+            ErrorCode::kInvalidArgument);
+}
+
 TEST_F(Quota, StreamQuotaIsEnforced) {
   ASSERT_TRUE(vgpu_.vms().create({.name = "vm-s", .token = "t", .max_streams = 2}).ok());
   auto view = std::move(vgpu_.open_session("vm-s", "t")).value();
