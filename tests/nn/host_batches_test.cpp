@@ -48,25 +48,43 @@ class HostBatchesTest : public testing::DatasetHost {
     return o;
   }
 
+  // Two VMs of the same host, each with a RemoteDevice.
+  bool open_devices() {
+    conn_a_ = connect("vm-local");
+    conn_b_ = connect("vm-offload");
+    if (!conn_a_ || !conn_b_) return false;
+    device_a_ = RemoteDevice::create(*conn_a_).value();
+    device_b_ = RemoteDevice::create(*conn_b_).value();
+    return true;
+  }
+  void TearDown() override {
+    device_a_.reset();
+    device_b_.reset();
+    conn_a_.reset();
+    conn_b_.reset();
+    DatasetHost::TearDown();
+  }
+
   static std::vector<NamedArray> parameters(Trainer& trainer) {
     return trainer.checkpoint().value().arrays;
   }
+
+  std::unique_ptr<guest::Connection> conn_a_, conn_b_;
+  std::unique_ptr<RemoteDevice> device_a_, device_b_;
 };
 
 TEST_F(HostBatchesTest, SameParametersAsLoadingLocally) {
   const Dataset local = local_copy();
-  auto conn_a = connect("vm-local");
-  auto conn_b = connect("vm-offload");
-  ASSERT_TRUE(conn_a && conn_b);
-  auto device_a = RemoteDevice::create(*conn_a).value();
-  auto device_b = RemoteDevice::create(*conn_b).value();
+  ASSERT_TRUE(open_devices());
+  RemoteDevice& device_a = *device_a_;  // loads its data itself
+  RemoteDevice& device_b = *device_b_;  // fed by the host's pipeline
 
-  auto local_run = Trainer::create(*device_a, local, train_options(25)).value();
+  auto local_run = Trainer::create(device_a, local, train_options(25)).value();
   ASSERT_TRUE(local_run->run().ok());
-  auto batches = HostBatches::open(*device_b, host_options());
+  auto batches = HostBatches::open(device_b, host_options());
   ASSERT_TRUE(batches.ok()) << batches.error().to_string();
   EXPECT_EQ(batches.value()->examples(), kCount);
-  auto offload_run = Trainer::create(*device_b, std::move(batches).value(), train_options(25));
+  auto offload_run = Trainer::create(device_b, std::move(batches).value(), train_options(25));
   ASSERT_TRUE(offload_run.ok()) << offload_run.error().to_string();
   Status s = offload_run.value()->run();
   ASSERT_TRUE(s.ok()) << s.error().to_string();
@@ -82,20 +100,18 @@ TEST_F(HostBatchesTest, SameParametersAsLoadingLocally) {
 
 TEST_F(HostBatchesTest, ResumingRestartsThePipelineAtTheRightBatch) {
   const Dataset local = local_copy();
-  auto conn_a = connect("vm-local");
-  auto conn_b = connect("vm-offload");
-  ASSERT_TRUE(conn_a && conn_b);
-  auto device_a = RemoteDevice::create(*conn_a).value();
-  auto device_b = RemoteDevice::create(*conn_b).value();
-  auto straight = Trainer::create(*device_a, local, train_options(23)).value();
+  ASSERT_TRUE(open_devices());
+  RemoteDevice& device_a = *device_a_;  // loads its data itself
+  RemoteDevice& device_b = *device_b_;  // fed by the host's pipeline
+  auto straight = Trainer::create(device_a, local, train_options(23)).value();
   ASSERT_TRUE(straight->run().ok());
 
   // 11 steps locally, checkpoint, then the rest from the host's pipeline.
-  auto first = Trainer::create(*device_b, local, train_options(11)).value();
+  auto first = Trainer::create(device_b, local, train_options(11)).value();
   ASSERT_TRUE(first->run().ok());
   const Checkpoint at_11 = first->checkpoint().value();
   first.reset();
-  auto resumed = Trainer::create(*device_b, HostBatches::open(*device_b, host_options()).value(),
+  auto resumed = Trainer::create(device_b, HostBatches::open(device_b, host_options()).value(),
                                  train_options(23))
                      .value();
   ASSERT_TRUE(resumed->resume(at_11).ok());
