@@ -32,6 +32,7 @@
 #include "cli/bench_sharing_guest.h"
 #include "cli/commands.h"
 #include "cli/host_process.h"
+#include "cli/private_dir.h"
 
 namespace malv::cli {
 namespace {
@@ -65,29 +66,7 @@ const std::vector<VmSpec> kVms{{"batch-a", 1.0, "batch"},
 
 std::string token_of(const std::string& vm) { return "bench-token-" + vm; }
 
-// A private directory for the config and sockets, removed with everything
-// in it when the benchmark ends, however it ends.
-class TempDir {
- public:
-  [[nodiscard]] static Result<TempDir> create() {
-    std::string pattern = (fs::temp_directory_path() / "malv-sharing-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) return errno_error("mkdtemp", errno);
-    return TempDir(pattern);
-  }
-  TempDir(TempDir&& other) noexcept : path_(std::exchange(other.path_, {})) {}
-  TempDir& operator=(TempDir&&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) fs::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
-
-Result<std::string> write_config(const TempDir& dir, const SharingFlags& flags) {
+Result<std::string> write_config(const PrivateDir& dir, const SharingFlags& flags) {
   const std::string path = dir.file("malv.toml");
   std::ofstream out(path);
   out << fmt::format("[host]\nbackend = \"{}\"\nworkers = {}\nmemory_mib = 512\narena_mib = 16\n",
@@ -356,12 +335,12 @@ Status measure_all(const HostProcess& host, const AdminClient& admin, const Shar
 
 Status run_sharing(const SharingFlags& flags) {
   ::signal(SIGPIPE, SIG_IGN);  // a guest that died must not kill the bench
-  MALV_ASSIGN_OR_RETURN(TempDir dir, TempDir::create());
-  MALV_ASSIGN_OR_RETURN(std::string config, write_config(dir, flags));
+  MALV_ASSIGN_OR_RETURN(auto dir, PrivateDir::create("sharing"));
+  MALV_ASSIGN_OR_RETURN(std::string config, write_config(*dir, flags));
   MALV_ASSIGN_OR_RETURN(auto host,
-                        HostProcess::spawn({"--config", config, "--socket", dir.file("malv.sock"),
-                                            "--admin-socket", dir.file("admin.sock")}));
-  const AdminClient admin(dir.file("admin.sock"));
+                        HostProcess::spawn({"--config", config, "--socket", dir->file("malv.sock"),
+                                            "--admin-socket", dir->file("admin.sock")}));
+  const AdminClient admin(dir->file("admin.sock"));
   Status measured = measure_all(*host, admin, flags);
   if (!measured.ok()) {
     const std::string why = host_exit(*host);

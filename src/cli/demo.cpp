@@ -34,6 +34,7 @@
 #include "cli/demo_record.h"
 #include "cli/demo_report.h"
 #include "cli/demo_table.h"
+#include "cli/private_dir.h"
 
 namespace malv::cli {
 namespace {
@@ -54,29 +55,6 @@ struct DemoFlags {
   double duration_s = 60.0;
   std::string out_dir = ".";
   double infer_rate = 40.0;
-};
-
-// A private directory for sockets, logs and the checkpoint; removed with
-// everything in it when the demo ends.
-class RunDir {
- public:
-  [[nodiscard]] static Result<std::unique_ptr<RunDir>> create() {
-    std::string pattern = (fs::temp_directory_path() / "malv-demo-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) return errno_error("mkdtemp", errno);
-    return std::unique_ptr<RunDir>(new RunDir(std::move(pattern)));
-  }
-  ~RunDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  RunDir(const RunDir&) = delete;
-  RunDir& operator=(const RunDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  explicit RunDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
 };
 
 Error interrupted() {
@@ -144,7 +122,7 @@ class Demo {
   LiveTable table_;
   Stopwatch since_launch_;
   pid_t pid_ = ::getpid();
-  std::unique_ptr<RunDir> dir_;
+  std::unique_ptr<PrivateDir> dir_;
   std::unique_ptr<DemoChild> host_;
   std::unique_ptr<AdminClient> admin_;
   std::vector<std::unique_ptr<DemoChild>> guests_;  // in record_.vms order
@@ -524,7 +502,7 @@ Status Demo::run() {
       fmt::format("malv demo: 3 VMs share one accelerator for {:.0f} s; every VM on fifo, then "
                   "priority from {:.0f} s",
                   flags_.duration_s, flags_.duration_s / 2));
-  MALV_ASSIGN_OR_RETURN(dir_, RunDir::create());
+  MALV_ASSIGN_OR_RETURN(dir_, PrivateDir::create("demo"));
   say(fmt::format("run directory {} (sockets, logs, checkpoint; removed at the end)",
                   dir_->path()));
   record_.planned_duration_s = flags_.duration_s;
