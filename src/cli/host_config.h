@@ -6,7 +6,7 @@
 //   admin_socket = "/run/malv/admin.sock"  # HTTP+JSON admin API
 //   tcp = "127.0.0.1:7070"                 # optional
 //   backend = "cpu"                        # cpu | cuda | auto
-//   memory_mib = 4096                      # CPU backend device memory
+//   memory_mib = 4096                      # device memory: CPU backend size, GPU cap
 //   policy_dir = "/usr/lib/malv/policies"  # MLaaS modules loaded at start
 //   checkpoint_dir = "/var/lib/malv/ckpt"  # guests' checkpoints, a directory per VM
 //   data_dirs = ["/usr/share/datasets"]    # what guests' data pipelines may read

@@ -90,8 +90,10 @@ void register_serve(CLI::App& app, int& exit_code) {
   sub->add_option("--vsock-port", o.vsock_port, "Also accept guests on this AF_VSOCK port");
   sub->add_option("--backend", o.backend, "Accelerator backend: cpu, cuda or auto")
       ->capture_default_str();
-  sub->add_option("--memory-mib", o.memory_mib,
-                  "Device memory of the CPU backend in MiB (default: a quarter of RAM)");
+  sub->add_option(
+      "--memory-mib", o.memory_mib,
+      "Device memory the host hands out, in MiB: the CPU backend's size, a cap on a GPU "
+      "(default: a quarter of RAM on the CPU, the GPU's memory on CUDA)");
   sub->add_option("--workers", o.workers, "CPU backend worker threads (default: cores)");
   sub->add_option("--arena-mib", o.arena_mib, "Data arena per session, MiB")->capture_default_str();
   sub->add_option("--policy-dir", o.policy_dir, "Directory of MLaaS modules to load at start");
