@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,9 +37,14 @@ Result<std::unique_ptr<HostProcess>> HostProcess::spawn(std::vector<std::string>
   for (auto& a : argv_storage) argv.push_back(a.data());
   argv.push_back(nullptr);
 
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return errno_error("fork", errno);
   if (pid == 0) {
+    // A host must not outlive the benchmark that started it, however that
+    // ends (killed, crashed): the kernel sends SIGTERM when the parent dies.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
     ::dup2(out[1], STDOUT_FILENO);
     ::execv("/proc/self/exe", argv.data());
     ::_exit(127);

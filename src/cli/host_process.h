@@ -1,7 +1,8 @@
 // HostProcess: a `malv serve` started as a child process, for the demo and
 // the benchmarks (guests and host as real separate processes). The child is
 // this same binary (/proc/self/exe); the constructor returns once it has
-// printed its "ready" line, and the destructor stops it with SIGTERM.
+// printed its "ready" line, and the destructor stops it with SIGTERM (as
+// the kernel does if this process dies first: PR_SET_PDEATHSIG).
 #pragma once
 
 #include <sys/types.h>
