@@ -7,8 +7,8 @@
 #include <cmath>
 #include <filesystem>
 
-#include "nn/mlp.h"
 #include "nn/dataset.h"
+#include "nn/mlp.h"
 #include "nn/trainer.h"
 
 namespace malv::nn {

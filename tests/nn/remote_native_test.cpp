@@ -8,10 +8,10 @@
 #include <filesystem>
 
 #include "../microlake/host_fixture.h"
+#include "nn/dataset.h"
 #include "nn/mlp.h"
 #include "nn/native_device.h"
 #include "nn/remote_device.h"
-#include "nn/dataset.h"
 #include "nn/trainer.h"
 
 namespace malv::nn {
