@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -132,6 +133,16 @@ class Backend {
 
   // Queues an op; it runs after every op enqueued before it on this queue.
   virtual void enqueue(QueueId queue, Op op, Completion done) = 0;
+
+  // Queues ops in order, exactly as ops.size() calls of enqueue() would, op
+  // i completing with cookie done.cookie + i. The ops are moved from. The
+  // batch path of the remoting stack: a backend overrides it to take its
+  // locks and wake its workers once per batch instead of once per op.
+  virtual void enqueue_many(QueueId queue, std::span<Op> ops, Completion done) {
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      enqueue(queue, std::move(ops[i]), Completion{done.fn, done.context, done.cookie + i});
+    }
+  }
 
   // Blocks until every queue is drained.
   virtual void synchronize_all() = 0;

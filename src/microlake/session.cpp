@@ -41,6 +41,7 @@ Session::Session(std::string vm_name, accel::Backend& backend, std::span<std::by
       datasets_(ObjectType::kDataset, next_salt(), limits.max_datasets) {}
 
 Session::~Session() {
+  flush();
   // Drain every queue first: queued ops read buffers and post completions.
   for (auto& stream : streams_.take_all()) backend_.destroy_queue(stream->queue);
   // Snapshots taken are written (a guest that died after a save loses
@@ -61,7 +62,24 @@ SessionStats Session::stats() const {
   return {commands_.load(std::memory_order_relaxed), errors_.load(std::memory_order_relaxed)};
 }
 
-void Session::handle(const wire::Command& cmd, std::span<const std::byte> extensions) {
+namespace {
+
+// Commands whose whole effect is one op queued on a stream: these may stay
+// staged. Everything else may look at or change what the backend holds.
+bool only_queues_stream_ops(const proto::Request& request) {
+  return std::holds_alternative<proto::LaunchRequest>(request) ||
+         std::holds_alternative<proto::WriteRequest>(request) ||
+         std::holds_alternative<proto::ReadRequest>(request) ||
+         std::holds_alternative<proto::CopyRequest>(request) ||
+         std::holds_alternative<proto::MemsetRequest>(request) ||
+         std::holds_alternative<proto::EventRecordRequest>(request) ||
+         std::holds_alternative<proto::EventWaitRequest>(request);
+}
+
+}  // namespace
+
+void Session::handle(const wire::Command& cmd, std::span<const std::byte> extensions,
+                     Flush flush_when) {
   outstanding_.fetch_add(1, std::memory_order_acq_rel);
   commands_.fetch_add(1, std::memory_order_relaxed);
   Result<proto::Request> request = proto::decode_command(cmd, extensions);
@@ -69,7 +87,30 @@ void Session::handle(const wire::Command& cmd, std::span<const std::byte> extens
     fail(cmd, request.error());
     return;
   }
+  const bool stage = flush_when == Flush::kLater && only_queues_stream_ops(request.value());
+  if (!stage) flush();
   dispatch(cmd, request.value());
+  if (!stage || staged_ops_.size() >= kMaxStagedOps) flush();
+}
+
+void Session::flush() {
+  const std::size_t count = staged_ops_.size();
+  for (std::size_t begin = 0; begin < count;) {
+    StreamObject& stream = *staged_streams_[begin];
+    std::size_t end = begin + 1;
+    while (end < count && staged_streams_[end] == &stream) ++end;
+    {
+      std::lock_guard lock(stream.mutex);
+      for (std::size_t i = begin; i < end; ++i)
+        stream.pending.push_back(std::move(staged_pending_[i]));
+    }
+    backend_.enqueue_many(stream.queue, std::span(staged_ops_).subspan(begin, end - begin),
+                          accel::Completion{&backend_callback, &stream, 0});
+    begin = end;
+  }
+  staged_streams_.clear();
+  staged_ops_.clear();
+  staged_pending_.clear();
 }
 
 void Session::fail(const wire::Command& cmd, const Error& error) {
@@ -101,11 +142,9 @@ void Session::complete_tag(std::uint64_t tag, std::uint16_t opcode, std::uint16_
 }
 
 void Session::enqueue(StreamObject& stream, accel::Op op, PendingOp pending) {
-  {
-    std::lock_guard lock(stream.mutex);
-    stream.pending.push_back(std::move(pending));
-  }
-  backend_.enqueue(stream.queue, std::move(op), accel::Completion{&backend_callback, &stream, 0});
+  staged_streams_.push_back(&stream);
+  staged_ops_.push_back(std::move(op));
+  staged_pending_.push_back(std::move(pending));
 }
 
 void Session::on_op_complete(StreamObject& stream, ErrorCode status) {

@@ -71,8 +71,22 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
+  // When handle() hands a stream command's op to the backend.
+  //  kNow: before it returns.
+  //  kLater: the op is staged and goes with the next flush(), in one
+  //    enqueue_many() per run of ops for the same stream; an endpoint that
+  //    drains many commands at once calls flush() when the ring runs dry.
+  //    Staging is bounded (kMaxStagedOps), and every command that is not a
+  //    plain stream op (syncs, frees, destroys, queries) flushes first, so
+  //    the order of everything the backend sees is the submission order.
+  enum class Flush { kNow, kLater };
+  static constexpr std::size_t kMaxStagedOps = 256;
+
   // Handles one command; `extensions` are the bytes of its extension records.
-  void handle(const wire::Command& cmd, std::span<const std::byte> extensions);
+  void handle(const wire::Command& cmd, std::span<const std::byte> extensions,
+              Flush flush = Flush::kNow);
+  // Hands every staged op to the backend. Dispatcher thread only.
+  void flush();
 
   // Commands taken whose completion has not been posted (or skipped) yet.
   // An endpoint takes a new command only while this is below the free room
@@ -90,7 +104,8 @@ class Session {
                     const Reply& reply = {});
   void fail(const wire::Command& cmd, const Error& error);
 
-  // Queues an op on a stream with what to do on completion.
+  // Queues an op on a stream with what to do on completion (staged until
+  // the next flush()).
   void enqueue(StreamObject& stream, accel::Op op, PendingOp pending);
   // Runs `then` once every op queued so far on every stream has finished,
   // with the first unreported stream error (taken, when take_errors is set).
@@ -155,6 +170,12 @@ class Session {
   // kCheckpointSave (dispatcher thread). The destructor finishes its writes
   // before anything they report to is gone.
   std::unique_ptr<offload::CheckpointWriter> checkpoint_writer_;
+
+  // Ops staged by enqueue() and not yet handed to the backend, in order;
+  // the three vectors are parallel. Dispatcher thread only.
+  std::vector<StreamObject*> staged_streams_;
+  std::vector<accel::Op> staged_ops_;
+  std::vector<PendingOp> staged_pending_;
 
   std::atomic<std::uint64_t> outstanding_{0};
   std::atomic<std::uint64_t> commands_{0};

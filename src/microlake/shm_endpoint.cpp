@@ -106,6 +106,7 @@ void ShmEndpoint::run() {
       if (!guest_alive()) break;
     }
     if (available.value() == 0) {
+      session_->flush();  // the ring ran dry: what was staged goes to the device now
       submissions_.wait(kDispatcherSpin, kLivenessCheck);
       continue;
     }
@@ -115,6 +116,7 @@ void ShmEndpoint::run() {
     if (available.value() < 1 + extension_count) {
       // A guest publishes a command with its extensions at once; a partial
       // one only stalls this guest. Give it time rather than spin.
+      session_->flush();
       std::this_thread::sleep_for(std::chrono::microseconds(100));
       continue;
     }
@@ -123,6 +125,7 @@ void ShmEndpoint::run() {
     if (session_->outstanding() >= room.value()) {
       // The guest is not reading completions fast enough: take nothing more
       // until it does. Only this guest waits.
+      session_->flush();
       std::this_thread::sleep_for(std::chrono::microseconds(50));
       continue;
     }
@@ -131,10 +134,13 @@ void ShmEndpoint::run() {
       std::memcpy(extensions.data() + i * wire::kRecordBytes, &record, wire::kRecordBytes);
     }
     submissions_.pop(1 + extension_count);
-    session_->handle(cmd, std::span(extensions.data(), cmd.extensions <= wire::kMaxExtensionRecords
-                                                           ? extension_count * wire::kRecordBytes
-                                                           : 0));
+    session_->handle(cmd,
+                     std::span(extensions.data(), cmd.extensions <= wire::kMaxExtensionRecords
+                                                      ? extension_count * wire::kRecordBytes
+                                                      : 0),
+                     Session::Flush::kLater);
   }
+  session_->flush();
   log::info("microlake", "{}: session ended", vm_name_);
 }
 

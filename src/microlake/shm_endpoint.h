@@ -7,6 +7,12 @@
 // stops reading completions therefore only stalls itself. The Unix socket
 // stays open for the session's life: its hang-up is how the host learns that
 // a guest died, and the session is then torn down.
+//
+// Stream ops are staged (Session::Flush::kLater) while the ring holds more
+// commands and handed to the backend in one batch when it runs dry, before
+// the dispatcher waits for any reason, and every Session::kMaxStagedOps ops:
+// a guest streaming launches costs the host one backend call per batch, not
+// one per launch.
 #pragma once
 
 #include <memory>

@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "accel/kernel_ids.h"
 #include "base/clock.h"
 #include "base/fifo.h"
 #include "base/log.h"
@@ -15,10 +16,14 @@ struct VgpuScheduler::Stream {
   std::shared_ptr<Vm> vm;
   accel::QueueId queue;
   Fifo<Item> pending;
-  // The batch on the device, if any.
+  // The batch on the device, if any: its ops (moved out of their items,
+  // handed to the backend in one call), their completions, and the
+  // observation of its first op (the policy's feedback).
   bool running = false;
   bool holds_slot = false;
-  std::vector<Item> batch;
+  std::vector<accel::Op> batch_ops;
+  std::vector<accel::Completion> batch_done;
+  malv_gpu_sched_observation batch_head{};
   // Ops of the batch not yet complete; set before the batch is enqueued,
   // counted down by completions without the scheduler's lock.
   std::atomic<std::size_t> remaining{0};
@@ -36,8 +41,7 @@ void estimate(const accel::Op& op, double* flops, double* bytes, std::uint32_t* 
   if (const auto* launch = std::get_if<accel::Launch>(&op)) {
     *kernel = launch->kernel.value();
     const auto& a = launch->args;
-    const accel::KernelDef* def = accel::find_kernel(launch->kernel);
-    if (def != nullptr && def->name == "gemm" && launch->argc >= 6) {
+    if (launch->kernel == accel::kernel_id(accel::BuiltinKernel::kGemm) && launch->argc >= 6) {
       *flops = 2.0 * static_cast<double>(a[3].i64) * static_cast<double>(a[4].i64) *
                static_cast<double>(a[5].i64);
       *bytes = 4.0 *
@@ -112,10 +116,10 @@ void VgpuScheduler::destroy_stream(accel::QueueId queue) {
   backend_.destroy_queue(queue);
 }
 
-VgpuScheduler::Item VgpuScheduler::make_item(Stream& stream, accel::Op op,
-                                             accel::Completion done) const {
+VgpuScheduler::Item VgpuScheduler::make_item(Stream& stream, accel::Op op, accel::Completion done,
+                                             std::int64_t now) const {
   Item item;
-  item.enqueue_ns = mono_now_ns();
+  item.enqueue_ns = now;
   malv_gpu_sched_observation& o = item.observation;
   o.vm_id = stream.vm->id().value();
   o.queue_id = stream.queue.value();
@@ -127,21 +131,61 @@ VgpuScheduler::Item VgpuScheduler::make_item(Stream& stream, accel::Op op,
 }
 
 void VgpuScheduler::enqueue(accel::QueueId queue, accel::Op op, accel::Completion done) {
+  enqueue_many(queue, std::span(&op, 1), done);
+}
+
+void VgpuScheduler::enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
+                                 accel::Completion done) {
+  if (ops.empty()) return;
+  const std::int64_t now = mono_now_ns();
   bool dispatch_now = false;
   {
     std::lock_guard lock(mutex_);
     auto it = streams_.find(queue.value());
-    if (it == streams_.end()) {
-      if (done.fn != nullptr) done.fn(done.context, done.cookie, ErrorCode::kNotFound);
-      return;
+    if (it != streams_.end()) {
+      Stream& stream = *it->second;
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        std::uint64_t wait_target = 0;
+        if (const auto* record = std::get_if<accel::RecordEvent>(&ops[i])) {
+          ++events_[record->event.value()].enqueued;
+        } else if (const auto* wait = std::get_if<accel::WaitEvent>(&ops[i])) {
+          auto event = events_.find(wait->event.value());
+          if (event != events_.end()) wait_target = event->second.enqueued;
+        }
+        Item item =
+            make_item(stream, std::move(ops[i]), {done.fn, done.context, done.cookie + i}, now);
+        item.wait_target = wait_target;
+        stream.pending.push_back(std::move(item));
+      }
+      stream.vm->counters().queue_depth.fetch_add(ops.size(), std::memory_order_relaxed);
+      stream.vm->counters().commands.fetch_add(ops.size(), std::memory_order_relaxed);
+      dispatch_now = !stream.running && busy_slots_ < options_.device_slots;
+      done.fn = nullptr;
     }
-    Stream& stream = *it->second;
-    stream.pending.push_back(make_item(stream, std::move(op), done));
-    stream.vm->counters().queue_depth.fetch_add(1, std::memory_order_relaxed);
-    stream.vm->counters().commands.fetch_add(1, std::memory_order_relaxed);
-    dispatch_now = !stream.running && busy_slots_ < options_.device_slots;
+  }
+  if (done.fn != nullptr) {
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      done.fn(done.context, done.cookie + i, ErrorCode::kNotFound);
+    }
+    return;
   }
   if (dispatch_now) pump();
+}
+
+void VgpuScheduler::forget_event(accel::EventId event) {
+  {
+    std::lock_guard lock(mutex_);
+    events_.erase(event.value());
+  }
+  pump();
+}
+
+bool VgpuScheduler::head_waits_for_record(const Stream& stream) const {
+  const Item& head = stream.pending.front();
+  if (head.wait_target == 0) return false;
+  const auto& wait = std::get<accel::WaitEvent>(head.op);
+  auto event = events_.find(wait.event.value());
+  return event != events_.end() && event->second.dispatched < head.wait_target;
 }
 
 void VgpuScheduler::pump() {
@@ -154,7 +198,7 @@ void VgpuScheduler::pump() {
       // Candidates: the head of every stream that is not on the device.
       std::unordered_map<Vm*, std::vector<Stream*>> by_vm;
       for (auto& [id, stream] : streams_) {
-        if (stream->running || stream->pending.empty()) continue;
+        if (stream->running || stream->pending.empty() || head_waits_for_record(*stream)) continue;
         if (busy_slots_ >= options_.device_slots && !is_bookkeeping(stream->pending.front().op)) {
           continue;
         }
@@ -190,38 +234,41 @@ void VgpuScheduler::pump() {
 
       // A batch from the chosen stream, up to a WaitEvent, a count or a quantum.
       Stream& s = *chosen;
-      s.batch.clear();
+      s.batch_ops.clear();
+      s.batch_done.clear();
+      s.batch_head = s.pending.front().observation;
       double cost_ns = 0;
       bool only_bookkeeping = true;
-      while (!s.pending.empty() && s.batch.size() < options_.max_batch_ops) {
+      while (!s.pending.empty() && s.batch_ops.size() < options_.max_batch_ops) {
         Item& item = s.pending.front();
         const bool wait = std::holds_alternative<accel::WaitEvent>(item.op);
-        if (wait && !s.batch.empty()) break;  // a wait starts its own batch
+        if (wait && !s.batch_ops.empty()) break;  // a wait starts its own batch
         only_bookkeeping = only_bookkeeping && is_bookkeeping(item.op);
+        if (const auto* record = std::get_if<accel::RecordEvent>(&item.op)) {
+          auto event = events_.find(record->event.value());
+          if (event != events_.end()) ++event->second.dispatched;
+        }
         cost_ns += 1e9 * (item.observation.est_flops / options_.device_flops_per_s +
                           item.observation.est_bytes / options_.device_bytes_per_s);
-        s.batch.push_back(std::move(item));
+        s.batch_ops.push_back(std::move(item.op));
+        s.batch_done.push_back(item.done);
         s.pending.pop_front();
         if (wait || cost_ns > options_.batch_quantum_ns) break;
       }
       s.running = true;
       s.holds_slot = !only_bookkeeping;
       if (s.holds_slot) ++busy_slots_;
-      s.remaining.store(s.batch.size(), std::memory_order_release);
+      s.remaining.store(s.batch_ops.size(), std::memory_order_release);
       s.dispatch_ns = now;
-      s.vm->counters().queue_depth.fetch_sub(s.batch.size(), std::memory_order_relaxed);
+      s.vm->counters().queue_depth.fetch_sub(s.batch_ops.size(), std::memory_order_relaxed);
       ++stats_.batches;
-      stats_.ops += s.batch.size();
+      stats_.ops += s.batch_ops.size();
     }
-    // Outside the lock: a backend may complete inline. Once the batch's last
-    // op is enqueued its completion may end the batch (and a destroy_stream
-    // free the stream), so nothing of `chosen` is read after that call.
-    const std::size_t count = chosen->batch.size();
-    const accel::QueueId queue = chosen->queue;
-    for (std::size_t i = 0; i < count; ++i) {
-      backend_.enqueue(queue, chosen->batch[i].op,
-                       accel::Completion{&VgpuScheduler::item_callback, chosen, i});
-    }
+    // Outside the lock: a backend may complete inline. Once the batch is
+    // enqueued its last completion may end it (and a destroy_stream free
+    // the stream), so nothing of `chosen` is read after that call.
+    backend_.enqueue_many(chosen->queue, chosen->batch_ops,
+                          accel::Completion{&VgpuScheduler::item_callback, chosen, 0});
   }
 }
 
@@ -231,11 +278,11 @@ void VgpuScheduler::item_callback(void* context, std::uint64_t cookie, ErrorCode
 }
 
 void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode status) {
-  // The batch vector is stable until its last op completes (below).
-  const Item& item = stream->batch[index];
+  // The batch vectors are stable until its last op completes (below).
+  const accel::Completion done = stream->batch_done[index];
   if (status != ErrorCode::kOk)
     stream->vm->counters().errors.fetch_add(1, std::memory_order_relaxed);
-  if (item.done.fn != nullptr) item.done.fn(item.done.context, item.done.cookie, status);
+  if (done.fn != nullptr) done.fn(done.context, done.cookie, status);
 
   malv_gpu_sched_outcome outcome{};
   std::shared_ptr<Vm> vm;
@@ -250,10 +297,11 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
       stream->vm->counters().busy_ns.fetch_add(static_cast<std::uint64_t>(run_ns),
                                                std::memory_order_relaxed);
     }
-    outcome.item = stream->batch.front().observation;
+    outcome.item = stream->batch_head;
     outcome.run_ns = run_ns;
     vm = stream->vm;
-    stream->batch.clear();
+    stream->batch_ops.clear();
+    stream->batch_done.clear();
     stream->running = false;
     stream->holds_slot = false;
   }

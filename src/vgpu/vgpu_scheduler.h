@@ -13,6 +13,10 @@
 // request counts. Slots bound how much is on the device at once (the CPU
 // backend's worker count), so measured time is time on the device.
 //
+// Events: a RecordEvent and a WaitEvent on different streams may reach the
+// backend in another order than they were enqueued here, so a wait is held
+// until its record has been dispatched (see Item::wait_target).
+//
 // Threads: enqueue() from session dispatchers, completions from backend
 // threads; one mutex guards the stream table, and backend calls are made
 // outside it.
@@ -23,6 +27,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <unordered_map>
 
 #include "accel/backend.h"
@@ -56,6 +61,12 @@ class VgpuScheduler {
   // Waits until everything queued on the stream has run, then destroys it.
   void destroy_stream(accel::QueueId stream);
   void enqueue(accel::QueueId stream, accel::Op op, accel::Completion done);
+  // Ops in order, op i completing with cookie done.cookie + i (see
+  // accel::Backend::enqueue_many); one lock for the whole batch.
+  void enqueue_many(accel::QueueId stream, std::span<accel::Op> ops, accel::Completion done);
+
+  // The event is gone: waits on it held here proceed (as the backend's do).
+  void forget_event(accel::EventId event);
 
   // Replaces the policy source; takes effect at the next decision.
   void set_policies(GpuSchedPolicies& policies);
@@ -69,13 +80,24 @@ class VgpuScheduler {
     accel::Completion done;
     std::int64_t enqueue_ns = 0;
     malv_gpu_sched_observation observation{};
+    // WaitEvent: how many records of its event were enqueued here before it.
+    // It goes to the backend only once that many have gone there, so the
+    // backend (which numbers records as it receives them) sees the record
+    // the wait is for even when another stream still holds it here.
+    std::uint64_t wait_target = 0;
+  };
+  struct EventRecords {
+    std::uint64_t enqueued = 0;    // RecordEvents enqueued here
+    std::uint64_t dispatched = 0;  // of those, handed to the backend
   };
   struct Stream;
   struct Dispatch;
 
   void pump();
+  // The head of the stream is a wait whose record has not reached the backend (mutex_ held).
+  bool head_waits_for_record(const Stream& stream) const;
   void on_item_done(Stream* stream, std::size_t index_in_batch, ErrorCode status);
-  Item make_item(Stream& stream, accel::Op op, accel::Completion done) const;
+  Item make_item(Stream& stream, accel::Op op, accel::Completion done, std::int64_t now) const;
   static void item_callback(void* context, std::uint64_t cookie, ErrorCode status);
 
   accel::Backend& backend_;
@@ -85,6 +107,7 @@ class VgpuScheduler {
   mutable std::mutex mutex_;
   std::condition_variable idle_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Stream>> streams_;  // by queue id
+  std::unordered_map<std::uint64_t, EventRecords> events_;  // by event id, once recorded
   unsigned busy_slots_ = 0;
   SchedulerStats stats_;
   std::atomic<std::int64_t> last_decision_ns_{0};

@@ -104,13 +104,21 @@ void VmBackend::destroy_queue(accel::QueueId queue) {
 }
 
 Result<accel::EventId> VmBackend::create_event() { return device_.create_event(); }
-void VmBackend::destroy_event(accel::EventId event) { device_.destroy_event(event); }
+void VmBackend::destroy_event(accel::EventId event) {
+  device_.destroy_event(event);
+  scheduler_.forget_event(event);
+}
 accel::EventState VmBackend::query_event(accel::EventId event) const {
   return device_.query_event(event);
 }
 
 void VmBackend::enqueue(accel::QueueId queue, accel::Op op, accel::Completion done) {
-  scheduler_.enqueue(queue, std::move(op), done);
+  scheduler_.enqueue_many(queue, std::span(&op, 1), done);
+}
+
+void VmBackend::enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
+                             accel::Completion done) {
+  scheduler_.enqueue_many(queue, ops, done);
 }
 
 void VmBackend::synchronize_all() {

@@ -35,6 +35,8 @@ class VmBackend final : public accel::Backend {
   void destroy_event(accel::EventId event) override;
   accel::EventState query_event(accel::EventId event) const override;
   void enqueue(accel::QueueId queue, accel::Op op, accel::Completion done) override;
+  void enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
+                    accel::Completion done) override;
   void synchronize_all() override;
 
   const std::shared_ptr<Vm>& vm() const { return vm_; }

@@ -12,7 +12,9 @@
 //       checked: a Request only for a well-formed record, of the opcode's
 //       type;
 //   (b) fed to a real microlake::Session over the CPU backend, created fresh
-//       for every input, exactly as the endpoint feeds it.
+//       for every input, exactly as the endpoint feeds it: stream ops are
+//       staged (Session::Flush::kLater) and flushed when the input ends,
+//       as when the ring runs dry.
 //
 // Reaching deep states. Before the fuzzer's records, each session gets two
 // streams, two zeroed buffers, two events and a kernel handle for every
@@ -214,12 +216,14 @@ class Harness {
         v = patched(v);
         std::memcpy(value, &v, sizeof(v));
       }
-      send(cmd, std::span(extensions.data(), taken * wire::kRecordBytes));
+      send(cmd, std::span(extensions.data(), taken * wire::kRecordBytes),
+           microlake::Session::Flush::kLater);
     }
   }
 
   // Waits for the backend, then checks every invariant of the header.
   void finish() {
+    session_->flush();
     backend().synchronize_all();
     if (session_->outstanding() != 0) violated("completions still owed on an idle backend", 0);
     session_.reset();
@@ -264,10 +268,11 @@ class Harness {
     return (value & (0xffffull << 48)) == kPoolMarker ? sink_.pooled(value) : value;
   }
 
-  void send(wire::Command cmd, std::span<const std::byte> extensions) {
+  void send(wire::Command cmd, std::span<const std::byte> extensions,
+            microlake::Session::Flush flush = microlake::Session::Flush::kNow) {
     cmd.tag = ++next_tag_;
     sent_.emplace(cmd.tag, Sent{cmd.opcode, cmd.flags});
-    session_->handle(cmd, extensions);
+    session_->handle(cmd, extensions, flush);
   }
 
   void setup(const wire::Command& cmd) { send(cmd, {}); }

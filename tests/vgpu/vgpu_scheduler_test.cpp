@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -123,6 +124,41 @@ TEST_F(Scheduler, BusyTimeIsChargedToTheVmThatRan) {
   view->destroy_queue(q);
   EXPECT_GT(vgpu.vms().find("worker").value()->counters().busy_ns.load(), 0u);
   EXPECT_EQ(vgpu.vms().find("idle").value()->counters().busy_ns.load(), 0u);
+}
+
+TEST_F(Scheduler, WaitOnAnEventRecordedOnAStreamStillQueuedHereWaitsForThatRecord) {
+  // The record sits in the scheduler's FIFO for stream A (A's earlier work
+  // holds the only slot) while stream B's wait is bookkeeping that needs no
+  // slot: the wait must still order B after the record, not pass because
+  // the backend has not seen the record yet.
+  FavouritePolicies favourite;
+  VgpuService vgpu(*device_, fifo_, {.device_slots = 1, .max_batch_ops = 1});
+  ASSERT_TRUE(vgpu.vms().create({.name = "other", .token = "t"}).ok());
+  ASSERT_TRUE(vgpu.vms().create({.name = "favourite", .token = "t"}).ok());
+  auto other = std::move(vgpu.open_session("other", "t")).value();
+  auto fav = std::move(vgpu.open_session("favourite", "t")).value();
+  auto q_a = other->create_queue(accel::QueuePriority::kNormal).value();
+  auto q_b = fav->create_queue(accel::QueuePriority::kNormal).value();
+  auto event = other->create_event().value();
+  auto big = device_->allocate(64 << 20).value();
+  vgpu.scheduler().set_policies(favourite);
+
+  Done done;
+  std::vector<Tag> tags{{&done, 0, 0}, {&done, 0, 1}, {&done, 0, 2}, {&done, 1, 0}, {&done, 1, 1}};
+  other->enqueue(q_a, accel::Memset{big, 0, 64 << 20}, {&record, &tags[0], 0});
+  other->enqueue(q_a, accel::Memset{big, 1, 64 << 20}, {&record, &tags[1], 0});
+  other->enqueue(q_a, accel::RecordEvent{event}, {&record, &tags[2], 0});
+  fav->enqueue(q_b, accel::WaitEvent{event}, {&record, &tags[3], 0});
+  fav->enqueue(q_b, accel::Memset{big, 2, 4}, {&record, &tags[4], 0});
+  other->destroy_queue(q_a);
+  fav->destroy_queue(q_b);
+  ASSERT_EQ(done.order.size(), 5u);
+  const auto at = [&](std::pair<int, int> item) {
+    return std::find(done.order.begin(), done.order.end(), item) - done.order.begin();
+  };
+  EXPECT_LT(at({0, 2}), at({1, 1})) << "stream B ran past its wait before A's record";
+  other->destroy_event(event);
+  device_->free(big);
 }
 
 }  // namespace

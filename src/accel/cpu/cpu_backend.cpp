@@ -150,32 +150,45 @@ EventState CpuBackend::query_event(EventId id) const {
   return EventState{it->second.completed == it->second.recorded, it->second.time_ns};
 }
 
+bool CpuBackend::append_locked(Queue& queue, Op&& op, Completion done) {
+  std::uint64_t seq = 0;
+  if (const auto* record = std::get_if<RecordEvent>(&op)) {
+    auto event = events_.find(record->event.value());
+    if (event != events_.end()) seq = ++event->second.recorded;
+  } else if (const auto* wait = std::get_if<WaitEvent>(&op)) {
+    auto event = events_.find(wait->event.value());
+    if (event != events_.end()) seq = event->second.recorded;
+  }
+  queue.pending.push_back(QueuedOp{std::move(op), done, seq});
+  if (queue.state != Queue::State::kIdle) return false;
+  ++busy_queues_;
+  make_ready(&queue);
+  return idle_workers_ > 0;
+}
+
 void CpuBackend::enqueue(QueueId id, Op op, Completion done) {
+  enqueue_many(id, std::span(&op, 1), done);
+}
+
+void CpuBackend::enqueue_many(QueueId id, std::span<Op> ops, Completion done) {
   bool wake = false;
   {
     std::lock_guard lock(mu_);
     auto it = queues_.find(id.value());
     if (it != queues_.end()) {
-      Queue* queue = it->second.get();
-      std::uint64_t seq = 0;
-      if (const auto* record = std::get_if<RecordEvent>(&op)) {
-        auto event = events_.find(record->event.value());
-        if (event != events_.end()) seq = ++event->second.recorded;
-      } else if (const auto* wait = std::get_if<WaitEvent>(&op)) {
-        auto event = events_.find(wait->event.value());
-        if (event != events_.end()) seq = event->second.recorded;
+      Queue& queue = *it->second;
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        wake |= append_locked(queue, std::move(ops[i]),
+                              Completion{done.fn, done.context, done.cookie + i});
       }
-      queue->pending.push_back(QueuedOp{std::move(op), done, seq});
-      if (queue->state == Queue::State::kIdle) {
-        ++busy_queues_;
-        make_ready(queue);
-        wake = idle_workers_ > 0;
-      }
-      done.fn = nullptr;  // queued: the worker reports it
+      done.fn = nullptr;  // queued: the worker reports them
     }
   }
   if (wake) work_cv_.notify_one();
-  if (done.fn != nullptr) done.fn(done.context, done.cookie, ErrorCode::kNotFound);
+  if (done.fn == nullptr) return;
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    done.fn(done.context, done.cookie + i, ErrorCode::kNotFound);
+  }
 }
 
 void CpuBackend::synchronize_all() {

@@ -63,6 +63,8 @@ class CpuBackend final : public Backend {
   // An unknown queue id is reported at once, on the calling thread, through
   // the completion with kNotFound.
   void enqueue(QueueId queue, Op op, Completion done) override;
+  // One lock and at most one wake-up for the whole batch.
+  void enqueue_many(QueueId queue, std::span<Op> ops, Completion done) override;
   void synchronize_all() override;
 
  private:
@@ -104,6 +106,8 @@ class CpuBackend final : public Backend {
                      std::unique_lock<std::mutex>& lock);
   ErrorCode run_record(const RecordEvent& record, std::uint64_t seq);
 
+  // Appends an op to a queue (mu_ held); true when a sleeping worker should wake.
+  bool append_locked(Queue& queue, Op&& op, Completion done);
   void make_ready(Queue* queue);  // mu_ held
   Queue* take_ready();            // mu_ held
 
