@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstring>
@@ -16,6 +17,11 @@ using namespace std::chrono_literals;
 using wire::Opcode;
 
 constexpr auto kWaitSlice = 20ms;
+// Ordinary-memory transfers go through the arena in chunks of at most this
+// much, two in flight: the host copies one while the guest fills the next,
+// and the pages they use stay mapped and in cache (measured in
+// docs/benchmarks.md, `malv bench overhead` and `malv bench ipc`).
+constexpr std::uint64_t kStagingChunkBytes = 2ull << 20;
 
 Error completion_error(const wire::Completion& c) {
   return Error(static_cast<ErrorCode>(c.status),
@@ -123,6 +129,7 @@ void Connection::process(const wire::Completion& c) {
     std::memcpy(p.read_into, channel_->arena().data() + p.arena_offset, p.arena_bytes);
   }
   if (p.arena_bytes > 0) arena_.release(p.arena_offset, p.arena_bytes);
+  if (p.staging) staging_in_flight_ -= p.arena_bytes;
   if (p.wanted) {
     p.done = true;
     p.completion = c;
@@ -139,6 +146,7 @@ Status Connection::submit(std::span<const wire::Command> records, proto::ArenaRa
     if (!pushed.ok()) {
       broken_ = true;
       pending_.erase(records[0].tag);
+      if (pending != nullptr && pending->staging) staging_in_flight_ -= pending->arena_bytes;
       return std::move(pushed).error().with_context("submitting a command");
     }
     if (pushed.value()) return ok_status();
@@ -170,6 +178,20 @@ Result<std::uint64_t> Connection::arena_allocate(std::uint64_t bytes) {
     if (std::optional<std::uint64_t> offset = arena_.allocate(bytes)) return *offset;
     MALV_TRY(drain(kWaitSlice));  // in-flight transfers give their ranges back
   }
+}
+
+std::uint64_t Connection::staging_chunk_bytes() const {
+  return std::clamp<std::uint64_t>(arena_.capacity() / 4, 4096, kStagingChunkBytes);
+}
+
+Result<std::uint64_t> Connection::staging_allocate(std::uint64_t bytes) {
+  MALV_TRY(drain(std::chrono::nanoseconds::zero()));  // completed chunks give their room back
+  while (staging_in_flight_ > 0 && staging_in_flight_ + bytes > staging_window()) {
+    MALV_TRY(drain(kWaitSlice));
+  }
+  MALV_ASSIGN_OR_RETURN(std::uint64_t offset, arena_allocate(bytes));
+  staging_in_flight_ += bytes;
+  return offset;
 }
 
 Status Connection::ping() {

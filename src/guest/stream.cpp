@@ -14,26 +14,22 @@ namespace {
 
 using wire::Opcode;
 
-// Transfers larger than this are split, so that several chunks are in flight
-// at once: the guest fills chunk i+1 while the host copies chunk i.
-std::uint64_t chunk_bytes(const Connection& connection) {
-  return std::max<std::uint64_t>(4096,
-                                 std::min<std::uint64_t>(connection.arena_bytes() / 4, 8ull << 20));
-}
-
 }  // namespace
 
+// Ordinary guest memory goes through the arena in chunks (Connection::
+// staging_allocate): the guest fills chunk i+1 while the host copies chunk i.
 Status Stream::write(const Buffer& dst, std::uint64_t offset, std::span<const std::byte> data) {
   Connection& conn = connection();
-  const std::uint64_t chunk = chunk_bytes(conn);
+  const std::uint64_t chunk = conn.staging_chunk_bytes();
   std::uint64_t done = 0;
   do {
     const std::uint64_t n = std::min<std::uint64_t>(chunk, data.size() - done);
-    MALV_ASSIGN_OR_RETURN(std::uint64_t arena_offset, conn.arena_allocate(n));
+    MALV_ASSIGN_OR_RETURN(std::uint64_t arena_offset, conn.staging_allocate(n));
     if (n > 0) std::memcpy(conn.arena().data() + arena_offset, data.data() + done, n);
     Connection::Pending pending;
     pending.arena_offset = arena_offset;
     pending.arena_bytes = n;
+    pending.staging = true;
     wire::Command cmd = proto::make_command(
         Opcode::kWrite, conn.next_tag(), {handle(), dst.handle(), offset + done, arena_offset, n});
     MALV_TRY(conn.submit(std::span(&cmd, 1), {arena_offset, n}, &pending));
@@ -44,14 +40,15 @@ Status Stream::write(const Buffer& dst, std::uint64_t offset, std::span<const st
 
 Status Stream::read(const Buffer& src, std::uint64_t offset, std::span<std::byte> out) {
   Connection& conn = connection();
-  const std::uint64_t chunk = chunk_bytes(conn);
+  const std::uint64_t chunk = conn.staging_chunk_bytes();
   std::uint64_t done = 0;
   do {
     const std::uint64_t n = std::min<std::uint64_t>(chunk, out.size() - done);
-    MALV_ASSIGN_OR_RETURN(std::uint64_t arena_offset, conn.arena_allocate(n));
+    MALV_ASSIGN_OR_RETURN(std::uint64_t arena_offset, conn.staging_allocate(n));
     Connection::Pending pending;
     pending.arena_offset = arena_offset;
     pending.arena_bytes = n;
+    pending.staging = true;
     pending.read_into = out.data() + done;
     wire::Command cmd = proto::make_command(
         Opcode::kRead, conn.next_tag(), {handle(), src.handle(), offset + done, arena_offset, n});

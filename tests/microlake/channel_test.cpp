@@ -75,6 +75,26 @@ TEST_P(Channel, TransfersLargerThanTheArenaAreChunked) {
   EXPECT_EQ(data, back);
 }
 
+TEST_P(Channel, OrdinaryMemoryTransfersStageWithinTheWindowAndArriveIntact) {
+  auto conn = open();
+  ASSERT_TRUE(conn);
+  auto s = conn->create_stream();
+  const std::uint64_t piece = 400'000;  // a training batch's size, not chunk-aligned
+  constexpr int kPieces = 40;           // several times the window, never synchronised
+  auto buf = conn->allocate(piece * kPieces);
+  ASSERT_TRUE(s.ok() && buf.ok());
+  const auto data = pattern(piece * kPieces, 11);
+  for (int i = 0; i < kPieces; ++i) {
+    ASSERT_TRUE(s->write(*buf, piece * i, std::span(data).subspan(piece * i, piece)).ok());
+    EXPECT_LE(conn->staging_in_flight(), conn->staging_window()) << "after write " << i;
+  }
+  std::vector<std::byte> back(data.size());
+  ASSERT_TRUE(s->read(*buf, 0, back).ok());
+  ASSERT_TRUE(s->synchronize().ok());
+  EXPECT_EQ(conn->staging_in_flight(), 0u);
+  EXPECT_TRUE(back == data);
+}
+
 TEST_P(Channel, ZeroCopyHostBuffersRoundTrip) {
   auto conn = open();
   ASSERT_TRUE(conn);
