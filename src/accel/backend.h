@@ -150,7 +150,13 @@ class Backend {
 
 struct CpuBackendOptions {
   std::uint64_t memory_bytes = 0;  // device memory capacity; 0 = a quarter of RAM
-  unsigned workers = 0;            // worker threads; 0 = number of cores
+  unsigned workers = 0;            // worker threads for every queue; 0 = number of cores
+  // Threads that run only QueuePriority::kHigh queues, at the OS priority
+  // the backend was created with, while the general workers run at nice
+  // `worker_nice` (0: unchanged): high-priority work starts at once and
+  // takes a core from the general workers' kernels (cpu/cpu_backend.h).
+  unsigned high_priority_workers = 1;
+  int worker_nice = 10;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options);

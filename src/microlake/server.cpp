@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/thread_priority.h"
 #include "ipc/channel_layout.h"
 #include "microlake/shm_endpoint.h"
 #include "microlake/stream_endpoint.h"
@@ -155,6 +156,9 @@ void Server::accept_loop(ipc::Socket* listener, HelloInfo::Via via) {
     if (stopping_.load(std::memory_order_acquire)) return;
     Connection& c = connections_.emplace_back();
     c.thread = std::thread([this, &c, socket = std::move(accepted).value(), via]() mutable {
+      // A dispatcher runs for microseconds at a time and is on every
+      // command's path: it should not wait for a worker's kernel to yield.
+      request_short_slice(kShortSlice);
       serve_connection(c, std::move(socket), via);
       c.finished.store(true, std::memory_order_release);
     });

@@ -14,13 +14,14 @@ namespace malv::vgpu {
 struct VgpuScheduler::Stream {
   VgpuScheduler* scheduler = nullptr;
   std::shared_ptr<Vm> vm;
-  accel::QueueId queue;
+  accel::QueueId queue;       // normal priority; also the stream's id
+  accel::QueueId high_queue;  // high priority, for batches of a latency-class VM
   Fifo<Item> pending;
   // The batch on the device, if any: its ops (moved out of their items,
   // handed to the backend in one call), their completions, and the
   // observation of its first op (the policy's feedback).
   bool running = false;
-  bool holds_slot = false;
+  Slot slot = Slot::kNone;  // the slot the running batch holds
   std::vector<accel::Op> batch_ops;
   std::vector<accel::Completion> batch_done;
   malv_gpu_sched_observation batch_head{};
@@ -91,19 +92,25 @@ SchedulerStats VgpuScheduler::stats() const {
   return stats_;
 }
 
-Result<accel::QueueId> VgpuScheduler::create_stream(std::shared_ptr<Vm> vm,
-                                                    accel::QueuePriority priority) {
-  MALV_ASSIGN_OR_RETURN(accel::QueueId queue, backend_.create_queue(priority));
+Result<accel::QueueId> VgpuScheduler::create_stream(std::shared_ptr<Vm> vm) {
+  MALV_ASSIGN_OR_RETURN(accel::QueueId queue, backend_.create_queue(accel::QueuePriority::kNormal));
+  Result<accel::QueueId> high_queue = backend_.create_queue(accel::QueuePriority::kHigh);
+  if (!high_queue.ok()) {
+    backend_.destroy_queue(queue);
+    return std::move(high_queue).error();
+  }
   auto stream = std::make_unique<Stream>();
   stream->scheduler = this;
   stream->vm = std::move(vm);
   stream->queue = queue;
+  stream->high_queue = high_queue.value();
   std::lock_guard lock(mutex_);
   streams_.emplace(queue.value(), std::move(stream));
   return queue;
 }
 
 void VgpuScheduler::destroy_stream(accel::QueueId queue) {
+  accel::QueueId high_queue;
   {
     std::unique_lock lock(mutex_);
     auto it = streams_.find(queue.value());
@@ -111,9 +118,11 @@ void VgpuScheduler::destroy_stream(accel::QueueId queue) {
     Stream* stream = it->second.get();
     stream->destroying = true;
     idle_.wait(lock, [&] { return stream->pending.empty() && !stream->running; });
+    high_queue = stream->high_queue;
     streams_.erase(it);
   }
   backend_.destroy_queue(queue);
+  backend_.destroy_queue(high_queue);
 }
 
 VgpuScheduler::Item VgpuScheduler::make_item(Stream& stream, accel::Op op, accel::Completion done,
@@ -159,7 +168,10 @@ void VgpuScheduler::enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
       }
       stream.vm->counters().queue_depth.fetch_add(ops.size(), std::memory_order_relaxed);
       stream.vm->counters().commands.fetch_add(ops.size(), std::memory_order_relaxed);
-      dispatch_now = !stream.running && busy_slots_ < options_.device_slots;
+      // Dispatch now if the head could go: a latency-class VM's work may
+      // take a latency slot while batch work holds every device slot.
+      dispatch_now = !stream.running && (free_slot_for(stream) != Slot::kNone ||
+                                         is_bookkeeping(stream.pending.front().op));
       done.fn = nullptr;
     }
   }
@@ -188,18 +200,28 @@ bool VgpuScheduler::head_waits_for_record(const Stream& stream) const {
   return event != events_.end() && event->second.dispatched < head.wait_target;
 }
 
+VgpuScheduler::Slot VgpuScheduler::free_slot_for(const Stream& stream) const {
+  if (busy_slots_ < options_.device_slots) return Slot::kDevice;
+  if (stream.vm->priority_class() == PriorityClass::kLatency &&
+      busy_latency_slots_ < options_.latency_slots) {
+    return Slot::kLatency;
+  }
+  return Slot::kNone;
+}
+
 void VgpuScheduler::pump() {
   std::vector<malv_gpu_sched_observation> observations;
   std::vector<double> scores;
   for (;;) {
     Stream* chosen = nullptr;
+    accel::QueueId batch_queue;
     {
       std::lock_guard lock(mutex_);
       // Candidates: the head of every stream that is not on the device.
       std::unordered_map<Vm*, std::vector<Stream*>> by_vm;
       for (auto& [id, stream] : streams_) {
         if (stream->running || stream->pending.empty() || head_waits_for_record(*stream)) continue;
-        if (busy_slots_ >= options_.device_slots && !is_bookkeeping(stream->pending.front().op)) {
+        if (!is_bookkeeping(stream->pending.front().op) && free_slot_for(*stream) == Slot::kNone) {
           continue;
         }
         by_vm[stream->vm.get()].push_back(stream.get());
@@ -239,10 +261,13 @@ void VgpuScheduler::pump() {
       s.batch_head = s.pending.front().observation;
       double cost_ns = 0;
       bool only_bookkeeping = true;
+      // Without a free slot the batch holds bookkeeping only (it needs none).
+      const Slot slot = free_slot_for(s);
       while (!s.pending.empty() && s.batch_ops.size() < options_.max_batch_ops) {
         Item& item = s.pending.front();
         const bool wait = std::holds_alternative<accel::WaitEvent>(item.op);
         if (wait && !s.batch_ops.empty()) break;  // a wait starts its own batch
+        if (slot == Slot::kNone && !is_bookkeeping(item.op)) break;
         only_bookkeeping = only_bookkeeping && is_bookkeeping(item.op);
         if (const auto* record = std::get_if<accel::RecordEvent>(&item.op)) {
           auto event = events_.find(record->event.value());
@@ -256,8 +281,10 @@ void VgpuScheduler::pump() {
         if (wait || cost_ns > options_.batch_quantum_ns) break;
       }
       s.running = true;
-      s.holds_slot = !only_bookkeeping;
-      if (s.holds_slot) ++busy_slots_;
+      s.slot = only_bookkeeping ? Slot::kNone : slot;
+      if (s.slot == Slot::kDevice) ++busy_slots_;
+      if (s.slot == Slot::kLatency) ++busy_latency_slots_;
+      batch_queue = s.vm->priority_class() == PriorityClass::kLatency ? s.high_queue : s.queue;
       s.remaining.store(s.batch_ops.size(), std::memory_order_release);
       s.dispatch_ns = now;
       s.vm->counters().queue_depth.fetch_sub(s.batch_ops.size(), std::memory_order_relaxed);
@@ -267,7 +294,7 @@ void VgpuScheduler::pump() {
     // Outside the lock: a backend may complete inline. Once the batch is
     // enqueued its last completion may end it (and a destroy_stream free
     // the stream), so nothing of `chosen` is read after that call.
-    backend_.enqueue_many(chosen->queue, chosen->batch_ops,
+    backend_.enqueue_many(batch_queue, chosen->batch_ops,
                           accel::Completion{&VgpuScheduler::item_callback, chosen, 0});
   }
 }
@@ -292,8 +319,8 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
   {
     std::lock_guard lock(mutex_);
     const std::int64_t run_ns = mono_now_ns() - stream->dispatch_ns;
-    if (stream->holds_slot) {
-      --busy_slots_;
+    if (stream->slot != Slot::kNone) {
+      --(stream->slot == Slot::kDevice ? busy_slots_ : busy_latency_slots_);
       stream->vm->counters().busy_ns.fetch_add(static_cast<std::uint64_t>(run_ns),
                                                std::memory_order_relaxed);
     }
@@ -303,7 +330,7 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
     stream->batch_ops.clear();
     stream->batch_done.clear();
     stream->running = false;
-    stream->holds_slot = false;
+    stream->slot = Slot::kNone;
   }
   idle_.notify_all();
   policies_.load()->feedback(*vm, outcome);

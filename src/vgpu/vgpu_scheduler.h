@@ -8,6 +8,13 @@
 // once its estimated cost passes a quantum). Within a stream nothing is ever
 // reordered or dropped: a stream has at most one batch on the device.
 //
+// Priority on the device: a stream owns a normal backend queue and, once
+// its VM is latency class, a high-priority one; each batch goes to the one
+// that matches the VM's class when it is dispatched. A stream has one batch
+// on the device at a time, so switching queues between batches keeps its
+// order. A latency-class batch may also take one of the latency_slots when
+// every device slot is held by batch work.
+//
 // Busy time is measured per batch, from dispatch to the completion of its
 // last op, and charged to the VM: this is what fair-share divides, not
 // request counts. Slots bound how much is on the device at once (the CPU
@@ -37,7 +44,13 @@
 namespace malv::vgpu {
 
 struct SchedulerOptions {
-  unsigned device_slots = 2;         // batches on the device at once
+  unsigned device_slots = 2;  // batches on the device at once
+  // Further batches of latency-class VMs on the device at once, beyond
+  // device_slots: such a batch need not wait for a batch VM's batch to end.
+  // Latency-class batches go to the backend's high-priority queues, which
+  // the CPU backend runs on its high-priority workers and a GPU on its
+  // highest stream priority.
+  unsigned latency_slots = 1;
   unsigned max_batch_ops = 64;       // ops per batch at most
   double batch_quantum_ns = 2e6;     // estimated device time per batch
   double device_flops_per_s = 2e10;  // for estimates only
@@ -55,9 +68,9 @@ class VgpuScheduler {
   VgpuScheduler(accel::Backend& backend, GpuSchedPolicies& policies, SchedulerOptions options = {});
   ~VgpuScheduler();
 
-  // A stream of `vm`: a real backend queue behind a scheduler FIFO.
-  [[nodiscard]] Result<accel::QueueId> create_stream(std::shared_ptr<Vm> vm,
-                                                     accel::QueuePriority priority);
+  // A stream of `vm`: real backend queues behind a scheduler FIFO. Its
+  // device priority follows the VM's class (see above), not the guest.
+  [[nodiscard]] Result<accel::QueueId> create_stream(std::shared_ptr<Vm> vm);
   // Waits until everything queued on the stream has run, then destroys it.
   void destroy_stream(accel::QueueId stream);
   void enqueue(accel::QueueId stream, accel::Op op, accel::Completion done);
@@ -90,12 +103,14 @@ class VgpuScheduler {
     std::uint64_t enqueued = 0;    // RecordEvents enqueued here
     std::uint64_t dispatched = 0;  // of those, handed to the backend
   };
+  enum class Slot { kNone, kDevice, kLatency };
   struct Stream;
-  struct Dispatch;
 
   void pump();
   // The head of the stream is a wait whose record has not reached the backend (mutex_ held).
   bool head_waits_for_record(const Stream& stream) const;
+  // Which slot a non-bookkeeping batch of the stream would take now (mutex_ held).
+  Slot free_slot_for(const Stream& stream) const;
   void on_item_done(Stream* stream, std::size_t index_in_batch, ErrorCode status);
   Item make_item(Stream& stream, accel::Op op, accel::Completion done, std::int64_t now) const;
   static void item_callback(void* context, std::uint64_t cookie, ErrorCode status);
@@ -109,6 +124,7 @@ class VgpuScheduler {
   std::unordered_map<std::uint64_t, std::unique_ptr<Stream>> streams_;  // by queue id
   std::unordered_map<std::uint64_t, EventRecords> events_;  // by event id, once recorded
   unsigned busy_slots_ = 0;
+  unsigned busy_latency_slots_ = 0;
   SchedulerStats stats_;
   std::atomic<std::int64_t> last_decision_ns_{0};
 };

@@ -84,7 +84,10 @@ Result<accel::QueueId> VmBackend::create_queue(accel::QueuePriority priority) {
                  fmt::format("VM '{}' stream quota: {} streams open, limit {}", vm_->config().name,
                              limit, limit));
   }
-  Result<accel::QueueId> queue = scheduler_.create_stream(vm_, priority);
+  // The guest's stream priority is not taken across VMs: the scheduler
+  // gives device priority by the VM's class, which the host sets.
+  (void)priority;
+  Result<accel::QueueId> queue = scheduler_.create_stream(vm_);
   if (!queue.ok()) {
     streams.fetch_sub(1);
     return queue;

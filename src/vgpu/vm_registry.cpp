@@ -59,6 +59,7 @@ VmConfig Vm::config() const {
 
 void Vm::set_config(VmConfig config) {
   std::lock_guard lock(mutex_);
+  priority_.store(config.priority, std::memory_order_relaxed);
   config_ = std::move(config);
 }
 

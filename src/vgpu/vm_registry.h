@@ -58,12 +58,15 @@ struct VmCounters {
 
 class Vm {
  public:
-  Vm(VmId id, VmConfig config) : id_(id), name_(config.name), config_(std::move(config)) {}
+  Vm(VmId id, VmConfig config)
+      : id_(id), name_(config.name), priority_(config.priority), config_(std::move(config)) {}
 
   VmId id() const { return id_; }
   const std::string& name() const { return name_; }  // never changes
   VmConfig config() const;
   void set_config(VmConfig config);
+  // config().priority without copying the config (the scheduler's hot path).
+  PriorityClass priority_class() const { return priority_.load(std::memory_order_relaxed); }
   VmCounters& counters() { return counters_; }
   const VmCounters& counters() const { return counters_; }
 
@@ -74,6 +77,7 @@ class Vm {
  private:
   const VmId id_;
   const std::string name_;
+  std::atomic<PriorityClass> priority_;  // mirrors config_.priority
   mutable std::mutex mutex_;
   VmConfig config_;  // guarded by mutex_
   VmCounters counters_;

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "vgpu/vgpu_service.h"
@@ -124,6 +127,99 @@ TEST_F(Scheduler, BusyTimeIsChargedToTheVmThatRan) {
   view->destroy_queue(q);
   EXPECT_GT(vgpu.vms().find("worker").value()->counters().busy_ns.load(), 0u);
   EXPECT_EQ(vgpu.vms().find("idle").value()->counters().busy_ns.load(), 0u);
+}
+
+// Holds the backend thread that runs its completion until released (or 10 s).
+struct Gate {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool entered = false;
+  bool released = false;
+  bool released_in_time = false;
+
+  static void hold(void* context, std::uint64_t, ErrorCode) {
+    auto* gate = static_cast<Gate*>(context);
+    std::unique_lock lock(gate->mutex);
+    gate->entered = true;
+    gate->changed.notify_all();
+    gate->released_in_time =
+        gate->changed.wait_for(lock, std::chrono::seconds(10), [&] { return gate->released; });
+  }
+  static void release(void* context, std::uint64_t, ErrorCode) {
+    auto* gate = static_cast<Gate*>(context);
+    std::lock_guard lock(gate->mutex);
+    gate->released = true;
+    gate->changed.notify_all();
+  }
+  void wait_entered() {
+    std::unique_lock lock(mutex);
+    changed.wait_for(lock, std::chrono::seconds(10), [&] { return entered; });
+  }
+};
+
+TEST(SchedulerPriority, LatencyVmWorkRunsWhileBatchWorkHoldsEveryDeviceSlot) {
+  // One general worker and one device slot, both held by a batch VM's op
+  // (its completion blocks, as a long kernel would); the latency VM's op
+  // takes the latency slot and the device's high-priority worker, and its
+  // completion is what releases the batch op.
+  auto device = accel::make_cpu_backend(
+      {.memory_bytes = 16ull << 20, .workers = 1, .high_priority_workers = 1});
+  FifoPolicies fifo;
+  VgpuService vgpu(*device, fifo, {.device_slots = 1, .latency_slots = 1});
+  ASSERT_TRUE(vgpu.vms().create({.name = "batch", .token = "t"}).ok());
+  ASSERT_TRUE(vgpu.vms()
+                  .create({.name = "latency", .token = "t", .priority = PriorityClass::kLatency})
+                  .ok());
+  auto batch = std::move(vgpu.open_session("batch", "t")).value();
+  auto latency = std::move(vgpu.open_session("latency", "t")).value();
+  auto q_batch = batch->create_queue(accel::QueuePriority::kNormal).value();
+  auto q_latency = latency->create_queue(accel::QueuePriority::kNormal).value();
+  // Memsets, not markers: bookkeeping ops need no slot.
+  auto batch_buf = batch->allocate(64).value();
+  auto latency_buf = latency->allocate(64).value();
+  Gate gate;
+  batch->enqueue(q_batch, accel::Memset{batch_buf, 0, 64}, {&Gate::hold, &gate, 0});
+  gate.wait_entered();
+  latency->enqueue(q_latency, accel::Memset{latency_buf, 0, 64}, {&Gate::release, &gate, 0});
+  batch->destroy_queue(q_batch);
+  latency->destroy_queue(q_latency);
+  batch->free(batch_buf);
+  latency->free(latency_buf);
+  EXPECT_TRUE(gate.released_in_time) << "the latency VM's op waited for the batch VM's slot";
+}
+
+TEST(SchedulerPriority, BatchVmWorkWaitsForADeviceSlot) {
+  // The same with two batch VMs: the second VM's op must not take the
+  // latency slot, so it runs only once the first releases the device slot.
+  auto device = accel::make_cpu_backend(
+      {.memory_bytes = 16ull << 20, .workers = 2, .high_priority_workers = 1});
+  FifoPolicies fifo;
+  VgpuService vgpu(*device, fifo, {.device_slots = 1, .latency_slots = 1});
+  ASSERT_TRUE(vgpu.vms().create({.name = "first", .token = "t"}).ok());
+  ASSERT_TRUE(vgpu.vms().create({.name = "second", .token = "t"}).ok());
+  auto first = std::move(vgpu.open_session("first", "t")).value();
+  auto second = std::move(vgpu.open_session("second", "t")).value();
+  auto q_first = first->create_queue(accel::QueuePriority::kNormal).value();
+  auto q_second = second->create_queue(accel::QueuePriority::kHigh).value();  // asks, not granted
+  auto first_buf = first->allocate(64).value();
+  Gate gate;
+  first->enqueue(q_first, accel::Memset{first_buf, 0, 64}, {&Gate::hold, &gate, 0});
+  gate.wait_entered();
+  Done done;
+  Tag tag{&done, 1, 0};
+  auto buf = second->allocate(64).value();  // a memset needs a slot; a marker would not
+  second->enqueue(q_second, accel::Memset{buf, 0, 64}, {&record, &tag, 0});
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  {
+    std::lock_guard lock(done.mutex);
+    EXPECT_TRUE(done.order.empty()) << "a batch VM's op ran beyond the device slots";
+  }
+  Gate::release(&gate, 0, ErrorCode::kOk);
+  first->destroy_queue(q_first);
+  second->destroy_queue(q_second);
+  second->free(buf);
+  first->free(first_buf);
+  EXPECT_EQ(done.order.size(), 1u);
 }
 
 TEST_F(Scheduler, WaitOnAnEventRecordedOnAStreamStillQueuedHereWaitsForThatRecord) {

@@ -8,6 +8,7 @@
 
 #include "accel/cpu/cpu_kernels.h"
 #include "base/clock.h"
+#include "base/thread_priority.h"
 
 namespace malv::accel::cpu {
 namespace {
@@ -66,10 +67,22 @@ ErrorCode run_op(const Op& op) {
 CpuBackend::CpuBackend(const CpuBackendOptions& options)
     : worker_count_(options.workers != 0 ? options.workers
                                          : std::max(1u, std::thread::hardware_concurrency())),
+      high_worker_count_(options.high_priority_workers),
       memory_(options.memory_bytes != 0 ? options.memory_bytes : default_cpu_device_memory()) {
   configure_blas_threads(worker_count_);
-  workers_.reserve(worker_count_);
-  for (unsigned i = 0; i < worker_count_; ++i) workers_.emplace_back([this] { worker_main(); });
+  workers_.reserve(worker_count_ + high_worker_count_);
+  for (unsigned i = 0; i < worker_count_; ++i) {
+    workers_.emplace_back([this, nice = options.worker_nice] {
+      lower_thread_priority(nice);
+      worker_main(/*high_only=*/false);
+    });
+  }
+  for (unsigned i = 0; i < high_worker_count_; ++i) {
+    workers_.emplace_back([this] {
+      request_short_slice(kShortSlice);  // wakes straight onto a core
+      worker_main(/*high_only=*/true);
+    });
+  }
 }
 
 CpuBackend::~CpuBackend() {
@@ -81,13 +94,16 @@ CpuBackend::~CpuBackend() {
     stopping_ = true;
   }
   work_cv_.notify_all();
+  high_cv_.notify_all();
   for (std::thread& worker : workers_) worker.join();
 }
 
 DeviceInfo CpuBackend::info() const {
   DeviceInfo info;
   info.backend = "cpu";
-  info.name = fmt::format("OpenBLAS on {} workers", worker_count_);
+  info.name = high_worker_count_ == 0 ? fmt::format("OpenBLAS on {} workers", worker_count_)
+                                      : fmt::format("OpenBLAS on {} workers (+{} high-priority)",
+                                                    worker_count_, high_worker_count_);
   info.total_memory = memory_.capacity();
   info.free_memory = memory_.capacity() - memory_.in_use();
   info.compute_units = worker_count_;
@@ -130,17 +146,16 @@ Result<EventId> CpuBackend::create_event() {
 }
 
 void CpuBackend::destroy_event(EventId id) {
-  bool wake = false;
+  Wakeups wake;
   {
     std::lock_guard lock(mu_);
     auto it = events_.find(id.value());
     if (it == events_.end()) return;
     // Queues parked on it proceed: a wait on a destroyed event is satisfied.
-    for (Queue* waiter : it->second.waiters) make_ready(waiter);
-    wake = !it->second.waiters.empty() && idle_workers_ > 0;
+    for (Queue* waiter : it->second.waiters) make_ready(waiter, wake);
     events_.erase(it);
   }
-  if (wake) work_cv_.notify_all();
+  wake_workers(wake);
 }
 
 EventState CpuBackend::query_event(EventId id) const {
@@ -150,7 +165,7 @@ EventState CpuBackend::query_event(EventId id) const {
   return EventState{it->second.completed == it->second.recorded, it->second.time_ns};
 }
 
-bool CpuBackend::append_locked(Queue& queue, Op&& op, Completion done) {
+void CpuBackend::append_locked(Queue& queue, Op&& op, Completion done, Wakeups& wake) {
   std::uint64_t seq = 0;
   if (const auto* record = std::get_if<RecordEvent>(&op)) {
     auto event = events_.find(record->event.value());
@@ -160,10 +175,9 @@ bool CpuBackend::append_locked(Queue& queue, Op&& op, Completion done) {
     if (event != events_.end()) seq = event->second.recorded;
   }
   queue.pending.push_back(QueuedOp{std::move(op), done, seq});
-  if (queue.state != Queue::State::kIdle) return false;
+  if (queue.state != Queue::State::kIdle) return;
   ++busy_queues_;
-  make_ready(&queue);
-  return idle_workers_ > 0;
+  make_ready(&queue, wake);
 }
 
 void CpuBackend::enqueue(QueueId id, Op op, Completion done) {
@@ -171,20 +185,20 @@ void CpuBackend::enqueue(QueueId id, Op op, Completion done) {
 }
 
 void CpuBackend::enqueue_many(QueueId id, std::span<Op> ops, Completion done) {
-  bool wake = false;
+  Wakeups wake;
   {
     std::lock_guard lock(mu_);
     auto it = queues_.find(id.value());
     if (it != queues_.end()) {
       Queue& queue = *it->second;
       for (std::size_t i = 0; i < ops.size(); ++i) {
-        wake |= append_locked(queue, std::move(ops[i]),
-                              Completion{done.fn, done.context, done.cookie + i});
+        append_locked(queue, std::move(ops[i]), Completion{done.fn, done.context, done.cookie + i},
+                      wake);
       }
       done.fn = nullptr;  // queued: the worker reports them
     }
   }
-  if (wake) work_cv_.notify_one();
+  wake_workers(wake);
   if (done.fn == nullptr) return;
   for (std::size_t i = 0; i < ops.size(); ++i) {
     done.fn(done.context, done.cookie + i, ErrorCode::kNotFound);
@@ -198,14 +212,30 @@ void CpuBackend::synchronize_all() {
   --idle_waiters_;
 }
 
-void CpuBackend::make_ready(Queue* queue) {
+void CpuBackend::make_ready(Queue* queue, Wakeups& wake) {
   queue->state = Queue::State::kReady;
   ready_count_.fetch_add(1, std::memory_order_relaxed);
-  (queue->priority == QueuePriority::kHigh ? ready_high_ : ready_normal_).push_back(queue);
+  if (queue->priority == QueuePriority::kHigh) {
+    ready_high_.push_back(queue);
+    // A high-priority worker if one sleeps, else any worker.
+    if (idle_high_workers_ > 0) {
+      ++wake.high;
+      return;
+    }
+  } else {
+    ready_normal_.push_back(queue);
+  }
+  if (idle_workers_ > 0) ++wake.general;
 }
 
-CpuBackend::Queue* CpuBackend::take_ready() {
+void CpuBackend::wake_workers(const Wakeups& wake) {
+  for (unsigned i = 0; i < wake.high; ++i) high_cv_.notify_one();
+  for (unsigned i = 0; i < wake.general; ++i) work_cv_.notify_one();
+}
+
+CpuBackend::Queue* CpuBackend::take_ready(bool high_only) {
   for (std::deque<Queue*>* ready : {&ready_high_, &ready_normal_}) {
+    if (high_only && ready == &ready_normal_) break;
     if (!ready->empty()) {
       Queue* queue = ready->front();
       ready->pop_front();
@@ -216,12 +246,20 @@ CpuBackend::Queue* CpuBackend::take_ready() {
   return nullptr;
 }
 
-void CpuBackend::worker_main() {
+void CpuBackend::worker_main(bool high_only) {
   std::unique_lock lock(mu_);
   for (;;) {
-    Queue* queue = take_ready();
+    Queue* queue = take_ready(high_only);
     if (queue == nullptr) {
       if (stopping_) return;
+      if (high_only) {
+        // Sleeps until a high-priority queue is ready; never polls, so it
+        // takes no CPU from the general workers while it has nothing to do.
+        ++idle_high_workers_;
+        high_cv_.wait(lock);
+        --idle_high_workers_;
+        continue;
+      }
       if (!spinner_active_.exchange(true, std::memory_order_acquire)) {
         // One worker at a time polls briefly before sleeping: a host pushing
         // a stream of small ops refills the ready list within microseconds,
@@ -255,7 +293,8 @@ void CpuBackend::worker_main() {
     lock.unlock();
     if (run_turn(*queue, lock)) continue;  // parked on an event
     if (queue->next < queue->running.size() || !queue->pending.empty()) {
-      make_ready(queue);  // more to do: back of the line, for fairness
+      Wakeups none;             // this worker takes the next ready queue itself
+      make_ready(queue, none);  // more to do: back of the line, for fairness
     } else {
       queue->state = Queue::State::kIdle;
       --busy_queues_;
@@ -301,7 +340,7 @@ bool CpuBackend::try_pass_wait(Queue& queue, const WaitEvent& wait, std::uint64_
 
 ErrorCode CpuBackend::run_record(const RecordEvent& record, std::uint64_t seq) {
   const std::int64_t now = mono_now_ns();
-  bool wake = false;
+  Wakeups wake;
   {
     std::lock_guard lock(mu_);
     auto it = events_.find(record.event.value());
@@ -316,11 +355,10 @@ ErrorCode CpuBackend::run_record(const RecordEvent& record, std::uint64_t seq) {
       event.time_ns = now;
     }
     // Parked queues re-check their own target when they run again.
-    for (Queue* waiter : event.waiters) make_ready(waiter);
-    wake = !event.waiters.empty() && idle_workers_ > 0;
+    for (Queue* waiter : event.waiters) make_ready(waiter, wake);
     event.waiters.clear();
   }
-  if (wake) work_cv_.notify_all();
+  wake_workers(wake);
   return ErrorCode::kOk;
 }
 

@@ -18,6 +18,14 @@
 //  * A worker runs at most kOpsPerTurn ops of a queue before putting it at
 //    the back of the ready list, so one busy queue cannot starve others;
 //    high-priority queues are taken before normal ones.
+//  * Priority that does not wait for a kernel to end: besides the general
+//    workers, `high_priority_workers` threads take only high-priority
+//    queues and sleep otherwise, and the general workers lower their own OS
+//    priority (`worker_nice`). A kHigh op arriving while every general
+//    worker is inside a long kernel starts at once on a high-priority
+//    worker, and the kernel (Linux's scheduler) gives that thread the core
+//    over the general workers: the CPU's preemption standing in for a GPU's
+//    stream priorities.
 //
 // Lock order: mu_ (scheduling state) is never held while an op or a
 // completion runs; CpuDeviceMemory's lock is independent of it.
@@ -96,7 +104,13 @@ class CpuBackend final : public Backend {
     std::vector<Queue*> waiters;    // queues parked on this event
   };
 
-  void worker_main();
+  // Counts of sleeping workers to wake once mu_ is released.
+  struct Wakeups {
+    unsigned general = 0;
+    unsigned high = 0;
+  };
+
+  void worker_main(bool high_only);
   // Runs ops of a queue this worker holds (mu_ released on entry). Returns
   // with `lock` held; true when the queue parked itself on an event.
   bool run_turn(Queue& queue, std::unique_lock<std::mutex>& lock);
@@ -106,16 +120,20 @@ class CpuBackend final : public Backend {
                      std::unique_lock<std::mutex>& lock);
   ErrorCode run_record(const RecordEvent& record, std::uint64_t seq);
 
-  // Appends an op to a queue (mu_ held); true when a sleeping worker should wake.
-  bool append_locked(Queue& queue, Op&& op, Completion done);
-  void make_ready(Queue* queue);  // mu_ held
-  Queue* take_ready();            // mu_ held
+  // Appends an op to a queue (mu_ held), noting a worker to wake if it
+  // became ready.
+  void append_locked(Queue& queue, Op&& op, Completion done, Wakeups& wake);
+  void make_ready(Queue* queue, Wakeups& wake);  // mu_ held
+  Queue* take_ready(bool high_only);             // mu_ held
+  void wake_workers(const Wakeups& wake);        // mu_ not held
 
-  const unsigned worker_count_;
+  const unsigned worker_count_;       // general workers
+  const unsigned high_worker_count_;  // workers for high-priority queues only
   CpuDeviceMemory memory_;
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;  // a queue became ready, or stopping_
+  std::condition_variable high_cv_;  // a high-priority queue became ready, or stopping_
   std::condition_variable idle_cv_;  // a queue went idle
   std::unordered_map<std::uint64_t, std::unique_ptr<Queue>> queues_;
   std::unordered_map<std::uint64_t, Event> events_;
@@ -123,9 +141,10 @@ class CpuBackend final : public Backend {
   std::deque<Queue*> ready_normal_;
   std::uint64_t next_queue_id_ = 1;
   std::uint64_t next_event_id_ = 1;
-  std::size_t busy_queues_ = 0;  // queues not kIdle
-  unsigned idle_workers_ = 0;    // workers waiting on work_cv_
-  unsigned idle_waiters_ = 0;    // threads waiting on idle_cv_
+  std::size_t busy_queues_ = 0;     // queues not kIdle
+  unsigned idle_workers_ = 0;       // workers waiting on work_cv_
+  unsigned idle_high_workers_ = 0;  // workers waiting on high_cv_
+  unsigned idle_waiters_ = 0;       // threads waiting on idle_cv_
   bool stopping_ = false;
   std::atomic<std::size_t> ready_count_{0};  // queues on the ready lists
   std::atomic<bool> spinner_active_{false};  // a worker is polling

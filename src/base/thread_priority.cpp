@@ -1,0 +1,53 @@
+#include "base/thread_priority.h"
+
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
+#include "base/log.h"
+
+namespace malv {
+namespace {
+
+// struct sched_attr of sched_setattr(2); glibc 2.36 has no wrapper.
+struct SchedAttr {
+  std::uint32_t size;
+  std::uint32_t sched_policy;
+  std::uint64_t sched_flags;
+  std::int32_t sched_nice;
+  std::uint32_t sched_priority;
+  std::uint64_t sched_runtime;
+  std::uint64_t sched_deadline;
+  std::uint64_t sched_period;
+};
+
+}  // namespace
+
+void lower_thread_priority(int nice) {
+  if (nice <= 0) return;
+  // Per thread on Linux: PRIO_PROCESS with a thread id.
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
+    log::debug("base", "thread nice {} not applied: {}", nice, std::strerror(errno));
+  }
+}
+
+void request_short_slice(std::chrono::microseconds slice) {
+  SchedAttr attr{};
+  attr.size = sizeof(attr);
+  attr.sched_policy = SCHED_OTHER;
+  errno = 0;
+  const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  attr.sched_nice = errno == 0 ? nice : 0;
+  attr.sched_runtime = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(slice).count());
+  if (::syscall(SYS_sched_setattr, 0, &attr, 0) != 0) {
+    log::debug("base", "short time slice not applied: {}", std::strerror(errno));
+  }
+}
+
+}  // namespace malv

@@ -1,0 +1,30 @@
+// Scheduling hints for the host's own threads, from the OS's CPU scheduler.
+//
+// On a CPU backend the accelerator's "hardware scheduler" is Linux's: a
+// GEMM running on a worker thread is preempted, or not, by the kernel. Two
+// unprivileged knobs make latency-class work overtake batch work there:
+//
+//  * lower_thread_priority(nice): the calling thread yields to others
+//    (the CPU backend's general workers, which run batch kernels).
+//  * request_short_slice(slice): the calling thread asks EEVDF (Linux 6.6+)
+//    for a short time slice via sched_setattr's sched_runtime, so when it
+//    wakes it preempts a running thread at once instead of waiting for that
+//    thread's slice to end (the dispatchers, the high-priority workers, a
+//    latency-sensitive guest). Kernels without it ignore the request.
+//
+// Both affect only the calling thread, need no privilege and only ever
+// lower the thread's claim on the CPU, never raise it; failures are logged
+// at debug level and otherwise ignored: these are hints.
+#pragma once
+
+#include <chrono>
+
+namespace malv {
+
+void lower_thread_priority(int nice);
+void request_short_slice(std::chrono::microseconds slice);
+
+// The slice the host's latency path asks for.
+inline constexpr std::chrono::microseconds kShortSlice{100};
+
+}  // namespace malv
