@@ -123,10 +123,17 @@ typedef struct malv_gpu_sched_observation {
 } malv_gpu_sched_observation;
 
 /* Lower scores run first; the host runs the item with the lowest score
- * (ties: the lower index, and the host lists items in arrival order). */
+ * (ties: the lower index, and the host lists items in arrival order).
+ * A negative score marks the item urgent: for a VM of the latency class
+ * the host runs it on the device's highest priority and, when batch work
+ * holds every device slot, in a lane kept for urgent work instead of
+ * waiting. A policy that orders urgent items by time subtracts
+ * MALV_GPU_SCHED_URGENT_OFFSET from a nanosecond score. */
 typedef struct malv_gpu_sched_decision {
   double score;
 } malv_gpu_sched_decision;
+
+#define MALV_GPU_SCHED_URGENT_OFFSET 9e17 /* ns; about 28 years of uptime */
 
 /* Reported after an item ran: its observation at decision time and its
  * measured run time. */

@@ -170,8 +170,9 @@ void VgpuScheduler::enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
       stream.vm->counters().commands.fetch_add(ops.size(), std::memory_order_relaxed);
       // Dispatch now if the head could go: a latency-class VM's work may
       // take a latency slot while batch work holds every device slot.
-      dispatch_now = !stream.running && (free_slot_for(stream) != Slot::kNone ||
-                                         is_bookkeeping(stream.pending.front().op));
+      dispatch_now =
+          !stream.running && (busy_slots_ < options_.device_slots || may_use_latency_lane(stream) ||
+                              is_bookkeeping(stream.pending.front().op));
       done.fn = nullptr;
     }
   }
@@ -200,13 +201,15 @@ bool VgpuScheduler::head_waits_for_record(const Stream& stream) const {
   return event != events_.end() && event->second.dispatched < head.wait_target;
 }
 
-VgpuScheduler::Slot VgpuScheduler::free_slot_for(const Stream& stream) const {
+VgpuScheduler::Slot VgpuScheduler::free_slot_for(const Stream& stream, bool urgent) const {
   if (busy_slots_ < options_.device_slots) return Slot::kDevice;
-  if (stream.vm->priority_class() == PriorityClass::kLatency &&
-      busy_latency_slots_ < options_.latency_slots) {
-    return Slot::kLatency;
-  }
+  if (urgent && may_use_latency_lane(stream)) return Slot::kLatency;
   return Slot::kNone;
+}
+
+bool VgpuScheduler::may_use_latency_lane(const Stream& stream) const {
+  return stream.vm->priority_class() == PriorityClass::kLatency &&
+         busy_latency_slots_ < options_.latency_slots;
 }
 
 void VgpuScheduler::pump() {
@@ -214,6 +217,7 @@ void VgpuScheduler::pump() {
   std::vector<double> scores;
   for (;;) {
     Stream* chosen = nullptr;
+    bool chosen_urgent = false;
     accel::QueueId batch_queue;
     {
       std::lock_guard lock(mutex_);
@@ -221,7 +225,8 @@ void VgpuScheduler::pump() {
       std::unordered_map<Vm*, std::vector<Stream*>> by_vm;
       for (auto& [id, stream] : streams_) {
         if (stream->running || stream->pending.empty() || head_waits_for_record(*stream)) continue;
-        if (!is_bookkeeping(stream->pending.front().op) && free_slot_for(*stream) == Slot::kNone) {
+        if (!is_bookkeeping(stream->pending.front().op) && busy_slots_ >= options_.device_slots &&
+            !may_use_latency_lane(*stream)) {
           continue;
         }
         by_vm[stream->vm.get()].push_back(stream.get());
@@ -245,12 +250,18 @@ void VgpuScheduler::pump() {
         policies_.load()->score(*vm, observations, scores);
         vm->counters().decisions.fetch_add(1, std::memory_order_relaxed);
         for (std::size_t i = 0; i < candidates.size(); ++i) {
-          if (chosen == nullptr || scores[i] < best) {
+          // A negative score marks urgent work (MALV_GPU_SCHED_URGENT_OFFSET).
+          const bool urgent = scores[i] < 0;
+          const bool can_go = is_bookkeeping(candidates[i]->pending.front().op) ||
+                              free_slot_for(*candidates[i], urgent) != Slot::kNone;
+          if (can_go && (chosen == nullptr || scores[i] < best)) {
             best = scores[i];
             chosen = candidates[i];
+            chosen_urgent = urgent;
           }
         }
       }
+      if (chosen == nullptr) return;  // only latency-class work the policy does not call urgent
       ++stats_.decisions;
       last_decision_ns_.store(now);
 
@@ -262,7 +273,7 @@ void VgpuScheduler::pump() {
       double cost_ns = 0;
       bool only_bookkeeping = true;
       // Without a free slot the batch holds bookkeeping only (it needs none).
-      const Slot slot = free_slot_for(s);
+      const Slot slot = free_slot_for(s, chosen_urgent);
       while (!s.pending.empty() && s.batch_ops.size() < options_.max_batch_ops) {
         Item& item = s.pending.front();
         const bool wait = std::holds_alternative<accel::WaitEvent>(item.op);
@@ -284,7 +295,9 @@ void VgpuScheduler::pump() {
       s.slot = only_bookkeeping ? Slot::kNone : slot;
       if (s.slot == Slot::kDevice) ++busy_slots_;
       if (s.slot == Slot::kLatency) ++busy_latency_slots_;
-      batch_queue = s.vm->priority_class() == PriorityClass::kLatency ? s.high_queue : s.queue;
+      batch_queue = chosen_urgent && s.vm->priority_class() == PriorityClass::kLatency
+                        ? s.high_queue
+                        : s.queue;
       s.remaining.store(s.batch_ops.size(), std::memory_order_release);
       s.dispatch_ns = now;
       s.vm->counters().queue_depth.fetch_sub(s.batch_ops.size(), std::memory_order_relaxed);

@@ -8,12 +8,15 @@
 // once its estimated cost passes a quantum). Within a stream nothing is ever
 // reordered or dropped: a stream has at most one batch on the device.
 //
-// Priority on the device: a stream owns a normal backend queue and, once
-// its VM is latency class, a high-priority one; each batch goes to the one
-// that matches the VM's class when it is dispatched. A stream has one batch
-// on the device at a time, so switching queues between batches keeps its
-// order. A latency-class batch may also take one of the latency_slots when
-// every device slot is held by batch work.
+// Priority on the device: a policy marks an item urgent with a negative
+// score (MALV_GPU_SCHED_URGENT_OFFSET; the `priority` policy does so for
+// latency-class work). An urgent item of a latency-class VM goes to the
+// backend's high-priority queue and, when batch work holds every device
+// slot, may take one of the latency_slots instead of waiting. Each stream
+// owns a normal and a high-priority backend queue; a stream has one batch
+// on the device at a time, so changing queues between batches keeps its
+// order. Under fifo or fair-share nothing is urgent: the class alone
+// changes nothing, the selected policy decides.
 //
 // Busy time is measured per batch, from dispatch to the completion of its
 // last op, and charged to the VM: this is what fair-share divides, not
@@ -109,8 +112,11 @@ class VgpuScheduler {
   void pump();
   // The head of the stream is a wait whose record has not reached the backend (mutex_ held).
   bool head_waits_for_record(const Stream& stream) const;
-  // Which slot a non-bookkeeping batch of the stream would take now (mutex_ held).
-  Slot free_slot_for(const Stream& stream) const;
+  // Which slot a non-bookkeeping batch of the stream would take now, its
+  // head scored urgent or not (mutex_ held).
+  Slot free_slot_for(const Stream& stream, bool urgent) const;
+  // The stream's VM is latency class and a latency slot is free (mutex_ held).
+  bool may_use_latency_lane(const Stream& stream) const;
   void on_item_done(Stream* stream, std::size_t index_in_batch, ErrorCode status);
   Item make_item(Stream& stream, accel::Op op, accel::Completion done, std::int64_t now) const;
   static void item_callback(void* context, std::uint64_t cookie, ErrorCode status);

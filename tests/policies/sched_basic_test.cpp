@@ -39,6 +39,32 @@ TEST_F(SchedBasic, FairSharePicksTheVmWithTheLowestBusyTimePerWeight) {
   EXPECT_EQ(pick("fair-share", {a, b, c}), 2u);
 }
 
+TEST_F(SchedBasic, OnlyPriorityMarksWorkUrgentAndOnlyLatencyOrAgedWork) {
+  auto batch = item(1, 100);
+  batch.priority_class = MALV_PRIORITY_BATCH;
+  batch.waited_ns = 1'000'000;  // not aged
+  auto aged = item(1, 50);
+  aged.priority_class = MALV_PRIORITY_BATCH;
+  aged.waited_ns = 30'000'000;  // past the 20 ms aging
+  auto latency = item(2, 900);
+  latency.priority_class = MALV_PRIORITY_LATENCY;
+  const std::vector<malv_gpu_sched_observation> items{batch, aged, latency};
+  const auto scores = [&](const std::string& policy) {
+    EXPECT_TRUE(registry.select("host", PolicyClass::kGpuSched, policy).ok()) << policy;
+    std::vector<malv_gpu_sched_decision> out(items.size());
+    runner.decide("host", std::span(items), std::span(out));
+    return out;
+  };
+  const auto priority = scores("priority");
+  EXPECT_GE(priority[0].score, 0) << "fresh batch work is not urgent";
+  EXPECT_LT(priority[1].score, 0) << "aged batch work competes as urgent";
+  EXPECT_LT(priority[2].score, 0) << "latency work is urgent";
+  EXPECT_LT(priority[1].score, priority[2].score) << "urgent items keep their time order";
+  for (const std::string policy : {"malv_sched_basic/fifo", "fair-share"}) {
+    for (const auto& d : scores(policy)) EXPECT_GE(d.score, 0) << policy;
+  }
+}
+
 TEST_F(SchedBasic, PriorityRunsLatencyWorkBeforeOlderBatchWork) {
   auto batch = item(1, 100);
   batch.priority_class = MALV_PRIORITY_BATCH;

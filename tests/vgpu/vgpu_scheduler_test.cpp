@@ -157,15 +157,29 @@ struct Gate {
   }
 };
 
-TEST(SchedulerPriority, LatencyVmWorkRunsWhileBatchWorkHoldsEveryDeviceSlot) {
+// Marks latency-class items urgent (a negative score), as `priority` does.
+class UrgentLatencyPolicies final : public GpuSchedPolicies {
+ public:
+  void score(Vm&, std::span<const malv_gpu_sched_observation> items,
+             std::span<double> scores) override {
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      scores[i] =
+          static_cast<double>(items[i].enqueue_time_ns) -
+          (items[i].priority_class == MALV_PRIORITY_LATENCY ? MALV_GPU_SCHED_URGENT_OFFSET : 0.0);
+    }
+  }
+  void feedback(Vm&, const malv_gpu_sched_outcome&) override {}
+};
+
+TEST(SchedulerPriority, UrgentLatencyVmWorkRunsWhileBatchWorkHoldsEveryDeviceSlot) {
   // One general worker and one device slot, both held by a batch VM's op
-  // (its completion blocks, as a long kernel would); the latency VM's op
-  // takes the latency slot and the device's high-priority worker, and its
-  // completion is what releases the batch op.
+  // (its completion blocks, as a long kernel would); the latency VM's op,
+  // urgent by its policy, takes the latency slot and the device's
+  // high-priority worker, and its completion is what releases the batch op.
   auto device = accel::make_cpu_backend(
       {.memory_bytes = 16ull << 20, .workers = 1, .high_priority_workers = 1});
-  FifoPolicies fifo;
-  VgpuService vgpu(*device, fifo, {.device_slots = 1, .latency_slots = 1});
+  UrgentLatencyPolicies urgent;
+  VgpuService vgpu(*device, urgent, {.device_slots = 1, .latency_slots = 1});
   ASSERT_TRUE(vgpu.vms().create({.name = "batch", .token = "t"}).ok());
   ASSERT_TRUE(vgpu.vms()
                   .create({.name = "latency", .token = "t", .priority = PriorityClass::kLatency})
@@ -188,15 +202,16 @@ TEST(SchedulerPriority, LatencyVmWorkRunsWhileBatchWorkHoldsEveryDeviceSlot) {
   EXPECT_TRUE(gate.released_in_time) << "the latency VM's op waited for the batch VM's slot";
 }
 
-TEST(SchedulerPriority, BatchVmWorkWaitsForADeviceSlot) {
-  // The same with two batch VMs: the second VM's op must not take the
-  // latency slot, so it runs only once the first releases the device slot.
+// The second VM's op must not take the latency slot, so it runs only once
+// the first releases the device slot: a batch VM even with a policy that
+// calls its work urgent, or a latency VM whose policy does not (fifo).
+void expect_second_waits_for_the_device_slot(GpuSchedPolicies& policies,
+                                             PriorityClass second_class) {
   auto device = accel::make_cpu_backend(
       {.memory_bytes = 16ull << 20, .workers = 2, .high_priority_workers = 1});
-  FifoPolicies fifo;
-  VgpuService vgpu(*device, fifo, {.device_slots = 1, .latency_slots = 1});
+  VgpuService vgpu(*device, policies, {.device_slots = 1, .latency_slots = 1});
   ASSERT_TRUE(vgpu.vms().create({.name = "first", .token = "t"}).ok());
-  ASSERT_TRUE(vgpu.vms().create({.name = "second", .token = "t"}).ok());
+  ASSERT_TRUE(vgpu.vms().create({.name = "second", .token = "t", .priority = second_class}).ok());
   auto first = std::move(vgpu.open_session("first", "t")).value();
   auto second = std::move(vgpu.open_session("second", "t")).value();
   auto q_first = first->create_queue(accel::QueuePriority::kNormal).value();
@@ -220,6 +235,23 @@ TEST(SchedulerPriority, BatchVmWorkWaitsForADeviceSlot) {
   second->free(buf);
   first->free(first_buf);
   EXPECT_EQ(done.order.size(), 1u);
+}
+
+TEST(SchedulerPriority, BatchVmWorkWaitsForADeviceSlotEvenIfItsPolicyCallsItUrgent) {
+  class AllUrgent final : public GpuSchedPolicies {
+   public:
+    void score(Vm&, std::span<const malv_gpu_sched_observation> items,
+               std::span<double> scores) override {
+      for (std::size_t i = 0; i < items.size(); ++i) scores[i] = -1.0 - static_cast<double>(i);
+    }
+    void feedback(Vm&, const malv_gpu_sched_outcome&) override {}
+  } all_urgent;
+  expect_second_waits_for_the_device_slot(all_urgent, PriorityClass::kBatch);
+}
+
+TEST(SchedulerPriority, UnderFifoALatencyVmWaitsForADeviceSlotLikeAnyOther) {
+  FifoPolicies fifo;
+  expect_second_waits_for_the_device_slot(fifo, PriorityClass::kLatency);
 }
 
 TEST_F(Scheduler, WaitOnAnEventRecordedOnAStreamStillQueuedHereWaitsForThatRecord) {

@@ -3,13 +3,15 @@
 //   fifo         score = enqueue_time_ns
 //   fair-share   score = vm_busy_ns / vm_weight: the VM that has used the
 //                least accelerator time per unit of weight goes first
-//   priority     latency items by enqueue time; batch items come after
+//   priority     latency items by enqueue time, marked urgent (score less
+//                MALV_GPU_SCHED_URGENT_OFFSET: the host runs them on the
+//                device's highest priority); batch items come after
 //                every latency item (scored from the decision time plus
 //                kBatchPenaltyNs) and share among themselves like
 //                fair-share, by busy time per unit of weight; a batch item
 //                that waited kAgingNs or more competes by enqueue time like
-//                a latency item (and, being older, usually wins): batch
-//                work is never starved
+//                a latency item (urgent too, and, being older, usually
+//                wins): batch work is never starved
 //   learned-sjf  see learned_sjf.h
 //
 // Lower scores run first. Built against include/malv/mlaas.h only.
@@ -52,7 +54,7 @@ int priority_decide(void*, const void* observations, size_t n, void* decisions) 
   const auto* obs = static_cast<const malv_gpu_sched_observation*>(observations);
   auto* out = static_cast<malv_gpu_sched_decision*>(decisions);
   for (size_t i = 0; i < n; ++i) {
-    double score = static_cast<double>(obs[i].enqueue_time_ns);
+    double score = static_cast<double>(obs[i].enqueue_time_ns) - MALV_GPU_SCHED_URGENT_OFFSET;
     const bool batch = obs[i].priority_class == MALV_PRIORITY_BATCH;
     if (batch && obs[i].waited_ns < kAgingNs) {
       if (!(obs[i].vm_weight > 0.0)) return MALV_MLAAS_ERR_INVALID;
