@@ -1,5 +1,6 @@
 #include "base/thread_priority.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -34,6 +35,12 @@ void lower_thread_priority(int nice) {
   if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
     log::debug("base", "thread nice {} not applied: {}", nice, std::strerror(errno));
   }
+}
+
+void name_this_thread(const char* name) {
+  char truncated[16] = {};
+  std::strncpy(truncated, name, sizeof(truncated) - 1);
+  ::pthread_setname_np(::pthread_self(), truncated);
 }
 
 void request_short_slice(std::chrono::microseconds slice) {

@@ -1,4 +1,4 @@
-// Scheduling hints for the host's own threads, from the OS's CPU scheduler.
+// Scheduling hints and names for the host's own threads.
 //
 // On a CPU backend the accelerator's "hardware scheduler" is Linux's: a
 // GEMM running on a worker thread is preempted, or not, by the kernel. Two
@@ -22,6 +22,9 @@
 namespace malv {
 
 void lower_thread_priority(int nice);
+// Names the calling thread (15 characters at most are kept), for top -H,
+// perf and gdb.
+void name_this_thread(const char* name);
 void request_short_slice(std::chrono::microseconds slice);
 
 // The slice the host's latency path asks for.

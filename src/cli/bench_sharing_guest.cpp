@@ -148,6 +148,7 @@ Result<GuestResult> run_infer(guest::Connection& conn, const GuestSpec& spec) {
   };
   // A latency-sensitive tenant: its thread asks the OS to be run as soon as
   // it wakes (as the hypervisor would configure such a VM's vCPU).
+  name_this_thread("malv-infer");
   request_short_slice(kShortSlice);
   for (int i = 0; i < kInferWarmup; ++i) MALV_TRY(request());
   announce_ready();

@@ -158,6 +158,7 @@ void Server::accept_loop(ipc::Socket* listener, HelloInfo::Via via) {
     c.thread = std::thread([this, &c, socket = std::move(accepted).value(), via]() mutable {
       // A dispatcher runs for microseconds at a time and is on every
       // command's path: it should not wait for a worker's kernel to yield.
+      name_this_thread("malv-dispatch");
       request_short_slice(kShortSlice);
       serve_connection(c, std::move(socket), via);
       c.finished.store(true, std::memory_order_release);

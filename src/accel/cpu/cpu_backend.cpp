@@ -73,12 +73,14 @@ CpuBackend::CpuBackend(const CpuBackendOptions& options)
   workers_.reserve(worker_count_ + high_worker_count_);
   for (unsigned i = 0; i < worker_count_; ++i) {
     workers_.emplace_back([this, nice = options.worker_nice] {
+      name_this_thread("malv-worker");
       lower_thread_priority(nice);
       worker_main(/*high_only=*/false);
     });
   }
   for (unsigned i = 0; i < high_worker_count_; ++i) {
     workers_.emplace_back([this] {
+      name_this_thread("malv-worker-hi");
       request_short_slice(kShortSlice);  // wakes straight onto a core
       worker_main(/*high_only=*/true);
     });
