@@ -7,6 +7,7 @@
 
 #include "backend_conformance.h"
 #include "base/clock.h"
+#include "completion_gate.h"
 
 namespace malv::accel::testing {
 namespace {
@@ -80,34 +81,6 @@ TEST(CpuBackend, ParkedWaitDoesNotHoldTheOnlyWorker) {
   backend->free(block);
 }
 
-// Holds the worker that runs its completion until released (or 10 s).
-struct Gate {
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool entered = false;
-  bool released = false;
-  bool released_in_time = false;
-
-  static void hold(void* context, std::uint64_t, ErrorCode) {
-    auto* gate = static_cast<Gate*>(context);
-    std::unique_lock lock(gate->mutex);
-    gate->entered = true;
-    gate->changed.notify_all();
-    gate->released_in_time =
-        gate->changed.wait_for(lock, std::chrono::seconds(10), [&] { return gate->released; });
-  }
-  static void release(void* context, std::uint64_t, ErrorCode) {
-    auto* gate = static_cast<Gate*>(context);
-    std::lock_guard lock(gate->mutex);
-    gate->released = true;
-    gate->changed.notify_all();
-  }
-  void wait_entered() {
-    std::unique_lock lock(mutex);
-    changed.wait_for(lock, std::chrono::seconds(10), [&] { return entered; });
-  }
-};
-
 TEST(CpuBackend, HighPriorityWorkRunsWhileEveryGeneralWorkerIsBusy) {
   // The only general worker is held inside an op's completion (as inside a
   // long kernel); a high-priority queue's op must still run, on the
@@ -118,10 +91,10 @@ TEST(CpuBackend, HighPriorityWorkRunsWhileEveryGeneralWorkerIsBusy) {
       << backend->info().name;
   QueueId batch = *backend->create_queue(QueuePriority::kNormal);
   QueueId urgent = *backend->create_queue(QueuePriority::kHigh);
-  Gate gate;
-  backend->enqueue(batch, Marker{}, Completion{&Gate::hold, &gate, 0});
+  CompletionGate gate;
+  backend->enqueue(batch, Marker{}, Completion{&CompletionGate::hold, &gate, 0});
   gate.wait_entered();
-  backend->enqueue(urgent, Marker{}, Completion{&Gate::release, &gate, 0});
+  backend->enqueue(urgent, Marker{}, Completion{&CompletionGate::release, &gate, 0});
   backend->synchronize_all();
   EXPECT_TRUE(gate.released_in_time) << "the high-priority op waited for the general worker";
 }
@@ -133,14 +106,14 @@ TEST(CpuBackend, HighPriorityWorkersLeaveNormalQueuesAlone) {
       CpuBackendOptions{.memory_bytes = 1 << 20, .workers = 1, .high_priority_workers = 1});
   QueueId first = *backend->create_queue(QueuePriority::kNormal);
   QueueId second = *backend->create_queue(QueuePriority::kNormal);
-  Gate gate;
-  backend->enqueue(first, Marker{}, Completion{&Gate::hold, &gate, 0});
+  CompletionGate gate;
+  backend->enqueue(first, Marker{}, Completion{&CompletionGate::hold, &gate, 0});
   gate.wait_entered();
   CompletionLog log;
   backend->enqueue(second, Marker{}, log.completion(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_TRUE(log.entries().empty()) << "a high-priority worker ran a normal queue";
-  Gate::release(&gate, 0, ErrorCode::kOk);
+  CompletionGate::release(&gate, 0, ErrorCode::kOk);
   backend->synchronize_all();
   EXPECT_EQ(log.entries().size(), 1u);
 }

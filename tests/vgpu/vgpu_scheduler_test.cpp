@@ -9,10 +9,13 @@
 #include <thread>
 #include <vector>
 
+#include "../accel/completion_gate.h"
 #include "vgpu/vgpu_service.h"
 
 namespace malv::vgpu {
 namespace {
+
+using accel::testing::CompletionGate;
 
 struct Done {
   std::mutex mutex;
@@ -48,6 +51,23 @@ class FavouritePolicies final : public GpuSchedPolicies {
 
 class Scheduler : public ::testing::Test {
  protected:
+  struct TwoVms {
+    std::unique_ptr<VmBackend> other, favourite;
+    accel::QueueId q_other, q_favourite;
+  };
+  // VMs "other" and "favourite", a stream each, with `policies` selected.
+  static TwoVms open_two_vms(VgpuService& vgpu, GpuSchedPolicies& policies) {
+    EXPECT_TRUE(vgpu.vms().create({.name = "other", .token = "t"}).ok());
+    EXPECT_TRUE(vgpu.vms().create({.name = "favourite", .token = "t"}).ok());
+    TwoVms vms;
+    vms.other = std::move(vgpu.open_session("other", "t")).value();
+    vms.favourite = std::move(vgpu.open_session("favourite", "t")).value();
+    vms.q_other = vms.other->create_queue(accel::QueuePriority::kNormal).value();
+    vms.q_favourite = vms.favourite->create_queue(accel::QueuePriority::kNormal).value();
+    vgpu.scheduler().set_policies(policies);
+    return vms;
+  }
+
   std::unique_ptr<accel::Backend> device_ =
       accel::make_cpu_backend({.memory_bytes = 256ull << 20, .workers = 2});
   FifoPolicies fifo_;
@@ -87,33 +107,25 @@ TEST_F(Scheduler, StreamOrderIsKeptAndNothingIsLostAcrossVms) {
 TEST_F(Scheduler, LowestScoreRunsFirstAndSwitchingTakesEffectAtTheNextDecision) {
   FavouritePolicies favourite;
   VgpuService vgpu(*device_, fifo_, {.device_slots = 1, .max_batch_ops = 1});
-  ASSERT_TRUE(vgpu.vms().create({.name = "other", .token = "t"}).ok());
-  ASSERT_TRUE(vgpu.vms().create({.name = "favourite", .token = "t"}).ok());
-  auto other = std::move(vgpu.open_session("other", "t")).value();
-  auto fav = std::move(vgpu.open_session("favourite", "t")).value();
-  auto q_other = other->create_queue(accel::QueuePriority::kNormal).value();
-  auto q_fav = fav->create_queue(accel::QueuePriority::kNormal).value();
+  TwoVms vms = open_two_vms(vgpu, favourite);
   auto big = device_->allocate(64 << 20).value();
 
-  vgpu.scheduler().set_policies(favourite);
   Done done;
   std::vector<Tag> tags(4, Tag{&done, 0, 0});
   // The first op takes the only slot; while it runs, both VMs queue work.
   tags[0] = {&done, 0, 0};
-  other->enqueue(q_other, accel::Memset{big, 0, 64 << 20}, {&record, &tags[0], 0});
+  vms.other->enqueue(vms.q_other, accel::Memset{big, 0, 64 << 20}, {&record, &tags[0], 0});
   tags[1] = {&done, 0, 1};
-  other->enqueue(q_other, accel::Memset{big, 0, 4}, {&record, &tags[1], 0});
+  vms.other->enqueue(vms.q_other, accel::Memset{big, 0, 4}, {&record, &tags[1], 0});
   tags[2] = {&done, 1, 0};
-  fav->enqueue(q_fav, accel::Memset{big, 0, 4}, {&record, &tags[2], 0});
-  other.reset();
-  fav.reset();
+  vms.favourite->enqueue(vms.q_favourite, accel::Memset{big, 0, 4}, {&record, &tags[2], 0});
+  vms.other.reset();
+  vms.favourite.reset();
   ASSERT_EQ(done.order.size(), 3u);
   EXPECT_EQ(done.order[1], std::make_pair(1, 0)) << "the favourite VM's op overtook the other's";
   EXPECT_GT(favourite.calls.load(), 0);
   EXPECT_GT(favourite.feedbacks.load(), 0);
   device_->free(big);
-  (void)q_other;
-  (void)q_fav;
 }
 
 TEST_F(Scheduler, BusyTimeIsChargedToTheVmThatRan) {
@@ -128,34 +140,6 @@ TEST_F(Scheduler, BusyTimeIsChargedToTheVmThatRan) {
   EXPECT_GT(vgpu.vms().find("worker").value()->counters().busy_ns.load(), 0u);
   EXPECT_EQ(vgpu.vms().find("idle").value()->counters().busy_ns.load(), 0u);
 }
-
-// Holds the backend thread that runs its completion until released (or 10 s).
-struct Gate {
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool entered = false;
-  bool released = false;
-  bool released_in_time = false;
-
-  static void hold(void* context, std::uint64_t, ErrorCode) {
-    auto* gate = static_cast<Gate*>(context);
-    std::unique_lock lock(gate->mutex);
-    gate->entered = true;
-    gate->changed.notify_all();
-    gate->released_in_time =
-        gate->changed.wait_for(lock, std::chrono::seconds(10), [&] { return gate->released; });
-  }
-  static void release(void* context, std::uint64_t, ErrorCode) {
-    auto* gate = static_cast<Gate*>(context);
-    std::lock_guard lock(gate->mutex);
-    gate->released = true;
-    gate->changed.notify_all();
-  }
-  void wait_entered() {
-    std::unique_lock lock(mutex);
-    changed.wait_for(lock, std::chrono::seconds(10), [&] { return entered; });
-  }
-};
 
 // Marks latency-class items urgent (a negative score), as `priority` does.
 class UrgentLatencyPolicies final : public GpuSchedPolicies {
@@ -191,10 +175,11 @@ TEST(SchedulerPriority, UrgentLatencyVmWorkRunsWhileBatchWorkHoldsEveryDeviceSlo
   // Memsets, not markers: bookkeeping ops need no slot.
   auto batch_buf = batch->allocate(64).value();
   auto latency_buf = latency->allocate(64).value();
-  Gate gate;
-  batch->enqueue(q_batch, accel::Memset{batch_buf, 0, 64}, {&Gate::hold, &gate, 0});
+  CompletionGate gate;
+  batch->enqueue(q_batch, accel::Memset{batch_buf, 0, 64}, {&CompletionGate::hold, &gate, 0});
   gate.wait_entered();
-  latency->enqueue(q_latency, accel::Memset{latency_buf, 0, 64}, {&Gate::release, &gate, 0});
+  latency->enqueue(q_latency, accel::Memset{latency_buf, 0, 64},
+                   {&CompletionGate::release, &gate, 0});
   batch->destroy_queue(q_batch);
   latency->destroy_queue(q_latency);
   batch->free(batch_buf);
@@ -217,8 +202,8 @@ void expect_second_waits_for_the_device_slot(GpuSchedPolicies& policies,
   auto q_first = first->create_queue(accel::QueuePriority::kNormal).value();
   auto q_second = second->create_queue(accel::QueuePriority::kHigh).value();  // asks, not granted
   auto first_buf = first->allocate(64).value();
-  Gate gate;
-  first->enqueue(q_first, accel::Memset{first_buf, 0, 64}, {&Gate::hold, &gate, 0});
+  CompletionGate gate;
+  first->enqueue(q_first, accel::Memset{first_buf, 0, 64}, {&CompletionGate::hold, &gate, 0});
   gate.wait_entered();
   Done done;
   Tag tag{&done, 1, 0};
@@ -229,7 +214,7 @@ void expect_second_waits_for_the_device_slot(GpuSchedPolicies& policies,
     std::lock_guard lock(done.mutex);
     EXPECT_TRUE(done.order.empty()) << "a batch VM's op ran beyond the device slots";
   }
-  Gate::release(&gate, 0, ErrorCode::kOk);
+  CompletionGate::release(&gate, 0, ErrorCode::kOk);
   first->destroy_queue(q_first);
   second->destroy_queue(q_second);
   second->free(buf);
@@ -261,15 +246,13 @@ TEST_F(Scheduler, WaitOnAnEventRecordedOnAStreamStillQueuedHereWaitsForThatRecor
   // the backend has not seen the record yet.
   FavouritePolicies favourite;
   VgpuService vgpu(*device_, fifo_, {.device_slots = 1, .max_batch_ops = 1});
-  ASSERT_TRUE(vgpu.vms().create({.name = "other", .token = "t"}).ok());
-  ASSERT_TRUE(vgpu.vms().create({.name = "favourite", .token = "t"}).ok());
-  auto other = std::move(vgpu.open_session("other", "t")).value();
-  auto fav = std::move(vgpu.open_session("favourite", "t")).value();
-  auto q_a = other->create_queue(accel::QueuePriority::kNormal).value();
-  auto q_b = fav->create_queue(accel::QueuePriority::kNormal).value();
+  TwoVms vms = open_two_vms(vgpu, favourite);
+  auto& other = vms.other;
+  auto& fav = vms.favourite;
+  const accel::QueueId q_a = vms.q_other;
+  const accel::QueueId q_b = vms.q_favourite;
   auto event = other->create_event().value();
   auto big = device_->allocate(64 << 20).value();
-  vgpu.scheduler().set_policies(favourite);
 
   Done done;
   std::vector<Tag> tags{{&done, 0, 0}, {&done, 0, 1}, {&done, 0, 2}, {&done, 1, 0}, {&done, 1, 1}};
