@@ -54,12 +54,11 @@ nn::TrainOptions train_options(const OverheadFlags& flags) {
   return o;
 }
 
-// Seconds for flags.steps training steps on `device`, data already loaded.
-Result<double> time_steps(nn::Device& device, const nn::Dataset& train,
-                          const OverheadFlags& flags) {
-  MALV_ASSIGN_OR_RETURN(auto trainer, nn::Trainer::create(device, train, train_options(flags)));
+// Seconds for flags.steps training steps of `trainer`.
+Result<double> time_steps(Result<std::unique_ptr<nn::Trainer>> trainer) {
+  if (!trainer.ok()) return std::move(trainer).error();
   Stopwatch watch;
-  MALV_TRY(trainer->run());
+  MALV_TRY(trainer.value()->run());
   return watch.elapsed_s();
 }
 
@@ -97,13 +96,15 @@ Status run_overhead(const OverheadFlags& flags) {
   // first (cold) or right after another that left the machine busy.
   const std::function<Status()> variants[] = {
       [&]() -> Status {
-        MALV_ASSIGN_OR_RETURN(double n, time_steps(*native, train, flags));
+        MALV_ASSIGN_OR_RETURN(
+            double n, time_steps(nn::Trainer::create(*native, train, train_options(flags))));
         native_s.push_back(n);
         return ok_status();
       },
       [&]() -> Status {
         MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-vgpu"));
-        MALV_ASSIGN_OR_RETURN(double v, time_steps(*vm.device, train, flags));
+        MALV_ASSIGN_OR_RETURN(
+            double v, time_steps(nn::Trainer::create(*vm.device, train, train_options(flags))));
         vgpu_s.push_back(v);
         return ok_status();
       },
@@ -117,11 +118,10 @@ Status run_overhead(const OverheadFlags& flags) {
                               nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
         load_s.push_back(load.elapsed_s());
         auto batches = std::make_unique<nn::LocalBatches>(own, 128, 1, /*wait_for_upload=*/true);
-        MALV_ASSIGN_OR_RETURN(auto trainer, nn::Trainer::create(*vm.device, std::move(batches),
-                                                                train_options(flags)));
-        Stopwatch watch;
-        MALV_TRY(trainer->run());
-        off_s.push_back(watch.elapsed_s());
+        MALV_ASSIGN_OR_RETURN(
+            double off,
+            time_steps(nn::Trainer::create(*vm.device, std::move(batches), train_options(flags))));
+        off_s.push_back(off);
         return ok_status();
       },
       [&]() -> Status {
@@ -134,11 +134,10 @@ Status run_overhead(const OverheadFlags& flags) {
         data.seed = 1;
         MALV_ASSIGN_OR_RETURN(auto batches, nn::HostBatches::open(*vm.device, data));
         open_s.push_back(open.elapsed_s());
-        MALV_ASSIGN_OR_RETURN(auto trainer, nn::Trainer::create(*vm.device, std::move(batches),
-                                                                train_options(flags)));
-        Stopwatch watch;
-        MALV_TRY(trainer->run());
-        on_s.push_back(watch.elapsed_s());
+        MALV_ASSIGN_OR_RETURN(
+            double on,
+            time_steps(nn::Trainer::create(*vm.device, std::move(batches), train_options(flags))));
+        on_s.push_back(on);
         return ok_status();
       },
   };

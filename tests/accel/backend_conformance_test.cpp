@@ -89,6 +89,32 @@ TEST_P(BackendConformance, OpsOnOneQueueRunAndCompleteInEnqueueOrder) {
   for (std::uint64_t i = 0; i < cookie; ++i) EXPECT_EQ(entries[i], (Entry{i, ErrorCode::kOk}));
 }
 
+TEST_P(BackendConformance, EnqueueManyRunsInOrderWithConsecutiveCookies) {
+  // The same as 200 single enqueues: fills and axpys interleaved, op i of the
+  // batch completing with cookie first + i, in order.
+  DeviceBuffer x = allocate(4 * 4);
+  DeviceBuffer y = allocate(4 * 4);
+  ASSERT_EQ(run(Memset{y.ptr, 0, y.bytes}), ErrorCode::kOk);
+  std::vector<Op> ops;
+  for (int i = 1; i <= 100; ++i) {
+    ops.push_back(make_launch("fill", {buf(x), i64(4), f32(static_cast<float>(i))}));
+    ops.push_back(make_launch("axpy", {buf(x), buf(y), i64(4), f32(1.0f)}));
+  }
+  CompletionLog log;
+  constexpr std::uint64_t kFirst = 1000;
+  backend_->enqueue_many(queue_, ops, log.completion(kFirst));
+  backend_->synchronize_all();
+  EXPECT_EQ(download<float>(y), std::vector<float>(4, 5050.0f));
+  auto entries = log.entries();
+  ASSERT_EQ(entries.size(), ops.size());
+  for (std::uint64_t i = 0; i < ops.size(); ++i) {
+    EXPECT_EQ(entries[i], (Entry{kFirst + i, ErrorCode::kOk}));
+  }
+  backend_->enqueue_many(queue_, std::span<Op>(), log.completion(0));  // nothing, no completion
+  backend_->synchronize_all();
+  EXPECT_EQ(log.entries().size(), ops.size());
+}
+
 TEST_P(BackendConformance, ManyQueuesEachKeepTheirOwnOrder) {
   constexpr int kQueues = 8;
   constexpr int kOpsPerQueue = 500;

@@ -59,6 +59,16 @@ TEST(CpuBackend, EnqueueOnUnknownQueueReportsNotFound) {
             (std::vector<std::pair<std::uint64_t, ErrorCode>>{{5, ErrorCode::kNotFound}}));
 }
 
+TEST(CpuBackend, EnqueueManyOnUnknownQueueReportsEveryOpNotFound) {
+  auto backend = make_cpu_backend(CpuBackendOptions{.memory_bytes = 1 << 20, .workers = 1});
+  CompletionLog log;
+  std::vector<Op> ops(3, Marker{});
+  backend->enqueue_many(QueueId{999}, ops, log.completion(7));
+  EXPECT_EQ(log.entries(),
+            (std::vector<std::pair<std::uint64_t, ErrorCode>>{
+                {7, ErrorCode::kNotFound}, {8, ErrorCode::kNotFound}, {9, ErrorCode::kNotFound}}));
+}
+
 TEST(CpuBackend, ParkedWaitDoesNotHoldTheOnlyWorker) {
   // One worker. Queue `waiter` (high priority, so it is taken first) waits
   // for an event that queue `recorder` records: the worker must leave the

@@ -104,6 +104,40 @@ TEST_F(Scheduler, StreamOrderIsKeptAndNothingIsLostAcrossVms) {
   device_->free(buf);
 }
 
+struct CookieLog {
+  std::mutex mutex;
+  std::vector<std::pair<std::uint64_t, ErrorCode>> entries;
+  static void record(void* context, std::uint64_t cookie, ErrorCode status) {
+    auto* log = static_cast<CookieLog*>(context);
+    std::lock_guard lock(log->mutex);
+    log->entries.emplace_back(cookie, status);
+  }
+};
+
+TEST_F(Scheduler, EnqueueManyKeepsOrderAndCookiesAndRejectsAnUnknownStream) {
+  VgpuService vgpu(*device_, fifo_, {.device_slots = 1, .max_batch_ops = 5});
+  ASSERT_TRUE(vgpu.vms().create({.name = "vm", .token = "t"}).ok());
+  auto view = std::move(vgpu.open_session("vm", "t")).value();
+  auto queue = view->create_queue(accel::QueuePriority::kNormal).value();
+  auto buf = view->allocate(4096).value();
+  std::vector<accel::Op> ops;
+  for (int i = 0; i < 23; ++i) ops.push_back(accel::Memset{buf, static_cast<std::uint8_t>(i), 64});
+  CookieLog log;
+  view->enqueue_many(queue, ops, {&CookieLog::record, &log, 100});
+  view->destroy_queue(queue);
+  ASSERT_EQ(log.entries.size(), 23u);
+  for (std::uint64_t i = 0; i < 23; ++i) {
+    EXPECT_EQ(log.entries[i], std::make_pair(100 + i, ErrorCode::kOk));
+  }
+
+  CookieLog unknown;
+  std::vector<accel::Op> two(2, accel::Marker{});
+  vgpu.scheduler().enqueue_many(accel::QueueId{987654}, two, {&CookieLog::record, &unknown, 1});
+  EXPECT_EQ(unknown.entries, (std::vector<std::pair<std::uint64_t, ErrorCode>>{
+                                 {1, ErrorCode::kNotFound}, {2, ErrorCode::kNotFound}}));
+  view->free(buf);
+}
+
 TEST_F(Scheduler, LowestScoreRunsFirstAndSwitchingTakesEffectAtTheNextDecision) {
   FavouritePolicies favourite;
   VgpuService vgpu(*device_, fifo_, {.device_slots = 1, .max_batch_ops = 1});

@@ -219,15 +219,15 @@ void CpuBackend::make_ready(Queue* queue, Wakeups& wake) {
   ready_count_.fetch_add(1, std::memory_order_relaxed);
   if (queue->priority == QueuePriority::kHigh) {
     ready_high_.push_back(queue);
-    // A high-priority worker if one sleeps, else any worker.
-    if (idle_high_workers_ > 0) {
+    // A sleeping high-priority worker not yet called on, else any worker.
+    if (idle_high_workers_ > wake.high) {
       ++wake.high;
       return;
     }
   } else {
     ready_normal_.push_back(queue);
   }
-  if (idle_workers_ > 0) ++wake.general;
+  if (idle_workers_ > wake.general) ++wake.general;
 }
 
 void CpuBackend::wake_workers(const Wakeups& wake) {
