@@ -44,8 +44,14 @@ class ShmClientChannel final : public ClientChannel {
 
   Result<bool> try_submit(std::span<const wire::Command> records, proto::ArenaRange) override {
     MALV_ASSIGN_OR_RETURN(bool pushed, submissions_.try_push(records));
-    if (pushed) submissions_.notify_consumer();  // a syscall only if the host sleeps
+    if (pushed && ++unannounced_ >= kDoorbellBatch) flush();
     return pushed;
+  }
+
+  void flush() override {
+    if (unannounced_ == 0) return;
+    unannounced_ = 0;
+    submissions_.notify_consumer();  // a syscall only if the host sleeps
   }
 
   Result<std::size_t> poll(std::span<wire::Completion> out) override {
@@ -56,8 +62,9 @@ class ShmClientChannel final : public ClientChannel {
     return n;
   }
 
-  Status wait(std::chrono::nanoseconds timeout) override {
-    if (completions_.wait(kSpin, timeout)) return ok_status();
+  Status wait(std::chrono::nanoseconds timeout, std::uint64_t wake_tag) override {
+    flush();
+    if (completions_.wait(kSpin, timeout, wake_tag)) return ok_status();
     if (peer_hung_up(socket_)) return Error(ErrorCode::kDisconnected, "host closed the session");
     return ok_status();
   }
@@ -68,6 +75,7 @@ class ShmClientChannel final : public ClientChannel {
   ipc::ChannelView view_;
   ipc::RingProducer<wire::Command> submissions_;
   ipc::RingConsumer<wire::Completion> completions_;
+  std::uint32_t unannounced_ = 0;  // commands pushed since the doorbell was last rung
 };
 
 class StreamClientChannel final : public ClientChannel {
@@ -112,7 +120,9 @@ class StreamClientChannel final : public ClientChannel {
     return n;
   }
 
-  Status wait(std::chrono::nanoseconds timeout) override {
+  void flush() override {}  // each command is already on the socket
+
+  Status wait(std::chrono::nanoseconds timeout, std::uint64_t /*wake_tag*/) override {
     pollfd pfd{socket_.fd(), POLLIN, 0};
     const int ms = static_cast<int>(std::max<std::int64_t>(
         1, std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()));

@@ -21,6 +21,10 @@
 
 namespace malv::guest {
 
+// Commands a shared-memory channel submits before it rings the doorbell
+// even though the guest has not waited yet.
+inline constexpr std::uint32_t kDoorbellBatch = 32;
+
 class ClientChannel {
  public:
   virtual ~ClientChannel() = default;
@@ -30,16 +34,26 @@ class ClientChannel {
 
   // Submits a command and its extension records. `publish` is the arena
   // range the command reads (sent ahead of it on stream channels). Returns
-  // false when the submission ring is full (retry after draining).
+  // false when the submission ring is full (retry after draining). The host
+  // may not look at it before the next flush() or wait(): the shared-memory
+  // channel rings the host's doorbell only then, or every
+  // kDoorbellBatch commands, so that a burst of commands wakes the host
+  // once, after its last command, instead of at its first.
   [[nodiscard]] virtual Result<bool> try_submit(std::span<const wire::Command> records,
                                                 proto::ArenaRange publish) = 0;
+
+  // Makes sure the host will look at everything submitted so far.
+  virtual void flush() = 0;
 
   // Takes up to out.size() completions that have arrived; returns how many.
   [[nodiscard]] virtual Result<std::size_t> poll(std::span<wire::Completion> out) = 0;
 
-  // Waits until a completion may be available, or the timeout passes.
-  // kDisconnected when the host is gone.
-  [[nodiscard]] virtual Status wait(std::chrono::nanoseconds timeout) = 0;
+  // Flushes, then waits until a completion may be available, or the timeout
+  // passes. With `wake_tag` (0: any) the host wakes this wait only for that
+  // command's completion (or when the completion ring is half full), so a
+  // caller waiting for one command is not woken for each completion before
+  // it. kDisconnected when the host is gone.
+  [[nodiscard]] virtual Status wait(std::chrono::nanoseconds timeout, std::uint64_t wake_tag) = 0;
 };
 
 struct HelloParams {

@@ -90,12 +90,12 @@ Result<std::unique_ptr<Connection>> Connection::connect_vsock(std::uint32_t cid,
   return std::unique_ptr<Connection>(new Connection(std::move(channel)));
 }
 
-Status Connection::drain(std::chrono::nanoseconds timeout) {
+Status Connection::drain(std::chrono::nanoseconds timeout, std::uint64_t wake_tag) {
   if (broken_) return Error(ErrorCode::kDisconnected, "connection to the host is closed");
   std::array<wire::Completion, 64> batch;
   Result<std::size_t> n = channel_->poll(batch);
   if (n.ok() && n.value() == 0 && timeout > std::chrono::nanoseconds::zero()) {
-    Status waited = channel_->wait(timeout);
+    Status waited = channel_->wait(timeout, wake_tag);
     if (!waited.ok()) {
       broken_ = true;
       return waited;
@@ -158,6 +158,7 @@ Result<wire::Completion> Connection::call(wire::Command cmd, proto::ArenaRange p
                                           Pending pending) {
   pending.wanted = true;
   MALV_TRY(submit(std::span(&cmd, 1), publish, &pending));
+  flush();  // the caller waits for it: the host must look now
   for (;;) {
     auto it = pending_.find(cmd.tag);
     if (it != pending_.end() && it->second.done) {
@@ -165,7 +166,7 @@ Result<wire::Completion> Connection::call(wire::Command cmd, proto::ArenaRange p
       pending_.erase(it);
       return c;
     }
-    MALV_TRY(drain(kWaitSlice));
+    MALV_TRY(drain(kWaitSlice, cmd.tag));
   }
 }
 
@@ -316,7 +317,9 @@ void Connection::release_object(wire::Opcode destroy, std::uint64_t handle) {
   cmd.flags = wire::kFlagSkipSuccess;
   if (Status s = submit(std::span(&cmd, 1), {}, nullptr); !s.ok()) {
     log::debug("guest", "releasing handle {:#x}: {}", handle, s.error().to_string());
+    return;
   }
+  flush();  // memory goes back to the quota now, not at this guest's next wait
 }
 
 }  // namespace malv::guest

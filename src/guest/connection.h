@@ -88,6 +88,13 @@ class Connection {
   [[nodiscard]] Status synchronize();
   // Nanoseconds between two events that have both happened.
   [[nodiscard]] Result<std::uint64_t> elapsed_ns(const Event& start, const Event& end);
+  // Hands every command submitted so far to the host now. Stream work
+  // (launch, write, read, copy, memset, record, wait) is otherwise handed
+  // over in bursts: at the next call that waits for the host, or every
+  // kDoorbellBatch commands, so that a request of several commands wakes the
+  // host once, after its last command. Call flush() after queueing work
+  // that should start before this thread next waits on the connection.
+  void flush() { channel_->flush(); }
 
   std::uint64_t arena_bytes() const { return arena_.capacity(); }
 
@@ -114,8 +121,9 @@ class Connection {
   std::uint64_t staging_in_flight() const { return staging_in_flight_; }
   std::span<std::byte> arena() { return channel_->arena(); }
   std::uint64_t next_tag() { return ++last_tag_; }
-  // Processes arrived completions; waits up to `timeout` if none.
-  [[nodiscard]] Status drain(std::chrono::nanoseconds timeout);
+  // Processes arrived completions; waits up to `timeout` if none (woken
+  // early only by the completion of command `wake_tag`, when not 0).
+  [[nodiscard]] Status drain(std::chrono::nanoseconds timeout, std::uint64_t wake_tag = 0);
   // The first failure seen on a stream since its last synchronize, as an
   // Error naming the command, or ok.
   Status take_stream_error(std::uint64_t stream_handle, ErrorCode status, std::uint64_t tag);

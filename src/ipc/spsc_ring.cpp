@@ -42,6 +42,7 @@ void initialize_ring_header(RingHeader* header, std::uint32_t start_index) {
   h->head.store(start_index, std::memory_order_relaxed);
   h->tail.store(start_index, std::memory_order_relaxed);
   h->consumer_waiting.store(0, std::memory_order_relaxed);
+  h->wake_key.store(0, std::memory_order_relaxed);
   h->wake_seq.store(0, std::memory_order_relaxed);
   // The peer maps the ring only after receiving the fd over a socket; the
   // sendmsg/recvmsg pair orders these stores before its first access.
@@ -107,6 +108,19 @@ void RingProducerIndex::notify_consumer() {
   wake_ring_consumer(header_);
 }
 
+void RingProducerIndex::notify_consumer_of(std::uint64_t key) {
+  if (header_->consumer_waiting.load(std::memory_order_seq_cst) == 0) return;
+  // Seeing consumer_waiting == 1 we also see the key stored before it. A
+  // hostile consumer can only delay its own wake-ups; a half-full ring wakes
+  // it regardless, so an honest one drains before the ring can fill (the
+  // host reserves completion room before it takes a command, so a full ring
+  // would stall the guest's own submissions). tail_ - head_seen_ is at
+  // least the true fill: head_seen_ only lags.
+  const std::uint64_t wanted = header_->wake_key.load(std::memory_order_seq_cst);
+  if (wanted != 0 && wanted != key && 2 * (tail_ - head_seen_) < capacity_) return;
+  wake_ring_consumer(header_);
+}
+
 std::uint32_t RingProducerIndex::consumer_position() {
   (void)refresh_head();  // on corruption keep the last valid position
   return head_seen_;
@@ -159,7 +173,8 @@ bool RingConsumerIndex::ready() {
   return !n.ok() || *n > 0;
 }
 
-bool RingConsumerIndex::wait(std::chrono::nanoseconds spin, std::chrono::nanoseconds timeout) {
+bool RingConsumerIndex::wait(std::chrono::nanoseconds spin, std::chrono::nanoseconds timeout,
+                             std::uint64_t wake_key) {
   if (ready()) return true;
   // Both limits count from the start of the call: `timeout` bounds the
   // whole wait, spinning included.
@@ -185,6 +200,8 @@ bool RingConsumerIndex::wait(std::chrono::nanoseconds spin, std::chrono::nanosec
   //     lands between our re-check and the syscall makes FUTEX_WAIT return
   //     at once (EAGAIN) instead of sleeping through it; a bump after we are
   //     asleep comes with FUTEX_WAKE.
+  // The key first: a producer that sees consumer_waiting == 1 sees it too.
+  header_->wake_key.store(wake_key, std::memory_order_seq_cst);
   header_->consumer_waiting.store(1, std::memory_order_seq_cst);
   bool got = false;
   for (;;) {

@@ -93,9 +93,14 @@ struct RingHeader {
   alignas(64) std::atomic<std::uint32_t> tail;  // producer index (written by producer)
   alignas(
       64) std::atomic<std::uint32_t> consumer_waiting;  // 1 while consumer sleeps or is about to
-  alignas(64) std::atomic<std::uint32_t> wake_seq;      // futex word, bumped by notify
+  // Written by the consumer with consumer_waiting (same line, same writer):
+  // 0 = wake me for any record; otherwise only for a record whose key (the
+  // producer says what that is) equals it, or when the ring is half full.
+  std::atomic<std::uint64_t> wake_key;
+  alignas(64) std::atomic<std::uint32_t> wake_seq;  // futex word, bumped by notify
 };
-static_assert(std::atomic<std::uint32_t>::is_always_lock_free,
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free &&
+                  std::atomic<std::uint64_t>::is_always_lock_free,
               "ring indices must be lock-free to work across processes");
 static_assert(std::is_standard_layout_v<RingHeader>);
 static_assert(sizeof(RingHeader) == 256);
@@ -122,6 +127,7 @@ class RingProducerIndex {
   // Publishes n records already written at tail .. tail+n-1 (n <= free_slots).
   void publish(std::uint32_t n);
   void notify_consumer();
+  void notify_consumer_of(std::uint64_t key);
   std::uint32_t published() const { return tail_; }
   std::uint32_t consumer_position();
   std::uint32_t slot(std::uint32_t i) const { return (tail_ + i) & (capacity_ - 1); }
@@ -144,7 +150,8 @@ class RingConsumerIndex {
   std::uint32_t capacity() const { return capacity_; }
   Result<std::uint32_t> available();
   void pop(std::uint32_t n);
-  bool wait(std::chrono::nanoseconds spin, std::chrono::nanoseconds timeout);
+  bool wait(std::chrono::nanoseconds spin, std::chrono::nanoseconds timeout,
+            std::uint64_t wake_key);
   std::uint32_t slot(std::uint32_t i) const;
   std::uint32_t consumed() const { return head_; }
 
@@ -193,6 +200,10 @@ class RingProducer {
   // Rings the doorbell, but only if the consumer is (about to be) asleep;
   // otherwise this is one fence and one load, no syscall.
   void notify_consumer() { index_.notify_consumer(); }
+  // As notify_consumer(), for records carrying `key`: a consumer asleep for
+  // a different key (RingConsumer::wait's wake_key) is left asleep, unless
+  // the ring is at least half full.
+  void notify_consumer_of(std::uint64_t key) { index_.notify_consumer_of(key); }
 
   // Our private tail: records ever published.
   std::uint32_t published() const { return index_.published(); }
@@ -236,8 +247,12 @@ class RingConsumer {
   // are available (or the peer's index is corrupt, which the next
   // available() reports); false on timeout or on a doorbell with no records
   // behind it, so callers loop and check their own stop conditions.
-  bool wait(std::chrono::nanoseconds spin, std::chrono::nanoseconds timeout) {
-    return index_.wait(spin, timeout);
+  // `wake_key` (0: any record) asks a producer that uses notify_consumer_of
+  // to wake this wait only for the record the caller is waiting for; other
+  // records still end the spin and are there when it wakes.
+  bool wait(std::chrono::nanoseconds spin, std::chrono::nanoseconds timeout,
+            std::uint64_t wake_key = 0) {
+    return index_.wait(spin, timeout, wake_key);
   }
 
   // Our private head: records ever consumed.

@@ -65,9 +65,12 @@ SessionStats Session::stats() const {
 namespace {
 
 // Commands whose whole effect is one op queued on a stream: these may stay
-// staged. Everything else may look at or change what the backend holds.
+// staged. Everything else may look at or change what the backend holds. A
+// stream synchronize is a marker op whose completion answers the guest, so
+// a request that ends in one goes to the device as one batch.
 bool only_queues_stream_ops(const proto::Request& request) {
   return std::holds_alternative<proto::LaunchRequest>(request) ||
+         std::holds_alternative<proto::StreamSyncRequest>(request) ||
          std::holds_alternative<proto::WriteRequest>(request) ||
          std::holds_alternative<proto::ReadRequest>(request) ||
          std::holds_alternative<proto::CopyRequest>(request) ||

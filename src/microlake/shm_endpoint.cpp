@@ -85,7 +85,8 @@ void ShmEndpoint::post(const wire::Completion& completion, proto::ArenaRange) {
     log::warn("microlake", "{}: completion ring unusable, closing the session", vm_name_);
     return;
   }
-  completions_.notify_consumer();
+  // A guest waiting for one command's completion sleeps through the others.
+  completions_.notify_consumer_of(completion.tag);
 }
 
 void ShmEndpoint::run() {

@@ -59,6 +59,62 @@ TEST(SpscRing, ProducerFindsTheRingFullAndNothingIsOverwritten) {
   for (std::uint32_t i = 0; i < 4; ++i) EXPECT_TRUE(record_intact(ring.consumer.read(i), i));
 }
 
+// A consumer asleep for one key (consumer_waiting and wake_key as its
+// wait() sets them) is woken only by a record with that key, by any record
+// when it asked for none, and by any record once the ring is half full.
+TEST(SpscRing, AWaitForOneKeyIsWokenOnlyByThatKeyOrAHalfFullRing) {
+  TestRing ring(8);
+  auto doorbells = [&] { return ring.header->wake_seq.load(); };
+  ring.header->wake_key.store(7);
+  ring.header->consumer_waiting.store(1);
+
+  ASSERT_TRUE(push_one(ring.producer, 0));
+  ring.producer.notify_consumer_of(3);
+  EXPECT_EQ(doorbells(), 0u) << "another command's completion";
+  ASSERT_TRUE(push_one(ring.producer, 1));
+  ring.producer.notify_consumer_of(7);
+  EXPECT_EQ(doorbells(), 1u) << "the awaited completion";
+
+  ASSERT_TRUE(push_one(ring.producer, 2));
+  ring.producer.notify_consumer_of(3);
+  EXPECT_EQ(doorbells(), 1u) << "3 of 8 slots used";
+  ASSERT_TRUE(push_one(ring.producer, 3));
+  ring.producer.notify_consumer_of(3);
+  EXPECT_EQ(doorbells(), 2u) << "4 of 8 slots used: the consumer must drain";
+
+  ring.header->wake_key.store(0);
+  ring.consumer.pop(0);
+  ASSERT_EQ(available(ring.consumer), 4u);
+  ring.consumer.pop(4);
+  ASSERT_TRUE(push_one(ring.producer, 4));
+  ring.producer.notify_consumer_of(3);
+  EXPECT_EQ(doorbells(), 3u) << "a wait for any record";
+
+  ring.header->consumer_waiting.store(0);
+  ASSERT_TRUE(push_one(ring.producer, 5));
+  ring.producer.notify_consumer_of(0);
+  EXPECT_EQ(doorbells(), 3u) << "nobody asleep: no system call";
+}
+
+TEST(SpscRing, AConsumerWaitingForOneKeySleepsThroughOthersAndWakesForIt) {
+  TestRing ring(64);
+  std::atomic<bool> returned{false};
+  std::thread consumer([&] {
+    // Long timeout: only the awaited record ends this wait in time.
+    EXPECT_TRUE(ring.consumer.wait(0us, 30s, /*wake_key=*/7));
+    returned.store(true);
+  });
+  while (ring.header->consumer_waiting.load() == 0) std::this_thread::yield();
+  ASSERT_TRUE(push_one(ring.producer, 0));
+  ring.producer.notify_consumer_of(3);
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(returned.load()) << "woken by a record it did not wait for";
+  ASSERT_TRUE(push_one(ring.producer, 1));
+  ring.producer.notify_consumer_of(7);
+  consumer.join();
+  EXPECT_EQ(available(ring.consumer), 2u);
+}
+
 TEST(SpscRing, ConsumerFindsTheRingEmptyAndWaitTimesOut) {
   TestRing ring(8);
   EXPECT_EQ(available(ring.consumer), 0u);

@@ -2,9 +2,12 @@
 // real host over shared memory and over TCP.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "host_fixture.h"
@@ -218,6 +221,30 @@ TEST_P(Channel, ManyAsyncLaunchesThenOneSynchronize) {
   for (int i = 0; i < 20000; ++i) ASSERT_TRUE(s->launch(*nop, {}).ok());
   EXPECT_TRUE(s->synchronize().ok());
   EXPECT_TRUE(conn->synchronize().ok());
+}
+
+TEST_P(Channel, FlushHandsQueuedWorkToTheHostWithoutWaiting) {
+  if (GetParam()) GTEST_SKIP() << "over TCP every command is sent at once";
+  auto conn = open();
+  ASSERT_TRUE(conn);
+  auto out = conn->allocate_host(16);
+  auto device = conn->allocate(16);
+  auto stream = conn->create_stream();
+  ASSERT_TRUE(out.ok() && device.ok() && stream.ok());
+  ASSERT_TRUE(stream->memset(*device, 0, 16, 0x5a).ok());
+  ASSERT_TRUE(stream->read(*device, 0, *out, 0, 16).ok());  // zero-copy: lands in shared memory
+  conn->flush();
+  // The guest does not wait on the connection: only the flush lets the
+  // host see the two commands (fewer than kDoorbellBatch).
+  std::atomic_ref<std::byte> last(out->data()[15]);
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (last.load(std::memory_order_acquire) != std::byte{0x5a} &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(last.load(std::memory_order_acquire), std::byte{0x5a});
+  ASSERT_TRUE(stream->synchronize().ok());
+  for (std::byte b : out->data()) EXPECT_EQ(b, std::byte{0x5a});
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, Channel, ::testing::Values(false, true),

@@ -115,7 +115,7 @@ TEST_F(GuestFailure, GuestThatStopsReadingCompletionsStallsOnlyItself) {
     ASSERT_TRUE(n.ok());
     for (std::size_t i = 0; i < n.value(); ++i) EXPECT_EQ(batch[i].tag, ++completed);
     if (n.value() == 0) {
-      ASSERT_TRUE((*channel)->wait(10ms).ok());
+      ASSERT_TRUE((*channel)->wait(10ms, /*wake_tag=*/0).ok());
     }
   }
   EXPECT_EQ(completed, submitted);

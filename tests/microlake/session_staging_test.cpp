@@ -1,5 +1,6 @@
-// Session::Flush::kLater: stream ops wait for flush(), go to the backend in
-// submission order, and any other command flushes what is staged first.
+// Session::Flush::kLater: stream ops (and stream syncs) wait for flush(), go
+// to the backend in submission order, and any other command flushes what is
+// staged first.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -97,16 +98,32 @@ TEST_F(SessionStaging, StagedOpsReachTheBackendOnlyAtFlushAndInOrder) {
   EXPECT_EQ(session_.outstanding(), 0u);
 }
 
+TEST_F(SessionStaging, AStreamSyncStaysStagedBehindTheOpsBeforeIt) {
+  const std::size_t before = sink_.count();
+  session_.handle(memset(0, 7), {}, Flush::kLater);
+  session_.handle(memset(16, 8), {}, Flush::kLater);
+  // A request that ends in a stream sync goes to the device as one batch.
+  session_.handle(command(Opcode::kStreamSync, {stream_}), {}, Flush::kLater);
+  backend_->synchronize_all();
+  EXPECT_EQ(sink_.count(), before);
+  session_.flush();
+  const auto posted = sink_.wait_for(before + 3);
+  ASSERT_EQ(posted.size(), before + 3);
+  EXPECT_EQ(posted[before + 1].tag, posted[before].tag + 1);
+  EXPECT_EQ(posted[before + 2].opcode, static_cast<std::uint16_t>(Opcode::kStreamSync));
+  EXPECT_EQ(posted[before + 2].status, 0);
+}
+
 TEST_F(SessionStaging, ACommandThatIsNotAStreamOpFlushesFirst) {
   const std::size_t before = sink_.count();
   session_.handle(memset(0, 7), {}, Flush::kLater);
   session_.handle(memset(16, 8), {}, Flush::kLater);
-  // A stream sync is not a plain stream op: the two memsets go first, and
-  // its own marker goes at once, so all three complete without a flush().
-  session_.handle(command(Opcode::kStreamSync, {stream_}), {}, Flush::kLater);
+  // A device-wide sync looks at every stream: the two memsets go first, so
+  // all three complete without a flush().
+  session_.handle(command(Opcode::kSyncAll, {}), {}, Flush::kLater);
   const auto posted = sink_.wait_for(before + 3);
   ASSERT_EQ(posted.size(), before + 3);
-  EXPECT_EQ(posted[before + 2].opcode, static_cast<std::uint16_t>(Opcode::kStreamSync));
+  EXPECT_EQ(posted[before + 2].opcode, static_cast<std::uint16_t>(Opcode::kSyncAll));
   EXPECT_EQ(posted[before + 2].status, 0);
 }
 
