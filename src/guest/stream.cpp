@@ -17,7 +17,9 @@ using wire::Opcode;
 }  // namespace
 
 // Ordinary guest memory goes through the arena in chunks (Connection::
-// staging_allocate): the guest fills chunk i+1 while the host copies chunk i.
+// staging_allocate): the guest fills chunk i+1 while the host copies chunk i,
+// so a transfer of several chunks hands each to the host at once rather
+// than at the guest's next wait (a one-chunk transfer is part of a burst).
 Status Stream::write(const Buffer& dst, std::uint64_t offset, std::span<const std::byte> data) {
   Connection& conn = connection();
   const std::uint64_t chunk = conn.staging_chunk_bytes();
@@ -33,6 +35,7 @@ Status Stream::write(const Buffer& dst, std::uint64_t offset, std::span<const st
     wire::Command cmd = proto::make_command(
         Opcode::kWrite, conn.next_tag(), {handle(), dst.handle(), offset + done, arena_offset, n});
     MALV_TRY(conn.submit(std::span(&cmd, 1), {arena_offset, n}, &pending));
+    if (data.size() > chunk) conn.flush();  // the host copies this chunk while we fill the next
     done += n;
   } while (done < data.size());
   return ok_status();
@@ -53,6 +56,7 @@ Status Stream::read(const Buffer& src, std::uint64_t offset, std::span<std::byte
     wire::Command cmd = proto::make_command(
         Opcode::kRead, conn.next_tag(), {handle(), src.handle(), offset + done, arena_offset, n});
     MALV_TRY(conn.submit(std::span(&cmd, 1), {}, &pending));
+    if (out.size() > chunk) conn.flush();  // the host fills this chunk while we queue the next
     done += n;
   } while (done < out.size());
   return ok_status();
