@@ -51,8 +51,11 @@ class ShmClientChannel final : public ClientChannel {
   void flush() override {
     if (unannounced_ == 0) return;
     unannounced_ = 0;
+    ++doorbells_;
     submissions_.notify_consumer();  // a syscall only if the host sleeps
   }
+
+  std::uint64_t doorbells() const override { return doorbells_; }
 
   Result<std::size_t> poll(std::span<wire::Completion> out) override {
     MALV_ASSIGN_OR_RETURN(std::uint32_t available, completions_.available());
@@ -76,6 +79,7 @@ class ShmClientChannel final : public ClientChannel {
   ipc::RingProducer<wire::Command> submissions_;
   ipc::RingConsumer<wire::Completion> completions_;
   std::uint32_t unannounced_ = 0;  // commands pushed since the doorbell was last rung
+  std::uint64_t doorbells_ = 0;
 };
 
 class StreamClientChannel final : public ClientChannel {
@@ -121,6 +125,7 @@ class StreamClientChannel final : public ClientChannel {
   }
 
   void flush() override {}  // each command is already on the socket
+  std::uint64_t doorbells() const override { return 0; }
 
   Status wait(std::chrono::nanoseconds timeout, std::uint64_t /*wake_tag*/) override {
     pollfd pfd{socket_.fd(), POLLIN, 0};

@@ -45,6 +45,11 @@ class ClientChannel {
   // Makes sure the host will look at everything submitted so far.
   virtual void flush() = 0;
 
+  // How many times this channel announced new commands to the host (rang
+  // its doorbell, a system call only when the host was asleep). Channels
+  // that send every command as it is submitted report 0.
+  virtual std::uint64_t doorbells() const = 0;
+
   // Takes up to out.size() completions that have arrived; returns how many.
   [[nodiscard]] virtual Result<std::size_t> poll(std::span<wire::Completion> out) = 0;
 

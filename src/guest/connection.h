@@ -95,6 +95,8 @@ class Connection {
   // host once, after its last command. Call flush() after queueing work
   // that should start before this thread next waits on the connection.
   void flush() { channel_->flush(); }
+  // Times the host was told about new commands (see ClientChannel::doorbells).
+  std::uint64_t doorbells() const { return channel_->doorbells(); }
 
   std::uint64_t arena_bytes() const { return arena_.capacity(); }
 

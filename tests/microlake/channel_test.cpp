@@ -223,19 +223,26 @@ TEST_P(Channel, ManyAsyncLaunchesThenOneSynchronize) {
   EXPECT_TRUE(conn->synchronize().ok());
 }
 
-TEST_P(Channel, FlushHandsQueuedWorkToTheHostWithoutWaiting) {
+TEST_P(Channel, StreamWorkRingsTheDoorbellOncePerBurst) {
   if (GetParam()) GTEST_SKIP() << "over TCP every command is sent at once";
   auto conn = open();
   ASSERT_TRUE(conn);
   auto out = conn->allocate_host(16);
   auto device = conn->allocate(16);
   auto stream = conn->create_stream();
-  ASSERT_TRUE(out.ok() && device.ok() && stream.ok());
+  auto nop = conn->kernel("nop");
+  ASSERT_TRUE(out.ok() && device.ok() && stream.ok() && nop.ok());
+
+  const std::uint64_t before = conn->doorbells();
   ASSERT_TRUE(stream->memset(*device, 0, 16, 0x5a).ok());
   ASSERT_TRUE(stream->read(*device, 0, *out, 0, 16).ok());  // zero-copy: lands in shared memory
+  EXPECT_EQ(conn->doorbells(), before) << "a burst is announced once, at its end";
   conn->flush();
-  // The guest does not wait on the connection: only the flush lets the
-  // host see the two commands (fewer than kDoorbellBatch).
+  EXPECT_EQ(conn->doorbells(), before + 1);
+  conn->flush();
+  EXPECT_EQ(conn->doorbells(), before + 1) << "nothing new to announce";
+
+  // Flushed work runs while the guest leaves the connection alone.
   std::atomic_ref<std::byte> last(out->data()[15]);
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (last.load(std::memory_order_acquire) != std::byte{0x5a} &&
@@ -243,7 +250,16 @@ TEST_P(Channel, FlushHandsQueuedWorkToTheHostWithoutWaiting) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   EXPECT_EQ(last.load(std::memory_order_acquire), std::byte{0x5a});
+
+  // A long burst is announced every kDoorbellBatch commands, and a call
+  // that waits announces what precedes it.
+  for (std::uint32_t i = 0; i < 2 * guest::kDoorbellBatch; ++i) {
+    ASSERT_TRUE(stream->launch(*nop, {}).ok());
+  }
+  EXPECT_EQ(conn->doorbells(), before + 3);
+  ASSERT_TRUE(stream->launch(*nop, {}).ok());
   ASSERT_TRUE(stream->synchronize().ok());
+  EXPECT_EQ(conn->doorbells(), before + 4);
   for (std::byte b : out->data()) EXPECT_EQ(b, std::byte{0x5a});
 }
 
