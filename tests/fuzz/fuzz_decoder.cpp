@@ -16,6 +16,20 @@
 //       staged (Session::Flush::kLater) and flushed when the input ends,
 //       as when the ring runs dry.
 //
+// Services. The session has the MLaaS policy registry (the built-in
+// baselines: kPolicyList, kPolicySelect parse guest strings) and a dataset
+// catalog over an empty data directory (kDatasetOpen's path checks: absolute
+// paths, "..", symlinks out, missing files). No checkpoint store: a save
+// writes files from a writer thread, which per-input fuzzing would fill the
+// disk with; tests/microlake/checkpoint_service_test.cpp covers its input.
+//
+// Strings and specs. Commands that read a string or a spec from the arena
+// (kernel names, "class=policy", a DatasetSpec, a checkpoint spec) can name
+// the input itself: the harness copies the input into the arena at
+// kInputMirror (32 KiB), so record k's 64 bytes are at kInputMirror + 64 * k
+// (they are also fed as a command, which is harmless: what a guest writes in
+// its arena is not checked either).
+//
 // Reaching deep states. Before the fuzzer's records, each session gets two
 // streams, two zeroed buffers, two events and a kernel handle for every
 // built-in kernel, made by well-formed commands; the arena holds the name of
@@ -45,6 +59,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -58,6 +73,11 @@
 #include "malv/protocol.h"
 #include "microlake/completion_sink.h"
 #include "microlake/session.h"
+#include "microlake/session_services.h"
+#include "mlaas/feature_registry.h"
+#include "mlaas/host_services.h"
+#include "mlaas/policy_registry.h"
+#include "offload/dataset_catalog.h"
 #include "proto/decoder.h"
 #include "proto/encoder.h"
 
@@ -67,6 +87,7 @@ namespace {
 using wire::Opcode;
 
 constexpr std::size_t kArenaBytes = 64u << 10;
+constexpr std::size_t kInputMirror = 32u << 10;
 constexpr std::uint64_t kDeviceMemoryBytes = 16ull << 20;
 constexpr std::uint64_t kPoolMarker = 0xffffull << 48;
 constexpr std::size_t kMaxPool = 64;
@@ -134,6 +155,25 @@ accel::Backend& backend() {
   return *instance;
 }
 
+constexpr const char* kVmName = "fuzz";
+
+// The services outlive every input, like the backend. Each input starts
+// with the VM on the baseline policies, so that no input depends on what
+// an earlier one selected.
+microlake::SessionServices fuzz_services() {
+  static mlaas::FeatureRegistry features;
+  static mlaas::HostServices host_services(features, nullptr);
+  static mlaas::PolicyRegistry policies(host_services.table());
+  for (mlaas::PolicyClass cls : mlaas::kAllPolicyClasses) policies.select_baseline(kVmName, cls);
+  static offload::DatasetCatalog datasets([] {
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / "malv-fuzz-empty-data-dir";
+    std::filesystem::create_directories(dir);
+    return offload::CatalogOptions{.data_dirs = {dir.string()}};
+  }());
+  return {.policies = &policies, .datasets = &datasets, .checkpoints = nullptr};
+}
+
 microlake::SessionLimits fuzz_limits() {
   microlake::SessionLimits limits;
   limits.max_buffers = 32;  // 32 x 1 MiB > device memory: both refusals are reachable
@@ -157,8 +197,13 @@ class Harness {
     for (std::size_t i = 0; i < kernels.size(); ++i) {
       std::memcpy(arena_.data() + 64 * i, kernels[i].name.data(), kernels[i].name.size());
     }
-    session_ = std::make_unique<microlake::Session>("fuzz", backend(), std::span(arena_), sink_,
-                                                    fuzz_limits());
+    session_ = std::make_unique<microlake::Session>(kVmName, backend(), std::span(arena_), sink_,
+                                                    fuzz_limits(), fuzz_services());
+  }
+
+  // Copies (the start of) the input into the arena, where commands can name it.
+  void mirror(const std::uint8_t* data, std::size_t size) {
+    std::memcpy(arena_.data() + kInputMirror, data, std::min(size, kArenaBytes - kInputMirror));
   }
 
   // Pre-creates the objects of the pool, in the documented order.
@@ -324,6 +369,7 @@ class Harness {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   malv::fuzz::Harness harness;
+  harness.mirror(data, size);
   harness.set_up();
   harness.feed(data, size);
   harness.finish();

@@ -12,8 +12,11 @@ harness with handle i of the session's pool:
   6 + k                 kernel k of the registry (k: KERNELS below)
   21, 22, ...           handles returned by the input's own create commands
 
-The arena (64 KiB) holds the name of kernel k at offset 64 * k; seeds use
-offsets from 4096 up for data. Re-run after changing the harness or the
+The arena (64 KiB) holds the name of kernel k at offset 64 * k, and from
+32 KiB (MIRROR) a copy of the input itself, so that record j's bytes are at
+MIRROR + 64 * j: a command can name a string or spec that the seed carries as
+one of its own records (text(), dataset_spec()). Seeds use offsets from 4096
+up for data. Re-run after changing the harness or the
 protocol:  python3 tests/fuzz/make_corpus.py
 """
 import os
@@ -24,7 +27,9 @@ OUT = os.path.join(HERE, "corpus")
 
 (NOP, DEVICE_QUERY, BUFFER_ALLOC, BUFFER_FREE, WRITE, READ, COPY, MEMSET, STREAM_CREATE,
  STREAM_DESTROY, STREAM_SYNC, SYNC_ALL, EVENT_CREATE, EVENT_DESTROY, EVENT_RECORD, EVENT_WAIT,
- EVENT_SYNC, EVENT_ELAPSED, KERNEL_LOOKUP, LAUNCH) = range(20)
+ EVENT_SYNC, EVENT_ELAPSED, KERNEL_LOOKUP, LAUNCH, POLICY_LIST, POLICY_SELECT, DATASET_OPEN,
+ DATASET_NEXT, DATASET_CLOSE, CHECKPOINT_SAVE, CHECKPOINT_RESTORE) = range(27)
+MIRROR = 32768
 SKIP_SUCCESS = 1
 
 KERNELS = ["nop", "gemm", "add", "scale", "axpy", "bias_add", "relu", "relu_backward",
@@ -59,6 +64,24 @@ def i64(value):
 
 def f32(value):
     return struct.pack("<IIfIQ", 3, 0, value, 0, 0)
+
+
+def at(record):
+    """The arena offset of the input's record number `record`."""
+    return MIRROR + 64 * record
+
+
+def text(value):
+    """A string as whole records (NUL-padded)."""
+    data = value.encode()
+    return data + b"\0" * (-len(data) % 64)
+
+
+def dataset_spec(features, labels=b"", fmt=1, batch=32):
+    """A DatasetSpec (include/malv/protocol.h), padded to whole records."""
+    spec = struct.pack("<IIIIQQffII128s128s", fmt, 0, 0, batch, 7, 0, 0.5, 0.25, 0, 0,
+                       features, labels)
+    return spec + b"\0" * (-len(spec) % 64)
 
 
 def launch(stream, kernel, *args, flags=0):
@@ -134,6 +157,17 @@ SEEDS = {
                   cmd(LAUNCH, S0, K("add"), 11, extensions=4) + b"\0" * 256,
                   cmd(MEMSET, S0, B0, 0, 8, 256), cmd(STREAM_CREATE, 2), cmd(NOP, 1),
                   cmd(NOP, flags=6)],
+    # Record 0 lists into the arena; record 1 selects the string in record 2.
+    "policy_list_select": [cmd(POLICY_LIST, 4096, 4096),
+                           cmd(POLICY_SELECT, at(2), len("gpu_sched=builtin/fifo")),
+                           text("gpu_sched=builtin/fifo")],
+    "policy_select_bad": [cmd(POLICY_SELECT, at(3), 9), cmd(POLICY_SELECT, at(3), 300),
+                          cmd(POLICY_SELECT, at(3) + 10, 12), text("gpu_sched=no-such/policy")],
+    # Paths the catalog must refuse or not find: traversal, absolute, missing.
+    "dataset_open_paths": [cmd(DATASET_OPEN, at(4), 304), cmd(DATASET_OPEN, at(9), 304),
+                           cmd(DATASET_OPEN, at(14), 304), cmd(DATASET_OPEN, at(14), 300),
+                           dataset_spec(b"../../etc/passwd"), dataset_spec(b"/etc/passwd"),
+                           dataset_spec(b"fashion/train-images-idx3-ubyte")],
     "wrong_types_and_rights": [cmd(BUFFER_FREE, S0), cmd(STREAM_DESTROY, B0),
                                cmd(EVENT_SYNC, K("nop")), cmd(BUFFER_FREE, 0),
                                cmd(BUFFER_FREE, 0x1fff000100000000), cmd(SYNC_ALL)],
