@@ -398,12 +398,12 @@ class CompletionLog {
  private:
   static void on_done(void* context, std::uint64_t index, ErrorCode status) {
     auto* log = static_cast<CompletionLog*>(context);
-    {
-      std::lock_guard lock(log->mu_);
-      log->completed_[index] = mono_now_ns();
-      ++log->done_;
-      if (status != ErrorCode::kOk) ++log->errors_;
-    }
+    // Notify under the lock: the waiter may destroy the log as soon as it
+    // sees the last item done, which it cannot before we unlock.
+    std::lock_guard lock(log->mu_);
+    log->completed_[index] = mono_now_ns();
+    ++log->done_;
+    if (status != ErrorCode::kOk) ++log->errors_;
     log->cv_.notify_all();
   }
 

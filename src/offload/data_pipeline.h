@@ -77,9 +77,12 @@ class DataPipeline {
     accel::DevicePtr labels;    // rows int32
     accel::EventId ready;       // recorded after the upload on the pipeline's queue
   };
-  // The next batch; waits while the producer has not uploaded it yet.
+  // The next batch; waits while the producer has not staged one yet. Its
+  // upload is queued, not done: device work that reads it waits for `ready`.
   [[nodiscard]] Result<Batch> next();
-  // The slot of a batch from next() may be refilled.
+  // The slot of a batch from next() may be refilled. Only once `ready` has
+  // fired (in practice: once the copies out of the slot, which waited for
+  // it, ran): the producer rewrites the slot's host staging at once.
   void release(std::uint32_t slot);
 
   std::uint64_t examples() const { return dataset_->count; }

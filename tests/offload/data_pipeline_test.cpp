@@ -188,6 +188,9 @@ TEST_F(DataPipelineTest, DepthFollowsThePrefetchPolicy) {
   EXPECT_EQ(pipeline->stats().depth, 2u);
   for (int i = 0; i < 2 * static_cast<int>(DataPipeline::kDecisionEvery); ++i) {
     auto b = pipeline->next().value();
+    // As the session does: release a slot only once copies from it ran,
+    // which waited for its upload (the producer then reuses its staging).
+    EXPECT_EQ(read_batch(b).size(), b.rows);
     pipeline->release(b.slot);
   }
   EXPECT_EQ(asked.load(), 2);

@@ -93,7 +93,8 @@ TEST_F(Scheduler, StreamOrderIsKeptAndNothingIsLostAcrossVms) {
   for (int i = 0; i < kPerStream; ++i) {
     for (std::size_t q = 0; q < queues.size(); ++q) {
       tags.push_back({&done, static_cast<int>(q), i});
-      views[q / 2]->enqueue(queues[q], accel::Memset{buf, 1, 1024},
+      // Each stream its own 1 KiB: streams run in parallel, like a GPU's.
+      views[q / 2]->enqueue(queues[q], accel::Memset{buf + 1024 * q, 1, 1024},
                             accel::Completion{&record, &tags.back(), 0});
     }
   }
