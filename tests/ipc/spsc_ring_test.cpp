@@ -64,36 +64,28 @@ TEST(SpscRing, ProducerFindsTheRingFullAndNothingIsOverwritten) {
 // when it asked for none, and by any record once the ring is half full.
 TEST(SpscRing, AWaitForOneKeyIsWokenOnlyByThatKeyOrAHalfFullRing) {
   TestRing ring(8);
-  auto doorbells = [&] { return ring.header->wake_seq.load(); };
+  std::uint64_t seq = 0;
+  // Pushes one record for `key` and returns how often the doorbell has rung.
+  auto push_for = [&](std::uint64_t key) {
+    EXPECT_TRUE(push_one(ring.producer, seq++));
+    ring.producer.notify_consumer_of(key);
+    return ring.header->wake_seq.load();
+  };
   ring.header->wake_key.store(7);
   ring.header->consumer_waiting.store(1);
 
-  ASSERT_TRUE(push_one(ring.producer, 0));
-  ring.producer.notify_consumer_of(3);
-  EXPECT_EQ(doorbells(), 0u) << "another command's completion";
-  ASSERT_TRUE(push_one(ring.producer, 1));
-  ring.producer.notify_consumer_of(7);
-  EXPECT_EQ(doorbells(), 1u) << "the awaited completion";
+  EXPECT_EQ(push_for(3), 0u) << "another command's completion";
+  EXPECT_EQ(push_for(7), 1u) << "the awaited completion";
+  EXPECT_EQ(push_for(3), 1u) << "3 of 8 slots used";
+  EXPECT_EQ(push_for(3), 2u) << "4 of 8 slots used: the consumer must drain";
 
-  ASSERT_TRUE(push_one(ring.producer, 2));
-  ring.producer.notify_consumer_of(3);
-  EXPECT_EQ(doorbells(), 1u) << "3 of 8 slots used";
-  ASSERT_TRUE(push_one(ring.producer, 3));
-  ring.producer.notify_consumer_of(3);
-  EXPECT_EQ(doorbells(), 2u) << "4 of 8 slots used: the consumer must drain";
-
-  ring.header->wake_key.store(0);
-  ring.consumer.pop(0);
   ASSERT_EQ(available(ring.consumer), 4u);
   ring.consumer.pop(4);
-  ASSERT_TRUE(push_one(ring.producer, 4));
-  ring.producer.notify_consumer_of(3);
-  EXPECT_EQ(doorbells(), 3u) << "a wait for any record";
+  ring.header->wake_key.store(0);
+  EXPECT_EQ(push_for(3), 3u) << "a wait for any record";
 
   ring.header->consumer_waiting.store(0);
-  ASSERT_TRUE(push_one(ring.producer, 5));
-  ring.producer.notify_consumer_of(0);
-  EXPECT_EQ(doorbells(), 3u) << "nobody asleep: no system call";
+  EXPECT_EQ(push_for(0), 3u) << "nobody asleep: no system call";
 }
 
 TEST(SpscRing, AConsumerWaitingForOneKeySleepsThroughOthersAndWakesForIt) {
