@@ -1,10 +1,12 @@
 #include "ipc/socket.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <linux/vm_sockets.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -240,6 +242,31 @@ std::optional<std::uint32_t> Socket::peer_vsock_cid() const {
   return addr.svm_cid;
 }
 
+std::optional<std::string> Socket::peer_address() const {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+  char text[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    if (::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) == nullptr) return std::nullopt;
+    return std::string(text);
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+      // One peer is one address, whichever family its listener used.
+      if (::inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], text, sizeof text) == nullptr) {
+        return std::nullopt;
+      }
+      return std::string(text);
+    }
+    if (::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text) == nullptr) return std::nullopt;
+    return std::string(text);
+  }
+  return std::nullopt;
+}
+
 // ---------------------------------------------------------------- common
 
 Result<Socket> Socket::accept() const {
@@ -312,6 +339,42 @@ Status Socket::read_exact(void* data, std::size_t bytes) {
                     : fmt::format("peer closed the connection after {} of {} bytes", done, bytes));
     }
     if (errno == EINTR) continue;
+    return io_error("recv", errno);
+  }
+  return ok_status();
+}
+
+Status Socket::read_exact(void* data, std::size_t bytes,
+                          std::chrono::steady_clock::time_point deadline) {
+  auto* out = static_cast<char*>(data);
+  std::size_t done = 0;
+  while (done < bytes) {
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return Error(ErrorCode::kDeadlineExceeded,
+                   fmt::format("recv: timed out after {} of {} bytes", done, bytes));
+    }
+    pollfd p{fd_, POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 60000)));
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("poll", errno);
+    }
+    if (ready == 0) continue;  // the deadline is checked at the top
+    // POLLHUP/POLLERR also land here: recv reports EOF or the error.
+    ssize_t n = ::recv(fd_, out + done, bytes - done, MSG_DONTWAIT);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      return Error(
+          ErrorCode::kDisconnected,
+          done == 0 ? std::string("peer closed the connection")
+                    : fmt::format("peer closed the connection after {} of {} bytes", done, bytes));
+    }
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
     return io_error("recv", errno);
   }
   return ok_status();

@@ -12,7 +12,8 @@
 //   MALV_TRY(peer.send_fd(region.fd(), &reply, sizeof reply));
 //
 // Errors: an orderly close by the peer is kDisconnected (as are EPIPE and
-// ECONNRESET); a timeout set with set_timeouts() is kDeadlineExceeded.
+// ECONNRESET); a timeout set with set_timeouts(), or a deadline passed to
+// read_exact(), is kDeadlineExceeded.
 #pragma once
 
 #include <sys/types.h>
@@ -62,6 +63,11 @@ class Socket {
   [[nodiscard]] Status write_all(const void* data, std::size_t bytes);
   [[nodiscard]] Status write_vectored(std::span<const iovec> parts);
   [[nodiscard]] Status read_exact(void* data, std::size_t bytes);  // kDisconnected on EOF
+  // The same, but the whole read must be done by deadline: a peer that
+  // trickles bytes cannot stretch it (SO_RCVTIMEO bounds each recv alone).
+  // kDeadlineExceeded once it passes.
+  [[nodiscard]] Status read_exact(void* data, std::size_t bytes,
+                                  std::chrono::steady_clock::time_point deadline);
 
   // Sends fd (SCM_RIGHTS) together with bytes (>= 1) of payload.
   [[nodiscard]] Status send_fd(int fd, const void* data, std::size_t bytes);
@@ -76,6 +82,9 @@ class Socket {
   };
   [[nodiscard]] Result<PeerCredentials> peer_credentials() const;  // SO_PEERCRED (Unix only)
   std::optional<std::uint32_t> peer_vsock_cid() const;             // nullopt unless vsock
+  // The peer's IP address as text ("127.0.0.1", "::1"; an IPv4-mapped IPv6
+  // address in its IPv4 form); nullopt unless TCP.
+  std::optional<std::string> peer_address() const;
 
   // Zero means no limit.
   [[nodiscard]] Status set_timeouts(std::chrono::milliseconds recv, std::chrono::milliseconds send);

@@ -1,6 +1,7 @@
 #include "microlake/server.h"
 
 #include <fmt/format.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -15,9 +16,6 @@ namespace malv::microlake {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A guest has this long to send its hello.
-constexpr auto kHelloTimeout = 5000ms;
 
 std::string bounded_string(const char* field, std::size_t size) {
   return std::string(field, strnlen(field, size));
@@ -65,6 +63,11 @@ Result<std::unique_ptr<Server>> Server::start(accel::Backend& backend, ServerOpt
   if (options.unix_path.empty()) {
     return Error(ErrorCode::kInvalidArgument, "server needs a Unix socket path");
   }
+  if (options.hello_timeout <= 0ms || options.max_pending == 0 ||
+      options.max_pending_per_peer == 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "hello_timeout, max_pending and max_pending_per_peer must be positive");
+  }
   MALV_TRY_CONTEXT(ipc::ChannelLayout::compute(options.sq_entries, options.cq_entries,
                                                options.default_arena_bytes),
                    "server ring and arena sizes");
@@ -106,6 +109,7 @@ void Server::stop() {
     std::lock_guard lock(mutex_);
     for (Connection& c : connections_) {
       if (c.endpoint) c.endpoint->stop();
+      if (c.hello_fd >= 0) ::shutdown(c.hello_fd, SHUT_RDWR);  // wakes its hello read
     }
   }
   std::list<Connection> all;
@@ -152,10 +156,19 @@ void Server::accept_loop(ipc::Socket* listener, HelloInfo::Via via) {
       continue;
     }
     reap_finished();
+    ipc::Socket socket = std::move(accepted).value();
+    std::string peer = peer_key(socket, via);
     std::lock_guard lock(mutex_);
     if (stopping_.load(std::memory_order_acquire)) return;
+    if (std::optional<std::string> full = take_pending_slot(peer)) {
+      // Closed at once (socket goes out of scope): no thread, no reply.
+      log::warn("microlake", "connection from {} closed before its hello: {}", peer, *full);
+      continue;
+    }
     Connection& c = connections_.emplace_back();
-    c.thread = std::thread([this, &c, socket = std::move(accepted).value(), via]() mutable {
+    c.peer = std::move(peer);
+    c.pending = true;
+    c.thread = std::thread([this, &c, socket = std::move(socket), via]() mutable {
       // A dispatcher runs for microseconds at a time and is on every
       // command's path: it should not wait for a worker's kernel to yield.
       name_this_thread("malv-dispatch");
@@ -166,8 +179,59 @@ void Server::accept_loop(ipc::Socket* listener, HelloInfo::Via via) {
   }
 }
 
+std::string Server::peer_key(const ipc::Socket& socket, HelloInfo::Via via) {
+  switch (via) {
+    case HelloInfo::Via::kUnix: {
+      Result<ipc::Socket::PeerCredentials> cred = socket.peer_credentials();
+      return cred.ok() ? fmt::format("uid {}", cred->uid) : std::string("uid ?");
+    }
+    case HelloInfo::Via::kTcp: return "address " + socket.peer_address().value_or("?");
+    case HelloInfo::Via::kVsock: {
+      std::optional<std::uint32_t> cid = socket.peer_vsock_cid();
+      return cid ? fmt::format("cid {}", *cid) : std::string("cid ?");
+    }
+  }
+  return "?";
+}
+
+std::optional<std::string> Server::take_pending_slot(const std::string& peer) {
+  if (pending_total_ >= options_.max_pending) {
+    return fmt::format("{} connections are waiting for their hello, the cap in all (max_pending)",
+                       pending_total_);
+  }
+  auto it = pending_per_peer_.try_emplace(peer, 0).first;
+  if (it->second >= options_.max_pending_per_peer) {
+    return fmt::format(
+        "{} connections from it are waiting for their hello, the cap per peer "
+        "(max_pending_per_peer)",
+        it->second);
+  }
+  ++it->second;
+  ++pending_total_;
+  return std::nullopt;
+}
+
+void Server::release_pending_slot(Connection& connection) {
+  if (!connection.pending) return;
+  connection.pending = false;
+  --pending_total_;
+  auto it = pending_per_peer_.find(connection.peer);
+  if (it != pending_per_peer_.end() && --it->second == 0) pending_per_peer_.erase(it);
+}
+
 void Server::serve_connection(Connection& connection, ipc::Socket socket, HelloInfo::Via via) {
+  {
+    std::lock_guard lock(mutex_);
+    connection.hello_fd = socket.fd();
+    if (stopping_.load(std::memory_order_acquire)) socket.shutdown();
+  }
   Result<std::unique_ptr<Endpoint>> endpoint = admit(socket, via);
+  {
+    // The hello is over, one way or the other: the slot goes to the next.
+    std::lock_guard lock(mutex_);
+    connection.hello_fd = -1;
+    release_pending_slot(connection);
+  }
   if (!endpoint.ok()) {
     log::warn("microlake", "guest refused: {}", endpoint.error().to_string());
     (void)send_refusal(socket, endpoint.error());
@@ -189,9 +253,14 @@ void Server::serve_connection(Connection& connection, ipc::Socket socket, HelloI
 }
 
 Result<std::unique_ptr<Endpoint>> Server::admit(ipc::Socket& socket, HelloInfo::Via via) {
-  MALV_TRY(socket.set_timeouts(kHelloTimeout, kHelloTimeout));
+  // The deadline is for the whole hello, so a guest that trickles it a byte
+  // at a time is cut off like one that sends nothing. A refusal's send is
+  // bounded by the same time.
+  const auto deadline = std::chrono::steady_clock::now() + options_.hello_timeout;
+  MALV_TRY(socket.set_timeouts(0ms, options_.hello_timeout));
   wire::HelloRequest hello{};
-  MALV_TRY_CONTEXT(socket.read_exact(&hello, sizeof(hello)), "reading hello");
+  MALV_TRY_CONTEXT(socket.read_exact(&hello, sizeof(hello), deadline),
+                   fmt::format("reading hello (due within {} ms)", options_.hello_timeout.count()));
   MALV_TRY(check_hello(hello, via));
   HelloInfo info;
   info.vm_name = bounded_string(hello.vm_name, sizeof(hello.vm_name));

@@ -12,11 +12,21 @@
 // A hello that is malformed, of another protocol version, or refused by the
 // authenticator gets a HelloReply with the error code and a message, and the
 // connection is closed; nothing else is allocated for it.
+//
+// Before its hello is through a connection is unauthenticated, so what it
+// may hold is bounded: the whole hello must arrive within hello_timeout
+// (however slowly the bytes trickle in), and at most max_pending_per_peer
+// such connections per peer (a uid on Unix, an IP address on TCP, a CID on
+// vsock) and max_pending in all may be waiting at once. A connection over
+// either cap is closed as soon as it is accepted, with a log line naming
+// the cap; admitted sessions do not count.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,6 +69,10 @@ struct ServerOptions {
   std::uint64_t default_arena_bytes = 64ull << 20;
   std::uint64_t max_arena_bytes = 256ull << 20;
   SessionLimits limits;
+  // Pre-authentication bounds (see the top of this file and docs/protocol.md).
+  std::chrono::milliseconds hello_timeout{5000};
+  std::uint32_t max_pending_per_peer = 8;
+  std::uint32_t max_pending = 64;
   // Admission control; an error refuses the guest with that error. Default:
   // admit every guest onto the shared backend (development hosts and tests;
   // `malv serve` admits registered VMs with their tokens).
@@ -88,12 +102,20 @@ class Server {
   void serve_connection(Connection& connection, ipc::Socket socket, HelloInfo::Via via);
   Result<std::unique_ptr<Endpoint>> admit(ipc::Socket& socket, HelloInfo::Via via);
   void reap_finished();
+  // Who a connection counts against for max_pending_per_peer, e.g. "uid 1000".
+  static std::string peer_key(const ipc::Socket& socket, HelloInfo::Via via);
+  // Takes a pending slot for peer, or says which cap is full; mutex_ held.
+  std::optional<std::string> take_pending_slot(const std::string& peer);
+  void release_pending_slot(Connection& connection);
 
   struct Connection {
     std::thread thread;
     std::atomic<bool> finished{false};  // the thread is done, its session torn down
     bool admitted = false;              // passed the hello; guarded by mutex_
     Endpoint* endpoint = nullptr;       // set while its session runs; guarded by mutex_
+    std::string peer;                   // its key in pending_per_peer_
+    bool pending = false;               // holds a pending slot; guarded by mutex_
+    int hello_fd = -1;  // its socket while the hello runs (stop() shuts it); guarded by mutex_
   };
 
   accel::Backend& backend_;
@@ -103,6 +125,10 @@ class Server {
   std::vector<std::thread> acceptors_;
   mutable std::mutex mutex_;
   std::list<Connection> connections_;  // guarded by mutex_
+  // Connections that have not finished their hello, per peer and in all;
+  // guarded by mutex_.
+  std::map<std::string, std::uint32_t> pending_per_peer_;
+  std::uint32_t pending_total_ = 0;
   std::atomic<bool> stopping_{false};
 };
 

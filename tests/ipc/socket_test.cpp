@@ -4,6 +4,7 @@
 #include <linux/vm_sockets.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -153,6 +154,54 @@ TEST(Socket, ReceiveTimeoutIsDeadlineExceeded) {
   auto read = pair->first.read_exact(&c, 1);
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.error().code(), ErrorCode::kDeadlineExceeded);
+}
+
+TEST(Socket, ReadWithADeadlineBoundsTheWholeReadNotEachByte) {
+  auto pair = Socket::unix_pair();
+  ASSERT_TRUE(pair.ok());
+  // A byte every 50 ms: each recv succeeds quickly, but 64 bytes take ~3 s.
+  std::atomic<bool> stop{false};
+  std::thread trickler([&] {
+    for (int i = 0; i < 64 && !stop.load(); ++i) {
+      if (!pair->second.write_all("x", 1).ok()) return;
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  char buffer[64];
+  const auto start = std::chrono::steady_clock::now();
+  auto read = pair->first.read_exact(buffer, sizeof buffer, start + 300ms);
+  const auto took = std::chrono::steady_clock::now() - start;
+  stop.store(true);
+  trickler.join();
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.error().code(), ErrorCode::kDeadlineExceeded);
+  EXPECT_LT(took, 2500ms);  // well before the 64th byte
+}
+
+TEST(Socket, ReadWithADeadlineCompletesWhenEverythingArrivesInTime) {
+  auto pair = Socket::unix_pair();
+  ASSERT_TRUE(pair.ok());
+  ASSERT_TRUE(pair->second.write_all("ping", 4).ok());
+  char got[4];
+  ASSERT_TRUE(pair->first.read_exact(got, 4, std::chrono::steady_clock::now() + 5s).ok());
+  EXPECT_EQ(std::string(got, 4), "ping");
+  pair->second.shutdown();
+  auto eof = pair->first.read_exact(got, 4, std::chrono::steady_clock::now() + 5s);
+  ASSERT_FALSE(eof.ok());
+  EXPECT_EQ(eof.error().code(), ErrorCode::kDisconnected);
+}
+
+TEST(Socket, TcpPeerAddressIsTheClientsAddress) {
+  auto listener = Socket::listen_tcp("127.0.0.1", 0);
+  ASSERT_TRUE(listener.ok()) << listener.error().to_string();
+  auto client = Socket::connect_tcp("127.0.0.1", *listener->local_port());
+  ASSERT_TRUE(client.ok()) << client.error().to_string();
+  auto server = listener->accept();
+  ASSERT_TRUE(server.ok());
+  EXPECT_EQ(server->peer_address(), std::optional<std::string>("127.0.0.1"));
+  auto pair = Socket::unix_pair();
+  ASSERT_TRUE(pair.ok());
+  EXPECT_FALSE(pair->first.peer_address().has_value());
 }
 
 TEST(Socket, TcpLoopbackRoundTrip) {
