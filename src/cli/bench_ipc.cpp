@@ -18,6 +18,7 @@
 #include "cli/bench_report.h"
 #include "cli/commands.h"
 #include "cli/host_process.h"
+#include "cli/option_checks.h"
 #include "guest/connection.h"
 #include "ipc/socket.h"
 
@@ -172,13 +173,16 @@ void register_bench_ipc(CLI::App& bench, int& exit_code) {
       "ipc", "Remoting latency, launch rate and transfer bandwidth vs their baselines");
   sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
   sub->add_option("--roundtrips", flags->roundtrips, "Blocking round trips per transport")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000'000));
   sub->add_option("--launches", flags->launches, "Async no-op launches per run")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000'000));
   sub->add_option("--backend", flags->backend, "The host's accelerator backend: cpu, cuda or auto")
       ->capture_default_str();
   sub->add_option("--transfer-mib", flags->transfer_mib, "Transfer size in MiB")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   on_bench_run(
       *sub, [flags] { return run_ipc(*flags); }, exit_code);
 }

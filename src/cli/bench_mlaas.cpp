@@ -45,6 +45,7 @@
 #include "cli/bench_models.h"
 #include "cli/bench_report.h"
 #include "cli/commands.h"
+#include "cli/option_checks.h"
 #include "mlaas/feature_registry.h"
 #include "mlaas/host_services.h"
 #include "mlaas/inference_service.h"
@@ -689,11 +690,15 @@ void register_bench_mlaas(CLI::App& bench, int& exit_code) {
   sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
   sub->add_flag("--quick", flags->quick, "Tiny sizes: checks that every phase runs (no timings)");
   sub->add_option("--bursts", flags->bursts, "Measured bursts per policy (mixed workload)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
   sub->add_option("--warmup-bursts", flags->warmup_bursts,
                   "Unmeasured bursts per policy first (learned-sjf learns from them)")
-      ->capture_default_str();
-  sub->add_option("--swaps", flags->swaps, "Hot swaps (median reported)")->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1'000'000));
+  sub->add_option("--swaps", flags->swaps, "Hot swaps (median reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10'000));
   sub->add_option("--backend", flags->backend,
                   "Accelerator of the in-process host (inference path): cpu, cuda or auto")
       ->capture_default_str();

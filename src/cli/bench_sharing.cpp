@@ -32,6 +32,7 @@
 #include "cli/bench_sharing_guest.h"
 #include "cli/commands.h"
 #include "cli/host_process.h"
+#include "cli/option_checks.h"
 #include "cli/private_dir.h"
 
 namespace malv::cli {
@@ -361,10 +362,10 @@ void register_bench_sharing(CLI::App& bench, int& exit_code) {
   sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
   sub->add_option("--phase-seconds", flags->phase_seconds, "Length of each timed phase")
       ->capture_default_str()
-      ->check(CLI::Range(1.0, 60.0));
+      ->check(finite_in(1.0, 60.0));
   sub->add_option("--rate", flags->infer_rate, "Latency VM requests per second")
       ->capture_default_str()
-      ->check(CLI::Range(1.0, 10000.0));
+      ->check(finite_in(1.0, 10000.0));
   sub->add_option("--workers", flags->workers, "CPU backend worker threads of the host")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));

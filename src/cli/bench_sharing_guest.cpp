@@ -16,6 +16,7 @@
 
 #include "base/clock.h"
 #include "base/thread_priority.h"
+#include "cli/option_checks.h"
 #include "guest/connection.h"
 
 namespace malv::cli {
@@ -311,8 +312,8 @@ void register_bench_sharing_guest(CLI::App& bench, int& exit_code) {
   sub->add_option("--vm", spec->vm)->required();
   sub->add_option("--token", spec->token);
   sub->add_option("--mode", spec->mode)->check(CLI::IsMember({"gemm", "infer", "tiny"}));
-  sub->add_option("--seconds", spec->seconds);
-  sub->add_option("--rate", spec->rate)->check(CLI::PositiveNumber);
+  sub->add_option("--seconds", spec->seconds)->check(finite_in(0, 3600));
+  sub->add_option("--rate", spec->rate)->check(finite_in(1e-3, 1e6));
   sub->callback([spec, &exit_code] {
     Status s = run_guest(*spec);
     if (!s.ok()) {

@@ -34,6 +34,7 @@
 #include "cli/demo_record.h"
 #include "cli/demo_report.h"
 #include "cli/demo_table.h"
+#include "cli/option_checks.h"
 #include "cli/private_dir.h"
 
 namespace malv::cli {
@@ -581,12 +582,12 @@ void register_demo(CLI::App& app, int& exit_code) {
   sub->add_option("--duration", flags->duration_s,
                   "Seconds the guests run together (the switch comes halfway)")
       ->capture_default_str()
-      ->check(CLI::Range(4.0, 3600.0));
+      ->check(finite_in(4.0, 3600.0));
   sub->add_option("--out", flags->out_dir, "Directory for the two report files")
       ->capture_default_str();
   sub->add_option("--rate", flags->infer_rate, "Inference requests per second")
       ->capture_default_str()
-      ->check(CLI::Range(1.0, 2000.0));
+      ->check(finite_in(1.0, 2000.0));
   sub->callback([flags, &exit_code] {
     Status s = run_demo(*flags);
     if (!s.ok()) {

@@ -29,6 +29,7 @@
 #include "cli/bench_report.h"
 #include "cli/commands.h"
 #include "cli/guest_target.h"
+#include "cli/option_checks.h"
 #include "nn/checkpoint.h"
 #include "nn/dataset.h"
 #include "nn/mlp.h"
@@ -253,7 +254,7 @@ void register_guest_infer(CLI::App& guest, int& exit_code) {
       ->required();
   sub->add_option("--rate", flags->rate, "Target requests per second")
       ->capture_default_str()
-      ->check(CLI::Range(0.1, 100000.0));
+      ->check(finite_in(0.1, 100000.0));
   sub->add_option("--arrivals", flags->arrivals,
                   "poisson (exponential gaps, like independent clients) or fixed (even gaps)")
       ->capture_default_str()
@@ -264,16 +265,17 @@ void register_guest_infer(CLI::App& guest, int& exit_code) {
   auto* length = sub->add_option_group("length", "How long to serve");
   length->add_option("--duration", flags->duration_s, "Seconds of requests")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(finite_in(1e-3, 1e9));
   length->add_option("--requests", flags->requests, "Serve this many requests, then stop")
-      ->check(CLI::PositiveNumber);
+      ->check(whole_number_in(1, std::numeric_limits<std::uint64_t>::max()));
   length->require_option(0, 1);
   sub->add_option("--report-every", flags->report_every_s,
                   "Seconds between periodic reports of the latest window")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(finite_in(1e-3, 1e9));
   sub->add_option("--seed", flags->seed, "Seed of the arrival times and the examples drawn")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number_in(0, std::numeric_limits<std::uint64_t>::max()));
   sub->add_flag("--json", flags->json,
                 "Print one JSON object per line on stdout (events start, progress, done; "
                 "other messages go to stderr)");

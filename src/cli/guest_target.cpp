@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "cli/host_config.h"
+#include "cli/option_checks.h"
 #include "guest/policy_selection.h"
 #include "nn/native_device.h"
 #include "nn/remote_device.h"
@@ -14,7 +15,8 @@ namespace malv::cli {
 void add_target_options(CLI::App& sub, TargetFlags& flags, const std::string& group_title) {
   auto* where = sub.add_option_group("host", group_title);
   where->add_option("--socket", flags.socket, "Connect to a host on this Unix socket");
-  where->add_option("--tcp", flags.tcp, "Connect to a host over TCP, HOST:PORT");
+  where->add_option("--tcp", flags.tcp, "Connect to a host over TCP, HOST:PORT")
+      ->check(host_port(/*allow_port_zero=*/false));
   where->add_flag("--native", flags.native,
                   "Run in this process on a CPU backend, without a host (the baseline)");
   where->require_option(0, 1);
@@ -38,16 +40,9 @@ Result<GuestTarget> open_target(const TargetFlags& flags) {
   }
   const guest::ConnectOptions options{.vm_name = flags.vm, .credential = flags.token};
   if (!flags.tcp.empty()) {
-    const auto colon = flags.tcp.rfind(':');
-    unsigned long port = 0;
-    if (colon != std::string::npos) port = std::strtoul(flags.tcp.c_str() + colon + 1, nullptr, 10);
-    if (colon == std::string::npos || port == 0 || port > 65535) {
-      return Error(ErrorCode::kInvalidArgument,
-                   fmt::format("--tcp wants HOST:PORT, got '{}'", flags.tcp));
-    }
-    MALV_ASSIGN_OR_RETURN(target.connection, guest::Connection::connect_tcp(
-                                                 flags.tcp.substr(0, colon),
-                                                 static_cast<std::uint16_t>(port), options));
+    MALV_ASSIGN_OR_RETURN(HostPort where, parse_host_port(flags.tcp, /*allow_port_zero=*/false));
+    MALV_ASSIGN_OR_RETURN(target.connection,
+                          guest::Connection::connect_tcp(where.host, where.port, options));
   } else {
     const std::string path =
         flags.socket.empty() ? default_runtime_dir() + "/malv.sock" : flags.socket;

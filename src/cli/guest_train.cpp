@@ -15,6 +15,7 @@
 #include "base/clock.h"
 #include "cli/commands.h"
 #include "cli/guest_target.h"
+#include "cli/option_checks.h"
 #include "nn/remote_device.h"
 #include "nn/trainer.h"
 
@@ -170,7 +171,7 @@ void register_guest(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   sub->add_option("--epochs", flags->epochs, "Passes over the training set")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(whole_number_in(1, 1'000'000));
   sub->add_option("--batch", flags->batch, "Examples per step")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -178,15 +179,18 @@ void register_guest(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->check(CLI::IsMember({"adam", "sgd"}));
   sub->add_option("--lr", flags->lr, "Learning rate (default 0.001 for adam, 0.05 for sgd)")
-      ->check(CLI::PositiveNumber);
+      ->check(finite_in(1e-12, 1e3));
   sub->add_option("--seed", flags->seed, "Seed of the initial weights and the example order")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number_in(0, std::numeric_limits<std::uint64_t>::max()));
   sub->add_option("--max-steps", flags->max_steps,
                   "Stop after this many steps in all, even mid-epoch (0: no cap)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number_in(0, std::numeric_limits<std::uint64_t>::max()));
   sub->add_option("--log-every", flags->log_every,
                   "Print the mean loss every this many steps (0: at epoch ends only)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number_in(0, std::numeric_limits<std::uint64_t>::max()));
   sub->add_option("--checkpoint", flags->checkpoint,
                   "Save parameters, optimizer state and step here after each epoch and at the "
                   "end (atomically); host:NAME has the host save them (not with --native)");

@@ -24,6 +24,25 @@ std::string default_runtime_dir() {
 
 namespace {
 
+// An integer key that must fit where it goes: absent gives fallback; a
+// value of another type or outside [low, high] is an error naming the key
+// (a cast would wrap -1 or 2^32 into something else without a word).
+template <typename T>
+Result<T> integer(const toml::table& t, std::string_view key, std::int64_t fallback,
+                  std::int64_t low, std::int64_t high, const std::string& where) {
+  const toml::node* node = t.get(key);
+  if (node == nullptr) return static_cast<T>(fallback);
+  std::optional<std::int64_t> value = node->value_exact<std::int64_t>();
+  if (!value || *value < low || *value > high) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("{}.{} must be an integer from {} to {}", where, key, low, high));
+  }
+  return static_cast<T>(*value);  // in [low, high], which fits T
+}
+
+constexpr std::int64_t kMaxU32 = 0xffffffffll;
+constexpr std::int64_t kMaxMib = 1ll << 24;  // 16 TiB: MiB << 20 stays far inside 64 bits
+
 Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
   vgpu::VmConfig vm;
   auto name = t["name"].value<std::string>();
@@ -31,12 +50,17 @@ Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
     return Error(ErrorCode::kInvalidArgument, fmt::format("{}: a [[vm]] has no name", path));
   vm.name = *name;
   vm.token = t["token"].value_or(std::string());
-  vm.memory_limit = t["memory_mib"].value_or<std::int64_t>(0) << 20;
+  const std::string where = path + ": vm " + vm.name;
+  MALV_ASSIGN_OR_RETURN(vm.memory_limit,
+                        integer<std::uint64_t>(t, "memory_mib", 0, 0, kMaxMib, where));
+  vm.memory_limit <<= 20;
   vm.weight = t["weight"].value_or(1.0);
-  vm.max_streams = static_cast<std::uint32_t>(t["max_streams"].value_or<std::int64_t>(64));
-  vm.max_handles = static_cast<std::uint32_t>(t["max_handles"].value_or<std::int64_t>(1 << 16));
+  MALV_ASSIGN_OR_RETURN(vm.max_streams,
+                        integer<std::uint32_t>(t, "max_streams", 64, 1, kMaxU32, where));
+  MALV_ASSIGN_OR_RETURN(vm.max_handles,
+                        integer<std::uint32_t>(t, "max_handles", 1 << 16, 1, kMaxU32, where));
   vm.gpu_policy = t["gpu_policy"].value_or(std::string("fifo"));
-  vm.vsock_cid = static_cast<std::uint32_t>(t["vsock_cid"].value_or<std::int64_t>(0));
+  MALV_ASSIGN_OR_RETURN(vm.vsock_cid, integer<std::uint32_t>(t, "vsock_cid", 0, 0, kMaxU32, where));
   MALV_ASSIGN_OR_RETURN(vm.priority,
                         vgpu::parse_priority_class(t["priority"].value_or(std::string("batch"))));
   return vm;
@@ -58,11 +82,22 @@ Result<HostConfig> load_host_config(const std::string& path) {
     config.socket = (*host)["socket"].value_or(std::string());
     config.admin_socket = (*host)["admin_socket"].value_or(std::string());
     config.tcp = (*host)["tcp"].value_or(std::string());
-    config.vsock_port = static_cast<std::uint32_t>((*host)["vsock_port"].value_or<std::int64_t>(0));
+    const std::string where = path + ": host";
+    MALV_ASSIGN_OR_RETURN(config.vsock_port,
+                          integer<std::uint32_t>(*host, "vsock_port", 0, 0, kMaxU32, where));
     config.backend = (*host)["backend"].value_or(std::string("auto"));
-    config.memory_mib = static_cast<std::uint64_t>((*host)["memory_mib"].value_or<std::int64_t>(0));
-    config.workers = static_cast<unsigned>((*host)["workers"].value_or<std::int64_t>(0));
-    config.arena_mib = static_cast<std::uint64_t>((*host)["arena_mib"].value_or<std::int64_t>(64));
+    MALV_ASSIGN_OR_RETURN(config.memory_mib,
+                          integer<std::uint64_t>(*host, "memory_mib", 0, 0, kMaxMib, where));
+    MALV_ASSIGN_OR_RETURN(config.workers, integer<unsigned>(*host, "workers", 0, 0, 4096, where));
+    MALV_ASSIGN_OR_RETURN(config.arena_mib,
+                          integer<std::uint64_t>(*host, "arena_mib", 64, 1, 1024, where));
+    MALV_ASSIGN_OR_RETURN(config.hello_timeout_ms, integer<std::uint64_t>(*host, "hello_timeout_ms",
+                                                                          5000, 1, 600000, where));
+    MALV_ASSIGN_OR_RETURN(
+        config.max_pending_per_peer,
+        integer<std::uint32_t>(*host, "max_pending_per_peer", 8, 1, 65536, where));
+    MALV_ASSIGN_OR_RETURN(config.max_pending,
+                          integer<std::uint32_t>(*host, "max_pending", 64, 1, 65536, where));
     config.policy_dir = (*host)["policy_dir"].value_or(std::string());
     config.checkpoint_dir = (*host)["checkpoint_dir"].value_or(std::string());
     if (const toml::array* dirs = (*host)["data_dirs"].as_array()) {

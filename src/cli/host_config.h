@@ -10,6 +10,9 @@
 //   policy_dir = "/usr/lib/malv/policies"  # MLaaS modules loaded at start
 //   checkpoint_dir = "/var/lib/malv/ckpt"  # guests' checkpoints, a directory per VM
 //   data_dirs = ["/usr/share/datasets"]    # what guests' data pipelines may read
+//   hello_timeout_ms = 5000                # a guest's whole hello must arrive in this
+//   max_pending_per_peer = 8               # connections before their hello, per peer
+//   max_pending = 64                       # ... and in all
 //
 //   [[vm]]
 //   name = "train-a"
@@ -42,6 +45,10 @@ struct HostConfig {
   std::string policy_dir;
   std::string checkpoint_dir;          // empty: <default_runtime_dir()>/checkpoints
   std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
+  // Pre-authentication bounds (microlake::ServerOptions).
+  std::uint64_t hello_timeout_ms = 5000;
+  std::uint32_t max_pending_per_peer = 8;
+  std::uint32_t max_pending = 64;
   std::vector<vgpu::VmConfig> vms;
 };
 

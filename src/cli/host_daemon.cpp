@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "cli/option_checks.h"
 #include "mlaas/policy_dir.h"
 
 namespace malv::cli {
@@ -66,15 +67,14 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   server.max_arena_bytes =
       std::max<std::uint64_t>(server.max_arena_bytes, server.default_arena_bytes);
   if (!config.tcp.empty()) {
-    auto colon = config.tcp.rfind(':');
-    if (colon == std::string::npos) {
-      return Error(ErrorCode::kInvalidArgument,
-                   fmt::format("tcp listener wants HOST:PORT, got '{}'", config.tcp));
-    }
-    server.tcp_host = config.tcp.substr(0, colon);
-    server.tcp_port = static_cast<std::uint16_t>(std::stoul(config.tcp.substr(colon + 1)));
+    MALV_ASSIGN_OR_RETURN(HostPort tcp, parse_host_port(config.tcp, /*allow_port_zero=*/true));
+    server.tcp_host = tcp.host;
+    server.tcp_port = tcp.port;
   }
   if (config.vsock_port != 0) server.vsock_port = config.vsock_port;
+  server.hello_timeout = std::chrono::milliseconds(config.hello_timeout_ms);
+  server.max_pending_per_peer = config.max_pending_per_peer;
+  server.max_pending = config.max_pending;
   HostDaemon* raw = d.get();
   server.admit = [raw](const microlake::HelloInfo& info) { return raw->admit(info); };
   MALV_ASSIGN_OR_RETURN(d->server_, microlake::Server::start(*d->backend_, server));

@@ -21,7 +21,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version end parsing with success; every other parse
+    // error is a usage error, whose exit status is 2 whatever CLI11 says.
+    const int status = app.exit(e);
+    return status == 0 ? 0 : 2;
   }
   return exit_code;
 }

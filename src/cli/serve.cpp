@@ -7,9 +7,43 @@
 #include "base/log.h"
 #include "cli/commands.h"
 #include "cli/host_daemon.h"
+#include "cli/option_checks.h"
+#include "ipc/channel_layout.h"
 
 namespace malv::cli {
 namespace {
+
+// Bounds of the host's numbers, whether from flags or the config file.
+constexpr std::uint64_t kMaxMemoryMib = 1ull << 24;  // 16 TiB; MiB << 20 stays in 64 bits
+constexpr std::uint64_t kMaxWorkers = 4096;
+constexpr std::uint64_t kMaxArenaMib = ipc::kMaxArenaBytes >> 20;
+
+// The merged configuration (file, then flags) before anything starts: a bad
+// value is a usage error, reported with its name and the accepted range.
+Status check_host_config(const HostConfig& config) {
+  if (!config.tcp.empty()) {
+    Result<HostPort> tcp = parse_host_port(config.tcp, /*allow_port_zero=*/true);
+    if (!tcp.ok()) {
+      return Error(ErrorCode::kInvalidArgument, "tcp (--tcp): " + tcp.error().message());
+    }
+  }
+  if (config.memory_mib > kMaxMemoryMib) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("memory_mib (--memory-mib) {} is out of range: 0 to {}",
+                             config.memory_mib, kMaxMemoryMib));
+  }
+  if (config.workers > kMaxWorkers) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("workers (--workers) {} is out of range: 0 to {}", config.workers,
+                             kMaxWorkers));
+  }
+  if (config.arena_mib < 1 || config.arena_mib > kMaxArenaMib) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("arena_mib (--arena-mib) {} is out of range: 1 to {}",
+                             config.arena_mib, kMaxArenaMib));
+  }
+  return ok_status();
+}
 
 struct ServeFlags {
   std::string config_path;
@@ -45,7 +79,14 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--policy-dir")) config.policy_dir = o.policy_dir;
   if (sub.count("--checkpoint-dir")) config.checkpoint_dir = o.checkpoint_dir;
   if (sub.count("--data-dir")) config.data_dirs = o.data_dirs;
+  if (sub.count("--hello-timeout-ms")) config.hello_timeout_ms = o.hello_timeout_ms;
+  if (sub.count("--max-pending-per-peer")) config.max_pending_per_peer = o.max_pending_per_peer;
+  if (sub.count("--max-pending")) config.max_pending = o.max_pending;
 
+  if (Status checked = check_host_config(config); !checked.ok()) {
+    fmt::print(stderr, "malv serve: {}\n", checked.error().message());
+    return 2;
+  }
   DaemonOptions options;
   options.config = config;
   options.open_admission = flags.open;
@@ -86,16 +127,21 @@ void register_serve(CLI::App& app, int& exit_code) {
                   "Unix socket for guests (default $XDG_RUNTIME_DIR/malv/malv.sock)");
   sub->add_option("--admin-socket", o.admin_socket,
                   "Unix socket of the HTTP admin API (default: admin.sock beside --socket)");
-  sub->add_option("--tcp", o.tcp, "Also accept guests on TCP HOST:PORT (port 0: any free port)");
+  sub->add_option("--tcp", o.tcp, "Also accept guests on TCP HOST:PORT (port 0: any free port)")
+      ->check(host_port(/*allow_port_zero=*/true));
   sub->add_option("--vsock-port", o.vsock_port, "Also accept guests on this AF_VSOCK port");
   sub->add_option("--backend", o.backend, "Accelerator backend: cpu, cuda or auto")
       ->capture_default_str();
   sub->add_option(
-      "--memory-mib", o.memory_mib,
-      "Device memory the host hands out, in MiB: the CPU backend's size, a cap on a GPU "
-      "(default: a quarter of RAM on the CPU, the GPU's memory on CUDA)");
-  sub->add_option("--workers", o.workers, "CPU backend worker threads (default: cores)");
-  sub->add_option("--arena-mib", o.arena_mib, "Data arena per session, MiB")->capture_default_str();
+         "--memory-mib", o.memory_mib,
+         "Device memory the host hands out, in MiB: the CPU backend's size, a cap on a GPU "
+         "(default: a quarter of RAM on the CPU, the GPU's memory on CUDA)")
+      ->check(whole_number_in(0, kMaxMemoryMib));
+  sub->add_option("--workers", o.workers, "CPU backend worker threads (default: cores)")
+      ->check(whole_number_in(0, kMaxWorkers));
+  sub->add_option("--arena-mib", o.arena_mib, "Data arena per session, MiB")
+      ->capture_default_str()
+      ->check(whole_number_in(1, kMaxArenaMib));
   sub->add_option("--policy-dir", o.policy_dir, "Directory of MLaaS modules to load at start");
   sub->add_option("--checkpoint-dir", o.checkpoint_dir,
                   "Where guests' checkpoints are kept, a directory per VM (default: "
@@ -104,6 +150,19 @@ void register_serve(CLI::App& app, int& exit_code) {
                   "Directory the guests' data pipelines may read datasets from; repeatable "
                   "(default: /usr/share/datasets)")
       ->type_name("DIR");
+  sub->add_option("--hello-timeout-ms", o.hello_timeout_ms,
+                  "A guest's whole hello must arrive within this many ms")
+      ->capture_default_str()
+      ->check(whole_number_in(1, 600000));
+  sub->add_option("--max-pending-per-peer", o.max_pending_per_peer,
+                  "Connections that have not finished their hello, per peer (uid, IP address "
+                  "or vsock CID); more are closed at once")
+      ->capture_default_str()
+      ->check(whole_number_in(1, 65536));
+  sub->add_option("--max-pending", o.max_pending,
+                  "Connections that have not finished their hello, in all")
+      ->capture_default_str()
+      ->check(whole_number_in(1, 65536));
   sub->add_flag("--open", flags->open,
                 "Admit any VM name without a token (development and benchmarks only)");
   sub->callback([flags, sub, &exit_code] { exit_code = serve(*flags, *sub); });

@@ -8,6 +8,7 @@
 
 #include "cli/admin_client.h"
 #include "cli/commands.h"
+#include "cli/option_checks.h"
 
 namespace malv::cli {
 namespace {
@@ -67,7 +68,9 @@ void register_stats(CLI::App& app, int& exit_code) {
   CLI::App* sub = app.add_subcommand("stats", "Per-VM statistics of a running host");
   sub->add_option("--admin", f->admin, "Admin socket of the host");
   sub->add_flag("--watch", f->watch, "Redraw the table until interrupted");
-  sub->add_option("--interval", f->interval_s, "Seconds between redraws")->capture_default_str();
+  sub->add_option("--interval", f->interval_s, "Seconds between redraws")
+      ->capture_default_str()
+      ->check(finite_in(0.1, 86400));
   sub->add_flag("--json", f->json, "Print JSON");
   sub->callback([f, &exit_code] { exit_code = run(*f); });
 }

@@ -3,6 +3,7 @@
 
 #include "cli/admin_client.h"
 #include "cli/commands.h"
+#include "cli/option_checks.h"
 
 namespace malv::cli {
 namespace {
@@ -85,10 +86,12 @@ void register_vm(CLI::App& app, int& exit_code) {
     if (std::string(action) != "list") sub->add_option("name", f->name, "VM name")->required();
     if (std::string(action) == "create" || std::string(action) == "update") {
       sub->add_option("--token", f->token, "Credential the guest must present");
-      sub->add_option("--memory-mib", f->memory_mib, "Device-memory quota in MiB (0: none)");
-      sub->add_option("--weight", f->weight, "Compute share weight");
+      sub->add_option("--memory-mib", f->memory_mib, "Device-memory quota in MiB (0: none)")
+          ->check(finite_in(0, 1 << 24));
+      sub->add_option("--weight", f->weight, "Compute share weight")->check(finite_in(1e-6, 1e6));
       sub->add_option("--priority", f->priority, "latency or batch");
-      sub->add_option("--max-streams", f->max_streams, "Stream quota");
+      sub->add_option("--max-streams", f->max_streams, "Stream quota")
+          ->check(CLI::Range(1, std::numeric_limits<int>::max()));
     }
     if (std::string(action) == "create") {
       sub->add_option("--gpu-policy", f->gpu_policy, "gpu_sched policy (default fifo)");
