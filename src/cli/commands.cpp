@@ -30,6 +30,7 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_bench_mlaas(*bench, exit_code);
   register_bench_sharing(*bench, exit_code);
   register_bench_overhead(*bench, exit_code);
+  register_bench_soak(*bench, exit_code);
   register_bench_cuda(*bench, exit_code);
 }
 

@@ -152,6 +152,12 @@ std::string metrics_text(VgpuService& vgpu) {
     for (auto& vm : vms)
       out += fmt::format("{}{{vm=\"{}\"}} {}\n", m.name, vm->name(), m.value(*vm));
   }
+  // After the VMs' figures: what the accelerator itself has handed out, so
+  // that a monitor can check the per-VM accounting against it (bench soak).
+  out += fmt::format(
+      "# HELP malv_device_memory_bytes Device memory in use on the accelerator, all VMs and the "
+      "host\n# TYPE malv_device_memory_bytes gauge\nmalv_device_memory_bytes {}\n",
+      vgpu.device().memory_in_use());
   return out;
 }
 
