@@ -16,7 +16,8 @@
 //    in use (malv_device_memory_bytes) less what was in use before any guest
 //    came; a difference is re-read a few times (the two are read a few
 //    microseconds apart while guests allocate) and counted as a mismatch only
-//    if it persists;
+//    if it persists; the guests select only the basic gpu_sched policies, as
+//    a learned policy's model is device memory of the host's own;
 //  * no VM holds more than its quota.
 // After the warm-up (the first --warmup-seconds of churn) the bench lets
 // every guest end and records the host's RSS with no guest connected; at the
@@ -60,7 +61,9 @@ using Seconds = std::chrono::duration<double>;
 
 constexpr double kMiB = 1024.0 * 1024.0;
 constexpr std::uint64_t kVmQuotaBytes = 64ull << 20;
-constexpr int kMismatchRereads = 5;
+// A difference is re-read this often, kRereadGap apart, before it counts.
+constexpr int kMismatchRereads = 20;
+constexpr auto kRereadGap = std::chrono::milliseconds(5);
 constexpr std::size_t kNotesKept = 10;
 
 struct SoakFlags {
@@ -465,10 +468,12 @@ Status Soak::sample() {
   rss_peak_ = std::max(rss_peak_, rss_bytes(host_.pid()));
   ++tally_.samples;
   // The VMs' sum and the device's figure are read microseconds apart while
-  // guests allocate and free: only a difference that persists counts.
+  // guests allocate and free, so a read can catch an allocation between the
+  // two; a real drift shows in every read, so a difference counts only if
+  // no read of kMismatchRereads agrees.
   std::string mismatch;
   for (int attempt = 0; attempt < kMismatchRereads; ++attempt) {
-    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (attempt > 0) std::this_thread::sleep_for(kRereadGap);
     MALV_ASSIGN_OR_RETURN(MetricsSample m, read_metrics(admin_));
     last_device_ = m.device_memory;
     std::uint64_t sum = 0;
