@@ -126,6 +126,12 @@ class Backend {
   [[nodiscard]] virtual Result<QueueId> create_queue(QueuePriority priority) = 0;
   // Waits for the queue's pending ops to finish, then destroys it.
   virtual void destroy_queue(QueueId queue) = 0;
+  // Ops queued and not yet started complete with kAborted, in queue order,
+  // after the op that is running (if any); ops enqueued later are aborted
+  // too. For a queue whose owner is gone (a guest that disconnected). The
+  // default lets them run: a backend without a queue of its own in front of
+  // the device (the CPU and CUDA backends) has nothing cheap to cancel.
+  virtual void cancel_queue(QueueId /*queue*/) {}
 
   [[nodiscard]] virtual Result<EventId> create_event() = 0;
   virtual void destroy_event(EventId event) = 0;
@@ -157,6 +163,11 @@ struct CpuBackendOptions {
   // takes a core from the general workers' kernels (cpu/cpu_backend.h).
   unsigned high_priority_workers = 1;
   int worker_nice = 10;
+  // Device memory holds zeros when handed out, so no guest reads what
+  // another freed (cpu/cpu_device_memory.h says how). false exists ONLY for
+  // `malv bench alloc`, which measures what clearing costs; never turn it
+  // off where more than one guest shares the backend.
+  bool clear_memory = true;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options);

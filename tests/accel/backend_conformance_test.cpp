@@ -2,6 +2,8 @@
 // teardown, against the Backend interface only.
 #include "backend_conformance.h"
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <numeric>
 
@@ -231,6 +233,48 @@ TEST_P(BackendConformance, MemoryInUseCountsAllocationsAndReturnsToZeroAfterFree
   EXPECT_LE(backend_->info().free_memory, backend_->info().total_memory - total);
   for (DevicePtr ptr : ptrs) backend_->free(ptr);
   EXPECT_EQ(backend_->memory_in_use(), before);
+}
+
+// Issue 15: memory one VM frees is handed to the next with its data still in
+// it unless the backend clears it. Every round allocates the same sizes
+// (small ones the C heap recycles, large ones a pool or mapping cache
+// recycles), reads them back, then fills them with a marker and frees them:
+// the next round must see zeros only, never the marker.
+TEST_P(BackendConformance, FreedMemoryReadsAsZerosWhenAllocatedAgain) {
+  const std::vector<std::size_t> sizes = {1,      60,     4000,    4096,   65536,
+                                          100000, 300000, 1 << 20, 3 << 20};
+  constexpr int kCopies = 3;
+  constexpr int kRounds = 8;
+  const std::array<std::uint8_t, 16> marker = {0xde, 0xad, 0xbe, 0xef, 0x4d, 0x61, 0x4c, 0x56,
+                                               0x2d, 0x4f, 0x53, 0x21, 0x15, 0x15, 0xa5, 0x5a};
+  std::vector<std::uint8_t> marked(sizes.back());
+  for (std::size_t i = 0; i < marked.size(); ++i) marked[i] = marker[i % marker.size()];
+  std::vector<std::uint8_t> back(sizes.back());
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<DeviceBuffer> buffers;
+    for (int copy = 0; copy < kCopies; ++copy) {
+      for (std::size_t bytes : sizes) {
+        auto ptr = backend_->allocate(bytes);
+        ASSERT_TRUE(ptr.ok()) << ptr.error().to_string();
+        buffers.push_back(DeviceBuffer{*ptr, bytes});
+      }
+    }
+    for (const DeviceBuffer& buffer : buffers) {
+      ASSERT_EQ(run(CopyD2H{buffer.ptr, back.data(), buffer.bytes}), ErrorCode::kOk);
+      const auto nonzero = std::find_if(back.begin(), back.begin() + buffer.bytes,
+                                        [](std::uint8_t byte) { return byte != 0; });
+      ASSERT_EQ(nonzero, back.begin() + buffer.bytes)
+          << "round " << round << ": a fresh " << buffer.bytes << "-byte buffer holds "
+          << int{*nonzero} << " at offset " << (nonzero - back.begin())
+          << (std::search(back.begin(), back.begin() + buffer.bytes, marker.begin(),
+                          marker.end()) != back.begin() + buffer.bytes
+                  ? " (the previous owner's marker is in it)"
+                  : "");
+      ASSERT_EQ(run(CopyH2D{marked.data(), buffer.ptr, buffer.bytes}), ErrorCode::kOk);
+    }
+    for (const DeviceBuffer& buffer : buffers) backend_->free(buffer.ptr);
+  }
+  EXPECT_EQ(backend_->memory_in_use(), 0u);
 }
 
 TEST_P(BackendConformance, DestroyQueueCompletesPendingWorkFirst) {

@@ -68,7 +68,8 @@ CpuBackend::CpuBackend(const CpuBackendOptions& options)
     : worker_count_(options.workers != 0 ? options.workers
                                          : std::max(1u, std::thread::hardware_concurrency())),
       high_worker_count_(options.high_priority_workers),
-      memory_(options.memory_bytes != 0 ? options.memory_bytes : default_cpu_device_memory()) {
+      memory_(options.memory_bytes != 0 ? options.memory_bytes : default_cpu_device_memory(),
+              options.clear_memory) {
   configure_blas_threads(worker_count_);
   workers_.reserve(worker_count_ + high_worker_count_);
   for (unsigned i = 0; i < worker_count_; ++i) {

@@ -128,10 +128,28 @@ Result<DevicePtr> CudaBackend::allocate(std::size_t bytes) {
   if (context_->pool() != nullptr) {
     call = "cuMemAllocFromPoolAsync";
     r = cuMemAllocFromPoolAsync(&address, request, context_->pool(), context_->alloc_stream());
-    // Every queue may use the memory as soon as allocate() returns.
-    if (r == CUDA_SUCCESS) r = cuStreamSynchronize(context_->alloc_stream());
   } else {
     r = cuMemAlloc(&address, request);
+  }
+  if (r == CUDA_SUCCESS) {
+    // The pool (and the driver) hand out memory another VM freed with its
+    // data still in it. It is cleared on the allocation stream, and the
+    // stream is synchronized before allocate() returns: every queue may use
+    // the memory from then on, and none can name it earlier, so none sees
+    // it before the clear. (A null allocation stream is the legacy default
+    // stream, which orders and synchronizes the same way.)
+    call = "cuMemsetD8Async(clearing an allocation)";
+    r = cuMemsetD8Async(address, 0, request, context_->alloc_stream());
+    if (r == CUDA_SUCCESS) {
+      call = "cuStreamSynchronize(allocation stream)";
+      r = cuStreamSynchronize(context_->alloc_stream());
+    }
+    if (r != CUDA_SUCCESS) {
+      // Freed in stream order, after the clear if it was queued; the
+      // address never reaches a caller.
+      (void)(context_->pool() != nullptr ? cuMemFreeAsync(address, context_->alloc_stream())
+                                         : cuMemFree(address));
+    }
   }
   if (r != CUDA_SUCCESS) {
     allocations_.cancel(bytes);

@@ -25,7 +25,10 @@
 //  * Device memory comes from a stream-ordered pool (cuMemAllocFromPoolAsync
 //    and cuMemFreeAsync on one allocation stream, which never stalls the
 //    device the way cuMemFree does), or cuMemAlloc where the device has no
-//    pools; CudaAllocations keeps the capacity ledger.
+//    pools; CudaAllocations keeps the capacity ledger. Every allocation is
+//    cleared (cuMemsetD8Async on the allocation stream, which allocate()
+//    synchronizes before it returns), so a VM never reads what another
+//    freed.
 //  * Faults: an error the driver returns while enqueueing becomes that op's
 //    status; a label out of range is found by the kernel and reported
 //    through the op's status word (cuda_status_slots.h); a sticky error
