@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "accel/kernel_ids.h"
 
@@ -73,24 +74,38 @@ void relu_backward(Args a) {
   for (std::size_t i = 0; i < n; ++i) grad_in[i] = x[i] > 0.0f ? grad_out[i] : 0.0f;
 }
 
-// A label outside [0, cols) is the data fault a kernel can find; it is
-// checked for every row before anything is written, so a faulting launch
-// leaves its outputs untouched.
-bool labels_in_range(const std::int32_t* labels, std::size_t rows, std::size_t cols) {
+// A label outside [0, cols) is the data fault a kernel can find. Labels
+// live in device memory that the kernel's own outputs may alias, and that
+// another queue may rewrite while the kernel runs, so they are read exactly
+// once, into a copy that nothing else can write; the copy is checked, for
+// every row before anything is written (a faulting launch leaves its
+// outputs untouched), and only the copy is used as an index.
+//
+// The copy is taken with relaxed atomic loads, one per label: a guest
+// racing its own kernel gets some value per label, never a torn or
+// re-read one.
+bool snapshot_labels(const std::int32_t* labels, std::size_t rows, std::size_t cols,
+                     std::vector<std::int32_t>& out) {
+  out.resize(rows);
   for (std::size_t i = 0; i < rows; ++i) {
-    if (labels[i] < 0 || static_cast<std::size_t>(labels[i]) >= cols) return false;
+    const std::int32_t label = __atomic_load_n(&labels[i], __ATOMIC_RELAXED);
+    if (label < 0 || static_cast<std::size_t>(label) >= cols) return false;
+    out[i] = label;
   }
   return true;
 }
 
+// probs may alias logits (softmax in place): each row's loss term is taken
+// before the row is overwritten, as the CUDA kernels do (loss first).
 ErrorCode softmax_xent(Args a) {
   const float* logits = f32_ptr(a[0]);
-  const std::int32_t* labels = i32_ptr(a[1]);
+  const std::int32_t* device_labels = i32_ptr(a[1]);
   float* probs = f32_ptr(a[2]);
   float* loss = f32_ptr(a[3]);
   const std::size_t rows = size_arg(a[4]);
   const std::size_t cols = size_arg(a[5]);
-  if (!labels_in_range(labels, rows, cols)) return ErrorCode::kInvalidArgument;
+  std::vector<std::int32_t> labels;
+  if (!snapshot_labels(device_labels, rows, cols, labels)) return ErrorCode::kInvalidArgument;
   double total_loss = 0.0;
   for (std::size_t i = 0; i < rows; ++i) {
     const float* in = logits + i * cols;
@@ -99,29 +114,34 @@ ErrorCode softmax_xent(Args a) {
     double sum = 0.0;
     for (std::size_t j = 0; j < cols; ++j) sum += std::exp(static_cast<double>(in[j] - max));
     const double log_sum = std::log(sum);
+    // -log(softmax[label]) = log(sum) - (logit[label] - max), without log(0).
+    total_loss += log_sum - static_cast<double>(in[labels[i]] - max);
     for (std::size_t j = 0; j < cols; ++j) {
       out[j] = static_cast<float>(std::exp(static_cast<double>(in[j] - max) - log_sum));
     }
-    // -log(softmax[label]) = log(sum) - (logit[label] - max), without log(0).
-    total_loss += log_sum - static_cast<double>(in[labels[i]] - max);
   }
   loss[0] = static_cast<float>(total_loss / static_cast<double>(rows));
   return ErrorCode::kOk;
 }
 
+// grad may alias probs (in place): the label's probability is read before
+// its row is overwritten.
 ErrorCode softmax_xent_backward(Args a) {
   const float* probs = f32_ptr(a[0]);
-  const std::int32_t* labels = i32_ptr(a[1]);
+  const std::int32_t* device_labels = i32_ptr(a[1]);
   float* grad = f32_ptr(a[2]);
   const std::size_t rows = size_arg(a[3]);
   const std::size_t cols = size_arg(a[4]);
-  if (!labels_in_range(labels, rows, cols)) return ErrorCode::kInvalidArgument;
+  std::vector<std::int32_t> labels;
+  if (!snapshot_labels(device_labels, rows, cols, labels)) return ErrorCode::kInvalidArgument;
   const float inv_rows = 1.0f / static_cast<float>(rows);
   for (std::size_t i = 0; i < rows; ++i) {
     const float* p = probs + i * cols;
     float* g = grad + i * cols;
+    const std::size_t label = static_cast<std::size_t>(labels[i]);
+    const float p_label = p[label];
     for (std::size_t j = 0; j < cols; ++j) g[j] = p[j] * inv_rows;
-    g[labels[i]] = (p[labels[i]] - 1.0f) * inv_rows;
+    g[label] = (p_label - 1.0f) * inv_rows;
   }
   return ErrorCode::kOk;
 }

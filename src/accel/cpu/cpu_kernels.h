@@ -1,8 +1,10 @@
 // The built-in kernels on the host CPU: what the CPU backend's workers call
 // for a Launch op. Arguments were validated against the registry before the
 // launch was queued, so device pointers are plain host addresses with room
-// for every access; only faults that depend on data (a label out of range)
-// are found here, and reported as the op's status.
+// for every access, whatever the arguments alias. Only faults that depend on
+// data (a label out of range) are found here, where the label is used: each
+// label is read once from device memory, checked, and only that checked copy
+// indexes anything (cpu_kernels.cpp). They are reported as the op's status.
 //
 //   ErrorCode status = run_cpu_kernel(launch.kernel, {launch.args.data(), launch.argc});
 #pragma once

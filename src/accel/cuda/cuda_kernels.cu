@@ -15,12 +15,19 @@
 // as long long (the registry's i64) and every index is 64-bit. Grid-stride
 // loops make any grid size correct; cuda_launch.cpp picks the grid.
 //
-// The one data-dependent fault, a label outside [0, cols), is found by
-// malv_check_labels before anything is written: it stores kInvalidArgument
-// (1) in the launch's status word (mapped host memory, see
-// cuda_status_slots.h), and the kernels that follow it return at once when
-// that word is set, so a faulting launch leaves its outputs untouched, as
-// on the CPU.
+// The one data-dependent fault is a label outside [0, cols). Labels live in
+// device memory that the launch's own outputs may alias and that another
+// stream may rewrite while the launch runs, so a check made before use
+// proves nothing about the value used: every kernel that uses a label reads
+// it exactly once (through a volatile load, so the compiler cannot load it
+// again), checks that value, and on a bad one stores kInvalidArgument (1)
+// in the launch's status word (mapped host memory, see
+// cuda_status_slots.h) and writes nothing for it. Kernels later in the
+// launch return at once when that word is set. softmax_xent's loss kernel
+// runs first and checks every label as it uses it; softmax_xent_backward
+// keeps a check kernel in front, so that a launch whose labels are simply
+// wrong leaves its outputs untouched, as on the CPU, and checks again at
+// use.
 
 namespace {
 
@@ -41,6 +48,18 @@ __device__ bool launch_faulted(const volatile int* status) {
   if (threadIdx.x == 0) faulted = *status;
   __syncthreads();
   return faulted != 0;
+}
+
+// The label of row `row`, read once; -1 when it lies outside [0, cols),
+// after storing kInvalidArgument in *status.
+__device__ long long checked_label(const int* labels, unsigned long long row, long long cols,
+                                   volatile int* status) {
+  const int label = *static_cast<const volatile int*>(labels + row);
+  if (label < 0 || label >= cols) {
+    *status = kInvalidArgument;
+    return -1;
+  }
+  return label;
 }
 
 __device__ float warp_max(float value) {
@@ -140,22 +159,31 @@ __global__ void malv_softmax_xent_probs(const float* logits, float* probs, long 
 // loss[0] = mean over rows of -log softmax(logits)[label]. One block of
 // kLossThreads threads (cuda_launch.cpp launches exactly that), each taking
 // whole rows in the CPU's order, then a fixed-shape tree in double: the
-// result does not depend on timing.
+// result does not depend on timing. It is the launch's first kernel and
+// checks each label where it uses it: a bad one leaves loss unwritten and
+// sets the status word, so the probabilities kernel after it does nothing.
 __global__ void malv_softmax_xent_loss(const float* logits, const int* labels, float* loss,
-                                       long long rows, long long cols, const volatile int* status) {
-  if (launch_faulted(status)) return;
+                                       long long rows, long long cols, volatile int* status) {
   __shared__ double partial[kLossThreads];
+  __shared__ int bad;
+  if (threadIdx.x == 0) bad = 0;
+  __syncthreads();
   const auto width = static_cast<unsigned long long>(cols);
   double total = 0.0;
   for (auto r = static_cast<unsigned long long>(threadIdx.x);
        r < static_cast<unsigned long long>(rows); r += blockDim.x) {
+    const long long label = checked_label(labels, r, cols, status);
+    if (label < 0) {
+      bad = 1;
+      continue;
+    }
     const float* in = logits + r * width;
     float max = in[0];
     for (unsigned long long j = 1; j < width; ++j) max = max < in[j] ? in[j] : max;
     double sum = 0.0;
     for (unsigned long long j = 0; j < width; ++j) sum += exp(static_cast<double>(in[j] - max));
     // -log(softmax[label]) = log(sum) - (logit[label] - max), without log(0).
-    total += log(sum) - static_cast<double>(in[labels[r]] - max);
+    total += log(sum) - static_cast<double>(in[label] - max);
   }
   partial[threadIdx.x] = total;
   __syncthreads();
@@ -163,14 +191,19 @@ __global__ void malv_softmax_xent_loss(const float* logits, const int* labels, f
     if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
     __syncthreads();
   }
-  if (threadIdx.x == 0) loss[0] = static_cast<float>(partial[0] / static_cast<double>(rows));
+  if (threadIdx.x == 0 && bad == 0) {
+    loss[0] = static_cast<float>(partial[0] / static_cast<double>(rows));
+  }
 }
 
 // grad = (probs - onehot(labels)) / rows, element by element (grad may
-// alias probs: each element is read and written by one thread).
+// alias probs: each element is read and written by one thread). The label
+// is checked again where it is used: the check kernel before this one saw
+// the labels as they were then, and grad may alias them (a thread's write
+// can change another row's label) or another stream may rewrite them. An
+// element whose label is bad is not written.
 __global__ void malv_softmax_xent_backward(const float* probs, const int* labels, float* grad,
-                                           long long rows, long long cols,
-                                           const volatile int* status) {
+                                           long long rows, long long cols, volatile int* status) {
   if (launch_faulted(status)) return;
   const auto width = static_cast<unsigned long long>(cols);
   const auto count = static_cast<unsigned long long>(rows) * width;
@@ -178,7 +211,9 @@ __global__ void malv_softmax_xent_backward(const float* probs, const int* labels
   for (auto i = first_index(); i < count; i += grid_stride()) {
     const auto row = i / width;
     const auto col = i % width;
-    const bool is_label = static_cast<unsigned long long>(labels[row]) == col;
+    const long long label = checked_label(labels, row, cols, status);
+    if (label < 0) continue;
+    const bool is_label = static_cast<unsigned long long>(label) == col;
     grad[i] = is_label ? (probs[i] - 1.0f) * inv_rows : probs[i] * inv_rows;
   }
 }

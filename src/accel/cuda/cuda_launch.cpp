@@ -109,15 +109,15 @@ OpStatus check_labels(const LaunchTarget& t, const KernelArgValue& labels_arg, l
                   params);
 }
 
-// softmax_xent(logits, labels, probs, loss, rows, cols): labels checked
-// first; the loss (one block) and the probabilities (a warp per row) both
-// do nothing if the check failed.
+// softmax_xent(logits, labels, probs, loss, rows, cols): the loss (one
+// block) runs first and checks each label where it uses it; the
+// probabilities (a warp per row, no labels) do nothing if it found a bad
+// one. No separate check kernel: the loss kernel is the only user of the
+// labels and comes before any other write.
 OpStatus softmax_xent(const LaunchTarget& t, Args a, const StatusSlot& slot) {
   long long rows = i64(a[4]);
   long long cols = i64(a[5]);
   CUdeviceptr status = slot.device;
-  OpStatus checked = check_labels(t, a[1], rows, cols, status);
-  if (!checked.ok()) return checked;
 
   KernelCall loss_call(t, t.kernels->softmax_xent_loss, "softmax_xent");
   CUdeviceptr logits = 0, labels = 0, probs = 0, loss = 0;
@@ -136,7 +136,9 @@ OpStatus softmax_xent(const LaunchTarget& t, Args a, const StatusSlot& slot) {
                         kThreads, probs_params);
 }
 
-// softmax_xent_backward(probs, labels, grad, rows, cols).
+// softmax_xent_backward(probs, labels, grad, rows, cols): a check kernel
+// first, so that bad labels leave grad untouched, and the kernel checks
+// each label again where it uses it (cuda_kernels.cu says why).
 OpStatus softmax_xent_backward(const LaunchTarget& t, Args a, const StatusSlot& slot) {
   long long rows = i64(a[3]);
   long long cols = i64(a[4]);

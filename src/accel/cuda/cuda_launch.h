@@ -5,7 +5,8 @@
 // the op was queued; what is left to check here is only what the backend
 // knows: that every buffer belongs to the current context generation
 // (cuda_allocations.h), and, for the kernels that read labels, that a
-// status word was provided.
+// status word was provided. Labels are data: the kernels check each one
+// where they use it (cuda_kernels.cu).
 //
 //   OpStatus s = launch_builtin(target, launch, slot);
 #pragma once
