@@ -5,6 +5,7 @@
 namespace malv::cli {
 
 void register_bench_cuda(CLI::App& bench, int& exit_code);  // bench_cuda.cpp
+void register_bench_alloc(CLI::App& bench, int& exit_code);  // bench_alloc.cpp
 
 void register_unavailable(CLI::App& app, int& exit_code, const char* name,
                           const char* description) {
@@ -32,6 +33,7 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_bench_overhead(*bench, exit_code);
   register_bench_soak(*bench, exit_code);
   register_bench_cuda(*bench, exit_code);
+  register_bench_alloc(*bench, exit_code);
 }
 
 }  // namespace malv::cli
