@@ -17,11 +17,24 @@
 //       as when the ring runs dry.
 //
 // Services. The session has the MLaaS policy registry (the built-in
-// baselines: kPolicyList, kPolicySelect parse guest strings) and a dataset
+// baselines: kPolicyList, kPolicySelect parse guest strings), a dataset
 // catalog over an empty data directory (kDatasetOpen's path checks: absolute
-// paths, "..", symlinks out, missing files). No checkpoint store: a save
-// writes files from a writer thread, which per-input fuzzing would fill the
-// disk with; tests/microlake/checkpoint_service_test.cpp covers its input.
+// paths, "..", symlinks out, missing files) and a checkpoint store in a
+// directory of this process (under /dev/shm when there is one, so that the
+// writer's fsyncs cost nothing; removed at exit). The store is bounded so
+// that fuzzing cannot fill the disk: one checkpoint (and one session's
+// snapshots waiting to be written) is at most kCheckpointCap bytes, and after
+// every input that sent a save the VM's directory is emptied. Every input
+// starts with two checkpoints in it: "seed" (entries "a", 4096 bytes, and
+// "b", 64 bytes, and 16 bytes of metadata) and "damaged" (the same file cut
+// in half), so restores reach the file's checks and the copies back.
+// A kCheckpointRestore after a save first lets the backend drain and the
+// input's saves become durable (a guest must wait for a save before it
+// restores it: docs/protocol.md), so an input can save and restore; the end
+// of an input waits the same way before its checks (a save completes on the
+// writer's thread after the backend went idle).
+// A checkpoint spec names buffers inside the arena: the harness patches its
+// entries' pool selectors (below) when the command is fed, as for arguments.
 //
 // Strings and specs. Commands that read a string or a spec from the arena
 // (kernel names, "class=policy", a DatasetSpec, a checkpoint spec) can name
@@ -40,6 +53,13 @@
 // (freed ones stay in the pool, so stale handles are reached too). A raw
 // value with a 0xffff top is never a valid handle, so nothing is lost.
 //
+// Aliasing and races. The backend has two workers, so the two streams of
+// the pool really run at once: an input can launch a kernel on one stream
+// over a buffer that the other stream writes (memset, write, copy, another
+// kernel), and a kernel may name one buffer for several arguments (a
+// softmax_xent whose labels are its own probs output, say). Such inputs are
+// nondeterministic by nature; the sanitizers see what goes wrong either way.
+//
 // Invariants checked after every input (a violation aborts, which libFuzzer
 // reports as a crash):
 //  * every command gets exactly one completion, of its own opcode, except
@@ -52,6 +72,8 @@
 //
 // Run it with scripts/fuzz.sh; seeds live in tests/fuzz/corpus/ (made by
 // tests/fuzz/make_corpus.py, which documents the record layout it uses).
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -60,10 +82,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -77,6 +101,8 @@
 #include "mlaas/feature_registry.h"
 #include "mlaas/host_services.h"
 #include "mlaas/policy_registry.h"
+#include "offload/checkpoint_file.h"
+#include "offload/checkpoint_store.h"
 #include "offload/dataset_catalog.h"
 #include "proto/decoder.h"
 #include "proto/encoder.h"
@@ -93,6 +119,8 @@ constexpr std::uint64_t kPoolMarker = 0xffffull << 48;
 constexpr std::size_t kMaxPool = 64;
 // Sizes of the two pre-created buffers (pool entries 2 and 3).
 constexpr std::uint64_t kSetupBufferBytes[] = {4096, 64u << 10};
+// The cap on one checkpoint and on a session's snapshots in flight.
+constexpr std::uint64_t kCheckpointCap = 256u << 10;
 
 [[noreturn]] void violated(const char* what, std::uint64_t tag) {
   std::fprintf(stderr, "fuzz_decoder: invariant violated: %s (command tag %llu)\n", what,
@@ -150,12 +178,76 @@ class RecordingSink final : public microlake::CompletionSink {
 accel::Backend& backend() {
   static std::unique_ptr<accel::Backend> instance = [] {
     log::set_level(log::Level::kError);
-    return accel::make_cpu_backend({.memory_bytes = kDeviceMemoryBytes, .workers = 1});
+    return accel::make_cpu_backend({.memory_bytes = kDeviceMemoryBytes, .workers = 2});
   }();
   return *instance;
 }
 
 constexpr const char* kVmName = "fuzz";
+
+// The checkpoint store and the files every input starts with (see above).
+class CheckpointFixture {
+ public:
+  CheckpointFixture() {
+    const std::filesystem::path base = std::filesystem::exists("/dev/shm")
+                                           ? std::filesystem::path("/dev/shm")
+                                           : std::filesystem::temp_directory_path();
+    root_ = base / ("malv-fuzz-checkpoints-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(root_);
+    store_ = std::move(offload::CheckpointStore::open(
+                           {.root = root_.string(), .max_checkpoint_bytes = kCheckpointCap}))
+                 .value();
+    offload::CheckpointContents contents;
+    contents.entries.push_back({"a", std::vector<std::byte>(4096, std::byte{0x3f})});
+    contents.entries.push_back({"b", std::vector<std::byte>(64, std::byte{0x01})});
+    contents.metadata.assign(16, std::byte{'m'});
+    seed_ = offload::encode_checkpoint(contents).value();
+    damaged_.assign(seed_.begin(), seed_.begin() + static_cast<std::ptrdiff_t>(seed_.size() / 2));
+    // The VM's directory, made by the store as a save would make it.
+    (void)store_->save(kVmName, "seed", contents).value();
+    // Removed at exit (the path outlives this object's destructor).
+    removed_at_exit() = new std::filesystem::path(root_);
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(*removed_at_exit(), ignored);
+    });
+    reset();
+  }
+
+  static CheckpointFixture& instance() {
+    static CheckpointFixture fixture;
+    return fixture;
+  }
+
+  offload::CheckpointStore* store() { return store_.get(); }
+
+  // Empties the VM's directory and puts the two starting files back.
+  void reset() {
+    const std::filesystem::path dir = root_ / kVmName;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      std::filesystem::remove_all(entry.path());
+    }
+    write(dir / "seed", seed_);
+    write(dir / "damaged", damaged_);
+  }
+
+ private:
+  static std::filesystem::path*& removed_at_exit() {
+    static std::filesystem::path* path = nullptr;
+    return path;
+  }
+
+  static void write(const std::filesystem::path& path, const std::vector<std::byte>& bytes) {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+  }
+
+  std::filesystem::path root_;
+  std::unique_ptr<offload::CheckpointStore> store_;
+  std::vector<std::byte> seed_;
+  std::vector<std::byte> damaged_;
+};
 
 // The services outlive every input, like the backend. Each input starts
 // with the VM on the baseline policies, so that no input depends on what
@@ -171,7 +263,9 @@ microlake::SessionServices fuzz_services() {
     std::filesystem::create_directories(dir);
     return offload::CatalogOptions{.data_dirs = {dir.string()}};
   }());
-  return {.policies = &policies, .datasets = &datasets, .checkpoints = nullptr};
+  return {.policies = &policies,
+          .datasets = &datasets,
+          .checkpoints = CheckpointFixture::instance().store()};
 }
 
 microlake::SessionLimits fuzz_limits() {
@@ -253,6 +347,13 @@ class Harness {
       at += 1 + taken;
 
       for (std::uint64_t& arg : cmd.args) arg = patched(arg);
+      if (cmd.opcode == static_cast<std::uint16_t>(Opcode::kCheckpointSave) ||
+          cmd.opcode == static_cast<std::uint16_t>(Opcode::kCheckpointRestore)) {
+        patch_checkpoint_spec(cmd.args[1], cmd.args[2]);
+      }
+      if (cmd.opcode == static_cast<std::uint16_t>(Opcode::kCheckpointRestore)) {
+        wait_for_saves();
+      }
       for (std::size_t i = 0; i < wire::kMaxKernelArgs; ++i) {
         std::byte* value =
             extensions.data() + i * sizeof(wire::KernelArg) + offsetof(wire::KernelArg, value);
@@ -268,11 +369,15 @@ class Harness {
 
   // Waits for the backend, then checks every invariant of the header.
   void finish() {
+    // A save completes on the checkpoint writer's thread once its file is
+    // durable, after the backend has gone idle: wait for those first.
+    wait_for_saves();
     session_->flush();
     backend().synchronize_all();
     if (session_->outstanding() != 0) violated("completions still owed on an idle backend", 0);
-    session_.reset();
+    session_.reset();  // joins the checkpoint writer: every save is on disk
     if (backend().memory_in_use() != 0) violated("session left device memory behind", 0);
+    if (saved_) CheckpointFixture::instance().reset();
 
     std::unordered_map<std::uint64_t, const wire::Completion*> by_tag;
     const std::vector<wire::Completion> completions = sink_.take();
@@ -313,9 +418,41 @@ class Harness {
     return (value & (0xffffull << 48)) == kPoolMarker ? sink_.pooled(value) : value;
   }
 
+  // The entries of a checkpoint spec at arena [offset, +bytes): pool
+  // selectors in their buffer fields become handles, as in arguments.
+  void patch_checkpoint_spec(std::uint64_t offset, std::uint64_t bytes) {
+    if (!proto::range_fits(offset, bytes, kArenaBytes)) return;
+    const std::uint64_t end = offset + bytes;
+    for (std::uint64_t at = offset + sizeof(wire::CheckpointHeader);
+         at + sizeof(wire::CheckpointEntry) <= end; at += sizeof(wire::CheckpointEntry)) {
+      std::byte* field = arena_.data() + at + offsetof(wire::CheckpointEntry, buffer);
+      std::uint64_t v;
+      std::memcpy(&v, field, sizeof(v));
+      v = patched(v);
+      std::memcpy(field, &v, sizeof(v));
+    }
+  }
+
+  // Until every save sent so far has completed (durable or failed): the
+  // backend drains, then the writer thread finishes its files. Gives up
+  // after 5 s (finish() then reports what is still owed).
+  void wait_for_saves() {
+    if (!save_pending_) return;
+    save_pending_ = false;
+    session_->flush();
+    backend().synchronize_all();
+    for (int waited_ms = 0; session_->outstanding() != 0 && waited_ms < 5000; ++waited_ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
   void send(wire::Command cmd, std::span<const std::byte> extensions,
             microlake::Session::Flush flush = microlake::Session::Flush::kNow) {
     cmd.tag = ++next_tag_;
+    if (cmd.opcode == static_cast<std::uint16_t>(Opcode::kCheckpointSave)) {
+      save_pending_ = true;
+      saved_ = true;
+    }
     sent_.emplace(cmd.tag, Sent{cmd.opcode, cmd.flags});
     session_->handle(cmd, extensions, flush);
   }
@@ -362,6 +499,8 @@ class Harness {
   std::unique_ptr<microlake::Session> session_;  // after sink_ and arena_: destroyed first
   std::unordered_map<std::uint64_t, Sent> sent_;
   std::uint64_t next_tag_ = 0;
+  bool save_pending_ = false;  // a save was sent since the last wait_for_saves()
+  bool saved_ = false;         // a save was sent: the store needs a reset
 };
 
 }  // namespace

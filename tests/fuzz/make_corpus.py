@@ -15,8 +15,12 @@ harness with handle i of the session's pool:
 The arena (64 KiB) holds the name of kernel k at offset 64 * k, and from
 32 KiB (MIRROR) a copy of the input itself, so that record j's bytes are at
 MIRROR + 64 * j: a command can name a string or spec that the seed carries as
-one of its own records (text(), dataset_spec()). Seeds use offsets from 4096
-up for data. Re-run after changing the harness or the
+one of its own records (text(), dataset_spec(), checkpoint_spec(); with_specs()
+places specs after a seed's commands and hands the commands their offsets).
+Seeds use offsets from 4096 up for data. The checkpoint store holds "seed"
+(entries "a": 4096 bytes, "b": 64 bytes; 16 bytes of metadata) and "damaged"
+at the start of every input; the buffer fields of a spec's entries may be
+P(i) as well. Re-run after changing the harness or the
 protocol:  python3 tests/fuzz/make_corpus.py
 """
 import os
@@ -82,6 +86,35 @@ def dataset_spec(features, labels=b"", fmt=1, batch=32):
     spec = struct.pack("<IIIIQQffII128s128s", fmt, 0, 0, batch, 7, 0, 0.5, 0.25, 0, 0,
                        features, labels)
     return spec + b"\0" * (-len(spec) % 64)
+
+
+def checkpoint_spec(name, entries, metadata=b"", metadata_bytes=None, entry_count=None):
+    """A checkpoint spec (CheckpointHeader, CheckpointEntry records, metadata),
+    padded to whole records. entries: (buffer, offset, bytes, entry name).
+    The harness turns pool selectors in the buffer fields into handles."""
+    if metadata_bytes is None:
+        metadata_bytes = len(metadata)
+    if entry_count is None:
+        entry_count = len(entries)
+    spec = struct.pack("<64sII", name, entry_count, metadata_bytes)
+    for buffer, offset, size, entry in entries:
+        spec += struct.pack("<QQQ40s", buffer, offset, size, entry)
+    spec += metadata
+    return spec + b"\0" * (-len(spec) % 64)
+
+
+def with_specs(commands, *specs):
+    """A seed of commands followed by specs (each whole records): commands is
+    called with spec(i) -> (arena offset, bytes) of spec i, and must return
+    the same number of records whatever it is given."""
+    def place(offsets):
+        return commands(lambda i: offsets[i])
+    records = len(b"".join(place([(0, 0)] * len(specs)))) // 64
+    offsets = []
+    for spec in specs:
+        offsets.append((at(records), len(spec)))
+        records += len(spec) // 64
+    return place(offsets) + list(specs)
 
 
 def launch(stream, kernel, *args, flags=0):
@@ -168,6 +201,79 @@ SEEDS = {
                            cmd(DATASET_OPEN, at(14), 304), cmd(DATASET_OPEN, at(14), 300),
                            dataset_spec(b"../../etc/passwd"), dataset_spec(b"/etc/passwd"),
                            dataset_spec(b"fashion/train-images-idx3-ubyte")],
+    # Aliasing: a kernel whose labels are its own output. The labels pass the
+    # range check, then the kernel overwrites them with floats and reads them
+    # again (the bug this seed was written to find: labels re-read after check).
+    "alias_labels_probs": [launch(S0, K("softmax_xent"), buf(B1), buf(B0), buf(B0), buf(B1, 60000),
+                                  i64(4), i64(8)),
+                           cmd(STREAM_SYNC, S0)],
+    "alias_labels_grad": [launch(S0, K("fill"), buf(B1), i64(64), f32(0.25)),
+                          launch(S0, K("softmax_xent_backward"), buf(B1), buf(B0), buf(B0), i64(4),
+                                 i64(8)),
+                          cmd(STREAM_SYNC, S0)],
+    # The labels change from the second stream while the first one's kernels
+    # check and use them (no event orders the two streams).
+    "race_labels_second_stream": [
+        launch(S0, K("softmax_xent"), buf(B1), buf(B0), buf(B1, 32768), buf(B1, 60000), i64(64),
+               i64(8)),
+        cmd(MEMSET, S1, B0, 0, 256, 0x7f),
+        launch(S0, K("softmax_xent_backward"), buf(B1), buf(B0), buf(B1, 32768), i64(64), i64(8)),
+        cmd(WRITE, S1, B0, 0, 8192, 256),
+        launch(S0, K("softmax_xent"), buf(B1), buf(B0), buf(B1, 32768), buf(B1, 60000), i64(64),
+               i64(8)),
+        launch(S1, K("fill"), buf(B0), i64(64), f32(3.0e9)),
+        launch(S0, K("softmax_xent_backward"), buf(B1), buf(B0), buf(B1, 32768), i64(64), i64(8)),
+        cmd(SYNC_ALL)],
+    # In-place and overlapping operands, the output rewritten from the other stream.
+    "alias_inplace_two_streams": [
+        launch(S0, K("gemm"), buf(B1), buf(B1), buf(B1), i64(32), i64(32), i64(32), i64(0),
+               i64(0), f32(1.0), f32(1.0)),
+        cmd(COPY, S1, B1, 0, B1, 64, 4096),
+        launch(S0, K("argmax_rows"), buf(B1), buf(B1), i64(16), i64(16)),
+        launch(S1, K("sum_rows"), buf(B1), buf(B1, 4), i64(16), i64(16)),
+        launch(S0, K("adam_step"), buf(B1), buf(B1), buf(B1), buf(B1), i64(1024), f32(0.001),
+               f32(0.9), f32(0.999), f32(1e-8), i64(1)),
+        cmd(SYNC_ALL)],
+    # The checkpoint service: save two entries and restore them (the harness
+    # lets the save finish first), the second stream changing the source.
+    "checkpoint_save_restore": with_specs(
+        lambda spec: [cmd(MEMSET, S0, B0, 0, 4096, 9), cmd(CHECKPOINT_SAVE, S0, *spec(0)),
+                      cmd(MEMSET, S1, B0, 0, 4096, 1), cmd(CHECKPOINT_RESTORE, S1, *spec(0)),
+                      cmd(READ, S1, B1, 0, 8192, 64), cmd(SYNC_ALL)],
+        checkpoint_spec(b"s1", [(B0, 0, 4096, b"a"), (B1, 128, 64, b"b")], b"meta" * 4)),
+    # The files every input starts with: "seed" restored (and with a wrong
+    # size, into a too-small range), "damaged", and one that is not there.
+    "checkpoint_restore_fixtures": with_specs(
+        lambda spec: [cmd(CHECKPOINT_RESTORE, S0, *spec(0)), cmd(CHECKPOINT_RESTORE, S0, *spec(1)),
+                      cmd(CHECKPOINT_RESTORE, S0, *spec(2)), cmd(CHECKPOINT_RESTORE, S0, *spec(3)),
+                      cmd(READ, S0, B0, 0, 8192, 64), cmd(STREAM_SYNC, S0), cmd(SYNC_ALL)],
+        checkpoint_spec(b"seed", [(B0, 0, 4096, b"a"), (B1, 0, 64, b"b")], b"\0" * 16),
+        checkpoint_spec(b"damaged", [(B0, 0, 4096, b"a"), (B1, 0, 64, b"b")], b"\0" * 16),
+        checkpoint_spec(b"missing", [(B0, 0, 4096, b"a"), (B1, 0, 64, b"b")], b"\0" * 16),
+        checkpoint_spec(b"seed", [(B0, 64, 4096, b"a"), (B1, 0, 32, b"b")], b"\0" * 16)),
+    # Specs the service must refuse: a name that climbs out, no entries, a
+    # repeated entry name, too much metadata, a range past the buffer and a
+    # handle that is none, a spec longer than its command says, one past the
+    # arena's end.
+    "checkpoint_bad_specs": with_specs(
+        lambda spec: [cmd(CHECKPOINT_SAVE, S0, *spec(0)), cmd(CHECKPOINT_SAVE, S0, *spec(1)),
+                      cmd(CHECKPOINT_SAVE, S0, *spec(2)), cmd(CHECKPOINT_SAVE, S0, *spec(3)),
+                      cmd(CHECKPOINT_SAVE, S0, *spec(4)),
+                      cmd(CHECKPOINT_RESTORE, S0, spec(4)[0], 100),
+                      cmd(CHECKPOINT_SAVE, S0, 65500, 192), cmd(SYNC_ALL)],
+        checkpoint_spec(b"../up", [(B0, 0, 64, b"a")], b"\0" * 16),
+        checkpoint_spec(b"none", [], entry_count=0),
+        checkpoint_spec(b"twice", [(B0, 0, 64, b"a"), (B0, 64, 64, b"a")], b"\0" * 16),
+        checkpoint_spec(b"meta", [(B0, 0, 64, b"a")], metadata_bytes=1 << 20),
+        checkpoint_spec(b"past", [(B0, 4000, 4096, b"a"), (P(200), 0, 64, b"b")], b"\0" * 16)),
+    # One buffer saved twice and restored into overlapping ranges of itself
+    # while the second stream launches over it.
+    "checkpoint_alias": with_specs(
+        lambda spec: [cmd(CHECKPOINT_SAVE, S0, *spec(0)),
+                      launch(S1, K("scale"), buf(B1), buf(B1), i64(16384), f32(2.0)),
+                      cmd(CHECKPOINT_RESTORE, S0, *spec(0)), cmd(SYNC_ALL)],
+        checkpoint_spec(b"overlap", [(B1, 0, 32768, b"lo"), (B1, 16384, 32768, b"hi")],
+                        b"\0" * 16)),
     "wrong_types_and_rights": [cmd(BUFFER_FREE, S0), cmd(STREAM_DESTROY, B0),
                                cmd(EVENT_SYNC, K("nop")), cmd(BUFFER_FREE, 0),
                                cmd(BUFFER_FREE, 0x1fff000100000000), cmd(SYNC_ALL)],
