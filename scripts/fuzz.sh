@@ -57,6 +57,13 @@ ASAN_OPTIONS="abort_on_error=1:detect_leaks=1" \
   -max_total_time="$seconds" -max_len=4096 -timeout=30 -print_final_stats=1 \
   -artifact_prefix="$artifacts/" ${FUZZ_ARGS:-} "$corpus" >"$log" 2>&1 || status=$?
 
+# A crashed fuzz_decoder leaves its checkpoint directory behind: remove the
+# directories of processes that are gone.
+for dir in /dev/shm/malv-fuzz-checkpoints-* "${TMPDIR:-/tmp}"/malv-fuzz-checkpoints-*; do
+  [[ -d "$dir" ]] || continue
+  kill -0 "${dir##*-}" 2>/dev/null || rm -rf "$dir"
+done
+
 echo "---- libFuzzer summary"
 grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$log" | tail -n 2 || true
 grep -E '^(Done [0-9]+ runs|stat::)' "$log" || true

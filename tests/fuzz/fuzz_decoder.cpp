@@ -21,7 +21,8 @@
 // catalog over an empty data directory (kDatasetOpen's path checks: absolute
 // paths, "..", symlinks out, missing files) and a checkpoint store in a
 // directory of this process (under /dev/shm when there is one, so that the
-// writer's fsyncs cost nothing; removed at exit). The store is bounded so
+// writer's fsyncs cost nothing; removed at exit, and by scripts/fuzz.sh after
+// a crash). The store is bounded so
 // that fuzzing cannot fill the disk: one checkpoint (and one session's
 // snapshots waiting to be written) is at most kCheckpointCap bytes, and after
 // every input that sent a save the VM's directory is emptied. Every input
