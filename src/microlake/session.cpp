@@ -42,8 +42,13 @@ Session::Session(std::string vm_name, accel::Backend& backend, std::span<std::by
 
 Session::~Session() {
   flush();
-  // Drain every queue first: queued ops read buffers and post completions.
-  for (auto& stream : streams_.take_all()) backend_.destroy_queue(stream->queue);
+  // The guest is gone: what it queued and the device has not started is
+  // cancelled (its completions come back kAborted), then every queue drains
+  // (an op on the device finishes: it reads buffers and posts a completion).
+  auto streams = streams_.take_all();
+  for (auto& stream : streams) backend_.cancel_queue(stream->queue);
+  for (auto& stream : streams) backend_.destroy_queue(stream->queue);
+  streams.clear();
   // Snapshots taken are written (a guest that died after a save loses
   // nothing), and their completions posted, while the sink still exists.
   checkpoint_writer_.reset();

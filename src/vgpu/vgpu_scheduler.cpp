@@ -30,6 +30,8 @@ struct VgpuScheduler::Stream {
   std::atomic<std::size_t> remaining{0};
   std::int64_t dispatch_ns = 0;
   bool destroying = false;
+  bool cancelled = false;  // its session ended: queued ops are aborted, never run
+  bool aborting = false;   // aborted items' completions are running (outside the lock)
 };
 
 namespace {
@@ -101,10 +103,12 @@ Result<accel::QueueId> VgpuScheduler::create_stream(std::shared_ptr<Vm> vm) {
   }
   auto stream = std::make_unique<Stream>();
   stream->scheduler = this;
+  const std::uint64_t vm_id = vm->id().value();
   stream->vm = std::move(vm);
   stream->queue = queue;
   stream->high_queue = high_queue.value();
   std::lock_guard lock(mutex_);
+  ++vm_states_[vm_id].streams;
   streams_.emplace(queue.value(), std::move(stream));
   return queue;
 }
@@ -117,12 +121,79 @@ void VgpuScheduler::destroy_stream(accel::QueueId queue) {
     if (it == streams_.end()) return;
     Stream* stream = it->second.get();
     stream->destroying = true;
-    idle_.wait(lock, [&] { return stream->pending.empty() && !stream->running; });
+    idle_.wait(lock,
+               [&] { return stream->pending.empty() && !stream->running && !stream->aborting; });
     high_queue = stream->high_queue;
+    const std::uint64_t vm_id = stream->vm->id().value();
     streams_.erase(it);
+    auto state = vm_states_.find(vm_id);
+    if (state != vm_states_.end() && --state->second.streams == 0) vm_states_.erase(state);
   }
   backend_.destroy_queue(queue);
   backend_.destroy_queue(high_queue);
+}
+
+void VgpuScheduler::cancel_stream(accel::QueueId queue) {
+  std::vector<Item> aborted;
+  Stream* stream = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = streams_.find(queue.value());
+    if (it == streams_.end()) return;
+    stream = it->second.get();
+    stream->cancelled = true;
+    // With a batch on the device, its end aborts the rest (on_item_done):
+    // completions stay in stream order.
+    if (stream->running) return;
+    aborted = take_cancelled(*stream);
+  }
+  if (aborted.empty()) return;
+  abort_items(aborted);
+  {
+    // aborting kept the stream alive until now.
+    std::lock_guard lock(mutex_);
+    stream->aborting = false;
+  }
+  idle_.notify_all();
+}
+
+std::vector<VgpuScheduler::Item> VgpuScheduler::take_cancelled(Stream& stream) {
+  std::vector<Item> items;
+  items.reserve(stream.pending.size());
+  while (!stream.pending.empty()) {
+    Item& item = stream.pending.front();
+    // A record that never runs must not hold up the waits counting on it.
+    if (const auto* record = std::get_if<accel::RecordEvent>(&item.op)) {
+      auto event = events_.find(record->event.value());
+      if (event != events_.end()) ++event->second.dispatched;
+    }
+    items.push_back(std::move(item));
+    stream.pending.pop_front();
+  }
+  stream.vm->counters().queue_depth.fetch_sub(items.size(), std::memory_order_relaxed);
+  auto state = vm_states_.find(stream.vm->id().value());
+  if (state != vm_states_.end()) state->second.pending -= items.size();
+  stats_.cancelled_ops += items.size();
+  stream.aborting = !items.empty();
+  return items;
+}
+
+void VgpuScheduler::abort_items(std::vector<Item>& items) {
+  for (Item& item : items) {
+    if (item.done.fn != nullptr)
+      item.done.fn(item.done.context, item.done.cookie, ErrorCode::kAborted);
+  }
+  items.clear();
+}
+
+bool VgpuScheduler::wait_idle(std::chrono::nanoseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return idle_.wait_for(lock, timeout, [this] {
+    for (const auto& [id, stream] : streams_) {
+      if (!stream->pending.empty() || stream->running || stream->aborting) return false;
+    }
+    return true;
+  });
 }
 
 VgpuScheduler::Item VgpuScheduler::make_item(Stream& stream, accel::Op op, accel::Completion done,
@@ -148,11 +219,17 @@ void VgpuScheduler::enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
   if (ops.empty()) return;
   const std::int64_t now = mono_now_ns();
   bool dispatch_now = false;
+  bool abort_now = false;
   {
     std::lock_guard lock(mutex_);
     auto it = streams_.find(queue.value());
-    if (it != streams_.end()) {
+    if (it != streams_.end() && it->second->cancelled && !it->second->running) {
+      abort_now = true;  // nothing of it runs any more
+    } else if (it != streams_.end()) {
       Stream& stream = *it->second;
+      VmState& state = vm_states_[stream.vm->id().value()];
+      if (state.pending == 0) state.waiting_since = now;
+      state.pending += ops.size();
       for (std::size_t i = 0; i < ops.size(); ++i) {
         std::uint64_t wait_target = 0;
         if (const auto* record = std::get_if<accel::RecordEvent>(&ops[i])) {
@@ -170,16 +247,15 @@ void VgpuScheduler::enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
       stream.vm->counters().commands.fetch_add(ops.size(), std::memory_order_relaxed);
       // Dispatch now if the head could go: a latency-class VM's work may
       // take a latency slot while batch work holds every device slot.
-      dispatch_now =
-          !stream.running && (busy_slots_ < options_.device_slots || may_use_latency_lane(stream) ||
-                              is_bookkeeping(stream.pending.front().op));
+      dispatch_now = !stream.running && !stream.cancelled &&
+                     (busy_slots_ < options_.device_slots || may_use_latency_lane(stream) ||
+                      is_bookkeeping(stream.pending.front().op));
       done.fn = nullptr;
     }
   }
   if (done.fn != nullptr) {
-    for (std::size_t i = 0; i < ops.size(); ++i) {
-      done.fn(done.context, done.cookie + i, ErrorCode::kNotFound);
-    }
+    const ErrorCode status = abort_now ? ErrorCode::kAborted : ErrorCode::kNotFound;
+    for (std::size_t i = 0; i < ops.size(); ++i) done.fn(done.context, done.cookie + i, status);
     return;
   }
   if (dispatch_now) pump();
@@ -215,7 +291,9 @@ bool VgpuScheduler::may_use_latency_lane(const Stream& stream) const {
 void VgpuScheduler::pump() {
   std::vector<malv_gpu_sched_observation> observations;
   std::vector<double> scores;
+  std::vector<std::uint64_t> batch_records;  // events the batch records
   for (;;) {
+    batch_records.clear();
     Stream* chosen = nullptr;
     bool chosen_urgent = false;
     accel::QueueId batch_queue;
@@ -224,7 +302,10 @@ void VgpuScheduler::pump() {
       // Candidates: the head of every stream that is not on the device.
       std::unordered_map<Vm*, std::vector<Stream*>> by_vm;
       for (auto& [id, stream] : streams_) {
-        if (stream->running || stream->pending.empty() || head_waits_for_record(*stream)) continue;
+        if (stream->running || stream->cancelled || stream->pending.empty() ||
+            head_waits_for_record(*stream)) {
+          continue;
+        }
         if (!is_bookkeeping(stream->pending.front().op) && busy_slots_ >= options_.device_slots &&
             !may_use_latency_lane(*stream)) {
           continue;
@@ -234,6 +315,20 @@ void VgpuScheduler::pump() {
       if (by_vm.empty()) return;
       const std::int64_t now = mono_now_ns();
       double best = std::numeric_limits<double>::infinity();
+      // The starvation bound: the VM that has waited longest past it is
+      // served, by its own policy's best candidate, whatever the scores say.
+      Vm* starving = nullptr;
+      std::int64_t starving_since = now - options_.starvation_bound_ns;
+      for (auto& [vm, candidates] : by_vm) {
+        auto state = vm_states_.find(vm->id().value());
+        if (state != vm_states_.end() && state->second.waiting_since < starving_since) {
+          starving = vm;
+          starving_since = state->second.waiting_since;
+        }
+      }
+      Stream* starving_choice = nullptr;
+      bool starving_urgent = false;
+      double starving_best = std::numeric_limits<double>::infinity();
       for (auto& [vm, candidates] : by_vm) {
         observations.clear();
         const VmConfig config = vm->config();
@@ -259,7 +354,18 @@ void VgpuScheduler::pump() {
             chosen = candidates[i];
             chosen_urgent = urgent;
           }
+          if (can_go && vm == starving && scores[i] < starving_best) {
+            starving_best = scores[i];
+            starving_choice = candidates[i];
+            starving_urgent = urgent;
+          }
         }
+      }
+      if (starving_choice != nullptr && starving_choice != chosen &&
+          starving_choice->vm.get() != chosen->vm.get()) {
+        chosen = starving_choice;
+        chosen_urgent = starving_urgent;
+        ++stats_.starvation_overrides;
       }
       if (chosen == nullptr) return;  // only latency-class work the policy does not call urgent
       ++stats_.decisions;
@@ -281,8 +387,7 @@ void VgpuScheduler::pump() {
         if (slot == Slot::kNone && !is_bookkeeping(item.op)) break;
         only_bookkeeping = only_bookkeeping && is_bookkeeping(item.op);
         if (const auto* record = std::get_if<accel::RecordEvent>(&item.op)) {
-          auto event = events_.find(record->event.value());
-          if (event != events_.end()) ++event->second.dispatched;
+          batch_records.push_back(record->event.value());
         }
         cost_ns += 1e9 * (item.observation.est_flops / options_.device_flops_per_s +
                           item.observation.est_bytes / options_.device_bytes_per_s);
@@ -301,6 +406,9 @@ void VgpuScheduler::pump() {
       s.remaining.store(s.batch_ops.size(), std::memory_order_release);
       s.dispatch_ns = now;
       s.vm->counters().queue_depth.fetch_sub(s.batch_ops.size(), std::memory_order_relaxed);
+      VmState& state = vm_states_[s.vm->id().value()];
+      state.pending -= s.batch_ops.size();
+      state.waiting_since = now;
       ++stats_.batches;
       stats_.ops += s.batch_ops.size();
     }
@@ -309,6 +417,16 @@ void VgpuScheduler::pump() {
     // the stream), so nothing of `chosen` is read after that call.
     backend_.enqueue_many(batch_queue, chosen->batch_ops,
                           accel::Completion{&VgpuScheduler::item_callback, chosen, 0});
+    // Only now may a wait on these records go to the backend: counted any
+    // earlier, another pump could hand the wait over first, and the backend
+    // would pass it against an older record (or none).
+    if (!batch_records.empty()) {
+      std::lock_guard lock(mutex_);
+      for (std::uint64_t id : batch_records) {
+        auto event = events_.find(id);
+        if (event != events_.end()) ++event->second.dispatched;
+      }
+    }
   }
 }
 
@@ -326,6 +444,7 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
 
   malv_gpu_sched_outcome outcome{};
   std::shared_ptr<Vm> vm;
+  std::vector<Item> aborted;
   // Only the batch's last completion takes the lock (ops of one stream
   // complete in order, on the backend's threads).
   if (stream->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
@@ -337,6 +456,10 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
       stream->vm->counters().busy_ns.fetch_add(static_cast<std::uint64_t>(run_ns),
                                                std::memory_order_relaxed);
     }
+    // A VM whose batch just ended was being served until now.
+    if (auto state = vm_states_.find(stream->vm->id().value()); state != vm_states_.end()) {
+      state->second.waiting_since = mono_now_ns();
+    }
     outcome.item = stream->batch_head;
     outcome.run_ns = run_ns;
     vm = stream->vm;
@@ -344,6 +467,12 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
     stream->batch_done.clear();
     stream->running = false;
     stream->slot = Slot::kNone;
+    if (stream->cancelled) aborted = take_cancelled(*stream);
+  }
+  if (!aborted.empty()) {
+    abort_items(aborted);
+    std::lock_guard lock(mutex_);
+    stream->aborting = false;
   }
   idle_.notify_all();
   policies_.load()->feedback(*vm, outcome);

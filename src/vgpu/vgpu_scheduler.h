@@ -23,15 +23,30 @@
 // request counts. Slots bound how much is on the device at once (the CPU
 // backend's worker count), so measured time is time on the device.
 //
+// No VM waits behind another VM's queue for long, whatever the policies
+// score: a VM with work ready that has had nothing dispatched for
+// `starvation_bound_ns` (since its work became ready, or a batch of it was
+// last dispatched or ended) is served at the next free slot, before any
+// score is compared.
+// So another VM's next op waits at most starvation_bound_ns plus the run
+// time of one batch already on the device (one op when the op alone passes
+// the quantum), however much work other VMs have queued.
+//
+// Cancelling: when its session ends, a stream's ops that have not reached
+// the device are dropped and complete with kAborted, in order, after the
+// batch on the device (if any) has finished; nothing of it waits for them.
+//
 // Events: a RecordEvent and a WaitEvent on different streams may reach the
 // backend in another order than they were enqueued here, so a wait is held
-// until its record has been dispatched (see Item::wait_target).
+// until its record has been handed to the backend (counted only once the
+// backend call that takes it has returned; see Item::wait_target).
 //
 // Threads: enqueue() from session dispatchers, completions from backend
 // threads; one mutex guards the stream table, and backend calls are made
 // outside it.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -39,6 +54,7 @@
 #include <mutex>
 #include <span>
 #include <unordered_map>
+#include <vector>
 
 #include "accel/backend.h"
 #include "vgpu/gpu_sched_policies.h"
@@ -58,12 +74,17 @@ struct SchedulerOptions {
   double batch_quantum_ns = 2e6;     // estimated device time per batch
   double device_flops_per_s = 2e10;  // for estimates only
   double device_bytes_per_s = 5e9;   // for estimates only
+  // A VM with ready work is served after at most this long without a
+  // dispatch, whatever the policies score (see the overview).
+  std::int64_t starvation_bound_ns = 5'000'000;
 };
 
 struct SchedulerStats {
   std::uint64_t decisions = 0;
   std::uint64_t batches = 0;
   std::uint64_t ops = 0;
+  std::uint64_t starvation_overrides = 0;  // decisions the starvation bound made
+  std::uint64_t cancelled_ops = 0;         // ops dropped by cancel_stream()
 };
 
 class VgpuScheduler {
@@ -76,6 +97,13 @@ class VgpuScheduler {
   [[nodiscard]] Result<accel::QueueId> create_stream(std::shared_ptr<Vm> vm);
   // Waits until everything queued on the stream has run, then destroys it.
   void destroy_stream(accel::QueueId stream);
+  // Drops the stream's ops that are not on the device: each completes with
+  // kAborted, in stream order, once the batch on the device (if any) is
+  // done. Ops enqueued afterwards are aborted too. For a session that ends.
+  void cancel_stream(accel::QueueId stream);
+  // Waits until no stream has work queued or running, or `timeout` passes;
+  // whether it became idle. The host's grace period at shutdown.
+  bool wait_idle(std::chrono::nanoseconds timeout);
   void enqueue(accel::QueueId stream, accel::Op op, accel::Completion done);
   // Ops in order, op i completing with cookie done.cookie + i (see
   // accel::Backend::enqueue_many); one lock for the whole batch.
@@ -108,6 +136,12 @@ class VgpuScheduler {
   };
   enum class Slot { kNone, kDevice, kLatency };
   struct Stream;
+  // What the starvation bound needs per VM (by VM id).
+  struct VmState {
+    std::size_t pending = 0;         // items queued here on any of its streams
+    std::int64_t waiting_since = 0;  // ready, or last served (dispatch, batch end)
+    std::size_t streams = 0;
+  };
 
   void pump();
   // The head of the stream is a wait whose record has not reached the backend (mutex_ held).
@@ -118,6 +152,10 @@ class VgpuScheduler {
   // The stream's VM is latency class and a latency slot is free (mutex_ held).
   bool may_use_latency_lane(const Stream& stream) const;
   void on_item_done(Stream* stream, std::size_t index_in_batch, ErrorCode status);
+  // Takes the cancelled stream's queued items out (mutex_ held); the caller
+  // completes them with kAborted once the lock is released.
+  std::vector<Item> take_cancelled(Stream& stream);
+  static void abort_items(std::vector<Item>& items);
   Item make_item(Stream& stream, accel::Op op, accel::Completion done, std::int64_t now) const;
   static void item_callback(void* context, std::uint64_t cookie, ErrorCode status);
 
@@ -129,6 +167,7 @@ class VgpuScheduler {
   std::condition_variable idle_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Stream>> streams_;  // by queue id
   std::unordered_map<std::uint64_t, EventRecords> events_;  // by event id, once recorded
+  std::unordered_map<std::uint64_t, VmState> vm_states_;    // by VM id, while it has streams
   unsigned busy_slots_ = 0;
   unsigned busy_latency_slots_ = 0;
   SchedulerStats stats_;

@@ -306,5 +306,77 @@ TEST_F(Scheduler, WaitOnAnEventRecordedOnAStreamStillQueuedHereWaitsForThatRecor
   device_->free(big);
 }
 
+struct Statuses {
+  std::mutex mutex;
+  std::vector<ErrorCode> seen;
+};
+void note_status(void* context, std::uint64_t, ErrorCode status) {
+  auto* statuses = static_cast<Statuses*>(context);
+  std::lock_guard lock(statuses->mutex);
+  statuses->seen.push_back(status);
+}
+
+// One VM with a stream whose first op holds the only device slot (its
+// completion blocks, as a long kernel would) until release().
+class SchedulerCancel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(vgpu_.vms().create({.name = "vm", .token = "t"}).ok());
+    view_ = std::move(vgpu_.open_session("vm", "t")).value();
+    q_ = view_->create_queue(accel::QueuePriority::kNormal).value();
+    buf_ = view_->allocate(64).value();
+    view_->enqueue(q_, accel::Memset{buf_, 0, 64}, {&CompletionGate::hold, &gate_, 0});
+    gate_.wait_entered();
+  }
+  void TearDown() override {
+    release();  // in case a test did not
+    view_->destroy_queue(q_);
+    view_->free(buf_);
+  }
+  void release() { CompletionGate::release(&gate_, 0, ErrorCode::kOk); }
+  void enqueue_noted(int count) {
+    for (int i = 0; i < count; ++i) {
+      view_->enqueue(q_, accel::Memset{buf_, 1, 64}, {&note_status, &statuses_, 0});
+    }
+  }
+  std::size_t completed() {
+    std::lock_guard lock(statuses_.mutex);
+    return statuses_.seen.size();
+  }
+
+  std::unique_ptr<accel::Backend> device_ =
+      accel::make_cpu_backend({.memory_bytes = 16ull << 20, .workers = 1});
+  FifoPolicies fifo_;
+  VgpuService vgpu_{*device_, fifo_, {.device_slots = 1, .max_batch_ops = 1}};
+  std::unique_ptr<VmBackend> view_;
+  accel::QueueId q_;
+  accel::DevicePtr buf_;
+  CompletionGate gate_;
+  Statuses statuses_;
+};
+
+TEST_F(SchedulerCancel, CancelAbortsWhatIsQueuedInOrderAfterTheOpOnTheDevice) {
+  enqueue_noted(50);
+  view_->cancel_queue(q_);
+  EXPECT_EQ(completed(), 0u) << "nothing completes before the op on the device";
+  release();
+  view_->destroy_queue(q_);  // returns once the aborted completions ran
+  ASSERT_EQ(completed(), 50u);
+  for (ErrorCode status : statuses_.seen) EXPECT_EQ(status, ErrorCode::kAborted);
+  EXPECT_EQ(vgpu_.scheduler().stats().cancelled_ops, 50u);
+  EXPECT_EQ(vgpu_.vms().find("vm").value()->counters().queue_depth.load(), 0u);
+}
+
+TEST_F(SchedulerCancel, WorkEnqueuedAfterCancelIsAbortedAndWaitIdleTimesOutOnBusyWork) {
+  EXPECT_FALSE(vgpu_.scheduler().wait_idle(std::chrono::milliseconds(20)))
+      << "an op on the device is not idle";
+  release();
+  EXPECT_TRUE(vgpu_.scheduler().wait_idle(std::chrono::seconds(10)));
+  view_->cancel_queue(q_);
+  enqueue_noted(1);
+  ASSERT_EQ(completed(), 1u);
+  EXPECT_EQ(statuses_.seen[0], ErrorCode::kAborted);
+}
+
 }  // namespace
 }  // namespace malv::vgpu
