@@ -10,6 +10,8 @@
 //   policy_dir = "/usr/lib/malv/policies"  # MLaaS modules loaded at start
 //   checkpoint_dir = "/var/lib/malv/ckpt"  # guests' checkpoints, a directory per VM
 //   data_dirs = ["/usr/share/datasets"]    # what guests' data pipelines may read
+//   state_dir = "/var/lib/malv/state"      # what the admin API changed, kept across restarts
+//   shutdown_grace_ms = 2000               # queued device work may finish, then is cancelled
 //   hello_timeout_ms = 5000                # a guest's whole hello must arrive in this
 //   max_pending_per_peer = 8               # connections before their hello, per peer
 //   max_pending = 64                       # ... and in all
@@ -23,6 +25,10 @@
 //   max_streams = 16
 //   gpu_policy = "fair-share"
 //   vsock_cid = 3                          # over AF_VSOCK this CID is the VM
+//   max_sessions = 32                      # sessions open at once
+//   host_memory_mib = 1024                 # arenas + checkpoint snapshots in host RAM
+//   checkpoint_mib = 4096                  # checkpoint files on disk, together
+//   max_checkpoints = 256                  # checkpoints kept
 #pragma once
 
 #include <string>
@@ -44,6 +50,8 @@ struct HostConfig {
   std::uint64_t arena_mib = 64;
   std::string policy_dir;
   std::string checkpoint_dir;          // empty: <default_runtime_dir()>/checkpoints
+  std::string state_dir;               // empty: <default_runtime_dir()>/state
+  std::uint64_t shutdown_grace_ms = 2000;
   std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
   // Pre-authentication bounds (microlake::ServerOptions).
   std::uint64_t hello_timeout_ms = 5000;

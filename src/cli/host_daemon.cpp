@@ -32,15 +32,16 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   d->sched_policies_ = std::make_unique<vgpu::MlaasGpuSchedPolicies>(*d->runner_);
   d->vgpu_ =
       std::make_unique<vgpu::VgpuService>(*d->backend_, *d->sched_policies_, d->options_.scheduler);
-  for (const vgpu::VmConfig& vm : config.vms) {
-    MALV_TRY_CONTEXT(d->vgpu_->vms().create(vm), "VM " + vm.name);
-    if (vm.gpu_policy == "fifo" || vm.gpu_policy.empty()) {
-      d->policies_->select_baseline(vm.name, mlaas::PolicyClass::kGpuSched);
-    } else {
-      MALV_TRY_CONTEXT(d->policies_->select(vm.name, mlaas::PolicyClass::kGpuSched, vm.gpu_policy),
-                       "gpu_policy of VM " + vm.name);
-    }
-  }
+  // The config file's VMs, merged with what the admin said before a restart.
+  // By default it lives beside the guest socket, so a host started in a
+  // private run directory (tests, the demo) keeps its state there.
+  const std::string socket_path =
+      config.socket.empty() ? default_runtime_dir() + "/malv.sock" : config.socket;
+  const std::string state_dir = config.state_dir.empty()
+                                    ? socket_path.substr(0, socket_path.rfind('/') + 1) + "state"
+                                    : config.state_dir;
+  d->state_ = std::make_unique<vgpu::AdminState>(state_dir, d->vgpu_->vms(), d->policies_.get());
+  MALV_TRY(d->state_->restore(config.vms));
 
   // Offload: the data pipeline reads only the configured data directories;
   // each pipeline's staging depth is its VM's prefetch policy's decision.
@@ -84,14 +85,30 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                        : config.admin_socket;
   const accel::DeviceInfo info = d->backend_->info();
   MALV_ASSIGN_OR_RETURN(
-      d->admin_,
-      vgpu::AdminApi::start(d->admin_path_, {d->vgpu_.get(), d->policies_.get(), d->runner_.get(),
-                                             info.backend, info.name}));
+      d->admin_, vgpu::AdminApi::start(
+                     d->admin_path_, {.vgpu = d->vgpu_.get(),
+                                      .state = d->state_.get(),
+                                      .checkpoint_usage =
+                                          [store = d->checkpoints_.get()](const std::string& vm) {
+                                            const offload::CheckpointUsage usage = store->usage(vm);
+                                            return vgpu::VmDiskUsage{usage.bytes, usage.count};
+                                          },
+                                      .policies = d->policies_.get(),
+                                      .runner = d->runner_.get(),
+                                      .backend = info.backend,
+                                      .device = info.name}));
   return d;
 }
 
 HostDaemon::~HostDaemon() {
   admin_.reset();
+  // Queued work gets a short grace to finish; what is left is cancelled
+  // when the sessions end.
+  if (vgpu_ && server_ &&
+      !vgpu_->scheduler().wait_idle(std::chrono::milliseconds(options_.config.shutdown_grace_ms))) {
+    log::info("serve", "shutdown: queued device work still waiting after {} ms is cancelled",
+              options_.config.shutdown_grace_ms);
+  }
   server_.reset();  // ends every session before the services they use go away
   vgpu_.reset();
 }
@@ -108,6 +125,7 @@ Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info)
     }
     MALV_ASSIGN_OR_RETURN(view, vgpu_->open_session(info.vm_name, info.credential));
   }
+  MALV_TRY(view->charge_host_memory(info.arena_bytes));
   const vgpu::VmConfig config = view->vm()->config();
   microlake::Admission admission;
   admission.limits.max_buffers = config.max_handles;
@@ -119,6 +137,11 @@ Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info)
   }
   admission.services.policies = policies_.get();
   admission.services.checkpoints = checkpoints_.get();
+  admission.services.host_memory = view->vm()->host_memory();
+  admission.services.checkpoint_quota = [vm = view->vm()] {
+    const vgpu::VmConfig c = vm->config();
+    return offload::CheckpointQuota{c.checkpoint_bytes_limit, c.max_checkpoints};
+  };
   admission.services.datasets = datasets_.get();
   admission.backend = std::move(view);
   return admission;

@@ -19,6 +19,7 @@
 #include "offload/checkpoint_store.h"
 #include "offload/dataset_catalog.h"
 #include "vgpu/admin_api.h"
+#include "vgpu/admin_state.h"
 #include "vgpu/mlaas_gpu_sched_policies.h"
 #include "vgpu/vgpu_service.h"
 
@@ -56,6 +57,7 @@ class HostDaemon {
   std::unique_ptr<mlaas::PolicyRunner> runner_;
   std::unique_ptr<vgpu::MlaasGpuSchedPolicies> sched_policies_;
   std::unique_ptr<vgpu::VgpuService> vgpu_;
+  std::unique_ptr<vgpu::AdminState> state_;
   std::unique_ptr<offload::CheckpointStore> checkpoints_;
   std::unique_ptr<offload::DatasetCatalog> datasets_;
   std::unique_ptr<microlake::Server> server_;

@@ -78,6 +78,8 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--arena-mib")) config.arena_mib = o.arena_mib;
   if (sub.count("--policy-dir")) config.policy_dir = o.policy_dir;
   if (sub.count("--checkpoint-dir")) config.checkpoint_dir = o.checkpoint_dir;
+  if (sub.count("--state-dir")) config.state_dir = o.state_dir;
+  if (sub.count("--shutdown-grace-ms")) config.shutdown_grace_ms = o.shutdown_grace_ms;
   if (sub.count("--data-dir")) config.data_dirs = o.data_dirs;
   if (sub.count("--hello-timeout-ms")) config.hello_timeout_ms = o.hello_timeout_ms;
   if (sub.count("--max-pending-per-peer")) config.max_pending_per_peer = o.max_pending_per_peer;
@@ -146,6 +148,13 @@ void register_serve(CLI::App& app, int& exit_code) {
   sub->add_option("--checkpoint-dir", o.checkpoint_dir,
                   "Where guests' checkpoints are kept, a directory per VM (default: "
                   "$XDG_RUNTIME_DIR/malv/checkpoints; use persistent storage in production)");
+  sub->add_option("--state-dir", o.state_dir,
+                  "Where what the admin API changed is kept across restarts (default: a 'state' "
+                  "directory beside the guest socket; see docs/operations.md)");
+  sub->add_option("--shutdown-grace-ms", o.shutdown_grace_ms,
+                  "At shutdown, queued device work may finish for this long, then is cancelled")
+      ->capture_default_str()
+      ->check(whole_number_in(0, 600000));
   sub->add_option("--data-dir", o.data_dirs,
                   "Directory the guests' data pipelines may read datasets from; repeatable "
                   "(default: /usr/share/datasets)")

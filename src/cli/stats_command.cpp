@@ -28,18 +28,28 @@ Status draw(const AdminClient& admin, bool json) {
     return ok_status();
   }
   fmt::print("backend {} ({})\n", health.value("backend", "?"), health.value("device", "?"));
-  fmt::print("{:<14} {:<22} {:>10} {:>10} {:>9} {:>10} {:>7} {:>6} {:>9}\n", "VM", "GPU POLICY",
-             "MEM MiB", "LIMIT MiB", "BUSY s", "COMMANDS", "ERRORS", "QUEUE", "FALLBACK");
+  fmt::print(
+      "{:<14} {:<22} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12} {:>9} {:>10} {:>10} {:>7} {:>6} "
+      "{:>9}\n",
+      "VM", "GPU POLICY", "MEM MiB", "LIMIT MiB", "HOST MiB", "LIMIT MiB", "SESSIONS", "CKPT MiB",
+      "CKPTS", "BUSY s", "COMMANDS", "ERRORS", "QUEUE", "FALLBACK");
   for (const auto& vm : vms) {
     const auto& s = vm["stats"];
     std::string policy = vm.contains("policies") ? vm["policies"].value("gpu_sched", "") : "";
-    fmt::print("{:<14} {:<22} {:>10.1f} {:>10.1f} {:>9.3f} {:>10} {:>7} {:>6} {:>9}\n",
-               vm["name"].get<std::string>(), policy,
-               static_cast<double>(s["memory_used"].get<std::uint64_t>()) / 1048576.0,
-               static_cast<double>(vm["memory_limit"].get<std::uint64_t>()) / 1048576.0,
-               s["busy_seconds"].get<double>(), s["commands"].get<std::uint64_t>(),
-               s["errors"].get<std::uint64_t>(), s["queue_depth"].get<std::uint64_t>(),
-               s["fallbacks"].get<std::uint64_t>());
+    const auto mib = [](std::uint64_t bytes) { return static_cast<double>(bytes) / 1048576.0; };
+    fmt::print(
+        "{:<14} {:<22} {:>10.1f} {:>10.1f} {:>10.1f} {:>10.1f} {:>9} {:>12} {:>9} {:>10.3f} "
+        "{:>10} {:>7} {:>6} {:>9}\n",
+        vm["name"].get<std::string>(), policy, mib(s["memory_used"].get<std::uint64_t>()),
+        mib(vm["memory_limit"].get<std::uint64_t>()), mib(s.value("host_memory_used", 0ull)),
+        mib(vm.value("host_memory_limit", 0ull)),
+        fmt::format("{}/{}", s.value("sessions", 0u), vm.value("max_sessions", 0u)),
+        fmt::format("{:.1f}/{:.0f}", mib(s.value("checkpoint_bytes", 0ull)),
+                    mib(vm.value("checkpoint_limit_bytes", 0ull))),
+        fmt::format("{}/{}", s.value("checkpoints", 0u), vm.value("max_checkpoints", 0u)),
+        s["busy_seconds"].get<double>(), s["commands"].get<std::uint64_t>(),
+        s["errors"].get<std::uint64_t>(), s["queue_depth"].get<std::uint64_t>(),
+        s["fallbacks"].get<std::uint64_t>());
   }
   return ok_status();
 }

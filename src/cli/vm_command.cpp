@@ -16,6 +16,11 @@ struct VmFlags {
   double weight = -1;
   std::string priority;
   int max_streams = -1;
+  std::int64_t max_handles = -1;
+  std::int64_t max_sessions = -1;
+  double host_memory_mib = -1;
+  double checkpoint_mib = -1;
+  std::int64_t max_checkpoints = -1;
   std::string gpu_policy;
   bool json = false;
 };
@@ -27,20 +32,33 @@ nlohmann::json fields(const VmFlags& f) {
   if (f.weight >= 0) body["weight"] = f.weight;
   if (!f.priority.empty()) body["priority"] = f.priority;
   if (f.max_streams >= 0) body["max_streams"] = f.max_streams;
+  if (f.max_handles >= 0) body["max_handles"] = f.max_handles;
+  if (f.max_sessions >= 0) body["max_sessions"] = f.max_sessions;
+  if (f.host_memory_mib >= 0) {
+    body["host_memory_bytes"] = static_cast<std::uint64_t>(f.host_memory_mib * 1048576);
+  }
+  if (f.checkpoint_mib >= 0) {
+    body["checkpoint_bytes"] = static_cast<std::uint64_t>(f.checkpoint_mib * 1048576);
+  }
+  if (f.max_checkpoints >= 0) body["max_checkpoints"] = f.max_checkpoints;
   if (!f.gpu_policy.empty()) body["gpu_policy"] = f.gpu_policy;
   return body;
 }
 
 void print_vm_table(const nlohmann::json& vms) {
-  fmt::print("{:<16} {:>7} {:<8} {:>12} {:>12} {:>10} {:<28}\n", "VM", "WEIGHT", "CLASS",
-             "MEM USED", "MEM LIMIT", "BUSY s", "GPU POLICY");
+  fmt::print("{:<16} {:>7} {:<8} {:>12} {:>12} {:>12} {:>12} {:>9} {:>10} {:<28}\n", "VM", "WEIGHT",
+             "CLASS", "MEM USED", "MEM LIMIT", "HOST USED", "HOST LIMIT", "SESSIONS", "BUSY s",
+             "GPU POLICY");
   for (const auto& vm : vms) {
     const auto& s = vm["stats"];
     std::string policy = vm.contains("policies") ? vm["policies"].value("gpu_sched", "") : "";
-    fmt::print("{:<16} {:>7.2f} {:<8} {:>12} {:>12} {:>10.3f} {:<28}\n",
+    fmt::print("{:<16} {:>7.2f} {:<8} {:>12} {:>12} {:>12} {:>12} {:>9} {:>10.3f} {:<28}\n",
                vm["name"].get<std::string>(), vm["weight"].get<double>(),
                vm["priority"].get<std::string>(), s["memory_used"].get<std::uint64_t>(),
-               vm["memory_limit"].get<std::uint64_t>(), s["busy_seconds"].get<double>(), policy);
+               vm["memory_limit"].get<std::uint64_t>(), s.value("host_memory_used", 0ull),
+               vm.value("host_memory_limit", 0ull),
+               fmt::format("{}/{}", s.value("sessions", 0u), vm.value("max_sessions", 0u)),
+               s["busy_seconds"].get<double>(), policy);
   }
 }
 
@@ -92,9 +110,21 @@ void register_vm(CLI::App& app, int& exit_code) {
       sub->add_option("--priority", f->priority, "latency or batch");
       sub->add_option("--max-streams", f->max_streams, "Stream quota")
           ->check(CLI::Range(1, std::numeric_limits<int>::max()));
-    }
-    if (std::string(action) == "create") {
-      sub->add_option("--gpu-policy", f->gpu_policy, "gpu_sched policy (default fifo)");
+      sub->add_option("--max-handles", f->max_handles, "Buffers and events per session, each")
+          ->check(CLI::Range(std::int64_t{1}, std::int64_t{0xffffffff}));
+      sub->add_option("--max-sessions", f->max_sessions, "Sessions open at once (0: no limit)")
+          ->check(CLI::Range(std::int64_t{0}, std::int64_t{0xffffffff}));
+      sub->add_option("--host-memory-mib", f->host_memory_mib,
+                      "Host-memory quota in MiB: arenas and checkpoint snapshots (0: none)")
+          ->check(finite_in(0, 1 << 24));
+      sub->add_option("--checkpoint-mib", f->checkpoint_mib,
+                      "Checkpoint disk quota in MiB (0: none)")
+          ->check(finite_in(0, 1 << 24));
+      sub->add_option("--max-checkpoints", f->max_checkpoints, "Checkpoints kept (0: no limit)")
+          ->check(CLI::Range(std::int64_t{0}, std::int64_t{0xffffffff}));
+      sub->add_option(
+          "--gpu-policy", f->gpu_policy,
+          std::string(action) == "create" ? "gpu_sched policy (default fifo)" : "gpu_sched policy");
     }
     sub->add_flag("--json", f->json, "Print JSON");
     sub->callback([f, &exit_code, name = std::string(action)] { exit_code = run(name, *f); });

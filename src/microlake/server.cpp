@@ -270,16 +270,16 @@ Result<std::unique_ptr<Endpoint>> Server::admit(ipc::Socket& socket, HelloInfo::
     MALV_ASSIGN_OR_RETURN(info.peer, socket.peer_credentials());
   }
   if (via == HelloInfo::Via::kVsock) info.vsock_cid = socket.peer_vsock_cid();
+  std::uint64_t arena = hello.arena_bytes == 0 ? options_.default_arena_bytes : hello.arena_bytes;
+  arena = std::min(arena, options_.max_arena_bytes);
+  arena = std::max<std::uint64_t>(arena, ipc::kMinArenaBytes);
+  arena = (arena + ipc::kChannelPageBytes - 1) / ipc::kChannelPageBytes * ipc::kChannelPageBytes;
+  info.arena_bytes = arena;
   Admission admission;
   admission.limits = options_.limits;
   if (options_.admit) {
     MALV_ASSIGN_OR_RETURN(admission, options_.admit(info));
   }
-
-  std::uint64_t arena = hello.arena_bytes == 0 ? options_.default_arena_bytes : hello.arena_bytes;
-  arena = std::min(arena, options_.max_arena_bytes);
-  arena = std::max<std::uint64_t>(arena, ipc::kMinArenaBytes);
-  arena = (arena + ipc::kChannelPageBytes - 1) / ipc::kChannelPageBytes * ipc::kChannelPageBytes;
   MALV_TRY(socket.set_timeouts(0ms, 0ms));
 
   wire::HelloReply reply{};

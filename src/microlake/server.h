@@ -48,6 +48,8 @@ struct HelloInfo {
   enum class Via { kUnix, kTcp, kVsock } via = Via::kUnix;
   std::optional<ipc::Socket::PeerCredentials> peer;  // Unix only
   std::optional<std::uint32_t> vsock_cid;            // vsock only
+  // The arena the session will get (host memory, for the VM's quota).
+  std::uint64_t arena_bytes = 0;
 };
 
 // What the host grants an admitted guest: the accelerator as its session

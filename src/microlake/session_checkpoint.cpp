@@ -158,8 +158,9 @@ Status Session::run(const wire::Command& cmd, const proto::CheckpointSaveRequest
   std::uint64_t total = spec.metadata_bytes;  // <= 256 entries of < 2^40 bytes: no overflow
   for (const wire::CheckpointEntry& e : spec.entries) total += e.bytes;
   if (!checkpoint_writer_) {
-    checkpoint_writer_ =
-        std::make_unique<offload::CheckpointWriter>(*services_.checkpoints, vm_name_);
+    checkpoint_writer_ = std::make_unique<offload::CheckpointWriter>(
+        *services_.checkpoints, vm_name_,
+        offload::CheckpointWriterLimits{services_.host_memory, services_.checkpoint_quota});
   }
   MALV_TRY(checkpoint_writer_->reserve(total));  // the last check: nothing below fails
 

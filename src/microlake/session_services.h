@@ -9,12 +9,17 @@
 //   admission.services.policies = &policy_registry;  // kPolicyList / kPolicySelect
 #pragma once
 
+#include <functional>
+#include <memory>
+
+#include "base/byte_quota.h"
+#include "offload/checkpoint_store.h"
+
 namespace malv::mlaas {
 class PolicyRegistry;
 }
 namespace malv::offload {
 class DatasetCatalog;
-class CheckpointStore;
 }  // namespace malv::offload
 
 namespace malv::microlake {
@@ -29,6 +34,13 @@ struct SessionServices {
   // kCheckpointSave/Restore: this VM's checkpoint directory
   // (src/offload/checkpoint_store.h).
   offload::CheckpointStore* checkpoints = nullptr;
+  // The VM's host-memory quota, charged with checkpoint snapshots waiting to
+  // be written (its arenas are charged by its backend at admission). Null:
+  // uncharged.
+  std::shared_ptr<ByteQuota> host_memory;
+  // The VM's checkpoint disk quota, read at every save (the admin may
+  // change it while the guest runs). Empty: none.
+  std::function<offload::CheckpointQuota()> checkpoint_quota;
 };
 
 }  // namespace malv::microlake

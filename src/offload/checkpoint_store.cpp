@@ -85,8 +85,36 @@ Result<std::string> CheckpointStore::vm_directory(std::string_view vm, bool crea
   return dir;
 }
 
+std::mutex& CheckpointStore::save_mutex(std::string_view vm) const {
+  std::lock_guard lock(save_mutexes_mutex_);
+  auto it = save_mutexes_.find(vm);
+  if (it == save_mutexes_.end()) {
+    it = save_mutexes_.emplace(std::string(vm), std::make_unique<std::mutex>()).first;
+  }
+  return *it->second;
+}
+
+CheckpointUsage CheckpointStore::usage_of(const std::string& dir, std::string_view except) const {
+  CheckpointUsage usage;
+  for (const std::string& n : directory_names(dir)) {
+    if (n == except || !validate_name(n, "").ok()) continue;
+    struct stat st {};
+    if (::stat(fmt::format("{}/{}", dir, n).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    usage.bytes += static_cast<std::uint64_t>(st.st_size);
+    ++usage.count;
+  }
+  return usage;
+}
+
+CheckpointUsage CheckpointStore::usage(std::string_view vm) const {
+  Result<std::string> dir = vm_directory(vm, false);
+  if (!dir.ok()) return {};
+  return usage_of(dir.value(), {});
+}
+
 Result<std::uint64_t> CheckpointStore::save(std::string_view vm, std::string_view name,
-                                            const CheckpointContents& contents) const {
+                                            const CheckpointContents& contents,
+                                            CheckpointQuota quota) const {
   MALV_TRY(validate_name(name, "checkpoint name"));
   std::uint64_t bytes = contents.metadata.size();
   for (const CheckpointBlob& e : contents.entries) bytes += e.bytes.size();
@@ -97,6 +125,22 @@ Result<std::uint64_t> CheckpointStore::save(std::string_view vm, std::string_vie
   }
   MALV_ASSIGN_OR_RETURN(std::string dir, vm_directory(vm, true));
   const std::string path = fmt::format("{}/{}", dir, name);
+  std::lock_guard quota_lock(save_mutex(vm));
+  if (quota.max_bytes != 0 || quota.max_count != 0) {
+    const CheckpointUsage others = usage_of(dir, name);
+    const std::uint64_t file_bytes = contents.file_bytes();
+    if (quota.max_count != 0 && others.count + 1 > quota.max_count) {
+      return Error(ErrorCode::kResourceExhausted,
+                   fmt::format("VM '{}' checkpoint count: {} stored + 1 new > limit {}", vm,
+                               others.count, quota.max_count));
+    }
+    if (quota.max_bytes != 0 &&
+        (file_bytes > quota.max_bytes || others.bytes > quota.max_bytes - file_bytes)) {
+      return Error(ErrorCode::kResourceExhausted,
+                   fmt::format("VM '{}' checkpoint disk: {} bytes stored + {} new > limit {}", vm,
+                               others.bytes, file_bytes, quota.max_bytes));
+    }
+  }
   AtomicWriteOptions options;
   options.temp_path = fmt::format("{}/{}{}-{}-{}", dir, kTempPrefix, name, ::getpid(),
                                   temp_counter_.fetch_add(1, std::memory_order_relaxed));

@@ -22,7 +22,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +33,21 @@
 #include "offload/checkpoint_file.h"
 
 namespace malv::offload {
+
+// A VM's share of the checkpoint disk: the bytes of its stored checkpoint
+// files together, and how many it keeps (0: unlimited). A save that would
+// pass either fails with kResourceExhausted and leaves what is stored as it
+// was; replacing a checkpoint counts the new file instead of the old.
+struct CheckpointQuota {
+  std::uint64_t max_bytes = 0;
+  std::uint32_t max_count = 0;
+};
+
+// What a VM has stored: file bytes and checkpoints.
+struct CheckpointUsage {
+  std::uint64_t bytes = 0;
+  std::uint32_t count = 0;
+};
 
 struct CheckpointStoreOptions {
   std::string root;  // created (0700) if missing
@@ -51,12 +68,15 @@ class CheckpointStore {
   // Writes <root>/<vm>/<name> atomically; the file's size. kResourceExhausted
   // past the cap; I/O errors as errno says (kIo, kResourceExhausted for ENOSPC).
   [[nodiscard]] Result<std::uint64_t> save(std::string_view vm, std::string_view name,
-                                           const CheckpointContents& contents) const;
+                                           const CheckpointContents& contents,
+                                           CheckpointQuota quota = {}) const;
   // Reads and verifies a checkpoint: kNotFound when it does not exist,
   // kDataLoss when it is corrupt or truncated.
   [[nodiscard]] Result<CheckpointImage> load(std::string_view vm, std::string_view name) const;
   // The VM's checkpoint names, sorted (temporary files are not checkpoints).
   [[nodiscard]] Result<std::vector<std::string>> list(std::string_view vm) const;
+  // What the VM's directory holds now (no directory: nothing).
+  [[nodiscard]] CheckpointUsage usage(std::string_view vm) const;
   // Deletes the temporary files in every VM directory; how many.
   std::size_t remove_stale_temporaries() const;
 
@@ -68,8 +88,16 @@ class CheckpointStore {
   explicit CheckpointStore(CheckpointStoreOptions options) : options_(std::move(options)) {}
   Result<std::string> vm_directory(std::string_view vm, bool create) const;
 
+  // Usage of `dir`, leaving out the checkpoint `except` (being replaced).
+  CheckpointUsage usage_of(const std::string& dir, std::string_view except) const;
+  // One VM's saves check their quota and write one at a time: two
+  // sessions of a VM cannot both pass the check with room for one.
+  std::mutex& save_mutex(std::string_view vm) const;
+
   CheckpointStoreOptions options_;
   mutable std::atomic<std::uint64_t> temp_counter_{0};
+  mutable std::mutex save_mutexes_mutex_;
+  mutable std::map<std::string, std::unique_ptr<std::mutex>, std::less<>> save_mutexes_;
 };
 
 }  // namespace malv::offload

@@ -26,6 +26,17 @@ Status CheckpointWriter::reserve(std::uint64_t bytes) {
                              "written exceeds the host's cap of {}",
                              bytes, reserved_, cap));
   }
+  if (limits_.host_memory) MALV_TRY(limits_.host_memory->reserve(bytes));
+  if (limits_.disk_quota) {
+    // A checkpoint larger than the whole disk quota fails before its snapshot.
+    const CheckpointQuota quota = limits_.disk_quota();
+    if (quota.max_bytes != 0 && bytes > quota.max_bytes) {
+      if (limits_.host_memory) limits_.host_memory->release(bytes);
+      return Error(ErrorCode::kResourceExhausted,
+                   fmt::format("VM '{}' checkpoint disk: a checkpoint of {} bytes > limit {}", vm_,
+                               bytes, quota.max_bytes));
+    }
+  }
   reserved_ += bytes;
   return ok_status();
 }
@@ -33,6 +44,7 @@ Status CheckpointWriter::reserve(std::uint64_t bytes) {
 void CheckpointWriter::release(std::uint64_t bytes) {
   std::lock_guard lock(mutex_);
   reserved_ -= bytes;
+  if (limits_.host_memory) limits_.host_memory->release(bytes);
 }
 
 void CheckpointWriter::submit(std::string name, std::unique_ptr<CheckpointContents> contents,
@@ -53,7 +65,9 @@ void CheckpointWriter::run() {
     Job job = std::move(jobs_.front());
     jobs_.pop_front();
     lock.unlock();
-    Result<std::uint64_t> written = store_.save(vm_, job.name, *job.contents);
+    Result<std::uint64_t> written =
+        store_.save(vm_, job.name, *job.contents,
+                    limits_.disk_quota ? limits_.disk_quota() : CheckpointQuota{});
     if (!written.ok()) {
       log::error("offload", "VM {}: checkpoint {} was not written: {}", vm_,
                  store_.path_of(vm_, job.name), written.error().to_string());

@@ -6,8 +6,10 @@
 // atomic and fsynced) and reports through the job's callback.
 //
 // Snapshot memory is host RAM a guest could otherwise grow without bound:
-// reserve() counts it against the store's cap per session before the
-// snapshot is taken, and the bytes return once the job is done.
+// reserve() counts it against the store's cap per session, and against the
+// VM's host-memory quota when one is given, before the snapshot is taken,
+// and the bytes return once the job is done. Each save checks the VM's
+// checkpoint disk quota (CheckpointQuota) as it is at that moment.
 //
 // Destruction writes every queued job (a guest that died after its snapshot
 // was taken still gets its file), runs their callbacks, and joins the
@@ -28,17 +30,24 @@
 #include <string>
 #include <thread>
 
+#include "base/byte_quota.h"
 #include "offload/checkpoint_store.h"
 
 namespace malv::offload {
+
+// What the VM's limits say about its checkpoints (both optional).
+struct CheckpointWriterLimits {
+  std::shared_ptr<ByteQuota> host_memory;       // snapshots are charged here too
+  std::function<CheckpointQuota()> disk_quota;  // read at every save
+};
 
 class CheckpointWriter {
  public:
   // Called on the writer thread with the file's size or the error.
   using Done = std::function<void(Result<std::uint64_t>)>;
 
-  CheckpointWriter(const CheckpointStore& store, std::string vm)
-      : store_(store), vm_(std::move(vm)) {}
+  CheckpointWriter(const CheckpointStore& store, std::string vm, CheckpointWriterLimits limits = {})
+      : store_(store), vm_(std::move(vm)), limits_(std::move(limits)) {}
   ~CheckpointWriter();
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
@@ -63,6 +72,7 @@ class CheckpointWriter {
 
   const CheckpointStore& store_;
   const std::string vm_;
+  const CheckpointWriterLimits limits_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Job> jobs_;        // guarded by mutex_

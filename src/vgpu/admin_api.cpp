@@ -9,6 +9,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "vgpu/vm_config_json.h"
 
 namespace malv::vgpu {
 namespace {
@@ -67,26 +68,30 @@ Result<PolicyTarget> policy_target(const AdminContext& ctx, VgpuService& vgpu,
   return PolicyTarget{std::move(body), vm->name(), cls};
 }
 
-// Applies the fields present in `body` to `config`, checking their types.
-Status apply_fields(const json& body, VmConfig& config) {
-  try {
-    if (body.contains("token")) config.token = body.at("token").get<std::string>();
-    if (body.contains("memory_bytes"))
-      config.memory_limit = body.at("memory_bytes").get<std::uint64_t>();
-    if (body.contains("weight")) config.weight = body.at("weight").get<double>();
-    if (body.contains("max_streams"))
-      config.max_streams = body.at("max_streams").get<std::uint32_t>();
-    if (body.contains("max_handles"))
-      config.max_handles = body.at("max_handles").get<std::uint32_t>();
-    if (body.contains("vsock_cid")) config.vsock_cid = body.at("vsock_cid").get<std::uint32_t>();
-    if (body.contains("priority")) {
-      MALV_ASSIGN_OR_RETURN(config.priority,
-                            parse_priority_class(body.at("priority").get<std::string>()));
-    }
-  } catch (const json::exception& e) {
-    return Error(ErrorCode::kInvalidArgument, fmt::format("bad field: {}", e.what()));
+// Saves the admin's state after a change; a failure is the reply's error
+// (the change itself stands: it is in effect, only not yet on disk).
+Status persist(const AdminContext& ctx) {
+  if (ctx.state == nullptr) return ok_status();
+  Status saved = ctx.state->save();
+  if (!saved.ok()) {
+    log::error("admin", "admin state not saved: {}", saved.error().to_string());
+    return Error(ErrorCode::kIo,
+                 "the change is in effect but was not saved (it will be lost on "
+                 "restart): " +
+                     saved.error().to_string());
   }
   return ok_status();
+}
+
+// Selects the VM's gpu_sched policy named in body["gpu_policy"], if any.
+Status select_gpu_policy(const AdminContext& ctx, const std::string& vm, const json& body) {
+  if (!body.contains("gpu_policy")) return ok_status();
+  if (!body.at("gpu_policy").is_string()) {
+    return Error(ErrorCode::kInvalidArgument, "field 'gpu_policy' must be a string");
+  }
+  if (ctx.policies == nullptr) return Error(ErrorCode::kUnimplemented, "no MLaaS subsystem");
+  return ctx.policies->select(vm, mlaas::PolicyClass::kGpuSched,
+                              body.at("gpu_policy").get<std::string>());
 }
 
 json vm_json(Vm& vm, const AdminContext& context) {
@@ -99,7 +104,13 @@ json vm_json(Vm& vm, const AdminContext& context) {
            {"memory_limit", c.memory_limit},
            {"max_streams", c.max_streams},
            {"max_handles", c.max_handles},
-           {"vsock_cid", c.vsock_cid}};
+           {"vsock_cid", c.vsock_cid},
+           {"max_sessions", c.max_sessions},
+           {"host_memory_limit", c.host_memory_limit},
+           {"checkpoint_limit_bytes", c.checkpoint_bytes_limit},
+           {"max_checkpoints", c.max_checkpoints},
+           {"origin",
+            context.state != nullptr ? vm_origin_name(context.state->origin(c.name)) : "admin"}};
   if (context.policies != nullptr) {
     json policies = json::object();
     for (mlaas::PolicyClass cls : mlaas::kAllPolicyClasses) {
@@ -116,11 +127,17 @@ json vm_json(Vm& vm, const AdminContext& context) {
                   {"fallbacks", n.fallbacks.load()},
                   {"queue_depth", n.queue_depth.load()},
                   {"streams", n.streams.load()},
-                  {"sessions", n.sessions.load()}};
+                  {"sessions", n.sessions.load()},
+                  {"host_memory_used", vm.host_memory()->used()}};
+  if (context.checkpoint_usage) {
+    const VmDiskUsage disk = context.checkpoint_usage(c.name);
+    out["stats"]["checkpoint_bytes"] = disk.checkpoint_bytes;
+    out["stats"]["checkpoints"] = disk.checkpoints;
+  }
   return out;
 }
 
-std::string metrics_text(VgpuService& vgpu) {
+std::string metrics_text(const AdminContext& ctx, VgpuService& vgpu) {
   struct Metric {
     const char* name;
     const char* type;
@@ -144,6 +161,27 @@ std::string metrics_text(VgpuService& vgpu) {
        [](Vm& vm) { return double(vm.counters().decisions.load()); }},
       {"malv_vm_policy_fallbacks_total", "counter", "Decisions the baseline made instead",
        [](Vm& vm) { return double(vm.counters().fallbacks.load()); }},
+      {"malv_vm_host_memory_bytes", "gauge", "Host memory the VM holds (arenas, snapshots)",
+       [](Vm& vm) { return double(vm.host_memory()->used()); }},
+      {"malv_vm_host_memory_limit_bytes", "gauge", "The VM's host-memory quota (0: none)",
+       [](Vm& vm) { return double(vm.config().host_memory_limit); }},
+      {"malv_vm_sessions", "gauge", "Sessions the VM has open",
+       [](Vm& vm) { return double(vm.counters().sessions.load()); }},
+      {"malv_vm_session_limit", "gauge", "Sessions the VM may have open at once (0: no limit)",
+       [](Vm& vm) { return double(vm.config().max_sessions); }},
+      {"malv_vm_checkpoint_limit_bytes", "gauge", "The VM's checkpoint disk quota (0: none)",
+       [](Vm& vm) { return double(vm.config().checkpoint_bytes_limit); }},
+      {"malv_vm_checkpoint_count_limit", "gauge", "Checkpoints the VM may keep (0: no limit)",
+       [](Vm& vm) { return double(vm.config().max_checkpoints); }},
+      {"malv_vm_checkpoint_bytes", "gauge", "Bytes of the VM's stored checkpoints",
+       [&ctx](Vm& vm) {
+         return ctx.checkpoint_usage ? double(ctx.checkpoint_usage(vm.name()).checkpoint_bytes)
+                                     : 0.0;
+       }},
+      {"malv_vm_checkpoints", "gauge", "Checkpoints the VM has stored",
+       [&ctx](Vm& vm) {
+         return ctx.checkpoint_usage ? double(ctx.checkpoint_usage(vm.name()).checkpoints) : 0.0;
+       }},
   };
   std::string out;
   auto vms = vgpu.vms().list();
@@ -220,18 +258,18 @@ void AdminApi::install_routes() {
     auto body = parse_body(req);
     if (!body.ok()) return reply_error(res, body.error());
     VmConfig config;
-    config.name = body->value("name", std::string());
-    if (Status s = apply_fields(body.value(), config); !s.ok()) return reply_error(res, s.error());
+    if (Status s = apply_vm_fields(body.value(), config, {"gpu_policy"}); !s.ok()) {
+      return reply_error(res, s.error());
+    }
     auto vm = vgpu.vms().create(config);
     if (!vm.ok()) return reply_error(res, vm.error());
-    if (body->contains("gpu_policy") && ctx.policies != nullptr) {
-      Status s = ctx.policies->select(config.name, mlaas::PolicyClass::kGpuSched,
-                                      body->value("gpu_policy", std::string()));
-      if (!s.ok()) {
-        (void)vgpu.vms().remove(config.name);
-        return reply_error(res, s.error());
-      }
+    if (Status s = select_gpu_policy(ctx, config.name, body.value()); !s.ok()) {
+      (void)vgpu.vms().remove(config.name);
+      if (ctx.policies != nullptr) ctx.policies->remove_vm(config.name);
+      return reply_error(res, s.error());
     }
+    if (ctx.state != nullptr) ctx.state->note_created(config.name);
+    if (Status s = persist(ctx); !s.ok()) return reply_error(res, s.error());
     reply(res, vm_json(*vm.value(), ctx), 201);
   });
   s.Patch(R"(/vms/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
@@ -239,17 +277,29 @@ void AdminApi::install_routes() {
     if (!body.ok()) return reply_error(res, body.error());
     auto vm = vgpu.vms().find(req.matches[1]);
     if (!vm.ok()) return reply_error(res, vm.error());
-    VmConfig config = vm.value()->config();
-    if (Status s = apply_fields(body.value(), config); !s.ok()) return reply_error(res, s.error());
+    const VmConfig before = vm.value()->config();
+    VmConfig config = before;
+    if (Status s = apply_vm_fields(body.value(), config, {"gpu_policy"}); !s.ok()) {
+      return reply_error(res, s.error());
+    }
     if (Status s = vgpu.vms().update(config.name, config); !s.ok()) {
       return reply_error(res, s.error());
     }
+    // All or nothing: a policy that cannot be selected undoes the settings.
+    if (Status s = select_gpu_policy(ctx, config.name, body.value()); !s.ok()) {
+      (void)vgpu.vms().update(before.name, before);
+      return reply_error(res, s.error());
+    }
+    if (ctx.state != nullptr) ctx.state->note_changed(config.name);
+    if (Status s = persist(ctx); !s.ok()) return reply_error(res, s.error());
     reply(res, vm_json(*vm.value(), ctx));
   });
   s.Delete(R"(/vms/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];
     if (Status s = vgpu.vms().remove(name); !s.ok()) return reply_error(res, s.error());
     if (ctx.policies != nullptr) ctx.policies->remove_vm(name);
+    if (ctx.state != nullptr) ctx.state->note_deleted(name);
+    if (Status s = persist(ctx); !s.ok()) return reply_error(res, s.error());
     reply(res, {{"deleted", name}});
   });
   s.Put(R"(/vms/([^/]+)/policy/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
@@ -261,6 +311,8 @@ void AdminApi::install_routes() {
     if (Status s = ctx.policies->select(name, cls, policy); !s.ok()) {
       return reply_error(res, s.error());
     }
+    if (ctx.state != nullptr) ctx.state->note_changed(name);
+    if (Status s = persist(ctx); !s.ok()) return reply_error(res, s.error());
     reply(res, {{"vm", name},
                 {"class", std::string(mlaas::policy_class_name(cls))},
                 {"policy", ctx.policies->selected(name, cls)},
@@ -295,6 +347,8 @@ void AdminApi::install_routes() {
               return reply_error(res, s.error());
             }
           }
+          if (ctx.state != nullptr) ctx.state->note_changed(name);
+          if (Status s = persist(ctx); !s.ok()) return reply_error(res, s.error());
           const auto allowed = ctx.policies->allow_list(name, cls);
           reply(res, {{"vm", name},
                       {"class", std::string(mlaas::policy_class_name(cls))},
@@ -338,7 +392,7 @@ void AdminApi::install_routes() {
     reply(res, {{"unloaded", std::string(req.matches[1])}});
   });
   s.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_text(vgpu), "text/plain; version=0.0.4");
+    res.set_content(metrics_text(ctx, vgpu), "text/plain; version=0.0.4");
   });
 }
 

@@ -6,7 +6,7 @@
 //   GET    /vms                         -> [vm...]   (config + live stats)
 //   POST   /vms            {vm}         -> vm        (create)
 //   GET    /vms/{name}                  -> vm
-//   PATCH  /vms/{name}     {fields}     -> vm        (quotas, weight, priority)
+//   PATCH  /vms/{name}     {fields}     -> vm        (any setting, gpu_policy)
 //   DELETE /vms/{name}
 //   PUT    /vms/{name}/policy/{class} {"policy": "fair-share"}
 //   GET    /policies                    -> modules, policies, users
@@ -14,10 +14,15 @@
 //   DELETE /policies/{module}[?force=1]
 //   GET    /metrics                     -> Prometheus text format
 //
+// VM settings (POST, PATCH) are vm_config_json.h's; an unknown field is
+// refused, never dropped. Every change is saved through AdminState when the
+// host has a state directory, so nothing the admin said is lost on restart.
+//
 // Errors come back as {"error": code name, "message": ...} with a matching
 // HTTP status (400 bad input, 401, 404, 409 conflict, 429 quota, 500).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -25,6 +30,7 @@
 #include "base/result.h"
 #include "mlaas/policy_registry.h"
 #include "mlaas/policy_runner.h"
+#include "vgpu/admin_state.h"
 #include "vgpu/vgpu_service.h"
 
 namespace httplib {
@@ -33,8 +39,17 @@ class Server;
 
 namespace malv::vgpu {
 
+// What a VM keeps on the host's checkpoint disk.
+struct VmDiskUsage {
+  std::uint64_t checkpoint_bytes = 0;
+  std::uint32_t checkpoints = 0;
+};
+
 struct AdminContext {
   VgpuService* vgpu = nullptr;
+  AdminState* state = nullptr;  // null: changes are not persisted
+  // The VM's checkpoint usage (the store lives with the offload services).
+  std::function<VmDiskUsage(const std::string& vm)> checkpoint_usage;
   mlaas::PolicyRegistry* policies = nullptr;
   mlaas::PolicyRunner* runner = nullptr;
   std::string backend;  // "cpu" / "cuda", as chosen at start-up

@@ -32,6 +32,7 @@ class VgpuService {
   [[nodiscard]] Result<std::unique_ptr<VmBackend>> open_session(const std::string& vm,
                                                                 const std::string& token) {
     MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> found, vms_.authenticate(vm, token));
+    MALV_TRY(found->open_session_slot());
     return std::make_unique<VmBackend>(device_, scheduler_, std::move(found));
   }
 
@@ -44,6 +45,7 @@ class VgpuService {
       return Error(ErrorCode::kUnauthenticated, fmt::format("vsock CID {} is VM '{}', not '{}'",
                                                             cid, found->name(), claimed_name));
     }
+    MALV_TRY(found->open_session_slot());
     return std::make_unique<VmBackend>(device_, scheduler_, std::move(found));
   }
 

@@ -7,9 +7,7 @@
 namespace malv::vgpu {
 
 VmBackend::VmBackend(accel::Backend& device, VgpuScheduler& scheduler, std::shared_ptr<Vm> vm)
-    : device_(device), scheduler_(scheduler), vm_(std::move(vm)) {
-  vm_->counters().sessions.fetch_add(1);
-}
+    : device_(device), scheduler_(scheduler), vm_(std::move(vm)) {}
 
 VmBackend::~VmBackend() {
   // The session drained and freed everything already; this is the backstop
@@ -21,9 +19,11 @@ VmBackend::~VmBackend() {
     for (auto& [q, live] : queues_) queues.push_back(q);
     allocations.assign(allocations_.begin(), allocations_.end());
   }
+  // (A session cancels its queues itself when its guest goes; here they drain.)
   for (std::uint64_t q : queues) destroy_queue(accel::QueueId{q});
   for (auto& [ptr, bytes] : allocations) free(accel::DevicePtr{ptr});
-  vm_->counters().sessions.fetch_sub(1);
+  vm_->host_memory()->release(host_memory_charged_);
+  vm_->close_session_slot();
 }
 
 accel::DeviceInfo VmBackend::info() const {
@@ -75,6 +75,13 @@ Status VmBackend::register_host_memory(void* base, std::size_t bytes) {
 
 void VmBackend::unregister_host_memory(void* base) { device_.unregister_host_memory(base); }
 
+Status VmBackend::charge_host_memory(std::uint64_t bytes) {
+  MALV_TRY(vm_->host_memory()->reserve(bytes));
+  std::lock_guard lock(mutex_);
+  host_memory_charged_ += bytes;
+  return ok_status();
+}
+
 Result<accel::QueueId> VmBackend::create_queue(accel::QueuePriority priority) {
   const std::uint32_t limit = vm_->config().max_streams;
   auto& streams = vm_->counters().streams;
@@ -104,6 +111,14 @@ void VmBackend::destroy_queue(accel::QueueId queue) {
   }
   scheduler_.destroy_stream(queue);
   vm_->counters().streams.fetch_sub(1);
+}
+
+void VmBackend::cancel_queue(accel::QueueId queue) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!queues_.contains(queue.value())) return;  // not ours
+  }
+  scheduler_.cancel_stream(queue);
 }
 
 Result<accel::EventId> VmBackend::create_event() { return device_.create_event(); }

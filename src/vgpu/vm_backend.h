@@ -3,8 +3,11 @@
 // It is an accel::Backend, so a Micro-LAKE session runs unchanged on top of
 // it, but every call passes through the vGPU service first: allocations are
 // charged to the VM's memory quota (a hard cap, checked on the host), stream
-// creation to its stream quota, and every queued op goes through the
-// VgpuScheduler instead of straight to the device. When the session ends the
+// creation to its stream quota, the session's host memory (its arena,
+// charge_host_memory() at admission) to its host-memory quota, and every
+// queued op goes through the VgpuScheduler instead of straight to the device. A VmBackend
+// is one of the VM's session slots: VgpuService takes the slot before it
+// makes one, and the destructor gives it back. When the session ends the
 // VmBackend returns whatever it still holds to the device and to the quota.
 #pragma once
 
@@ -31,6 +34,7 @@ class VmBackend final : public accel::Backend {
   void unregister_host_memory(void* base) override;
   Result<accel::QueueId> create_queue(accel::QueuePriority priority) override;
   void destroy_queue(accel::QueueId queue) override;
+  void cancel_queue(accel::QueueId queue) override;
   Result<accel::EventId> create_event() override;
   void destroy_event(accel::EventId event) override;
   accel::EventState query_event(accel::EventId event) const override;
@@ -40,6 +44,10 @@ class VmBackend final : public accel::Backend {
   void synchronize_all() override;
 
   const std::shared_ptr<Vm>& vm() const { return vm_; }
+  // Charges `bytes` of host memory the session holds for its whole life (its
+  // arena) to the VM's host-memory quota, or fails naming usage and limit.
+  // Given back when the session ends.
+  [[nodiscard]] Status charge_host_memory(std::uint64_t bytes);
 
  private:
   accel::Backend& device_;
@@ -48,6 +56,7 @@ class VmBackend final : public accel::Backend {
   mutable std::mutex mutex_;
   std::unordered_map<std::uint64_t, std::uint64_t> allocations_;  // ptr -> bytes
   std::unordered_map<std::uint64_t, bool> queues_;                // live stream queues
+  std::uint64_t host_memory_charged_ = 0;                         // guarded by mutex_
   std::uint64_t bytes_in_use_ = 0;
 };
 

@@ -52,6 +52,31 @@ Result<PriorityClass> parse_priority_class(std::string_view name) {
                fmt::format("priority class '{}' is not 'latency' or 'batch'", name));
 }
 
+Vm::Vm(VmId id, VmConfig config)
+    : id_(id),
+      name_(config.name),
+      priority_(config.priority),
+      config_(std::move(config)),
+      host_memory_(std::make_shared<ByteQuota>(fmt::format("VM '{}' host memory", name_),
+                                               config_.host_memory_limit)) {}
+
+Status Vm::open_session_slot() {
+  const std::uint32_t limit = config().max_sessions;
+  std::uint32_t open = counters_.sessions.load(std::memory_order_relaxed);
+  for (;;) {
+    if (limit != 0 && open >= limit) {
+      return Error(
+          ErrorCode::kResourceExhausted,
+          fmt::format("VM '{}' session limit: {} sessions open, limit {}", name_, open, limit));
+    }
+    if (counters_.sessions.compare_exchange_weak(open, open + 1, std::memory_order_acq_rel)) {
+      return ok_status();
+    }
+  }
+}
+
+void Vm::close_session_slot() { counters_.sessions.fetch_sub(1, std::memory_order_acq_rel); }
+
 VmConfig Vm::config() const {
   std::lock_guard lock(mutex_);
   return config_;
@@ -60,6 +85,7 @@ VmConfig Vm::config() const {
 void Vm::set_config(VmConfig config) {
   std::lock_guard lock(mutex_);
   priority_.store(config.priority, std::memory_order_relaxed);
+  host_memory_->set_limit(config.host_memory_limit);
   config_ = std::move(config);
 }
 

@@ -5,6 +5,11 @@
 // guest can reach it. Quotas can be changed while the VM runs; a lower memory
 // limit stops new allocations but frees nothing already allocated.
 //
+// Per-VM limits (docs/operations.md lists them with their defaults):
+// device memory, streams and handles per session, sessions open at once,
+// host memory (its sessions' arenas and checkpoint snapshots not yet
+// written), and the checkpoint disk (bytes and number of checkpoints).
+//
 //   VmRegistry vms;
 //   vms.create({.name = "vm-a", .token = "s3cret", .memory_limit = 1 << 30});
 //   MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, vms.authenticate("vm-a", "s3cret"));
@@ -18,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "base/byte_quota.h"
 #include "base/result.h"
 #include "base/strong_id.h"
 
@@ -40,6 +46,16 @@ struct VmConfig {
   std::uint32_t max_handles = 1u << 16;  // buffers and events each
   std::string gpu_policy = "fifo";       // selected gpu_sched policy
   std::uint32_t vsock_cid = 0;           // the VM's AF_VSOCK context id; 0: none
+  // Host-side limits; the defaults let a small host run a few VMs.
+  std::uint64_t host_memory_limit = kDefaultHostMemoryLimit;       // arenas + snapshots; 0 = none
+  std::uint32_t max_sessions = kDefaultMaxSessions;                // at once; 0 = none
+  std::uint64_t checkpoint_bytes_limit = kDefaultCheckpointBytes;  // on disk; 0 = none
+  std::uint32_t max_checkpoints = kDefaultMaxCheckpoints;          // stored; 0 = none
+
+  static constexpr std::uint64_t kDefaultHostMemoryLimit = 1ull << 30;
+  static constexpr std::uint32_t kDefaultMaxSessions = 32;
+  static constexpr std::uint64_t kDefaultCheckpointBytes = 4ull << 30;
+  static constexpr std::uint32_t kDefaultMaxCheckpoints = 256;
 };
 
 // Counters the host updates as the VM works. All atomics: read by the admin
@@ -58,8 +74,7 @@ struct VmCounters {
 
 class Vm {
  public:
-  Vm(VmId id, VmConfig config)
-      : id_(id), name_(config.name), priority_(config.priority), config_(std::move(config)) {}
+  Vm(VmId id, VmConfig config);
 
   VmId id() const { return id_; }
   const std::string& name() const { return name_; }  // never changes
@@ -74,6 +89,13 @@ class Vm {
   [[nodiscard]] Status reserve_memory(std::uint64_t bytes);
   void release_memory(std::uint64_t bytes);
 
+  // Host memory the VM's sessions hold (arenas, snapshots); shared so that a
+  // session's services can hold it past the VM's removal.
+  const std::shared_ptr<ByteQuota>& host_memory() const { return host_memory_; }
+  // Takes one of the VM's session slots, or fails naming count and limit.
+  [[nodiscard]] Status open_session_slot();
+  void close_session_slot();
+
  private:
   const VmId id_;
   const std::string name_;
@@ -81,6 +103,7 @@ class Vm {
   mutable std::mutex mutex_;
   VmConfig config_;  // guarded by mutex_
   VmCounters counters_;
+  std::shared_ptr<ByteQuota> host_memory_;
 };
 
 class VmRegistry {

@@ -55,9 +55,19 @@ class CheckpointServiceTest : public HostFixture {
     options.admit = [this](const microlake::HelloInfo& info) -> Result<microlake::Admission> {
       microlake::Admission admission;
       if (info.vm_name != "vm-without-services") admission.services.checkpoints = store_.get();
+      if (info.vm_name == "vm-limited") {
+        // The host daemon hands a VM's quotas to its sessions the same way.
+        admission.services.host_memory = host_memory_;
+        admission.services.checkpoint_quota = [] {
+          return offload::CheckpointQuota{.max_bytes = 6 << 20, .max_count = 2};
+        };
+      }
       return admission;
     };
   }
+
+  std::shared_ptr<ByteQuota> host_memory_ =
+      std::make_shared<ByteQuota>("VM 'vm-limited' host memory", 8 << 20);
 
   // A buffer filled with `data` (synchronised).
   static guest::Buffer filled(guest::Connection& conn, guest::Stream& stream,
@@ -366,6 +376,60 @@ TEST_F(CheckpointServiceTest, HostWithoutTheServiceSaysUnimplemented) {
   auto saved = guest::save_checkpoint(*conn, *stream, "c", items, {});
   ASSERT_FALSE(saved.ok());
   EXPECT_EQ(saved.error().code(), ErrorCode::kUnimplemented);
+}
+
+TEST_F(CheckpointServiceTest, SnapshotsBeyondTheVmsHostMemoryQuotaAreRefusedNamingTheLimit) {
+  // One 1 MiB buffer saved 16 times in one checkpoint: 16 MiB of snapshots
+  // in host RAM for a VM whose host-memory quota is 8 MiB.
+  auto conn = connect("vm-limited");
+  ASSERT_TRUE(conn);
+  auto stream = conn->create_stream();
+  ASSERT_TRUE(stream.ok());
+  guest::Buffer x = filled(*conn, *stream, pattern(1 << 20, 3));
+  std::vector<std::string> names;
+  for (int i = 0; i < 16; ++i) names.push_back(fmt::format("copy{}", i));
+  std::vector<guest::CheckpointItem> items;
+  for (const std::string& n : names) items.push_back({n, &x, 0, x.size()});
+  auto written = guest::save_checkpoint(*conn, *stream, "big", items, {});
+  ASSERT_FALSE(written.ok());
+  EXPECT_EQ(written.error().code(), ErrorCode::kResourceExhausted);
+  // (The guest gets the status; the message, with the limit, is in the
+  // host's log, and tests/offload checks its wording.)
+  EXPECT_FALSE(fs::exists(store_->path_of("vm-limited", "big")));
+  EXPECT_EQ(host_memory_->used(), 0u) << "nothing stays charged after the refusal";
+  // The session keeps working, and a checkpoint within the quota is saved.
+  const guest::CheckpointItem one[] = {{"x", &x, 0, x.size()}};
+  auto small = guest::save_checkpoint(*conn, *stream, "small", one, {});
+  EXPECT_TRUE(small.ok()) << small.error().to_string();
+  EXPECT_EQ(host_memory_->used(), 0u) << "the snapshot's bytes come back once it is written";
+}
+
+TEST_F(CheckpointServiceTest, TheCheckpointDiskQuotaCountsBytesAndCheckpoints) {
+  auto conn = connect("vm-limited");
+  ASSERT_TRUE(conn);
+  auto stream = conn->create_stream();
+  ASSERT_TRUE(stream.ok());
+  guest::Buffer x = filled(*conn, *stream, pattern(2 << 20, 4));
+  const guest::CheckpointItem items[] = {{"x", &x, 0, x.size()}};
+  ASSERT_TRUE(guest::save_checkpoint(*conn, *stream, "run1", items, {}).ok());
+  ASSERT_TRUE(guest::save_checkpoint(*conn, *stream, "run2", items, {}).ok());
+  // A third checkpoint passes the count of two.
+  auto third = guest::save_checkpoint(*conn, *stream, "run3", items, {});
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.error().code(), ErrorCode::kResourceExhausted);
+  EXPECT_FALSE(fs::exists(store_->path_of("vm-limited", "run3")));
+  // Replacing one counts the new file instead of the old: allowed.
+  EXPECT_TRUE(guest::save_checkpoint(*conn, *stream, "run1", items, {}).ok());
+  // 2 + 2 MiB stored; replacing run2 with 4 MiB would pass 6 MiB on disk.
+  guest::Buffer y = filled(*conn, *stream, pattern(4 << 20, 5));
+  const guest::CheckpointItem big[] = {{"y", &y, 0, y.size()}};
+  auto too_big = guest::save_checkpoint(*conn, *stream, "run2", big, {});
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_EQ(too_big.error().code(), ErrorCode::kResourceExhausted);
+  const offload::CheckpointUsage usage = store_->usage("vm-limited");
+  EXPECT_EQ(usage.count, 2u);
+  EXPECT_LT(usage.bytes, 6u << 20);
+  EXPECT_EQ(host_memory_->used(), 0u);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include "offload/checkpoint_writer.h"
@@ -211,6 +212,49 @@ TEST_F(CheckpointStoreTest, WriterCapsSnapshotBytesInFlight) {
   EXPECT_EQ(writer.reserve(600).error().code(), ErrorCode::kResourceExhausted);
   writer.release(600);
   EXPECT_TRUE(writer.reserve(1000).ok());
+}
+
+TEST_F(CheckpointStoreTest, TheVmsDiskQuotaRefusesNamingUsageAndLimitAndKeepsWhatIsStored) {
+  const CheckpointQuota quota{.max_bytes = 3000, .max_count = 2};
+  ASSERT_TRUE(store_->save("vm-a", "a", filled(1000, 1), quota).ok());
+  ASSERT_TRUE(store_->save("vm-a", "b", filled(1000, 2), quota).ok());
+  auto third = store_->save("vm-a", "c", filled(10, 3), quota);
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.error().code(), ErrorCode::kResourceExhausted);
+  EXPECT_NE(third.error().message().find("VM 'vm-a' checkpoint count: 2 stored + 1 new > limit 2"),
+            std::string::npos)
+      << third.error().to_string();
+  // Replacing counts the new file, not the old one; a bigger one can pass the bytes.
+  EXPECT_TRUE(store_->save("vm-a", "a", filled(900, 4), quota).ok());
+  auto too_big = store_->save("vm-a", "b", filled(2500, 5), quota);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_NE(too_big.error().message().find("VM 'vm-a' checkpoint disk:"), std::string::npos);
+  EXPECT_NE(too_big.error().message().find("> limit 3000"), std::string::npos)
+      << too_big.error().to_string();
+  expect_complete("b", 2, 1000);  // the refused replacement left the old file whole
+  const CheckpointUsage usage = store_->usage("vm-a");
+  EXPECT_EQ(usage.count, 2u);
+  EXPECT_EQ(usage.bytes, fs::file_size(store_->path_of("vm-a", "a")) +
+                             fs::file_size(store_->path_of("vm-a", "b")));
+  EXPECT_EQ(store_->usage("vm-none").count, 0u);
+}
+
+TEST_F(CheckpointStoreTest, WriterChargesSnapshotsToTheVmsHostMemoryUntilWritten) {
+  auto host_memory = std::make_shared<ByteQuota>("VM 'vm-a' host memory", 4096);
+  {
+    CheckpointWriter writer(*store_, "vm-a", {.host_memory = host_memory});
+    auto refused = writer.reserve(5000);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().message(),
+              "VM 'vm-a' host memory: 0 bytes in use + 5000 requested > limit 4096");
+    ASSERT_TRUE(writer.reserve(3000).ok());
+    EXPECT_EQ(host_memory->used(), 3000u);
+    std::promise<void> written;
+    writer.submit("snap", std::make_unique<CheckpointContents>(filled(100, 7)), 3000,
+                  [&](Result<std::uint64_t>) { written.set_value(); });
+    written.get_future().wait();
+  }
+  EXPECT_EQ(host_memory->used(), 0u);
 }
 
 }  // namespace

@@ -27,8 +27,12 @@ class Isolation : public ::testing::Test {
     microlake::ServerOptions options;
     options.unix_path = path_;
     options.default_arena_bytes = 4 << 20;
+    // 64 guests of one uid say hello at once below: room for all of them
+    // (the default cap per peer is a defence, tested in microlake_hello_test).
+    options.max_pending_per_peer = 64;
     options.admit = [this](const microlake::HelloInfo& info) -> Result<microlake::Admission> {
       MALV_ASSIGN_OR_RETURN(auto view, vgpu_.open_session(info.vm_name, info.credential));
+      MALV_TRY(view->charge_host_memory(info.arena_bytes));  // as the host daemon does
       microlake::Admission admission;
       admission.backend = std::move(view);
       return admission;
@@ -41,6 +45,9 @@ class Isolation : public ::testing::Test {
                                                      const std::string& token) {
     return guest::Connection::connect_unix(path_, {.vm_name = vm, .credential = token});
   }
+  // Forks a hog guest (spawn_hog) and returns once its work is queued on
+  // the host; -1 if it did not get that far.
+  pid_t start_hog();
   std::uint64_t used(const std::string& vm) {
     return vgpu_.vms().find(vm).value()->counters().memory_used.load();
   }
@@ -107,6 +114,134 @@ TEST_F(Isolation, KilledGuestMidTransferIsReleasedWithinOneSecondAndOthersFinish
   ASSERT_TRUE(stream->read(*mine, 0, back).ok());
   EXPECT_TRUE(stream->synchronize().ok());
   EXPECT_EQ(data, back);
+}
+
+// A guest process of vm-a that queues seconds of device work (big memsets
+// on four streams), tells the test through `ready`, and then blocks: the
+// test decides whether it lives or is killed with its queue full.
+pid_t spawn_hog(const std::string& path, int ready_fd) {
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  auto conn = guest::Connection::connect_unix(path, {.vm_name = "vm-a", .credential = "token-a"});
+  if (!conn.ok()) ::_exit(2);
+  auto buf = (*conn)->allocate(8 << 20);
+  if (!buf.ok()) ::_exit(3);
+  std::vector<guest::Stream> streams;
+  for (int i = 0; i < 4; ++i) {
+    auto s = (*conn)->create_stream();
+    if (!s.ok()) ::_exit(4);
+    streams.push_back(std::move(s).value());
+  }
+  // 4 x 1500 memsets of 8 MiB: several seconds of a 2-core device.
+  for (int round = 0; round < 1500; ++round) {
+    for (auto& s : streams) {
+      if (!s.memset(*buf, 0, 8 << 20, static_cast<std::uint8_t>(round)).ok()) ::_exit(5);
+    }
+  }
+  (void)(*conn)->ping();  // the host has read everything up to here
+  const char byte = 1;
+  (void)!::write(ready_fd, &byte, 1);
+  ::pause();
+  ::_exit(0);
+}
+
+pid_t Isolation::start_hog() {
+  int fds[2];
+  if (::pipe(fds) != 0) return -1;
+  const pid_t pid = spawn_hog(path_, fds[1]);
+  char byte = 0;
+  const bool ready = ::read(fds[0], &byte, 1) == 1;
+  ::close(fds[0]);
+  ::close(fds[1]);
+  if (ready) return pid;
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+TEST_F(Isolation, DepartedGuestsQueuedWorkIsCancelledAndItsQuotaBackWithinOneSecond) {
+  const pid_t pid = start_hog();
+  ASSERT_GT(pid, 0) << "the hog guest did not queue its work";
+  ASSERT_GT(used("vm-a"), 0u);
+  ASSERT_GT(vgpu_.vms().find("vm-a").value()->counters().queue_depth.load(), 1000u)
+      << "the hog's work should still be queued when it dies";
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
+  const auto killed_at = std::chrono::steady_clock::now();
+  while ((used("vm-a") != 0 || server_->session_count() != 0) &&
+         std::chrono::steady_clock::now() - killed_at < 1s) {
+    std::this_thread::sleep_for(2ms);
+  }
+  EXPECT_EQ(used("vm-a"), 0u) << "the departed VM's memory back within one second";
+  EXPECT_EQ(server_->session_count(), 0u) << "its session gone within one second";
+  EXPECT_EQ(vgpu_.vms().find("vm-a").value()->counters().queue_depth.load(), 0u);
+  EXPECT_GT(vgpu_.scheduler().stats().cancelled_ops, 1000u) << "queued work was cancelled, not run";
+}
+
+TEST_F(Isolation, AnotherVmsQueueDelaysMyNextOpOnlyByTheStarvationBoundAndOneBatch) {
+  // Under fifo (the fixture's policy) the hog's thousands of older ops
+  // would all run before vm-b's; the scheduler's starvation bound serves
+  // vm-b after at most 5 ms plus the batch on the device.
+  const pid_t pid = start_hog();
+  ASSERT_GT(pid, 0) << "the hog guest did not queue its work";
+  auto other = connect("vm-b", "token-b");
+  ASSERT_TRUE(other.ok()) << other.error().to_string();
+  auto buf = (*other)->allocate(4096);
+  auto stream = (*other)->create_stream();
+  ASSERT_TRUE(buf.ok() && stream.ok());
+  std::vector<std::byte> data(4096, std::byte{9}), back(4096);
+  ASSERT_TRUE(stream->write(*buf, 0, data).ok());
+  ASSERT_TRUE(stream->read(*buf, 0, back).ok());
+  ASSERT_TRUE(stream->synchronize().ok());
+  EXPECT_EQ(data, back);
+  // What the hog still has queued shows vm-b did not wait for its queue.
+  EXPECT_GT(vgpu_.vms().find("vm-a").value()->counters().queue_depth.load(), 100u)
+      << "vm-b's op waited behind the hog's whole queue";
+  EXPECT_GT(vgpu_.scheduler().stats().starvation_overrides, 0u);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
+}
+
+TEST_F(Isolation, SessionsBeyondTheVmsHostMemoryOrSessionLimitAreRefusedNamingTheLimit) {
+  // Each session's arena (4 MiB here) is host memory the VM holds.
+  ASSERT_TRUE(
+      vgpu_.vms()
+          .create(
+              {.name = "vm-c", .token = "token-c", .host_memory_limit = 8 << 20, .max_sessions = 3})
+          .ok());
+  auto first = connect("vm-c", "token-c");
+  auto second = connect("vm-c", "token-c");
+  ASSERT_TRUE(first.ok() && second.ok());
+  auto vm = vgpu_.vms().find("vm-c").value();
+  EXPECT_EQ(vm->host_memory()->used(), 8u << 20);
+  auto third = connect("vm-c", "token-c");
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.error().code(), ErrorCode::kResourceExhausted);
+  EXPECT_NE(third.error().message().find("VM 'vm-c' host memory: 8388608 bytes in use + 4194304 "
+                                         "requested > limit 8388608"),
+            std::string::npos)
+      << third.error().to_string();
+  // Without the host-memory limit the session limit is the one that bites.
+  VmConfig config = vm->config();
+  config.host_memory_limit = 0;
+  ASSERT_TRUE(vgpu_.vms().update("vm-c", config).ok());
+  auto third_again = connect("vm-c", "token-c");
+  ASSERT_TRUE(third_again.ok()) << third_again.error().to_string();
+  auto fourth = connect("vm-c", "token-c");
+  ASSERT_FALSE(fourth.ok());
+  EXPECT_EQ(fourth.error().code(), ErrorCode::kResourceExhausted);
+  EXPECT_NE(fourth.error().message().find("VM 'vm-c' session limit: 3 sessions open, limit 3"),
+            std::string::npos)
+      << fourth.error().to_string();
+  first->reset();
+  second->reset();
+  third_again->reset();
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (server_->session_count() != 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(2ms);
+  }
+  EXPECT_EQ(vm->host_memory()->used(), 0u) << "arenas are given back with their sessions";
+  EXPECT_EQ(vm->counters().sessions.load(), 0u);
 }
 
 TEST_F(Isolation, SixtyFourGuestsComingWorkingAndLeavingLeaveNothing) {
