@@ -323,6 +323,18 @@ Status Socket::write_vectored(std::span<const iovec> parts) {
   return ok_status();
 }
 
+namespace {
+
+// A read that met the end of the stream after `done` of `bytes`.
+Error peer_closed(std::size_t done, std::size_t bytes) {
+  return Error(ErrorCode::kDisconnected,
+               done == 0
+                   ? std::string("peer closed the connection")
+                   : fmt::format("peer closed the connection after {} of {} bytes", done, bytes));
+}
+
+}  // namespace
+
 Status Socket::read_exact(void* data, std::size_t bytes) {
   auto* out = static_cast<char*>(data);
   std::size_t done = 0;
@@ -332,12 +344,7 @@ Status Socket::read_exact(void* data, std::size_t bytes) {
       done += static_cast<std::size_t>(n);
       continue;
     }
-    if (n == 0) {
-      return Error(
-          ErrorCode::kDisconnected,
-          done == 0 ? std::string("peer closed the connection")
-                    : fmt::format("peer closed the connection after {} of {} bytes", done, bytes));
-    }
+    if (n == 0) return peer_closed(done, bytes);
     if (errno == EINTR) continue;
     return io_error("recv", errno);
   }
@@ -368,12 +375,7 @@ Status Socket::read_exact(void* data, std::size_t bytes,
       done += static_cast<std::size_t>(n);
       continue;
     }
-    if (n == 0) {
-      return Error(
-          ErrorCode::kDisconnected,
-          done == 0 ? std::string("peer closed the connection")
-                    : fmt::format("peer closed the connection after {} of {} bytes", done, bytes));
-    }
+    if (n == 0) return peer_closed(done, bytes);
     if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
     return io_error("recv", errno);
   }
