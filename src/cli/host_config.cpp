@@ -61,19 +61,19 @@ Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
                         integer<std::uint32_t>(t, "max_handles", 1 << 16, 1, kMaxU32, where));
   vm.gpu_policy = t["gpu_policy"].value_or(std::string("fifo"));
   MALV_ASSIGN_OR_RETURN(vm.vsock_cid, integer<std::uint32_t>(t, "vsock_cid", 0, 0, kMaxU32, where));
-  MALV_ASSIGN_OR_RETURN(vm.max_sessions,
-                        integer<std::uint32_t>(t, "max_sessions", vm.max_sessions, 0, kMaxU32, where));
-  MALV_ASSIGN_OR_RETURN(vm.host_memory_limit,
-                        integer<std::uint64_t>(t, "host_memory_mib", vm.host_memory_limit >> 20, 0,
-                                               kMaxMib, where));
+  MALV_ASSIGN_OR_RETURN(vm.max_sessions, integer<std::uint32_t>(t, "max_sessions", vm.max_sessions,
+                                                                0, kMaxU32, where));
+  MALV_ASSIGN_OR_RETURN(
+      vm.host_memory_limit,
+      integer<std::uint64_t>(t, "host_memory_mib", vm.host_memory_limit >> 20, 0, kMaxMib, where));
   vm.host_memory_limit <<= 20;
   MALV_ASSIGN_OR_RETURN(vm.checkpoint_bytes_limit,
                         integer<std::uint64_t>(t, "checkpoint_mib", vm.checkpoint_bytes_limit >> 20,
                                                0, kMaxMib, where));
   vm.checkpoint_bytes_limit <<= 20;
-  MALV_ASSIGN_OR_RETURN(vm.max_checkpoints, integer<std::uint32_t>(t, "max_checkpoints",
-                                                                   vm.max_checkpoints, 0, kMaxU32,
-                                                                   where));
+  MALV_ASSIGN_OR_RETURN(
+      vm.max_checkpoints,
+      integer<std::uint32_t>(t, "max_checkpoints", vm.max_checkpoints, 0, kMaxU32, where));
   MALV_ASSIGN_OR_RETURN(vm.priority,
                         vgpu::parse_priority_class(t["priority"].value_or(std::string("batch"))));
   return vm;

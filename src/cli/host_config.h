@@ -49,8 +49,8 @@ struct HostConfig {
   unsigned workers = 0;
   std::uint64_t arena_mib = 64;
   std::string policy_dir;
-  std::string checkpoint_dir;          // empty: <default_runtime_dir()>/checkpoints
-  std::string state_dir;               // empty: <default_runtime_dir()>/state
+  std::string checkpoint_dir;  // empty: <default_runtime_dir()>/checkpoints
+  std::string state_dir;       // empty: <default_runtime_dir()>/state
   std::uint64_t shutdown_grace_ms = 2000;
   std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
   // Pre-authentication bounds (microlake::ServerOptions).
