@@ -119,7 +119,7 @@ json vm_json(Vm& vm, const AdminContext& context) {
     }
     out["policies"] = policies;
   }
-  out["stats"] = {{"memory_used", n.memory_used.load()},
+  out["stats"] = {{"memory_used", vm.device_memory().used()},
                   {"busy_seconds", static_cast<double>(n.busy_ns.load()) / 1e9},
                   {"commands", n.commands.load()},
                   {"errors", n.errors.load()},
@@ -146,7 +146,7 @@ std::string metrics_text(const AdminContext& ctx, VgpuService& vgpu) {
   };
   const std::vector<Metric> metrics{
       {"malv_vm_memory_bytes", "gauge", "Device memory the VM holds",
-       [](Vm& vm) { return double(vm.counters().memory_used.load()); }},
+       [](Vm& vm) { return double(vm.device_memory().used()); }},
       {"malv_vm_memory_limit_bytes", "gauge", "The VM's memory quota (0: none)",
        [](Vm& vm) { return double(vm.config().memory_limit); }},
       {"malv_vm_busy_seconds_total", "counter", "Accelerator time used by the VM",

@@ -31,7 +31,7 @@ accel::DeviceInfo VmBackend::info() const {
   const std::uint64_t limit = vm_->config().memory_limit;
   if (limit != 0) {
     info.total_memory = std::min(info.total_memory, limit);
-    const std::uint64_t used = vm_->counters().memory_used.load();
+    const std::uint64_t used = vm_->device_memory().used();
     info.free_memory = std::min(info.free_memory, limit > used ? limit - used : 0);
   }
   return info;

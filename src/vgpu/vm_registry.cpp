@@ -57,6 +57,7 @@ Vm::Vm(VmId id, VmConfig config)
       name_(config.name),
       priority_(config.priority),
       config_(std::move(config)),
+      device_memory_(fmt::format("VM '{}' memory quota", name_), config_.memory_limit),
       host_memory_(std::make_shared<ByteQuota>(fmt::format("VM '{}' host memory", name_),
                                                config_.host_memory_limit)) {}
 
@@ -85,28 +86,9 @@ VmConfig Vm::config() const {
 void Vm::set_config(VmConfig config) {
   std::lock_guard lock(mutex_);
   priority_.store(config.priority, std::memory_order_relaxed);
+  device_memory_.set_limit(config.memory_limit);
   host_memory_->set_limit(config.host_memory_limit);
   config_ = std::move(config);
-}
-
-Status Vm::reserve_memory(std::uint64_t bytes) {
-  const std::uint64_t limit = config().memory_limit;
-  std::uint64_t used = counters_.memory_used.load(std::memory_order_relaxed);
-  for (;;) {
-    if (limit != 0 && (bytes > limit || used > limit - bytes)) {
-      return Error(ErrorCode::kResourceExhausted,
-                   fmt::format("VM '{}' memory quota: {} bytes in use + {} requested > limit {}",
-                               config().name, used, bytes, limit));
-    }
-    if (counters_.memory_used.compare_exchange_weak(used, used + bytes,
-                                                    std::memory_order_acq_rel)) {
-      return ok_status();
-    }
-  }
-}
-
-void Vm::release_memory(std::uint64_t bytes) {
-  counters_.memory_used.fetch_sub(bytes, std::memory_order_acq_rel);
 }
 
 Result<std::shared_ptr<Vm>> VmRegistry::create(VmConfig config) {

@@ -61,7 +61,6 @@ struct VmConfig {
 // Counters the host updates as the VM works. All atomics: read by the admin
 // API and metrics while sessions run.
 struct VmCounters {
-  std::atomic<std::uint64_t> memory_used{0};
   std::atomic<std::uint64_t> busy_ns{0};
   std::atomic<std::uint64_t> commands{0};
   std::atomic<std::uint64_t> errors{0};
@@ -86,8 +85,10 @@ class Vm {
   const VmCounters& counters() const { return counters_; }
 
   // Reserves `bytes` of the memory quota, or fails naming usage and limit.
-  [[nodiscard]] Status reserve_memory(std::uint64_t bytes);
-  void release_memory(std::uint64_t bytes);
+  [[nodiscard]] Status reserve_memory(std::uint64_t bytes) { return device_memory_.reserve(bytes); }
+  void release_memory(std::uint64_t bytes) { device_memory_.release(bytes); }
+  // Device memory the VM holds, against config().memory_limit.
+  const ByteQuota& device_memory() const { return device_memory_; }
 
   // Host memory the VM's sessions hold (arenas, snapshots); shared so that a
   // session's services can hold it past the VM's removal.
@@ -103,6 +104,7 @@ class Vm {
   mutable std::mutex mutex_;
   VmConfig config_;  // guarded by mutex_
   VmCounters counters_;
+  ByteQuota device_memory_;
   std::shared_ptr<ByteQuota> host_memory_;
 };
 

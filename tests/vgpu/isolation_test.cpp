@@ -49,7 +49,7 @@ class Isolation : public ::testing::Test {
   // the host; -1 if it did not get that far.
   pid_t start_hog();
   std::uint64_t used(const std::string& vm) {
-    return vgpu_.vms().find(vm).value()->counters().memory_used.load();
+    return vgpu_.vms().find(vm).value()->device_memory().used();
   }
 
   std::string path_;

@@ -79,11 +79,11 @@ TEST_F(Quota, AccountingEqualsTheSumOfLiveAllocationsAtAllTimes) {
       sum -= live[k].second;
       live.erase(live.begin() + static_cast<long>(k));
     }
-    ASSERT_EQ(vm->counters().memory_used.load(), sum);
+    ASSERT_EQ(vm->device_memory().used(), sum);
   }
   EXPECT_GT(refused, 0) << "the quota was reached at least once";
   view.reset();  // a session ending returns everything it still held
-  EXPECT_EQ(vm->counters().memory_used.load(), 0u);
+  EXPECT_EQ(vm->device_memory().used(), 0u);
   EXPECT_EQ(device_->memory_in_use(), 0u);
 }
 
