@@ -71,6 +71,18 @@ expect_usage_error "vm a\.memory_mib must be an integer from 0" \
   $serve --config "$(serve_config vmmem '[[vm]]
 name = "a"
 memory_mib = -1')"
+expect_usage_error "vm a\.host_memory_mib must be an integer from 0" \
+  $serve --config "$(serve_config vmhost '[[vm]]
+name = "a"
+host_memory_mib = -5')"
+expect_usage_error "vm a\.max_sessions must be an integer from 0" \
+  $serve --config "$(serve_config vmsessions '[[vm]]
+name = "a"
+max_sessions = 4294967296')"
+expect_usage_error "host\.shutdown_grace_ms must be an integer" \
+  $serve --config "$(serve_config grace '[host]
+shutdown_grace_ms = -1')"
+expect_usage_error "--shutdown-grace-ms" $serve --shutdown-grace-ms -1
 
 # Guests.
 expect_usage_error "--tcp.*1 to 65535" guest train --tcp 127.0.0.1:0
@@ -85,6 +97,9 @@ expect_usage_error "--interval.*out of range" stats --interval nan
 expect_usage_error "--memory-mib.*out of range" vm create vm-a --memory-mib -5
 expect_usage_error "--weight.*out of range" vm update vm-a --weight nan
 expect_usage_error "--max-streams" vm create vm-a --max-streams -3
+expect_usage_error "--max-sessions" vm update vm-a --max-sessions -1
+expect_usage_error "--host-memory-mib.*out of range" vm create vm-a --host-memory-mib nan
+expect_usage_error "--max-checkpoints" vm update vm-a --max-checkpoints 4294967296
 expect_usage_error "--rate.*out of range" demo --rate nan
 expect_usage_error "--roundtrips" bench ipc --roundtrips 0
 expect_usage_error "--phase-seconds.*out of range" bench sharing --phase-seconds nan
