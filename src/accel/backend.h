@@ -31,9 +31,9 @@
 #include <variant>
 
 #include "accel/kernel_registry.h"
-#include "base/error.h"
-#include "base/result.h"
 #include "base/strong_id.h"
+#include "malv/error.h"
+#include "malv/result.h"
 
 namespace malv::accel {
 

@@ -20,8 +20,8 @@
 #include <span>
 #include <string_view>
 
-#include "base/result.h"
 #include "base/strong_id.h"
+#include "malv/result.h"
 
 namespace malv::accel {
 

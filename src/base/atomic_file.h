@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv {
 

@@ -18,7 +18,7 @@
 #include <cstdint>
 #include <string>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv {
 

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::cli {
 

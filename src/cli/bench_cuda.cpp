@@ -30,7 +30,7 @@
 #include "cli/bench_report.h"
 #include "cli/commands.h"
 #include "cli/host_process.h"
-#include "guest/connection.h"
+#include "malv/connection.h"
 #include "mlaas/inference_service.h"
 #include "mlaas/mlp.h"
 

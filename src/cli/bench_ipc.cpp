@@ -19,8 +19,8 @@
 #include "cli/commands.h"
 #include "cli/host_process.h"
 #include "cli/option_checks.h"
-#include "guest/connection.h"
 #include "ipc/socket.h"
+#include "malv/connection.h"
 
 namespace malv::cli {
 namespace {

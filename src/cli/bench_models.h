@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <random>
 
-#include "base/result.h"
+#include "malv/result.h"
 #include "mlaas/mlp.h"
 
 namespace malv::cli {

@@ -24,7 +24,7 @@
 #include "cli/bench_report.h"
 #include "cli/commands.h"
 #include "cli/host_process.h"
-#include "guest/connection.h"
+#include "malv/connection.h"
 #include "nn/batch_source.h"
 #include "nn/native_device.h"
 #include "nn/remote_device.h"

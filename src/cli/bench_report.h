@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "base/clock.h"
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::cli {
 

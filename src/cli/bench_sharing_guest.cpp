@@ -17,7 +17,7 @@
 #include "base/clock.h"
 #include "base/thread_priority.h"
 #include "cli/option_checks.h"
-#include "guest/connection.h"
+#include "malv/connection.h"
 
 namespace malv::cli {
 namespace {

@@ -7,9 +7,9 @@
 #include <random>
 #include <vector>
 
-#include "guest/checkpoint.h"
-#include "guest/connection.h"
-#include "guest/policy_selection.h"
+#include "malv/checkpoint.h"
+#include "malv/connection.h"
+#include "malv/policy_selection.h"
 
 namespace malv::cli {
 namespace {

@@ -23,7 +23,7 @@
 #include <cstdint>
 #include <string>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::cli {
 

@@ -13,9 +13,9 @@
 #include <map>
 #include <string>
 
-#include "base/result.h"
 #include "cli/admin_client.h"
 #include "cli/host_process.h"
+#include "malv/result.h"
 
 namespace malv::cli {
 

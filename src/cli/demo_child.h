@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::cli {
 

@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "base/result.h"
 #include "cli/demo_record.h"
+#include "malv/result.h"
 
 namespace malv::cli {
 

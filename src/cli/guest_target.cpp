@@ -6,7 +6,7 @@
 
 #include "cli/host_config.h"
 #include "cli/option_checks.h"
-#include "guest/policy_selection.h"
+#include "malv/policy_selection.h"
 #include "nn/native_device.h"
 #include "nn/remote_device.h"
 

@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
-#include "guest/connection.h"
+#include "malv/connection.h"
+#include "malv/result.h"
 #include "nn/device.h"
 
 namespace malv::cli {

@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
+#include "malv/result.h"
 #include "vgpu/vm_registry.h"
 
 namespace malv::cli {

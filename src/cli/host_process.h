@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::cli {
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <string_view>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::cli {
 

@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::cli {
 

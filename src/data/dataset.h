@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::data {
 

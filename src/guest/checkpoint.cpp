@@ -1,4 +1,4 @@
-#include "guest/checkpoint.h"
+#include "malv/checkpoint.h"
 
 #include <fmt/format.h>
 

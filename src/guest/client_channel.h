@@ -14,9 +14,9 @@
 #include <span>
 #include <string>
 
-#include "base/result.h"
 #include "ipc/socket.h"
 #include "malv/protocol.h"
+#include "malv/result.h"
 #include "proto/request.h"
 
 namespace malv::guest {

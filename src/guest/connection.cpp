@@ -1,4 +1,4 @@
-#include "guest/connection.h"
+#include "malv/connection.h"
 
 #include <fmt/format.h>
 

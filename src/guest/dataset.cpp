@@ -1,4 +1,4 @@
-#include "guest/dataset.h"
+#include "malv/dataset.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "guest/policy_selection.h"
+#include "malv/policy_selection.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>

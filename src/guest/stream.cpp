@@ -1,4 +1,4 @@
-#include "guest/stream.h"
+#include "malv/stream.h"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "guest/connection.h"
+#include "malv/connection.h"
 #include "proto/encoder.h"
 
 namespace malv::guest {

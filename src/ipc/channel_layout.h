@@ -24,10 +24,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "base/result.h"
 #include "ipc/shared_region.h"
 #include "ipc/spsc_ring.h"
 #include "malv/protocol.h"
+#include "malv/result.h"
 
 namespace malv::ipc {
 

@@ -18,9 +18,9 @@
 #include <cstdint>
 #include <span>
 
-#include "base/result.h"
 #include "ipc/socket.h"
 #include "malv/protocol.h"
+#include "malv/result.h"
 
 namespace malv::ipc {
 

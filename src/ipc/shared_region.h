@@ -19,7 +19,7 @@
 #include <cstddef>
 #include <string_view>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::ipc {
 

@@ -27,7 +27,7 @@
 #include <string>
 #include <utility>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::ipc {
 

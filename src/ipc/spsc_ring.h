@@ -82,7 +82,7 @@
 #include <span>
 #include <type_traits>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::ipc {
 

@@ -24,7 +24,7 @@
 #include <memory>
 #include <vector>
 
-#include "base/result.h"
+#include "malv/result.h"
 #include "proto/request.h"
 
 namespace malv::microlake {

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "accel/backend.h"
-#include "base/error.h"
 #include "base/fifo.h"
+#include "malv/error.h"
 #include "offload/data_pipeline.h"
 #include "proto/request.h"
 

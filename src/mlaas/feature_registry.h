@@ -23,8 +23,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
 #include "base/strong_id.h"
+#include "malv/result.h"
 
 namespace malv::mlaas {
 

@@ -40,8 +40,8 @@
 #include <vector>
 
 #include "accel/backend.h"
-#include "base/result.h"
 #include "base/strong_id.h"
+#include "malv/result.h"
 #include "mlaas/mlp.h"
 
 namespace malv::mlaas {

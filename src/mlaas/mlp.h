@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
+#include "malv/result.h"
 #include "mlaas/safetensors.h"
 
 namespace malv::mlaas {

@@ -17,8 +17,8 @@
 #include <string>
 #include <string_view>
 
-#include "base/result.h"
 #include "malv/mlaas.h"
+#include "malv/result.h"
 
 namespace malv::mlaas {
 

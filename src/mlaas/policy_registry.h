@@ -37,8 +37,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
 #include "malv/mlaas.h"
+#include "malv/result.h"
 #include "mlaas/module_loader.h"
 #include "mlaas/policy_class.h"
 

@@ -20,7 +20,7 @@
 #include <optional>
 #include <vector>
 
-#include "guest/dataset.h"
+#include "malv/dataset.h"
 #include "nn/dataset.h"
 #include "nn/mlp.h"
 

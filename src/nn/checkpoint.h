@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "base/atomic_file.h"
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::nn {
 

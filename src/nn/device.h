@@ -31,7 +31,7 @@
 #include <string_view>
 #include <utility>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::nn {
 

@@ -6,7 +6,7 @@
 // (guest/checkpoint.h) on the device's stream.
 #include <fmt/format.h>
 
-#include "guest/checkpoint.h"
+#include "malv/checkpoint.h"
 #include "nn/remote_device.h"
 #include "nn/trainer.h"
 

@@ -15,7 +15,7 @@
 #include <memory>
 #include <vector>
 
-#include "guest/connection.h"
+#include "malv/connection.h"
 #include "nn/device.h"
 
 namespace malv::nn {

@@ -29,7 +29,7 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
+#include "malv/result.h"
 #include "offload/checkpoint_file.h"
 
 namespace malv::offload {

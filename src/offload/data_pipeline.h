@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "accel/backend.h"
-#include "base/result.h"
 #include "data/dataset.h"
+#include "malv/result.h"
 #include "offload/dataset_catalog.h"
 
 namespace malv::offload {

@@ -24,9 +24,9 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
 #include "data/dataset.h"
 #include "malv/mlaas.h"
+#include "malv/result.h"
 
 namespace malv::offload {
 

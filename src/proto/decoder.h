@@ -11,8 +11,8 @@
 #include <cstddef>
 #include <span>
 
-#include "base/result.h"
 #include "malv/protocol.h"
+#include "malv/result.h"
 #include "proto/request.h"
 
 namespace malv::proto {

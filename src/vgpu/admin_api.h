@@ -27,7 +27,7 @@
 #include <string>
 #include <thread>
 
-#include "base/result.h"
+#include "malv/result.h"
 #include "mlaas/policy_registry.h"
 #include "mlaas/policy_runner.h"
 #include "vgpu/admin_state.h"

@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
+#include "malv/result.h"
 #include "mlaas/policy_registry.h"
 #include "vgpu/vm_registry.h"
 

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
-#include "base/result.h"
+#include "malv/result.h"
 #include "vgpu/vm_registry.h"
 
 namespace malv::vgpu {

@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "base/byte_quota.h"
-#include "base/result.h"
 #include "base/strong_id.h"
+#include "malv/result.h"
 
 namespace malv::vgpu {
 

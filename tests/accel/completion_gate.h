@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <mutex>
 
-#include "base/error.h"
+#include "malv/error.h"
 
 namespace malv::accel::testing {
 

@@ -14,8 +14,8 @@
 #include <numeric>
 #include <thread>
 
-#include "guest/checkpoint.h"
 #include "host_fixture.h"
+#include "malv/checkpoint.h"
 #include "offload/checkpoint_store.h"
 #include "proto/encoder.h"
 

@@ -7,7 +7,7 @@
 
 #include "data/rng.h"
 #include "dataset_host.h"
-#include "guest/dataset.h"
+#include "malv/dataset.h"
 #include "proto/encoder.h"
 
 namespace malv::testing {

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "guest/policy_selection.h"
 #include "host_fixture.h"
+#include "malv/policy_selection.h"
 #include "mlaas/feature_registry.h"
 #include "mlaas/host_services.h"
 #include "mlaas/policy_dir.h"

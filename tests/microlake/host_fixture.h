@@ -11,7 +11,7 @@
 #include <string>
 
 #include "accel/backend.h"
-#include "guest/connection.h"
+#include "malv/connection.h"
 #include "microlake/server.h"
 
 namespace malv::testing {

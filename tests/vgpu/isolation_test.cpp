@@ -7,7 +7,7 @@
 
 #include <thread>
 
-#include "guest/connection.h"
+#include "malv/connection.h"
 #include "microlake/server.h"
 #include "vgpu/vgpu_service.h"
 

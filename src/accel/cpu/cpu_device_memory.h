@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "accel/kernel_registry.h"
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::accel::cpu {
 

@@ -12,7 +12,7 @@
 #include <span>
 
 #include "accel/kernel_registry.h"
-#include "base/error.h"
+#include "malv/error.h"
 
 namespace malv::accel::cpu {
 

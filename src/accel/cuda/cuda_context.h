@@ -22,7 +22,7 @@
 #include <memory>
 #include <string>
 
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::accel::cuda {
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <string_view>
 
-#include "base/error.h"
+#include "malv/error.h"
 
 namespace malv::accel::cuda {
 

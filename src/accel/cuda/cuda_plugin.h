@@ -25,7 +25,7 @@
 #include <string>
 
 #include "accel/backend.h"
-#include "base/result.h"
+#include "malv/result.h"
 
 namespace malv::accel {
 

@@ -22,8 +22,8 @@
 #include <mutex>
 #include <vector>
 
-#include "base/error.h"
-#include "base/result.h"
+#include "malv/error.h"
+#include "malv/result.h"
 
 namespace malv::accel::cuda {
 

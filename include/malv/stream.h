@@ -14,8 +14,8 @@
 #include <initializer_list>
 #include <span>
 
-#include "base/result.h"
-#include "guest/objects.h"
+#include "malv/objects.h"
+#include "malv/result.h"
 
 namespace malv::guest {
 

@@ -26,10 +26,10 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
-#include "guest/connection.h"
-#include "guest/objects.h"
-#include "guest/stream.h"
+#include "malv/connection.h"
+#include "malv/objects.h"
+#include "malv/result.h"
+#include "malv/stream.h"
 
 namespace malv::guest {
 

@@ -13,8 +13,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base/result.h"
-#include "guest/connection.h"
+#include "malv/connection.h"
+#include "malv/result.h"
 
 namespace malv::guest {
 

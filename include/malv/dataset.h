@@ -25,11 +25,11 @@
 #include <cstdint>
 #include <string>
 
-#include "base/result.h"
-#include "guest/connection.h"
-#include "guest/objects.h"
-#include "guest/stream.h"
+#include "malv/connection.h"
+#include "malv/objects.h"
 #include "malv/protocol.h"
+#include "malv/result.h"
+#include "malv/stream.h"
 
 namespace malv::guest {
 

@@ -18,7 +18,7 @@
 #include <utility>
 #include <variant>
 
-#include "base/error.h"
+#include "malv/error.h"
 
 namespace malv {
 

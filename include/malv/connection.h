@@ -26,12 +26,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "base/result.h"
 #include "guest/arena_allocator.h"
 #include "guest/client_channel.h"
-#include "guest/objects.h"
-#include "guest/stream.h"
+#include "malv/objects.h"
 #include "malv/protocol.h"
+#include "malv/result.h"
+#include "malv/stream.h"
 
 namespace malv::guest {
 
