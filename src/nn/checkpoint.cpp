@@ -104,6 +104,18 @@ Result<std::string> Checkpoint::require(std::string_view key) const {
   return Error(ErrorCode::kInvalidArgument, fmt::format("checkpoint has no '{}' entry", key));
 }
 
+Status Checkpoint::require_equal(std::span<const Expected> expected) const {
+  for (const auto& [key, want] : expected) {
+    MALV_ASSIGN_OR_RETURN(std::string have, require(key));
+    if (have != want) {
+      return Error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("checkpoint was made with {} {}, this run uses {}", key, have, want));
+    }
+  }
+  return ok_status();
+}
+
 std::vector<std::byte> encode_checkpoint(const Checkpoint& checkpoint) {
   Writer w;
   w.bytes(kMagic, sizeof(kMagic));

@@ -46,6 +46,11 @@ struct Checkpoint {
   std::optional<std::string> get(std::string_view key) const;
   // The value of a key that must be present, or an error naming it.
   [[nodiscard]] Result<std::string> require(std::string_view key) const;
+  // Each key must be present with the value this run has; a checkpoint made
+  // with another one would not resume the same run, so the error names the
+  // key and both values.
+  using Expected = std::pair<std::string_view, std::string>;
+  [[nodiscard]] Status require_equal(std::span<const Expected> expected) const;
 };
 
 std::vector<std::byte> encode_checkpoint(const Checkpoint& checkpoint);

@@ -307,19 +307,12 @@ Status Mlp::restore_metadata(const Checkpoint& metadata) {
 
 Result<std::uint64_t> Mlp::checked_step(const Checkpoint& checkpoint) const {
   const OptimizerConfig& opt = optimizer_->config();
-  const std::pair<const char*, std::string> expected[] = {
+  const Checkpoint::Expected expected[] = {
       {"model", spec_.to_string()},
       {"optimizer", std::string(optimizer_name(opt.kind))},
       {"lr", fmt::format("{}", opt.lr)},
   };
-  for (const auto& [key, want] : expected) {
-    MALV_ASSIGN_OR_RETURN(std::string have, checkpoint.require(key));
-    if (have != want) {
-      return Error(
-          ErrorCode::kInvalidArgument,
-          fmt::format("checkpoint was made with {} {}, this run uses {}", key, have, want));
-    }
-  }
+  MALV_TRY(checkpoint.require_equal(expected));
   MALV_ASSIGN_OR_RETURN(std::string step_text, checkpoint.require("step"));
   std::uint64_t step = 0;
   auto [end, ec] = std::from_chars(step_text.data(), step_text.data() + step_text.size(), step);

@@ -126,19 +126,12 @@ Status Trainer::save_checkpoint(const std::string& path) {
 Status Trainer::resume(const Checkpoint& checkpoint) {
   // The example order depends on these; a different value would not resume
   // the same run.
-  const std::pair<const char*, std::string> expected[] = {
+  const Checkpoint::Expected expected[] = {
       {"seed", std::to_string(options_.seed)},
       {"batch", std::to_string(options_.batch)},
       {"examples", std::to_string(source_->examples())},
   };
-  for (const auto& [key, want] : expected) {
-    MALV_ASSIGN_OR_RETURN(std::string have, checkpoint.require(key));
-    if (have != want) {
-      return Error(
-          ErrorCode::kInvalidArgument,
-          fmt::format("checkpoint was made with {} {}, this run uses {}", key, have, want));
-    }
-  }
+  MALV_TRY(checkpoint.require_equal(expected));
   return model_->restore(checkpoint);
 }
 
