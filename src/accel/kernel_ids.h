@@ -1,7 +1,8 @@
-// BuiltinKernel: the ids of the built-in kernels as named constants, for
-// backends that dispatch on them (switch over BuiltinKernel instead of
-// comparing names). The values are the 1-based registry order of
-// kernel_registry.cpp; a registry test checks that they agree.
+// BuiltinKernel as the accelerator uses it: the built-in kernels' ids
+// (include/malv/kernels.h lists them, for host and guest alike) as registry
+// KernelIds, for backends that dispatch on them (switch over BuiltinKernel
+// instead of comparing names). kernel_registry.cpp defines the kernels in
+// that order; a registry test checks that they agree.
 //
 //   switch (static_cast<BuiltinKernel>(launch.kernel.value())) {
 //     case BuiltinKernel::kGemm: ...
@@ -11,28 +12,13 @@
 #include <cstdint>
 
 #include "accel/kernel_registry.h"
+#include "malv/kernels.h"
 
 namespace malv::accel {
 
-enum class BuiltinKernel : std::uint32_t {
-  kNop = 1,
-  kGemm,
-  kAdd,
-  kScale,
-  kAxpy,
-  kBiasAdd,
-  kRelu,
-  kReluBackward,
-  kSoftmaxXent,
-  kSoftmaxXentBackward,
-  kSumRows,
-  kAdamStep,
-  kSgdStep,
-  kFill,
-  kArgmaxRows,
-};
-
-inline constexpr std::uint32_t kBuiltinKernelCount = 15;
+// So that accel::BuiltinKernel names the one list.
+using malv::BuiltinKernel;
+using malv::kBuiltinKernelCount;
 
 constexpr KernelId kernel_id(BuiltinKernel kernel) {
   return KernelId{static_cast<std::uint32_t>(kernel)};

@@ -25,6 +25,7 @@ using K = ArgKind;
 constexpr K B = K::kBuffer;
 constexpr K I = K::kI64;
 constexpr K F = K::kF32;
+using BK = BuiltinKernel;
 
 std::string_view kind_name(ArgKind kind) {
   switch (kind) {
@@ -39,9 +40,9 @@ std::string_view kind_name(ArgKind kind) {
 // the parameter so a guest can tell which argument of which launch was bad.
 class BoundsCheck {
  public:
-  BoundsCheck(std::string_view kernel, std::span<const std::string_view> names,
+  BoundsCheck(BuiltinKernel kernel, std::span<const std::string_view> names,
               std::span<const KernelArgValue> args)
-      : kernel_(kernel), names_(names), args_(args) {}
+      : kernel_(kernel_name(kernel)), names_(names), args_(args) {}
 
   // An i64 dimension argument, which must be positive.
   Result<std::uint64_t> dim(std::size_t index) const {
@@ -162,7 +163,7 @@ constexpr std::array<std::string_view, 4> kArgmaxRowsNames{"x", "out", "rows", "
 Status check_nop(std::span<const KernelArgValue>) { return ok_status(); }
 
 Status check_gemm(std::span<const KernelArgValue> args) {
-  BoundsCheck c("gemm", kGemmNames, args);
+  BoundsCheck c(BK::kGemm, kGemmNames, args);
   MALV_ASSIGN_OR_RETURN(std::uint64_t m, c.blas_dim(3));
   MALV_ASSIGN_OR_RETURN(std::uint64_t n, c.blas_dim(4));
   MALV_ASSIGN_OR_RETURN(std::uint64_t k, c.blas_dim(5));
@@ -186,29 +187,29 @@ Status check_elementwise(const BoundsCheck& c) {
 }
 
 Status check_add(std::span<const KernelArgValue> args) {
-  return check_elementwise<3, 3>(BoundsCheck("add", kAddNames, args));
+  return check_elementwise<3, 3>(BoundsCheck(BK::kAdd, kAddNames, args));
 }
 Status check_scale(std::span<const KernelArgValue> args) {
-  return check_elementwise<2, 2>(BoundsCheck("scale", kScaleNames, args));
+  return check_elementwise<2, 2>(BoundsCheck(BK::kScale, kScaleNames, args));
 }
 Status check_axpy(std::span<const KernelArgValue> args) {
-  return check_elementwise<2, 2>(BoundsCheck("axpy", kAxpyNames, args));
+  return check_elementwise<2, 2>(BoundsCheck(BK::kAxpy, kAxpyNames, args));
 }
 Status check_relu(std::span<const KernelArgValue> args) {
-  return check_elementwise<2, 2>(BoundsCheck("relu", kReluNames, args));
+  return check_elementwise<2, 2>(BoundsCheck(BK::kRelu, kReluNames, args));
 }
 Status check_relu_backward(std::span<const KernelArgValue> args) {
-  return check_elementwise<3, 3>(BoundsCheck("relu_backward", kReluBackwardNames, args));
+  return check_elementwise<3, 3>(BoundsCheck(BK::kReluBackward, kReluBackwardNames, args));
 }
 Status check_sgd_step(std::span<const KernelArgValue> args) {
-  return check_elementwise<2, 2>(BoundsCheck("sgd_step", kSgdStepNames, args));
+  return check_elementwise<2, 2>(BoundsCheck(BK::kSgdStep, kSgdStepNames, args));
 }
 Status check_fill(std::span<const KernelArgValue> args) {
-  return check_elementwise<1, 1>(BoundsCheck("fill", kFillNames, args));
+  return check_elementwise<1, 1>(BoundsCheck(BK::kFill, kFillNames, args));
 }
 
 Status check_bias_add(std::span<const KernelArgValue> args) {
-  BoundsCheck c("bias_add", kBiasAddNames, args);
+  BoundsCheck c(BK::kBiasAdd, kBiasAddNames, args);
   MALV_ASSIGN_OR_RETURN(std::uint64_t rows, c.dim(2));
   MALV_ASSIGN_OR_RETURN(std::uint64_t cols, c.dim(3));
   MALV_ASSIGN_OR_RETURN(std::uint64_t x_bytes, c.bytes("x", rows, cols));
@@ -218,7 +219,7 @@ Status check_bias_add(std::span<const KernelArgValue> args) {
 }
 
 Status check_softmax_xent(std::span<const KernelArgValue> args) {
-  BoundsCheck c("softmax_xent", kSoftmaxXentNames, args);
+  BoundsCheck c(BK::kSoftmaxXent, kSoftmaxXentNames, args);
   MALV_ASSIGN_OR_RETURN(std::uint64_t rows, c.dim(4));
   MALV_ASSIGN_OR_RETURN(std::uint64_t cols, c.dim(5));
   MALV_ASSIGN_OR_RETURN(std::uint64_t matrix_bytes, c.bytes("logits", rows, cols));
@@ -230,7 +231,7 @@ Status check_softmax_xent(std::span<const KernelArgValue> args) {
 }
 
 Status check_softmax_xent_backward(std::span<const KernelArgValue> args) {
-  BoundsCheck c("softmax_xent_backward", kSoftmaxXentBackwardNames, args);
+  BoundsCheck c(BK::kSoftmaxXentBackward, kSoftmaxXentBackwardNames, args);
   MALV_ASSIGN_OR_RETURN(std::uint64_t rows, c.dim(3));
   MALV_ASSIGN_OR_RETURN(std::uint64_t cols, c.dim(4));
   MALV_ASSIGN_OR_RETURN(std::uint64_t matrix_bytes, c.bytes("probs", rows, cols));
@@ -251,14 +252,15 @@ Status check_rows_to(const BoundsCheck& c, bool out_per_row) {
 }
 
 Status check_sum_rows(std::span<const KernelArgValue> args) {
-  return check_rows_to(BoundsCheck("sum_rows", kSumRowsNames, args), /*out_per_row=*/false);
+  return check_rows_to(BoundsCheck(BK::kSumRows, kSumRowsNames, args), /*out_per_row=*/false);
 }
 Status check_argmax_rows(std::span<const KernelArgValue> args) {
-  return check_rows_to(BoundsCheck("argmax_rows", kArgmaxRowsNames, args), /*out_per_row=*/true);
+  return check_rows_to(BoundsCheck(BK::kArgmaxRows, kArgmaxRowsNames, args),
+                       /*out_per_row=*/true);
 }
 
 Status check_adam_step(std::span<const KernelArgValue> args) {
-  BoundsCheck c("adam_step", kAdamStepNames, args);
+  BoundsCheck c(BK::kAdamStep, kAdamStepNames, args);
   MALV_TRY((check_elementwise<4, 4>(c)));
   // Bias correction divides by 1 - beta^step: beta must be below 1, step at least 1.
   MALV_TRY(c.f32_in(6, 0.0f, 1.0f));
@@ -271,32 +273,30 @@ Status check_adam_step(std::span<const KernelArgValue> args) {
 }
 
 template <typename Kinds, typename Names>
-constexpr KernelDef def(BuiltinKernel id, std::string_view name, const Kinds& kinds,
-                        const Names& names, Status (*check)(std::span<const KernelArgValue>)) {
+constexpr KernelDef def(BuiltinKernel id, const Kinds& kinds, const Names& names,
+                        Status (*check)(std::span<const KernelArgValue>)) {
   static_assert(std::tuple_size_v<Kinds> == std::tuple_size_v<Names>);
   static_assert(std::tuple_size_v<Kinds> <= kMaxKernelArgs);
-  return KernelDef{kernel_id(id), name, kinds, names, check};
+  return KernelDef{kernel_id(id), kernel_name(id), kinds, names, check};
 }
 
-using BK = BuiltinKernel;
 const std::array<KernelDef, kBuiltinKernelCount> kKernels{{
-    def(BK::kNop, "nop", kNopKinds, kNopNames, check_nop),
-    def(BK::kGemm, "gemm", kGemmKinds, kGemmNames, check_gemm),
-    def(BK::kAdd, "add", kAddKinds, kAddNames, check_add),
-    def(BK::kScale, "scale", kScaleKinds, kScaleNames, check_scale),
-    def(BK::kAxpy, "axpy", kAxpyKinds, kAxpyNames, check_axpy),
-    def(BK::kBiasAdd, "bias_add", kBiasAddKinds, kBiasAddNames, check_bias_add),
-    def(BK::kRelu, "relu", kReluKinds, kReluNames, check_relu),
-    def(BK::kReluBackward, "relu_backward", kReluBackwardKinds, kReluBackwardNames,
-        check_relu_backward),
-    def(BK::kSoftmaxXent, "softmax_xent", kSoftmaxXentKinds, kSoftmaxXentNames, check_softmax_xent),
-    def(BK::kSoftmaxXentBackward, "softmax_xent_backward", kSoftmaxXentBackwardKinds,
-        kSoftmaxXentBackwardNames, check_softmax_xent_backward),
-    def(BK::kSumRows, "sum_rows", kSumRowsKinds, kSumRowsNames, check_sum_rows),
-    def(BK::kAdamStep, "adam_step", kAdamStepKinds, kAdamStepNames, check_adam_step),
-    def(BK::kSgdStep, "sgd_step", kSgdStepKinds, kSgdStepNames, check_sgd_step),
-    def(BK::kFill, "fill", kFillKinds, kFillNames, check_fill),
-    def(BK::kArgmaxRows, "argmax_rows", kArgmaxRowsKinds, kArgmaxRowsNames, check_argmax_rows),
+    def(BK::kNop, kNopKinds, kNopNames, check_nop),
+    def(BK::kGemm, kGemmKinds, kGemmNames, check_gemm),
+    def(BK::kAdd, kAddKinds, kAddNames, check_add),
+    def(BK::kScale, kScaleKinds, kScaleNames, check_scale),
+    def(BK::kAxpy, kAxpyKinds, kAxpyNames, check_axpy),
+    def(BK::kBiasAdd, kBiasAddKinds, kBiasAddNames, check_bias_add),
+    def(BK::kRelu, kReluKinds, kReluNames, check_relu),
+    def(BK::kReluBackward, kReluBackwardKinds, kReluBackwardNames, check_relu_backward),
+    def(BK::kSoftmaxXent, kSoftmaxXentKinds, kSoftmaxXentNames, check_softmax_xent),
+    def(BK::kSoftmaxXentBackward, kSoftmaxXentBackwardKinds, kSoftmaxXentBackwardNames,
+        check_softmax_xent_backward),
+    def(BK::kSumRows, kSumRowsKinds, kSumRowsNames, check_sum_rows),
+    def(BK::kAdamStep, kAdamStepKinds, kAdamStepNames, check_adam_step),
+    def(BK::kSgdStep, kSgdStepKinds, kSgdStepNames, check_sgd_step),
+    def(BK::kFill, kFillKinds, kFillNames, check_fill),
+    def(BK::kArgmaxRows, kArgmaxRowsKinds, kArgmaxRowsNames, check_argmax_rows),
 }};
 
 }  // namespace

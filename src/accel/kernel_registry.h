@@ -6,8 +6,9 @@
 // check_bounds() with every buffer argument's available extent (buffer size
 // minus offset): each buffer access the kernel will make, derived from its
 // declared shapes (e.g. gemm reads M*K floats of A), must fit, and size
-// arithmetic must not overflow. Backends implement the kernels; this file is
-// the single definition of what they are.
+// arithmetic must not overflow. Backends implement the kernels; their names
+// and ids are include/malv/kernels.h's, and this file is the single
+// definition of their signatures and bounds rules.
 //
 //   const KernelDef* gemm = find_kernel("gemm");
 //   Status ok = gemm->check_bounds(args);  // before enqueue, never after

@@ -32,10 +32,11 @@ Result<Dense> Dense::create(Device& device, std::int64_t in, std::int64_t out,
 }
 
 Status Dense::forward(Device& device, const DeviceBuffer& x, std::int64_t rows) {
-  MALV_TRY(device.launch(
-      KernelOp::kGemm, {Arg::buffer(x), weight.arg(), output.arg(), Arg::i64(rows), Arg::i64(out()),
-                        Arg::i64(in()), Arg::i64(0), Arg::i64(0), Arg::f32(1.0f), Arg::f32(0.0f)}));
-  return device.launch(KernelOp::kBiasAdd,
+  MALV_TRY(
+      device.launch(BuiltinKernel::kGemm,
+                    {Arg::buffer(x), weight.arg(), output.arg(), Arg::i64(rows), Arg::i64(out()),
+                     Arg::i64(in()), Arg::i64(0), Arg::i64(0), Arg::f32(1.0f), Arg::f32(0.0f)}));
+  return device.launch(BuiltinKernel::kBiasAdd,
                        {output.arg(), bias.arg(), Arg::i64(rows), Arg::i64(out())});
 }
 
@@ -43,15 +44,15 @@ Status Dense::backward(Device& device, const DeviceBuffer& x, const DeviceBuffer
                        std::int64_t rows, const DeviceBuffer* grad_input) {
   // dW = x^T dY: op(A) = x^T is in x rows.
   MALV_TRY(device.launch(
-      KernelOp::kGemm,
+      BuiltinKernel::kGemm,
       {Arg::buffer(x), Arg::buffer(grad_output), weight_grad.arg(), Arg::i64(in()), Arg::i64(out()),
        Arg::i64(rows), Arg::i64(1), Arg::i64(0), Arg::f32(1.0f), Arg::f32(0.0f)}));
-  MALV_TRY(device.launch(KernelOp::kSumRows, {Arg::buffer(grad_output), bias_grad.arg(),
-                                              Arg::i64(rows), Arg::i64(out())}));
+  MALV_TRY(device.launch(BuiltinKernel::kSumRows, {Arg::buffer(grad_output), bias_grad.arg(),
+                                                   Arg::i64(rows), Arg::i64(out())}));
   if (grad_input == nullptr) return ok_status();
   // dX = dY W^T: op(B) = W^T is out x in.
   return device.launch(
-      KernelOp::kGemm,
+      BuiltinKernel::kGemm,
       {Arg::buffer(grad_output), weight.arg(), Arg::buffer(*grad_input), Arg::i64(rows),
        Arg::i64(in()), Arg::i64(out()), Arg::i64(0), Arg::i64(1), Arg::f32(1.0f), Arg::f32(0.0f)});
 }

@@ -2,19 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <array>
-
 namespace malv::nn {
-
-std::string_view kernel_name(KernelOp op) {
-  static constexpr std::array<std::string_view, kKernelOpCount> kNames{
-      "gemm",          "add",          "scale",
-      "axpy",          "bias_add",     "relu",
-      "relu_backward", "softmax_xent", "softmax_xent_backward",
-      "sum_rows",      "adam_step",    "sgd_step",
-      "fill",          "argmax_rows"};
-  return kNames[static_cast<std::size_t>(op)];
-}
 
 void DeviceBuffer::reset() {
   if (device_ != nullptr) {

@@ -16,7 +16,7 @@
 //
 //   MALV_ASSIGN_OR_RETURN(DeviceBuffer x, device.allocate(n * sizeof(float)));
 //   MALV_TRY(device.write(x, 0, std::as_bytes(std::span(host))));
-//   MALV_TRY(device.launch(KernelOp::kRelu, {Arg::buffer(x), Arg::buffer(x), Arg::i64(n)}));
+//   MALV_TRY(device.launch(BuiltinKernel::kRelu, {Arg::buffer(x), Arg::buffer(x), Arg::i64(n)}));
 //   MALV_TRY(device.read(x, 0, std::as_writable_bytes(std::span(host))));
 //   MALV_TRY(device.synchronize());
 //
@@ -31,31 +31,10 @@
 #include <string_view>
 #include <utility>
 
+#include "malv/kernels.h"
 #include "malv/result.h"
 
 namespace malv::nn {
-
-// The kernels nn/ uses: the accelerator's built-in kernels (see
-// accel/kernel_registry.h for their argument lists).
-enum class KernelOp : std::uint8_t {
-  kGemm,
-  kAdd,
-  kScale,
-  kAxpy,
-  kBiasAdd,
-  kRelu,
-  kReluBackward,
-  kSoftmaxXent,
-  kSoftmaxXentBackward,
-  kSumRows,
-  kAdamStep,
-  kSgdStep,
-  kFill,
-  kArgmaxRows,
-};
-inline constexpr std::size_t kKernelOpCount = 14;
-// The registry name of an op ("gemm").
-std::string_view kernel_name(KernelOp op);
 
 class Device;
 
@@ -128,10 +107,12 @@ class Device {
   // `out` must stay valid until synchronize() returns.
   [[nodiscard]] virtual Status read(const DeviceBuffer& src, std::uint64_t offset,
                                     std::span<std::byte> out) = 0;
-  [[nodiscard]] Status launch(KernelOp op, std::span<const Arg> args) {
+  // One of the built-in kernels (malv/kernels.h); their argument lists are
+  // in src/accel/kernel_registry.cpp.
+  [[nodiscard]] Status launch(BuiltinKernel op, std::span<const Arg> args) {
     return enqueue_launch(op, args);
   }
-  [[nodiscard]] Status launch(KernelOp op, std::initializer_list<Arg> args) {
+  [[nodiscard]] Status launch(BuiltinKernel op, std::initializer_list<Arg> args) {
     return enqueue_launch(op, std::span(args.begin(), args.size()));
   }
   // Waits for all queued work; the first failure since the last call, if any.
@@ -141,7 +122,7 @@ class Device {
   // A new buffer's slot, and its release (called once, from DeviceBuffer).
   [[nodiscard]] virtual Result<std::uint32_t> allocate_slot(std::uint64_t bytes) = 0;
   virtual void release_slot(std::uint32_t slot) = 0;
-  [[nodiscard]] virtual Status enqueue_launch(KernelOp op, std::span<const Arg> args) = 0;
+  [[nodiscard]] virtual Status enqueue_launch(BuiltinKernel op, std::span<const Arg> args) = 0;
 
   // Checks that a buffer belongs to this device and [offset, offset+bytes) fits.
   [[nodiscard]] Status check_range(const DeviceBuffer& buffer, std::uint64_t offset,

@@ -75,8 +75,9 @@ Result<std::unique_ptr<Mlp>> Mlp::create(Device& device, const MlpSpec& spec,
   MALV_ASSIGN_OR_RETURN(mlp->predictions_, Tensor::create(device, batch, 1));
   MALV_ASSIGN_OR_RETURN(mlp->loss_, Tensor::create(device, 1, 1));
   MALV_ASSIGN_OR_RETURN(mlp->loss_sum_, Tensor::create(device, 1, 1));
-  MALV_TRY(device.launch(KernelOp::kFill, {mlp->loss_.arg(), Arg::i64(1), Arg::f32(0.0f)}));
-  MALV_TRY(device.launch(KernelOp::kFill, {mlp->loss_sum_.arg(), Arg::i64(1), Arg::f32(0.0f)}));
+  MALV_TRY(device.launch(BuiltinKernel::kFill, {mlp->loss_.arg(), Arg::i64(1), Arg::f32(0.0f)}));
+  MALV_TRY(
+      device.launch(BuiltinKernel::kFill, {mlp->loss_sum_.arg(), Arg::i64(1), Arg::f32(0.0f)}));
   MALV_ASSIGN_OR_RETURN(mlp->optimizer_,
                         Optimizer::create(device, options.optimizer, mlp->parameters_));
   // Surface any set-up failure here rather than at the first step.
@@ -104,7 +105,7 @@ Status Mlp::forward(std::int64_t rows) {
     MALV_TRY(layer.forward(device_, *in, rows));
     if (i + 1 < layers_.size()) {
       Tensor& act = activations_[i];
-      MALV_TRY(device_.launch(KernelOp::kRelu,
+      MALV_TRY(device_.launch(BuiltinKernel::kRelu,
                               {layer.output.arg(), act.arg(), Arg::i64(rows * layer.out())}));
       in = &act.buffer;
     }
@@ -132,13 +133,13 @@ Status Mlp::train_loaded(std::int64_t rows) {
   const std::int64_t classes = spec_.classes();
   const Tensor& logits = layers_.back().output;
   MALV_TRY(device_.launch(
-      KernelOp::kSoftmaxXent,
+      BuiltinKernel::kSoftmaxXent,
       {logits.arg(), labels_.arg(), probs_.arg(), loss_.arg(), Arg::i64(rows), Arg::i64(classes)}));
-  MALV_TRY(
-      device_.launch(KernelOp::kAxpy, {loss_.arg(), loss_sum_.arg(), Arg::i64(1), Arg::f32(1.0f)}));
+  MALV_TRY(device_.launch(BuiltinKernel::kAxpy,
+                          {loss_.arg(), loss_sum_.arg(), Arg::i64(1), Arg::f32(1.0f)}));
   ++loss_count_;
   MALV_TRY(device_.launch(
-      KernelOp::kSoftmaxXentBackward,
+      BuiltinKernel::kSoftmaxXentBackward,
       {probs_.arg(), labels_.arg(), grads_.back().arg(), Arg::i64(rows), Arg::i64(classes)}));
   for (std::size_t i = layers_.size(); i-- > 0;) {
     Dense& layer = layers_[i];
@@ -147,7 +148,7 @@ Status Mlp::train_loaded(std::int64_t rows) {
     MALV_TRY(layer.backward(device_, in, grads_[i].buffer, rows, grad_in));
     if (grad_in != nullptr) {
       // Through the ReLU: zero where the pre-activation was not positive.
-      MALV_TRY(device_.launch(KernelOp::kReluBackward,
+      MALV_TRY(device_.launch(BuiltinKernel::kReluBackward,
                               {Arg::buffer(*grad_in), layers_[i - 1].output.arg(),
                                Arg::buffer(*grad_in), Arg::i64(rows * layer.in())}));
     }
@@ -165,7 +166,7 @@ Result<float> Mlp::last_loss() {
 Result<float> Mlp::mean_loss() {
   float sum = 0.0f;
   MALV_TRY(device_.read(loss_sum_.buffer, 0, std::as_writable_bytes(std::span(&sum, 1))));
-  MALV_TRY(device_.launch(KernelOp::kFill, {loss_sum_.arg(), Arg::i64(1), Arg::f32(0.0f)}));
+  MALV_TRY(device_.launch(BuiltinKernel::kFill, {loss_sum_.arg(), Arg::i64(1), Arg::f32(0.0f)}));
   MALV_TRY(device_.synchronize());
   const std::uint64_t count = std::exchange(loss_count_, 0);
   return count == 0 ? 0.0f : sum / static_cast<float>(count);
@@ -183,9 +184,10 @@ Result<std::vector<std::int32_t>> Mlp::predict(std::span<const float> x) {
     const std::size_t rows = std::min(total - first, static_cast<std::size_t>(max_batch_));
     MALV_TRY(upload_batch(x.subspan(first * inputs, rows * inputs), rows));
     MALV_TRY(forward(static_cast<std::int64_t>(rows)));
-    MALV_TRY(device_.launch(KernelOp::kArgmaxRows, {layers_.back().output.arg(), predictions_.arg(),
-                                                    Arg::i64(static_cast<std::int64_t>(rows)),
-                                                    Arg::i64(spec_.classes())}));
+    MALV_TRY(
+        device_.launch(BuiltinKernel::kArgmaxRows,
+                       {layers_.back().output.arg(), predictions_.arg(),
+                        Arg::i64(static_cast<std::int64_t>(rows)), Arg::i64(spec_.classes())}));
     // The stream orders this read before the next batch overwrites predictions_.
     MALV_TRY(device_.read(predictions_.buffer, 0,
                           std::as_writable_bytes(std::span(out).subspan(first, rows))));

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "accel/kernel_ids.h"
+
 namespace malv::nn {
 
 Result<std::unique_ptr<NativeDevice>> NativeDevice::create(accel::Backend& backend) {
@@ -24,11 +26,6 @@ NativeDevice::NativeDevice(std::unique_ptr<accel::Backend> owned, accel::Backend
     : owned_(std::move(owned)), backend_(backend), queue_(queue) {
   const accel::DeviceInfo info = backend_.info();
   description_ = fmt::format("native: {} ({})", info.backend, info.name);
-  for (std::size_t i = 0; i < kKernelOpCount; ++i) {
-    // Every op is a built-in kernel of every backend; a missing one is a
-    // build inconsistency caught by the first launch (kernels_[i] null).
-    kernels_[i] = accel::find_kernel(kernel_name(static_cast<KernelOp>(i)));
-  }
 }
 
 NativeDevice::~NativeDevice() {
@@ -114,8 +111,8 @@ Status NativeDevice::read(const DeviceBuffer& src, std::uint64_t offset, std::sp
   return ok_status();
 }
 
-Status NativeDevice::enqueue_launch(KernelOp op, std::span<const Arg> args) {
-  const accel::KernelDef* kernel = kernels_[static_cast<std::size_t>(op)];
+Status NativeDevice::enqueue_launch(BuiltinKernel op, std::span<const Arg> args) {
+  const accel::KernelDef* kernel = accel::find_kernel(accel::kernel_id(op));
   if (kernel == nullptr) {
     return Error(ErrorCode::kNotFound,
                  fmt::format("kernel '{}' is not in the registry", kernel_name(op)));
@@ -172,7 +169,7 @@ Status NativeDevice::synchronize() {
     case kMarker: what = "marker"; break;
     default:
       what = fmt::format("kernel '{}'",
-                         kernel_name(static_cast<KernelOp>(failed->what - kFirstKernel)));
+                         kernel_name(static_cast<BuiltinKernel>(failed->what - kFirstKernel)));
   }
   return Error(failed->status, fmt::format("{} (op #{}) failed on the device", what, failed->seq));
 }

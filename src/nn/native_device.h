@@ -45,7 +45,7 @@ class NativeDevice final : public Device {
  protected:
   Result<std::uint32_t> allocate_slot(std::uint64_t bytes) override;
   void release_slot(std::uint32_t slot) override;
-  Status enqueue_launch(KernelOp op, std::span<const Arg> args) override;
+  Status enqueue_launch(BuiltinKernel op, std::span<const Arg> args) override;
 
  private:
   NativeDevice(std::unique_ptr<accel::Backend> owned, accel::Backend& backend,
@@ -76,7 +76,6 @@ class NativeDevice final : public Device {
   accel::Backend& backend_;
   accel::QueueId queue_;
   std::string description_;
-  std::array<const accel::KernelDef*, kKernelOpCount> kernels_{};
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_slots_;
   std::vector<accel::DevicePtr> deferred_frees_;  // freed after the next synchronize

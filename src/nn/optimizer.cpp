@@ -26,7 +26,8 @@ Result<std::unique_ptr<Optimizer>> Optimizer::create(Device& device, const Optim
     for (const Parameter& p : parameters) {
       for (auto* moments : {&opt->m_, &opt->v_}) {
         MALV_ASSIGN_OR_RETURN(Tensor t, Tensor::create(device, p.value->rows, p.value->cols));
-        MALV_TRY(device.launch(KernelOp::kFill, {t.arg(), Arg::i64(t.numel()), Arg::f32(0.0f)}));
+        MALV_TRY(
+            device.launch(BuiltinKernel::kFill, {t.arg(), Arg::i64(t.numel()), Arg::f32(0.0f)}));
         moments->push_back(std::move(t));
       }
     }
@@ -40,11 +41,11 @@ Status Optimizer::step() {
     const Parameter& p = parameters_[i];
     if (config_.kind == OptimizerKind::kSgd) {
       MALV_TRY(device_.launch(
-          KernelOp::kSgdStep,
+          BuiltinKernel::kSgdStep,
           {p.value->arg(), p.grad->arg(), Arg::i64(p.value->numel()), Arg::f32(config_.lr)}));
     } else {
       MALV_TRY(device_.launch(
-          KernelOp::kAdamStep,
+          BuiltinKernel::kAdamStep,
           {p.value->arg(), p.grad->arg(), m_[i].arg(), v_[i].arg(), Arg::i64(p.value->numel()),
            Arg::f32(config_.lr), Arg::f32(config_.beta1), Arg::f32(config_.beta2),
            Arg::f32(config_.eps), Arg::i64(static_cast<std::int64_t>(steps_))}));

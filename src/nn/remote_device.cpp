@@ -3,12 +3,17 @@
 #include <fmt/format.h>
 
 namespace malv::nn {
+namespace {
+
+// Where a kernel's handle is kept: ids are 1-based.
+std::size_t index_of(BuiltinKernel kernel) { return static_cast<std::size_t>(kernel) - 1; }
+
+}  // namespace
 
 Result<std::unique_ptr<RemoteDevice>> RemoteDevice::create(guest::Connection& connection) {
-  std::array<guest::Kernel, kKernelOpCount> kernels;
-  for (std::size_t i = 0; i < kKernelOpCount; ++i) {
-    const std::string_view name = kernel_name(static_cast<KernelOp>(i));
-    MALV_ASSIGN_OR_RETURN(kernels[i], connection.kernel(name));
+  std::array<guest::Kernel, kBuiltinKernelCount> kernels;
+  for (BuiltinKernel kernel : all_builtin_kernels()) {
+    MALV_ASSIGN_OR_RETURN(kernels[index_of(kernel)], connection.kernel(kernel_name(kernel)));
   }
   MALV_ASSIGN_OR_RETURN(guest::Stream stream, connection.create_stream());
   MALV_ASSIGN_OR_RETURN(guest::DeviceInfo info, connection.device_info());
@@ -54,7 +59,7 @@ Status RemoteDevice::read(const DeviceBuffer& src, std::uint64_t offset, std::sp
 
 Status RemoteDevice::synchronize() { return stream_.synchronize(); }
 
-Status RemoteDevice::enqueue_launch(KernelOp op, std::span<const Arg> args) {
+Status RemoteDevice::enqueue_launch(BuiltinKernel op, std::span<const Arg> args) {
   std::array<guest::KernelArg, 10> wire_args;
   if (args.size() > wire_args.size()) {
     return Error(ErrorCode::kInvalidArgument,
@@ -72,7 +77,7 @@ Status RemoteDevice::enqueue_launch(KernelOp op, std::span<const Arg> args) {
       case Arg::Kind::kF32: wire_args[i] = guest::KernelArg::f32(arg.f); break;
     }
   }
-  return stream_.launch(kernels_[static_cast<std::size_t>(op)],
+  return stream_.launch(kernels_[index_of(op)],
                         std::span<const guest::KernelArg>(wire_args.data(), args.size()));
 }
 

@@ -42,11 +42,11 @@ class RemoteDevice final : public Device {
  protected:
   Result<std::uint32_t> allocate_slot(std::uint64_t bytes) override;
   void release_slot(std::uint32_t slot) override;
-  Status enqueue_launch(KernelOp op, std::span<const Arg> args) override;
+  Status enqueue_launch(BuiltinKernel op, std::span<const Arg> args) override;
 
  private:
   RemoteDevice(guest::Connection& connection, guest::Stream stream,
-               std::array<guest::Kernel, kKernelOpCount> kernels, std::string description)
+               std::array<guest::Kernel, kBuiltinKernelCount> kernels, std::string description)
       : connection_(connection),
         stream_(std::move(stream)),
         kernels_(std::move(kernels)),
@@ -54,7 +54,7 @@ class RemoteDevice final : public Device {
 
   guest::Connection& connection_;
   guest::Stream stream_;
-  std::array<guest::Kernel, kKernelOpCount> kernels_;
+  std::array<guest::Kernel, kBuiltinKernelCount> kernels_;
   std::string description_;
   std::vector<guest::Buffer> buffers_;  // by slot; a freed slot holds an empty Buffer
   std::vector<std::uint32_t> free_slots_;

@@ -31,7 +31,7 @@ TEST(NativeDevice, GemmMatchesAReferenceProduct) {
   ASSERT_TRUE(device->write(ta->buffer, 0, std::as_bytes(std::span(a))).ok());
   ASSERT_TRUE(device->write(tb->buffer, 0, std::as_bytes(std::span(b))).ok());
   ASSERT_TRUE(device
-                  ->launch(KernelOp::kGemm,
+                  ->launch(BuiltinKernel::kGemm,
                            {ta->arg(), tb->arg(), tc->arg(), Arg::i64(2), Arg::i64(2), Arg::i64(3),
                             Arg::i64(0), Arg::i64(0), Arg::f32(1.0f), Arg::f32(0.0f)})
                   .ok());
@@ -45,10 +45,10 @@ TEST(NativeDevice, LaunchPastTheEndOfABufferIsRefusedBeforeItRuns) {
   auto device = make_device();
   auto t = Tensor::create(*device, 1, 4);
   ASSERT_TRUE(t.ok());
-  Status s = device->launch(KernelOp::kFill, {t->arg(), Arg::i64(5), Arg::f32(1.0f)});
+  Status s = device->launch(BuiltinKernel::kFill, {t->arg(), Arg::i64(5), Arg::f32(1.0f)});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code(), ErrorCode::kOutOfRange);
-  Status kinds = device->launch(KernelOp::kFill, {t->arg(), Arg::f32(1.0f), Arg::f32(1.0f)});
+  Status kinds = device->launch(BuiltinKernel::kFill, {t->arg(), Arg::f32(1.0f), Arg::f32(1.0f)});
   EXPECT_FALSE(kinds.ok());
   EXPECT_TRUE(device->synchronize().ok());
 }
@@ -63,8 +63,8 @@ TEST(NativeDevice, AKernelFaultIsReportedAtSynchronizeNamingTheKernel) {
   const std::int32_t bad_label = 7;
   ASSERT_TRUE(device->write(labels->buffer, 0, std::as_bytes(std::span(&bad_label, 1))).ok());
   ASSERT_TRUE(device
-                  ->launch(KernelOp::kSoftmaxXent, {logits->arg(), labels->arg(), probs->arg(),
-                                                    loss->arg(), Arg::i64(1), Arg::i64(3)})
+                  ->launch(BuiltinKernel::kSoftmaxXent, {logits->arg(), labels->arg(), probs->arg(),
+                                                         loss->arg(), Arg::i64(1), Arg::i64(3)})
                   .ok());
   Status s = device->synchronize();
   ASSERT_FALSE(s.ok());
@@ -77,7 +77,7 @@ TEST(NativeDevice, ABufferOfAnotherDeviceIsRefused) {
   auto b = make_device();
   auto t = Tensor::create(*a, 1, 4);
   ASSERT_TRUE(t.ok());
-  EXPECT_FALSE(b->launch(KernelOp::kFill, {t->arg(), Arg::i64(4), Arg::f32(0.0f)}).ok());
+  EXPECT_FALSE(b->launch(BuiltinKernel::kFill, {t->arg(), Arg::i64(4), Arg::f32(0.0f)}).ok());
   std::vector<float> out(4);
   EXPECT_FALSE(b->read(t->buffer, 0, std::as_writable_bytes(std::span(out))).ok());
 }

@@ -162,7 +162,7 @@ TEST_F(RemoteNativeTest, ResumedRunMatchesAnUninterruptedRunByteForByte) {
 TEST_F(RemoteNativeTest, ABadLaunchOnTheRemoteDeviceIsReportedNotRun) {
   auto t = Tensor::create(*remote_, 1, 4);
   ASSERT_TRUE(t.ok());
-  ASSERT_TRUE(remote_->launch(KernelOp::kFill, {t->arg(), Arg::i64(5), Arg::f32(1.0f)}).ok());
+  ASSERT_TRUE(remote_->launch(BuiltinKernel::kFill, {t->arg(), Arg::i64(5), Arg::f32(1.0f)}).ok());
   Status s = remote_->synchronize();
   ASSERT_FALSE(s.ok());
   EXPECT_TRUE(remote_->synchronize().ok());
