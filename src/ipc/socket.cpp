@@ -41,16 +41,44 @@ Status set_int_option(int fd, int level, int name, int value, std::string_view w
   return ok_status();
 }
 
-Result<sockaddr_un> unix_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
+constexpr int kListenBacklog = 128;
+
+// A Unix or vsock address as bind() and connect() take it, and the text
+// that names it in errors (the path; "vsock CID:PORT"). TCP addresses come
+// from getaddrinfo() instead, one socket per candidate.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  std::string name;
+
+  int family() const { return storage.ss_family; }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+Result<SocketAddress> unix_address(const std::string& path) {
+  SocketAddress address;
+  auto* addr = reinterpret_cast<sockaddr_un*>(&address.storage);
+  addr->sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr->sun_path) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("unix socket path must be 1 to {} bytes: '{}'",
-                             sizeof addr.sun_path - 1, path));
+                             sizeof addr->sun_path - 1, path));
   }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
+  std::memcpy(addr->sun_path, path.c_str(), path.size() + 1);
+  address.length = sizeof(sockaddr_un);
+  address.name = path;
+  return address;
+}
+
+SocketAddress vsock_address(std::uint32_t cid, std::uint32_t port) {
+  SocketAddress address;
+  auto* addr = reinterpret_cast<sockaddr_vm*>(&address.storage);
+  addr->svm_family = AF_VSOCK;
+  addr->svm_cid = cid;
+  addr->svm_port = port;
+  address.length = sizeof(sockaddr_vm);
+  address.name = fmt::format("vsock {}:{}", cid, port);
+  return address;
 }
 
 int socket_family(int fd) {
@@ -60,12 +88,34 @@ int socket_family(int fd) {
   return ss.ss_family;
 }
 
-Status connect_with_retry(int fd, const sockaddr* addr, socklen_t len, std::string_view what) {
+// Every listener, of any family: the error names the call that failed.
+Status bind_and_listen(int fd, const sockaddr* addr, socklen_t len) {
+  if (::bind(fd, addr, len) != 0) return errno_error("bind", errno);
+  if (::listen(fd, kListenBacklog) != 0) return errno_error("listen", errno);
+  return ok_status();
+}
+
+// Every connect, of any family.
+Status connect_with_retry(int fd, const sockaddr* addr, socklen_t len) {
   while (::connect(fd, addr, len) != 0) {
     if (errno == EINTR) continue;
-    return errno_error(what, errno);
+    return errno_error("connect", errno);
   }
   return ok_status();
+}
+
+// A Unix or vsock socket listening at, or connected to, `address`; a failed
+// bind, listen or connect names the address.
+Result<Socket> listen_at(const SocketAddress& address) {
+  MALV_ASSIGN_OR_RETURN(Socket sock, new_socket(address.family()));
+  MALV_TRY_CONTEXT(bind_and_listen(sock.fd(), address.get(), address.length), address.name);
+  return sock;
+}
+
+Result<Socket> connect_to(const SocketAddress& address) {
+  MALV_ASSIGN_OR_RETURN(Socket sock, new_socket(address.family()));
+  MALV_TRY_CONTEXT(connect_with_retry(sock.fd(), address.get(), address.length), address.name);
+  return sock;
 }
 
 struct AddrInfoList {
@@ -110,26 +160,17 @@ void Socket::close() {
 // ------------------------------------------------------------------ Unix
 
 Result<Socket> Socket::listen_unix(const std::string& path) {
-  MALV_ASSIGN_OR_RETURN(sockaddr_un addr, unix_address(path));
+  MALV_ASSIGN_OR_RETURN(SocketAddress address, unix_address(path));
   // A previous server that died leaves its socket file behind; bind() would
   // fail with EADDRINUSE. Remove it, but only if it really is a socket.
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
-  MALV_ASSIGN_OR_RETURN(Socket sock, new_socket(AF_UNIX));
-  if (::bind(sock.fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return errno_error("bind", errno).with_context(path);
-  }
-  if (::listen(sock.fd_, 128) != 0) return errno_error("listen", errno).with_context(path);
-  return sock;
+  return listen_at(address);
 }
 
 Result<Socket> Socket::connect_unix(const std::string& path) {
-  MALV_ASSIGN_OR_RETURN(sockaddr_un addr, unix_address(path));
-  MALV_ASSIGN_OR_RETURN(Socket sock, new_socket(AF_UNIX));
-  MALV_TRY_CONTEXT(connect_with_retry(sock.fd_, reinterpret_cast<const sockaddr*>(&addr),
-                                      sizeof addr, "connect"),
-                   path);
-  return sock;
+  MALV_ASSIGN_OR_RETURN(SocketAddress address, unix_address(path));
+  return connect_to(address);
 }
 
 Result<std::pair<Socket, Socket>> Socket::unix_pair() {
@@ -153,12 +194,9 @@ Result<Socket> Socket::listen_tcp(const std::string& host, std::uint16_t port) {
       continue;
     }
     MALV_TRY(set_int_option(sock->fd_, SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)"));
-    if (::bind(sock->fd_, ai->ai_addr, ai->ai_addrlen) != 0) {
-      last = errno_error("bind", errno);
-      continue;
-    }
-    if (::listen(sock->fd_, 128) != 0) {
-      last = errno_error("listen", errno);
+    auto listening = bind_and_listen(sock->fd_, ai->ai_addr, ai->ai_addrlen);
+    if (!listening.ok()) {
+      last = std::move(listening).error();
       continue;
     }
     return std::move(sock).value();
@@ -176,7 +214,7 @@ Result<Socket> Socket::connect_tcp(const std::string& host, std::uint16_t port) 
       last = std::move(sock).error();
       continue;
     }
-    auto connected = connect_with_retry(sock->fd_, ai->ai_addr, ai->ai_addrlen, "connect");
+    auto connected = connect_with_retry(sock->fd_, ai->ai_addr, ai->ai_addrlen);
     if (!connected.ok()) {
       last = std::move(connected).error();
       continue;
@@ -203,28 +241,11 @@ Result<std::uint16_t> Socket::local_port() const {
 // ----------------------------------------------------------------- vsock
 
 Result<Socket> Socket::listen_vsock(std::uint32_t cid, std::uint32_t port) {
-  MALV_ASSIGN_OR_RETURN(Socket sock, new_socket(AF_VSOCK));
-  sockaddr_vm addr{};
-  addr.svm_family = AF_VSOCK;
-  addr.svm_cid = cid;
-  addr.svm_port = port;
-  if (::bind(sock.fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return errno_error("bind", errno).with_context(fmt::format("vsock {}:{}", cid, port));
-  }
-  if (::listen(sock.fd_, 128) != 0) return errno_error("listen", errno);
-  return sock;
+  return listen_at(vsock_address(cid, port));
 }
 
 Result<Socket> Socket::connect_vsock(std::uint32_t cid, std::uint32_t port) {
-  MALV_ASSIGN_OR_RETURN(Socket sock, new_socket(AF_VSOCK));
-  sockaddr_vm addr{};
-  addr.svm_family = AF_VSOCK;
-  addr.svm_cid = cid;
-  addr.svm_port = port;
-  MALV_TRY_CONTEXT(connect_with_retry(sock.fd_, reinterpret_cast<const sockaddr*>(&addr),
-                                      sizeof addr, "connect"),
-                   fmt::format("vsock {}:{}", cid, port));
-  return sock;
+  return connect_to(vsock_address(cid, port));
 }
 
 bool Socket::vsock_supported() {
