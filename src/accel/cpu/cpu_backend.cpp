@@ -6,31 +6,18 @@
 #include <cstring>
 #include <utility>
 
+#include "accel/backend_support.h"
 #include "accel/cpu/cpu_kernels.h"
+#include "accel/kernel_args.h"
 #include "base/clock.h"
 #include "base/thread_priority.h"
 
 namespace malv::accel::cpu {
 namespace {
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
-
 void* host(DevicePtr ptr) {
   return reinterpret_cast<void*>(static_cast<std::uintptr_t>(ptr.value));
 }
-
-template <typename... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
 // Everything but events, which need the scheduler (run_turn handles them).
 ErrorCode run_op(const Op& op) {
@@ -52,8 +39,9 @@ ErrorCode run_op(const Op& op) {
                           return ErrorCode::kOk;
                         },
                         [](const Launch& l) {
-                          if (l.argc > kMaxKernelArgs) return ErrorCode::kInvalidArgument;
-                          return run_cpu_kernel(l.kernel, {l.args.data(), l.argc});
+                          const std::optional<KernelArgs> args = launch_args(l);
+                          if (!args) return ErrorCode::kInvalidArgument;
+                          return run_cpu_kernel(l.kernel, *args);
                         },
                         [](const RecordEvent&) { return ErrorCode::kInternal; },
                         [](const WaitEvent&) { return ErrorCode::kInternal; },
@@ -165,14 +153,14 @@ EventState CpuBackend::query_event(EventId id) const {
   std::lock_guard lock(mu_);
   auto it = events_.find(id.value());
   if (it == events_.end()) return EventState{true, 0};
-  return EventState{it->second.completed == it->second.recorded, it->second.time_ns};
+  return it->second.state();
 }
 
 void CpuBackend::append_locked(Queue& queue, Op&& op, Completion done, Wakeups& wake) {
   std::uint64_t seq = 0;
   if (const auto* record = std::get_if<RecordEvent>(&op)) {
     auto event = events_.find(record->event.value());
-    if (event != events_.end()) seq = ++event->second.recorded;
+    if (event != events_.end()) seq = event->second.record();
   } else if (const auto* wait = std::get_if<WaitEvent>(&op)) {
     auto event = events_.find(wait->event.value());
     if (event != events_.end()) seq = event->second.recorded;
@@ -270,10 +258,7 @@ void CpuBackend::worker_main(bool high_only) {
         // futex call per op. Only one, so pollers never crowd out the host
         // thread on a small machine.
         lock.unlock();
-        const std::int64_t give_up = mono_now_ns() + kSpinNs;
-        while (ready_count_.load(std::memory_order_relaxed) == 0 && mono_now_ns() < give_up) {
-          cpu_relax();
-        }
+        spin_until([this] { return ready_count_.load(std::memory_order_relaxed) != 0; }, kSpinNs);
         spinner_active_.store(false, std::memory_order_release);
         lock.lock();
         if (ready_count_.load(std::memory_order_relaxed) != 0) continue;
@@ -352,11 +337,7 @@ ErrorCode CpuBackend::run_record(const RecordEvent& record, std::uint64_t seq) {
       return seq == 0 ? ErrorCode::kNotFound : ErrorCode::kOk;
     }
     Event& event = it->second;
-    ++event.completed;
-    if (seq > event.latest_done) {
-      event.latest_done = seq;
-      event.time_ns = now;
-    }
+    event.complete(seq, now);
     // Parked queues re-check their own target when they run again.
     for (Queue* waiter : event.waiters) make_ready(waiter, wake);
     event.waiters.clear();

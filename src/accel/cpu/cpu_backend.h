@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "accel/backend.h"
+#include "accel/backend_support.h"
 #include "accel/cpu/cpu_device_memory.h"
 
 namespace malv::accel::cpu {
@@ -96,12 +97,8 @@ class CpuBackend final : public Backend {
     std::size_t next = 0;           // next op in `running`; same owner
   };
 
-  struct Event {
-    std::uint64_t recorded = 0;     // records enqueued
-    std::uint64_t completed = 0;    // records that have run
-    std::uint64_t latest_done = 0;  // highest sequence number that has run
-    std::int64_t time_ns = 0;       // when that record ran
-    std::vector<Queue*> waiters;    // queues parked on this event
+  struct Event : EventRecords {
+    std::vector<Queue*> waiters;  // queues parked on this event
   };
 
   // Counts of sleeping workers to wake once mu_ is released.

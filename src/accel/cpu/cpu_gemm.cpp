@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "accel/cpu/cpu_kernels.h"
+#include "accel/kernel_args.h"
 
 namespace malv::accel::cpu {
 
@@ -15,18 +16,10 @@ float* as_floats(const KernelArgValue& arg) {
 }  // namespace
 
 void run_cpu_gemm(std::span<const KernelArgValue> args) {
-  // The registry bounded m, n, k to int32 and the flags to 0/1.
-  const int m = static_cast<int>(args[3].i64);
-  const int n = static_cast<int>(args[4].i64);
-  const int k = static_cast<int>(args[5].i64);
-  const bool trans_a = args[6].i64 != 0;
-  const bool trans_b = args[7].i64 != 0;
-  // Row-major: op(A) is m x k, stored k x m when transposed; likewise B.
-  const int lda = trans_a ? m : k;
-  const int ldb = trans_b ? k : n;
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, m, n, k, args[8].f32, as_floats(args[0]), lda,
-              as_floats(args[1]), ldb, args[9].f32, as_floats(args[2]), n);
+  const GemmArgs g = gemm_args(args);
+  cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans,
+              g.trans_b ? CblasTrans : CblasNoTrans, g.m, g.n, g.k, g.alpha, as_floats(args[0]),
+              g.lda, as_floats(args[1]), g.ldb, g.beta, as_floats(args[2]), g.n);
 }
 
 // The backend already runs different queues in parallel on its workers, one

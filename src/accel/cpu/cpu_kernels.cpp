@@ -9,12 +9,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "accel/kernel_args.h"
 #include "accel/kernel_ids.h"
 
 namespace malv::accel::cpu {
 namespace {
 
-using Args = std::span<const KernelArgValue>;
+using Args = KernelArgs;
 
 float* f32_ptr(const KernelArgValue& arg) {
   return reinterpret_cast<float*>(static_cast<std::uintptr_t>(arg.ptr.value));
@@ -169,15 +170,13 @@ void adam_step(Args a) {
   const float beta1 = a[6].f32;
   const float beta2 = a[7].f32;
   const float eps = a[8].f32;
-  const double step = static_cast<double>(a[9].i64);
-  const float correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), step));
-  const float correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step));
+  const AdamCorrections corrections = adam_corrections(a);
   for (std::size_t i = 0; i < n; ++i) {
     const float g = grad[i];
     m[i] = beta1 * m[i] + (1.0f - beta1) * g;
     v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
-    const float m_hat = m[i] / correction1;
-    const float v_hat = v[i] / correction2;
+    const float m_hat = m[i] / corrections.first;
+    const float v_hat = v[i] / corrections.second;
     param[i] -= lr * m_hat / (std::sqrt(v_hat) + eps);
   }
 }

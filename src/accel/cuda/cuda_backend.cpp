@@ -6,27 +6,13 @@
 #include <limits>
 #include <utility>
 
+#include "accel/backend_support.h"
 #include "accel/cuda/cuda_errors.h"
 #include "base/clock.h"
 #include "base/log.h"
 
 namespace malv::accel::cuda {
 namespace {
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
-
-template <typename... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <typename... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
 OpStatus stale_memory(std::string_view op) {
   return OpStatus::failed(
@@ -357,7 +343,7 @@ EventState CudaBackend::query_event(EventId id) const {
   std::lock_guard lock(events_mu_);
   auto it = events_.find(id.value());
   if (it == events_.end()) return EventState{true, 0};
-  return EventState{it->second.completed == it->second.recorded, it->second.time_ns};
+  return it->second.state();
 }
 
 OpStatus CudaBackend::submit_record(Queue& queue, const RecordEvent& record, PendingOp& pending) {
@@ -382,7 +368,7 @@ OpStatus CudaBackend::submit_record(Queue& queue, const RecordEvent& record, Pen
   const CUresult r = cuEventRecord(event.handle, queue.stream);
   if (r != CUDA_SUCCESS) return OpStatus::driver(r, "cuEventRecord");
   pending.event = record.event.value();
-  pending.event_seq = ++event.recorded;
+  pending.event_seq = event.record();
   return {};
 }
 
@@ -636,17 +622,16 @@ ErrorCode CudaBackend::wait_for(const Queue& queue, const PendingOp& op) {
   // Ops of a context that was reset since are gone with it.
   if (op.generation != generation_.load() || failed_) return ErrorCode::kDeviceReset;
   if (!context_->bind().ok()) return ErrorCode::kInternal;
-  CUresult r = cuEventQuery(op.fired);
-  if (r == CUDA_ERROR_NOT_READY) {
-    // Most ops finish within microseconds of the previous one: poll briefly
-    // before paying for a sleep and a wake-up.
-    const std::int64_t give_up = mono_now_ns() + kSpinNs;
-    while (r == CUDA_ERROR_NOT_READY && mono_now_ns() < give_up) {
-      cpu_relax();
-      r = cuEventQuery(op.fired);
-    }
-    if (r == CUDA_ERROR_NOT_READY) r = cuEventSynchronize(op.fired);
-  }
+  // Most ops finish within microseconds of the previous one: poll briefly
+  // before paying for a sleep and a wake-up.
+  CUresult r = CUDA_ERROR_NOT_READY;
+  spin_until(
+      [&] {
+        r = cuEventQuery(op.fired);
+        return r != CUDA_ERROR_NOT_READY;
+      },
+      kSpinNs);
+  if (r == CUDA_ERROR_NOT_READY) r = cuEventSynchronize(op.fired);
   if (r == CUDA_SUCCESS) {
     if (!op.has_slot) return ErrorCode::kOk;
 #if !defined(__SANITIZE_THREAD__)
@@ -672,12 +657,7 @@ void CudaBackend::finish_record(const PendingOp& op) {
   std::lock_guard lock(events_mu_);
   auto it = events_.find(op.event);
   if (it == events_.end()) return;  // destroyed since: nobody can ask
-  Event& event = it->second;
-  ++event.completed;
-  if (op.event_seq > event.latest_done) {
-    event.latest_done = op.event_seq;
-    event.time_ns = now;
-  }
+  it->second.complete(op.event_seq, now);
 }
 
 void CudaBackend::recycle(Queue& queue, const PendingOp& op) {

@@ -60,6 +60,7 @@
 #include <vector>
 
 #include "accel/backend.h"
+#include "accel/backend_support.h"
 #include "accel/cuda/cuda_allocations.h"
 #include "accel/cuda/cuda_context.h"
 #include "accel/cuda/cuda_launch.h"
@@ -132,13 +133,11 @@ class CudaBackend final : public Backend {
     std::thread completer;
   };
 
-  struct Event {
+  // Records run when the completion thread reports them; time_ns is when
+  // it saw the latest one done.
+  struct Event : EventRecords {
     CUevent handle = nullptr;
-    std::uint32_t generation = 0;   // of `handle`
-    std::uint64_t recorded = 0;     // records enqueued
-    std::uint64_t completed = 0;    // records reported
-    std::uint64_t latest_done = 0;  // highest record number reported
-    std::int64_t time_ns = 0;       // when the completion thread saw it
+    std::uint32_t generation = 0;  // of `handle`
   };
 
   CudaBackend(std::unique_ptr<CudaContext> context, std::uint64_t capacity);

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 
 #include "accel/cuda/cuda_allocations.h"
 #include "accel/cuda/cuda_errors.h"
+#include "accel/kernel_args.h"
 #include "accel/kernel_ids.h"
 
 namespace malv::accel::cuda {
@@ -17,7 +17,7 @@ constexpr unsigned kThreads = 256;      // per block, every kernel
 constexpr unsigned kLossThreads = 256;  // cuda_kernels.cu: one block of exactly this many
 constexpr unsigned kWarp = 32;
 
-using Args = std::span<const KernelArgValue>;
+using Args = KernelArgs;
 
 unsigned blocks_for(std::uint64_t items, unsigned per_block, unsigned max_blocks) {
   const std::uint64_t blocks = (items + per_block - 1) / per_block;
@@ -156,7 +156,7 @@ OpStatus softmax_xent_backward(const LaunchTarget& t, Args a, const StatusSlot& 
 }
 
 // adam_step(param, grad, m, v, n, lr, beta1, beta2, eps, step): the bias
-// corrections are computed here exactly as cpu_kernels.cpp computes them.
+// corrections are computed here, as the CPU computes them (kernel_args.h).
 OpStatus adam_step(const LaunchTarget& t, Args a) {
   KernelCall call(t, t.kernels->adam_step, "adam_step");
   std::array<CUdeviceptr, 4> buffers{};
@@ -166,9 +166,9 @@ OpStatus adam_step(const LaunchTarget& t, Args a) {
   float beta1 = a[6].f32;
   float beta2 = a[7].f32;
   float eps = a[8].f32;
-  const double step = static_cast<double>(a[9].i64);
-  float correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), step));
-  float correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step));
+  const AdamCorrections corrections = adam_corrections(a);
+  float correction1 = corrections.first;
+  float correction2 = corrections.second;
   std::array<void*, 11> params{&buffers[0], &buffers[1], &buffers[2],  &buffers[3], &n, &lr, &beta1,
                                &beta2,      &eps,        &correction1, &correction2};
   return call.run(blocks_for(static_cast<std::uint64_t>(n), kThreads, t.max_blocks), kThreads,
@@ -204,20 +204,11 @@ OpStatus gemm(const LaunchTarget& t, Args a) {
     }
     *t.blas = handle;
   }
-  // The registry bounded m, n, k to int32 and the flags to 0/1.
-  const int m = static_cast<int>(a[3].i64);
-  const int n = static_cast<int>(a[4].i64);
-  const int k = static_cast<int>(a[5].i64);
-  const bool trans_a = a[6].i64 != 0;
-  const bool trans_b = a[7].i64 != 0;
-  const int lda = trans_a ? m : k;
-  const int ldb = trans_b ? k : n;
-  const float alpha = a[8].f32;
-  const float beta = a[9].f32;
-  const cublasStatus_t s =
-      cublasSgemm(*t.blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                  n, m, k, &alpha, reinterpret_cast<const float*>(pb), ldb,
-                  reinterpret_cast<const float*>(pa), lda, &beta, reinterpret_cast<float*>(pc), n);
+  const GemmArgs g = gemm_args(a);
+  const cublasStatus_t s = cublasSgemm(
+      *t.blas, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.n,
+      g.m, g.k, &g.alpha, reinterpret_cast<const float*>(pb), g.ldb,
+      reinterpret_cast<const float*>(pa), g.lda, &g.beta, reinterpret_cast<float*>(pc), g.n);
   if (s == CUBLAS_STATUS_SUCCESS) return {};
   // cuBLAS hides the driver's reason; a poisoned context shows on the stream.
   const CUresult stream_state = cuStreamQuery(t.stream);
@@ -249,10 +240,9 @@ bool needs_status_slot(KernelId kernel) {
 }
 
 OpStatus launch_builtin(const LaunchTarget& t, const Launch& launch, const StatusSlot* slot) {
-  if (launch.argc > kMaxKernelArgs) {
-    return OpStatus::failed(ErrorCode::kInvalidArgument, "launch with too many arguments");
-  }
-  const Args a{launch.args.data(), launch.argc};
+  const std::optional<KernelArgs> args = launch_args(launch);
+  if (!args) return OpStatus::failed(ErrorCode::kInvalidArgument, "launch with too many arguments");
+  const Args a = *args;
   const KernelFunctions& k = *t.kernels;
   // Kernels with data checks need a slot; the caller provides one for them.
   if (needs_status_slot(launch.kernel) && slot == nullptr) {
