@@ -6,6 +6,35 @@
 # compiles only in components that link malv_vgpu. This is how the dependency
 # direction of ARCHITECTURE.md is enforced: a lower folder cannot see the
 # headers of a higher one, because it does not link it.
+#
+# The public headers in include/malv/ are reached the same way: every
+# component sees the ones listed in MALV_SHARED_PUBLIC_HEADERS (the MLaaS
+# ABI, the protocol, the built-in kernels' names, Result/Error) through
+# build/include-shims/public/malv/; the rest of include/malv/ is libmalv's
+# client API, which only components that link malv_guest see
+# (build/include-shims/client/malv/, added by src/guest). Installed, they all
+# sit together in <prefix>/include/malv/.
+set(MALV_SHARED_PUBLIC_HEADERS mlaas.h protocol.h kernels.h result.h error.h)
+
+function(malv_public_header_shims)
+  file(GLOB public_headers CONFIGURE_DEPENDS RELATIVE "${PROJECT_SOURCE_DIR}/include/malv"
+       "${PROJECT_SOURCE_DIR}/include/malv/*.h")
+  foreach(kind public client)
+    file(REMOVE_RECURSE "${CMAKE_BINARY_DIR}/include-shims/${kind}")
+    file(MAKE_DIRECTORY "${CMAKE_BINARY_DIR}/include-shims/${kind}/malv")
+  endforeach()
+  foreach(header IN LISTS public_headers)
+    if(header IN_LIST MALV_SHARED_PUBLIC_HEADERS)
+      set(kind public)
+    else()
+      set(kind client)
+    endif()
+    file(CREATE_LINK "${PROJECT_SOURCE_DIR}/include/malv/${header}"
+         "${CMAKE_BINARY_DIR}/include-shims/${kind}/malv/${header}" SYMBOLIC)
+  endforeach()
+endfunction()
+malv_public_header_shims()
+
 function(malv_component name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
   set(shim "${CMAKE_BINARY_DIR}/include-shims/${name}")
@@ -14,7 +43,7 @@ function(malv_component name)
     file(CREATE_LINK "${CMAKE_CURRENT_SOURCE_DIR}" "${shim}/${name}" SYMBOLIC)
   endif()
   add_library(malv_${name} STATIC ${ARG_SOURCES})
-  target_include_directories(malv_${name} PUBLIC "${shim}" "${PROJECT_SOURCE_DIR}/include")
+  target_include_directories(malv_${name} PUBLIC "${shim}" "${CMAKE_BINARY_DIR}/include-shims/public")
   target_link_libraries(malv_${name} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
 endfunction()
 

@@ -4,9 +4,6 @@
 
 namespace malv::cli {
 
-void register_bench_cuda(CLI::App& bench, int& exit_code);   // bench_cuda.cpp
-void register_bench_alloc(CLI::App& bench, int& exit_code);  // bench_alloc.cpp
-
 void register_unavailable(CLI::App& app, int& exit_code, const char* name,
                           const char* description) {
   CLI::App* sub = app.add_subcommand(name, description);

@@ -2,8 +2,8 @@
 // host, the VMs' selections, and what each VM may select itself.
 #include <fmt/format.h>
 
-#include "cli/admin_client.h"
 #include "cli/commands.h"
+#include "harness/admin_client.h"
 
 namespace malv::cli {
 namespace {
@@ -22,7 +22,7 @@ struct PolicyFlags {
 };
 
 int run(const std::string& action, const PolicyFlags& f) {
-  AdminClient admin(f.admin.empty() ? default_admin_socket() : f.admin);
+  harness::AdminClient admin(f.admin.empty() ? harness::default_admin_socket() : f.admin);
   Result<nlohmann::json> reply = Error(ErrorCode::kInternal, "unreachable");
   if (action == "list") {
     reply = admin.call("GET", "/policies");

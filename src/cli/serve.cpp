@@ -2,72 +2,32 @@
 // starts the HostDaemon, prints one "ready" line on stdout when guests can
 // connect, and shuts down cleanly on SIGINT or SIGTERM.
 #include <fmt/format.h>
-#include <signal.h>
 
-#include "base/log.h"
 #include "cli/commands.h"
-#include "cli/host_daemon.h"
 #include "cli/option_checks.h"
-#include "ipc/channel_layout.h"
+#include "host/host_config.h"
+#include "host/serve_until_signal.h"
 
 namespace malv::cli {
 namespace {
 
-// Bounds of the host's numbers, whether from flags or the config file.
-constexpr std::uint64_t kMaxMemoryMib = 1ull << 24;  // 16 TiB; MiB << 20 stays in 64 bits
-constexpr std::uint64_t kMaxWorkers = 4096;
-constexpr std::uint64_t kMaxArenaMib = ipc::kMaxArenaBytes >> 20;
-
-// The merged configuration (file, then flags) before anything starts: a bad
-// value is a usage error, reported with its name and the accepted range.
-Status check_host_config(const HostConfig& config) {
-  if (!config.tcp.empty()) {
-    Result<HostPort> tcp = parse_host_port(config.tcp, /*allow_port_zero=*/true);
-    if (!tcp.ok()) {
-      return Error(ErrorCode::kInvalidArgument, "tcp (--tcp): " + tcp.error().message());
-    }
-  }
-  if (config.memory_mib > kMaxMemoryMib) {
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("memory_mib (--memory-mib) {} is out of range: 0 to {}",
-                             config.memory_mib, kMaxMemoryMib));
-  }
-  if (config.workers > kMaxWorkers) {
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("workers (--workers) {} is out of range: 0 to {}", config.workers,
-                             kMaxWorkers));
-  }
-  if (config.arena_mib < 1 || config.arena_mib > kMaxArenaMib) {
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("arena_mib (--arena-mib) {} is out of range: 1 to {}",
-                             config.arena_mib, kMaxArenaMib));
-  }
-  return ok_status();
-}
-
 struct ServeFlags {
   std::string config_path;
-  HostConfig overrides;
+  host::HostConfig overrides;
   bool open = false;
 };
 
 int serve(const ServeFlags& flags, const CLI::App& sub) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // every thread; sigwait below
-
-  HostConfig config;
+  host::HostConfig config;
   if (!flags.config_path.empty()) {
-    Result<HostConfig> loaded = load_host_config(flags.config_path);
+    Result<host::HostConfig> loaded = host::load_host_config(flags.config_path);
     if (!loaded.ok()) {
       fmt::print(stderr, "malv serve: {}\n", loaded.error().to_string());
       return 2;
     }
     config = std::move(loaded).value();
   }
-  const HostConfig& o = flags.overrides;
+  const host::HostConfig& o = flags.overrides;
   if (sub.count("--socket")) config.socket = o.socket;
   if (sub.count("--admin-socket")) config.admin_socket = o.admin_socket;
   if (sub.count("--tcp")) config.tcp = o.tcp;
@@ -85,33 +45,24 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--max-pending-per-peer")) config.max_pending_per_peer = o.max_pending_per_peer;
   if (sub.count("--max-pending")) config.max_pending = o.max_pending;
 
-  if (Status checked = check_host_config(config); !checked.ok()) {
+  if (Status checked = host::check_host_config(config); !checked.ok()) {
     fmt::print(stderr, "malv serve: {}\n", checked.error().message());
     return 2;
   }
-  DaemonOptions options;
-  options.config = config;
+  host::DaemonOptions options;
+  options.config = std::move(config);
   options.open_admission = flags.open;
-  if (config.vms.empty() && !flags.open) {
-    log::warn("serve",
-              "no VMs configured: every guest will be refused (add [[vm]] entries, "
-              "`malv vm create`, or --open for development)");
-  }
-  auto daemon = HostDaemon::start(std::move(options));
-  if (!daemon.ok()) {
-    fmt::print(stderr, "malv serve: {}\n", daemon.error().to_string());
+  Status served = host::serve_until_signal(std::move(options), [](host::HostDaemon& d) {
+    const accel::DeviceInfo info = d.backend().info();
+    fmt::print("ready socket={} admin={} tcp_port={} backend={} device=\"{}\"\n",
+               d.server().unix_path(), d.admin_path(), d.server().tcp_port(), info.backend,
+               info.name);
+    std::fflush(stdout);
+  });
+  if (!served.ok()) {
+    fmt::print(stderr, "malv serve: {}\n", served.error().to_string());
     return 1;
   }
-  HostDaemon& d = *daemon.value();
-  const accel::DeviceInfo info = d.backend().info();
-  fmt::print("ready socket={} admin={} tcp_port={} backend={} device=\"{}\"\n",
-             d.server().unix_path(), d.admin_path(), d.server().tcp_port(), info.backend,
-             info.name);
-  std::fflush(stdout);
-  int signal = 0;
-  sigwait(&signals, &signal);
-  log::info("serve", "signal {} received, shutting down", signal);
-  daemon.value().reset();
   return 0;
 }
 
@@ -121,7 +72,7 @@ void register_serve(CLI::App& app, int& exit_code) {
   auto flags = std::make_shared<ServeFlags>();
   CLI::App* sub = app.add_subcommand(
       "serve", "Run the host daemon: Micro-LAKE core, vGPU service, MLaaS, admin API");
-  HostConfig& o = flags->overrides;
+  host::HostConfig& o = flags->overrides;
   sub->add_option("--config", flags->config_path,
                   "TOML configuration file (see docs/operations.md)")
       ->check(CLI::ExistingFile);
@@ -138,12 +89,12 @@ void register_serve(CLI::App& app, int& exit_code) {
          "--memory-mib", o.memory_mib,
          "Device memory the host hands out, in MiB: the CPU backend's size, a cap on a GPU "
          "(default: a quarter of RAM on the CPU, the GPU's memory on CUDA)")
-      ->check(whole_number_in(0, kMaxMemoryMib));
+      ->check(whole_number_in(0, host::kMaxMemoryMib));
   sub->add_option("--workers", o.workers, "CPU backend worker threads (default: cores)")
-      ->check(whole_number_in(0, kMaxWorkers));
+      ->check(whole_number_in(0, host::kMaxWorkers));
   sub->add_option("--arena-mib", o.arena_mib, "Data arena per session, MiB")
       ->capture_default_str()
-      ->check(whole_number_in(1, kMaxArenaMib));
+      ->check(whole_number_in(1, host::kMaxArenaMib));
   sub->add_option("--policy-dir", o.policy_dir, "Directory of MLaaS modules to load at start");
   sub->add_option("--checkpoint-dir", o.checkpoint_dir,
                   "Where guests' checkpoints are kept, a directory per VM (default: "

@@ -6,9 +6,9 @@
 #include <chrono>
 #include <thread>
 
-#include "cli/admin_client.h"
 #include "cli/commands.h"
 #include "cli/option_checks.h"
+#include "harness/admin_client.h"
 
 namespace malv::cli {
 namespace {
@@ -20,7 +20,7 @@ struct StatsFlags {
   bool json = false;
 };
 
-Status draw(const AdminClient& admin, bool json) {
+Status draw(const harness::AdminClient& admin, bool json) {
   MALV_ASSIGN_OR_RETURN(nlohmann::json health, admin.call("GET", "/health"));
   MALV_ASSIGN_OR_RETURN(nlohmann::json vms, admin.call("GET", "/vms"));
   if (json) {
@@ -55,7 +55,7 @@ Status draw(const AdminClient& admin, bool json) {
 }
 
 int run(const StatsFlags& f) {
-  AdminClient admin(f.admin.empty() ? default_admin_socket() : f.admin);
+  harness::AdminClient admin(f.admin.empty() ? harness::default_admin_socket() : f.admin);
   do {
     if (f.watch) fmt::print("\x1b[H\x1b[2J");  // home + clear: redraw in place
     Status s = draw(admin, f.json);

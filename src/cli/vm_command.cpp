@@ -1,9 +1,9 @@
 // `malv vm list|show|create|update|delete`: VMs of a running host.
 #include <fmt/format.h>
 
-#include "cli/admin_client.h"
 #include "cli/commands.h"
 #include "cli/option_checks.h"
+#include "harness/admin_client.h"
 
 namespace malv::cli {
 namespace {
@@ -63,7 +63,7 @@ void print_vm_table(const nlohmann::json& vms) {
 }
 
 int run(const std::string& action, const VmFlags& f) {
-  AdminClient admin(f.admin.empty() ? default_admin_socket() : f.admin);
+  harness::AdminClient admin(f.admin.empty() ? harness::default_admin_socket() : f.admin);
   Result<nlohmann::json> reply = Error(ErrorCode::kInternal, "unreachable");
   if (action == "list") {
     reply = admin.call("GET", "/vms");

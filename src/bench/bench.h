@@ -1,0 +1,155 @@
+// The `malv bench` benchmarks as a library: each measures ours and the named
+// baseline in one run and prints a table or, with `json`, one JSON object
+// whose keys docs/benchmarks.md quotes. `cli` parses the flags into these
+// options and calls the run function; nothing here reads argv.
+//
+//   bench::IpcOptions options;
+//   options.json = true;
+//   MALV_TRY(bench::run_ipc(options));  // prints {"unix_roundtrip_us": ...}
+//
+// The hidden guests of the sharing and soak benchmarks (`malv bench
+// sharing-guest`, `soak-guest`) are this same binary started again; their
+// entry points are here too.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "malv/result.h"
+#include "nn/dataset.h"
+
+namespace malv::bench {
+
+// `malv bench ipc`: round trips, launch rate and transfers over the
+// channel, against plain sockets and memcpy.
+struct IpcOptions {
+  bool json = false;
+  int roundtrips = 20000;
+  int launches = 1'000'000;
+  int transfer_mib = 64;
+  int repeats = 5;
+  std::string backend = "cpu";
+};
+
+[[nodiscard]] Status run_ipc(const IpcOptions& options);
+
+// `malv bench mlaas`: a policy decision's cost, the inline vs accelerator
+// inference crossover, hot swap, learned-sjf vs fifo.
+struct MlaasOptions {
+  bool json = false;
+  bool quick = false;  // tiny sizes: checks that every phase runs, not timings
+  int decide_batches = 2000;
+  int decide_runs = 5;
+  double infer_min_ms = 15;
+  int swaps = 5;
+  int warmup_bursts = 200;  // learned-sjf needs ~150 to converge here
+  int bursts = 40;
+  std::string backend = "cpu";
+};
+
+[[nodiscard]] Status run_mlaas(const MlaasOptions& options);
+
+// `malv bench overhead`: training through the vGPU against the same
+// training on an in-process backend.
+struct OverheadOptions {
+  bool json = false;
+  std::uint64_t steps = 300;
+  unsigned repeats = 8;
+  std::string backend = "cpu";
+  std::string data_dir = nn::kFashionMnistDir;
+};
+
+[[nodiscard]] Status run_overhead(const OverheadOptions& options);
+
+// `malv bench cuda`: the GPU path against the same work on the GPU directly.
+struct CudaOptions {
+  bool json = false;
+  int gemm_dim = 4096;
+  int gemm_iterations = 20;
+  int transfer_mib = 64;
+  int repeats = 5;
+};
+
+[[nodiscard]] Status run_cuda(const CudaOptions& options);
+
+// `malv bench alloc`: allocation with clearing (tenant isolation) against
+// allocation without.
+struct AllocOptions {
+  bool json = false;
+  int cycles = 20000;
+  int touch_cycles = 2000;
+  int live = 32;
+  int repeats = 5;
+  std::uint64_t min_bytes = 4096;
+  std::uint64_t max_bytes = 16ull << 20;
+  std::uint32_t seed = 15;
+};
+
+[[nodiscard]] Status run_alloc(const AllocOptions& options);
+
+// `malv bench sharing`: several VMs on one accelerator, shares and latency
+// under each gpu_sched policy, and the cost of a policy switch.
+struct SharingOptions {
+  bool json = false;
+  // 10 s at 200 requests/s: the p99 of a latency phase is then the 20th
+  // worst of 2,000 requests rather than the 8th of 800, which one burst of
+  // unrelated host activity can set on its own.
+  double phase_seconds = 10.0;
+  double infer_rate = 200.0;
+  int workers = 2;
+  int switches = 20;
+  std::string backend = "cpu";
+};
+
+[[nodiscard]] Status run_sharing(const SharingOptions& options);
+
+// `malv bench soak`: guests come and go (some killed) for a while; nothing
+// may leak or go wrong.
+struct SoakOptions {
+  bool json = false;
+  double seconds = 60;
+  int guests = 64;
+  int concurrency = 12;
+  double kill_fraction = 0.2;
+  std::uint64_t seed = 1;
+  int vms = 4;
+  int rounds = 3;
+  int sample_ms = 500;
+  double warmup_seconds = -1;  // < 0: min(10, seconds / 4)
+  double progress_seconds = 5;
+  double max_rss_growth_mb = 16;
+  int workers = 2;
+};
+
+[[nodiscard]] Status run_soak(const SoakOptions& options);
+
+// One guest of `malv bench sharing` (bench/sharing_guest.h says how the
+// benchmark drives it).
+struct SharingGuestSpec {
+  std::string socket;
+  std::string vm;
+  std::string token;
+  std::string mode = "gemm";  // gemm | infer | tiny
+  double seconds = 4.0;
+  double rate = 200.0;  // infer: requests per second
+};
+
+[[nodiscard]] Status run_sharing_guest(const SharingGuestSpec& spec);
+
+// One guest of `malv bench soak` (bench/soak_guest.h says what it does).
+struct SoakGuestSpec {
+  std::string socket;
+  std::string vm;
+  std::string token;
+  std::uint64_t seed = 1;
+  std::uint64_t index = 0;  // the guest's number in the run; names its checkpoint
+  int rounds = 3;
+};
+
+// run_soak_guest's error code when a check found wrong data (kDataLoss);
+// `malv bench soak-guest` exits with this status then.
+inline constexpr int kSoakGuestWrongResult = 3;
+
+[[nodiscard]] Status run_soak_guest(const SoakGuestSpec& spec);
+
+}  // namespace malv::bench

@@ -1,0 +1,131 @@
+// `malv bench ...`: the flags of the benchmarks of one process (ipc, mlaas,
+// overhead, cuda, alloc); bench/bench.h runs them.
+#include "cli/bench_commands.h"
+
+#include <CLI/CLI.hpp>
+#include <memory>
+
+#include "bench/bench.h"
+#include "cli/commands.h"
+
+namespace malv::cli {
+
+void register_bench_ipc(CLI::App& bench, int& exit_code) {
+  auto flags = std::make_shared<bench::IpcOptions>();
+  CLI::App* sub = bench.add_subcommand(
+      "ipc", "Remoting latency, launch rate and transfer bandwidth vs their baselines");
+  sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
+  sub->add_option("--roundtrips", flags->roundtrips, "Blocking round trips per transport")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000'000));
+  sub->add_option("--launches", flags->launches, "Async no-op launches per run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000'000));
+  sub->add_option("--backend", flags->backend, "The host's accelerator backend: cpu, cuda or auto")
+      ->capture_default_str();
+  sub->add_option("--transfer-mib", flags->transfer_mib, "Transfer size in MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  on_bench_run(
+      *sub, [flags] { return bench::run_ipc(*flags); }, exit_code);
+}
+
+void register_bench_mlaas(CLI::App& bench, int& exit_code) {
+  auto flags = std::make_shared<bench::MlaasOptions>();
+  CLI::App* sub = bench.add_subcommand(
+      "mlaas", "Policy decision cost, inference crossover, hot swap, learned-sjf vs fifo");
+  sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
+  sub->add_flag("--quick", flags->quick, "Tiny sizes: checks that every phase runs (no timings)");
+  sub->add_option("--bursts", flags->bursts, "Measured bursts per policy (mixed workload)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  sub->add_option("--warmup-bursts", flags->warmup_bursts,
+                  "Unmeasured bursts per policy first (learned-sjf learns from them)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1'000'000));
+  sub->add_option("--swaps", flags->swaps, "Hot swaps (median reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10'000));
+  sub->add_option("--backend", flags->backend,
+                  "Accelerator of the in-process host (inference path): cpu, cuda or auto")
+      ->capture_default_str();
+  on_bench_run(
+      *sub, [flags] { return bench::run_mlaas(*flags); }, exit_code);
+}
+
+void register_bench_overhead(CLI::App& bench, int& exit_code) {
+  auto flags = std::make_shared<bench::OverheadOptions>();
+  CLI::App* sub = bench.add_subcommand(
+      "overhead",
+      "Training time in a VM vs native (vm_over_native), and the host data pipeline vs the "
+      "guest loading its own data, in one run");
+  sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
+  sub->add_option("--steps", flags->steps, "Training steps per measured run")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 100000));
+  sub->add_option("--repeats", flags->repeats, "Runs of each variant; the median is reported")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 50));
+  sub->add_option("--backend", flags->backend, "Accelerator backend: cpu, cuda or auto")
+      ->capture_default_str();
+  sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
+      ->capture_default_str();
+  on_bench_run(
+      *sub, [flags] { return bench::run_overhead(*flags); }, exit_code);
+}
+
+void register_bench_cuda(CLI::App& bench, int& exit_code) {
+  auto flags = std::make_shared<bench::CudaOptions>();
+  CLI::App* sub = bench.add_subcommand(
+      "cuda",
+      "CUDA through a VM vs CUDA directly: sgemm, copies, inference crossover (needs a GPU)");
+  sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
+  sub->add_option("--gemm-dim", flags->gemm_dim, "m = n = k of the sgemm")
+      ->capture_default_str()
+      ->check(CLI::Range(64, 16384));
+  sub->add_option("--gemm-iterations", flags->gemm_iterations, "Timed sgemms per path")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  sub->add_option("--transfer-mib", flags->transfer_mib, "Copy size in MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  on_bench_run(
+      *sub, [flags] { return bench::run_cuda(*flags); }, exit_code);
+}
+
+void register_bench_alloc(CLI::App& bench, int& exit_code) {
+  auto flags = std::make_shared<bench::AllocOptions>();
+  CLI::App* sub = bench.add_subcommand(
+      "alloc",
+      "Device memory allocation throughput on the CPU backend with freed memory cleared "
+      "(as always in service) vs not cleared (a mode only this benchmark uses), in one run: "
+      "allocate+free cycles, and allocate+write+free cycles so that clearing lazily cannot "
+      "hide its cost");
+  sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
+  sub->add_option("--cycles", flags->cycles, "Allocate+free cycles per round")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 10'000'000));
+  sub->add_option("--touch-cycles", flags->touch_cycles,
+                  "Allocate+write+free cycles per round (each writes the whole buffer)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 1'000'000));
+  sub->add_option("--live", flags->live, "Buffers kept allocated; each cycle replaces one")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  sub->add_option("--repeats", flags->repeats,
+                  "Rounds, alternating cleared and not cleared; medians are reported")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 50));
+  sub->add_option("--min-bytes", flags->min_bytes, "Smallest buffer (sizes are log-uniform)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 32));
+  sub->add_option("--max-bytes", flags->max_bytes, "Largest buffer")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 32));
+  sub->add_option("--seed", flags->seed, "Seed of the size sequence (the same for both)")
+      ->capture_default_str();
+  on_bench_run(
+      *sub, [flags] { return bench::run_alloc(*flags); }, exit_code);
+}
+
+}  // namespace malv::cli

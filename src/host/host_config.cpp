@@ -1,0 +1,170 @@
+#include "host/host_config.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "base/text_parse.h"
+
+namespace malv::host {
+
+std::string default_runtime_dir() {
+  std::string dir;
+  if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg) {
+    dir = std::string(xdg) + "/malv";
+  } else if (::geteuid() == 0) {
+    dir = "/run/malv";
+  } else {
+    dir = fmt::format("/tmp/malv-{}", ::geteuid());
+  }
+  ::mkdir(dir.c_str(), 0700);
+  return dir;
+}
+
+namespace {
+
+// An integer key that must fit where it goes: absent gives fallback; a
+// value of another type or outside [low, high] is an error naming the key
+// (a cast would wrap -1 or 2^32 into something else without a word).
+template <typename T>
+Result<T> integer(const toml::table& t, std::string_view key, std::int64_t fallback,
+                  std::int64_t low, std::int64_t high, const std::string& where) {
+  const toml::node* node = t.get(key);
+  if (node == nullptr) return static_cast<T>(fallback);
+  std::optional<std::int64_t> value = node->value_exact<std::int64_t>();
+  if (!value || *value < low || *value > high) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("{}.{} must be an integer from {} to {}", where, key, low, high));
+  }
+  return static_cast<T>(*value);  // in [low, high], which fits T
+}
+
+constexpr std::int64_t kMaxU32 = 0xffffffffll;
+constexpr std::int64_t kMaxMib = 1ll << 24;  // 16 TiB: MiB << 20 stays far inside 64 bits
+
+Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
+  vgpu::VmConfig vm;
+  auto name = t["name"].value<std::string>();
+  if (!name)
+    return Error(ErrorCode::kInvalidArgument, fmt::format("{}: a [[vm]] has no name", path));
+  vm.name = *name;
+  vm.token = t["token"].value_or(std::string());
+  const std::string where = path + ": vm " + vm.name;
+  MALV_ASSIGN_OR_RETURN(vm.memory_limit,
+                        integer<std::uint64_t>(t, "memory_mib", 0, 0, kMaxMib, where));
+  vm.memory_limit <<= 20;
+  vm.weight = t["weight"].value_or(1.0);
+  MALV_ASSIGN_OR_RETURN(vm.max_streams,
+                        integer<std::uint32_t>(t, "max_streams", 64, 1, kMaxU32, where));
+  MALV_ASSIGN_OR_RETURN(vm.max_handles,
+                        integer<std::uint32_t>(t, "max_handles", 1 << 16, 1, kMaxU32, where));
+  vm.gpu_policy = t["gpu_policy"].value_or(std::string("fifo"));
+  MALV_ASSIGN_OR_RETURN(vm.vsock_cid, integer<std::uint32_t>(t, "vsock_cid", 0, 0, kMaxU32, where));
+  MALV_ASSIGN_OR_RETURN(vm.max_sessions, integer<std::uint32_t>(t, "max_sessions", vm.max_sessions,
+                                                                0, kMaxU32, where));
+  MALV_ASSIGN_OR_RETURN(
+      vm.host_memory_limit,
+      integer<std::uint64_t>(t, "host_memory_mib", vm.host_memory_limit >> 20, 0, kMaxMib, where));
+  vm.host_memory_limit <<= 20;
+  MALV_ASSIGN_OR_RETURN(vm.checkpoint_bytes_limit,
+                        integer<std::uint64_t>(t, "checkpoint_mib", vm.checkpoint_bytes_limit >> 20,
+                                               0, kMaxMib, where));
+  vm.checkpoint_bytes_limit <<= 20;
+  MALV_ASSIGN_OR_RETURN(
+      vm.max_checkpoints,
+      integer<std::uint32_t>(t, "max_checkpoints", vm.max_checkpoints, 0, kMaxU32, where));
+  MALV_ASSIGN_OR_RETURN(vm.priority,
+                        vgpu::parse_priority_class(t["priority"].value_or(std::string("batch"))));
+  return vm;
+}
+
+}  // namespace
+
+Result<HostConfig> load_host_config(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column,
+                             e.description()));
+  }
+  HostConfig config;
+  if (const toml::table* host = root["host"].as_table()) {
+    config.socket = (*host)["socket"].value_or(std::string());
+    config.admin_socket = (*host)["admin_socket"].value_or(std::string());
+    config.tcp = (*host)["tcp"].value_or(std::string());
+    const std::string where = path + ": host";
+    MALV_ASSIGN_OR_RETURN(config.vsock_port,
+                          integer<std::uint32_t>(*host, "vsock_port", 0, 0, kMaxU32, where));
+    config.backend = (*host)["backend"].value_or(std::string("auto"));
+    MALV_ASSIGN_OR_RETURN(config.memory_mib,
+                          integer<std::uint64_t>(*host, "memory_mib", 0, 0, kMaxMib, where));
+    MALV_ASSIGN_OR_RETURN(config.workers, integer<unsigned>(*host, "workers", 0, 0, 4096, where));
+    MALV_ASSIGN_OR_RETURN(config.arena_mib,
+                          integer<std::uint64_t>(*host, "arena_mib", 64, 1, 1024, where));
+    MALV_ASSIGN_OR_RETURN(config.hello_timeout_ms, integer<std::uint64_t>(*host, "hello_timeout_ms",
+                                                                          5000, 1, 600000, where));
+    MALV_ASSIGN_OR_RETURN(
+        config.max_pending_per_peer,
+        integer<std::uint32_t>(*host, "max_pending_per_peer", 8, 1, 65536, where));
+    MALV_ASSIGN_OR_RETURN(config.max_pending,
+                          integer<std::uint32_t>(*host, "max_pending", 64, 1, 65536, where));
+    config.policy_dir = (*host)["policy_dir"].value_or(std::string());
+    config.checkpoint_dir = (*host)["checkpoint_dir"].value_or(std::string());
+    config.state_dir = (*host)["state_dir"].value_or(std::string());
+    MALV_ASSIGN_OR_RETURN(config.shutdown_grace_ms,
+                          integer<std::uint64_t>(*host, "shutdown_grace_ms",
+                                                 config.shutdown_grace_ms, 0, 600000, where));
+    if (const toml::array* dirs = (*host)["data_dirs"].as_array()) {
+      for (const toml::node& dir : *dirs) {
+        if (!dir.is_string()) {
+          return Error(ErrorCode::kInvalidArgument,
+                       fmt::format("{}: host.data_dirs must be a list of strings", path));
+        }
+        config.data_dirs.push_back(*dir.value<std::string>());
+      }
+    }
+  }
+  if (const toml::array* vms = root["vm"].as_array()) {
+    for (const toml::node& node : *vms) {
+      const toml::table* t = node.as_table();
+      if (t == nullptr) {
+        return Error(ErrorCode::kInvalidArgument, fmt::format("{}: [[vm]] must be tables", path));
+      }
+      MALV_ASSIGN_OR_RETURN(vgpu::VmConfig vm, parse_vm(*t, path));
+      config.vms.push_back(std::move(vm));
+    }
+  }
+  return config;
+}
+
+Status check_host_config(const HostConfig& config) {
+  if (!config.tcp.empty()) {
+    Result<HostPort> tcp = parse_host_port(config.tcp, /*allow_port_zero=*/true);
+    if (!tcp.ok()) {
+      return Error(ErrorCode::kInvalidArgument, "tcp (--tcp): " + tcp.error().message());
+    }
+  }
+  if (config.memory_mib > kMaxMemoryMib) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("memory_mib (--memory-mib) {} is out of range: 0 to {}",
+                             config.memory_mib, kMaxMemoryMib));
+  }
+  if (config.workers > kMaxWorkers) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("workers (--workers) {} is out of range: 0 to {}", config.workers,
+                             kMaxWorkers));
+  }
+  if (config.arena_mib < 1 || config.arena_mib > kMaxArenaMib) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("arena_mib (--arena-mib) {} is out of range: 1 to {}",
+                             config.arena_mib, kMaxArenaMib));
+  }
+  return ok_status();
+}
+
+}  // namespace malv::host

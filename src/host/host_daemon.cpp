@@ -1,0 +1,150 @@
+#include "host/host_daemon.h"
+
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "base/text_parse.h"
+#include "mlaas/policy_dir.h"
+
+namespace malv::host {
+
+Result<std::unique_ptr<accel::Backend>> make_backend(const HostConfig& config) {
+  // The choice (and the "auto" rule and its log line) lives in accel.
+  return accel::make_backend(config.backend,
+                             {.memory_bytes = config.memory_mib << 20, .workers = config.workers});
+}
+
+Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
+  std::unique_ptr<HostDaemon> d(new HostDaemon());
+  d->options_ = std::move(options);
+  const HostConfig& config = d->options_.config;
+  MALV_ASSIGN_OR_RETURN(d->backend_, make_backend(config));
+
+  // MLaaS: inference runs on the same accelerator, on its own queue.
+  mlaas::InferenceOptions inference_options;
+  inference_options.calibrate = false;  // calibrated per model when a model loads
+  d->inference_ = std::make_unique<mlaas::InferenceService>(d->backend_.get(), inference_options);
+  d->services_ = std::make_unique<mlaas::HostServices>(d->features_, d->inference_.get());
+  d->policies_ = std::make_unique<mlaas::PolicyRegistry>(d->services_->table());
+  const std::string dir = config.policy_dir.empty() ? mlaas::policy_dir() : config.policy_dir;
+  MALV_TRY_CONTEXT(d->policies_->load_directory(dir), "loading MLaaS modules from " + dir);
+  d->runner_ = std::make_unique<mlaas::PolicyRunner>(*d->policies_);
+  d->sched_policies_ = std::make_unique<vgpu::MlaasGpuSchedPolicies>(*d->runner_);
+  d->vgpu_ =
+      std::make_unique<vgpu::VgpuService>(*d->backend_, *d->sched_policies_, d->options_.scheduler);
+  // The config file's VMs, merged with what the admin said before a restart.
+  // By default it lives beside the guest socket, so a host started in a
+  // private run directory (tests, the demo) keeps its state there.
+  const std::string socket_path =
+      config.socket.empty() ? default_runtime_dir() + "/malv.sock" : config.socket;
+  const std::string state_dir = config.state_dir.empty()
+                                    ? socket_path.substr(0, socket_path.rfind('/') + 1) + "state"
+                                    : config.state_dir;
+  d->state_ = std::make_unique<vgpu::AdminState>(state_dir, d->vgpu_->vms(), d->policies_.get());
+  MALV_TRY(d->state_->restore(config.vms));
+
+  // Offload: the data pipeline reads only the configured data directories;
+  // each pipeline's staging depth is its VM's prefetch policy's decision.
+  offload::CatalogOptions catalog;
+  catalog.data_dirs = config.data_dirs;
+  if (catalog.data_dirs.empty()) catalog.data_dirs.push_back(kDefaultDataDir);
+  catalog.prefetch = [runner = d->runner_.get()](std::string_view vm,
+                                                 const malv_prefetch_observation& observation) {
+    malv_prefetch_decision decision{};
+    runner->decide(vm, std::span(&observation, 1), std::span(&decision, 1));
+    return decision.depth;
+  };
+  d->datasets_ = std::make_unique<offload::DatasetCatalog>(std::move(catalog));
+
+  // Checkpoints: a private directory per VM under the checkpoint root.
+  const std::string checkpoint_dir = config.checkpoint_dir.empty()
+                                         ? default_runtime_dir() + "/checkpoints"
+                                         : config.checkpoint_dir;
+  MALV_ASSIGN_OR_RETURN(d->checkpoints_, offload::CheckpointStore::open({.root = checkpoint_dir}));
+
+  microlake::ServerOptions server;
+  server.unix_path = config.socket.empty() ? default_runtime_dir() + "/malv.sock" : config.socket;
+  server.default_arena_bytes = config.arena_mib << 20;
+  server.max_arena_bytes =
+      std::max<std::uint64_t>(server.max_arena_bytes, server.default_arena_bytes);
+  if (!config.tcp.empty()) {
+    MALV_ASSIGN_OR_RETURN(HostPort tcp, parse_host_port(config.tcp, /*allow_port_zero=*/true));
+    server.tcp_host = tcp.host;
+    server.tcp_port = tcp.port;
+  }
+  if (config.vsock_port != 0) server.vsock_port = config.vsock_port;
+  server.hello_timeout = std::chrono::milliseconds(config.hello_timeout_ms);
+  server.max_pending_per_peer = config.max_pending_per_peer;
+  server.max_pending = config.max_pending;
+  HostDaemon* raw = d.get();
+  server.admit = [raw](const microlake::HelloInfo& info) { return raw->admit(info); };
+  MALV_ASSIGN_OR_RETURN(d->server_, microlake::Server::start(*d->backend_, server));
+
+  d->admin_path_ = config.admin_socket.empty()
+                       ? server.unix_path.substr(0, server.unix_path.rfind('/') + 1) + "admin.sock"
+                       : config.admin_socket;
+  const accel::DeviceInfo info = d->backend_->info();
+  MALV_ASSIGN_OR_RETURN(
+      d->admin_, vgpu::AdminApi::start(
+                     d->admin_path_, {.vgpu = d->vgpu_.get(),
+                                      .state = d->state_.get(),
+                                      .checkpoint_usage =
+                                          [store = d->checkpoints_.get()](const std::string& vm) {
+                                            const offload::CheckpointUsage usage = store->usage(vm);
+                                            return vgpu::VmDiskUsage{usage.bytes, usage.count};
+                                          },
+                                      .policies = d->policies_.get(),
+                                      .runner = d->runner_.get(),
+                                      .backend = info.backend,
+                                      .device = info.name}));
+  return d;
+}
+
+HostDaemon::~HostDaemon() {
+  admin_.reset();
+  // Queued work gets a short grace to finish; what is left is cancelled
+  // when the sessions end.
+  if (vgpu_ && server_ &&
+      !vgpu_->scheduler().wait_idle(std::chrono::milliseconds(options_.config.shutdown_grace_ms))) {
+    log::info("serve", "shutdown: queued device work still waiting after {} ms is cancelled",
+              options_.config.shutdown_grace_ms);
+  }
+  server_.reset();  // ends every session before the services they use go away
+  vgpu_.reset();
+}
+
+Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info) {
+  std::unique_ptr<vgpu::VmBackend> view;
+  if (info.via == microlake::HelloInfo::Via::kVsock && !options_.open_admission) {
+    // The hypervisor vouches for the peer's CID: it, not a token, is the VM.
+    if (!info.vsock_cid) return Error(ErrorCode::kUnauthenticated, "vsock peer without a CID");
+    MALV_ASSIGN_OR_RETURN(view, vgpu_->open_vsock_session(*info.vsock_cid, info.vm_name));
+  } else {
+    if (options_.open_admission && !vgpu_->vms().find(info.vm_name).ok()) {
+      (void)vgpu_->vms().create({.name = info.vm_name, .token = info.credential});
+    }
+    MALV_ASSIGN_OR_RETURN(view, vgpu_->open_session(info.vm_name, info.credential));
+  }
+  MALV_TRY(view->charge_host_memory(info.arena_bytes));
+  const vgpu::VmConfig config = view->vm()->config();
+  microlake::Admission admission;
+  admission.limits.max_buffers = config.max_handles;
+  admission.limits.max_events = config.max_handles;
+  admission.limits.max_streams = config.max_streams;
+  if (info.peer) {
+    log::info("serve", "VM {} admitted (pid {}, uid {})", info.vm_name, info.peer->pid,
+              info.peer->uid);
+  }
+  admission.services.policies = policies_.get();
+  admission.services.checkpoints = checkpoints_.get();
+  admission.services.host_memory = view->vm()->host_memory();
+  admission.services.checkpoint_quota = [vm = view->vm()] {
+    const vgpu::VmConfig c = vm->config();
+    return offload::CheckpointQuota{c.checkpoint_bytes_limit, c.max_checkpoints};
+  };
+  admission.services.datasets = datasets_.get();
+  admission.backend = std::move(view);
+  return admission;
+}
+
+}  // namespace malv::host

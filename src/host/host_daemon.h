@@ -1,0 +1,71 @@
+// HostDaemon: everything `malv serve` runs, assembled in one place. The
+// accelerator backend; the MLaaS subsystem (feature registry, inference
+// service on the backend, policy registry with the built-in modules loaded,
+// guardrailed runner); the vGPU service (VMs, quotas, scheduler calling the
+// VMs' gpu_sched policies); the Micro-LAKE server admitting guests by VM
+// token; and the admin API.
+#pragma once
+
+#include <memory>
+
+#include "accel/backend.h"
+#include "host/host_config.h"
+#include "microlake/server.h"
+#include "mlaas/feature_registry.h"
+#include "mlaas/host_services.h"
+#include "mlaas/inference_service.h"
+#include "mlaas/policy_registry.h"
+#include "mlaas/policy_runner.h"
+#include "offload/checkpoint_store.h"
+#include "offload/dataset_catalog.h"
+#include "vgpu/admin_api.h"
+#include "vgpu/admin_state.h"
+#include "vgpu/mlaas_gpu_sched_policies.h"
+#include "vgpu/vgpu_service.h"
+
+namespace malv::host {
+
+struct DaemonOptions {
+  HostConfig config;
+  // Admit any VM name without a token, creating it with default quotas on
+  // first connect (development and benchmarks only).
+  bool open_admission = false;
+  vgpu::SchedulerOptions scheduler;
+};
+
+class HostDaemon {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<HostDaemon>> start(DaemonOptions options);
+  ~HostDaemon();
+
+  microlake::Server& server() { return *server_; }
+  vgpu::VgpuService& vgpu() { return *vgpu_; }
+  mlaas::PolicyRegistry& policies() { return *policies_; }
+  accel::Backend& backend() { return *backend_; }
+  const std::string& admin_path() const { return admin_path_; }
+
+ private:
+  HostDaemon() = default;
+  Result<microlake::Admission> admit(const microlake::HelloInfo& info);
+
+  DaemonOptions options_;
+  std::unique_ptr<accel::Backend> backend_;
+  mlaas::FeatureRegistry features_;
+  std::unique_ptr<mlaas::InferenceService> inference_;
+  std::unique_ptr<mlaas::HostServices> services_;
+  std::unique_ptr<mlaas::PolicyRegistry> policies_;
+  std::unique_ptr<mlaas::PolicyRunner> runner_;
+  std::unique_ptr<vgpu::MlaasGpuSchedPolicies> sched_policies_;
+  std::unique_ptr<vgpu::VgpuService> vgpu_;
+  std::unique_ptr<vgpu::AdminState> state_;
+  std::unique_ptr<offload::CheckpointStore> checkpoints_;
+  std::unique_ptr<offload::DatasetCatalog> datasets_;
+  std::unique_ptr<microlake::Server> server_;
+  std::unique_ptr<vgpu::AdminApi> admin_;
+  std::string admin_path_;
+};
+
+// Picks the backend for --backend cpu|cuda|auto and says which in the log.
+[[nodiscard]] Result<std::unique_ptr<accel::Backend>> make_backend(const HostConfig& config);
+
+}  // namespace malv::host
