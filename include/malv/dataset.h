@@ -67,7 +67,7 @@ class HostDataset {
   std::uint64_t position() const { return position_; }  // index of the next batch
 
  private:
-  HostDataset(Connection& connection, std::uint64_t handle, std::uint64_t examples,
+  HostDataset(ConnectionCore& connection, std::uint64_t handle, std::uint64_t examples,
               std::uint32_t batch, std::uint32_t dims, std::uint64_t position)
       : handle_(&connection, handle, wire::Opcode::kDatasetClose),
         examples_(examples),

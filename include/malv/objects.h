@@ -1,6 +1,10 @@
 // Buffer, Event and Kernel: move-only client handles to host objects
 // (Zircon-style). Destroying a Buffer or Event releases the host object;
 // a Kernel is a looked-up entry of the host's kernel registry.
+//
+// Objects are made by a Connection (allocate, create_event, allocate_host)
+// and hold a pointer to its internal core, never to anything the caller
+// can name: they must not outlive the Connection that made them.
 #pragma once
 
 #include <cstddef>
@@ -14,12 +18,13 @@
 namespace malv::guest {
 
 class Connection;
+class ConnectionCore;  // internal (src/guest/connection_core.h)
 
 // Releases a host object when the owner goes away.
 class ObjectHandle {
  public:
   ObjectHandle() = default;
-  ObjectHandle(Connection* connection, std::uint64_t handle, wire::Opcode destroy)
+  ObjectHandle(ConnectionCore* connection, std::uint64_t handle, wire::Opcode destroy)
       : connection_(connection), handle_(handle), destroy_(destroy) {}
   ~ObjectHandle() { reset(); }
   ObjectHandle(ObjectHandle&& other) noexcept
@@ -37,11 +42,11 @@ class ObjectHandle {
   }
 
   std::uint64_t raw() const { return handle_; }
-  Connection* connection() const { return connection_; }
+  ConnectionCore* core() const { return connection_; }
   void reset();
 
  private:
-  Connection* connection_ = nullptr;
+  ConnectionCore* connection_ = nullptr;
   std::uint64_t handle_ = 0;
   wire::Opcode destroy_ = wire::Opcode::kNop;
 };
@@ -49,12 +54,14 @@ class ObjectHandle {
 class Buffer {
  public:
   Buffer() = default;
-  Buffer(Connection* connection, std::uint64_t handle, std::uint64_t bytes)
-      : handle_(connection, handle, wire::Opcode::kBufferFree), bytes_(bytes) {}
   std::uint64_t handle() const { return handle_.raw(); }
   std::uint64_t size() const { return bytes_; }
 
  private:
+  friend class Connection;
+  Buffer(ConnectionCore* connection, std::uint64_t handle, std::uint64_t bytes)
+      : handle_(connection, handle, wire::Opcode::kBufferFree), bytes_(bytes) {}
+
   ObjectHandle handle_;
   std::uint64_t bytes_ = 0;
 };
@@ -62,12 +69,14 @@ class Buffer {
 class Event {
  public:
   Event() = default;
-  Event(Connection* connection, std::uint64_t handle)
-      : handle_(connection, handle, wire::Opcode::kEventDestroy) {}
   std::uint64_t handle() const { return handle_.raw(); }
-  Connection* connection() const { return handle_.connection(); }
 
  private:
+  friend class Connection;
+  friend class ConnectionCore;  // synchronize(const Event&) waits through the event's core
+  Event(ConnectionCore* connection, std::uint64_t handle)
+      : handle_(connection, handle, wire::Opcode::kEventDestroy) {}
+
   ObjectHandle handle_;
 };
 
@@ -78,9 +87,6 @@ class Event {
 class HostBuffer {
  public:
   HostBuffer() = default;
-  HostBuffer(Connection* connection, std::uint64_t arena_offset, std::uint64_t bytes,
-             std::byte* data)
-      : connection_(connection), offset_(arena_offset), bytes_(bytes), data_(data) {}
   ~HostBuffer() { reset(); }
   HostBuffer(HostBuffer&& other) noexcept
       : connection_(std::exchange(other.connection_, nullptr)),
@@ -104,7 +110,12 @@ class HostBuffer {
   void reset();
 
  private:
-  Connection* connection_ = nullptr;
+  friend class Connection;
+  HostBuffer(ConnectionCore* connection, std::uint64_t arena_offset, std::uint64_t bytes,
+             std::byte* data)
+      : connection_(connection), offset_(arena_offset), bytes_(bytes), data_(data) {}
+
+  ConnectionCore* connection_ = nullptr;
   std::uint64_t offset_ = 0;
   std::uint64_t bytes_ = 0;
   std::byte* data_ = nullptr;

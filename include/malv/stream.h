@@ -22,8 +22,6 @@ namespace malv::guest {
 class Stream {
  public:
   Stream() = default;
-  Stream(Connection* connection, std::uint64_t handle)
-      : handle_(connection, handle, wire::Opcode::kStreamDestroy) {}
 
   std::uint64_t handle() const { return handle_.raw(); }
 
@@ -50,7 +48,11 @@ class Stream {
   [[nodiscard]] Status synchronize();
 
  private:
-  Connection& connection() const { return *handle_.connection(); }
+  friend class Connection;
+  Stream(ConnectionCore* connection, std::uint64_t handle)
+      : handle_(connection, handle, wire::Opcode::kStreamDestroy) {}
+  ConnectionCore& core() const { return *handle_.core(); }
+
   ObjectHandle handle_;
 };
 

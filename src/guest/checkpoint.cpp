@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "guest/connection_core.h"
 #include "proto/encoder.h"
 
 namespace malv::guest {
@@ -56,9 +57,10 @@ Error host_error(const wire::Completion& c, std::string_view what, std::string_v
 
 }  // namespace
 
-Result<std::uint64_t> save_checkpoint(Connection& connection, Stream& stream, std::string_view name,
+Result<std::uint64_t> save_checkpoint(Connection& owner, Stream& stream, std::string_view name,
                                       std::span<const CheckpointItem> items,
                                       std::span<const std::byte> metadata, SaveMode mode) {
+  ConnectionCore& connection = core_of(owner);
   if (metadata.size() > wire::kMaxCheckpointMetadata) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("checkpoint metadata of {} bytes, at most {}", metadata.size(),
@@ -71,7 +73,7 @@ Result<std::uint64_t> save_checkpoint(Connection& connection, Stream& stream, st
   std::byte* arena = connection.arena().data() + offset;
   std::memcpy(arena, spec.data(), spec.size());
   if (!metadata.empty()) std::memcpy(arena + spec.size(), metadata.data(), metadata.size());
-  Connection::Pending pending;
+  PendingCommand pending;
   pending.arena_offset = offset;
   pending.arena_bytes = bytes;
   wire::Command cmd = proto::make_command(Opcode::kCheckpointSave, connection.next_tag(),
@@ -85,16 +87,17 @@ Result<std::uint64_t> save_checkpoint(Connection& connection, Stream& stream, st
   return c.result;
 }
 
-Result<std::vector<std::byte>> restore_checkpoint(Connection& connection, Stream& stream,
+Result<std::vector<std::byte>> restore_checkpoint(Connection& owner, Stream& stream,
                                                   std::string_view name,
                                                   std::span<const CheckpointItem> items) {
+  ConnectionCore& connection = core_of(owner);
   const std::uint32_t room = wire::kMaxCheckpointMetadata;  // what any save can have stored
   MALV_ASSIGN_OR_RETURN(std::vector<std::byte> spec, encode_spec(name, items, room));
   const std::uint64_t bytes = spec.size() + room;
   MALV_ASSIGN_OR_RETURN(std::uint64_t offset, connection.arena_allocate(bytes));
   std::memcpy(connection.arena().data() + offset, spec.data(), spec.size());
   std::vector<std::byte> landed(bytes);
-  Connection::Pending pending;
+  PendingCommand pending;
   pending.arena_offset = offset;
   pending.arena_bytes = bytes;
   pending.read_into = landed.data();

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "guest/connection_core.h"
 #include "proto/encoder.h"
 
 namespace malv::guest {
@@ -22,11 +23,6 @@ constexpr auto kWaitSlice = 20ms;
 // and the pages they use stay mapped and in cache (measured in
 // docs/benchmarks.md, `malv bench overhead` and `malv bench ipc`).
 constexpr std::uint64_t kStagingChunkBytes = 2ull << 20;
-
-Error completion_error(const wire::Completion& c) {
-  return Error(static_cast<ErrorCode>(c.status),
-               fmt::format("command #{} ({}) failed", c.tag, proto::opcode_name(c.opcode)));
-}
 
 bool is_stream_op(std::uint16_t opcode) {
   switch (static_cast<Opcode>(opcode)) {
@@ -44,6 +40,11 @@ bool is_stream_op(std::uint16_t opcode) {
 
 }  // namespace
 
+Error completion_error(const wire::Completion& c) {
+  return Error(static_cast<ErrorCode>(c.status),
+               fmt::format("command #{} ({}) failed", c.tag, proto::opcode_name(c.opcode)));
+}
+
 KernelArg KernelArg::f32(float v) {
   return {{static_cast<std::uint32_t>(wire::ArgKind::kF32), 0, std::bit_cast<std::uint32_t>(v), 0}};
 }
@@ -54,13 +55,21 @@ void ObjectHandle::reset() {
   handle_ = 0;
 }
 
-Connection::Connection(std::unique_ptr<ClientChannel> channel)
+ConnectionCore::ConnectionCore(std::unique_ptr<ClientChannel> channel)
     : channel_(std::move(channel)), arena_(channel_->arena().size()) {}
+
+ConnectionCore& core_of(Connection& connection) { return *connection.core_; }
+
+Connection::Connection(std::unique_ptr<ConnectionCore> core) : core_(std::move(core)) {}
 
 Connection::~Connection() {
   // Let outstanding reads land before their destinations go away.
-  if (!broken_) (void)synchronize();
+  if (!core_->broken()) (void)core_->synchronize();
 }
+
+void Connection::flush() { core_->flush(); }
+std::uint64_t Connection::doorbells() const { return core_->doorbells(); }
+std::uint64_t Connection::arena_bytes() const { return core_->arena_bytes(); }
 
 Result<std::unique_ptr<Connection>> Connection::connect_unix(const std::string& path,
                                                              const ConnectOptions& options) {
@@ -68,7 +77,8 @@ Result<std::unique_ptr<Connection>> Connection::connect_unix(const std::string& 
   MALV_ASSIGN_OR_RETURN(
       auto channel, open_shm_channel(std::move(socket),
                                      {options.vm_name, options.credential, options.arena_bytes}));
-  return std::unique_ptr<Connection>(new Connection(std::move(channel)));
+  return std::unique_ptr<Connection>(
+      new Connection(std::make_unique<ConnectionCore>(std::move(channel))));
 }
 
 Result<std::unique_ptr<Connection>> Connection::connect_tcp(const std::string& host,
@@ -78,7 +88,8 @@ Result<std::unique_ptr<Connection>> Connection::connect_tcp(const std::string& h
   MALV_ASSIGN_OR_RETURN(auto channel,
                         open_stream_channel(std::move(socket), {options.vm_name, options.credential,
                                                                 options.arena_bytes}));
-  return std::unique_ptr<Connection>(new Connection(std::move(channel)));
+  return std::unique_ptr<Connection>(
+      new Connection(std::make_unique<ConnectionCore>(std::move(channel))));
 }
 
 Result<std::unique_ptr<Connection>> Connection::connect_vsock(std::uint32_t cid, std::uint32_t port,
@@ -87,10 +98,11 @@ Result<std::unique_ptr<Connection>> Connection::connect_vsock(std::uint32_t cid,
   MALV_ASSIGN_OR_RETURN(auto channel,
                         open_stream_channel(std::move(socket), {options.vm_name, options.credential,
                                                                 options.arena_bytes}));
-  return std::unique_ptr<Connection>(new Connection(std::move(channel)));
+  return std::unique_ptr<Connection>(
+      new Connection(std::make_unique<ConnectionCore>(std::move(channel))));
 }
 
-Status Connection::drain(std::chrono::nanoseconds timeout, std::uint64_t wake_tag) {
+Status ConnectionCore::drain(std::chrono::nanoseconds timeout, std::uint64_t wake_tag) {
   if (broken_) return Error(ErrorCode::kDisconnected, "connection to the host is closed");
   std::array<wire::Completion, 64> batch;
   Result<std::size_t> n = channel_->poll(batch);
@@ -110,7 +122,7 @@ Status Connection::drain(std::chrono::nanoseconds timeout, std::uint64_t wake_ta
   return ok_status();
 }
 
-void Connection::process(const wire::Completion& c) {
+void ConnectionCore::process(const wire::Completion& c) {
   if (c.status != 0 && is_stream_op(c.opcode)) {
     auto [it, inserted] = stream_errors_.try_emplace(
         c.result2, FailedCommand{c.tag, c.opcode, static_cast<ErrorCode>(c.status)});
@@ -138,8 +150,8 @@ void Connection::process(const wire::Completion& c) {
   }
 }
 
-Status Connection::submit(std::span<const wire::Command> records, proto::ArenaRange publish,
-                          const Pending* pending) {
+Status ConnectionCore::submit(std::span<const wire::Command> records, proto::ArenaRange publish,
+                              const Pending* pending) {
   if (pending != nullptr) pending_.emplace(records[0].tag, *pending);
   for (;;) {
     Result<bool> pushed = channel_->try_submit(records, publish);
@@ -154,8 +166,8 @@ Status Connection::submit(std::span<const wire::Command> records, proto::ArenaRa
   }
 }
 
-Result<wire::Completion> Connection::call(wire::Command cmd, proto::ArenaRange publish,
-                                          Pending pending) {
+Result<wire::Completion> ConnectionCore::call(wire::Command cmd, proto::ArenaRange publish,
+                                              Pending pending) {
   pending.wanted = true;
   MALV_TRY(submit(std::span(&cmd, 1), publish, &pending));
   flush();  // the caller waits for it: the host must look now
@@ -170,7 +182,7 @@ Result<wire::Completion> Connection::call(wire::Command cmd, proto::ArenaRange p
   }
 }
 
-Result<std::uint64_t> Connection::arena_allocate(std::uint64_t bytes) {
+Result<std::uint64_t> ConnectionCore::arena_allocate(std::uint64_t bytes) {
   if (bytes > arena_.capacity()) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("{} bytes do not fit the {}-byte arena", bytes, arena_.capacity()));
@@ -181,11 +193,11 @@ Result<std::uint64_t> Connection::arena_allocate(std::uint64_t bytes) {
   }
 }
 
-std::uint64_t Connection::staging_chunk_bytes() const {
+std::uint64_t ConnectionCore::staging_chunk_bytes() const {
   return std::clamp<std::uint64_t>(arena_.capacity() / 4, 4096, kStagingChunkBytes);
 }
 
-Result<std::uint64_t> Connection::staging_allocate(std::uint64_t bytes) {
+Result<std::uint64_t> ConnectionCore::staging_allocate(std::uint64_t bytes) {
   MALV_TRY(drain(std::chrono::nanoseconds::zero()));  // completed chunks give their room back
   while (staging_in_flight_ > 0 && staging_in_flight_ + bytes > staging_window()) {
     MALV_TRY(drain(kWaitSlice));
@@ -196,22 +208,25 @@ Result<std::uint64_t> Connection::staging_allocate(std::uint64_t bytes) {
 }
 
 Status Connection::ping() {
-  MALV_ASSIGN_OR_RETURN(wire::Completion c, call(proto::make_command(Opcode::kNop, next_tag())));
+  ConnectionCore& core = *core_;
+  MALV_ASSIGN_OR_RETURN(wire::Completion c,
+                        core.call(proto::make_command(Opcode::kNop, core.next_tag())));
   if (c.status != 0) return completion_error(c);
   return ok_status();
 }
 
 Result<DeviceInfo> Connection::device_info() {
-  MALV_ASSIGN_OR_RETURN(std::uint64_t offset, arena_allocate(sizeof(wire::DeviceInfoRecord)));
-  Pending pending;
+  ConnectionCore& core = *core_;
+  MALV_ASSIGN_OR_RETURN(std::uint64_t offset, core.arena_allocate(sizeof(wire::DeviceInfoRecord)));
+  PendingCommand pending;
   pending.arena_offset = offset;
   pending.arena_bytes = sizeof(wire::DeviceInfoRecord);
   wire::DeviceInfoRecord record{};
   pending.read_into = reinterpret_cast<std::byte*>(&record);
-  MALV_ASSIGN_OR_RETURN(
-      wire::Completion c,
-      call(proto::make_command(Opcode::kDeviceQuery, next_tag(), {offset, sizeof(record)}), {},
-           pending));
+  MALV_ASSIGN_OR_RETURN(wire::Completion c,
+                        core.call(proto::make_command(Opcode::kDeviceQuery, core.next_tag(),
+                                                      {offset, sizeof(record)}),
+                                  {}, pending));
   if (c.status != 0) return completion_error(c);
   DeviceInfo info;
   info.backend.assign(record.backend, strnlen(record.backend, sizeof(record.backend)));
@@ -230,52 +245,59 @@ void HostBuffer::reset() {
 }
 
 Result<HostBuffer> Connection::allocate_host(std::uint64_t bytes) {
+  ConnectionCore& core = *core_;
   if (bytes == 0) return Error(ErrorCode::kInvalidArgument, "host buffer of 0 bytes");
-  MALV_ASSIGN_OR_RETURN(std::uint64_t offset, arena_allocate(bytes));
-  return HostBuffer(this, offset, bytes, arena().data() + offset);
+  MALV_ASSIGN_OR_RETURN(std::uint64_t offset, core.arena_allocate(bytes));
+  return HostBuffer(&core, offset, bytes, core.arena().data() + offset);
 }
 
 Result<Buffer> Connection::allocate(std::uint64_t bytes) {
-  MALV_ASSIGN_OR_RETURN(wire::Completion c,
-                        call(proto::make_command(Opcode::kBufferAlloc, next_tag(), {bytes})));
+  ConnectionCore& core = *core_;
+  MALV_ASSIGN_OR_RETURN(wire::Completion c, core.call(proto::make_command(
+                                                Opcode::kBufferAlloc, core.next_tag(), {bytes})));
   if (c.status != 0) {
     return completion_error(c).with_context(fmt::format("allocating {} bytes", bytes));
   }
-  return Buffer(this, c.result, bytes);
+  return Buffer(&core, c.result, bytes);
 }
 
 Result<Stream> Connection::create_stream(bool high_priority) {
-  MALV_ASSIGN_OR_RETURN(
-      wire::Completion c,
-      call(proto::make_command(Opcode::kStreamCreate, next_tag(), {high_priority ? 1u : 0u})));
+  ConnectionCore& core = *core_;
+  MALV_ASSIGN_OR_RETURN(wire::Completion c,
+                        core.call(proto::make_command(Opcode::kStreamCreate, core.next_tag(),
+                                                      {high_priority ? 1u : 0u})));
   if (c.status != 0) return completion_error(c);
-  return Stream(this, c.result);
+  return Stream(&core, c.result);
 }
 
 Result<Event> Connection::create_event() {
+  ConnectionCore& core = *core_;
   MALV_ASSIGN_OR_RETURN(wire::Completion c,
-                        call(proto::make_command(Opcode::kEventCreate, next_tag())));
+                        core.call(proto::make_command(Opcode::kEventCreate, core.next_tag())));
   if (c.status != 0) return completion_error(c);
-  return Event(this, c.result);
+  return Event(&core, c.result);
 }
 
 Result<Kernel> Connection::kernel(std::string_view name) {
-  MALV_ASSIGN_OR_RETURN(std::uint64_t offset, arena_allocate(name.size()));
-  std::memcpy(arena().data() + offset, name.data(), name.size());
-  Pending pending;
+  ConnectionCore& core = *core_;
+  MALV_ASSIGN_OR_RETURN(std::uint64_t offset, core.arena_allocate(name.size()));
+  std::memcpy(core.arena().data() + offset, name.data(), name.size());
+  PendingCommand pending;
   pending.arena_offset = offset;
   pending.arena_bytes = name.size();
   MALV_ASSIGN_OR_RETURN(
       wire::Completion c,
-      call(proto::make_command(Opcode::kKernelLookup, next_tag(), {offset, name.size()}),
-           {offset, name.size()}, pending));
+      core.call(proto::make_command(Opcode::kKernelLookup, core.next_tag(), {offset, name.size()}),
+                {offset, name.size()}, pending));
   if (c.status != 0) {
     return completion_error(c).with_context(fmt::format("looking up kernel '{}'", name));
   }
   return Kernel{std::string(name), c.result, static_cast<std::uint32_t>(c.result2)};
 }
 
-Status Connection::synchronize() {
+Status Connection::synchronize() { return core_->synchronize(); }
+
+Status ConnectionCore::synchronize() {
   MALV_ASSIGN_OR_RETURN(wire::Completion c,
                         call(proto::make_command(Opcode::kSyncAll, next_tag())));
   if (c.status == 0) {
@@ -290,8 +312,8 @@ Status Connection::synchronize() {
                fmt::format("command #{} failed (reported at synchronize)", c.result));
 }
 
-Status Connection::take_stream_error(std::uint64_t stream_handle, ErrorCode status,
-                                     std::uint64_t tag) {
+Status ConnectionCore::take_stream_error(std::uint64_t stream_handle, ErrorCode status,
+                                         std::uint64_t tag) {
   auto it = stream_errors_.find(stream_handle);
   std::uint16_t opcode = 0xffff;
   if (it != stream_errors_.end()) {
@@ -304,14 +326,15 @@ Status Connection::take_stream_error(std::uint64_t stream_handle, ErrorCode stat
 }
 
 Result<std::uint64_t> Connection::elapsed_ns(const Event& start, const Event& end) {
-  MALV_ASSIGN_OR_RETURN(
-      wire::Completion c,
-      call(proto::make_command(Opcode::kEventElapsed, next_tag(), {start.handle(), end.handle()})));
+  ConnectionCore& core = *core_;
+  MALV_ASSIGN_OR_RETURN(wire::Completion c,
+                        core.call(proto::make_command(Opcode::kEventElapsed, core.next_tag(),
+                                                      {start.handle(), end.handle()})));
   if (c.status != 0) return completion_error(c);
   return c.result;
 }
 
-void Connection::release_object(wire::Opcode destroy, std::uint64_t handle) {
+void ConnectionCore::release_object(wire::Opcode destroy, std::uint64_t handle) {
   if (broken_) return;
   wire::Command cmd = proto::make_command(destroy, next_tag(), {handle});
   cmd.flags = wire::kFlagSkipSuccess;

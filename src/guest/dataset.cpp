@@ -4,13 +4,15 @@
 
 #include <cstring>
 
+#include "guest/connection_core.h"
 #include "proto/encoder.h"
 
 namespace malv::guest {
 
 using wire::Opcode;
 
-Result<HostDataset> HostDataset::open(Connection& connection, const DatasetOptions& options) {
+Result<HostDataset> HostDataset::open(Connection& owner, const DatasetOptions& options) {
+  ConnectionCore& connection = core_of(owner);
   wire::DatasetSpec spec{};
   if (options.features.size() >= sizeof(spec.features) ||
       options.labels.size() >= sizeof(spec.labels)) {
@@ -31,7 +33,7 @@ Result<HostDataset> HostDataset::open(Connection& connection, const DatasetOptio
 
   MALV_ASSIGN_OR_RETURN(std::uint64_t offset, connection.arena_allocate(sizeof(spec)));
   std::memcpy(connection.arena().data() + offset, &spec, sizeof(spec));
-  Connection::Pending pending;
+  PendingCommand pending;
   pending.arena_offset = offset;
   pending.arena_bytes = sizeof(spec);
   MALV_ASSIGN_OR_RETURN(
@@ -53,7 +55,7 @@ Result<HostDataset> HostDataset::open(Connection& connection, const DatasetOptio
 
 Result<std::uint32_t> HostDataset::next(Stream& stream, const Buffer& features,
                                         const Buffer& labels) {
-  Connection& conn = *handle_.connection();
+  ConnectionCore& conn = *handle_.core();
   wire::Command cmd =
       proto::make_command(Opcode::kDatasetNext, conn.next_tag(),
                           {stream.handle(), handle_.raw(), features.handle(), labels.handle()});

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "guest/connection_core.h"
 #include "proto/encoder.h"
 
 namespace malv::guest {
@@ -20,11 +21,11 @@ Error completion_error(const wire::Completion& c, std::string_view what) {
 }
 
 // One kPolicyList round trip into `capacity` arena bytes.
-Result<wire::Completion> request_table(Connection& connection, std::uint64_t capacity,
+Result<wire::Completion> request_table(ConnectionCore& connection, std::uint64_t capacity,
                                        std::string& table) {
   MALV_ASSIGN_OR_RETURN(std::uint64_t offset, connection.arena_allocate(capacity));
   table.assign(capacity, '\0');
-  Connection::Pending pending;
+  PendingCommand pending;
   pending.arena_offset = offset;
   pending.arena_bytes = capacity;
   pending.read_into = reinterpret_cast<std::byte*>(table.data());
@@ -54,7 +55,8 @@ Result<std::vector<PolicyEntry>> parse_policy_table(std::string_view table) {
   return entries;
 }
 
-Result<std::vector<PolicyEntry>> list_policies(Connection& connection) {
+Result<std::vector<PolicyEntry>> list_policies(Connection& owner) {
+  ConnectionCore& connection = core_of(owner);
   std::string table;
   MALV_ASSIGN_OR_RETURN(wire::Completion c, request_table(connection, 4096, table));
   if (static_cast<ErrorCode>(c.status) == ErrorCode::kOutOfRange && c.result > table.size()) {
@@ -66,7 +68,8 @@ Result<std::vector<PolicyEntry>> list_policies(Connection& connection) {
   return parse_policy_table(table);
 }
 
-Status select_policy(Connection& connection, std::string_view selection) {
+Status select_policy(Connection& owner, std::string_view selection) {
+  ConnectionCore& connection = core_of(owner);
   const auto eq = selection.find('=');
   if (eq == std::string_view::npos || eq == 0 || eq + 1 == selection.size()) {
     return Error(ErrorCode::kInvalidArgument,
@@ -74,7 +77,7 @@ Status select_policy(Connection& connection, std::string_view selection) {
   }
   MALV_ASSIGN_OR_RETURN(std::uint64_t offset, connection.arena_allocate(selection.size()));
   std::memcpy(connection.arena().data() + offset, selection.data(), selection.size());
-  Connection::Pending pending;
+  PendingCommand pending;
   pending.arena_offset = offset;
   pending.arena_bytes = selection.size();
   MALV_ASSIGN_OR_RETURN(
@@ -88,7 +91,7 @@ Status select_policy(Connection& connection, std::string_view selection) {
   if (code == ErrorCode::kPermissionDenied || code == ErrorCode::kNotFound) {
     // Name what this VM may pick, so the error says how to fix it.
     const std::string_view cls = selection.substr(0, eq);
-    if (auto entries = list_policies(connection); entries.ok()) {
+    if (auto entries = list_policies(owner); entries.ok()) {
       std::vector<std::string> allowed;
       for (const PolicyEntry& e : entries.value()) {
         if (e.policy_class == cls && e.allowed) allowed.push_back(e.name);

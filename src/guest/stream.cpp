@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "malv/connection.h"
+#include "guest/connection_core.h"
 #include "proto/encoder.h"
 
 namespace malv::guest {
@@ -16,19 +16,19 @@ using wire::Opcode;
 
 }  // namespace
 
-// Ordinary guest memory goes through the arena in chunks (Connection::
+// Ordinary guest memory goes through the arena in chunks (ConnectionCore::
 // staging_allocate): the guest fills chunk i+1 while the host copies chunk i,
 // so a transfer of several chunks hands each to the host at once rather
 // than at the guest's next wait (a one-chunk transfer is part of a burst).
 Status Stream::write(const Buffer& dst, std::uint64_t offset, std::span<const std::byte> data) {
-  Connection& conn = connection();
+  ConnectionCore& conn = core();
   const std::uint64_t chunk = conn.staging_chunk_bytes();
   std::uint64_t done = 0;
   do {
     const std::uint64_t n = std::min<std::uint64_t>(chunk, data.size() - done);
     MALV_ASSIGN_OR_RETURN(std::uint64_t arena_offset, conn.staging_allocate(n));
     if (n > 0) std::memcpy(conn.arena().data() + arena_offset, data.data() + done, n);
-    Connection::Pending pending;
+    PendingCommand pending;
     pending.arena_offset = arena_offset;
     pending.arena_bytes = n;
     pending.staging = true;
@@ -42,13 +42,13 @@ Status Stream::write(const Buffer& dst, std::uint64_t offset, std::span<const st
 }
 
 Status Stream::read(const Buffer& src, std::uint64_t offset, std::span<std::byte> out) {
-  Connection& conn = connection();
+  ConnectionCore& conn = core();
   const std::uint64_t chunk = conn.staging_chunk_bytes();
   std::uint64_t done = 0;
   do {
     const std::uint64_t n = std::min<std::uint64_t>(chunk, out.size() - done);
     MALV_ASSIGN_OR_RETURN(std::uint64_t arena_offset, conn.staging_allocate(n));
-    Connection::Pending pending;
+    PendingCommand pending;
     pending.arena_offset = arena_offset;
     pending.arena_bytes = n;
     pending.staging = true;
@@ -78,7 +78,7 @@ Status check_host_range(const HostBuffer& host, std::uint64_t offset, std::uint6
 Status Stream::write(const Buffer& dst, std::uint64_t offset, const HostBuffer& src,
                      std::uint64_t src_offset, std::uint64_t bytes) {
   MALV_TRY(check_host_range(src, src_offset, bytes));
-  Connection& conn = connection();
+  ConnectionCore& conn = core();
   const std::uint64_t arena_offset = src.arena_offset() + src_offset;
   wire::Command cmd = proto::make_command(Opcode::kWrite, conn.next_tag(),
                                           {handle(), dst.handle(), offset, arena_offset, bytes});
@@ -89,7 +89,7 @@ Status Stream::write(const Buffer& dst, std::uint64_t offset, const HostBuffer& 
 Status Stream::read(const Buffer& src, std::uint64_t offset, const HostBuffer& dst,
                     std::uint64_t dst_offset, std::uint64_t bytes) {
   MALV_TRY(check_host_range(dst, dst_offset, bytes));
-  Connection& conn = connection();
+  ConnectionCore& conn = core();
   wire::Command cmd =
       proto::make_command(Opcode::kRead, conn.next_tag(),
                           {handle(), src.handle(), offset, dst.arena_offset() + dst_offset, bytes});
@@ -100,7 +100,7 @@ Status Stream::read(const Buffer& src, std::uint64_t offset, const HostBuffer& d
 
 Status Stream::copy(const Buffer& src, std::uint64_t src_offset, const Buffer& dst,
                     std::uint64_t dst_offset, std::uint64_t bytes) {
-  Connection& conn = connection();
+  ConnectionCore& conn = core();
   wire::Command cmd =
       proto::make_command(Opcode::kCopy, conn.next_tag(),
                           {handle(), src.handle(), src_offset, dst.handle(), dst_offset, bytes});
@@ -110,7 +110,7 @@ Status Stream::copy(const Buffer& src, std::uint64_t src_offset, const Buffer& d
 
 Status Stream::memset(const Buffer& dst, std::uint64_t offset, std::uint64_t bytes,
                       std::uint8_t value) {
-  Connection& conn = connection();
+  ConnectionCore& conn = core();
   wire::Command cmd = proto::make_command(Opcode::kMemset, conn.next_tag(),
                                           {handle(), dst.handle(), offset, bytes, value});
   cmd.flags = wire::kFlagSkipSuccess;
@@ -123,7 +123,7 @@ Status Stream::launch(const Kernel& kernel, std::span<const KernelArg> args) {
                  fmt::format("{} arguments for kernel '{}', at most {}", args.size(), kernel.name,
                              wire::kMaxKernelArgs));
   }
-  Connection& conn = connection();
+  ConnectionCore& conn = core();
   // Command + up to four extension records, built in place (no allocation).
   std::array<wire::Command, 1 + wire::kMaxExtensionRecords> records{};
   const std::uint8_t extensions = proto::extension_records_for(args.size());
@@ -137,7 +137,7 @@ Status Stream::launch(const Kernel& kernel, std::span<const KernelArg> args) {
 }
 
 Status Stream::record(const Event& event) {
-  Connection& conn = connection();
+  ConnectionCore& conn = core();
   wire::Command cmd =
       proto::make_command(Opcode::kEventRecord, conn.next_tag(), {handle(), event.handle()});
   cmd.flags = wire::kFlagSkipSuccess;
@@ -145,7 +145,7 @@ Status Stream::record(const Event& event) {
 }
 
 Status Stream::wait(const Event& event) {
-  Connection& conn = connection();
+  ConnectionCore& conn = core();
   wire::Command cmd =
       proto::make_command(Opcode::kEventWait, conn.next_tag(), {handle(), event.handle()});
   cmd.flags = wire::kFlagSkipSuccess;
@@ -153,14 +153,14 @@ Status Stream::wait(const Event& event) {
 }
 
 Status Stream::synchronize() {
-  Connection& conn = connection();
+  ConnectionCore& conn = core();
   MALV_ASSIGN_OR_RETURN(wire::Completion c, conn.call(proto::make_command(
                                                 Opcode::kStreamSync, conn.next_tag(), {handle()})));
   return conn.take_stream_error(handle(), static_cast<ErrorCode>(c.status), c.result);
 }
 
 Status synchronize(const Event& event) {
-  Connection& conn = *event.connection();
+  ConnectionCore& conn = ConnectionCore::of(event);
   MALV_ASSIGN_OR_RETURN(
       wire::Completion c,
       conn.call(proto::make_command(Opcode::kEventSync, conn.next_tag(), {event.handle()})));

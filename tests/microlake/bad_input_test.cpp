@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "guest/connection_core.h"
 #include "host_fixture.h"
 #include "proto/encoder.h"
 
@@ -36,8 +37,9 @@ class BadInput : public testing::HostFixture {
 
   // Sends one raw command and returns its completion status.
   ErrorCode raw(wire::Command cmd) {
-    cmd.tag = conn_->next_tag();
-    auto c = conn_->call(cmd);
+    guest::ConnectionCore& core = guest::core_of(*conn_);
+    cmd.tag = core.next_tag();
+    auto c = core.call(cmd);
     EXPECT_TRUE(c.ok());
     return c.ok() ? static_cast<ErrorCode>(c->status) : ErrorCode::kInternal;
   }

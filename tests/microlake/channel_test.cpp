@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "guest/connection_core.h"
 #include "host_fixture.h"
 
 namespace malv {
@@ -89,12 +90,13 @@ TEST_P(Channel, OrdinaryMemoryTransfersStageWithinTheWindowAndArriveIntact) {
   const auto data = pattern(piece * kPieces, 11);
   for (int i = 0; i < kPieces; ++i) {
     ASSERT_TRUE(s->write(*buf, piece * i, std::span(data).subspan(piece * i, piece)).ok());
-    EXPECT_LE(conn->staging_in_flight(), conn->staging_window()) << "after write " << i;
+    EXPECT_LE(guest::core_of(*conn).staging_in_flight(), guest::core_of(*conn).staging_window())
+        << "after write " << i;
   }
   std::vector<std::byte> back(data.size());
   ASSERT_TRUE(s->read(*buf, 0, back).ok());
   ASSERT_TRUE(s->synchronize().ok());
-  EXPECT_EQ(conn->staging_in_flight(), 0u);
+  EXPECT_EQ(guest::core_of(*conn).staging_in_flight(), 0u);
   EXPECT_TRUE(back == data);
 }
 

@@ -14,6 +14,7 @@
 #include <numeric>
 #include <thread>
 
+#include "guest/connection_core.h"
 #include "host_fixture.h"
 #include "malv/checkpoint.h"
 #include "offload/checkpoint_store.h"
@@ -86,14 +87,15 @@ class CheckpointServiceTest : public HostFixture {
   }
 
   // A raw kCheckpointSave/Restore of hand-made spec bytes; the completion.
-  static wire::Completion raw(guest::Connection& conn, wire::Opcode opcode,
+  static wire::Completion raw(guest::Connection& connection, wire::Opcode opcode,
                               const guest::Stream& stream, std::span<const std::byte> spec,
                               std::uint64_t offset_override = ~0ull, std::uint64_t extra = 0) {
+    guest::ConnectionCore& conn = guest::core_of(connection);
     const std::uint64_t bytes = spec.size() + extra;
     auto offset = conn.arena_allocate(bytes);
     EXPECT_TRUE(offset.ok());
     std::memcpy(conn.arena().data() + *offset, spec.data(), spec.size());
-    guest::Connection::Pending pending;
+    guest::PendingCommand pending;
     pending.arena_offset = *offset;
     pending.arena_bytes = bytes;
     const std::uint64_t at = offset_override == ~0ull ? *offset : offset_override;

@@ -7,6 +7,7 @@
 
 #include "data/rng.h"
 #include "dataset_host.h"
+#include "guest/connection_core.h"
 #include "malv/dataset.h"
 #include "proto/encoder.h"
 
@@ -81,12 +82,13 @@ TEST_F(DatasetServiceTest, BadRequestsGetPreciseErrors) {
   // Raw specs: an unknown format, a reserved field, a path without its NUL.
   auto open_raw = [&](const wire::DatasetSpec& spec,
                       std::uint64_t bytes = sizeof(wire::DatasetSpec)) {
-    const std::uint64_t offset = conn->arena_allocate(sizeof(spec)).value();
-    std::memcpy(conn->arena().data() + offset, &spec, sizeof(spec));
-    auto c = conn->call(
-        proto::make_command(wire::Opcode::kDatasetOpen, conn->next_tag(), {offset, bytes}),
-        {offset, sizeof(spec)});
-    conn->release_arena(offset, sizeof(spec));
+    guest::ConnectionCore& core = guest::core_of(*conn);
+    const std::uint64_t offset = core.arena_allocate(sizeof(spec)).value();
+    std::memcpy(core.arena().data() + offset, &spec, sizeof(spec));
+    auto c =
+        core.call(proto::make_command(wire::Opcode::kDatasetOpen, core.next_tag(), {offset, bytes}),
+                  {offset, sizeof(spec)});
+    core.release_arena(offset, sizeof(spec));
     return static_cast<ErrorCode>(c.value().status);
   };
   wire::DatasetSpec spec{};
@@ -109,10 +111,11 @@ TEST_F(DatasetServiceTest, BadRequestsGetPreciseErrors) {
   auto y = conn->allocate(data.label_bytes()).value();
   ASSERT_TRUE(data.next(stream, small, y).ok());
   EXPECT_EQ(stream.synchronize().error().code(), ErrorCode::kOutOfRange);
+  guest::ConnectionCore& core = guest::core_of(*conn);
   wire::Command forged =
-      proto::make_command(wire::Opcode::kDatasetNext, conn->next_tag(),
+      proto::make_command(wire::Opcode::kDatasetNext, core.next_tag(),
                           {stream.handle(), 0x5000'0000'0000'0001ull, small.handle(), y.handle()});
-  ASSERT_TRUE(conn->submit(std::span(&forged, 1), {}, nullptr).ok());
+  ASSERT_TRUE(core.submit(std::span(&forged, 1), {}, nullptr).ok());
   EXPECT_FALSE(stream.synchronize().ok());
   EXPECT_TRUE(conn->ping().ok());
 }

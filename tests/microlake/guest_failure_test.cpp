@@ -7,6 +7,7 @@
 
 #include <thread>
 
+#include "guest/client_channel.h"
 #include "host_fixture.h"
 #include "proto/encoder.h"
 

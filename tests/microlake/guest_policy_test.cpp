@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "guest/connection_core.h"
 #include "host_fixture.h"
 #include "malv/policy_selection.h"
 #include "mlaas/feature_registry.h"
@@ -121,13 +122,14 @@ TEST_F(GuestPolicyTest, BadSelectionsGetPreciseErrors) {
 TEST_F(GuestPolicyTest, ForgedArenaRangesAreRefused) {
   auto conn = connect("vm-a");
   ASSERT_NE(conn, nullptr);
+  guest::ConnectionCore& core = guest::core_of(*conn);
   const std::uint64_t past_end = conn->arena_bytes() - 8;
-  auto list = conn->call(
-      proto::make_command(wire::Opcode::kPolicyList, conn->next_tag(), {past_end, 4096}));
+  auto list =
+      core.call(proto::make_command(wire::Opcode::kPolicyList, core.next_tag(), {past_end, 4096}));
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(static_cast<ErrorCode>(list->status), ErrorCode::kOutOfRange);
-  auto select = conn->call(
-      proto::make_command(wire::Opcode::kPolicySelect, conn->next_tag(), {~0ull - 4, 16}));
+  auto select =
+      core.call(proto::make_command(wire::Opcode::kPolicySelect, core.next_tag(), {~0ull - 4, 16}));
   ASSERT_TRUE(select.ok());
   EXPECT_EQ(static_cast<ErrorCode>(select->status), ErrorCode::kOutOfRange);
   EXPECT_EQ(registry_.selected("vm-a", PolicyClass::kGpuSched), "builtin/fifo");
@@ -136,7 +138,8 @@ TEST_F(GuestPolicyTest, ForgedArenaRangesAreRefused) {
 TEST_F(GuestPolicyTest, TooSmallListRangeSaysHowMuchIsNeeded) {
   auto conn = connect("vm-a");
   ASSERT_NE(conn, nullptr);
-  auto c = conn->call(proto::make_command(wire::Opcode::kPolicyList, conn->next_tag(), {0, 8}));
+  guest::ConnectionCore& core = guest::core_of(*conn);
+  auto c = core.call(proto::make_command(wire::Opcode::kPolicyList, core.next_tag(), {0, 8}));
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(static_cast<ErrorCode>(c->status), ErrorCode::kOutOfRange);
   EXPECT_GT(c->result, 8u);
