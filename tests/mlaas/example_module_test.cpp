@@ -1,9 +1,12 @@
 // The out-of-tree example module (examples/mlaas-module) builds with its own
-// CMake project, loads, can be selected for a VM and decides.
+// CMake project against an installed MaLV-OS (the prefix tests/install made:
+// find_package(Malv), Malv::policy_module_sdk), loads, can be selected for a
+// VM and decides.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -20,11 +23,24 @@ int run(const std::string& command) {
   return std::system(quiet.c_str());
 }
 
+// The prefix tests/install's install.prefix test installed into.
+std::string installed_prefix() {
+  std::ifstream state(MALV_INSTALL_STATE);
+  std::string work;
+  std::getline(state, work);
+  return work.empty() ? std::string() : work + "/prefix";
+}
+
 TEST(ExampleModule, BuildsOutOfTreeLoadsAndServesVmsInTurn) {
+  const std::string prefix = installed_prefix();
+  ASSERT_FALSE(prefix.empty()) << "no installed prefix in " << MALV_INSTALL_STATE
+                               << " (run the install.prefix test first)";
   std::filesystem::remove_all(MALV_TEST_WORK_DIR);
   const std::string cmake = MALV_CMAKE_COMMAND;
   ASSERT_EQ(run("\"" + cmake + "\" -S \"" + MALV_EXAMPLE_SOURCE_DIR + "\" -B \"" +
-                MALV_TEST_WORK_DIR + "\" -DMALV_INCLUDE_DIR=\"" + MALV_INCLUDE_DIR + "\""),
+                MALV_TEST_WORK_DIR + "\" -DCMAKE_PREFIX_PATH=\"" + prefix +
+                "\" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DCMAKE_C_COMPILER=\"" + MALV_C_COMPILER +
+                "\""),
             0)
       << "configure failed; see " << MALV_TEST_WORK_DIR << ".log";
   ASSERT_EQ(run("\"" + cmake + "\" --build \"" + MALV_TEST_WORK_DIR + "\""), 0)
