@@ -18,7 +18,6 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -233,17 +232,6 @@ Result<SwitchTimes> measure_policy_switch(const harness::HostProcess& host,
   return times;
 }
 
-// Why the host is gone, if it is (without reaping it: HostProcess does).
-std::string host_exit(const harness::HostProcess& host) {
-  siginfo_t info{};
-  if (::waitid(P_PID, static_cast<id_t>(host.pid()), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
-      info.si_pid == 0) {
-    return "";
-  }
-  if (info.si_code == CLD_EXITED) return fmt::format(" (the host exited with {})", info.si_status);
-  return fmt::format(" (the host was killed by signal {})", info.si_status);
-}
-
 Status measure_all(const harness::HostProcess& host, const harness::AdminClient& admin,
                    const SharingOptions& flags) {
   MALV_ASSIGN_OR_RETURN(json health, admin.call("GET", "/health"));
@@ -338,7 +326,7 @@ Status run_sharing(const SharingOptions& flags) {
   const harness::AdminClient admin(dir->file("admin.sock"));
   Status measured = measure_all(*host, admin, flags);
   if (!measured.ok()) {
-    const std::string why = host_exit(*host);
+    const std::string why = host->exit_reason();
     if (!why.empty()) return std::move(measured).error().with_context(why);
   }
   return measured;

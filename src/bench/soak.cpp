@@ -367,7 +367,7 @@ void Soak::reap() {
 }
 
 Status Soak::sample() {
-  if (std::string why = host_exit(host_); !why.empty()) {
+  if (std::string why = host_.exit_reason(); !why.empty()) {
     host_died_ = why;
     ++tally_.crashes;
     note(tally_.failure_notes, why);
@@ -410,7 +410,7 @@ Status Soak::sample() {
 Status Soak::final_check() {
   const Deadline deadline = Deadline::after(std::chrono::seconds(15));
   for (;;) {
-    if (std::string why = host_exit(host_); !why.empty()) {
+    if (std::string why = host_.exit_reason(); !why.empty()) {
       host_died_ = why;
       ++tally_.crashes;
       note(tally_.failure_notes, why);

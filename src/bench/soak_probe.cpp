@@ -1,7 +1,6 @@
 #include "bench/soak_probe.h"
 
 #include <fmt/format.h>
-#include <sys/wait.h>
 
 #include <fstream>
 #include <sstream>
@@ -9,17 +8,6 @@
 namespace malv::bench {
 
 using nlohmann::json;
-
-// Why the host is gone, or "" while it runs (without reaping it).
-std::string host_exit(const harness::HostProcess& host) {
-  siginfo_t info{};
-  if (::waitid(P_PID, static_cast<id_t>(host.pid()), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
-      info.si_pid == 0) {
-    return "";
-  }
-  if (info.si_code == CLD_EXITED) return fmt::format("the host exited with {}", info.si_status);
-  return fmt::format("the host was killed by signal {}", info.si_status);
-}
 
 // VmRSS of a process, in bytes (0 if it cannot be read).
 std::uint64_t rss_bytes(pid_t pid) {

@@ -4,7 +4,7 @@
 // VM's streams and sessions).
 //
 //   MALV_ASSIGN_OR_RETURN(MetricsSample m, read_metrics(admin));
-//   if (std::string why = host_exit(host); !why.empty()) { /* it died */ }
+//   if (std::string why = host.exit_reason(); !why.empty()) { /* it died */ }
 #pragma once
 
 #include <sys/types.h>
@@ -18,9 +18,6 @@
 #include "malv/result.h"
 
 namespace malv::bench {
-
-// Why the host is gone, or "" while it runs (it is not reaped).
-std::string host_exit(const harness::HostProcess& host);
 
 // VmRSS of a process, in bytes (0 if it cannot be read).
 std::uint64_t rss_bytes(pid_t pid);

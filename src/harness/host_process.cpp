@@ -72,4 +72,14 @@ HostProcess::~HostProcess() {
   }
 }
 
+std::string HostProcess::exit_reason() const {
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+      info.si_pid == 0) {
+    return "";
+  }
+  if (info.si_code == CLD_EXITED) return fmt::format("the host exited with {}", info.si_status);
+  return fmt::format("the host was killed by signal {}", info.si_status);
+}
+
 }  // namespace malv::harness

@@ -24,6 +24,9 @@ class HostProcess {
   const std::string& socket_path() const { return socket_path_; }
   std::uint16_t tcp_port() const { return tcp_port_; }
   pid_t pid() const { return pid_; }
+  // Why the host is gone ("the host exited with 1", "the host was killed by
+  // signal 9"), or "" while it runs. Does not reap it: the destructor does.
+  std::string exit_reason() const;
 
  private:
   HostProcess() = default;

@@ -5,7 +5,9 @@
 #include <toml++/toml.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <initializer_list>
 
 #include "base/text_parse.h"
 
@@ -43,7 +45,22 @@ Result<T> integer(const toml::table& t, std::string_view key, std::int64_t fallb
 }
 
 constexpr std::int64_t kMaxU32 = 0xffffffffll;
-constexpr std::int64_t kMaxMib = 1ll << 24;  // 16 TiB: MiB << 20 stays far inside 64 bits
+constexpr std::int64_t kMaxMib = static_cast<std::int64_t>(kMaxMemoryMib);
+
+// A key the loader does not know is a typo that would otherwise be ignored
+// without a word (a `memory_mb` that leaves the VM without a quota).
+Status refuse_unknown_keys(const toml::table& t, std::initializer_list<std::string_view> known,
+                           const std::string& where) {
+  for (const auto& [key, value] : t) {
+    if (std::find(known.begin(), known.end(), key.str()) == known.end()) {
+      std::string list;
+      for (std::string_view k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("{}: unknown key '{}' (known: {})", where, key.str(), list));
+    }
+  }
+  return ok_status();
+}
 
 Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
   vgpu::VmConfig vm;
@@ -53,6 +70,11 @@ Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
   vm.name = *name;
   vm.token = t["token"].value_or(std::string());
   const std::string where = path + ": vm " + vm.name;
+  MALV_TRY(refuse_unknown_keys(t,
+                               {"name", "token", "memory_mib", "weight", "max_streams",
+                                "max_handles", "gpu_policy", "vsock_cid", "max_sessions",
+                                "host_memory_mib", "checkpoint_mib", "max_checkpoints", "priority"},
+                               where));
   MALV_ASSIGN_OR_RETURN(vm.memory_limit,
                         integer<std::uint64_t>(t, "memory_mib", 0, 0, kMaxMib, where));
   vm.memory_limit <<= 20;
@@ -76,8 +98,13 @@ Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
   MALV_ASSIGN_OR_RETURN(
       vm.max_checkpoints,
       integer<std::uint32_t>(t, "max_checkpoints", vm.max_checkpoints, 0, kMaxU32, where));
-  MALV_ASSIGN_OR_RETURN(vm.priority,
-                        vgpu::parse_priority_class(t["priority"].value_or(std::string("batch"))));
+  Result<vgpu::PriorityClass> priority =
+      vgpu::parse_priority_class(t["priority"].value_or(std::string("batch")));
+  if (!priority.ok()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("{}.priority: {}", where, priority.error().message()));
+  }
+  vm.priority = priority.value();
   return vm;
 }
 
@@ -93,19 +120,27 @@ Result<HostConfig> load_host_config(const std::string& path) {
                              e.description()));
   }
   HostConfig config;
+  MALV_TRY(refuse_unknown_keys(root, {"host", "vm"}, path));
   if (const toml::table* host = root["host"].as_table()) {
     config.socket = (*host)["socket"].value_or(std::string());
     config.admin_socket = (*host)["admin_socket"].value_or(std::string());
     config.tcp = (*host)["tcp"].value_or(std::string());
     const std::string where = path + ": host";
+    MALV_TRY(refuse_unknown_keys(
+        *host,
+        {"socket", "admin_socket", "tcp", "vsock_port", "backend", "memory_mib", "workers",
+         "arena_mib", "hello_timeout_ms", "max_pending_per_peer", "max_pending", "policy_dir",
+         "checkpoint_dir", "state_dir", "shutdown_grace_ms", "data_dirs"},
+        where));
     MALV_ASSIGN_OR_RETURN(config.vsock_port,
                           integer<std::uint32_t>(*host, "vsock_port", 0, 0, kMaxU32, where));
     config.backend = (*host)["backend"].value_or(std::string("auto"));
     MALV_ASSIGN_OR_RETURN(config.memory_mib,
                           integer<std::uint64_t>(*host, "memory_mib", 0, 0, kMaxMib, where));
-    MALV_ASSIGN_OR_RETURN(config.workers, integer<unsigned>(*host, "workers", 0, 0, 4096, where));
+    MALV_ASSIGN_OR_RETURN(config.workers,
+                          integer<unsigned>(*host, "workers", 0, 0, kMaxWorkers, where));
     MALV_ASSIGN_OR_RETURN(config.arena_mib,
-                          integer<std::uint64_t>(*host, "arena_mib", 64, 1, 1024, where));
+                          integer<std::uint64_t>(*host, "arena_mib", 64, 1, kMaxArenaMib, where));
     MALV_ASSIGN_OR_RETURN(config.hello_timeout_ms, integer<std::uint64_t>(*host, "hello_timeout_ms",
                                                                           5000, 1, 600000, where));
     MALV_ASSIGN_OR_RETURN(

@@ -1,0 +1,172 @@
+// The host's TOML configuration: values land where they belong, and every
+// bad file is refused with the file, the key and what was expected.
+#include "host/host_config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace malv::host {
+namespace {
+
+class HostConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/malv-host-config-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    dir_ = dir;
+  }
+  void TearDown() override {
+    std::remove(path_.c_str());
+    ::rmdir(dir_.c_str());
+  }
+  // Writes `toml` to a file and loads it.
+  Result<HostConfig> load(const std::string& toml) {
+    path_ = dir_ + "/host.toml";
+    std::ofstream(path_) << toml;
+    return load_host_config(path_);
+  }
+  std::string dir_;
+  std::string path_;
+};
+
+TEST_F(HostConfigTest, EveryKeyLandsInItsField) {
+  Result<HostConfig> config = load(R"(
+[host]
+socket = "/run/x/malv.sock"
+admin_socket = "/run/x/admin.sock"
+tcp = "127.0.0.1:7070"
+vsock_port = 9999
+backend = "cpu"
+memory_mib = 2048
+workers = 3
+arena_mib = 32
+policy_dir = "/p"
+checkpoint_dir = "/c"
+state_dir = "/s"
+shutdown_grace_ms = 100
+hello_timeout_ms = 700
+max_pending_per_peer = 4
+max_pending = 16
+data_dirs = ["/d1", "/d2"]
+
+[[vm]]
+name = "train-a"
+token = "secret"
+memory_mib = 512
+weight = 2.5
+priority = "latency"
+max_streams = 8
+max_handles = 100
+gpu_policy = "fair-share"
+vsock_cid = 7
+max_sessions = 3
+host_memory_mib = 256
+checkpoint_mib = 128
+max_checkpoints = 9
+)");
+  ASSERT_TRUE(config.ok()) << config.error().to_string();
+  const HostConfig& c = config.value();
+  EXPECT_EQ(c.socket, "/run/x/malv.sock");
+  EXPECT_EQ(c.admin_socket, "/run/x/admin.sock");
+  EXPECT_EQ(c.tcp, "127.0.0.1:7070");
+  EXPECT_EQ(c.vsock_port, 9999u);
+  EXPECT_EQ(c.backend, "cpu");
+  EXPECT_EQ(c.memory_mib, 2048u);
+  EXPECT_EQ(c.workers, 3u);
+  EXPECT_EQ(c.arena_mib, 32u);
+  EXPECT_EQ(c.policy_dir, "/p");
+  EXPECT_EQ(c.checkpoint_dir, "/c");
+  EXPECT_EQ(c.state_dir, "/s");
+  EXPECT_EQ(c.shutdown_grace_ms, 100u);
+  EXPECT_EQ(c.hello_timeout_ms, 700u);
+  EXPECT_EQ(c.max_pending_per_peer, 4u);
+  EXPECT_EQ(c.max_pending, 16u);
+  EXPECT_EQ(c.data_dirs, (std::vector<std::string>{"/d1", "/d2"}));
+  ASSERT_EQ(c.vms.size(), 1u);
+  const vgpu::VmConfig& vm = c.vms[0];
+  EXPECT_EQ(vm.name, "train-a");
+  EXPECT_EQ(vm.token, "secret");
+  EXPECT_EQ(vm.memory_limit, 512ull << 20);
+  EXPECT_DOUBLE_EQ(vm.weight, 2.5);
+  EXPECT_EQ(vm.priority, vgpu::PriorityClass::kLatency);
+  EXPECT_EQ(vm.max_streams, 8u);
+  EXPECT_EQ(vm.max_handles, 100u);
+  EXPECT_EQ(vm.gpu_policy, "fair-share");
+  EXPECT_EQ(vm.vsock_cid, 7u);
+  EXPECT_EQ(vm.max_sessions, 3u);
+  EXPECT_EQ(vm.host_memory_limit, 256ull << 20);
+  EXPECT_EQ(vm.checkpoint_bytes_limit, 128ull << 20);
+  EXPECT_EQ(vm.max_checkpoints, 9u);
+  EXPECT_TRUE(check_host_config(c).ok());
+}
+
+TEST_F(HostConfigTest, AnEmptyFileGivesTheDefaults) {
+  Result<HostConfig> config = load("");
+  ASSERT_TRUE(config.ok()) << config.error().to_string();
+  EXPECT_EQ(config.value().backend, "auto");
+  EXPECT_EQ(config.value().arena_mib, 64u);
+  EXPECT_EQ(config.value().shutdown_grace_ms, 2000u);
+  EXPECT_TRUE(config.value().vms.empty());
+  EXPECT_TRUE(check_host_config(config.value()).ok());
+}
+
+// The error of loading `toml`, which must fail with kInvalidArgument.
+#define EXPECT_REFUSED(toml, substring)                                               \
+  do {                                                                                \
+    Result<HostConfig> refused = load(toml);                                          \
+    ASSERT_FALSE(refused.ok()) << "accepted: " << (toml);                             \
+    EXPECT_EQ(refused.error().code(), ErrorCode::kInvalidArgument);                   \
+    EXPECT_NE(refused.error().message().find(substring), std::string::npos)           \
+        << refused.error().message();                                                 \
+    EXPECT_NE(refused.error().message().find(path_), std::string::npos) << "no file"; \
+  } while (false)
+
+TEST_F(HostConfigTest, OutOfRangeAndMistypedNumbersAreRefusedByName) {
+  EXPECT_REFUSED("[host]\nmemory_mib = -1\n", "host.memory_mib must be an integer from 0 to");
+  EXPECT_REFUSED("[host]\narena_mib = 0\n", "host.arena_mib must be an integer from 1 to 1024");
+  EXPECT_REFUSED("[host]\nworkers = \"two\"\n", "host.workers must be an integer");
+  EXPECT_REFUSED("[host]\nvsock_port = 4294967296\n", "host.vsock_port");
+  EXPECT_REFUSED("[[vm]]\nname = \"a\"\nmax_streams = 0\n", "vm a.max_streams");
+  EXPECT_REFUSED("[[vm]]\nname = \"a\"\nmemory_mib = 1.5\n", "vm a.memory_mib");
+  EXPECT_REFUSED("[[vm]]\ntoken = \"t\"\n", "a [[vm]] has no name");
+  EXPECT_REFUSED("[[vm]]\nname = \"a\"\npriority = \"urgent\"\n", "urgent");
+}
+
+TEST_F(HostConfigTest, UnknownKeysAreRefusedRatherThanIgnored) {
+  EXPECT_REFUSED("[host]\nmemory_mb = 64\n", "unknown key 'memory_mb'");
+  EXPECT_REFUSED("[[vm]]\nname = \"a\"\nmemroy_mib = 64\n", "unknown key 'memroy_mib'");
+  EXPECT_REFUSED("[hots]\nsocket = \"x\"\n", "unknown key 'hots'");
+}
+
+TEST_F(HostConfigTest, SyntaxErrorsNameTheLine) { EXPECT_REFUSED("[host]\nsocket = \n", ":2:"); }
+
+TEST(CheckHostConfig, RefusesWhatFlagsCouldAlsoSetWrongly) {
+  HostConfig config;
+  config.tcp = "127.0.0.1:abc";
+  Status bad_tcp = check_host_config(config);
+  ASSERT_FALSE(bad_tcp.ok());
+  EXPECT_NE(bad_tcp.error().message().find("tcp (--tcp)"), std::string::npos);
+
+  config = HostConfig{};
+  config.arena_mib = kMaxArenaMib + 1;
+  Status big_arena = check_host_config(config);
+  ASSERT_FALSE(big_arena.ok());
+  EXPECT_NE(big_arena.error().message().find("arena_mib (--arena-mib)"), std::string::npos);
+
+  config = HostConfig{};
+  config.workers = kMaxWorkers + 1;
+  EXPECT_FALSE(check_host_config(config).ok());
+  config = HostConfig{};
+  config.memory_mib = kMaxMemoryMib + 1;
+  EXPECT_FALSE(check_host_config(config).ok());
+  config = HostConfig{};
+  config.tcp = "[::1]:0";  // a listener may take any free port
+  EXPECT_TRUE(check_host_config(config).ok());
+}
+
+}  // namespace
+}  // namespace malv::host
