@@ -17,10 +17,10 @@
 #pragma once
 
 #include <cstdint>
-#include <thread>
 
 #include "accel/backend.h"
 #include "base/clock.h"
+#include "base/cpu_relax.h"
 
 namespace malv::accel {
 
@@ -44,14 +44,6 @@ struct EventRecords {
   }
   EventState state() const { return EventState{completed == recorded, time_ns}; }
 };
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
 
 // Polls `done` for up to spin_ns, pausing the core between polls; whether
 // it came true.

@@ -5,6 +5,7 @@
 #include <new>
 
 #include "base/clock.h"
+#include "base/cpu_relax.h"
 #include "ipc/futex.h"
 
 namespace malv::ipc {
@@ -17,14 +18,6 @@ bool is_power_of_two(std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 // a bad one is a bug in the caller.
 void check_construction(const RingHeader* header, std::uint32_t capacity) {
   if (header == nullptr || !is_power_of_two(capacity)) std::abort();
-}
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
 }
 
 // Deadline::after(nanoseconds::max()) would overflow the clock; treat
