@@ -64,7 +64,7 @@
 extern "C" {
 #endif
 
-#define MALV_MLAAS_ABI_VERSION 1u
+#define MALV_MLAAS_ABI_VERSION 2u
 
 /* Name of the one symbol a module exports. */
 #define MALV_MLAAS_ENTRY_POINT "malv_mlaas_module_get"
@@ -144,7 +144,14 @@ typedef struct malv_gpu_sched_outcome {
 
 /* ---------------------------------------------------------------- memory -- */
 
-/* One eviction candidate (a resident device buffer). */
+/* next_use_ops of a candidate that no op queued on the VM's streams uses. */
+#define MALV_MEMORY_NOT_QUEUED UINT64_MAX
+
+/* One eviction candidate (a resident device buffer). The host sees the work
+ * queued on the VM's streams but not yet run, so it tells the policy how far
+ * away the candidate's next use is in that visible queue (Belady's optimal
+ * eviction needs exactly that future). A candidate that no queued op uses
+ * may still be used later: the guest simply has not queued that work yet. */
 typedef struct malv_memory_observation {
   uint64_t vm_id;
   uint64_t buffer_id;
@@ -152,6 +159,13 @@ typedef struct malv_memory_observation {
   int64_t last_use_ns;   /* monotonic time of the last access */
   int64_t age_ns;        /* now - last_use_ns */
   uint64_t access_count; /* accesses since the buffer was created */
+  /* Since ABI version 2: */
+  uint64_t next_use_ops; /* queued ops before its next use (0: the very next op);
+                            MALV_MEMORY_NOT_QUEUED when no queued op uses it */
+  int64_t next_use_ns;   /* the host's estimate of the time until that use; -1: not queued */
+  uint32_t dirty;        /* 1: the device copy differs from the host copy (evicting it
+                            costs a copy-out); 0: it can be dropped without a copy */
+  uint32_t reserved;     /* 0 */
 } malv_memory_observation;
 
 /* Higher scores are evicted first. */

@@ -22,7 +22,12 @@ int gpu_fifo(void*, const void* observations, std::size_t n, void* decisions) {
 int memory_lru(void*, const void* observations, std::size_t n, void* decisions) {
   const auto* obs = static_cast<const malv_memory_observation*>(observations);
   auto* out = static_cast<malv_memory_decision*>(decisions);
-  for (std::size_t i = 0; i < n; ++i) out[i].evict_score = static_cast<double>(obs[i].age_ns);
+  // Only the v1 fields: the baseline must not depend on what the host fills
+  // in for lookahead. Clamped, like every score, to the ABI's limit.
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i].evict_score = std::clamp(static_cast<double>(obs[i].age_ns), -MALV_MLAAS_SCORE_LIMIT,
+                                    MALV_MLAAS_SCORE_LIMIT);
+  }
   return MALV_MLAAS_OK;
 }
 

@@ -28,7 +28,8 @@ TEST(ModuleLoader, LoadsAValidModuleWithItsNameVersionAndPolicies) {
 }
 
 TEST(ModuleLoader, RefusesAModuleBuiltAgainstAnOlderAbiVersion) {
-  expect_refused("old_abi", ErrorCode::kUnimplemented, "ABI version 0");
+  expect_refused("old_abi", ErrorCode::kUnimplemented,
+                 "ABI version " + std::to_string(MALV_MLAAS_ABI_VERSION - 1));
 }
 
 TEST(ModuleLoader, RefusesAModuleWithoutTheEntryPoint) {

@@ -1,12 +1,79 @@
-// malv_memory_basic: lru evicts the least recently used buffer first.
+// malv_memory_basic: lru evicts the least recently used buffer first;
+// lookahead evicts the buffer used furthest ahead in the queued work
+// (Belady within the visible queue), unqueued buffers first by age, clean
+// before dirty at equal distance.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <numeric>
 
 #include "policy_host.h"
 
 namespace malv::mlaas::testing {
 namespace {
 
+// The v2 layout: the v1 fields unchanged, the new ones after them.
+static_assert(offsetof(malv_memory_observation, access_count) == 40);
+static_assert(offsetof(malv_memory_observation, next_use_ops) == 48);
+static_assert(offsetof(malv_memory_observation, next_use_ns) == 56);
+static_assert(offsetof(malv_memory_observation, dirty) == 64);
+static_assert(offsetof(malv_memory_observation, reserved) == 68);
+static_assert(sizeof(malv_memory_observation) == 72);
+static_assert(sizeof(malv_memory_outcome) == 80);
+
 using MemoryBasic = PolicyHost;
+
+malv_memory_observation queued(std::uint64_t id, std::uint64_t next_use_ops, bool dirty,
+                               std::int64_t age_ns = 1'000) {
+  malv_memory_observation o{};
+  o.vm_id = 1;
+  o.buffer_id = id;
+  o.bytes = 4096;
+  o.age_ns = age_ns;
+  o.next_use_ops = next_use_ops;
+  o.next_use_ns = static_cast<std::int64_t>(next_use_ops) * 10'000;
+  o.dirty = dirty ? 1 : 0;
+  return o;
+}
+
+malv_memory_observation unqueued(std::uint64_t id, std::int64_t age_ns, bool dirty) {
+  malv_memory_observation o = queued(id, MALV_MEMORY_NOT_QUEUED, dirty, age_ns);
+  o.next_use_ns = -1;
+  return o;
+}
+
+class MemoryLookahead : public PolicyHost {
+ protected:
+  // The buffer ids in the order the manager would evict them (highest score
+  // first; the host breaks ties by the lower index, as a stable sort does).
+  std::vector<std::uint64_t> eviction_order(const std::string& policy,
+                                            const std::vector<malv_memory_observation>& buffers) {
+    EXPECT_TRUE(registry.select("vm1", PolicyClass::kMemory, policy).ok()) << policy;
+    std::vector<malv_memory_decision> scores(buffers.size());
+    DecisionReport report = runner.decide("vm1", std::span(buffers), std::span(scores));
+    EXPECT_EQ(report.source, DecisionSource::kPolicy) << report.detail;
+    std::vector<std::size_t> index(buffers.size());
+    std::iota(index.begin(), index.end(), 0);
+    std::stable_sort(index.begin(), index.end(), [&](std::size_t a, std::size_t b) {
+      return scores[a].evict_score > scores[b].evict_score;
+    });
+    std::vector<std::uint64_t> ids;
+    for (std::size_t i : index) ids.push_back(buffers[i].buffer_id);
+    return ids;
+  }
+};
+
+TEST_F(MemoryBasic, TheModuleOffersLruAndLookahead) {
+  auto modules = registry.modules();
+  auto it = std::find_if(modules.begin(), modules.end(),
+                         [](const ModuleInfo& m) { return m.name == "malv_memory_basic"; });
+  ASSERT_NE(it, modules.end());
+  std::vector<std::string> names;
+  for (const PolicyInfo& p : it->policies) names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"lru", "lookahead"}));
+}
 
 TEST_F(MemoryBasic, LruEvictsTheBufferUnusedForLongest) {
   ASSERT_TRUE(registry.select("vm1", PolicyClass::kMemory, "malv_memory_basic/lru").ok());
@@ -26,6 +93,50 @@ TEST_F(MemoryBasic, TheBareNameLruIsAmbiguousWithTheBaselineAndSaysSo) {
   ASSERT_FALSE(ambiguous.ok());
   EXPECT_NE(ambiguous.error().message().find("builtin/lru"), std::string::npos);
   EXPECT_NE(ambiguous.error().message().find("malv_memory_basic/lru"), std::string::npos);
+}
+
+TEST_F(MemoryLookahead, EvictsTheBufferWhoseNextUseIsFurthestFirst) {
+  // Ages say the opposite of the distances: lookahead ignores them here.
+  EXPECT_EQ(eviction_order("lookahead", {queued(1, 3, false, 900), queued(2, 40, false, 100),
+                                         queued(3, 0, false, 5'000), queued(4, 7, false, 50)}),
+            (std::vector<std::uint64_t>{2, 4, 1, 3}));
+}
+
+TEST_F(MemoryLookahead, EvictsUnqueuedBuffersBeforeAnyQueuedOneAndAmongThemTheOldestFirst) {
+  EXPECT_EQ(eviction_order("lookahead", {queued(1, 1'000'000, true, 90'000'000),
+                                         unqueued(2, 10, true), unqueued(3, 5'000, true),
+                                         queued(4, 2, false), unqueued(5, 700, false)}),
+            (std::vector<std::uint64_t>{3, 5, 2, 1, 4}));
+}
+
+TEST_F(MemoryLookahead, EvictsACleanBufferBeforeADirtyOneAtEqualDistance) {
+  EXPECT_EQ(eviction_order("lookahead", {queued(1, 5, true), queued(2, 5, false),
+                                         unqueued(3, 800, true), unqueued(4, 800, false)}),
+            (std::vector<std::uint64_t>{4, 3, 2, 1}));
+  // Distance first, cleanliness only at a tie: a dirty buffer used later
+  // still goes before a clean one used sooner.
+  EXPECT_EQ(eviction_order("lookahead", {queued(1, 4, false), queued(2, 5, true)}),
+            (std::vector<std::uint64_t>{2, 1}));
+}
+
+TEST_F(MemoryLookahead, ExtremeDistancesAndAgesStayOrderedAndWithinTheScoreLimit) {
+  const std::vector<malv_memory_observation> buffers{
+      queued(1, MALV_MEMORY_NOT_QUEUED - 1, true),  // furthest possible queued use
+      unqueued(2, INT64_MAX, false),                // absurd age
+      unqueued(3, INT64_MIN, true),                 // clock went backwards
+      queued(4, 0, false),                          // the very next op
+      unqueued(5, 100'000'000'000'000'000, true),   // 3 years
+  };
+  for (const std::string policy : {"lookahead", "malv_memory_basic/lru"}) {
+    ASSERT_TRUE(registry.select("vm1", PolicyClass::kMemory, policy).ok());
+    std::vector<malv_memory_decision> scores(buffers.size());
+    DecisionReport report = runner.decide("vm1", std::span(buffers), std::span(scores));
+    EXPECT_EQ(report.source, DecisionSource::kPolicy) << policy << ": " << report.detail;
+    for (const malv_memory_decision& d : scores) {
+      EXPECT_LE(std::abs(d.evict_score), MALV_MLAAS_SCORE_LIMIT) << policy;
+    }
+  }
+  EXPECT_EQ(eviction_order("lookahead", buffers), (std::vector<std::uint64_t>{2, 5, 3, 1, 4}));
 }
 
 }  // namespace

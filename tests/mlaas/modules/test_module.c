@@ -167,6 +167,8 @@ static const malv_policy kPolicies[] = {
      too_deep, NULL},
     {MALV_POLICY_MEMORY, "evict-newest", "most recently used first", create_counter,
      destroy_counter, evict_newest, NULL},
+    {MALV_POLICY_MEMORY, "memory-erroring", "returns an error, counts feedback", create_counter,
+     destroy_counter, erroring, count_feedback},
 };
 
 #if TEST_MODULE_KIND == 2
