@@ -118,6 +118,14 @@ class Backend {
   virtual void free(DevicePtr ptr) = 0;
   virtual std::uint64_t memory_in_use() const = 0;
 
+  // Copies between device memory and host memory now, on the calling thread,
+  // and returns when the copy is done. For memory no queued op uses: the
+  // vGPU memory manager's spill (device to host) and fill (host to device)
+  // of a VM's buffers. Never call it from a completion callback.
+  [[nodiscard]] virtual Status copy_to_device_now(DevicePtr dst, const void* src,
+                                                  std::size_t bytes) = 0;
+  [[nodiscard]] virtual Status copy_to_host_now(void* dst, DevicePtr src, std::size_t bytes) = 0;
+
   // Host memory that copies will read or write (a session's shared arena).
   // A GPU backend page-locks it for DMA; the CPU backend needs nothing.
   [[nodiscard]] virtual Status register_host_memory(void* base, std::size_t bytes) = 0;

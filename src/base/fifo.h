@@ -27,8 +27,19 @@ class Fifo {
 
   void push_back(T&& value) { items_.push_back(std::move(value)); }
   void push_back(const T& value) { items_.push_back(value); }
+  // Puts an element back at the front (the vGPU scheduler returns ops a
+  // batch could not take). Cheap when the front was popped before.
+  void push_front(T&& value) {
+    if (head_ > 0) {
+      items_[--head_] = std::move(value);
+    } else {
+      items_.insert(items_.begin(), std::move(value));
+    }
+  }
 
   T& front() { return items_[head_]; }
+  // The i-th element from the front (0: front()).
+  const T& operator[](std::size_t i) const { return items_[head_ + i]; }
   const T& front() const { return items_[head_]; }
 
   void pop_front() {

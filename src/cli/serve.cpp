@@ -41,6 +41,7 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--state-dir")) config.state_dir = o.state_dir;
   if (sub.count("--shutdown-grace-ms")) config.shutdown_grace_ms = o.shutdown_grace_ms;
   if (sub.count("--data-dir")) config.data_dirs = o.data_dirs;
+  if (sub.count("--spill-link-gbps")) config.spill_link_gbps = o.spill_link_gbps;
   if (sub.count("--hello-timeout-ms")) config.hello_timeout_ms = o.hello_timeout_ms;
   if (sub.count("--max-pending-per-peer")) config.max_pending_per_peer = o.max_pending_per_peer;
   if (sub.count("--max-pending")) config.max_pending = o.max_pending;
@@ -110,6 +111,11 @@ void register_serve(CLI::App& app, int& exit_code) {
                   "Directory the guests' data pipelines may read datasets from; repeatable "
                   "(default: /usr/share/datasets)")
       ->type_name("DIR");
+  sub->add_option("--spill-link-gbps", o.spill_link_gbps,
+                  "CPU backend: pace the memory manager's spill and fill copies to this link "
+                  "bandwidth in GB/s, a model of PCIe (0: unpaced)")
+      ->capture_default_str()
+      ->check(finite_in(0, 1e6));
   sub->add_option("--hello-timeout-ms", o.hello_timeout_ms,
                   "A guest's whole hello must arrive within this many ms")
       ->capture_default_str()

@@ -13,6 +13,7 @@ struct VmFlags {
   std::string name;
   std::string token;
   double memory_mib = -1;
+  double virtual_memory_mib = -1;
   double weight = -1;
   std::string priority;
   int max_streams = -1;
@@ -29,6 +30,9 @@ nlohmann::json fields(const VmFlags& f) {
   nlohmann::json body = nlohmann::json::object();
   if (!f.token.empty()) body["token"] = f.token;
   if (f.memory_mib >= 0) body["memory_bytes"] = static_cast<std::uint64_t>(f.memory_mib * 1048576);
+  if (f.virtual_memory_mib >= 0) {
+    body["virtual_memory_bytes"] = static_cast<std::uint64_t>(f.virtual_memory_mib * 1048576);
+  }
   if (f.weight >= 0) body["weight"] = f.weight;
   if (!f.priority.empty()) body["priority"] = f.priority;
   if (f.max_streams >= 0) body["max_streams"] = f.max_streams;
@@ -105,6 +109,10 @@ void register_vm(CLI::App& app, int& exit_code) {
     if (std::string(action) == "create" || std::string(action) == "update") {
       sub->add_option("--token", f->token, "Credential the guest must present");
       sub->add_option("--memory-mib", f->memory_mib, "Device-memory quota in MiB (0: none)")
+          ->check(finite_in(0, 1 << 24));
+      sub->add_option("--virtual-memory-mib", f->virtual_memory_mib,
+                      "Device memory the VM may allocate in all, MiB; above --memory-mib the host "
+                      "spills what does not fit to host memory (0: no oversubscription)")
           ->check(finite_in(0, 1 << 24));
       sub->add_option("--weight", f->weight, "Compute share weight")->check(finite_in(1e-6, 1e6));
       sub->add_option("--priority", f->priority, "latency or batch");

@@ -70,14 +70,18 @@ Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
   vm.name = *name;
   vm.token = t["token"].value_or(std::string());
   const std::string where = path + ": vm " + vm.name;
-  MALV_TRY(refuse_unknown_keys(t,
-                               {"name", "token", "memory_mib", "weight", "max_streams",
-                                "max_handles", "gpu_policy", "vsock_cid", "max_sessions",
-                                "host_memory_mib", "checkpoint_mib", "max_checkpoints", "priority"},
-                               where));
+  MALV_TRY(
+      refuse_unknown_keys(t,
+                          {"name", "token", "memory_mib", "virtual_memory_mib", "weight",
+                           "max_streams", "max_handles", "gpu_policy", "vsock_cid", "max_sessions",
+                           "host_memory_mib", "checkpoint_mib", "max_checkpoints", "priority"},
+                          where));
   MALV_ASSIGN_OR_RETURN(vm.memory_limit,
                         integer<std::uint64_t>(t, "memory_mib", 0, 0, kMaxMib, where));
   vm.memory_limit <<= 20;
+  MALV_ASSIGN_OR_RETURN(vm.virtual_memory_limit,
+                        integer<std::uint64_t>(t, "virtual_memory_mib", 0, 0, kMaxMib, where));
+  vm.virtual_memory_limit <<= 20;
   vm.weight = t["weight"].value_or(1.0);
   MALV_ASSIGN_OR_RETURN(vm.max_streams,
                         integer<std::uint32_t>(t, "max_streams", 64, 1, kMaxU32, where));
@@ -130,7 +134,7 @@ Result<HostConfig> load_host_config(const std::string& path) {
         *host,
         {"socket", "admin_socket", "tcp", "vsock_port", "backend", "memory_mib", "workers",
          "arena_mib", "hello_timeout_ms", "max_pending_per_peer", "max_pending", "policy_dir",
-         "checkpoint_dir", "state_dir", "shutdown_grace_ms", "data_dirs"},
+         "checkpoint_dir", "state_dir", "shutdown_grace_ms", "spill_link_gbps", "data_dirs"},
         where));
     MALV_ASSIGN_OR_RETURN(config.vsock_port,
                           integer<std::uint32_t>(*host, "vsock_port", 0, 0, kMaxU32, where));
@@ -154,6 +158,14 @@ Result<HostConfig> load_host_config(const std::string& path) {
     MALV_ASSIGN_OR_RETURN(config.shutdown_grace_ms,
                           integer<std::uint64_t>(*host, "shutdown_grace_ms",
                                                  config.shutdown_grace_ms, 0, 600000, where));
+    if (const toml::node* link = host->get("spill_link_gbps")) {
+      std::optional<double> gbps = link->value<double>();
+      if (!gbps || !(*gbps >= 0.0) || *gbps > 1e6) {
+        return Error(ErrorCode::kInvalidArgument,
+                     fmt::format("{}.spill_link_gbps must be a number from 0 to 1e6", where));
+      }
+      config.spill_link_gbps = *gbps;
+    }
     if (const toml::array* dirs = (*host)["data_dirs"].as_array()) {
       for (const toml::node& dir : *dirs) {
         if (!dir.is_string()) {

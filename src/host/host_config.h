@@ -12,6 +12,7 @@
 //   data_dirs = ["/usr/share/datasets"]    # what guests' data pipelines may read
 //   state_dir = "/var/lib/malv/state"      # what the admin API changed, kept across restarts
 //   shutdown_grace_ms = 2000               # queued device work may finish, then is cancelled
+//   spill_link_gbps = 12.0                 # CPU backend: spill/fill copies paced to this link
 //   hello_timeout_ms = 5000                # a guest's whole hello must arrive in this
 //   max_pending_per_peer = 8               # connections before their hello, per peer
 //   max_pending = 64                       # ... and in all
@@ -19,7 +20,8 @@
 //   [[vm]]
 //   name = "train-a"
 //   token = "secret-a"
-//   memory_mib = 1024
+//   memory_mib = 1024                      # device memory held at once (resident)
+//   virtual_memory_mib = 4096              # allocated in all; the excess spills to host memory
 //   weight = 2.0
 //   priority = "batch"                     # latency | batch
 //   max_streams = 16
@@ -53,6 +55,9 @@ struct HostConfig {
   std::string checkpoint_dir;  // empty: <default_runtime_dir()>/checkpoints
   std::string state_dir;       // empty: <default_runtime_dir()>/state
   std::uint64_t shutdown_grace_ms = 2000;
+  // The CPU backend's spill and fill copies are paced to this link bandwidth
+  // (GB/s per direction; 0: unpaced), a model of PCIe (vgpu/memory_manager.h).
+  double spill_link_gbps = 12.0;
   std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
   // Pre-authentication bounds (microlake::ServerOptions).
   std::uint64_t hello_timeout_ms = 5000;

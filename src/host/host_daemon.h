@@ -21,6 +21,7 @@
 #include "vgpu/admin_api.h"
 #include "vgpu/admin_state.h"
 #include "vgpu/mlaas_gpu_sched_policies.h"
+#include "vgpu/mlaas_memory_policies.h"
 #include "vgpu/vgpu_service.h"
 
 namespace malv::host {
@@ -56,6 +57,7 @@ class HostDaemon {
   std::unique_ptr<mlaas::PolicyRegistry> policies_;
   std::unique_ptr<mlaas::PolicyRunner> runner_;
   std::unique_ptr<vgpu::MlaasGpuSchedPolicies> sched_policies_;
+  std::unique_ptr<vgpu::MlaasMemoryPolicies> memory_policies_;
   std::unique_ptr<vgpu::VgpuService> vgpu_;
   std::unique_ptr<vgpu::AdminState> state_;
   std::unique_ptr<offload::CheckpointStore> checkpoints_;

@@ -24,6 +24,20 @@ struct VgpuScheduler::Stream {
   Slot slot = Slot::kNone;  // the slot the running batch holds
   std::vector<accel::Op> batch_ops;
   std::vector<accel::Completion> batch_done;
+  // For a VM with managed memory: each op's placement (kOk, or why it does
+  // not run) and the buffers the batch pinned (vgpu/memory_manager.h).
+  std::vector<ErrorCode> batch_status;
+  std::vector<std::uint64_t> batch_pins;
+  // What the batch's items were besides their ops and completions, so that
+  // ops the memory manager cannot place yet go back to `pending` as they were.
+  struct ItemMeta {
+    std::int64_t enqueue_ns = 0;
+    malv_gpu_sched_observation observation{};
+    std::uint64_t wait_target = 0;
+  };
+  std::vector<ItemMeta> batch_meta;
+  // Its head waits for room in the VM's memory: skipped until a batch ends.
+  bool memory_blocked = false;
   malv_gpu_sched_observation batch_head{};
   // Ops of the batch not yet complete; set before the batch is enqueued,
   // counted down by completions without the scheduler's lock.
@@ -303,7 +317,7 @@ void VgpuScheduler::pump() {
       std::unordered_map<Vm*, std::vector<Stream*>> by_vm;
       for (auto& [id, stream] : streams_) {
         if (stream->running || stream->cancelled || stream->pending.empty() ||
-            head_waits_for_record(*stream)) {
+            stream->memory_blocked || head_waits_for_record(*stream)) {
           continue;
         }
         if (!is_bookkeeping(stream->pending.front().op) && busy_slots_ >= options_.device_slots &&
@@ -375,6 +389,8 @@ void VgpuScheduler::pump() {
       Stream& s = *chosen;
       s.batch_ops.clear();
       s.batch_done.clear();
+      s.batch_meta.clear();
+      const bool managed = s.vm->memory().active();
       s.batch_head = s.pending.front().observation;
       double cost_ns = 0;
       bool only_bookkeeping = true;
@@ -391,6 +407,7 @@ void VgpuScheduler::pump() {
         }
         cost_ns += 1e9 * (item.observation.est_flops / options_.device_flops_per_s +
                           item.observation.est_bytes / options_.device_bytes_per_s);
+        if (managed) s.batch_meta.push_back({item.enqueue_ns, item.observation, item.wait_target});
         s.batch_ops.push_back(std::move(item.op));
         s.batch_done.push_back(item.done);
         s.pending.pop_front();
@@ -412,6 +429,11 @@ void VgpuScheduler::pump() {
       ++stats_.batches;
       stats_.ops += s.batch_ops.size();
     }
+    // Outside the lock: the VM's managed buffers are made resident and the
+    // ops given their device addresses (copies may be made here). An op
+    // whose buffers cannot be placed runs as a marker, completing with the
+    // placement's error.
+    if (!place_memory(*chosen, batch_records)) continue;  // nothing of it can run yet
     // Outside the lock: a backend may complete inline. Once the batch is
     // enqueued its last completion may end it (and a destroy_stream free
     // the stream), so nothing of `chosen` is read after that call.
@@ -430,6 +452,80 @@ void VgpuScheduler::pump() {
   }
 }
 
+bool VgpuScheduler::place_memory(Stream& stream, std::vector<std::uint64_t>& batch_records) {
+  stream.batch_status.clear();
+  stream.batch_pins.clear();
+  Vm& vm = *stream.vm;
+  if (stream.batch_meta.empty()) return true;  // the VM has no managed memory
+  const std::size_t n = stream.batch_ops.size();
+  stream.batch_status.assign(n, ErrorCode::kOk);
+  const std::size_t placed =
+      vm.memory().place(stream.batch_ops, stream.batch_status, stream.batch_pins,
+                        [this, &vm] { return queued_uses(vm); });
+  for (std::size_t i = 0; i < placed; ++i) {
+    if (stream.batch_status[i] != ErrorCode::kOk) stream.batch_ops[i] = accel::Marker{};
+  }
+  if (placed == n) return true;
+  // The rest waits for room: back to the front of the stream, as they were.
+  std::lock_guard lock(mutex_);
+  for (std::size_t k = n; k-- > placed;) {
+    Item item;
+    item.op = std::move(stream.batch_ops[k]);
+    item.done = stream.batch_done[k];
+    item.enqueue_ns = stream.batch_meta[k].enqueue_ns;
+    item.observation = stream.batch_meta[k].observation;
+    item.wait_target = stream.batch_meta[k].wait_target;
+    stream.pending.push_front(std::move(item));
+  }
+  const std::size_t back = n - placed;
+  stream.batch_ops.resize(placed);
+  stream.batch_done.resize(placed);
+  stream.batch_status.resize(placed);
+  vm.counters().queue_depth.fetch_add(back, std::memory_order_relaxed);
+  vm_states_[vm.id().value()].pending += back;
+  stats_.ops -= back;
+  // Records that went back are not dispatched.
+  batch_records.clear();
+  for (const accel::Op& op : stream.batch_ops) {
+    if (const auto* record = std::get_if<accel::RecordEvent>(&op)) {
+      batch_records.push_back(record->event.value());
+    }
+  }
+  stream.remaining.store(placed, std::memory_order_release);
+  if (placed > 0) return true;
+  // Nothing of the batch can run before another batch ends and unpins.
+  stream.memory_blocked = true;
+  stream.running = false;
+  if (stream.slot == Slot::kDevice) --busy_slots_;
+  if (stream.slot == Slot::kLatency) --busy_latency_slots_;
+  stream.slot = Slot::kNone;
+  --stats_.batches;
+  return false;
+}
+
+NextUses VgpuScheduler::queued_uses(const Vm& vm) const {
+  NextUses uses;
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, stream] : streams_) {
+    if (stream->vm.get() != &vm) continue;
+    double est_ns = 0;
+    for (std::size_t i = 0; i < stream->pending.size(); ++i) {
+      const Item& item = stream->pending[i];
+      accel::Op op = item.op;  // a copy: the walk below takes non-const pointers
+      MemoryManager::for_each_pointer(op, [&](accel::DevicePtr ptr, bool) {
+        if (!MemoryManager::is_virtual(ptr)) return;
+        const std::uint64_t buffer = MemoryManager::buffer_id(ptr);
+        auto [it, inserted] =
+            uses.try_emplace(buffer, NextUse{i, static_cast<std::int64_t>(est_ns)});
+        if (!inserted && it->second.ops > i) it->second = {i, static_cast<std::int64_t>(est_ns)};
+      });
+      est_ns += 1e9 * (item.observation.est_flops / options_.device_flops_per_s +
+                       item.observation.est_bytes / options_.device_bytes_per_s);
+    }
+  }
+  return uses;
+}
+
 void VgpuScheduler::item_callback(void* context, std::uint64_t cookie, ErrorCode status) {
   auto* stream = static_cast<Stream*>(context);
   stream->scheduler->on_item_done(stream, cookie, status);
@@ -438,6 +534,9 @@ void VgpuScheduler::item_callback(void* context, std::uint64_t cookie, ErrorCode
 void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode status) {
   // The batch vectors are stable until its last op completes (below).
   const accel::Completion done = stream->batch_done[index];
+  if (!stream->batch_status.empty() && stream->batch_status[index] != ErrorCode::kOk) {
+    status = stream->batch_status[index];  // never ran: its buffers could not be placed
+  }
   if (status != ErrorCode::kOk)
     stream->vm->counters().errors.fetch_add(1, std::memory_order_relaxed);
   if (done.fn != nullptr) done.fn(done.context, done.cookie, status);
@@ -445,6 +544,7 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
   malv_gpu_sched_outcome outcome{};
   std::shared_ptr<Vm> vm;
   std::vector<Item> aborted;
+  std::vector<std::uint64_t> pins;
   // Only the batch's last completion takes the lock (ops of one stream
   // complete in order, on the backend's threads).
   if (stream->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
@@ -463,11 +563,19 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
     outcome.item = stream->batch_head;
     outcome.run_ns = run_ns;
     vm = stream->vm;
+    pins.swap(stream->batch_pins);
     stream->batch_ops.clear();
     stream->batch_done.clear();
     stream->running = false;
     stream->slot = Slot::kNone;
     if (stream->cancelled) aborted = take_cancelled(*stream);
+  }
+  // Outside the scheduler's lock: place() takes the memory manager's lock
+  // first and then (for the queued future) this one.
+  if (!pins.empty()) {
+    vm->memory().unpin(pins);
+    std::lock_guard lock(mutex_);
+    for (auto& [id, other] : streams_) other->memory_blocked = false;
   }
   if (!aborted.empty()) {
     abort_items(aborted);

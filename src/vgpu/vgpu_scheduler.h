@@ -58,6 +58,7 @@
 
 #include "accel/backend.h"
 #include "vgpu/gpu_sched_policies.h"
+#include "vgpu/memory_manager.h"
 #include "vgpu/vm_registry.h"
 
 namespace malv::vgpu {
@@ -152,6 +153,14 @@ class VgpuScheduler {
   // The stream's VM is latency class and a latency slot is free (mutex_ held).
   bool may_use_latency_lane(const Stream& stream) const;
   void on_item_done(Stream* stream, std::size_t index_in_batch, ErrorCode status);
+  // Makes the batch's managed buffers resident and sets their device
+  // addresses (mutex_ not held; the stream is running, so only this thread
+  // touches its batch). Ops that must wait for room go back to the stream;
+  // false when none is left to run (the stream no longer runs a batch).
+  // batch_records is brought in line with the ops that stay.
+  bool place_memory(Stream& stream, std::vector<std::uint64_t>& batch_records);
+  // Where each managed buffer of `vm` is next used in its streams' queues.
+  NextUses queued_uses(const Vm& vm) const;
   // Takes the cancelled stream's queued items out (mutex_ held); the caller
   // completes them with kAborted once the lock is released.
   std::vector<Item> take_cancelled(Stream& stream);

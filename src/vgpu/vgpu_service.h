@@ -27,13 +27,20 @@ class VgpuService {
   VmRegistry& vms() { return vms_; }
   VgpuScheduler& scheduler() { return scheduler_; }
   accel::Backend& device() { return device_; }
+  // The memory policies and options of every VM's memory manager (set
+  // before sessions open; null policies: LRU).
+  void set_memory_policies(MemoryPolicies* policies, MemoryOptions options = {}) {
+    memory_policies_ = policies;
+    memory_options_ = options;
+  }
 
   // The device as a session of this VM sees it, after checking its token.
   [[nodiscard]] Result<std::unique_ptr<VmBackend>> open_session(const std::string& vm,
                                                                 const std::string& token) {
     MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> found, vms_.authenticate(vm, token));
     MALV_TRY(found->open_session_slot());
-    return std::make_unique<VmBackend>(device_, scheduler_, std::move(found));
+    return std::make_unique<VmBackend>(device_, scheduler_, std::move(found), memory_policies_,
+                                       memory_options_);
   }
 
   // Over AF_VSOCK the peer's context id (vouched for by the hypervisor)
@@ -46,11 +53,14 @@ class VgpuService {
                                                             cid, found->name(), claimed_name));
     }
     MALV_TRY(found->open_session_slot());
-    return std::make_unique<VmBackend>(device_, scheduler_, std::move(found));
+    return std::make_unique<VmBackend>(device_, scheduler_, std::move(found), memory_policies_,
+                                       memory_options_);
   }
 
  private:
   accel::Backend& device_;
+  MemoryPolicies* memory_policies_ = nullptr;
+  MemoryOptions memory_options_;
   VmRegistry vms_;
   VgpuScheduler scheduler_;  // after vms_: destroyed first
 };

@@ -6,8 +6,11 @@
 
 namespace malv::vgpu {
 
-VmBackend::VmBackend(accel::Backend& device, VgpuScheduler& scheduler, std::shared_ptr<Vm> vm)
-    : device_(device), scheduler_(scheduler), vm_(std::move(vm)) {}
+VmBackend::VmBackend(accel::Backend& device, VgpuScheduler& scheduler, std::shared_ptr<Vm> vm,
+                     MemoryPolicies* memory_policies, MemoryOptions memory_options)
+    : device_(device), scheduler_(scheduler), vm_(std::move(vm)) {
+  vm_->memory().attach(device_, memory_policies, memory_options);
+}
 
 VmBackend::~VmBackend() {
   // The session drained and freed everything already; this is the backstop
@@ -38,10 +41,19 @@ accel::DeviceInfo VmBackend::info() const {
 }
 
 Result<accel::DevicePtr> VmBackend::allocate(std::size_t bytes) {
-  MALV_TRY(vm_->reserve_memory(bytes));
-  Result<accel::DevicePtr> ptr = device_.allocate(bytes);
+  MALV_TRY(vm_->virtual_memory().reserve(bytes));
+  Result<accel::DevicePtr> ptr = Error(ErrorCode::kInternal, "unset");
+  if (vm_->oversubscribed()) {
+    // Virtual: device memory (and the resident quota) only while in use.
+    ptr = vm_->memory().allocate(bytes);
+  } else if (Status reserved = vm_->reserve_memory(bytes); !reserved.ok()) {
+    ptr = std::move(reserved).error();
+  } else {
+    ptr = device_.allocate(bytes);
+    if (!ptr.ok()) vm_->release_memory(bytes);
+  }
   if (!ptr.ok()) {
-    vm_->release_memory(bytes);
+    vm_->virtual_memory().release(bytes);
     return ptr;
   }
   std::lock_guard lock(mutex_);
@@ -60,8 +72,27 @@ void VmBackend::free(accel::DevicePtr ptr) {
     allocations_.erase(it);
     bytes_in_use_ -= bytes;
   }
-  device_.free(ptr);
-  vm_->release_memory(bytes);
+  if (MemoryManager::is_virtual(ptr)) {
+    vm_->memory().free(ptr);  // gives back its resident bytes, if any
+  } else {
+    device_.free(ptr);
+    vm_->release_memory(bytes);
+  }
+  vm_->virtual_memory().release(bytes);
+}
+
+Status VmBackend::copy_to_device_now(accel::DevicePtr dst, const void* src, std::size_t bytes) {
+  if (MemoryManager::is_virtual(dst)) {
+    return Error(ErrorCode::kInvalidArgument, "copy_to_device_now of a managed buffer");
+  }
+  return device_.copy_to_device_now(dst, src, bytes);
+}
+
+Status VmBackend::copy_to_host_now(void* dst, accel::DevicePtr src, std::size_t bytes) {
+  if (MemoryManager::is_virtual(src)) {
+    return Error(ErrorCode::kInvalidArgument, "copy_to_host_now of a managed buffer");
+  }
+  return device_.copy_to_host_now(dst, src, bytes);
 }
 
 std::uint64_t VmBackend::memory_in_use() const {

@@ -2,7 +2,9 @@
 //
 // It is an accel::Backend, so a Micro-LAKE session runs unchanged on top of
 // it, but every call passes through the vGPU service first: allocations are
-// charged to the VM's memory quota (a hard cap, checked on the host), stream
+// charged to the VM's memory quota (a hard cap, checked on the host; or, for
+// an oversubscribed VM, to its virtual limit, made resident by the VM's
+// memory manager when queued work uses them), stream
 // creation to its stream quota, the session's host memory (its arena,
 // charge_host_memory() at admission) to its host-memory quota, and every
 // queued op goes through the VgpuScheduler instead of straight to the device. A VmBackend
@@ -23,13 +25,18 @@ namespace malv::vgpu {
 
 class VmBackend final : public accel::Backend {
  public:
-  VmBackend(accel::Backend& device, VgpuScheduler& scheduler, std::shared_ptr<Vm> vm);
+  // memory_policies (may be null: LRU) and memory_options are the VM's
+  // memory manager's, set by its first session.
+  VmBackend(accel::Backend& device, VgpuScheduler& scheduler, std::shared_ptr<Vm> vm,
+            MemoryPolicies* memory_policies = nullptr, MemoryOptions memory_options = {});
   ~VmBackend() override;
 
   accel::DeviceInfo info() const override;
   Result<accel::DevicePtr> allocate(std::size_t bytes) override;
   void free(accel::DevicePtr ptr) override;
   std::uint64_t memory_in_use() const override;
+  Status copy_to_device_now(accel::DevicePtr dst, const void* src, std::size_t bytes) override;
+  Status copy_to_host_now(void* dst, accel::DevicePtr src, std::size_t bytes) override;
   Status register_host_memory(void* base, std::size_t bytes) override;
   void unregister_host_memory(void* base) override;
   Result<accel::QueueId> create_queue(accel::QueuePriority priority) override;

@@ -11,18 +11,11 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::string_view, 12> kSettings{"name",
-                                                     "token",
-                                                     "memory_bytes",
-                                                     "weight",
-                                                     "priority",
-                                                     "max_streams",
-                                                     "max_handles",
-                                                     "vsock_cid",
-                                                     "max_sessions",
-                                                     "host_memory_bytes",
-                                                     "checkpoint_bytes",
-                                                     "max_checkpoints"};
+constexpr std::array<std::string_view, 13> kSettings{
+    "name",           "token",        "memory_bytes",      "virtual_memory_bytes",
+    "weight",         "priority",     "max_streams",       "max_handles",
+    "vsock_cid",      "max_sessions", "host_memory_bytes", "checkpoint_bytes",
+    "max_checkpoints"};
 
 // An unsigned integer field that fits T, or an error naming the field.
 template <typename T>
@@ -76,6 +69,7 @@ Status apply_vm_fields(const json& body, VmConfig& config,
   }
   MALV_TRY(read_string(body, "token", &config.token));
   MALV_TRY(read_unsigned(body, "memory_bytes", &config.memory_limit));
+  MALV_TRY(read_unsigned(body, "virtual_memory_bytes", &config.virtual_memory_limit));
   if (body.contains("weight")) {
     if (!body.at("weight").is_number()) {
       return Error(ErrorCode::kInvalidArgument, "field 'weight' must be a number");
@@ -101,6 +95,7 @@ json vm_settings_json(const VmConfig& c) {
   return {{"name", c.name},
           {"token", c.token},
           {"memory_bytes", c.memory_limit},
+          {"virtual_memory_bytes", c.virtual_memory_limit},
           {"weight", c.weight},
           {"priority", priority_class_name(c.priority)},
           {"max_streams", c.max_streams},

@@ -2,8 +2,16 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace malv::vgpu {
 namespace {
+
+// The limit virtual_memory() enforces: every allocation counts against it.
+std::uint64_t effective_virtual_limit(const VmConfig& c) {
+  if (c.memory_limit == 0) return 0;
+  return std::max(c.memory_limit, c.virtual_memory_limit);
+}
 
 Status check_config(const VmConfig& c) {
   if (c.name.empty() || c.name.size() >= 64) {
@@ -58,8 +66,16 @@ Vm::Vm(VmId id, VmConfig config)
       priority_(config.priority),
       config_(std::move(config)),
       device_memory_(fmt::format("VM '{}' memory quota", name_), config_.memory_limit),
+      virtual_memory_(fmt::format("VM '{}' virtual memory limit", name_),
+                      effective_virtual_limit(config_)),
       host_memory_(std::make_shared<ByteQuota>(fmt::format("VM '{}' host memory", name_),
-                                               config_.host_memory_limit)) {}
+                                               config_.host_memory_limit)),
+      memory_(name_, device_memory_) {}
+
+bool Vm::oversubscribed() const {
+  std::lock_guard lock(mutex_);
+  return config_.memory_limit != 0 && config_.virtual_memory_limit > config_.memory_limit;
+}
 
 Status Vm::open_session_slot() {
   const std::uint32_t limit = config().max_sessions;
@@ -87,6 +103,7 @@ void Vm::set_config(VmConfig config) {
   std::lock_guard lock(mutex_);
   priority_.store(config.priority, std::memory_order_relaxed);
   device_memory_.set_limit(config.memory_limit);
+  virtual_memory_.set_limit(effective_virtual_limit(config));
   host_memory_->set_limit(config.host_memory_limit);
   config_ = std::move(config);
 }

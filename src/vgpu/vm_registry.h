@@ -26,6 +26,7 @@
 #include "base/byte_quota.h"
 #include "base/strong_id.h"
 #include "malv/result.h"
+#include "vgpu/memory_manager.h"
 
 namespace malv::vgpu {
 
@@ -39,8 +40,13 @@ Result<PriorityClass> parse_priority_class(std::string_view name);
 struct VmConfig {
   std::string name;
   std::string token;               // credential a guest must present
-  std::uint64_t memory_limit = 0;  // device-memory bytes; 0 = unlimited
-  double weight = 1.0;             // compute share weight (> 0)
+  std::uint64_t memory_limit = 0;  // device-memory bytes held at once (resident); 0 = unlimited
+  // Device-memory bytes the VM may allocate in all. Above memory_limit, the
+  // host's memory manager keeps what does not fit in host memory and brings
+  // it back when queued work needs it (vgpu/memory_manager.h); 0 or at most
+  // memory_limit: allocations are capped by memory_limit, as without one.
+  std::uint64_t virtual_memory_limit = 0;
+  double weight = 1.0;  // compute share weight (> 0)
   PriorityClass priority = PriorityClass::kBatch;
   std::uint32_t max_streams = 64;
   std::uint32_t max_handles = 1u << 16;  // buffers and events each
@@ -89,6 +95,16 @@ class Vm {
   void release_memory(std::uint64_t bytes) { device_memory_.release(bytes); }
   // Device memory the VM holds, against config().memory_limit.
   const ByteQuota& device_memory() const { return device_memory_; }
+  // Device memory the VM has allocated, resident or not, against the
+  // virtual limit (memory_limit when oversubscription is off).
+  ByteQuota& virtual_memory() { return virtual_memory_; }
+  const ByteQuota& virtual_memory() const { return virtual_memory_; }
+  // Whether new allocations are virtual, made resident by memory() on use.
+  bool oversubscribed() const;
+  // The VM's memory manager (it has buffers only while oversubscribed() or
+  // after it was).
+  MemoryManager& memory() { return memory_; }
+  const MemoryManager& memory() const { return memory_; }
 
   // Host memory the VM's sessions hold (arenas, snapshots); shared so that a
   // session's services can hold it past the VM's removal.
@@ -105,7 +121,9 @@ class Vm {
   VmConfig config_;  // guarded by mutex_
   VmCounters counters_;
   ByteQuota device_memory_;
+  ByteQuota virtual_memory_;
   std::shared_ptr<ByteQuota> host_memory_;
+  MemoryManager memory_;  // last: it returns device memory to device_memory_
 };
 
 class VmRegistry {

@@ -105,6 +105,17 @@ Result<DevicePtr> CpuBackend::allocate(std::size_t bytes) { return memory_.alloc
 void CpuBackend::free(DevicePtr ptr) { memory_.free(ptr); }
 std::uint64_t CpuBackend::memory_in_use() const { return memory_.in_use(); }
 
+// Device memory is host memory here: a DevicePtr is the address.
+Status CpuBackend::copy_to_device_now(DevicePtr dst, const void* src, std::size_t bytes) {
+  std::memcpy(reinterpret_cast<void*>(dst.value), src, bytes);
+  return ok_status();
+}
+
+Status CpuBackend::copy_to_host_now(void* dst, DevicePtr src, std::size_t bytes) {
+  std::memcpy(dst, reinterpret_cast<const void*>(src.value), bytes);
+  return ok_status();
+}
+
 // Workers read and write host memory directly; there is nothing to pin.
 Status CpuBackend::register_host_memory(void*, std::size_t) { return ok_status(); }
 void CpuBackend::unregister_host_memory(void*) {}

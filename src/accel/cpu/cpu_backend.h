@@ -58,6 +58,8 @@ class CpuBackend final : public Backend {
   Result<DevicePtr> allocate(std::size_t bytes) override;
   void free(DevicePtr ptr) override;
   std::uint64_t memory_in_use() const override;
+  Status copy_to_device_now(DevicePtr dst, const void* src, std::size_t bytes) override;
+  Status copy_to_host_now(void* dst, DevicePtr src, std::size_t bytes) override;
 
   Status register_host_memory(void* base, std::size_t bytes) override;
   void unregister_host_memory(void* base) override;

@@ -99,6 +99,26 @@ DeviceInfo CudaBackend::info() const {
 
 // ------------------------------------------------------------- memory --
 
+Status CudaBackend::copy_to_device_now(DevicePtr dst, const void* src, std::size_t bytes) {
+  std::shared_lock dev(device_mu_);
+  if (failed_) return Error(ErrorCode::kDeviceReset, failure_);
+  MALV_TRY(context_->bind());
+  // Synchronous with respect to the host; the memory manager calls it only
+  // for buffers that no queued op uses.
+  const CUresult r = cuMemcpyHtoD(static_cast<CUdeviceptr>(dst.value), src, bytes);
+  if (r != CUDA_SUCCESS) return cu_error(r, "cuMemcpyHtoD");
+  return ok_status();
+}
+
+Status CudaBackend::copy_to_host_now(void* dst, DevicePtr src, std::size_t bytes) {
+  std::shared_lock dev(device_mu_);
+  if (failed_) return Error(ErrorCode::kDeviceReset, failure_);
+  MALV_TRY(context_->bind());
+  const CUresult r = cuMemcpyDtoH(dst, static_cast<CUdeviceptr>(src.value), bytes);
+  if (r != CUDA_SUCCESS) return cu_error(r, "cuMemcpyDtoH");
+  return ok_status();
+}
+
 Result<DevicePtr> CudaBackend::allocate(std::size_t bytes) {
   std::shared_lock dev(device_mu_);
   if (failed_) return Error(ErrorCode::kDeviceReset, failure_);

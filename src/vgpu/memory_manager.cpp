@@ -1,0 +1,312 @@
+#include "vgpu/memory_manager.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <thread>
+
+#include "base/clock.h"
+#include "base/log.h"
+
+namespace malv::vgpu {
+
+struct MemoryManager::Buffer {
+  std::uint64_t bytes = 0;
+  accel::DevicePtr device{};             // value 0: not resident
+  std::unique_ptr<std::byte[]> backing;  // the host copy, once it has been spilled
+  bool backing_valid = false;            // the host copy holds the data
+  bool dirty = false;                    // the device copy is newer than the host copy
+  std::uint32_t pins = 0;                // ops in flight or being placed that use it
+  std::int64_t last_use_ns = 0;
+  std::uint64_t accesses = 0;
+  // The last eviction, reported to the policy when the buffer is needed again.
+  std::int64_t evicted_ns = -1;
+  malv_memory_observation evicted_as{};
+
+  bool resident() const { return device.value != 0; }
+};
+
+// One call of place(): its time, and the queued future, read once if needed.
+struct MemoryManager::Placement {
+  std::int64_t now_ns = 0;
+  const std::function<NextUses()>* next_uses = nullptr;
+  std::optional<NextUses> future;
+};
+
+namespace {
+
+constexpr std::uint64_t kOffsetMask = (1ull << MemoryManager::kOffsetBits) - 1;
+
+}  // namespace
+
+MemoryManager::MemoryManager(std::string vm_name, ByteQuota& resident)
+    : vm_name_(std::move(vm_name)), resident_(resident) {}
+
+MemoryManager::~MemoryManager() {
+  std::lock_guard lock(mutex_);
+  for (auto& [id, buffer] : buffers_) {
+    if (buffer->resident()) {
+      device_->free(buffer->device);
+      resident_.release(buffer->bytes);
+    }
+  }
+}
+
+void MemoryManager::attach(accel::Backend& device, MemoryPolicies* policies,
+                           MemoryOptions options) {
+  std::lock_guard lock(mutex_);
+  if (device_ != nullptr) return;
+  device_ = &device;
+  policies_ = policies;
+  options_ = options;
+}
+
+Result<accel::DevicePtr> MemoryManager::allocate(std::uint64_t bytes) {
+  if (bytes == 0 || bytes > kOffsetMask) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("a managed buffer holds 1 to {} bytes, not {}", kOffsetMask, bytes));
+  }
+  std::lock_guard lock(mutex_);
+  if (device_ == nullptr) {
+    return Error(ErrorCode::kFailedPrecondition, "the memory manager has no device yet");
+  }
+  if (next_id_ >= (1ull << (63 - kOffsetBits))) {
+    return Error(ErrorCode::kResourceExhausted,
+                 fmt::format("VM '{}' has used every managed buffer id", vm_name_));
+  }
+  const std::uint64_t id = next_id_++;
+  auto buffer = std::make_unique<Buffer>();
+  buffer->bytes = bytes;
+  buffer->last_use_ns = mono_now_ns();
+  buffers_.emplace(id, std::move(buffer));
+  live_buffers_.fetch_add(1, std::memory_order_relaxed);
+  return accel::DevicePtr{kVirtualBit | (id << kOffsetBits)};
+}
+
+void MemoryManager::free(accel::DevicePtr ptr) {
+  std::lock_guard lock(mutex_);
+  auto it = buffers_.find(buffer_id(ptr));
+  if (it == buffers_.end()) return;
+  Buffer& buffer = *it->second;
+  if (buffer.resident()) {
+    device_->free(buffer.device);
+    resident_.release(buffer.bytes);
+  }
+  buffers_.erase(it);
+  live_buffers_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> status,
+                                 std::vector<std::uint64_t>& pins,
+                                 const std::function<NextUses()>& next_uses) {
+  std::lock_guard lock(mutex_);
+  Placement placement;
+  placement.now_ns = mono_now_ns();
+  placement.next_uses = &next_uses;
+  std::vector<std::uint64_t> ids;  // the op's buffers, each once
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    status[i] = ErrorCode::kOk;
+    ids.clear();
+    MemoryManager::for_each_pointer(ops[i], [&](accel::DevicePtr ptr, bool) {
+      if (is_virtual(ptr) && std::find(ids.begin(), ids.end(), buffer_id(ptr)) == ids.end()) {
+        ids.push_back(buffer_id(ptr));
+      }
+    });
+    if (ids.empty()) continue;
+    // Pinned first, so that making one resident cannot evict another.
+    std::size_t pinned = 0;
+    Status placed = ok_status();
+    for (; pinned < ids.size(); ++pinned) {
+      auto it = buffers_.find(ids[pinned]);
+      if (it == buffers_.end()) {
+        placed = Error(ErrorCode::kInternal,
+                       fmt::format("VM '{}': an op names managed buffer {}, which is not live",
+                                   vm_name_, ids[pinned]));
+        break;
+      }
+      ++it->second->pins;
+    }
+    for (std::size_t k = 0; placed.ok() && k < ids.size(); ++k) {
+      Buffer& buffer = *buffers_.at(ids[k]);
+      if (!buffer.resident()) placed = make_resident(ids[k], buffer, placement);
+    }
+    if (!placed.ok()) {
+      for (std::size_t k = 0; k < pinned; ++k) --buffers_.at(ids[k])->pins;
+      if (placed.error().code() == ErrorCode::kUnavailable) {
+        // Room is held by pins: of ops in flight, or of this batch's earlier
+        // ops. The op can run once they end, unless it could never fit.
+        std::uint64_t op_bytes = 0;
+        for (std::uint64_t id : ids) op_bytes += buffers_.at(id)->bytes;
+        const std::uint64_t limit = resident_.limit();
+        bool others_pinned = false;
+        for (const auto& [id, b] : buffers_) others_pinned = others_pinned || b->pins > 0;
+        if ((limit == 0 || op_bytes <= limit) && others_pinned) return i;
+        placed = Error(
+            ErrorCode::kResourceExhausted,
+            fmt::format(
+                "VM '{}': an op uses {} buffers of {} bytes in all, which "
+                "must be resident at once; the resident quota is {} bytes{}",
+                vm_name_, ids.size(), op_bytes, limit,
+                limit == 0 || op_bytes <= limit ? " and the device has no room for them" : ""));
+      }
+      status[i] = placed.error().code();
+      ++stats_.failed_placements;
+      log::warn("memory", "{}; the op is not run", placed.error().message());
+      continue;
+    }
+    MemoryManager::for_each_pointer(ops[i], [&](accel::DevicePtr& ptr, bool writes) {
+      if (!is_virtual(ptr)) return;
+      Buffer& buffer = *buffers_.at(buffer_id(ptr));
+      ptr = accel::DevicePtr{buffer.device.value + (ptr.value & kOffsetMask)};
+      if (writes) buffer.dirty = true;
+    });
+    for (std::uint64_t id : ids) {
+      Buffer& buffer = *buffers_.at(id);
+      buffer.last_use_ns = placement.now_ns;
+      ++buffer.accesses;
+      pins.push_back(id);
+    }
+  }
+  return ops.size();
+}
+
+void MemoryManager::unpin(std::span<const std::uint64_t> pins) {
+  std::lock_guard lock(mutex_);
+  for (std::uint64_t id : pins) {
+    auto it = buffers_.find(id);
+    if (it != buffers_.end() && it->second->pins > 0) --it->second->pins;
+  }
+}
+
+Status MemoryManager::make_resident(std::uint64_t id, Buffer& buffer, Placement& placement) {
+  for (;;) {
+    Status reserved = resident_.reserve(buffer.bytes);
+    if (reserved.ok()) {
+      Result<accel::DevicePtr> device = device_->allocate(buffer.bytes);
+      if (device.ok()) {
+        buffer.device = device.value();
+        break;
+      }
+      resident_.release(buffer.bytes);
+      if (device.error().code() != ErrorCode::kResourceExhausted) return std::move(device).error();
+    }
+    const std::uint64_t victim = choose_victim(placement);
+    if (victim == 0) {
+      // Everything resident is pinned: place() decides whether to wait.
+      return Error(ErrorCode::kUnavailable,
+                   fmt::format("VM '{}': no unpinned buffer to evict for buffer {}", vm_name_, id));
+    }
+    MALV_TRY(evict(victim, *buffers_.at(victim)));
+  }
+  if (buffer.backing_valid) {
+    // Its data is in host memory: the op waits for this copy (a fault).
+    Status filled = device_->copy_to_device_now(buffer.device, buffer.backing.get(), buffer.bytes);
+    if (!filled.ok()) {
+      device_->free(buffer.device);
+      resident_.release(buffer.bytes);
+      buffer.device = {};
+      return filled;
+    }
+    pace(buffer.bytes);
+    stats_.bytes_in += buffer.bytes;
+    ++stats_.faults;
+  }
+  // Otherwise it was never written: the fresh allocation holds its zeros.
+  buffer.dirty = false;
+  if (buffer.evicted_ns >= 0 && policies_ != nullptr) {
+    malv_memory_outcome outcome{};
+    outcome.buffer = buffer.evicted_as;
+    outcome.refault_after_ns = placement.now_ns - buffer.evicted_ns;
+    policies_->feedback(vm_name_, outcome);
+  }
+  buffer.evicted_ns = -1;
+  return ok_status();
+}
+
+Status MemoryManager::evict(std::uint64_t id, Buffer& buffer) {
+  if (buffer.dirty) {
+    if (!buffer.backing) buffer.backing.reset(new std::byte[buffer.bytes]);
+    MALV_TRY(device_->copy_to_host_now(buffer.backing.get(), buffer.device, buffer.bytes));
+    pace(buffer.bytes);
+    buffer.backing_valid = true;
+    buffer.dirty = false;
+    stats_.bytes_out += buffer.bytes;
+  }
+  (void)id;
+  device_->free(buffer.device);
+  resident_.release(buffer.bytes);
+  buffer.device = {};
+  ++stats_.evictions;
+  return ok_status();
+}
+
+std::uint64_t MemoryManager::choose_victim(Placement& placement) {
+  std::vector<std::uint64_t> ids;
+  std::vector<malv_memory_observation> candidates;
+  for (const auto& [id, buffer] : buffers_) {
+    if (!buffer->resident() || buffer->pins > 0) continue;
+    malv_memory_observation o{};
+    o.buffer_id = id;
+    o.bytes = buffer->bytes;
+    o.last_use_ns = buffer->last_use_ns;
+    o.age_ns = placement.now_ns - buffer->last_use_ns;
+    o.access_count = buffer->accesses;
+    o.next_use_ops = MALV_MEMORY_NOT_QUEUED;
+    o.next_use_ns = -1;
+    o.dirty = buffer->dirty ? 1 : 0;
+    ids.push_back(id);
+    candidates.push_back(o);
+  }
+  if (candidates.empty()) return 0;
+  if (policies_ == nullptr) {
+    std::size_t oldest = 0;
+    for (std::size_t i = 1; i < candidates.size(); ++i) {
+      if (candidates[i].last_use_ns < candidates[oldest].last_use_ns) oldest = i;
+    }
+    return ids[oldest];
+  }
+  if (!placement.future && placement.next_uses != nullptr && *placement.next_uses) {
+    placement.future = (*placement.next_uses)();
+  }
+  if (placement.future) {
+    for (auto& o : candidates) {
+      auto use = placement.future->find(o.buffer_id);
+      if (use == placement.future->end()) continue;
+      o.next_use_ops = use->second.ops;
+      o.next_use_ns = use->second.est_ns;
+    }
+  }
+  std::vector<double> scores(candidates.size(), 0.0);
+  if (policies_->score(vm_name_, candidates, scores)) ++stats_.policy_fallbacks;
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < scores.size(); ++i) {
+    if (scores[i] > scores[best]) best = i;
+  }
+  Buffer& victim = *buffers_.at(ids[best]);
+  victim.evicted_ns = placement.now_ns;
+  victim.evicted_as = candidates[best];
+  return ids[best];
+}
+
+void MemoryManager::pace(std::uint64_t bytes) const {
+  if (options_.link_bytes_per_s <= 0) return;
+  std::this_thread::sleep_for(
+      std::chrono::duration<double>(static_cast<double>(bytes) / options_.link_bytes_per_s));
+}
+
+MemoryStats MemoryManager::stats() const {
+  std::lock_guard lock(mutex_);
+  MemoryStats s = stats_;
+  for (const auto& [id, buffer] : buffers_) {
+    if (buffer->resident()) {
+      s.resident_bytes += buffer->bytes;
+    } else if (buffer->backing_valid) {
+      s.spilled_bytes += buffer->bytes;
+    }
+  }
+  return s;
+}
+
+}  // namespace malv::vgpu

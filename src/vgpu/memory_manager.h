@@ -1,0 +1,167 @@
+// MemoryManager: one VM's device memory when the VM may allocate more than
+// it may hold at once. Virtual device memory, made resident on demand by the
+// host, with eviction chosen by the VM's MLaaS memory policy.
+//
+// A VM whose virtual limit is above its resident quota (VmConfig) gets
+// virtual DevicePtrs from allocate(): bit 63 set, the buffer's id in bits
+// 40-62 and an offset in bits 0-39, so a session adds offsets to them as to
+// a device address. No device memory backs a buffer until an op touches it.
+// When the scheduler dispatches a batch, place() makes every buffer the
+// batch's ops touch resident (filling spilled ones back from host memory,
+// evicting others), pins them until the batch ends (unpin()), and rewrites
+// the ops' pointers to device addresses. So queued work never holds a device
+// address that could go stale, and no guest ever sees one.
+//
+// Victims are resident buffers no op in flight and no op being placed uses,
+// ranked by the VM's memory policy (MemoryPolicies; LRU without one), which
+// is told how far ahead in the VM's queued work each candidate is next used.
+// A dirty victim (written since its host copy was made) is copied out; a
+// clean one is dropped: its host copy is current, or it was never written
+// and holds zeros, which a fresh device allocation gives back.
+//
+// Spills and fills are copies made now, on the dispatching thread
+// (Backend::copy_to_host_now / copy_to_device_now), of buffers no queued op
+// uses; they do not overlap compute yet. With link_bytes_per_s set they are
+// paced to that bandwidth: a model of the PCIe link for the CPU backend,
+// whose "device" memory is host RAM (docs/operations.md).
+//
+//   vm.memory().attach(device, &policies, {.link_bytes_per_s = 12e9});
+//   MALV_ASSIGN_OR_RETURN(accel::DevicePtr p, vm.memory().allocate(64 << 20));
+//   vm.memory().place(batch, status, pins, next_uses);  // scheduler, at dispatch
+//   vm.memory().unpin(pins);                            // when the batch ends
+//
+// Thread-safe: one mutex per VM, held across a placement and its copies.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "accel/backend.h"
+#include "base/byte_quota.h"
+#include "malv/mlaas.h"
+#include "malv/result.h"
+#include "vgpu/memory_policies.h"
+
+namespace malv::vgpu {
+
+struct MemoryOptions {
+  // Spill and fill copies take at least bytes / link_bytes_per_s (0: as fast
+  // as the backend copies). 12e9 models a PCIe 3.0 x16 link.
+  double link_bytes_per_s = 0;
+};
+
+// What the manager did for the VM, for the admin API, /metrics and stats.
+struct MemoryStats {
+  std::uint64_t resident_bytes = 0;  // managed buffers on the device now
+  std::uint64_t spilled_bytes = 0;   // managed buffers whose data is in host memory
+  std::uint64_t bytes_in = 0;        // filled back to the device
+  std::uint64_t bytes_out = 0;       // copied out of dirty victims
+  std::uint64_t faults = 0;          // fills an op waited for
+  std::uint64_t prefetch_hits = 0;   // uses of buffers brought in ahead of time
+  std::uint64_t evictions = 0;
+  std::uint64_t policy_fallbacks = 0;   // decisions the policy failed and LRU made
+  std::uint64_t failed_placements = 0;  // ops whose buffers could not all be resident
+};
+
+// A buffer's next use in the work queued on the VM's streams.
+struct NextUse {
+  std::uint64_t ops = 0;    // ops ahead of it on its stream
+  std::int64_t est_ns = 0;  // their estimated device time
+};
+using NextUses = std::unordered_map<std::uint64_t, NextUse>;  // by buffer id
+
+class MemoryManager {
+ public:
+  static constexpr std::uint64_t kVirtualBit = 1ull << 63;
+  static constexpr int kOffsetBits = 40;  // buffers up to 1 TiB
+  static bool is_virtual(accel::DevicePtr ptr) { return (ptr.value & kVirtualBit) != 0; }
+  static std::uint64_t buffer_id(accel::DevicePtr ptr) {
+    return (ptr.value & ~kVirtualBit) >> kOffsetBits;
+  }
+
+  // Calls fn(ptr, writes) for every device pointer the op reads or writes
+  // (ptr by reference: it may be rewritten). A kernel's buffers count as
+  // written: the registry does not say which arguments a kernel writes, and
+  // a buffer wrongly thought clean would lose data, where one wrongly
+  // thought dirty costs a copy.
+  template <typename Fn>
+  static void for_each_pointer(accel::Op& op, Fn&& fn) {
+    if (auto* h2d = std::get_if<accel::CopyH2D>(&op)) {
+      fn(h2d->dst, true);
+    } else if (auto* d2h = std::get_if<accel::CopyD2H>(&op)) {
+      fn(d2h->src, false);
+    } else if (auto* d2d = std::get_if<accel::CopyD2D>(&op)) {
+      fn(d2d->src, false);
+      fn(d2d->dst, true);
+    } else if (auto* memset = std::get_if<accel::Memset>(&op)) {
+      fn(memset->dst, true);
+    } else if (auto* launch = std::get_if<accel::Launch>(&op)) {
+      for (std::uint32_t i = 0; i < launch->argc; ++i) {
+        if (launch->args[i].kind == accel::ArgKind::kBuffer) fn(launch->args[i].ptr, true);
+      }
+    }
+  }
+
+  // `resident` is the VM's device-memory quota, `vm_name` names it to the policy.
+  MemoryManager(std::string vm_name, ByteQuota& resident);
+  ~MemoryManager();
+  MemoryManager(const MemoryManager&) = delete;
+  MemoryManager& operator=(const MemoryManager&) = delete;
+
+  // The device and the policy source; the first call wins (every session of
+  // a VM runs on the same device). policies may be null: LRU.
+  void attach(accel::Backend& device, MemoryPolicies* policies, MemoryOptions options = {});
+
+  // A virtual buffer of `bytes` (the caller has charged the VM's virtual
+  // limit). Holds zeros until written.
+  [[nodiscard]] Result<accel::DevicePtr> allocate(std::uint64_t bytes);
+  // The buffer goes, resident or not. No queued op may still use it.
+  void free(accel::DevicePtr ptr);
+  // Whether the VM has managed buffers (place() has work only then).
+  bool active() const { return live_buffers_.load(std::memory_order_relaxed) != 0; }
+
+  // For each op in order: makes its buffers resident and pins them,
+  // appending their ids to `pins`, and rewrites its virtual pointers to
+  // device addresses (status[i] = kOk); or, when they could never be
+  // resident at once or a copy failed, leaves the op as it is and sets
+  // status[i] (the op must not run). Returns how many ops it handled: it
+  // stops before an op whose buffers do not fit beside those pinned now (by
+  // ops in flight or earlier ops of `ops`), which can run once they end.
+  // `next_uses` is called at most once, when a victim is chosen.
+  std::size_t place(std::span<accel::Op> ops, std::span<ErrorCode> status,
+                    std::vector<std::uint64_t>& pins, const std::function<NextUses()>& next_uses);
+  void unpin(std::span<const std::uint64_t> pins);
+
+  MemoryStats stats() const;
+
+ private:
+  struct Buffer;
+  struct Placement;
+
+  [[nodiscard]] Status make_resident(std::uint64_t id, Buffer& buffer, Placement& placement);
+  [[nodiscard]] Status evict(std::uint64_t id, Buffer& buffer);
+  // The unpinned resident buffer to evict (0: none).
+  std::uint64_t choose_victim(Placement& placement);
+  void pace(std::uint64_t bytes) const;
+
+  const std::string vm_name_;
+  ByteQuota& resident_;
+  accel::Backend* device_ = nullptr;
+  MemoryPolicies* policies_ = nullptr;
+  MemoryOptions options_;
+
+  mutable std::mutex mutex_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Buffer>> buffers_;  // by id
+  std::uint64_t next_id_ = 1;
+  std::atomic<std::uint64_t> live_buffers_{0};
+  MemoryStats stats_;  // resident_bytes and spilled_bytes are computed
+};
+
+}  // namespace malv::vgpu

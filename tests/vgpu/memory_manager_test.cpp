@@ -1,0 +1,219 @@
+// The memory manager: a VM that allocates more device memory than it may
+// hold runs to the same bytes as when everything fits, a spilled buffer
+// reads back its data, an op whose buffers cannot all be resident fails
+// alone, the virtual limit holds, and every byte of accounting comes back.
+#include "vgpu/memory_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "accel/kernel_ids.h"
+#include "vgpu/vgpu_service.h"
+
+namespace malv::vgpu {
+namespace {
+
+constexpr std::uint64_t kKiB = 1024;
+constexpr std::uint64_t kMiB = 1024 * kKiB;
+constexpr std::size_t kFloats = 64 * 1024;  // 256 KiB buffers
+constexpr std::size_t kBuffers = 12;        // 3 MiB in all
+
+// Completion statuses, by cookie.
+struct Statuses {
+  std::mutex mutex;
+  std::vector<ErrorCode> codes;
+  static void record(void* context, std::uint64_t cookie, ErrorCode status) {
+    auto* s = static_cast<Statuses*>(context);
+    std::lock_guard lock(s->mutex);
+    if (s->codes.size() <= cookie) s->codes.resize(cookie + 1, ErrorCode::kUnavailable);
+    s->codes[cookie] = status;
+  }
+};
+
+accel::Launch add(accel::DevicePtr a, accel::DevicePtr b, accel::DevicePtr out, std::size_t n) {
+  accel::Launch launch{};
+  launch.kernel = accel::kernel_id(accel::BuiltinKernel::kAdd);
+  launch.argc = 4;
+  const std::uint64_t bytes = n * sizeof(float);
+  launch.args[0] = {.kind = accel::ArgKind::kBuffer, .ptr = a, .extent = bytes};
+  launch.args[1] = {.kind = accel::ArgKind::kBuffer, .ptr = b, .extent = bytes};
+  launch.args[2] = {.kind = accel::ArgKind::kBuffer, .ptr = out, .extent = bytes};
+  launch.args[3] = {.kind = accel::ArgKind::kI64, .i64 = static_cast<std::int64_t>(n)};
+  return launch;
+}
+
+struct TrainRun {
+  std::vector<std::vector<float>> buffers;
+  MemoryStats stats;
+  std::vector<ErrorCode> statuses;
+};
+
+class MemoryManagerTest : public ::testing::Test {
+ protected:
+  // Writes kBuffers buffers, runs `rounds` of in-place adds that touch
+  // them all in a ring, and reads every buffer back, as a VM with the given
+  // resident quota and virtual limit.
+  TrainRun train(std::uint64_t resident, std::uint64_t virtual_limit, int rounds) {
+    VgpuService vgpu(*device_, fifo_);
+    vgpu.set_memory_policies(&lru_);
+    EXPECT_TRUE(vgpu.vms()
+                    .create({.name = "vm",
+                             .token = "t",
+                             .memory_limit = resident,
+                             .virtual_memory_limit = virtual_limit})
+                    .ok());
+    std::unique_ptr<VmBackend> view = std::move(vgpu.open_session("vm", "t")).value();
+    const accel::QueueId q = view->create_queue(accel::QueuePriority::kNormal).value();
+    TrainRun run;
+    Statuses statuses;
+    std::uint64_t cookie = 0;
+    auto done = [&] { return accel::Completion{&Statuses::record, &statuses, cookie++}; };
+
+    std::vector<std::vector<float>> host(kBuffers, std::vector<float>(kFloats));
+    std::vector<accel::DevicePtr> buffers;
+    for (std::size_t b = 0; b < kBuffers; ++b) {
+      for (std::size_t i = 0; i < kFloats; ++i) host[b][i] = float(b) + float(i % 97) * 0.25f;
+      buffers.push_back(view->allocate(kFloats * sizeof(float)).value());
+      view->enqueue(q, accel::CopyH2D{host[b].data(), buffers[b], kFloats * sizeof(float)}, done());
+    }
+    for (int r = 0; r < rounds; ++r) {
+      for (std::size_t b = 0; b < kBuffers; ++b) {
+        view->enqueue(q, add(buffers[b], buffers[(b + 1) % kBuffers], buffers[b], kFloats), done());
+      }
+    }
+    run.buffers.assign(kBuffers, std::vector<float>(kFloats));
+    for (std::size_t b = 0; b < kBuffers; ++b) {
+      view->enqueue(q, accel::CopyD2H{buffers[b], run.buffers[b].data(), kFloats * sizeof(float)},
+                    done());
+    }
+    view->destroy_queue(q);  // waits for all of it
+    run.stats = view->vm()->memory().stats();
+    for (accel::DevicePtr p : buffers) view->free(p);
+    EXPECT_EQ(view->vm()->device_memory().used(), 0u);
+    EXPECT_EQ(view->vm()->virtual_memory().used(), 0u);
+    EXPECT_EQ(view->vm()->memory().stats().resident_bytes, 0u);
+    std::lock_guard lock(statuses.mutex);
+    run.statuses = statuses.codes;
+    return run;
+  }
+
+  std::unique_ptr<accel::Backend> device_ =
+      accel::make_cpu_backend({.memory_bytes = 64 * kMiB, .workers = 2});
+  FifoPolicies fifo_;
+  LruMemoryPolicies lru_;
+};
+
+TEST_F(MemoryManagerTest, SpillingRunGivesTheSameBytesAsTheRunThatFits) {
+  const std::uint64_t baseline = device_->memory_in_use();
+  const TrainRun fits = train(/*resident=*/16 * kMiB, /*virtual=*/0, /*rounds=*/3);
+  const TrainRun spills = train(/*resident=*/1 * kMiB, /*virtual=*/8 * kMiB, /*rounds=*/3);
+  for (ErrorCode code : fits.statuses) EXPECT_EQ(code, ErrorCode::kOk);
+  for (ErrorCode code : spills.statuses) EXPECT_EQ(code, ErrorCode::kOk);
+  ASSERT_EQ(fits.buffers.size(), spills.buffers.size());
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    ASSERT_EQ(
+        std::memcmp(fits.buffers[b].data(), spills.buffers[b].data(), kFloats * sizeof(float)), 0)
+        << "buffer " << b;
+  }
+  // The run that fits moves nothing; the one that does not spills and refills.
+  EXPECT_EQ(fits.stats.bytes_in + fits.stats.bytes_out + fits.stats.evictions, 0u);
+  EXPECT_GT(spills.stats.evictions, 0u);
+  EXPECT_GT(spills.stats.bytes_out, 0u);
+  EXPECT_GT(spills.stats.bytes_in, 0u);
+  EXPECT_EQ(spills.stats.faults * kFloats * sizeof(float), spills.stats.bytes_in);
+  EXPECT_EQ(spills.stats.failed_placements, 0u);
+  EXPECT_EQ(device_->memory_in_use(), baseline);
+}
+
+TEST_F(MemoryManagerTest, TheFirstRoundMatchesWhatTheHostComputes) {
+  const TrainRun spills = train(/*resident=*/1 * kMiB, /*virtual=*/8 * kMiB, /*rounds=*/1);
+  // Round 1 in order: b[i] += b[i+1] for i = 0..n-2 (b[i+1] not yet
+  // updated), then b[n-1] += b[0] (already updated).
+  std::vector<std::vector<float>> expect(kBuffers, std::vector<float>(kFloats));
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    for (std::size_t i = 0; i < kFloats; ++i) expect[b][i] = float(b) + float(i % 97) * 0.25f;
+  }
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    for (std::size_t i = 0; i < kFloats; ++i) expect[b][i] += expect[(b + 1) % kBuffers][i];
+  }
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    for (std::size_t i = 0; i < kFloats; i += 997) {
+      ASSERT_EQ(spills.buffers[b][i], expect[b][i]) << "buffer " << b << " element " << i;
+    }
+  }
+}
+
+TEST_F(MemoryManagerTest, AnOpWhoseBuffersCannotAllBeResidentFailsAlone) {
+  VgpuService vgpu(*device_, fifo_);
+  ASSERT_TRUE(vgpu.vms()
+                  .create({.name = "vm",
+                           .token = "t",
+                           .memory_limit = 1 * kMiB,
+                           .virtual_memory_limit = 4 * kMiB})
+                  .ok());
+  std::unique_ptr<VmBackend> view = std::move(vgpu.open_session("vm", "t")).value();
+  const accel::QueueId q = view->create_queue(accel::QueuePriority::kNormal).value();
+  const accel::DevicePtr a = view->allocate(768 * kKiB).value();
+  const accel::DevicePtr b = view->allocate(768 * kKiB).value();
+  std::vector<std::uint8_t> out(768 * kKiB, 1);
+  Statuses statuses;
+  view->enqueue(q, accel::Memset{a, 7, 768 * kKiB}, {&Statuses::record, &statuses, 0});
+  view->enqueue(q, accel::CopyD2D{a, b, 768 * kKiB}, {&Statuses::record, &statuses, 1});
+  view->enqueue(q, accel::CopyD2H{a, out.data(), 768 * kKiB}, {&Statuses::record, &statuses, 2});
+  view->enqueue(q, accel::CopyD2H{b, out.data(), 16}, {&Statuses::record, &statuses, 3});
+  view->destroy_queue(q);
+  ASSERT_EQ(statuses.codes.size(), 4u);
+  EXPECT_EQ(statuses.codes[0], ErrorCode::kOk);
+  EXPECT_EQ(statuses.codes[1], ErrorCode::kResourceExhausted);  // 1.5 MiB at once
+  EXPECT_EQ(statuses.codes[2], ErrorCode::kOk);
+  EXPECT_EQ(statuses.codes[3], ErrorCode::kOk);
+  // a kept its 7s through the eviction that made room for b, which still holds zeros.
+  EXPECT_EQ(out[0], 0u);  // the last read (of b) wrote the first 16 bytes only
+  EXPECT_EQ(out[15], 0u);
+  EXPECT_EQ(out[16], 7u);
+  EXPECT_EQ(out[768 * kKiB - 1], 7u);
+  EXPECT_EQ(view->vm()->memory().stats().failed_placements, 1u);
+  view->free(a);
+  view->free(b);
+  EXPECT_EQ(view->vm()->device_memory().used(), 0u);
+}
+
+TEST_F(MemoryManagerTest, AllocationPastTheVirtualLimitIsRefusedNamingIt) {
+  VgpuService vgpu(*device_, fifo_);
+  ASSERT_TRUE(vgpu.vms()
+                  .create({.name = "vm",
+                           .token = "t",
+                           .memory_limit = 1 * kMiB,
+                           .virtual_memory_limit = 2 * kMiB})
+                  .ok());
+  std::unique_ptr<VmBackend> view = std::move(vgpu.open_session("vm", "t")).value();
+  const accel::DevicePtr a = view->allocate(2 * kMiB).value();
+  Result<accel::DevicePtr> over = view->allocate(1);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code(), ErrorCode::kResourceExhausted);
+  EXPECT_NE(over.error().message().find("virtual memory limit"), std::string::npos)
+      << over.error().message();
+  EXPECT_NE(over.error().message().find("2097152"), std::string::npos) << over.error().message();
+  // Virtual until used: nothing is resident yet.
+  EXPECT_EQ(view->vm()->device_memory().used(), 0u);
+  EXPECT_EQ(view->vm()->virtual_memory().used(), 2 * kMiB);
+  view->free(a);
+  EXPECT_EQ(view->vm()->virtual_memory().used(), 0u);
+}
+
+TEST_F(MemoryManagerTest, WithoutOversubscriptionBuffersAreDeviceMemoryAsBefore) {
+  VgpuService vgpu(*device_, fifo_);
+  ASSERT_TRUE(vgpu.vms().create({.name = "vm", .token = "t", .memory_limit = 1 * kMiB}).ok());
+  std::unique_ptr<VmBackend> view = std::move(vgpu.open_session("vm", "t")).value();
+  const accel::DevicePtr a = view->allocate(kMiB).value();
+  EXPECT_FALSE(MemoryManager::is_virtual(a));
+  EXPECT_EQ(view->vm()->device_memory().used(), kMiB);
+  EXPECT_FALSE(view->allocate(1).ok());  // the quota is a cap
+  view->free(a);
+}
+
+}  // namespace
+}  // namespace malv::vgpu
