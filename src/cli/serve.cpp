@@ -42,6 +42,7 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--shutdown-grace-ms")) config.shutdown_grace_ms = o.shutdown_grace_ms;
   if (sub.count("--data-dir")) config.data_dirs = o.data_dirs;
   if (sub.count("--spill-link-gbps")) config.spill_link_gbps = o.spill_link_gbps;
+  if (sub.count("--memory-trace-dir")) config.memory_trace_dir = o.memory_trace_dir;
   if (sub.count("--hello-timeout-ms")) config.hello_timeout_ms = o.hello_timeout_ms;
   if (sub.count("--max-pending-per-peer")) config.max_pending_per_peer = o.max_pending_per_peer;
   if (sub.count("--max-pending")) config.max_pending = o.max_pending;
@@ -116,6 +117,10 @@ void register_serve(CLI::App& app, int& exit_code) {
                   "bandwidth in GB/s, a model of PCIe (0: unpaced)")
       ->capture_default_str()
       ->check(finite_in(0, 1e6));
+  sub->add_option("--memory-trace-dir", o.memory_trace_dir,
+                  "Write each oversubscribed VM's memory access trace to DIR/<vm>.trace "
+                  "(for `malv memory replay`)")
+      ->type_name("DIR");
   sub->add_option("--hello-timeout-ms", o.hello_timeout_ms,
                   "A guest's whole hello must arrive within this many ms")
       ->capture_default_str()

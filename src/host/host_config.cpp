@@ -134,7 +134,8 @@ Result<HostConfig> load_host_config(const std::string& path) {
         *host,
         {"socket", "admin_socket", "tcp", "vsock_port", "backend", "memory_mib", "workers",
          "arena_mib", "hello_timeout_ms", "max_pending_per_peer", "max_pending", "policy_dir",
-         "checkpoint_dir", "state_dir", "shutdown_grace_ms", "spill_link_gbps", "data_dirs"},
+         "checkpoint_dir", "state_dir", "shutdown_grace_ms", "spill_link_gbps", "memory_trace_dir",
+         "data_dirs"},
         where));
     MALV_ASSIGN_OR_RETURN(config.vsock_port,
                           integer<std::uint32_t>(*host, "vsock_port", 0, 0, kMaxU32, where));
@@ -155,6 +156,7 @@ Result<HostConfig> load_host_config(const std::string& path) {
     config.policy_dir = (*host)["policy_dir"].value_or(std::string());
     config.checkpoint_dir = (*host)["checkpoint_dir"].value_or(std::string());
     config.state_dir = (*host)["state_dir"].value_or(std::string());
+    config.memory_trace_dir = (*host)["memory_trace_dir"].value_or(std::string());
     MALV_ASSIGN_OR_RETURN(config.shutdown_grace_ms,
                           integer<std::uint64_t>(*host, "shutdown_grace_ms",
                                                  config.shutdown_grace_ms, 0, 600000, where));

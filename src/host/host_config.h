@@ -13,6 +13,7 @@
 //   state_dir = "/var/lib/malv/state"      # what the admin API changed, kept across restarts
 //   shutdown_grace_ms = 2000               # queued device work may finish, then is cancelled
 //   spill_link_gbps = 12.0                 # CPU backend: spill/fill copies paced to this link
+//   memory_trace_dir = "/var/lib/malv/traces"  # oversubscribed VMs' access traces
 //   hello_timeout_ms = 5000                # a guest's whole hello must arrive in this
 //   max_pending_per_peer = 8               # connections before their hello, per peer
 //   max_pending = 64                       # ... and in all
@@ -58,6 +59,8 @@ struct HostConfig {
   // The CPU backend's spill and fill copies are paced to this link bandwidth
   // (GB/s per direction; 0: unpaced), a model of PCIe (vgpu/memory_manager.h).
   double spill_link_gbps = 12.0;
+  // When set, each oversubscribed VM's access trace goes to <dir>/<vm>.trace.
+  std::string memory_trace_dir;
   std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
   // Pre-authentication bounds (microlake::ServerOptions).
   std::uint64_t hello_timeout_ms = 5000;

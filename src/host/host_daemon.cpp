@@ -37,7 +37,8 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   d->memory_policies_ = std::make_unique<vgpu::MlaasMemoryPolicies>(*d->runner_);
   const bool cpu = d->backend_->info().backend == "cpu";
   d->vgpu_->set_memory_policies(d->memory_policies_.get(),
-                                {.link_bytes_per_s = cpu ? config.spill_link_gbps * 1e9 : 0.0});
+                                {.link_bytes_per_s = cpu ? config.spill_link_gbps * 1e9 : 0.0,
+                                 .trace_dir = config.memory_trace_dir});
   // The config file's VMs, merged with what the admin said before a restart.
   // By default it lives beside the guest socket, so a host started in a
   // private run directory (tests, the demo) keeps its state there.

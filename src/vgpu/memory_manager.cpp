@@ -61,6 +61,28 @@ void MemoryManager::attach(accel::Backend& device, MemoryPolicies* policies,
   device_ = &device;
   policies_ = policies;
   options_ = options;
+  if (!options_.trace_dir.empty()) {
+    const std::string path = options_.trace_dir + "/" + vm_name_ + ".trace";
+    Result<std::unique_ptr<AccessTraceWriter>> writer = AccessTraceWriter::create(path);
+    if (writer.ok()) {
+      trace_ = std::move(writer).value();
+      log::info("memory", "VM '{}': access trace to {}", vm_name_, path);
+    } else {
+      log::warn("memory", "VM '{}': no access trace: {}", vm_name_, writer.error().to_string());
+    }
+  }
+}
+
+void MemoryManager::trace(std::uint64_t id, std::uint64_t bytes, AccessKind kind,
+                          std::int64_t now_ns) {
+  if (!trace_) return;
+  Status appended = trace_->append(
+      {.op_index = ops_placed_, .buffer_id = id, .bytes = bytes, .time_ns = now_ns, .kind = kind});
+  if (!appended.ok()) {
+    log::warn("memory", "VM '{}': the access trace stops: {}", vm_name_,
+              appended.error().to_string());
+    trace_.reset();
+  }
 }
 
 Result<accel::DevicePtr> MemoryManager::allocate(std::uint64_t bytes) {
@@ -80,6 +102,7 @@ Result<accel::DevicePtr> MemoryManager::allocate(std::uint64_t bytes) {
   auto buffer = std::make_unique<Buffer>();
   buffer->bytes = bytes;
   buffer->last_use_ns = mono_now_ns();
+  trace(id, bytes, AccessKind::kAllocate, buffer->last_use_ns);
   buffers_.emplace(id, std::move(buffer));
   live_buffers_.fetch_add(1, std::memory_order_relaxed);
   return accel::DevicePtr{kVirtualBit | (id << kOffsetBits)};
@@ -94,6 +117,7 @@ void MemoryManager::free(accel::DevicePtr ptr) {
     device_->free(buffer.device);
     resident_.release(buffer.bytes);
   }
+  trace(it->first, buffer.bytes, AccessKind::kFree, mono_now_ns());
   buffers_.erase(it);
   live_buffers_.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -106,6 +130,7 @@ std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> 
   placement.now_ns = mono_now_ns();
   placement.next_uses = &next_uses;
   std::vector<std::uint64_t> ids;  // the op's buffers, each once
+  std::vector<bool> written;       // ... and whether it writes them
   for (std::size_t i = 0; i < ops.size(); ++i) {
     status[i] = ErrorCode::kOk;
     ids.clear();
@@ -156,18 +181,27 @@ std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> 
       log::warn("memory", "{}; the op is not run", placed.error().message());
       continue;
     }
+    written.assign(ids.size(), false);
     MemoryManager::for_each_pointer(ops[i], [&](accel::DevicePtr& ptr, bool writes) {
       if (!is_virtual(ptr)) return;
-      Buffer& buffer = *buffers_.at(buffer_id(ptr));
-      ptr = accel::DevicePtr{buffer.device.value + (ptr.value & kOffsetMask)};
-      if (writes) buffer.dirty = true;
-    });
-    for (std::uint64_t id : ids) {
+      const std::uint64_t id = buffer_id(ptr);
       Buffer& buffer = *buffers_.at(id);
+      ptr = accel::DevicePtr{buffer.device.value + (ptr.value & kOffsetMask)};
+      if (writes) {
+        buffer.dirty = true;
+        written[static_cast<std::size_t>(std::find(ids.begin(), ids.end(), id) - ids.begin())] =
+            true;
+      }
+    });
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      Buffer& buffer = *buffers_.at(ids[k]);
       buffer.last_use_ns = placement.now_ns;
       ++buffer.accesses;
-      pins.push_back(id);
+      pins.push_back(ids[k]);
+      trace(ids[k], buffer.bytes, written[k] ? AccessKind::kWrite : AccessKind::kRead,
+            placement.now_ns);
     }
+    ++ops_placed_;
   }
   return ops.size();
 }

@@ -47,6 +47,7 @@
 #include "base/byte_quota.h"
 #include "malv/mlaas.h"
 #include "malv/result.h"
+#include "vgpu/access_trace.h"
 #include "vgpu/memory_policies.h"
 
 namespace malv::vgpu {
@@ -55,6 +56,10 @@ struct MemoryOptions {
   // Spill and fill copies take at least bytes / link_bytes_per_s (0: as fast
   // as the backend copies). 12e9 models a PCIe 3.0 x16 link.
   double link_bytes_per_s = 0;
+  // When set, the VM's access trace is written to <trace_dir>/<vm>.trace
+  // (vgpu/access_trace.h): every managed allocation, free, and buffer an op
+  // touches, in dispatch order; `malv memory replay` reads it.
+  std::string trace_dir;
 };
 
 // What the manager did for the VM, for the admin API, /metrics and stats.
@@ -150,6 +155,9 @@ class MemoryManager {
   // The unpinned resident buffer to evict (0: none).
   std::uint64_t choose_victim(Placement& placement);
   void pace(std::uint64_t bytes) const;
+  // Appends to the trace, if one is written; a failing trace is closed,
+  // logged once, and the VM runs on.
+  void trace(std::uint64_t id, std::uint64_t bytes, AccessKind kind, std::int64_t now_ns);
 
   const std::string vm_name_;
   ByteQuota& resident_;
@@ -161,7 +169,9 @@ class MemoryManager {
   std::unordered_map<std::uint64_t, std::unique_ptr<Buffer>> buffers_;  // by id
   std::uint64_t next_id_ = 1;
   std::atomic<std::uint64_t> live_buffers_{0};
-  MemoryStats stats_;  // resident_bytes and spilled_bytes are computed
+  std::unique_ptr<AccessTraceWriter> trace_;
+  std::uint64_t ops_placed_ = 0;  // the trace's op index
+  MemoryStats stats_;             // resident_bytes and spilled_bytes are computed
 };
 
 }  // namespace malv::vgpu

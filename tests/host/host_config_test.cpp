@@ -48,6 +48,8 @@ policy_dir = "/p"
 checkpoint_dir = "/c"
 state_dir = "/s"
 shutdown_grace_ms = 100
+spill_link_gbps = 6.5
+memory_trace_dir = "/t"
 hello_timeout_ms = 700
 max_pending_per_peer = 4
 max_pending = 16
@@ -57,6 +59,7 @@ data_dirs = ["/d1", "/d2"]
 name = "train-a"
 token = "secret"
 memory_mib = 512
+virtual_memory_mib = 1536
 weight = 2.5
 priority = "latency"
 max_streams = 8
@@ -82,6 +85,8 @@ max_checkpoints = 9
   EXPECT_EQ(c.checkpoint_dir, "/c");
   EXPECT_EQ(c.state_dir, "/s");
   EXPECT_EQ(c.shutdown_grace_ms, 100u);
+  EXPECT_DOUBLE_EQ(c.spill_link_gbps, 6.5);
+  EXPECT_EQ(c.memory_trace_dir, "/t");
   EXPECT_EQ(c.hello_timeout_ms, 700u);
   EXPECT_EQ(c.max_pending_per_peer, 4u);
   EXPECT_EQ(c.max_pending, 16u);
@@ -91,6 +96,7 @@ max_checkpoints = 9
   EXPECT_EQ(vm.name, "train-a");
   EXPECT_EQ(vm.token, "secret");
   EXPECT_EQ(vm.memory_limit, 512ull << 20);
+  EXPECT_EQ(vm.virtual_memory_limit, 1536ull << 20);
   EXPECT_DOUBLE_EQ(vm.weight, 2.5);
   EXPECT_EQ(vm.priority, vgpu::PriorityClass::kLatency);
   EXPECT_EQ(vm.max_streams, 8u);
@@ -133,6 +139,8 @@ TEST_F(HostConfigTest, OutOfRangeAndMistypedNumbersAreRefusedByName) {
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\nmax_streams = 0\n", "vm a.max_streams");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\nmemory_mib = 1.5\n", "vm a.memory_mib");
   EXPECT_REFUSED("[[vm]]\ntoken = \"t\"\n", "a [[vm]] has no name");
+  EXPECT_REFUSED("[host]\nspill_link_gbps = -1.0\n", "host.spill_link_gbps must be a number");
+  EXPECT_REFUSED("[[vm]]\nname = \"a\"\nvirtual_memory_mib = -5\n", "vm a.virtual_memory_mib");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\npriority = \"urgent\"\n", "urgent");
 }
 

@@ -5,12 +5,15 @@
 #include "vgpu/memory_manager.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <vector>
 
 #include "accel/kernel_ids.h"
+#include "vgpu/trace_replay.h"
 #include "vgpu/vgpu_service.h"
 
 namespace malv::vgpu {
@@ -56,9 +59,10 @@ class MemoryManagerTest : public ::testing::Test {
   // Writes kBuffers buffers, runs `rounds` of in-place adds that touch
   // them all in a ring, and reads every buffer back, as a VM with the given
   // resident quota and virtual limit.
-  TrainRun train(std::uint64_t resident, std::uint64_t virtual_limit, int rounds) {
+  TrainRun train(std::uint64_t resident, std::uint64_t virtual_limit, int rounds,
+                 const std::string& trace_dir = "") {
     VgpuService vgpu(*device_, fifo_);
-    vgpu.set_memory_policies(&lru_);
+    vgpu.set_memory_policies(&lru_, {.trace_dir = trace_dir});
     EXPECT_TRUE(vgpu.vms()
                     .create({.name = "vm",
                              .token = "t",
@@ -144,6 +148,34 @@ TEST_F(MemoryManagerTest, TheFirstRoundMatchesWhatTheHostComputes) {
       ASSERT_EQ(spills.buffers[b][i], expect[b][i]) << "buffer " << b << " element " << i;
     }
   }
+}
+
+TEST_F(MemoryManagerTest, TheAccessTraceOfASpillingRunReplays) {
+  char dir[] = "/tmp/malv-memory-trace-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const TrainRun spills = train(1 * kMiB, 8 * kMiB, /*rounds=*/2, dir);
+  const std::string path = std::string(dir) + "/vm.trace";
+  Result<std::vector<AccessRecord>> trace = read_access_trace(path);
+  std::remove(path.c_str());
+  ::rmdir(dir);
+  ASSERT_TRUE(trace.ok()) << trace.error().to_string();
+  // 12 allocations, 12 writes, 2 x 12 adds of 2 buffers, 12 reads, 12 frees.
+  std::size_t allocations = 0, frees = 0, accesses = 0;
+  for (const AccessRecord& r : trace.value()) {
+    allocations += r.kind == AccessKind::kAllocate;
+    frees += r.kind == AccessKind::kFree;
+    accesses += r.kind == AccessKind::kRead || r.kind == AccessKind::kWrite;
+  }
+  EXPECT_EQ(allocations, kBuffers);
+  EXPECT_EQ(frees, kBuffers);
+  EXPECT_EQ(accesses, kBuffers + 2 * 2 * kBuffers + kBuffers);
+  Result<ReplayCounts> belady = replay_access_trace(trace.value(), {.capacity_bytes = 1 * kMiB});
+  ASSERT_TRUE(belady.ok()) << belady.error().to_string();
+  EXPECT_GT(belady->faults, 0u);
+  // What the manager moved, against the optimum on its own trace.
+  std::printf("bytes moved: manager (lru) %llu, belady %llu\n",
+              static_cast<unsigned long long>(spills.stats.bytes_in + spills.stats.bytes_out),
+              static_cast<unsigned long long>(belady->bytes_moved()));
 }
 
 TEST_F(MemoryManagerTest, AnOpWhoseBuffersCannotAllBeResidentFailsAlone) {
