@@ -115,6 +115,7 @@ TEST_F(AdminApiTest, CreateTakesEverySettingAndShowsItBack) {
                     {{"name", "vm-a"},
                      {"token", "t"},
                      {"memory_bytes", 1 << 20},
+                     {"virtual_memory_bytes", 3 << 20},
                      {"weight", 2.5},
                      {"priority", "latency"},
                      {"max_streams", 7},
@@ -126,6 +127,12 @@ TEST_F(AdminApiTest, CreateTakesEverySettingAndShowsItBack) {
                      {"gpu_policy", "fair-share"}},
                     201);
   EXPECT_EQ(vm["memory_limit"], 1 << 20);
+  EXPECT_EQ(vm["virtual_memory_limit"], 3 << 20);
+  EXPECT_EQ(vm["stats"]["virtual_memory_used"], 0);
+  for (const char* key : {"resident_bytes", "spilled_bytes", "bytes_in", "bytes_out", "faults",
+                          "prefetch_hits", "evictions", "policy_fallbacks", "failed_placements"}) {
+    EXPECT_EQ(vm["stats"]["memory_manager"][key], 0) << key;
+  }
   EXPECT_EQ(vm["weight"], 2.5);
   EXPECT_EQ(vm["priority"], "latency");
   EXPECT_EQ(vm["max_streams"], 7);
@@ -166,6 +173,7 @@ TEST_F(AdminApiTest, PatchAppliesEveryFieldItAcceptsGpuPolicyIncluded) {
   host.ok("POST", "/vms", {{"name", "vm-a"}}, 201);
   json vm = host.ok("PATCH", "/vms/vm-a",
                     {{"memory_bytes", 2 << 20},
+                     {"virtual_memory_bytes", 4 << 20},
                      {"weight", 3.0},
                      {"priority", "latency"},
                      {"max_streams", 5},
@@ -177,6 +185,10 @@ TEST_F(AdminApiTest, PatchAppliesEveryFieldItAcceptsGpuPolicyIncluded) {
                      {"token", "new"},
                      {"gpu_policy", "priority"}});
   EXPECT_EQ(vm["memory_limit"], 2 << 20);
+  EXPECT_EQ(vm["virtual_memory_limit"], 4 << 20);
+  EXPECT_TRUE(host.vgpu.vms().find("vm-a").value()->oversubscribed());
+  EXPECT_EQ(host.vgpu.vms().find("vm-a").value()->virtual_memory().limit(), 4u << 20)
+      << "the live virtual limit follows the setting";
   EXPECT_EQ(vm["weight"], 3.0);
   EXPECT_EQ(vm["priority"], "latency");
   EXPECT_EQ(vm["max_streams"], 5);
@@ -249,13 +261,33 @@ TEST_F(AdminApiTest, MetricsHasEveryFamilyForEveryVm) {
   auto res = host.call("GET", "/metrics");
   ASSERT_TRUE(res);
   const std::string& text = res->body;
-  for (const char* family :
-       {"malv_vm_memory_bytes", "malv_vm_memory_limit_bytes", "malv_vm_busy_seconds_total",
-        "malv_vm_commands_total", "malv_vm_errors_total", "malv_vm_queue_depth",
-        "malv_vm_policy_decisions_total", "malv_vm_policy_fallbacks_total",
-        "malv_vm_host_memory_bytes", "malv_vm_host_memory_limit_bytes", "malv_vm_sessions",
-        "malv_vm_session_limit", "malv_vm_checkpoint_limit_bytes", "malv_vm_checkpoint_count_limit",
-        "malv_vm_checkpoint_bytes", "malv_vm_checkpoints"}) {
+  for (const char* family : {"malv_vm_memory_bytes",
+                             "malv_vm_memory_limit_bytes",
+                             "malv_vm_busy_seconds_total",
+                             "malv_vm_commands_total",
+                             "malv_vm_errors_total",
+                             "malv_vm_queue_depth",
+                             "malv_vm_policy_decisions_total",
+                             "malv_vm_policy_fallbacks_total",
+                             "malv_vm_host_memory_bytes",
+                             "malv_vm_host_memory_limit_bytes",
+                             "malv_vm_sessions",
+                             "malv_vm_session_limit",
+                             "malv_vm_checkpoint_limit_bytes",
+                             "malv_vm_checkpoint_count_limit",
+                             "malv_vm_checkpoint_bytes",
+                             "malv_vm_checkpoints",
+                             "malv_vm_virtual_memory_bytes",
+                             "malv_vm_virtual_memory_limit_bytes",
+                             "malv_vm_managed_resident_bytes",
+                             "malv_vm_spilled_bytes",
+                             "malv_vm_memory_in_bytes_total",
+                             "malv_vm_memory_out_bytes_total",
+                             "malv_vm_memory_faults_total",
+                             "malv_vm_memory_prefetch_hits_total",
+                             "malv_vm_memory_evictions_total",
+                             "malv_vm_memory_policy_fallbacks_total",
+                             "malv_vm_memory_failed_placements_total"}) {
     EXPECT_NE(text.find(std::string("# TYPE ") + family + " "), std::string::npos) << family;
     EXPECT_NE(text.find(std::string("\n") + family + "{vm=\"vm-a\"} "), std::string::npos)
         << family;

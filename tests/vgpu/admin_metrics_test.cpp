@@ -59,5 +59,50 @@ TEST_F(AdminMetrics, DeviceMemoryGaugeFollowsWhatSessionsAllocate) {
   EXPECT_NE(text.find("\nmalv_device_memory_bytes 0\n"), std::string::npos) << text;
 }
 
+// The memory manager's gauges and counters follow a VM that spills: two
+// 768 KiB buffers written in turn under a 1 MiB resident quota.
+TEST_F(AdminMetrics, MemoryManagerFamiliesFollowSpillsAndFills) {
+  ASSERT_TRUE(vgpu_.vms()
+                  .create({.name = "vm-b",
+                           .token = "t",
+                           .memory_limit = 1 << 20,
+                           .virtual_memory_limit = 4 << 20})
+                  .ok());
+  auto session = vgpu_.open_session("vm-b", "t");
+  ASSERT_TRUE(session.ok());
+  VmBackend& view = **session;
+  const accel::QueueId q = view.create_queue(accel::QueuePriority::kNormal).value();
+  const accel::DevicePtr a = view.allocate(768 << 10).value();
+  const accel::DevicePtr b = view.allocate(768 << 10).value();
+  std::string text = metrics();
+  EXPECT_NE(text.find("\nmalv_vm_virtual_memory_bytes{vm=\"vm-b\"} 1572864\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nmalv_vm_virtual_memory_limit_bytes{vm=\"vm-b\"} 4194304\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("\nmalv_vm_managed_resident_bytes{vm=\"vm-b\"} 0\n"), std::string::npos);
+  view.enqueue(q, accel::Memset{a, 1, 768 << 10}, {});
+  view.enqueue(q, accel::Memset{b, 2, 768 << 10}, {});  // evicts a (dirty): out
+  view.enqueue(q, accel::Memset{a, 3, 16}, {});         // evicts b, fills a: in, a fault
+  view.destroy_queue(q);
+  text = metrics();
+  EXPECT_NE(text.find("\nmalv_vm_managed_resident_bytes{vm=\"vm-b\"} 786432\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nmalv_vm_spilled_bytes{vm=\"vm-b\"} 786432\n"), std::string::npos);
+  EXPECT_NE(text.find("\nmalv_vm_memory_out_bytes_total{vm=\"vm-b\"} 1572864\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("\nmalv_vm_memory_in_bytes_total{vm=\"vm-b\"} 786432\n"), std::string::npos);
+  EXPECT_NE(text.find("\nmalv_vm_memory_faults_total{vm=\"vm-b\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("\nmalv_vm_memory_evictions_total{vm=\"vm-b\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("\nmalv_vm_memory_failed_placements_total{vm=\"vm-b\"} 0\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("\nmalv_vm_memory_bytes{vm=\"vm-b\"} 786432\n"), std::string::npos)
+      << "the resident quota counts the managed buffer on the device";
+  view.free(a);
+  view.free(b);
+  text = metrics();
+  EXPECT_NE(text.find("\nmalv_vm_virtual_memory_bytes{vm=\"vm-b\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("\nmalv_vm_memory_bytes{vm=\"vm-b\"} 0\n"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace malv::vgpu
