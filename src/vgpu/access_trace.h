@@ -28,8 +28,8 @@
 // File format (version 1). Traces of training runs hold millions of
 // records, written while the VM runs: a binary file of fixed-size records is
 // appended to without parsing, cannot be torn inside a record without the
-// reader seeing a short last record, is a third of the size of the same
-// trace as text, and reads at memory speed. Every integer is little-endian,
+// reader seeing a short last record, and reads at memory speed (a record is
+// found by arithmetic, never by scanning). Every integer is little-endian,
 // whatever the host, so a trace moves between machines.
 //
 //   header, 16 bytes:  magic "MALVTRC\0" (8 bytes), u32 version = 1,
