@@ -123,6 +123,22 @@ struct SoakOptions {
 
 [[nodiscard]] Status run_soak(const SoakOptions& options);
 
+// `malv bench memory`: a training job on an oversubscribed VM at resident
+// quotas of 1, 1/1.5, 1/2 and 1/3 of its footprint, under the lru and
+// lookahead memory policies, queued and synchronous, against the run where
+// everything fits (time) and against Belady's replay of its trace (bytes).
+struct MemoryOptions {
+  bool json = false;
+  bool quick = false;  // tiny sizes: checks that every phase runs, not timings
+  std::uint64_t steps = 40;
+  unsigned rounds = 3;
+  std::string model;        // "": mlp:784-512-512-512-512-512-10 (quick: a smaller one)
+  double link_gbps = 12.0;  // the paced host's --spill-link-gbps
+  std::string data_dir = nn::kFashionMnistDir;
+};
+
+[[nodiscard]] Status run_memory(const MemoryOptions& options);
+
 // One guest of `malv bench sharing` (bench/sharing_guest.h says how the
 // benchmark drives it).
 struct SharingGuestSpec {

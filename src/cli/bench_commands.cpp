@@ -1,5 +1,5 @@
 // `malv bench ...`: the flags of the benchmarks of one process (ipc, mlaas,
-// overhead, cuda, alloc); bench/bench.h runs them.
+// overhead, cuda, alloc, memory); bench/bench.h runs them.
 #include "cli/bench_commands.h"
 
 #include <CLI/CLI.hpp>
@@ -126,6 +126,35 @@ void register_bench_alloc(CLI::App& bench, int& exit_code) {
       ->capture_default_str();
   on_bench_run(
       *sub, [flags] { return bench::run_alloc(*flags); }, exit_code);
+}
+
+void register_bench_memory(CLI::App& bench, int& exit_code) {
+  auto flags = std::make_shared<bench::MemoryOptions>();
+  CLI::App* sub = bench.add_subcommand(
+      "memory",
+      "Training on an oversubscribed VM at 1, 1/1.5, 1/2 and 1/3 of its footprint resident, "
+      "lru and lookahead, queued and synchronous: time over the run where everything fits "
+      "(paced and unpaced spills), bytes moved over Belady's, bit-identical parameters");
+  sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
+  sub->add_flag("--quick", flags->quick,
+                "Tiny sizes (a smaller model, 3 steps, one round): checks that every phase runs");
+  sub->add_option("--steps", flags->steps, "Training steps per run")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  sub->add_option("--rounds", flags->rounds, "Paired rounds; ratios are medians over rounds")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 50));
+  sub->add_option("--model", flags->model,
+                  "Model spec (default mlp:784-512-512-512-512-512-10; a third of its footprint "
+                  "must hold its largest op)");
+  sub->add_option("--link-gbps", flags->link_gbps,
+                  "The paced host's --spill-link-gbps (GB/s per direction)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 1e6));
+  sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
+      ->capture_default_str();
+  on_bench_run(
+      *sub, [flags] { return bench::run_memory(*flags); }, exit_code);
 }
 
 }  // namespace malv::cli

@@ -32,6 +32,7 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_bench_soak(*bench, exit_code);
   register_bench_cuda(*bench, exit_code);
   register_bench_alloc(*bench, exit_code);
+  register_bench_memory(*bench, exit_code);
 }
 
 }  // namespace malv::cli

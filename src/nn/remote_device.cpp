@@ -10,7 +10,8 @@ std::size_t index_of(BuiltinKernel kernel) { return static_cast<std::size_t>(ker
 
 }  // namespace
 
-Result<std::unique_ptr<RemoteDevice>> RemoteDevice::create(guest::Connection& connection) {
+Result<std::unique_ptr<RemoteDevice>> RemoteDevice::create(guest::Connection& connection,
+                                                           RemoteDeviceOptions options) {
   std::array<guest::Kernel, kBuiltinKernelCount> kernels;
   for (BuiltinKernel kernel : all_builtin_kernels()) {
     MALV_ASSIGN_OR_RETURN(kernels[index_of(kernel)], connection.kernel(kernel_name(kernel)));
@@ -18,8 +19,8 @@ Result<std::unique_ptr<RemoteDevice>> RemoteDevice::create(guest::Connection& co
   MALV_ASSIGN_OR_RETURN(guest::Stream stream, connection.create_stream());
   MALV_ASSIGN_OR_RETURN(guest::DeviceInfo info, connection.device_info());
   std::string description = fmt::format("remote vGPU: {} ({})", info.backend, info.name);
-  return std::unique_ptr<RemoteDevice>(
-      new RemoteDevice(connection, std::move(stream), std::move(kernels), std::move(description)));
+  return std::unique_ptr<RemoteDevice>(new RemoteDevice(
+      connection, std::move(stream), std::move(kernels), std::move(description), options));
 }
 
 RemoteDevice::~RemoteDevice() {
@@ -49,7 +50,7 @@ void RemoteDevice::release_slot(std::uint32_t slot) {
 Status RemoteDevice::write(const DeviceBuffer& dst, std::uint64_t offset,
                            std::span<const std::byte> data) {
   MALV_TRY(check_range(dst, offset, data.size(), "write"));
-  return stream_.write(buffers_[dst.slot()], offset, data);
+  return complete(stream_.write(buffers_[dst.slot()], offset, data));
 }
 
 Status RemoteDevice::read(const DeviceBuffer& src, std::uint64_t offset, std::span<std::byte> out) {
@@ -58,6 +59,11 @@ Status RemoteDevice::read(const DeviceBuffer& src, std::uint64_t offset, std::sp
 }
 
 Status RemoteDevice::synchronize() { return stream_.synchronize(); }
+
+Status RemoteDevice::complete(Status queued) {
+  if (!queued.ok() || !options_.synchronous) return queued;
+  return stream_.synchronize();
+}
 
 Status RemoteDevice::enqueue_launch(BuiltinKernel op, std::span<const Arg> args) {
   std::array<guest::KernelArg, 10> wire_args;
@@ -77,8 +83,8 @@ Status RemoteDevice::enqueue_launch(BuiltinKernel op, std::span<const Arg> args)
       case Arg::Kind::kF32: wire_args[i] = guest::KernelArg::f32(arg.f); break;
     }
   }
-  return stream_.launch(kernels_[index_of(op)],
-                        std::span<const guest::KernelArg>(wire_args.data(), args.size()));
+  return complete(stream_.launch(kernels_[index_of(op)],
+                                 std::span<const guest::KernelArg>(wire_args.data(), args.size())));
 }
 
 }  // namespace malv::nn

@@ -9,6 +9,11 @@
 //   MALV_ASSIGN_OR_RETURN(auto device, RemoteDevice::create(*conn));
 //
 // The Connection must outlive the device.
+//
+// With `synchronous` set, every launch and write waits for the stream to
+// finish it before returning, as a guest that blocks on each op does: the
+// host then never sees work queued ahead (the memory benchmark's `sync`
+// variant). The default queues work ahead and returns at once.
 #pragma once
 
 #include <array>
@@ -20,9 +25,14 @@
 
 namespace malv::nn {
 
+struct RemoteDeviceOptions {
+  bool synchronous = false;  // wait for each launch and write to complete
+};
+
 class RemoteDevice final : public Device {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<RemoteDevice>> create(guest::Connection& connection);
+  [[nodiscard]] static Result<std::unique_ptr<RemoteDevice>> create(
+      guest::Connection& connection, RemoteDeviceOptions options = {});
   ~RemoteDevice() override;
 
   std::string describe() const override { return description_; }
@@ -46,16 +56,22 @@ class RemoteDevice final : public Device {
 
  private:
   RemoteDevice(guest::Connection& connection, guest::Stream stream,
-               std::array<guest::Kernel, kBuiltinKernelCount> kernels, std::string description)
+               std::array<guest::Kernel, kBuiltinKernelCount> kernels, std::string description,
+               RemoteDeviceOptions options)
       : connection_(connection),
         stream_(std::move(stream)),
         kernels_(std::move(kernels)),
-        description_(std::move(description)) {}
+        description_(std::move(description)),
+        options_(options) {}
+
+  // In synchronous mode, waits for `queued` (just enqueued) to complete.
+  Status complete(Status queued);
 
   guest::Connection& connection_;
   guest::Stream stream_;
   std::array<guest::Kernel, kBuiltinKernelCount> kernels_;
   std::string description_;
+  RemoteDeviceOptions options_;
   std::vector<guest::Buffer> buffers_;  // by slot; a freed slot holds an empty Buffer
   std::vector<std::uint32_t> free_slots_;
 };
