@@ -29,19 +29,21 @@ Status draw(const harness::AdminClient& admin, bool json) {
   }
   fmt::print("backend {} ({})\n", health.value("backend", "?"), health.value("device", "?"));
   fmt::print(
-      "{:<14} {:<22} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12} {:>9} {:>10} {:>10} {:>7} {:>6} "
-      "{:>9}\n",
-      "VM", "GPU POLICY", "MEM MiB", "LIMIT MiB", "HOST MiB", "LIMIT MiB", "SESSIONS", "CKPT MiB",
-      "CKPTS", "BUSY s", "COMMANDS", "ERRORS", "QUEUE", "FALLBACK");
+      "{:<14} {:<22} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>9} {:>12} {:>9} {:>10} {:>10} "
+      "{:>7} {:>6} {:>9}\n",
+      "VM", "GPU POLICY", "MEM MiB", "LIMIT MiB", "SPILL MiB", "FAULTS", "HOST MiB", "LIMIT MiB",
+      "SESSIONS", "CKPT MiB", "CKPTS", "BUSY s", "COMMANDS", "ERRORS", "QUEUE", "FALLBACK");
   for (const auto& vm : vms) {
     const auto& s = vm["stats"];
+    const nlohmann::json memory = s.value("memory_manager", nlohmann::json::object());
     std::string policy = vm.contains("policies") ? vm["policies"].value("gpu_sched", "") : "";
     const auto mib = [](std::uint64_t bytes) { return static_cast<double>(bytes) / 1048576.0; };
     fmt::print(
-        "{:<14} {:<22} {:>10.1f} {:>10.1f} {:>10.1f} {:>10.1f} {:>9} {:>12} {:>9} {:>10.3f} "
-        "{:>10} {:>7} {:>6} {:>9}\n",
+        "{:<14} {:<22} {:>10.1f} {:>10.1f} {:>10.1f} {:>8} {:>10.1f} {:>10.1f} {:>9} {:>12} {:>9} "
+        "{:>10.3f} {:>10} {:>7} {:>6} {:>9}\n",
         vm["name"].get<std::string>(), policy, mib(s["memory_used"].get<std::uint64_t>()),
-        mib(vm["memory_limit"].get<std::uint64_t>()), mib(s.value("host_memory_used", 0ull)),
+        mib(vm["memory_limit"].get<std::uint64_t>()), mib(memory.value("spilled_bytes", 0ull)),
+        memory.value("faults", 0ull), mib(s.value("host_memory_used", 0ull)),
         mib(vm.value("host_memory_limit", 0ull)),
         fmt::format("{}/{}", s.value("sessions", 0u), vm.value("max_sessions", 0u)),
         fmt::format("{:.1f}/{:.0f}", mib(s.value("checkpoint_bytes", 0ull)),
