@@ -9,7 +9,9 @@
 // checkpoint saved and restored), starting a new one whenever one ends,
 // until --seconds have passed and at least --guests have run. A seeded
 // fraction of them (--kill-fraction) is sent SIGKILL at a random moment of
-// its life.
+// its life. With two VMs or more the last is oversubscribed (2 MiB resident,
+// 64 MiB virtual, memory policy lookahead): its guests' buffers spill and
+// fill while guests die, and must still come back whole.
 //
 // Checks, every --sample-ms through GET /metrics:
 //  * the VMs' memory (malv_vm_memory_bytes, summed) equals the device memory
@@ -60,6 +62,8 @@ using Seconds = std::chrono::duration<double>;
 
 constexpr double kMiB = 1024.0 * 1024.0;
 constexpr std::uint64_t kVmQuotaBytes = 64ull << 20;
+// The oversubscribed VM's resident quota: a few guests' working sets.
+constexpr std::uint64_t kSpillingVmResidentBytes = 2ull << 20;
 // A difference is re-read this often, kRereadGap apart, before it counts.
 constexpr int kMismatchRereads = 20;
 constexpr auto kRereadGap = std::chrono::milliseconds(5);
@@ -73,18 +77,32 @@ std::string token_of(int k) { return fmt::format("soak-token-{}", k); }
 
 // ---- the host ------------------------------------------------------------
 
+// With two VMs or more the last one is oversubscribed: its guests' buffers
+// spill and fill under a small resident quota while guests are killed.
+bool oversubscribed(const SoakOptions& flags, int k) {
+  return flags.vms >= 2 && k == flags.vms - 1;
+}
+
 Status create_vms(const harness::AdminClient& admin, const SoakOptions& flags) {
   for (int k = 0; k < flags.vms; ++k) {
     // One latency-class VM among batch ones, weights 1 and 2: the guests'
     // policy switches then change real scheduling decisions.
-    MALV_TRY(admin.call("POST", "/vms",
-                        {{"name", vm_name(k)},
-                         {"token", token_of(k)},
-                         {"memory_bytes", kVmQuotaBytes},
-                         {"weight", 1.0 + k % 2},
-                         {"priority", k == 0 ? "latency" : "batch"},
-                         {"max_streams", 256},
-                         {"gpu_policy", "malv_sched_basic/fair-share"}}));
+    json vm{{"name", vm_name(k)},
+            {"token", token_of(k)},
+            {"memory_bytes", kVmQuotaBytes},
+            {"weight", 1.0 + k % 2},
+            {"priority", k == 0 ? "latency" : "batch"},
+            {"max_streams", 256},
+            {"gpu_policy", "malv_sched_basic/fair-share"}};
+    if (oversubscribed(flags, k)) {
+      vm["memory_bytes"] = kSpillingVmResidentBytes;
+      vm["virtual_memory_bytes"] = kVmQuotaBytes;
+    }
+    MALV_TRY(admin.call("POST", "/vms", vm));
+    if (oversubscribed(flags, k)) {
+      MALV_TRY(admin.call("PUT", fmt::format("/vms/{}/policy/memory", vm_name(k)),
+                          {{"policy", "malv_memory_basic/lookahead"}}));
+    }
   }
   return ok_status();
 }
@@ -218,6 +236,8 @@ class Soak {
   std::uint64_t leaked_bytes_ = 0;
   std::uint64_t leaked_streams_ = 0;
   std::uint64_t leaked_sessions_ = 0;
+  std::uint64_t spilled_bytes_moved_ = 0;  // by the oversubscribed VM's memory manager
+  std::uint64_t spilled_faults_ = 0;
   std::string host_died_;
   double run_s_ = 0;
 };
@@ -421,11 +441,17 @@ Status Soak::final_check() {
     std::uint64_t memory = 0;
     std::uint64_t streams = 0;
     std::uint64_t sessions = 0;
+    std::uint64_t bytes_moved = 0;
+    std::uint64_t faults = 0;
     for (const auto& [name, vm] : vms) {
-      memory += vm.memory_used;
+      memory += std::max(vm.memory_used, vm.virtual_memory_used);
       streams += vm.streams;
       sessions += vm.sessions;
+      bytes_moved += vm.bytes_moved;
+      faults += vm.faults;
     }
+    spilled_bytes_moved_ = bytes_moved;
+    spilled_faults_ = faults;
     const std::uint64_t device =
         m.device_memory > device_baseline_ ? m.device_memory - device_baseline_ : 0;
     leaked_bytes_ = std::max(memory, device);
@@ -491,6 +517,8 @@ Status Soak::report() const {
              {"leaked_sessions", leaked_sessions_},
              {"accounting_samples", tally_.samples},
              {"accounting_mismatches", tally_.mismatches},
+             {"spill_bytes_moved", spilled_bytes_moved_},
+             {"spill_faults", spilled_faults_},
              {"mismatches", tally_.mismatch_notes},
              {"failures", tally_.failure_notes},
              {"host_rss_after_warmup_mb", static_cast<double>(rss_after_warmup_) / kMiB},
@@ -518,6 +546,9 @@ Status Soak::report() const {
          {"leaked_sessions", n(leaked_sessions_), "", "goal 0"},
          {"accounting_samples", n(tally_.samples), "", "VM memory vs device memory, checked"},
          {"accounting_mismatches", n(tally_.mismatches), "", "goal 0"},
+         {"spill_bytes_moved", n(spilled_bytes_moved_), "B",
+          "spilled and filled by the oversubscribed VM's memory manager"},
+         {"spill_faults", n(spilled_faults_), "", "its ops that waited for a fill"},
          {"host_rss_after_warmup_mb", static_cast<double>(rss_after_warmup_) / kMiB, "MiB",
           "no guest connected"},
          {"host_rss_end_mb", static_cast<double>(rss_end_) / kMiB, "MiB", "no guest connected"},

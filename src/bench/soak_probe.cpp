@@ -52,6 +52,10 @@ Result<std::map<std::string, VmState>> read_vms(const harness::AdminClient& admi
     const json& s = vm["stats"];
     out[vm.value("name", std::string())] = {
         .memory_used = s.value("memory_used", std::uint64_t{0}),
+        .virtual_memory_used = s.value("virtual_memory_used", std::uint64_t{0}),
+        .bytes_moved = s.value("/memory_manager/bytes_in"_json_pointer, std::uint64_t{0}) +
+                       s.value("/memory_manager/bytes_out"_json_pointer, std::uint64_t{0}),
+        .faults = s.value("/memory_manager/faults"_json_pointer, std::uint64_t{0}),
         .streams = s.value("streams", std::uint64_t{0}),
         .sessions = s.value("sessions", std::uint64_t{0}),
         .queue_depth = s.value("queue_depth", std::uint64_t{0})};

@@ -31,7 +31,10 @@ struct MetricsSample {
 [[nodiscard]] Result<MetricsSample> read_metrics(const harness::AdminClient& admin);
 
 struct VmState {
-  std::uint64_t memory_used = 0;
+  std::uint64_t memory_used = 0;          // resident (the memory quota's usage)
+  std::uint64_t virtual_memory_used = 0;  // allocated in all
+  std::uint64_t bytes_moved = 0;          // the memory manager's spills and fills
+  std::uint64_t faults = 0;
   std::uint64_t streams = 0;
   std::uint64_t sessions = 0;
   std::uint64_t queue_depth = 0;
