@@ -38,6 +38,7 @@ struct VgpuScheduler::Stream {
   std::vector<ItemMeta> batch_meta;
   // Its head waits for room in the VM's memory: skipped until a batch ends.
   bool memory_blocked = false;
+  std::uint64_t unpins_seen = 0;  // VgpuScheduler::unpins_ when its batch was built
   malv_gpu_sched_observation batch_head{};
   // Ops of the batch not yet complete; set before the batch is enqueued,
   // counted down by completions without the scheduler's lock.
@@ -391,6 +392,7 @@ void VgpuScheduler::pump() {
       s.batch_done.clear();
       s.batch_meta.clear();
       const bool managed = s.vm->memory().active();
+      s.unpins_seen = unpins_;
       s.batch_head = s.pending.front().observation;
       double cost_ns = 0;
       bool only_bookkeeping = true;
@@ -467,7 +469,7 @@ bool VgpuScheduler::place_memory(Stream& stream, std::vector<std::uint64_t>& bat
   }
   if (placed == n) return true;
   // The rest waits for room: back to the front of the stream, as they were.
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   for (std::size_t k = n; k-- > placed;) {
     Item item;
     item.op = std::move(stream.batch_ops[k]);
@@ -493,13 +495,24 @@ bool VgpuScheduler::place_memory(Stream& stream, std::vector<std::uint64_t>& bat
   }
   stream.remaining.store(placed, std::memory_order_release);
   if (placed > 0) return true;
-  // Nothing of the batch can run before another batch ends and unpins.
-  stream.memory_blocked = true;
+  // Nothing of the batch can run before another batch ends and unpins
+  // (unless one already has since the batch was built: then it retries).
+  stream.memory_blocked = unpins_ == stream.unpins_seen;
   stream.running = false;
   if (stream.slot == Slot::kDevice) --busy_slots_;
   if (stream.slot == Slot::kLatency) --busy_latency_slots_;
   stream.slot = Slot::kNone;
   --stats_.batches;
+  // Cancelled while its batch was being placed: what went back is aborted
+  // now, as the batch's end would have done.
+  if (stream.cancelled) {
+    std::vector<Item> aborted = take_cancelled(stream);
+    lock.unlock();
+    abort_items(aborted);
+    lock.lock();
+    stream.aborting = false;
+  }
+  idle_.notify_all();
   return false;
 }
 
@@ -575,6 +588,7 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
   if (!pins.empty()) {
     vm->memory().unpin(pins);
     std::lock_guard lock(mutex_);
+    ++unpins_;
     for (auto& [id, other] : streams_) other->memory_blocked = false;
   }
   if (!aborted.empty()) {

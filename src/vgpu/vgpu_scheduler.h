@@ -177,6 +177,7 @@ class VgpuScheduler {
   std::unordered_map<std::uint64_t, std::unique_ptr<Stream>> streams_;  // by queue id
   std::unordered_map<std::uint64_t, EventRecords> events_;  // by event id, once recorded
   std::unordered_map<std::uint64_t, VmState> vm_states_;    // by VM id, while it has streams
+  std::uint64_t unpins_ = 0;  // batches of managed memory that ended (their pins released)
   unsigned busy_slots_ = 0;
   unsigned busy_latency_slots_ = 0;
   SchedulerStats stats_;

@@ -7,11 +7,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <vector>
 
+#include "../accel/completion_gate.h"
 #include "accel/kernel_ids.h"
 #include "vgpu/trace_replay.h"
 #include "vgpu/vgpu_service.h"
@@ -211,6 +214,47 @@ TEST_F(MemoryManagerTest, AnOpWhoseBuffersCannotAllBeResidentFailsAlone) {
   view->free(a);
   view->free(b);
   EXPECT_EQ(view->vm()->device_memory().used(), 0u);
+}
+
+// A stream whose op needs room that an op in flight pins waits (it is not
+// failed), runs once that op ends, and is aborted if its session ends first.
+TEST_F(MemoryManagerTest, AnOpWaitsForRoomPinnedByAnotherStreamThenRunsOrIsCancelled) {
+  for (const bool cancel : {false, true}) {
+    VgpuService vgpu(*device_, fifo_, {.device_slots = 2});
+    ASSERT_TRUE(vgpu.vms()
+                    .create({.name = "vm",
+                             .token = "t",
+                             .memory_limit = 1 * kMiB,
+                             .virtual_memory_limit = 4 * kMiB})
+                    .ok());
+    std::unique_ptr<VmBackend> view = std::move(vgpu.open_session("vm", "t")).value();
+    const accel::QueueId q1 = view->create_queue(accel::QueuePriority::kNormal).value();
+    const accel::QueueId q2 = view->create_queue(accel::QueuePriority::kNormal).value();
+    const accel::DevicePtr a = view->allocate(768 * kKiB).value();
+    const accel::DevicePtr b = view->allocate(768 * kKiB).value();
+    accel::testing::CompletionGate gate;
+    Statuses statuses;
+    // a stays pinned while the gate holds its op's completion.
+    view->enqueue(q1, accel::Memset{a, 1, 768 * kKiB},
+                  {&accel::testing::CompletionGate::hold, &gate, 0});
+    gate.wait_entered();
+    view->enqueue(q2, accel::Memset{b, 2, 768 * kKiB}, {&Statuses::record, &statuses, 0});
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    {
+      std::lock_guard lock(statuses.mutex);
+      EXPECT_TRUE(statuses.codes.empty()) << "b's op ran or failed while a was pinned";
+    }
+    if (cancel) view->cancel_queue(q2);
+    accel::testing::CompletionGate::release(&gate, 0, ErrorCode::kOk);
+    view->destroy_queue(q1);
+    view->destroy_queue(q2);
+    ASSERT_EQ(statuses.codes.size(), 1u);
+    EXPECT_EQ(statuses.codes[0], cancel ? ErrorCode::kAborted : ErrorCode::kOk);
+    EXPECT_EQ(view->vm()->memory().stats().failed_placements, 0u);
+    view->free(a);
+    view->free(b);
+    EXPECT_EQ(view->vm()->device_memory().used(), 0u);
+  }
 }
 
 TEST_F(MemoryManagerTest, AllocationPastTheVirtualLimitIsRefusedNamingIt) {
