@@ -66,13 +66,7 @@ class MemoryManagerTest : public ::testing::Test {
                  const std::string& trace_dir = "") {
     VgpuService vgpu(*device_, fifo_);
     vgpu.set_memory_policies(&lru_, {.trace_dir = trace_dir});
-    EXPECT_TRUE(vgpu.vms()
-                    .create({.name = "vm",
-                             .token = "t",
-                             .memory_limit = resident,
-                             .virtual_memory_limit = virtual_limit})
-                    .ok());
-    std::unique_ptr<VmBackend> view = std::move(vgpu.open_session("vm", "t")).value();
+    std::unique_ptr<VmBackend> view = open_vm(vgpu, resident, virtual_limit);
     const accel::QueueId q = view->create_queue(accel::QueuePriority::kNormal).value();
     TrainRun run;
     Statuses statuses;
@@ -105,6 +99,18 @@ class MemoryManagerTest : public ::testing::Test {
     std::lock_guard lock(statuses.mutex);
     run.statuses = statuses.codes;
     return run;
+  }
+
+  // A session of VM "vm" with the given resident quota and virtual limit.
+  static std::unique_ptr<VmBackend> open_vm(VgpuService& vgpu, std::uint64_t resident,
+                                            std::uint64_t virtual_limit) {
+    EXPECT_TRUE(vgpu.vms()
+                    .create({.name = "vm",
+                             .token = "t",
+                             .memory_limit = resident,
+                             .virtual_memory_limit = virtual_limit})
+                    .ok());
+    return std::move(vgpu.open_session("vm", "t")).value();
   }
 
   std::unique_ptr<accel::Backend> device_ =
@@ -183,13 +189,7 @@ TEST_F(MemoryManagerTest, TheAccessTraceOfASpillingRunReplays) {
 
 TEST_F(MemoryManagerTest, AnOpWhoseBuffersCannotAllBeResidentFailsAlone) {
   VgpuService vgpu(*device_, fifo_);
-  ASSERT_TRUE(vgpu.vms()
-                  .create({.name = "vm",
-                           .token = "t",
-                           .memory_limit = 1 * kMiB,
-                           .virtual_memory_limit = 4 * kMiB})
-                  .ok());
-  std::unique_ptr<VmBackend> view = std::move(vgpu.open_session("vm", "t")).value();
+  std::unique_ptr<VmBackend> view = open_vm(vgpu, 1 * kMiB, 4 * kMiB);
   const accel::QueueId q = view->create_queue(accel::QueuePriority::kNormal).value();
   const accel::DevicePtr a = view->allocate(768 * kKiB).value();
   const accel::DevicePtr b = view->allocate(768 * kKiB).value();
@@ -221,13 +221,7 @@ TEST_F(MemoryManagerTest, AnOpWhoseBuffersCannotAllBeResidentFailsAlone) {
 TEST_F(MemoryManagerTest, AnOpWaitsForRoomPinnedByAnotherStreamThenRunsOrIsCancelled) {
   for (const bool cancel : {false, true}) {
     VgpuService vgpu(*device_, fifo_, {.device_slots = 2});
-    ASSERT_TRUE(vgpu.vms()
-                    .create({.name = "vm",
-                             .token = "t",
-                             .memory_limit = 1 * kMiB,
-                             .virtual_memory_limit = 4 * kMiB})
-                    .ok());
-    std::unique_ptr<VmBackend> view = std::move(vgpu.open_session("vm", "t")).value();
+    std::unique_ptr<VmBackend> view = open_vm(vgpu, 1 * kMiB, 4 * kMiB);
     const accel::QueueId q1 = view->create_queue(accel::QueuePriority::kNormal).value();
     const accel::QueueId q2 = view->create_queue(accel::QueuePriority::kNormal).value();
     const accel::DevicePtr a = view->allocate(768 * kKiB).value();
@@ -259,13 +253,7 @@ TEST_F(MemoryManagerTest, AnOpWaitsForRoomPinnedByAnotherStreamThenRunsOrIsCance
 
 TEST_F(MemoryManagerTest, AllocationPastTheVirtualLimitIsRefusedNamingIt) {
   VgpuService vgpu(*device_, fifo_);
-  ASSERT_TRUE(vgpu.vms()
-                  .create({.name = "vm",
-                           .token = "t",
-                           .memory_limit = 1 * kMiB,
-                           .virtual_memory_limit = 2 * kMiB})
-                  .ok());
-  std::unique_ptr<VmBackend> view = std::move(vgpu.open_session("vm", "t")).value();
+  std::unique_ptr<VmBackend> view = open_vm(vgpu, 1 * kMiB, 2 * kMiB);
   const accel::DevicePtr a = view->allocate(2 * kMiB).value();
   Result<accel::DevicePtr> over = view->allocate(1);
   ASSERT_FALSE(over.ok());
