@@ -19,9 +19,8 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-set(MALV_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/Malv")
-set(MALV_INSTALL_PLUGINDIR "${CMAKE_INSTALL_LIBDIR}/malv")
-set(MALV_INSTALL_POLICYDIR "${MALV_INSTALL_PLUGINDIR}/policies")
+# MALV_INSTALL_CMAKEDIR, MALV_INSTALL_PLUGINDIR and MALV_INSTALL_POLICYDIR
+# come from cmake/MalvInstallDirs.cmake.
 
 # The policy-module SDK: the include path of malv/mlaas.h (plain C11) and no
 # library at all; a module is loaded by the host, never linked to it. Named

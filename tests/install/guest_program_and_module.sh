@@ -54,8 +54,10 @@ module=$work/mlaas-module/libmalv_round_robin.so
 [ -f "$module" ] || fail "no $module"
 readelf -d "$program" | grep -q 'NEEDED.*\[libmalv\.so\.0\]' || fail "the program does not link libmalv.so.0"
 
-# The installed host, with the installed policy modules.
-"$malv" serve --open --backend cpu --policy-dir "$prefix/lib/malv/policies" \
+# The installed host finds the installed policy modules by itself (relative
+# to its binary), with MALV_POLICY_DIR unset.
+unset MALV_POLICY_DIR
+"$malv" serve --open --backend cpu \
   --socket "$work/malv.sock" --admin-socket "$work/admin.sock" \
   >"$work/serve.out" 2>"$work/serve.err" &
 host=$!
@@ -65,6 +67,9 @@ until grep -q '^ready ' "$work/serve.out"; do
   [ $tries -lt 600 ] && kill -0 $host 2>/dev/null || fail "the installed host did not start" "$work/serve.err"
   sleep 0.1
 done
+
+grep -q "loaded module malv_sched_basic .* from $prefix/lib/malv/policies/" "$work/serve.err" ||
+  fail "the installed host did not load the installed policy modules" "$work/serve.err"
 
 "$program" "$work/malv.sock" >"$work/program.out" 2>&1 ||
   fail "the guest program failed" "$work/program.out" "$work/serve.err"

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "accel/cuda/cuda_plugin.h"
+#include "base/install_paths.h"
 #include "base/log.h"
 
 namespace malv::accel {
@@ -47,7 +48,10 @@ Result<LoadedPlugin> load_plugin_once() {
                              dl_error()));
   }
   const char* env = std::getenv("MALV_CUDA_PLUGIN");
-  const std::string path = env != nullptr && env[0] != '\0' ? env : MALV_CUDA_PLUGIN;
+  std::string path = env != nullptr && env[0] != '\0' ? env : "";
+  // An installed malv: <prefix>/bin/malv finds <prefix>/lib/malv/.
+  if (path.empty()) path = installed_path(MALV_INSTALLED_CUDA_PLUGIN);
+  if (path.empty()) path = MALV_CUDA_PLUGIN;
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     return Error(ErrorCode::kUnavailable,
