@@ -32,7 +32,12 @@ struct MemoryManager::Buffer {
 struct MemoryManager::Placement {
   std::int64_t now_ns = 0;
   const std::function<NextUses()>* next_uses = nullptr;
-  std::optional<NextUses> future;
+  // The ops being placed and the index of the one being placed now: the
+  // batch's later ops are the nearest future, before the streams' queues.
+  std::span<accel::Op> ops;
+  std::size_t current = 0;
+  std::optional<NextUses> queued;  // the streams' queues, read once per place()
+  std::optional<NextUses> future;  // as seen from the op being placed
 };
 
 namespace {
@@ -129,10 +134,13 @@ std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> 
   Placement placement;
   placement.now_ns = mono_now_ns();
   placement.next_uses = &next_uses;
+  placement.ops = ops;
   std::vector<std::uint64_t> ids;  // the op's buffers, each once
   std::vector<bool> written;       // ... and whether it writes them
   for (std::size_t i = 0; i < ops.size(); ++i) {
     status[i] = ErrorCode::kOk;
+    if (placement.current != i) placement.future.reset();  // distances moved on
+    placement.current = i;
     ids.clear();
     MemoryManager::for_each_pointer(ops[i], [&](accel::DevicePtr ptr, bool) {
       if (is_virtual(ptr) && std::find(ids.begin(), ids.end(), buffer_id(ptr)) == ids.end()) {
@@ -236,6 +244,7 @@ Status MemoryManager::make_resident(std::uint64_t id, Buffer& buffer, Placement&
   }
   if (buffer.backing_valid) {
     // Its data is in host memory: the op waits for this copy (a fault).
+    const std::int64_t started = mono_now_ns();
     Status filled = device_->copy_to_device_now(buffer.device, buffer.backing.get(), buffer.bytes);
     if (!filled.ok()) {
       device_->free(buffer.device);
@@ -243,7 +252,7 @@ Status MemoryManager::make_resident(std::uint64_t id, Buffer& buffer, Placement&
       buffer.device = {};
       return filled;
     }
-    pace(buffer.bytes);
+    pace(buffer.bytes, started);
     stats_.bytes_in += buffer.bytes;
     ++stats_.faults;
   }
@@ -262,8 +271,9 @@ Status MemoryManager::make_resident(std::uint64_t id, Buffer& buffer, Placement&
 Status MemoryManager::evict(std::uint64_t id, Buffer& buffer) {
   if (buffer.dirty) {
     if (!buffer.backing) buffer.backing.reset(new std::byte[buffer.bytes]);
+    const std::int64_t started = mono_now_ns();
     MALV_TRY(device_->copy_to_host_now(buffer.backing.get(), buffer.device, buffer.bytes));
-    pace(buffer.bytes);
+    pace(buffer.bytes, started);
     buffer.backing_valid = true;
     buffer.dirty = false;
     stats_.bytes_out += buffer.bytes;
@@ -301,8 +311,23 @@ std::uint64_t MemoryManager::choose_victim(Placement& placement) {
     }
     return ids[oldest];
   }
-  if (!placement.future && placement.next_uses != nullptr && *placement.next_uses) {
-    placement.future = (*placement.next_uses)();
+  if (!placement.future) {
+    // The batch's later ops first (distance 0 is the next op), then the
+    // streams' queued ops behind them.
+    NextUses future;
+    const std::size_t later = placement.ops.size() - placement.current - 1;
+    if (placement.next_uses != nullptr && *placement.next_uses) {
+      if (!placement.queued) placement.queued = (*placement.next_uses)();
+      for (const auto& [id, use] : *placement.queued) {
+        future[id] = {use.ops + later, use.est_ns};
+      }
+    }
+    for (std::size_t k = placement.ops.size(); k-- > placement.current + 1;) {
+      MemoryManager::for_each_pointer(placement.ops[k], [&](accel::DevicePtr ptr, bool) {
+        if (is_virtual(ptr)) future[buffer_id(ptr)] = {k - placement.current - 1, 0};
+      });
+    }
+    placement.future = std::move(future);
   }
   if (placement.future) {
     for (auto& o : candidates) {
@@ -324,10 +349,14 @@ std::uint64_t MemoryManager::choose_victim(Placement& placement) {
   return ids[best];
 }
 
-void MemoryManager::pace(std::uint64_t bytes) const {
+void MemoryManager::pace(std::uint64_t bytes, std::int64_t started_ns) const {
   if (options_.link_bytes_per_s <= 0) return;
-  std::this_thread::sleep_for(
-      std::chrono::duration<double>(static_cast<double>(bytes) / options_.link_bytes_per_s));
+  // The copy takes as long as the link would: what the memcpy took already
+  // counts, the rest is waited for.
+  const auto link_ns =
+      static_cast<std::int64_t>(1e9 * static_cast<double>(bytes) / options_.link_bytes_per_s);
+  const std::int64_t left_ns = started_ns + link_ns - mono_now_ns();
+  if (left_ns > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(left_ns));
 }
 
 MemoryStats MemoryManager::stats() const {

@@ -154,7 +154,9 @@ class MemoryManager {
   [[nodiscard]] Status evict(std::uint64_t id, Buffer& buffer);
   // The unpinned resident buffer to evict (0: none).
   std::uint64_t choose_victim(Placement& placement);
-  void pace(std::uint64_t bytes) const;
+  // Waits until the copy started at started_ns has taken as long as the
+  // modelled link would (options_.link_bytes_per_s).
+  void pace(std::uint64_t bytes, std::int64_t started_ns) const;
   // Appends to the trace, if one is written; a failing trace is closed,
   // logged once, and the VM runs on.
   void trace(std::uint64_t id, std::uint64_t bytes, AccessKind kind, std::int64_t now_ns);
