@@ -15,23 +15,9 @@ cmake=$1 state=$2 examples=$3 generator=$4 cc=$5 cxx=$6 sanitize=$7
 [ -f "$state" ] || { echo "no installed prefix (the install.prefix test failed?)" >&2; exit 1; }
 prefix=$(cat "$state")/prefix
 malv=$prefix/bin/malv
-work=$(mktemp -d "${TMPDIR:-/tmp}/malv-install-use-XXXXXX")
-host=""
-cleanup() {
-  if [ -n "$host" ]; then
-    kill -TERM "$host" 2>/dev/null || true
-    wait "$host" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# $work, cleanup of it and of the host, fail and start_host.
+. "$(dirname "$0")/../cli/host_test_lib.sh"
 trap 'exit 1' HUP INT TERM
-fail() {
-  echo "$1" >&2
-  shift
-  for f in "$@"; do cat "$f" >&2; done
-  exit 1
-}
 
 # Configure and build an example against the prefix only.
 unset CMAKE_PREFIX_PATH PKG_CONFIG_PATH Malv_DIR 2>/dev/null || true
@@ -57,16 +43,7 @@ readelf -d "$program" | grep -q 'NEEDED.*\[libmalv\.so\.0\]' || fail "the progra
 # The installed host finds the installed policy modules by itself (relative
 # to its binary), with MALV_POLICY_DIR unset.
 unset MALV_POLICY_DIR
-"$malv" serve --open --backend cpu \
-  --socket "$work/malv.sock" --admin-socket "$work/admin.sock" \
-  >"$work/serve.out" 2>"$work/serve.err" &
-host=$!
-tries=0
-until grep -q '^ready ' "$work/serve.out"; do
-  tries=$((tries + 1))
-  [ $tries -lt 600 ] && kill -0 $host 2>/dev/null || fail "the installed host did not start" "$work/serve.err"
-  sleep 0.1
-done
+start_host --open --backend cpu
 
 grep -q "loaded module malv_sched_basic .* from $prefix/lib/malv/policies/" "$work/serve.err" ||
   fail "the installed host did not load the installed policy modules" "$work/serve.err"
