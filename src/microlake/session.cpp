@@ -175,6 +175,7 @@ void Session::on_op_complete(StreamObject& stream, ErrorCode status) {
         waiters.swap(op.recorded_event->sync_waiters);
       }
     }
+    op.recorded_event->record_done.notify_all();
     for (std::uint64_t tag : waiters) {
       complete_tag(tag, static_cast<std::uint16_t>(wire::Opcode::kEventSync), 0, ErrorCode::kOk);
     }

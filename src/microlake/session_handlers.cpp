@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cstring>
 
 #include "base/log.h"
@@ -278,9 +279,16 @@ Status Session::run(const wire::Command& cmd, const proto::EventElapsedRequest& 
   MALV_ASSIGN_OR_RETURN(EventHandleObject * start, events_.lookup(req.start, kRightUse));
   MALV_ASSIGN_OR_RETURN(EventHandleObject * end, events_.lookup(req.end, kRightUse));
   for (EventObject* e : {start->event.get(), end->event.get()}) {
-    std::lock_guard lock(e->mutex);
+    std::unique_lock lock(e->mutex);
     if (e->records_enqueued == 0) {
       return Error(ErrorCode::kFailedPrecondition, "event was never recorded");
+    }
+    // The device may have run the record while its completion is still on
+    // its way here: a stream that waited on the event can finish, and its
+    // guest ask, first. Then the answer is moments away, not "not yet".
+    if (e->records_done != e->records_enqueued && backend_.query_event(e->id).complete) {
+      e->record_done.wait_for(lock, std::chrono::milliseconds(20),
+                              [e] { return e->records_done == e->records_enqueued; });
     }
     if (e->records_done != e->records_enqueued) {
       return Error(ErrorCode::kUnavailable, "event has not happened yet");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -38,6 +39,7 @@ struct EventObject {
   accel::Backend& backend;
   const accel::EventId id;
   std::mutex mutex;
+  std::condition_variable record_done;      // records_done grew
   std::uint64_t records_enqueued = 0;       // guarded by mutex
   std::uint64_t records_done = 0;           // guarded by mutex
   std::vector<std::uint64_t> sync_waiters;  // tags of kEventSync commands, guarded by mutex

@@ -214,6 +214,32 @@ TEST_P(Channel, EventsOrderStreamsAndMeasureTime) {
   EXPECT_GT(ns.value(), 0u);
 }
 
+// After a stream that waited on `end` has been synchronized, `end` has
+// happened (as in CUDA): elapsed time is answered, even when the record's
+// own completion has not reached the session yet. Repeated, since that
+// window is short.
+TEST_P(Channel, ElapsedIsAnsweredOnceAStreamThatWaitedOnTheEventIsSynchronized) {
+  auto conn = open();
+  ASSERT_TRUE(conn);
+  auto s1 = conn->create_stream();
+  auto s2 = conn->create_stream();
+  auto buf = conn->allocate(1 << 16);
+  ASSERT_TRUE(s1.ok() && s2.ok() && buf.ok());
+  for (int i = 0; i < 200; ++i) {
+    auto start = conn->create_event();
+    auto end = conn->create_event();
+    ASSERT_TRUE(start.ok() && end.ok());
+    ASSERT_TRUE(s1->record(*start).ok());
+    ASSERT_TRUE(s1->memset(*buf, 0, 1 << 16, static_cast<std::uint8_t>(i)).ok());
+    ASSERT_TRUE(s1->record(*end).ok());
+    ASSERT_TRUE(s2->wait(*end).ok());
+    ASSERT_TRUE(s2->memset(*buf, 0, 16, 1).ok());
+    ASSERT_TRUE(s2->synchronize().ok());
+    auto ns = conn->elapsed_ns(*start, *end);
+    ASSERT_TRUE(ns.ok()) << "round " << i << ": " << ns.error().to_string();
+  }
+}
+
 TEST_P(Channel, ManyAsyncLaunchesThenOneSynchronize) {
   auto conn = open();
   ASSERT_TRUE(conn);
