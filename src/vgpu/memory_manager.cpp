@@ -139,8 +139,8 @@ std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> 
   std::vector<bool> written;       // ... and whether it writes them
   for (std::size_t i = 0; i < ops.size(); ++i) {
     status[i] = ErrorCode::kOk;
-    if (placement.current != i) placement.future.reset();  // distances moved on
     placement.current = i;
+    placement.future.reset();  // distances are counted from this op
     ids.clear();
     MemoryManager::for_each_pointer(ops[i], [&](accel::DevicePtr ptr, bool) {
       if (is_virtual(ptr) && std::find(ids.begin(), ids.end(), buffer_id(ptr)) == ids.end()) {

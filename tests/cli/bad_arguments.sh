@@ -46,6 +46,8 @@ expect_usage_error "--tcp.*127\.0\.0\.1:-1" $serve --tcp 127.0.0.1:-1
 expect_usage_error "--tcp.*not HOST:PORT" $serve --tcp 127.0.0.1
 expect_usage_error "--memory-mib.*-1" $serve --memory-mib -1
 expect_usage_error "--memory-mib.*out of range" $serve --memory-mib 99999999999999
+expect_usage_error "--spill-link-gbps.*out of range" $serve --spill-link-gbps -1
+expect_usage_error "--spill-link-gbps.*out of range" $serve --spill-link-gbps nan
 expect_usage_error "--workers.*out of range" $serve --workers 100000
 expect_usage_error "--arena-mib.*out of range" $serve --arena-mib 0
 expect_usage_error "--vsock-port" $serve --vsock-port 4294967296
@@ -95,6 +97,8 @@ expect_usage_error "--duration.*out of range" guest infer --checkpoint "$work/no
 # Admin tools, the demo and the benchmarks.
 expect_usage_error "--interval.*out of range" stats --interval nan
 expect_usage_error "--memory-mib.*out of range" vm create vm-a --memory-mib -5
+expect_usage_error "--virtual-memory-mib.*out of range" vm create vm-a --virtual-memory-mib -5
+expect_usage_error "--virtual-memory-mib.*out of range" vm update vm-a --virtual-memory-mib inf
 expect_usage_error "--weight.*out of range" vm update vm-a --weight nan
 expect_usage_error "--max-streams" vm create vm-a --max-streams -3
 expect_usage_error "--max-sessions" vm update vm-a --max-sessions -1

@@ -160,6 +160,10 @@ TEST_F(AdminApiTest, CreateRefusesUnknownFieldsBadTypesAndDuplicates) {
   std::tie(status, message) = host.refused("POST", "/vms", {{"name", "vm-a"}, {"weight", "x"}});
   EXPECT_EQ(status, 400);
   std::tie(status, message) =
+      host.refused("POST", "/vms", {{"name", "vm-a"}, {"virtual_memory_bytes", -1}});
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(message.find("virtual_memory_bytes"), std::string::npos) << message;
+  std::tie(status, message) =
       host.refused("POST", "/vms", {{"name", "vm-a"}, {"gpu_policy", "no-such-policy"}});
   EXPECT_EQ(status, 404) << message;
   EXPECT_FALSE(host.vgpu.vms().find("vm-a").ok()) << "a refused create leaves no VM";

@@ -187,6 +187,13 @@ TEST_F(MemoryManagerTest, TheAccessTraceOfASpillingRunReplays) {
               static_cast<unsigned long long>(belady->bytes_moved()));
 }
 
+// A trace that cannot be written is logged and dropped; the VM runs on.
+TEST_F(MemoryManagerTest, AnUnwritableTraceDirectoryDoesNotStopTheVm) {
+  const TrainRun spills = train(1 * kMiB, 8 * kMiB, /*rounds=*/1, "/nonexistent/malv-traces");
+  for (ErrorCode code : spills.statuses) EXPECT_EQ(code, ErrorCode::kOk);
+  EXPECT_GT(spills.stats.evictions, 0u);
+}
+
 TEST_F(MemoryManagerTest, AnOpWhoseBuffersCannotAllBeResidentFailsAlone) {
   VgpuService vgpu(*device_, fifo_);
   std::unique_ptr<VmBackend> view = open_vm(vgpu, 1 * kMiB, 4 * kMiB);
