@@ -37,6 +37,21 @@ Result<MlpSpec> MlpSpec::parse(std::string_view text) {
 
 std::string MlpSpec::to_string() const { return fmt::format("mlp:{}", fmt::join(widths, "-")); }
 
+Result<Loss> parse_loss(std::string_view name) {
+  for (Loss loss : {Loss::kSoftmaxXent, Loss::kMeanSquaredError}) {
+    if (loss_name(loss) == name) return loss;
+  }
+  return Error(ErrorCode::kInvalidArgument, fmt::format("unknown loss '{}' (xent, mse)", name));
+}
+
+std::string_view loss_name(Loss loss) {
+  switch (loss) {
+    case Loss::kSoftmaxXent: return "xent";
+    case Loss::kMeanSquaredError: return "mse";
+  }
+  return "unknown";
+}
+
 Result<std::unique_ptr<Mlp>> Mlp::create(Device& device, const MlpSpec& spec,
                                          const MlpOptions& options) {
   if (spec.widths.size() < 2) {
@@ -45,7 +60,7 @@ Result<std::unique_ptr<Mlp>> Mlp::create(Device& device, const MlpSpec& spec,
   if (options.max_batch <= 0) {
     return Error(ErrorCode::kInvalidArgument, "max_batch must be positive");
   }
-  std::unique_ptr<Mlp> mlp(new Mlp(device, spec, options.max_batch));
+  std::unique_ptr<Mlp> mlp(new Mlp(device, spec, options.max_batch, options.loss));
   const std::int64_t batch = options.max_batch;
   const std::size_t count = spec.widths.size() - 1;
   mlp->layers_.reserve(count);  // parameters_ points into the layers
@@ -70,9 +85,13 @@ Result<std::unique_ptr<Mlp>> Mlp::create(Device& device, const MlpSpec& spec,
     mlp->parameters_.push_back({fmt::format("dense{}.bias", i), &layer.bias, &layer.bias_grad});
   }
   MALV_ASSIGN_OR_RETURN(mlp->input_, Tensor::create(device, batch, spec.inputs()));
-  MALV_ASSIGN_OR_RETURN(mlp->labels_, Tensor::create(device, batch, 1));
-  MALV_ASSIGN_OR_RETURN(mlp->probs_, Tensor::create(device, batch, spec.classes()));
-  MALV_ASSIGN_OR_RETURN(mlp->predictions_, Tensor::create(device, batch, 1));
+  if (options.loss == Loss::kSoftmaxXent) {
+    MALV_ASSIGN_OR_RETURN(mlp->labels_, Tensor::create(device, batch, 1));
+    MALV_ASSIGN_OR_RETURN(mlp->probs_, Tensor::create(device, batch, spec.classes()));
+    MALV_ASSIGN_OR_RETURN(mlp->predictions_, Tensor::create(device, batch, 1));
+  } else {
+    MALV_ASSIGN_OR_RETURN(mlp->labels_, Tensor::create(device, batch, spec.classes()));
+  }
   MALV_ASSIGN_OR_RETURN(mlp->loss_, Tensor::create(device, 1, 1));
   MALV_ASSIGN_OR_RETURN(mlp->loss_sum_, Tensor::create(device, 1, 1));
   MALV_TRY(device.launch(BuiltinKernel::kFill, {mlp->loss_.arg(), Arg::i64(1), Arg::f32(0.0f)}));
@@ -98,6 +117,13 @@ Status Mlp::upload_batch(std::span<const float> x, std::size_t rows) {
   return device_.write(input_.buffer, 0, std::as_bytes(x));
 }
 
+Status Mlp::require_loss(Loss loss, std::string_view what) const {
+  if (loss_kind_ == loss) return ok_status();
+  return Error(ErrorCode::kFailedPrecondition,
+               fmt::format("{} is for a model trained with loss {}; this one uses {}", what,
+                           loss_name(loss), loss_name(loss_kind_)));
+}
+
 Status Mlp::forward(std::int64_t rows) {
   const DeviceBuffer* in = &input_.buffer;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
@@ -118,9 +144,27 @@ Status Mlp::train_step(std::span<const float> x, std::span<const std::int32_t> l
   return train_loaded(static_cast<std::int64_t>(labels.size()));
 }
 
+Status Mlp::train_step(std::span<const float> x, std::span<const float> targets) {
+  MALV_TRY(upload(x, targets));
+  return train_loaded(static_cast<std::int64_t>(targets.size()) / spec_.classes());
+}
+
 Status Mlp::upload(std::span<const float> x, std::span<const std::int32_t> labels) {
+  MALV_TRY(require_loss(Loss::kSoftmaxXent, "a batch of class labels"));
   MALV_TRY(upload_batch(x, labels.size()));
   return device_.write(labels_.buffer, 0, std::as_bytes(labels));
+}
+
+Status Mlp::upload(std::span<const float> x, std::span<const float> targets) {
+  MALV_TRY(require_loss(Loss::kMeanSquaredError, "a batch of float targets"));
+  const auto outputs = static_cast<std::size_t>(spec_.classes());
+  if (targets.empty() || targets.size() % outputs != 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("{} target floats is not a whole number of {}-wide rows",
+                             targets.size(), outputs));
+  }
+  MALV_TRY(upload_batch(x, targets.size() / outputs));
+  return device_.write(labels_.buffer, 0, std::as_bytes(targets));
 }
 
 Status Mlp::train_loaded(std::int64_t rows) {
@@ -129,18 +173,14 @@ Status Mlp::train_loaded(std::int64_t rows) {
                  fmt::format("batch of {} rows; this model takes 1 to {}", rows, max_batch_));
   }
   MALV_TRY(forward(rows));
-
-  const std::int64_t classes = spec_.classes();
-  const Tensor& logits = layers_.back().output;
-  MALV_TRY(device_.launch(
-      BuiltinKernel::kSoftmaxXent,
-      {logits.arg(), labels_.arg(), probs_.arg(), loss_.arg(), Arg::i64(rows), Arg::i64(classes)}));
+  if (loss_kind_ == Loss::kSoftmaxXent) {
+    MALV_TRY(softmax_xent_loss(rows));
+  } else {
+    MALV_TRY(squared_error_loss(rows));
+  }
   MALV_TRY(device_.launch(BuiltinKernel::kAxpy,
                           {loss_.arg(), loss_sum_.arg(), Arg::i64(1), Arg::f32(1.0f)}));
   ++loss_count_;
-  MALV_TRY(device_.launch(
-      BuiltinKernel::kSoftmaxXentBackward,
-      {probs_.arg(), labels_.arg(), grads_.back().arg(), Arg::i64(rows), Arg::i64(classes)}));
   for (std::size_t i = layers_.size(); i-- > 0;) {
     Dense& layer = layers_[i];
     const DeviceBuffer& in = i == 0 ? input_.buffer : activations_[i - 1].buffer;
@@ -154,6 +194,33 @@ Status Mlp::train_loaded(std::int64_t rows) {
     }
   }
   return optimizer_->step();
+}
+
+Status Mlp::softmax_xent_loss(std::int64_t rows) {
+  const std::int64_t classes = spec_.classes();
+  const Tensor& logits = layers_.back().output;
+  MALV_TRY(device_.launch(
+      BuiltinKernel::kSoftmaxXent,
+      {logits.arg(), labels_.arg(), probs_.arg(), loss_.arg(), Arg::i64(rows), Arg::i64(classes)}));
+  return device_.launch(
+      BuiltinKernel::kSoftmaxXentBackward,
+      {probs_.arg(), labels_.arg(), grads_.back().arg(), Arg::i64(rows), Arg::i64(classes)});
+}
+
+Status Mlp::squared_error_loss(std::int64_t rows) {
+  const std::int64_t n = rows * spec_.classes();
+  const Tensor& out = layers_.back().output;
+  const Arg diff = grads_.back().arg();
+  // diff = output - target, built in the gradient buffer.
+  MALV_TRY(
+      device_.launch(BuiltinKernel::kScale, {labels_.arg(), diff, Arg::i64(n), Arg::f32(-1.0f)}));
+  MALV_TRY(device_.launch(BuiltinKernel::kAxpy, {out.arg(), diff, Arg::i64(n), Arg::f32(1.0f)}));
+  // loss = diff . diff / n: a 1 x n by n x 1 product.
+  const float inv_n = 1.0f / static_cast<float>(n);
+  MALV_TRY(device_.launch(BuiltinKernel::kGemm,
+                          {diff, diff, loss_.arg(), Arg::i64(1), Arg::i64(1), Arg::i64(n),
+                           Arg::i64(0), Arg::i64(0), Arg::f32(inv_n), Arg::f32(0.0f)}));
+  return device_.launch(BuiltinKernel::kScale, {diff, diff, Arg::i64(n), Arg::f32(2.0f * inv_n)});
 }
 
 Result<float> Mlp::last_loss() {
@@ -173,6 +240,7 @@ Result<float> Mlp::mean_loss() {
 }
 
 Result<std::vector<std::int32_t>> Mlp::predict(std::span<const float> x) {
+  MALV_TRY(require_loss(Loss::kSoftmaxXent, "predict (a class per row)"));
   const auto inputs = static_cast<std::size_t>(spec_.inputs());
   if (x.size() % inputs != 0) {
     return Error(ErrorCode::kInvalidArgument,
@@ -191,6 +259,29 @@ Result<std::vector<std::int32_t>> Mlp::predict(std::span<const float> x) {
     // The stream orders this read before the next batch overwrites predictions_.
     MALV_TRY(device_.read(predictions_.buffer, 0,
                           std::as_writable_bytes(std::span(out).subspan(first, rows))));
+  }
+  MALV_TRY(device_.synchronize());
+  return out;
+}
+
+Result<std::vector<float>> Mlp::outputs(std::span<const float> x) {
+  const auto inputs = static_cast<std::size_t>(spec_.inputs());
+  const auto width = static_cast<std::size_t>(spec_.classes());
+  if (x.size() % inputs != 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("{} floats is not a whole number of {}-wide rows", x.size(), inputs));
+  }
+  const std::size_t total = x.size() / inputs;
+  std::vector<float> out(total * width);
+  const Tensor& last = layers_.back().output;
+  for (std::size_t first = 0; first < total; first += static_cast<std::size_t>(max_batch_)) {
+    const std::size_t rows = std::min(total - first, static_cast<std::size_t>(max_batch_));
+    MALV_TRY(upload_batch(x.subspan(first * inputs, rows * inputs), rows));
+    MALV_TRY(forward(static_cast<std::int64_t>(rows)));
+    // The stream orders this read before the next batch overwrites the output.
+    MALV_TRY(
+        device_.read(last.buffer, 0,
+                     std::as_writable_bytes(std::span(out).subspan(first * width, rows * width))));
   }
   MALV_TRY(device_.synchronize());
   return out;
@@ -253,6 +344,7 @@ Status Mlp::write_arrays(const Checkpoint& checkpoint,
 Result<Checkpoint> Mlp::parameters_checkpoint() {
   Checkpoint checkpoint;
   checkpoint.set("model", spec_.to_string());
+  set_loss(checkpoint);
   MALV_ASSIGN_OR_RETURN(checkpoint.arrays, read_arrays(parameter_tensors()));
   return checkpoint;
 }
@@ -269,6 +361,7 @@ Status Mlp::load_parameters(std::span<const std::byte> bytes) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("parameters are for {}, this model is {}", model, spec_.to_string()));
   }
+  MALV_TRY(check_loss(checkpoint));
   return write_arrays(checkpoint, parameter_tensors());
 }
 
@@ -285,7 +378,23 @@ Checkpoint Mlp::training_metadata() const {
   checkpoint.set("optimizer", std::string(optimizer_name(opt.kind)));
   checkpoint.set("lr", fmt::format("{}", opt.lr));
   checkpoint.set("step", std::to_string(optimizer_->steps()));
+  set_loss(checkpoint);
   return checkpoint;
+}
+
+// A classifier's checkpoints carry no "loss" key, as they did before
+// regression existed, so they stay byte for byte what they were.
+void Mlp::set_loss(Checkpoint& checkpoint) const {
+  if (loss_kind_ != Loss::kSoftmaxXent) checkpoint.set("loss", std::string(loss_name(loss_kind_)));
+}
+
+Status Mlp::check_loss(const Checkpoint& checkpoint) const {
+  const std::string loss =
+      checkpoint.get("loss").value_or(std::string(loss_name(Loss::kSoftmaxXent)));
+  if (loss == loss_name(loss_kind_)) return ok_status();
+  return Error(ErrorCode::kInvalidArgument,
+               fmt::format("checkpoint is of a model trained with loss {}, this one uses {}", loss,
+                           loss_name(loss_kind_)));
 }
 
 Result<Checkpoint> Mlp::training_checkpoint() {
@@ -315,6 +424,7 @@ Result<std::uint64_t> Mlp::checked_step(const Checkpoint& checkpoint) const {
       {"lr", fmt::format("{}", opt.lr)},
   };
   MALV_TRY(checkpoint.require_equal(expected));
+  MALV_TRY(check_loss(checkpoint));
   MALV_ASSIGN_OR_RETURN(std::string step_text, checkpoint.require("step"));
   std::uint64_t step = 0;
   auto [end, ec] = std::from_chars(step_text.data(), step_text.data() + step_text.size(), step);
