@@ -138,7 +138,11 @@ class MemoryManager {
   // resident at once or a copy failed, leaves the op as it is and sets
   // status[i] (the op must not run). Returns how many ops it handled: it
   // stops before an op whose buffers do not fit beside those pinned now (by
-  // ops in flight or earlier ops of `ops`), which can run once they end.
+  // ops in flight or earlier ops of `ops`), which can run once they end, and
+  // before any op but the first that needs an eviction: victims are chosen
+  // only when the batch's earlier ops have ended and pin nothing, so that
+  // the policy chooses among every buffer the op does not use, as the
+  // replay's model (vgpu/trace_replay.h) does.
   // `next_uses` is called at most once, when a victim is chosen.
   std::size_t place(std::span<accel::Op> ops, std::span<ErrorCode> status,
                     std::vector<std::uint64_t>& pins, const std::function<NextUses()>& next_uses);
@@ -172,8 +176,9 @@ class MemoryManager {
   std::uint64_t next_id_ = 1;
   std::atomic<std::uint64_t> live_buffers_{0};
   std::unique_ptr<AccessTraceWriter> trace_;
-  std::uint64_t ops_placed_ = 0;  // the trace's op index
-  MemoryStats stats_;             // resident_bytes and spilled_bytes are computed
+  std::uint64_t ops_placed_ = 0;        // the trace's op index
+  std::int64_t last_use_stamp_ns_ = 0;  // the latest op's use time (strictly increasing)
+  MemoryStats stats_;                   // resident_bytes and spilled_bytes are computed
 };
 
 }  // namespace malv::vgpu

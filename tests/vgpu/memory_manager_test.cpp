@@ -62,16 +62,24 @@ class MemoryManagerTest : public ::testing::Test {
   // Writes kBuffers buffers, runs `rounds` of in-place adds that touch
   // them all in a ring, and reads every buffer back, as a VM with the given
   // resident quota and virtual limit.
+  // With queue_all_first, the stream's first op holds its completion until
+  // every other op is queued, so the manager sees all of the work ahead.
   TrainRun train(std::uint64_t resident, std::uint64_t virtual_limit, int rounds,
-                 const std::string& trace_dir = "") {
+                 const std::string& trace_dir = "", MemoryPolicies* policies = nullptr,
+                 bool queue_all_first = false) {
     VgpuService vgpu(*device_, fifo_);
-    vgpu.set_memory_policies(&lru_, {.trace_dir = trace_dir});
+    vgpu.set_memory_policies(policies != nullptr ? policies : &lru_, {.trace_dir = trace_dir});
     std::unique_ptr<VmBackend> view = open_vm(vgpu, resident, virtual_limit);
     const accel::QueueId q = view->create_queue(accel::QueuePriority::kNormal).value();
     TrainRun run;
     Statuses statuses;
     std::uint64_t cookie = 0;
     auto done = [&] { return accel::Completion{&Statuses::record, &statuses, cookie++}; };
+    accel::testing::CompletionGate gate;
+    if (queue_all_first) {
+      view->enqueue(q, accel::Marker{}, {&accel::testing::CompletionGate::hold, &gate, 0});
+      gate.wait_entered();
+    }
 
     std::vector<std::vector<float>> host(kBuffers, std::vector<float>(kFloats));
     std::vector<accel::DevicePtr> buffers;
@@ -90,6 +98,7 @@ class MemoryManagerTest : public ::testing::Test {
       view->enqueue(q, accel::CopyD2H{buffers[b], run.buffers[b].data(), kFloats * sizeof(float)},
                     done());
     }
+    if (queue_all_first) accel::testing::CompletionGate::release(&gate, 0, ErrorCode::kOk);
     view->destroy_queue(q);  // waits for all of it
     run.stats = view->vm()->memory().stats();
     for (accel::DevicePtr p : buffers) view->free(p);
@@ -185,6 +194,70 @@ TEST_F(MemoryManagerTest, TheAccessTraceOfASpillingRunReplays) {
   std::printf("bytes moved: manager (lru) %llu, belady %llu\n",
               static_cast<unsigned long long>(spills.stats.bytes_in + spills.stats.bytes_out),
               static_cast<unsigned long long>(belady->bytes_moved()));
+}
+
+// Under LRU the manager moves exactly what the replay of LRU moves on the
+// trace it recorded: the live bookkeeping (dirty, backed, LRU order within a
+// batch) is the replay's model.
+TEST_F(MemoryManagerTest, LiveLruMovesExactlyWhatTheReplayOfItsTraceMoves) {
+  char dir[] = "/tmp/malv-memory-trace-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const TrainRun spills = train(1 * kMiB, 8 * kMiB, /*rounds=*/4, dir);
+  const std::string path = std::string(dir) + "/vm.trace";
+  Result<std::vector<AccessRecord>> trace = read_access_trace(path);
+  std::remove(path.c_str());
+  ::rmdir(dir);
+  ASSERT_TRUE(trace.ok()) << trace.error().to_string();
+  Result<ReplayCounts> lru = replay_access_trace(
+      trace.value(), {.capacity_bytes = 1 * kMiB, .policy = ReplayPolicy::kLru});
+  ASSERT_TRUE(lru.ok()) << lru.error().to_string();
+  EXPECT_GT(lru->faults, 0u);
+  EXPECT_EQ(spills.stats.bytes_in, lru->bytes_in);
+  EXPECT_EQ(spills.stats.bytes_out, lru->bytes_out);
+  EXPECT_EQ(spills.stats.faults, lru->faults);
+}
+
+// Furthest next use first among the queued, least recently used first among
+// the rest and at equal distance: what the replay's lookahead does.
+class FurthestNextUse final : public MemoryPolicies {
+ public:
+  bool score(std::string_view, std::span<const malv_memory_observation> candidates,
+             std::span<double> scores) override {
+    for (std::size_t i = 0; i < candidates.size(); ++i) {
+      const double age = static_cast<double>(std::max<std::int64_t>(candidates[i].age_ns, 0));
+      if (candidates[i].next_use_ops == MALV_MEMORY_NOT_QUEUED) {
+        scores[i] = 1e15 + age;  // above every queued one, exact to the ns below 1e5 s
+      } else {
+        // ages below 1000 s only break ties
+        scores[i] = static_cast<double>(candidates[i].next_use_ops) + age / 1e12;
+      }
+    }
+    return false;
+  }
+  void feedback(std::string_view, const malv_memory_outcome&) override {}
+};
+
+// With all of the work queued ahead, furthest-next-use eviction moves what
+// Belady's replay of the same trace moves, to the byte. The batch that is
+// placed holds the ring's buffers that Belady evicts first (just used, next
+// needed a round later): the manager must not choose while they are pinned.
+TEST_F(MemoryManagerTest, WithAllWorkQueuedLookaheadMovesWhatBeladyMoves) {
+  char dir[] = "/tmp/malv-memory-trace-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  FurthestNextUse lookahead;
+  const TrainRun spills = train(2 * kMiB, 8 * kMiB, /*rounds=*/4, dir, &lookahead,
+                                /*queue_all_first=*/true);
+  const std::string path = std::string(dir) + "/vm.trace";
+  Result<std::vector<AccessRecord>> trace = read_access_trace(path);
+  std::remove(path.c_str());
+  ::rmdir(dir);
+  ASSERT_TRUE(trace.ok()) << trace.error().to_string();
+  for (ErrorCode code : spills.statuses) EXPECT_EQ(code, ErrorCode::kOk);
+  Result<ReplayCounts> belady = replay_access_trace(trace.value(), {.capacity_bytes = 2 * kMiB});
+  ASSERT_TRUE(belady.ok()) << belady.error().to_string();
+  EXPECT_GT(belady->faults, 0u);
+  EXPECT_EQ(spills.stats.bytes_in, belady->bytes_in);
+  EXPECT_EQ(spills.stats.bytes_out, belady->bytes_out);
 }
 
 // A trace that cannot be written is logged and dropped; the VM runs on.
