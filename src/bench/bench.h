@@ -134,6 +134,7 @@ struct MemoryOptions {
   unsigned rounds = 3;
   std::string model;        // "": mlp:784-512-512-512-512-512-10 (quick: a smaller one)
   double link_gbps = 12.0;  // the paced host's --spill-link-gbps
+  bool prefetch = true;     // false: the hosts run with --no-memory-prefetch
   std::string data_dir = nn::kFashionMnistDir;
 };
 

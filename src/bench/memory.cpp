@@ -152,12 +152,14 @@ Result<MemoryBench::Host> MemoryBench::start_host(const std::string& name, doubl
   std::filesystem::create_directories(host.trace_dir, error);
   if (error)
     return Error(ErrorCode::kIo, "cannot create " + host.trace_dir + ": " + error.message());
-  MALV_ASSIGN_OR_RETURN(
-      host.process,
-      harness::HostProcess::spawn({"--backend", "cpu", "--socket", dir_.file(name + ".sock"),
-                                   "--admin-socket", dir_.file(name + "-admin.sock"), "--state-dir",
-                                   dir_.file(name + "-state"), "--memory-trace-dir", host.trace_dir,
-                                   "--spill-link-gbps", fmt::format("{}", link_gbps)}));
+  std::vector<std::string> args{"--backend",          "cpu",
+                                "--socket",           dir_.file(name + ".sock"),
+                                "--admin-socket",     dir_.file(name + "-admin.sock"),
+                                "--state-dir",        dir_.file(name + "-state"),
+                                "--memory-trace-dir", host.trace_dir,
+                                "--spill-link-gbps",  fmt::format("{}", link_gbps)};
+  if (!flags_.prefetch) args.emplace_back("--no-memory-prefetch");
+  MALV_ASSIGN_OR_RETURN(host.process, harness::HostProcess::spawn(args));
   host.admin = std::make_unique<harness::AdminClient>(dir_.file(name + "-admin.sock"));
   MALV_ASSIGN_OR_RETURN(json health, host.admin->call("GET", "/health"));
   backend_ = health.value("backend", std::string());
@@ -341,6 +343,7 @@ Result<json> MemoryBench::results() {
             {"bytes_over_belady", std::isfinite(over_med) ? json(over_med) : json(nullptr)},
             {"faults", median_stat(runs, "faults")},
             {"prefetch_hits", median_stat(runs, "prefetch_hits")},
+            {"prefetches", median_stat(runs, "prefetches")},
             {"bit_identical", identical},
             {"resident_bytes", runs.front().resident_quota},
             {"train_s", harness::median(train_s)},
@@ -366,6 +369,7 @@ void MemoryBench::print(const json& results) const {
                   {"footprint_bytes", footprint_},
                   {"largest_op_bytes", largest_op_},
                   {"link_gbps", flags_.link_gbps},
+                  {"prefetch", flags_.prefetch},
                   {"backend", backend_},
                   {"device", device_}};
   if (flags_.json) {

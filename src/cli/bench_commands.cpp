@@ -151,6 +151,9 @@ void register_bench_memory(CLI::App& bench, int& exit_code) {
                   "The paced host's --spill-link-gbps (GB/s per direction)")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 1e6));
+  sub->add_flag(
+      "!--no-prefetch", flags->prefetch,
+      "Hosts fill spilled buffers only when an op needs them (`malv serve --no-memory-prefetch`)");
   sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
       ->capture_default_str();
   on_bench_run(

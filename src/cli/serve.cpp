@@ -15,6 +15,7 @@ struct ServeFlags {
   std::string config_path;
   host::HostConfig overrides;
   bool open = false;
+  bool no_memory_prefetch = false;
 };
 
 int serve(const ServeFlags& flags, const CLI::App& sub) {
@@ -43,6 +44,7 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--data-dir")) config.data_dirs = o.data_dirs;
   if (sub.count("--spill-link-gbps")) config.spill_link_gbps = o.spill_link_gbps;
   if (sub.count("--memory-trace-dir")) config.memory_trace_dir = o.memory_trace_dir;
+  if (flags.no_memory_prefetch) config.memory_prefetch = false;
   if (sub.count("--hello-timeout-ms")) config.hello_timeout_ms = o.hello_timeout_ms;
   if (sub.count("--max-pending-per-peer")) config.max_pending_per_peer = o.max_pending_per_peer;
   if (sub.count("--max-pending")) config.max_pending = o.max_pending;
@@ -121,6 +123,9 @@ void register_serve(CLI::App& app, int& exit_code) {
                   "Write each oversubscribed VM's memory access trace to DIR/<vm>.trace "
                   "(for `malv memory replay`)")
       ->type_name("DIR");
+  sub->add_flag("--no-memory-prefetch", flags->no_memory_prefetch,
+                "Oversubscribed VMs: fill spilled buffers only when an op needs them, instead of "
+                "ahead of their use while the batch before runs");
   sub->add_option("--hello-timeout-ms", o.hello_timeout_ms,
                   "A guest's whole hello must arrive within this many ms")
       ->capture_default_str()

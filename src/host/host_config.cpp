@@ -135,7 +135,7 @@ Result<HostConfig> load_host_config(const std::string& path) {
         {"socket", "admin_socket", "tcp", "vsock_port", "backend", "memory_mib", "workers",
          "arena_mib", "hello_timeout_ms", "max_pending_per_peer", "max_pending", "policy_dir",
          "checkpoint_dir", "state_dir", "shutdown_grace_ms", "spill_link_gbps", "memory_trace_dir",
-         "data_dirs"},
+         "memory_prefetch", "data_dirs"},
         where));
     MALV_ASSIGN_OR_RETURN(config.vsock_port,
                           integer<std::uint32_t>(*host, "vsock_port", 0, 0, kMaxU32, where));
@@ -167,6 +167,14 @@ Result<HostConfig> load_host_config(const std::string& path) {
                      fmt::format("{}.spill_link_gbps must be a number from 0 to 1e6", where));
       }
       config.spill_link_gbps = *gbps;
+    }
+    if (const toml::node* prefetch = host->get("memory_prefetch")) {
+      std::optional<bool> on = prefetch->value<bool>();
+      if (!on || !prefetch->is_boolean()) {
+        return Error(ErrorCode::kInvalidArgument,
+                     fmt::format("{}.memory_prefetch must be true or false", where));
+      }
+      config.memory_prefetch = *on;
     }
     if (const toml::array* dirs = (*host)["data_dirs"].as_array()) {
       for (const toml::node& dir : *dirs) {

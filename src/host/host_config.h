@@ -14,6 +14,7 @@
 //   shutdown_grace_ms = 2000               # queued device work may finish, then is cancelled
 //   spill_link_gbps = 12.0                 # CPU backend: spill/fill copies paced to this link
 //   memory_trace_dir = "/var/lib/malv/traces"  # oversubscribed VMs' access traces
+//   memory_prefetch = true                 # bring spilled buffers back ahead of their use
 //   hello_timeout_ms = 5000                # a guest's whole hello must arrive in this
 //   max_pending_per_peer = 8               # connections before their hello, per peer
 //   max_pending = 64                       # ... and in all
@@ -61,6 +62,9 @@ struct HostConfig {
   double spill_link_gbps = 12.0;
   // When set, each oversubscribed VM's access trace goes to <dir>/<vm>.trace.
   std::string memory_trace_dir;
+  // Oversubscribed VMs' spilled buffers come back ahead of their use,
+  // overlapping the batch that runs (vgpu/memory_manager.h).
+  bool memory_prefetch = true;
   std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
   // Pre-authentication bounds (microlake::ServerOptions).
   std::uint64_t hello_timeout_ms = 5000;

@@ -19,6 +19,8 @@ struct MemoryManager::Buffer {
   bool backing_valid = false;            // the host copy holds the data
   bool dirty = false;                    // the device copy is newer than the host copy
   std::uint32_t pins = 0;                // ops in flight or being placed that use it
+  bool moving = false;                   // the prefetch thread copies it, outside the lock
+  bool prefetched = false;               // brought in ahead of time and not used since
   std::int64_t last_use_ns = 0;
   std::uint64_t accesses = 0;
   // The last eviction, reported to the policy when the buffer is needed again.
@@ -43,6 +45,8 @@ struct MemoryManager::Placement {
 namespace {
 
 constexpr std::uint64_t kOffsetMask = (1ull << MemoryManager::kOffsetBits) - 1;
+// Buffers the prefetch thread is handed per placement at most.
+constexpr std::size_t kMaxPrefetchPlan = 4;
 
 }  // namespace
 
@@ -50,6 +54,12 @@ MemoryManager::MemoryManager(std::string vm_name, ByteQuota& resident)
     : vm_name_(std::move(vm_name)), resident_(resident) {}
 
 MemoryManager::~MemoryManager() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  prefetch_wanted_.notify_all();
+  if (prefetcher_.joinable()) prefetcher_.join();
   std::lock_guard lock(mutex_);
   for (auto& [id, buffer] : buffers_) {
     if (buffer->resident()) {
@@ -66,6 +76,7 @@ void MemoryManager::attach(accel::Backend& device, MemoryPolicies* policies,
   device_ = &device;
   policies_ = policies;
   options_ = options;
+  if (options_.prefetch) prefetcher_ = std::thread([this] { prefetch_loop(); });
   if (!options_.trace_dir.empty()) {
     const std::string path = options_.trace_dir + "/" + vm_name_ + ".trace";
     Result<std::unique_ptr<AccessTraceWriter>> writer = AccessTraceWriter::create(path);
@@ -114,8 +125,10 @@ Result<accel::DevicePtr> MemoryManager::allocate(std::uint64_t bytes) {
 }
 
 void MemoryManager::free(accel::DevicePtr ptr) {
-  std::lock_guard lock(mutex_);
-  auto it = buffers_.find(buffer_id(ptr));
+  std::unique_lock lock(mutex_);
+  const std::uint64_t id = buffer_id(ptr);
+  wait_not_moving(std::span(&id, 1), lock);
+  auto it = buffers_.find(id);
   if (it == buffers_.end()) return;
   Buffer& buffer = *it->second;
   if (buffer.resident()) {
@@ -130,7 +143,7 @@ void MemoryManager::free(accel::DevicePtr ptr) {
 std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> status,
                                  std::vector<std::uint64_t>& pins,
                                  const std::function<NextUses()>& next_uses) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   Placement placement;
   placement.now_ns = mono_now_ns();
   placement.next_uses = &next_uses;
@@ -161,6 +174,9 @@ std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> 
       }
       ++it->second->pins;
     }
+    // Pinned, the prefetch thread cannot take them; one it is copying now
+    // is waited for.
+    if (placed.ok()) wait_not_moving(ids, lock);
     for (std::size_t k = 0; placed.ok() && k < ids.size(); ++k) {
       Buffer& buffer = *buffers_.at(ids[k]);
       if (!buffer.resident()) placed = make_resident(ids[k], buffer, placement);
@@ -175,7 +191,10 @@ std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> 
         const std::uint64_t limit = resident_.limit();
         bool others_pinned = false;
         for (const auto& [id, b] : buffers_) others_pinned = others_pinned || b->pins > 0;
-        if (i > 0 || ((limit == 0 || op_bytes <= limit) && others_pinned)) return i;
+        if (i > 0 || ((limit == 0 || op_bytes <= limit) && others_pinned)) {
+          plan_prefetch(placement, i);
+          return i;
+        }
         placed = Error(
             ErrorCode::kResourceExhausted,
             fmt::format(
@@ -208,12 +227,17 @@ std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> 
       Buffer& buffer = *buffers_.at(ids[k]);
       buffer.last_use_ns = last_use_stamp_ns_;
       ++buffer.accesses;
+      if (buffer.prefetched) {
+        buffer.prefetched = false;
+        ++stats_.prefetch_hits;
+      }
       pins.push_back(ids[k]);
       trace(ids[k], buffer.bytes, written[k] ? AccessKind::kWrite : AccessKind::kRead,
             placement.now_ns);
     }
     ++ops_placed_;
   }
+  plan_prefetch(placement, ops.size());
   return ops.size();
 }
 
@@ -267,7 +291,7 @@ Status MemoryManager::make_resident(std::uint64_t id, Buffer& buffer, Placement&
       buffer.device = {};
       return filled;
     }
-    pace(buffer.bytes, started);
+    pace(buffer.bytes, started, Link::kIn);
     stats_.bytes_in += buffer.bytes;
     ++stats_.faults;
   }
@@ -288,7 +312,7 @@ Status MemoryManager::evict(std::uint64_t id, Buffer& buffer) {
     if (!buffer.backing) buffer.backing.reset(new std::byte[buffer.bytes]);
     const std::int64_t started = mono_now_ns();
     MALV_TRY(device_->copy_to_host_now(buffer.backing.get(), buffer.device, buffer.bytes));
-    pace(buffer.bytes, started);
+    pace(buffer.bytes, started, Link::kOut);
     buffer.backing_valid = true;
     buffer.dirty = false;
     stats_.bytes_out += buffer.bytes;
@@ -301,11 +325,13 @@ Status MemoryManager::evict(std::uint64_t id, Buffer& buffer) {
   return ok_status();
 }
 
-std::uint64_t MemoryManager::choose_victim(Placement& placement) {
+std::uint64_t MemoryManager::choose_victim(Placement& placement,
+                                           const std::function<bool(std::uint64_t id)>& eligible) {
   std::vector<std::uint64_t> ids;
   std::vector<malv_memory_observation> candidates;
   for (const auto& [id, buffer] : buffers_) {
-    if (!buffer->resident() || buffer->pins > 0) continue;
+    if (!buffer->resident() || buffer->pins > 0 || buffer->moving) continue;
+    if (eligible && !eligible(id)) continue;
     malv_memory_observation o{};
     o.buffer_id = id;
     o.bytes = buffer->bytes;
@@ -326,24 +352,7 @@ std::uint64_t MemoryManager::choose_victim(Placement& placement) {
     }
     return ids[oldest];
   }
-  if (!placement.future) {
-    // The batch's later ops first (distance 0 is the next op), then the
-    // streams' queued ops behind them.
-    NextUses future;
-    const std::size_t later = placement.ops.size() - placement.current - 1;
-    if (placement.next_uses != nullptr && *placement.next_uses) {
-      if (!placement.queued) placement.queued = (*placement.next_uses)();
-      for (const auto& [id, use] : *placement.queued) {
-        future[id] = {use.ops + later, use.est_ns};
-      }
-    }
-    for (std::size_t k = placement.ops.size(); k-- > placement.current + 1;) {
-      MemoryManager::for_each_pointer(placement.ops[k], [&](accel::DevicePtr ptr, bool) {
-        if (is_virtual(ptr)) future[buffer_id(ptr)] = {k - placement.current - 1, 0};
-      });
-    }
-    placement.future = std::move(future);
-  }
+  if (!placement.future) placement.future = future_after(placement, placement.current + 1);
   if (placement.future) {
     for (auto& o : candidates) {
       auto use = placement.future->find(o.buffer_id);
@@ -364,13 +373,172 @@ std::uint64_t MemoryManager::choose_victim(Placement& placement) {
   return ids[best];
 }
 
-void MemoryManager::pace(std::uint64_t bytes, std::int64_t started_ns) const {
+NextUses MemoryManager::future_after(Placement& placement, std::size_t placed) {
+  // The batch's ops from `placed` on first (distance 0 is the next op),
+  // then the streams' queued ops behind them.
+  NextUses future;
+  const std::size_t later = placement.ops.size() - placed;
+  if (placement.next_uses != nullptr && *placement.next_uses) {
+    if (!placement.queued) placement.queued = (*placement.next_uses)();
+    for (const auto& [id, use] : *placement.queued) future[id] = {use.ops + later, use.est_ns};
+  }
+  for (std::size_t k = placement.ops.size(); k-- > placed;) {
+    MemoryManager::for_each_pointer(placement.ops[k], [&](accel::DevicePtr ptr, bool) {
+      if (is_virtual(ptr)) future[buffer_id(ptr)] = {k - placed, 0};
+    });
+  }
+  return future;
+}
+
+void MemoryManager::plan_prefetch(Placement& placement, std::size_t placed) {
+  if (!prefetcher_.joinable()) return;
+  const bool any_spilled = std::any_of(buffers_.begin(), buffers_.end(), [](const auto& entry) {
+    return !entry.second->resident() && entry.second->backing_valid;
+  });
+  if (!any_spilled) return;
+  prefetch_future_ = future_after(placement, placed);
+  prefetch_plan_.clear();
+  for (const auto& [id, use] : prefetch_future_) {
+    auto it = buffers_.find(id);
+    if (it == buffers_.end()) continue;
+    const Buffer& buffer = *it->second;
+    if (!buffer.resident() && buffer.backing_valid) prefetch_plan_.emplace_back(use.ops, id);
+  }
+  std::sort(prefetch_plan_.begin(), prefetch_plan_.end());
+  if (prefetch_plan_.size() > kMaxPrefetchPlan) prefetch_plan_.resize(kMaxPrefetchPlan);
+  if (!prefetch_plan_.empty()) prefetch_wanted_.notify_one();
+}
+
+void MemoryManager::prefetch_loop() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    prefetch_wanted_.wait(lock, [this] { return stopping_ || !prefetch_plan_.empty(); });
+    if (stopping_) return;
+    const auto [distance, id] = prefetch_plan_.front();
+    prefetch_plan_.erase(prefetch_plan_.begin());
+    (void)distance;
+    if (!prefetch_one(id, lock)) prefetch_plan_.clear();
+  }
+}
+
+bool MemoryManager::prefetch_one(std::uint64_t id, std::unique_lock<std::mutex>& lock) {
+  for (;;) {
+    // The lock was released during copies: look everything up again.
+    auto it = buffers_.find(id);
+    if (stopping_ || it == buffers_.end()) return !stopping_;
+    Buffer& buffer = *it->second;
+    if (buffer.resident() || buffer.moving || !buffer.backing_valid) return true;
+    auto use = prefetch_future_.find(id);
+    if (use == prefetch_future_.end()) return true;  // a newer plan does not need it
+    const std::uint64_t distance = use->second.ops;
+    if (resident_.reserve(buffer.bytes).ok()) {
+      Result<accel::DevicePtr> device = device_->allocate(buffer.bytes);
+      if (!device.ok()) {
+        resident_.release(buffer.bytes);
+        return false;
+      }
+      buffer.device = device.value();
+      buffer.moving = true;
+      const std::int64_t started = mono_now_ns();
+      lock.unlock();
+      Status filled =
+          device_->copy_to_device_now(buffer.device, buffer.backing.get(), buffer.bytes);
+      if (filled.ok()) pace(buffer.bytes, started, Link::kIn);
+      lock.lock();
+      // Still live: free() waits while it moves.
+      buffer.moving = false;
+      moved_.notify_all();
+      if (!filled.ok()) {
+        device_->free(buffer.device);
+        resident_.release(buffer.bytes);
+        buffer.device = {};
+        log::warn("memory", "VM '{}': prefetch of buffer {} failed: {}", vm_name_, id,
+                  filled.error().to_string());
+        return false;
+      }
+      buffer.dirty = false;
+      buffer.prefetched = true;
+      buffer.evicted_ns = -1;
+      stats_.bytes_in += buffer.bytes;
+      ++stats_.prefetches;
+      return true;
+    }
+    // Room, from a buffer whose next use is further away than this one's,
+    // and no nearer than that of any buffer the running batch pins: once
+    // the batch ends, a placement could evict those, and evicting a nearer
+    // one now would be a worse choice than it would make (Belady's, with
+    // the same future). Pinned buffers no queued op uses are the most
+    // recently used, so they never come before an unpinned unqueued one.
+    std::uint64_t pinned_next = 0;
+    for (const auto& [other, b] : buffers_) {
+      if (b->pins == 0 || !b->resident()) continue;
+      auto next = prefetch_future_.find(other);
+      if (next != prefetch_future_.end()) pinned_next = std::max(pinned_next, next->second.ops);
+    }
+    Placement placement;
+    placement.now_ns = mono_now_ns();
+    placement.future = prefetch_future_;
+    const std::uint64_t victim_id = choose_victim(placement, [&](std::uint64_t candidate) {
+      auto next = prefetch_future_.find(candidate);
+      return next == prefetch_future_.end() ||
+             (next->second.ops > distance && next->second.ops >= pinned_next);
+    });
+    if (victim_id == 0) return false;
+    Buffer& victim = *buffers_.at(victim_id);
+    if (victim.dirty) {
+      if (!victim.backing) victim.backing.reset(new std::byte[victim.bytes]);
+      victim.moving = true;
+      const std::int64_t started = mono_now_ns();
+      lock.unlock();
+      Status spilled = device_->copy_to_host_now(victim.backing.get(), victim.device, victim.bytes);
+      if (spilled.ok()) pace(victim.bytes, started, Link::kOut);
+      lock.lock();
+      victim.moving = false;
+      moved_.notify_all();
+      if (!spilled.ok()) {
+        log::warn("memory", "VM '{}': spilling buffer {} for a prefetch failed: {}", vm_name_,
+                  victim_id, spilled.error().to_string());
+        return false;
+      }
+      victim.backing_valid = true;
+      victim.dirty = false;
+      stats_.bytes_out += victim.bytes;
+      // A placement pinned it while it was copied: it stays, clean.
+      if (victim.pins > 0) return true;
+    }
+    device_->free(victim.device);
+    resident_.release(victim.bytes);
+    victim.device = {};
+    victim.prefetched = false;
+    ++stats_.evictions;
+  }
+}
+
+void MemoryManager::wait_not_moving(std::span<const std::uint64_t> ids,
+                                    std::unique_lock<std::mutex>& lock) {
+  moved_.wait(lock, [&] {
+    return std::none_of(ids.begin(), ids.end(), [&](std::uint64_t id) {
+      auto it = buffers_.find(id);
+      return it != buffers_.end() && it->second->moving;
+    });
+  });
+}
+
+void MemoryManager::pace(std::uint64_t bytes, std::int64_t started_ns, Link link) const {
   if (options_.link_bytes_per_s <= 0) return;
-  // The copy takes as long as the link would: what the memcpy took already
-  // counts, the rest is waited for.
+  // The copy takes as long as the link would, after the link's earlier
+  // copies in its direction: what the memcpy took already counts, the rest
+  // is waited for.
   const auto link_ns =
       static_cast<std::int64_t>(1e9 * static_cast<double>(bytes) / options_.link_bytes_per_s);
-  const std::int64_t left_ns = started_ns + link_ns - mono_now_ns();
+  std::int64_t done_ns = 0;
+  {
+    std::lock_guard lock(link_mutex_);
+    std::int64_t& free_ns = link_free_ns_[static_cast<int>(link)];
+    done_ns = std::max(started_ns, free_ns) + link_ns;
+    free_ns = done_ns;
+  }
+  const std::int64_t left_ns = done_ns - mono_now_ns();
   if (left_ns > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(left_ns));
 }
 

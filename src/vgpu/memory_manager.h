@@ -19,27 +19,37 @@
 // clean one is dropped: its host copy is current, or it was never written
 // and holds zeros, which a fresh device allocation gives back.
 //
-// Spills and fills are copies made now, on the dispatching thread
-// (Backend::copy_to_host_now / copy_to_device_now), of buffers no queued op
-// uses; they do not overlap compute yet. With link_bytes_per_s set they are
-// paced to that bandwidth: a model of the PCIe link for the CPU backend,
-// whose "device" memory is host RAM (docs/operations.md).
+// A fill an op waits for (a fault) and the spills that make room for it are
+// copies made on the dispatching thread (Backend::copy_to_host_now /
+// copy_to_device_now). With prefetch on, the manager's prefetch thread
+// works while the batch just placed runs: after each placement it brings in
+// the spilled buffers that the VM's queued work uses next, nearest first,
+// evicting for them only buffers whose next use is further away (never one
+// the running batch pins), so that the copies overlap compute. A buffer is
+// "moving" while such a copy runs outside the lock; a placement or free that
+// needs it waits for the copy to finish. With link_bytes_per_s set, copies
+// are paced to that bandwidth, one link per direction shared by both
+// threads: a model of the PCIe link for the CPU backend, whose "device"
+// memory is host RAM (docs/operations.md).
 //
 //   vm.memory().attach(device, &policies, {.link_bytes_per_s = 12e9});
 //   MALV_ASSIGN_OR_RETURN(accel::DevicePtr p, vm.memory().allocate(64 << 20));
 //   vm.memory().place(batch, status, pins, next_uses);  // scheduler, at dispatch
 //   vm.memory().unpin(pins);                            // when the batch ends
 //
-// Thread-safe: one mutex per VM, held across a placement and its copies.
+// Thread-safe: one mutex per VM, held across a placement and its copies
+// (not across the prefetch thread's copies).
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -56,6 +66,9 @@ struct MemoryOptions {
   // Spill and fill copies take at least bytes / link_bytes_per_s (0: as fast
   // as the backend copies). 12e9 models a PCIe 3.0 x16 link.
   double link_bytes_per_s = 0;
+  // Bring spilled buffers in ahead of their use (above). Off: every fill is
+  // a fault, and what moves is exactly the replay's model (tests use that).
+  bool prefetch = true;
   // When set, the VM's access trace is written to <trace_dir>/<vm>.trace
   // (vgpu/access_trace.h): every managed allocation, free, and buffer an op
   // touches, in dispatch order; `malv memory replay` reads it.
@@ -69,6 +82,7 @@ struct MemoryStats {
   std::uint64_t bytes_in = 0;        // filled back to the device
   std::uint64_t bytes_out = 0;       // copied out of dirty victims
   std::uint64_t faults = 0;          // fills an op waited for
+  std::uint64_t prefetches = 0;      // fills made ahead of time (bytes_in counts them)
   std::uint64_t prefetch_hits = 0;   // uses of buffers brought in ahead of time
   std::uint64_t evictions = 0;
   std::uint64_t policy_fallbacks = 0;   // decisions the policy failed and LRU made
@@ -154,13 +168,30 @@ class MemoryManager {
   struct Buffer;
   struct Placement;
 
+  enum class Link { kIn = 0, kOut = 1 };
+
   [[nodiscard]] Status make_resident(std::uint64_t id, Buffer& buffer, Placement& placement);
   [[nodiscard]] Status evict(std::uint64_t id, Buffer& buffer);
-  // The unpinned resident buffer to evict (0: none).
-  std::uint64_t choose_victim(Placement& placement);
+  // The unpinned, unmoving resident buffer to evict (0: none), chosen by the
+  // policy among those `eligible` accepts (all when it is empty).
+  std::uint64_t choose_victim(Placement& placement,
+                              const std::function<bool(std::uint64_t id)>& eligible = {});
+  // The future as seen after the first `placed` ops of the placement: the
+  // batch's remaining ops, then the streams' queues.
+  NextUses future_after(Placement& placement, std::size_t placed);
+  // Hands the prefetch thread the spilled buffers the future uses, nearest
+  // first (replacing what it had not done yet).
+  void plan_prefetch(Placement& placement, std::size_t placed);
+  void prefetch_loop();
+  // One step of the prefetch thread: brings in `id` (lock held on entry and
+  // on return, released during copies). False: no room, the plan stops.
+  bool prefetch_one(std::uint64_t id, std::unique_lock<std::mutex>& lock);
+  // Waits (releasing `lock`) until none of `ids` is moving.
+  void wait_not_moving(std::span<const std::uint64_t> ids, std::unique_lock<std::mutex>& lock);
   // Waits until the copy started at started_ns has taken as long as the
-  // modelled link would (options_.link_bytes_per_s).
-  void pace(std::uint64_t bytes, std::int64_t started_ns) const;
+  // modelled link would (options_.link_bytes_per_s), after the link's
+  // earlier copies in that direction.
+  void pace(std::uint64_t bytes, std::int64_t started_ns, Link link) const;
   // Appends to the trace, if one is written; a failing trace is closed,
   // logged once, and the VM runs on.
   void trace(std::uint64_t id, std::uint64_t bytes, AccessKind kind, std::int64_t now_ns);
@@ -176,6 +207,17 @@ class MemoryManager {
   std::uint64_t next_id_ = 1;
   std::atomic<std::uint64_t> live_buffers_{0};
   std::unique_ptr<AccessTraceWriter> trace_;
+  std::condition_variable moved_;  // a buffer stopped moving
+  // The prefetch thread's work: (next use in ops, buffer id), nearest first,
+  // and the future those distances come from.
+  std::condition_variable prefetch_wanted_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> prefetch_plan_;
+  NextUses prefetch_future_;
+  bool stopping_ = false;
+  std::thread prefetcher_;
+  // When each direction of the modelled link is free again.
+  mutable std::mutex link_mutex_;
+  mutable std::int64_t link_free_ns_[2] = {0, 0};
   std::uint64_t ops_placed_ = 0;        // the trace's op index
   std::int64_t last_use_stamp_ns_ = 0;  // the latest op's use time (strictly increasing)
   MemoryStats stats_;                   // resident_bytes and spilled_bytes are computed
