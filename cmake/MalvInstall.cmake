@@ -5,7 +5,8 @@
 #   lib/libmalv.so.<version>            the guest client library, with its
 #   lib/libmalv.so.<soversion>          soname link and the development link
 #   lib/libmalv.so
-#   lib/malv/policies/*.so              the built-in MLaaS policy modules
+#   lib/malv/policies/*.so              the built-in MLaaS policy modules (and
+#                                       the model files they load)
 #   lib/malv/*.so                       the CUDA backend plugin, where built
 #   include/malv/*.h                    client API, MLaaS ABI (mlaas.h), wire protocol
 #   lib/cmake/Malv/                     find_package(Malv): Malv::malv and
@@ -60,6 +61,11 @@ if(TARGET malv_policies)
   if(malv_install_policy_modules)
     install(TARGETS ${malv_install_policy_modules}
       LIBRARY DESTINATION "${MALV_INSTALL_POLICYDIR}")
+  endif()
+  # Model files that modules load from their own directory.
+  get_property(malv_install_policy_models GLOBAL PROPERTY MALV_POLICY_MODEL_FILES)
+  if(malv_install_policy_models)
+    install(FILES ${malv_install_policy_models} DESTINATION "${MALV_INSTALL_POLICYDIR}")
   endif()
 endif()
 if(TARGET malv_accel_cuda)

@@ -64,7 +64,7 @@
 extern "C" {
 #endif
 
-#define MALV_MLAAS_ABI_VERSION 2u
+#define MALV_MLAAS_ABI_VERSION 3u
 
 /* Name of the one symbol a module exports. */
 #define MALV_MLAAS_ENTRY_POINT "malv_mlaas_module_get"
@@ -146,6 +146,8 @@ typedef struct malv_gpu_sched_outcome {
 
 /* next_use_ops of a candidate that no op queued on the VM's streams uses. */
 #define MALV_MEMORY_NOT_QUEUED UINT64_MAX
+/* Reuse gaps a memory observation carries (ABI version 3). */
+#define MALV_MEMORY_GAP_HISTORY 8
 
 /* One eviction candidate (a resident device buffer). The host sees the work
  * queued on the VM's streams but not yet run, so it tells the policy how far
@@ -166,6 +168,17 @@ typedef struct malv_memory_observation {
   uint32_t dirty;        /* 1: the device copy differs from the host copy (evicting it
                             costs a copy-out); 0: it can be dropped without a copy */
   uint32_t reserved;     /* 0 */
+  /* Since ABI version 3: the buffer's history, counted in the VM's ops (every
+   * op the host placed for the VM that touches a managed buffer counts one,
+   * in dispatch order: the op index of `malv memory replay`'s traces). What
+   * a policy needs to predict the next use when nothing is queued (a guest
+   * that waits for each op shows no future). */
+  uint64_t ops_since_use; /* op index being placed minus that of the buffer's last use
+                             (1: the op just before); since its allocation if never used */
+  uint64_t reuse_gaps[MALV_MEMORY_GAP_HISTORY]; /* ops between its consecutive uses, latest
+                                                   first; 0 past gap_count */
+  uint32_t gap_count;                           /* known leading entries of reuse_gaps */
+  uint32_t reserved2;                           /* 0 */
 } malv_memory_observation;
 
 /* Higher scores are evicted first. */

@@ -70,10 +70,10 @@ DecisionReport PolicyRunner::decide(std::string_view vm, PolicyClass cls, const 
     report.failure = FailureKind::kError;
     report.detail =
         threw ? "decide() threw an exception" : fmt::format("decide() returned status {}", status);
-  } else if (report.elapsed_ns > options.budget.count()) {
+  } else if (report.elapsed_ns > options.budget_for(cls).count()) {
     report.failure = FailureKind::kLate;
-    report.detail =
-        fmt::format("decide() took {} ns, budget {} ns", report.elapsed_ns, options.budget.count());
+    report.detail = fmt::format("decide() took {} ns, budget {} ns", report.elapsed_ns,
+                                options.budget_for(cls).count());
   } else if (Status valid = validate_decisions(cls, observations, decisions, n); !valid.ok()) {
     report.failure = FailureKind::kInvalid;
     report.detail = valid.error().message();

@@ -43,6 +43,14 @@ namespace malv::mlaas {
 struct GuardrailOptions {
   std::chrono::nanoseconds budget = std::chrono::microseconds(50);
   std::uint32_t max_consecutive_failures = 5;
+  // The memory class decides before a buffer is copied (a 6 MiB copy takes
+  // about 500 us on PCIe 3.0), and a learned policy runs a model over every
+  // candidate: its answers may take this long.
+  std::chrono::nanoseconds memory_budget = std::chrono::milliseconds(1);
+
+  std::chrono::nanoseconds budget_for(PolicyClass cls) const {
+    return cls == PolicyClass::kMemory ? memory_budget : budget;
+  }
 };
 
 enum class DecisionSource {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <optional>
 #include <thread>
@@ -23,6 +24,12 @@ struct MemoryManager::Buffer {
   bool prefetched = false;               // brought in ahead of time and not used since
   std::int64_t last_use_ns = 0;
   std::uint64_t accesses = 0;
+  // Its history in the VM's op indices (the observation's, ABI version 3):
+  // the op of its last use (of its allocation until it is used) and the
+  // gaps between its uses, latest first.
+  std::uint64_t last_use_op = 0;
+  std::array<std::uint64_t, MALV_MEMORY_GAP_HISTORY> reuse_gaps{};
+  std::uint32_t gap_count = 0;
   // The last eviction, reported to the policy when the buffer is needed again.
   std::int64_t evicted_ns = -1;
   malv_memory_observation evicted_as{};
@@ -118,6 +125,7 @@ Result<accel::DevicePtr> MemoryManager::allocate(std::uint64_t bytes) {
   auto buffer = std::make_unique<Buffer>();
   buffer->bytes = bytes;
   buffer->last_use_ns = mono_now_ns();
+  buffer->last_use_op = ops_placed_;
   trace(id, bytes, AccessKind::kAllocate, buffer->last_use_ns);
   buffers_.emplace(id, std::move(buffer));
   live_buffers_.fetch_add(1, std::memory_order_relaxed);
@@ -226,6 +234,13 @@ std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> 
     for (std::size_t k = 0; k < ids.size(); ++k) {
       Buffer& buffer = *buffers_.at(ids[k]);
       buffer.last_use_ns = last_use_stamp_ns_;
+      if (buffer.accesses > 0) {
+        std::copy_backward(buffer.reuse_gaps.begin(), buffer.reuse_gaps.end() - 1,
+                           buffer.reuse_gaps.end());
+        buffer.reuse_gaps[0] = ops_placed_ - buffer.last_use_op;
+        buffer.gap_count = std::min<std::uint32_t>(buffer.gap_count + 1, MALV_MEMORY_GAP_HISTORY);
+      }
+      buffer.last_use_op = ops_placed_;
       ++buffer.accesses;
       if (buffer.prefetched) {
         buffer.prefetched = false;
@@ -341,6 +356,9 @@ std::uint64_t MemoryManager::choose_victim(Placement& placement,
     o.next_use_ops = MALV_MEMORY_NOT_QUEUED;
     o.next_use_ns = -1;
     o.dirty = buffer->dirty ? 1 : 0;
+    o.ops_since_use = ops_placed_ - buffer->last_use_op;
+    std::copy(buffer->reuse_gaps.begin(), buffer->reuse_gaps.end(), o.reuse_gaps);
+    o.gap_count = buffer->gap_count;
     ids.push_back(id);
     candidates.push_back(o);
   }

@@ -1,0 +1,172 @@
+/* malv_memory_learned: a learned eviction policy as an MLaaS module.
+ *
+ *   learned   evicts the buffer whose next use is predicted furthest away.
+ *             A candidate that queued work uses has a known distance
+ *             (next_use_ops); for the others a small MLP, trained by `malv
+ *             memory train` on access traces the host recorded, predicts it
+ *             from the buffer's reuse history (include/malv/memory_features.h),
+ *             so the policy stays near Belady when a guest queues nothing
+ *             ahead (a guest that waits for each op).
+ *
+ * The model runs through the host's MLaaS inference service (model_load,
+ * model_infer): one batch of every candidate per decision. It is the file
+ * malv_memory_learned.safetensors beside this module, or the file that the
+ * environment variable MALV_MEMORY_LEARNED_MODEL names (a host-wide
+ * override, for trying another model without reinstalling). A missing or
+ * unloadable model makes create() fail: the VM keeps its previous policy.
+ *
+ * Scores (higher evicted first), all within MALV_MLAAS_SCORE_LIMIT:
+ *   queued      log1p(next_use_ops + 1)      the known distance
+ *   not queued  the model's log1p(distance), at least log1p(1), at most
+ *               log1p(MALV_MEMORY_FAR_OPS); a NaN output is an error (the
+ *               host's LRU decides that call)
+ *
+ * Plain C against include/malv/mlaas.h and malv/memory_features.h only. */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
+#include <malv/memory_features.h>
+#include <malv/mlaas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODEL_FILE "malv_memory_learned.safetensors"
+#define MODEL_ENV "MALV_MEMORY_LEARNED_MODEL"
+
+typedef struct learned_state {
+  const malv_host_services* services;
+  malv_model model;
+  float* in;  /* capacity rows of MALV_MEMORY_FEATURE_COUNT */
+  float* out; /* capacity rows of 1 */
+  size_t capacity;
+} learned_state;
+
+/* An object in this module, whose address dladdr() maps to its file. */
+static const char kModuleAnchor = 0;
+
+/* <directory of this module>/MODEL_FILE into path; 0 on success. */
+static int default_model_path(char* path, size_t size) {
+  Dl_info info;
+  const char* slash;
+  size_t dir;
+  if (dladdr(&kModuleAnchor, &info) == 0 || info.dli_fname == NULL) return -1;
+  slash = strrchr(info.dli_fname, '/');
+  dir = slash == NULL ? 0 : (size_t)(slash - info.dli_fname) + 1;
+  if (dir + sizeof(MODEL_FILE) > size) return -1;
+  memcpy(path, info.dli_fname, dir);
+  memcpy(path + dir, MODEL_FILE, sizeof(MODEL_FILE));
+  return 0;
+}
+
+static void learned_destroy(void* opaque) {
+  learned_state* state = (learned_state*)opaque;
+  if (state == NULL) return;
+  if (state->services != NULL && state->services->model_release != NULL) {
+    state->services->model_release(state->services, state->model);
+  }
+  free(state->in);
+  free(state->out);
+  free(state);
+}
+
+static int learned_create(const malv_host_services* services, const char* vm_name,
+                          void** out_state) {
+  char path[4096];
+  const char* chosen = getenv(MODEL_ENV);
+  learned_state* state;
+  size_t in_dim = 0, out_dim = 0;
+  int status;
+  (void)vm_name;
+  if (services == NULL || services->model_load == NULL || services->model_infer == NULL ||
+      services->model_dims == NULL) {
+    return MALV_MLAAS_ERR_INVALID;
+  }
+  if (chosen == NULL || chosen[0] == '\0') {
+    if (default_model_path(path, sizeof(path)) != 0) return MALV_MLAAS_ERR_NOT_FOUND;
+    chosen = path;
+  }
+  state = (learned_state*)calloc(1, sizeof(*state));
+  if (state == NULL) return MALV_MLAAS_ERR_NO_MEMORY;
+  status = services->model_load(services, chosen, &state->model);
+  if (status != MALV_MLAAS_OK) {
+    free(state);
+    return status;
+  }
+  state->services = services;
+  status = services->model_dims(services, state->model, &in_dim, &out_dim);
+  if (status != MALV_MLAAS_OK || in_dim != MALV_MEMORY_FEATURE_COUNT || out_dim != 1) {
+    learned_destroy(state);
+    return status != MALV_MLAAS_OK ? status : MALV_MLAAS_ERR_INVALID;
+  }
+  *out_state = state;
+  return MALV_MLAAS_OK;
+}
+
+static int reserve(learned_state* state, size_t n) {
+  float* in;
+  float* out;
+  if (n <= state->capacity) return 0;
+  in = (float*)realloc(state->in, n * MALV_MEMORY_FEATURE_COUNT * sizeof(float));
+  if (in == NULL) return -1;
+  state->in = in;
+  out = (float*)realloc(state->out, n * sizeof(float));
+  if (out == NULL) return -1;
+  state->out = out;
+  state->capacity = n;
+  return 0;
+}
+
+static int learned_decide(void* opaque, const void* observations, size_t n, void* decisions) {
+  learned_state* state = (learned_state*)opaque;
+  const malv_memory_observation* obs = (const malv_memory_observation*)observations;
+  malv_memory_decision* out = (malv_memory_decision*)decisions;
+  const double floor_score = log1p(1.0);
+  const double ceiling_score = log1p((double)MALV_MEMORY_FAR_OPS);
+  size_t i, rows = 0;
+  int status;
+  if (reserve(state, n) != 0) return MALV_MLAAS_ERR_NO_MEMORY;
+  /* Only the unqueued need the model; their rows are packed in order. */
+  for (i = 0; i < n; ++i) {
+    if (obs[i].next_use_ops != MALV_MEMORY_NOT_QUEUED) continue;
+    malv_memory_features(&obs[i], state->in + rows * MALV_MEMORY_FEATURE_COUNT);
+    ++rows;
+  }
+  if (rows > 0) {
+    status =
+        state->services->model_infer(state->services, state->model, state->in, rows, state->out);
+    if (status != MALV_MLAAS_OK) return status;
+  }
+  rows = 0;
+  for (i = 0; i < n; ++i) {
+    double score;
+    if (obs[i].next_use_ops != MALV_MEMORY_NOT_QUEUED) {
+      double ops = (double)obs[i].next_use_ops + 1.0;
+      if (ops > (double)MALV_MEMORY_FAR_OPS) ops = (double)MALV_MEMORY_FAR_OPS;
+      score = log1p(ops);
+    } else {
+      score = (double)state->out[rows++];
+      if (isnan(score)) return MALV_MLAAS_ERR_INTERNAL;
+      if (score < floor_score) score = floor_score;
+      if (score > ceiling_score) score = ceiling_score;
+    }
+    out[i].evict_score = score;
+  }
+  return MALV_MLAAS_OK;
+}
+
+static const malv_policy kPolicies[] = {
+    {MALV_POLICY_MEMORY, "learned",
+     "buffer whose next use is furthest evicted first: known from the queue, else predicted "
+     "by an MLP from its reuse history",
+     learned_create, learned_destroy, learned_decide, NULL},
+};
+
+static const malv_mlaas_module kModule = {
+    MALV_MLAAS_ABI_VERSION,
+    sizeof(kPolicies) / sizeof(kPolicies[0]),
+    "malv_memory_learned",
+    "1.0.0",
+    kPolicies,
+};
+
+MALV_MLAAS_EXPORT const malv_mlaas_module* malv_mlaas_module_get(void) { return &kModule; }
