@@ -24,6 +24,16 @@ class Isolation : public ::testing::Test {
         vgpu_.vms().create({.name = "vm-a", .token = "token-a", .memory_limit = 8 << 20}).ok());
     ASSERT_TRUE(
         vgpu_.vms().create({.name = "vm-b", .token = "token-b", .memory_limit = 8 << 20}).ok());
+    // Oversubscribed: 2 MiB on the device, 16 MiB in all. Spills and fills
+    // are paced to 1 GB/s (a 1 MiB copy takes 1 ms) and prefetch is on, so
+    // copies are in flight most of the time.
+    ASSERT_TRUE(vgpu_.vms()
+                    .create({.name = "vm-c",
+                             .token = "token-c",
+                             .memory_limit = 2 << 20,
+                             .virtual_memory_limit = 16 << 20})
+                    .ok());
+    vgpu_.set_memory_policies(&lru_, {.link_bytes_per_s = 1e9, .prefetch = true});
     microlake::ServerOptions options;
     options.unix_path = path_;
     options.default_arena_bytes = 4 << 20;
@@ -56,6 +66,7 @@ class Isolation : public ::testing::Test {
   std::unique_ptr<accel::Backend> device_ =
       accel::make_cpu_backend({.memory_bytes = 512ull << 20, .workers = 2});
   FifoPolicies fifo_;
+  LruMemoryPolicies lru_;
   VgpuService vgpu_{*device_, fifo_};
   std::unique_ptr<microlake::Server> server_;
 };
@@ -114,6 +125,55 @@ TEST_F(Isolation, KilledGuestMidTransferIsReleasedWithinOneSecondAndOthersFinish
   ASSERT_TRUE(stream->read(*mine, 0, back).ok());
   EXPECT_TRUE(stream->synchronize().ok());
   EXPECT_EQ(data, back);
+}
+
+// A guest of an oversubscribed VM killed while its buffers are spilled and
+// spill, fill and prefetch copies run: within one second every byte is
+// accounted back (device quota, virtual limit, resident and spilled bytes).
+TEST_F(Isolation, KilledGuestWithBuffersSpilledAndCopiesInFlightIsReleasedWithinOneSecond) {
+  const std::string path = path_;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    auto conn = guest::Connection::connect_unix(path, {.vm_name = "vm-c", .credential = "token-c"});
+    if (!conn.ok()) ::_exit(2);
+    std::vector<guest::Buffer> buffers;
+    for (int i = 0; i < 8; ++i) {
+      auto b = (*conn)->allocate(1 << 20);
+      if (!b.ok()) ::_exit(3);
+      buffers.push_back(std::move(b).value());
+    }
+    auto s = (*conn)->create_stream();
+    if (!s.ok()) ::_exit(4);
+    for (std::uint8_t round = 0;; ++round) {
+      for (guest::Buffer& b : buffers) (void)s->memset(b, 0, 1 << 20, round);
+    }
+  }
+  Vm& vm = *vgpu_.vms().find("vm-c").value();
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (vm.memory().stats().bytes_out < (16u << 20) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_GE(vm.memory().stats().bytes_out, 16u << 20) << "the guest should be spilling";
+  ASSERT_GT(vm.memory().stats().spilled_bytes, 0u);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
+  const auto killed_at = std::chrono::steady_clock::now();
+  auto released = [&] {
+    const MemoryStats m = vm.memory().stats();
+    return vm.device_memory().used() == 0 && vm.virtual_memory().used() == 0 &&
+           m.resident_bytes == 0 && m.spilled_bytes == 0;
+  };
+  while (!released() && std::chrono::steady_clock::now() - killed_at < 1s) {
+    std::this_thread::sleep_for(2ms);
+  }
+  const MemoryStats m = vm.memory().stats();
+  EXPECT_EQ(vm.device_memory().used(), 0u);
+  EXPECT_EQ(vm.virtual_memory().used(), 0u);
+  EXPECT_EQ(m.resident_bytes, 0u);
+  EXPECT_EQ(m.spilled_bytes, 0u);
+  EXPECT_EQ(m.failed_placements, 0u);
+  // The device holds nothing of it: every allocation went back.
+  EXPECT_EQ(device_->memory_in_use(), 0u);
 }
 
 // A guest process of vm-a that queues seconds of device work (memsets on
