@@ -28,8 +28,8 @@ class Isolation : public ::testing::Test {
     // are paced to 1 GB/s (a 1 MiB copy takes 1 ms) and prefetch is on, so
     // copies are in flight most of the time.
     ASSERT_TRUE(vgpu_.vms()
-                    .create({.name = "vm-c",
-                             .token = "token-c",
+                    .create({.name = "vm-spill",
+                             .token = "token-spill",
                              .memory_limit = 2 << 20,
                              .virtual_memory_limit = 16 << 20})
                     .ok());
@@ -134,7 +134,8 @@ TEST_F(Isolation, KilledGuestWithBuffersSpilledAndCopiesInFlightIsReleasedWithin
   const std::string path = path_;
   pid_t pid = ::fork();
   if (pid == 0) {
-    auto conn = guest::Connection::connect_unix(path, {.vm_name = "vm-c", .credential = "token-c"});
+    auto conn =
+        guest::Connection::connect_unix(path, {.vm_name = "vm-spill", .credential = "token-spill"});
     if (!conn.ok()) ::_exit(2);
     std::vector<guest::Buffer> buffers;
     for (int i = 0; i < 8; ++i) {
@@ -148,7 +149,7 @@ TEST_F(Isolation, KilledGuestWithBuffersSpilledAndCopiesInFlightIsReleasedWithin
       for (guest::Buffer& b : buffers) (void)s->memset(b, 0, 1 << 20, round);
     }
   }
-  Vm& vm = *vgpu_.vms().find("vm-c").value();
+  Vm& vm = *vgpu_.vms().find("vm-spill").value();
   auto until = std::chrono::steady_clock::now() + 5s;
   while (vm.memory().stats().bytes_out < (16u << 20) && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(1ms);
