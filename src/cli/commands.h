@@ -24,6 +24,7 @@ void register_vm(CLI::App& app, int& exit_code);
 void register_policy(CLI::App& app, int& exit_code);
 void register_stats(CLI::App& app, int& exit_code);
 void register_memory(CLI::App& app, int& exit_code);
+void register_memory_train(CLI::App& memory, int& exit_code);
 void register_mlaas(CLI::App& app, int& exit_code);
 
 // Groups whose implementation has not landed yet: they say so and exit 2

@@ -1,15 +1,20 @@
 // `malv memory replay TRACE`: what each eviction policy would move for a
 // recorded access trace at a given device capacity, against Belady's
-// furthest-next-use. The work is vgpu/trace_replay.h's; this parses and prints.
+// furthest-next-use; with --model, the learned policy too (a model `malv
+// memory train` wrote). The work is vgpu/trace_replay.h's; this parses and
+// prints.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "cli/commands.h"
 #include "cli/option_checks.h"
+#include "mlaas/mlp.h"
 #include "vgpu/access_trace.h"
+#include "vgpu/memory_history.h"
 #include "vgpu/trace_replay.h"
 
 namespace malv::cli {
@@ -21,6 +26,7 @@ struct ReplayFlags {
   std::uint64_t capacity_bytes = 0;
   std::string policy = "all";
   std::uint64_t window_ops = vgpu::kDefaultLookaheadWindowOps;
+  std::string model;  // learned's model file
   bool json = false;
 };
 
@@ -49,6 +55,7 @@ void print_json(const ReplayFlags& f, const vgpu::TraceReplay& replay, std::uint
                         {"peak_allocated_bytes", replay.peak_allocated_bytes()},
                         {"capacity_bytes", capacity},
                         {"window_ops", f.window_ops},
+                        {"model", f.model.empty() ? nlohmann::json() : nlohmann::json(f.model)},
                         {"results", nlohmann::json::array()}};
   for (const PolicyResult& r : results) {
     out["results"].push_back(
@@ -90,8 +97,14 @@ Status run_replay(const ReplayFlags& f) {
   if (f.policy == "all") {
     policies = {vgpu::ReplayPolicy::kLru, vgpu::ReplayPolicy::kLookahead,
                 vgpu::ReplayPolicy::kBelady};
+    if (!f.model.empty()) policies.push_back(vgpu::ReplayPolicy::kLearned);
   } else {
     policies = {*vgpu::parse_replay_policy(f.policy)};
+  }
+  std::optional<mlaas::Mlp> model;
+  if (std::ranges::find(policies, vgpu::ReplayPolicy::kLearned) != policies.end()) {
+    MALV_ASSIGN_OR_RETURN(model, mlaas::Mlp::load(f.model));
+    MALV_TRY(vgpu::check_memory_model(*model, f.model));
   }
   MALV_ASSIGN_OR_RETURN(
       vgpu::ReplayCounts belady,
@@ -100,9 +113,10 @@ Status run_replay(const ReplayFlags& f) {
   for (vgpu::ReplayPolicy policy : policies) {
     vgpu::ReplayCounts counts = belady;
     if (policy != vgpu::ReplayPolicy::kBelady) {
-      MALV_ASSIGN_OR_RETURN(
-          counts,
-          replay.run({.capacity_bytes = capacity, .policy = policy, .window_ops = f.window_ops}));
+      MALV_ASSIGN_OR_RETURN(counts, replay.run({.capacity_bytes = capacity,
+                                                .policy = policy,
+                                                .window_ops = f.window_ops,
+                                                .model = model ? &*model : nullptr}));
     }
     results.push_back({policy, counts, vgpu::bytes_over_belady(counts, belady)});
   }
@@ -129,13 +143,17 @@ void register_replay(CLI::App& memory, int& exit_code) {
           ->check(whole_number_in(1, std::uint64_t{1} << 62));
   mib_option->excludes(bytes_option);
   bytes_option->excludes(mib_option);
-  sub->add_option("--policy", f->policy, "lru, lookahead, belady, or all")
+  sub->add_option("--policy", f->policy,
+                  "lru, lookahead, belady, learned (needs --model), or all (learned too with "
+                  "--model)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"lru", "lookahead", "belady", "all"}));
+      ->check(CLI::IsMember({"lru", "lookahead", "belady", "learned", "all"}));
   sub->add_option("--window", f->window_ops,
                   "Ops of queued work lookahead sees ahead of the op it places")
       ->capture_default_str()
       ->check(whole_number_in(0, std::uint64_t{1} << 62));
+  sub->add_option("--model", f->model,
+                  "The learned policy's model: a file `malv memory train` wrote (.safetensors)");
   sub->add_flag("--json", f->json, "Print JSON (bytes_over_belady is null where Belady moved 0)");
   sub->footer(
       "Belady here is the furthest-next-use rule over the whole trace: the optimum for faults "
@@ -145,10 +163,14 @@ void register_replay(CLI::App& memory, int& exit_code) {
       "Example:\n"
       "  malv memory replay vm-a.trace --capacity-mib 512\n"
       "  malv memory replay vm-a.trace --capacity-bytes 268435456 --policy lookahead "
-      "--window 16 --json");
+      "--window 16 --json\n"
+      "  malv memory replay vm-a.trace --capacity-mib 512 --model evict.safetensors");
   sub->callback([f, sub, mib_option, bytes_option, &exit_code] {
     if (mib_option->count() == 0 && bytes_option->count() == 0) {
       throw CLI::RequiredError(sub->get_name() + ": --capacity-mib or --capacity-bytes");
+    }
+    if (f->policy == "learned" && f->model.empty()) {
+      throw CLI::RequiredError(sub->get_name() + ": --model (for --policy learned)");
     }
     Status done = run_replay(*f);
     if (!done.ok()) fmt::print(stderr, "malv memory replay: {}\n", done.error().message());
@@ -159,10 +181,13 @@ void register_replay(CLI::App& memory, int& exit_code) {
 }  // namespace
 
 void register_memory(CLI::App& app, int& exit_code) {
-  CLI::App* memory =
-      app.add_subcommand("memory", "Device-memory tools: replay recorded access traces");
+  CLI::App* memory = app.add_subcommand(
+      "memory",
+      "Device-memory tools: replay recorded access traces, train the learned eviction policy's "
+      "model on them");
   memory->require_subcommand(1);
   register_replay(*memory, exit_code);
+  register_memory_train(*memory, exit_code);
 }
 
 }  // namespace malv::cli

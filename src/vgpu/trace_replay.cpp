@@ -2,10 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <set>
 #include <tuple>
 #include <unordered_map>
+
+#include "mlaas/mlp.h"
+#include "vgpu/memory_history.h"
 
 namespace malv::vgpu {
 namespace {
@@ -126,12 +131,77 @@ class LookaheadEvictor final : public Evictor {
   std::set<FurthestKey> inside_;
 };
 
+// Scores every candidate with the model the first time a victim is needed
+// at an op (the features depend only on the op and the histories, which do
+// not change while it is placed), then hands out victims in that order.
+class LearnedEvictor final : public Evictor {
+ public:
+  LearnedEvictor(std::size_t buffers, const mlaas::Mlp& model)
+      : model_(model), history_(buffers), last_op_(buffers) {}
+
+  void advance(std::uint64_t op) override {
+    op_ = op;
+    ranked_.clear();
+  }
+  // Called once for each buffer an op uses, after the op's evictions.
+  void insert(std::uint32_t b, std::uint64_t last_op, std::uint64_t) override {
+    history_.use(b, last_op);
+    last_op_[b] = last_op;
+    set_.insert({last_op, b});
+    ranked_.clear();
+  }
+  void remove(std::uint32_t b) override { set_.erase({last_op_[b], b}); }
+  std::uint32_t pick() const override {
+    if (ranked_.empty()) rank();
+    while (!set_.contains({last_op_[ranked_[next_]], ranked_[next_]})) ++next_;
+    return ranked_[next_];
+  }
+  bool empty() const override { return set_.empty(); }
+
+ private:
+  void rank() const {
+    const std::size_t n = set_.size();
+    ranked_.clear();
+    inputs_.resize(n * MALV_MEMORY_FEATURE_COUNT);
+    for (const auto& [last_op, b] : set_) {  // least recently used first
+      history_.features(b, op_, inputs_.data() + ranked_.size() * MALV_MEMORY_FEATURE_COUNT);
+      ranked_.push_back(b);
+    }
+    scores_.resize(n);
+    model_.infer_cpu(inputs_.data(), n, scores_.data());
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      order[i] = i;
+      if (std::isnan(scores_[i])) scores_[i] = -std::numeric_limits<float>::infinity();
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t z) { return scores_[a] > scores_[z]; });
+    std::vector<std::uint32_t> by_score(n);
+    for (std::size_t i = 0; i < n; ++i) by_score[i] = ranked_[order[i]];
+    ranked_ = std::move(by_score);
+    next_ = 0;
+  }
+
+  const mlaas::Mlp& model_;
+  MemoryHistory history_;
+  std::vector<std::uint64_t> last_op_;
+  std::set<LruKey> set_;
+  std::uint64_t op_ = 0;
+  // The candidates at op_ by predicted distance, furthest first (empty:
+  // not ranked since the last change); victims are handed out from next_.
+  mutable std::vector<std::uint32_t> ranked_;
+  mutable std::size_t next_ = 0;
+  mutable std::vector<float> inputs_;
+  mutable std::vector<float> scores_;
+};
+
 std::unique_ptr<Evictor> make_evictor(const ReplayOptions& options, std::size_t buffers) {
   switch (options.policy) {
     case ReplayPolicy::kLru: return std::make_unique<LruEvictor>(buffers);
     case ReplayPolicy::kLookahead:
       return std::make_unique<LookaheadEvictor>(buffers, options.window_ops);
     case ReplayPolicy::kBelady: return std::make_unique<BeladyEvictor>(buffers);
+    case ReplayPolicy::kLearned: return std::make_unique<LearnedEvictor>(buffers, *options.model);
   }
   return nullptr;
 }
@@ -143,12 +213,14 @@ std::string_view replay_policy_name(ReplayPolicy policy) {
     case ReplayPolicy::kLru: return "lru";
     case ReplayPolicy::kLookahead: return "lookahead";
     case ReplayPolicy::kBelady: return "belady";
+    case ReplayPolicy::kLearned: return "learned";
   }
   return "unknown";
 }
 
 std::optional<ReplayPolicy> parse_replay_policy(std::string_view name) {
-  for (ReplayPolicy p : {ReplayPolicy::kLru, ReplayPolicy::kLookahead, ReplayPolicy::kBelady}) {
+  for (ReplayPolicy p : {ReplayPolicy::kLru, ReplayPolicy::kLookahead, ReplayPolicy::kBelady,
+                         ReplayPolicy::kLearned}) {
     if (name == replay_policy_name(p)) return p;
   }
   return std::nullopt;
@@ -205,6 +277,14 @@ Result<TraceReplay> TraceReplay::create(std::span<const AccessRecord> trace,
 }
 
 Result<ReplayCounts> TraceReplay::run(const ReplayOptions& options) const {
+  if (options.policy == ReplayPolicy::kLearned) {
+    if (options.model == nullptr) {
+      return Error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("{}: the learned policy needs a model (ReplayOptions::model)", name_));
+    }
+    MALV_TRY(check_memory_model(*options.model, "the learned policy's model"));
+  }
   if (largest_op_bytes_ > options.capacity_bytes) {
     for (const Op& op : ops_) {
       if (op.bytes <= options.capacity_bytes) continue;

@@ -35,6 +35,13 @@
 //  - belady: the buffer whose next use is furthest in the whole trace (never
 //    used again counts as furthest; ties go least recently used first).
 //    lookahead with kInfiniteWindow chooses exactly as belady does.
+//  - learned: the buffer whose next use a model predicts furthest, from its
+//    history alone (no future): at each op that must evict, every candidate's
+//    features (vgpu/memory_history.h; include/malv/memory_features.h) as of
+//    that op go through the model (ReplayOptions::model, mlaas::Mlp::infer_cpu,
+//    one batch of all candidates), and the largest predicted distance goes
+//    first; ties go least recently used first. The model is trained by `malv
+//    memory train` (vgpu/memory_training_data.h) on exactly these inputs.
 //
 // How optimal "belady" is. Belady's MIN minimises faults when every buffer
 // has the same size and an eviction costs nothing: then, on traces where
@@ -48,7 +55,8 @@
 // report how far it is (docs/operations.md, "Memory traces").
 //
 // Cost: create() is O(n) expected (one hash-map pass, next uses from a
-// backward pass); run() is O(n log b) for n records and b buffers resident.
+// backward pass); run() is O(n log b) for n records and b buffers resident,
+// and learned adds one model inference of the b candidates per op that evicts.
 #pragma once
 
 #include <cstdint>
@@ -62,11 +70,15 @@
 #include "malv/result.h"
 #include "vgpu/access_trace.h"
 
+namespace malv::mlaas {
+class Mlp;
+}
+
 namespace malv::vgpu {
 
-enum class ReplayPolicy : std::uint8_t { kLru, kLookahead, kBelady };
+enum class ReplayPolicy : std::uint8_t { kLru, kLookahead, kBelady, kLearned };
 
-// "lru", "lookahead", "belady".
+// "lru", "lookahead", "belady", "learned".
 std::string_view replay_policy_name(ReplayPolicy policy);
 std::optional<ReplayPolicy> parse_replay_policy(std::string_view name);
 
@@ -77,6 +89,9 @@ struct ReplayOptions {
   std::uint64_t capacity_bytes = 0;
   ReplayPolicy policy = ReplayPolicy::kBelady;
   std::uint64_t window_ops = kDefaultLookaheadWindowOps;  // lookahead only
+  // learned only (required): borrowed for the run; MALV_MEMORY_FEATURE_COUNT
+  // inputs and one output (check_memory_model), else run() fails.
+  const mlaas::Mlp* model = nullptr;
 };
 
 struct ReplayCounts {
