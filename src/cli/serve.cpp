@@ -16,6 +16,7 @@ struct ServeFlags {
   host::HostConfig overrides;
   bool open = false;
   bool no_memory_prefetch = false;
+  bool no_memory_lending = false;
 };
 
 int serve(const ServeFlags& flags, const CLI::App& sub) {
@@ -45,6 +46,7 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--spill-link-gbps")) config.spill_link_gbps = o.spill_link_gbps;
   if (sub.count("--memory-trace-dir")) config.memory_trace_dir = o.memory_trace_dir;
   if (flags.no_memory_prefetch) config.memory_prefetch = false;
+  if (flags.no_memory_lending) config.memory_lending = false;
   if (sub.count("--hello-timeout-ms")) config.hello_timeout_ms = o.hello_timeout_ms;
   if (sub.count("--max-pending-per-peer")) config.max_pending_per_peer = o.max_pending_per_peer;
   if (sub.count("--max-pending")) config.max_pending = o.max_pending;
@@ -126,6 +128,9 @@ void register_serve(CLI::App& app, int& exit_code) {
   sub->add_flag("--no-memory-prefetch", flags->no_memory_prefetch,
                 "Oversubscribed VMs: fill spilled buffers only when an op needs them, instead of "
                 "ahead of their use while the batch before runs");
+  sub->add_flag("--no-memory-lending", flags->no_memory_lending,
+                "Oversubscribed VMs hold at most their resident quota, even while the device "
+                "has room (no lending)");
   sub->add_option("--hello-timeout-ms", o.hello_timeout_ms,
                   "A guest's whole hello must arrive within this many ms")
       ->capture_default_str()

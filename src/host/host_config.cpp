@@ -130,13 +130,28 @@ Result<HostConfig> load_host_config(const std::string& path) {
     config.admin_socket = (*host)["admin_socket"].value_or(std::string());
     config.tcp = (*host)["tcp"].value_or(std::string());
     const std::string where = path + ": host";
-    MALV_TRY(refuse_unknown_keys(
-        *host,
-        {"socket", "admin_socket", "tcp", "vsock_port", "backend", "memory_mib", "workers",
-         "arena_mib", "hello_timeout_ms", "max_pending_per_peer", "max_pending", "policy_dir",
-         "checkpoint_dir", "state_dir", "shutdown_grace_ms", "spill_link_gbps", "memory_trace_dir",
-         "memory_prefetch", "data_dirs"},
-        where));
+    MALV_TRY(refuse_unknown_keys(*host,
+                                 {"socket",
+                                  "admin_socket",
+                                  "tcp",
+                                  "vsock_port",
+                                  "backend",
+                                  "memory_mib",
+                                  "workers",
+                                  "arena_mib",
+                                  "hello_timeout_ms",
+                                  "max_pending_per_peer",
+                                  "max_pending",
+                                  "policy_dir",
+                                  "checkpoint_dir",
+                                  "state_dir",
+                                  "shutdown_grace_ms",
+                                  "spill_link_gbps",
+                                  "memory_trace_dir",
+                                  "memory_prefetch",
+                                  "memory_lending",
+                                  "data_dirs"},
+                                 where));
     MALV_ASSIGN_OR_RETURN(config.vsock_port,
                           integer<std::uint32_t>(*host, "vsock_port", 0, 0, kMaxU32, where));
     config.backend = (*host)["backend"].value_or(std::string("auto"));
@@ -175,6 +190,14 @@ Result<HostConfig> load_host_config(const std::string& path) {
                      fmt::format("{}.memory_prefetch must be true or false", where));
       }
       config.memory_prefetch = *on;
+    }
+    if (const toml::node* lending = host->get("memory_lending")) {
+      std::optional<bool> on = lending->value<bool>();
+      if (!on || !lending->is_boolean()) {
+        return Error(ErrorCode::kInvalidArgument,
+                     fmt::format("{}.memory_lending must be true or false", where));
+      }
+      config.memory_lending = *on;
     }
     if (const toml::array* dirs = (*host)["data_dirs"].as_array()) {
       for (const toml::node& dir : *dirs) {

@@ -15,6 +15,7 @@
 //   spill_link_gbps = 12.0                 # CPU backend: spill/fill copies paced to this link
 //   memory_trace_dir = "/var/lib/malv/traces"  # oversubscribed VMs' access traces
 //   memory_prefetch = true                 # bring spilled buffers back ahead of their use
+//   memory_lending = true                  # oversubscribed VMs borrow unused device memory
 //   hello_timeout_ms = 5000                # a guest's whole hello must arrive in this
 //   max_pending_per_peer = 8               # connections before their hello, per peer
 //   max_pending = 64                       # ... and in all
@@ -65,6 +66,9 @@ struct HostConfig {
   // Oversubscribed VMs' spilled buffers come back ahead of their use,
   // overlapping the batch that runs (vgpu/memory_manager.h).
   bool memory_prefetch = true;
+  // Oversubscribed VMs hold more than their quota while the device has room,
+  // given back when a VM within its guarantee needs it (vgpu/device_memory_ledger.h).
+  bool memory_lending = true;
   std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
   // Pre-authentication bounds (microlake::ServerOptions).
   std::uint64_t hello_timeout_ms = 5000;

@@ -38,6 +38,7 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   const bool cpu = d->backend_->info().backend == "cpu";
   d->vgpu_->set_memory_policies(d->memory_policies_.get(),
                                 {.link_bytes_per_s = cpu ? config.spill_link_gbps * 1e9 : 0.0,
+                                 .lend = config.memory_lending,
                                  .prefetch = config.memory_prefetch,
                                  .trace_dir = config.memory_trace_dir});
   // The config file's VMs, merged with what the admin said before a restart.

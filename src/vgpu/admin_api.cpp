@@ -120,7 +120,9 @@ json vm_json(Vm& vm, const AdminContext& context) {
     }
     out["policies"] = policies;
   }
-  out["stats"] = {{"memory_used", vm.device_memory().used()},
+  const MemoryStats memory = vm.memory().stats();
+  // What the VM holds on the device: its quota's use and what it borrowed.
+  out["stats"] = {{"memory_used", vm.device_memory().used() + memory.borrowed_bytes},
                   {"busy_seconds", static_cast<double>(n.busy_ns.load()) / 1e9},
                   {"commands", n.commands.load()},
                   {"errors", n.errors.load()},
@@ -131,8 +133,9 @@ json vm_json(Vm& vm, const AdminContext& context) {
                   {"sessions", n.sessions.load()},
                   {"host_memory_used", vm.host_memory()->used()},
                   {"virtual_memory_used", vm.virtual_memory().used()}};
-  const MemoryStats memory = vm.memory().stats();
   out["stats"]["memory_manager"] = {{"resident_bytes", memory.resident_bytes},
+                                    {"borrowed_bytes", memory.borrowed_bytes},
+                                    {"bytes_reclaimed", memory.bytes_reclaimed},
                                     {"spilled_bytes", memory.spilled_bytes},
                                     {"bytes_in", memory.bytes_in},
                                     {"bytes_out", memory.bytes_out},
@@ -158,8 +161,17 @@ std::string metrics_text(const AdminContext& ctx, VgpuService& vgpu) {
     std::function<double(Vm&)> value;
   };
   const std::vector<Metric> metrics{
-      {"malv_vm_memory_bytes", "gauge", "Device memory the VM holds",
-       [](Vm& vm) { return double(vm.device_memory().used()); }},
+      {"malv_vm_memory_bytes", "gauge",
+       "Device memory the VM holds (in its quota and borrowed above it)",
+       [](Vm& vm) {
+         return double(vm.device_memory().used() + vm.memory().stats().borrowed_bytes);
+       }},
+      {"malv_vm_memory_borrowed_bytes", "gauge",
+       "Device memory an oversubscribed VM holds above its quota, lent until needed",
+       [](Vm& vm) { return double(vm.memory().stats().borrowed_bytes); }},
+      {"malv_vm_memory_reclaimed_bytes_total", "counter",
+       "Borrowed bytes the VM gave back because another VM needed them",
+       [](Vm& vm) { return double(vm.memory().stats().bytes_reclaimed); }},
       {"malv_vm_memory_limit_bytes", "gauge", "The VM's memory quota (0: none)",
        [](Vm& vm) { return double(vm.config().memory_limit); }},
       {"malv_vm_virtual_memory_bytes", "gauge",
@@ -239,6 +251,21 @@ std::string metrics_text(const AdminContext& ctx, VgpuService& vgpu) {
       "# HELP malv_device_memory_bytes Device memory in use on the accelerator, all VMs and the "
       "host\n# TYPE malv_device_memory_bytes gauge\nmalv_device_memory_bytes {}\n",
       vgpu.device().memory_in_use());
+  const DeviceMemoryLedger& ledger = vgpu.ledger();
+  out += fmt::format(
+      "# HELP malv_device_memory_capacity_bytes Device memory the VMs share\n"
+      "# TYPE malv_device_memory_capacity_bytes gauge\nmalv_device_memory_capacity_bytes {}\n"
+      "# HELP malv_device_memory_guaranteed_bytes The VMs' resident quotas, together\n"
+      "# TYPE malv_device_memory_guaranteed_bytes gauge\nmalv_device_memory_guaranteed_bytes {}\n"
+      "# HELP malv_device_memory_pool_bytes Device memory VMs without a quota hold\n"
+      "# TYPE malv_device_memory_pool_bytes gauge\nmalv_device_memory_pool_bytes {}\n"
+      "# HELP malv_device_memory_lent_bytes Device memory lent to VMs above their quotas\n"
+      "# TYPE malv_device_memory_lent_bytes gauge\nmalv_device_memory_lent_bytes {}\n"
+      "# HELP malv_device_memory_reclaimed_bytes_total Lent memory taken back for its owners\n"
+      "# TYPE malv_device_memory_reclaimed_bytes_total counter\n"
+      "malv_device_memory_reclaimed_bytes_total {}\n",
+      ledger.capacity(), ledger.guaranteed(), ledger.pool()->used(), ledger.borrowed_bytes(),
+      ledger.reclaimed_bytes());
   return out;
 }
 

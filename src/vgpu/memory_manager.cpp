@@ -20,8 +20,9 @@ struct MemoryManager::Buffer {
   bool backing_valid = false;            // the host copy holds the data
   bool dirty = false;                    // the device copy is newer than the host copy
   std::uint32_t pins = 0;                // ops in flight or being placed that use it
-  bool moving = false;                   // the prefetch thread copies it, outside the lock
-  bool prefetched = false;               // brought in ahead of time and not used since
+  bool borrowed = false;    // resident above the quota, on memory lent (DeviceMemoryLedger)
+  bool moving = false;      // the prefetch thread copies it, outside the lock
+  bool prefetched = false;  // brought in ahead of time and not used since
   std::int64_t last_use_ns = 0;
   std::uint64_t accesses = 0;
   // Its history in the VM's op indices (the observation's, ABI version 3):
@@ -61,6 +62,7 @@ MemoryManager::MemoryManager(std::string vm_name, ByteQuota& resident)
     : vm_name_(std::move(vm_name)), resident_(resident) {}
 
 MemoryManager::~MemoryManager() {
+  if (ledger_ != nullptr) ledger_->remove_borrower(this);  // not with our lock held
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -69,20 +71,75 @@ MemoryManager::~MemoryManager() {
   if (prefetcher_.joinable()) prefetcher_.join();
   std::lock_guard lock(mutex_);
   for (auto& [id, buffer] : buffers_) {
-    if (buffer->resident()) {
-      device_->free(buffer->device);
-      resident_.release(buffer->bytes);
-    }
+    if (buffer->resident()) release_device(*buffer);
   }
 }
 
-void MemoryManager::attach(accel::Backend& device, MemoryPolicies* policies,
-                           MemoryOptions options) {
+void MemoryManager::release_device(Buffer& buffer) {
+  device_->free(buffer.device);
+  if (buffer.borrowed) {
+    ledger_->returned(buffer.bytes);
+    buffer.borrowed = false;
+  } else {
+    resident_.release(buffer.bytes);
+  }
+  buffer.device = {};
+}
+
+Status MemoryManager::allocate_device(std::uint64_t id, Buffer& buffer, bool may_borrow) {
+  const bool own = resident_.reserve(buffer.bytes).ok();
+  // Above the quota, an oversubscribed VM may borrow while the device has
+  // room: memory that nobody uses now, taken back (DeviceMemoryLedger::allocate) when needed.
+  const bool borrow =
+      !own && may_borrow && ledger_ != nullptr && options_.lend && ledger_->lending_open();
+  if (!own && !borrow) {
+    return Error(ErrorCode::kUnavailable,
+                 fmt::format("VM '{}': buffer {} needs room in the resident quota", vm_name_, id));
+  }
+  // Within the quota, what other VMs borrowed comes back first.
+  Result<accel::DevicePtr> device = own && ledger_ != nullptr
+                                        ? ledger_->allocate(*device_, buffer.bytes, this)
+                                        : device_->allocate(buffer.bytes);
+  if (!device.ok()) {
+    if (own) resident_.release(buffer.bytes);
+    if (device.error().code() != ErrorCode::kResourceExhausted) return std::move(device).error();
+    return Error(ErrorCode::kUnavailable,
+                 fmt::format("VM '{}': the device has no room for buffer {}", vm_name_, id));
+  }
+  buffer.device = device.value();
+  buffer.borrowed = borrow;
+  if (borrow) ledger_->borrowed(buffer.bytes);
+  return ok_status();
+}
+
+std::uint64_t MemoryManager::give_back(std::uint64_t bytes) {
+  std::unique_lock lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return 0;  // placing or copying: asked again later
+  std::uint64_t freed = 0;
+  Placement placement;
+  placement.now_ns = mono_now_ns();
+  while (freed < bytes) {
+    const std::uint64_t victim = choose_victim(
+        placement, [this](std::uint64_t candidate) { return buffers_.at(candidate)->borrowed; });
+    if (victim == 0) break;
+    Buffer& buffer = *buffers_.at(victim);
+    const std::uint64_t size = buffer.bytes;
+    if (!evict(victim, buffer).ok()) break;
+    freed += size;
+    stats_.bytes_reclaimed += size;
+  }
+  return freed;
+}
+
+void MemoryManager::attach(accel::Backend& device, MemoryPolicies* policies, MemoryOptions options,
+                           DeviceMemoryLedger* ledger) {
   std::lock_guard lock(mutex_);
   if (device_ != nullptr) return;
   device_ = &device;
   policies_ = policies;
   options_ = options;
+  ledger_ = ledger;
+  if (ledger_ != nullptr) ledger_->add_borrower(this);
   if (options_.prefetch) prefetcher_ = std::thread([this] { prefetch_loop(); });
   if (!options_.trace_dir.empty()) {
     const std::string path = options_.trace_dir + "/" + vm_name_ + ".trace";
@@ -139,10 +196,7 @@ void MemoryManager::free(accel::DevicePtr ptr) {
   auto it = buffers_.find(id);
   if (it == buffers_.end()) return;
   Buffer& buffer = *it->second;
-  if (buffer.resident()) {
-    device_->free(buffer.device);
-    resident_.release(buffer.bytes);
-  }
+  if (buffer.resident()) release_device(buffer);
   trace(it->first, buffer.bytes, AccessKind::kFree, mono_now_ns());
   buffers_.erase(it);
   live_buffers_.fetch_sub(1, std::memory_order_relaxed);
@@ -266,16 +320,9 @@ void MemoryManager::unpin(std::span<const std::uint64_t> pins) {
 
 Status MemoryManager::make_resident(std::uint64_t id, Buffer& buffer, Placement& placement) {
   for (;;) {
-    Status reserved = resident_.reserve(buffer.bytes);
-    if (reserved.ok()) {
-      Result<accel::DevicePtr> device = device_->allocate(buffer.bytes);
-      if (device.ok()) {
-        buffer.device = device.value();
-        break;
-      }
-      resident_.release(buffer.bytes);
-      if (device.error().code() != ErrorCode::kResourceExhausted) return std::move(device).error();
-    }
+    Status allocated = allocate_device(id, buffer, /*may_borrow=*/true);
+    if (allocated.ok()) break;
+    if (allocated.error().code() != ErrorCode::kUnavailable) return allocated;
     if (placement.current > 0) {
       // An eviction now could only choose among buffers that the batch's
       // earlier ops do not use: those are pinned until the batch ends,
@@ -301,9 +348,7 @@ Status MemoryManager::make_resident(std::uint64_t id, Buffer& buffer, Placement&
     const std::int64_t started = mono_now_ns();
     Status filled = device_->copy_to_device_now(buffer.device, buffer.backing.get(), buffer.bytes);
     if (!filled.ok()) {
-      device_->free(buffer.device);
-      resident_.release(buffer.bytes);
-      buffer.device = {};
+      release_device(buffer);
       return filled;
     }
     pace(buffer.bytes, started, Link::kIn);
@@ -333,9 +378,7 @@ Status MemoryManager::evict(std::uint64_t id, Buffer& buffer) {
     stats_.bytes_out += buffer.bytes;
   }
   (void)id;
-  device_->free(buffer.device);
-  resident_.release(buffer.bytes);
-  buffer.device = {};
+  release_device(buffer);
   ++stats_.evictions;
   return ok_status();
 }
@@ -449,13 +492,8 @@ bool MemoryManager::prefetch_one(std::uint64_t id, std::unique_lock<std::mutex>&
     auto use = prefetch_future_.find(id);
     if (use == prefetch_future_.end()) return true;  // a newer plan does not need it
     const std::uint64_t distance = use->second.ops;
-    if (resident_.reserve(buffer.bytes).ok()) {
-      Result<accel::DevicePtr> device = device_->allocate(buffer.bytes);
-      if (!device.ok()) {
-        resident_.release(buffer.bytes);
-        return false;
-      }
-      buffer.device = device.value();
+    Status allocated = allocate_device(id, buffer, /*may_borrow=*/false);
+    if (allocated.ok()) {
       buffer.moving = true;
       const std::int64_t started = mono_now_ns();
       lock.unlock();
@@ -467,9 +505,7 @@ bool MemoryManager::prefetch_one(std::uint64_t id, std::unique_lock<std::mutex>&
       buffer.moving = false;
       moved_.notify_all();
       if (!filled.ok()) {
-        device_->free(buffer.device);
-        resident_.release(buffer.bytes);
-        buffer.device = {};
+        release_device(buffer);
         log::warn("memory", "VM '{}': prefetch of buffer {} failed: {}", vm_name_, id,
                   filled.error().to_string());
         return false;
@@ -524,9 +560,7 @@ bool MemoryManager::prefetch_one(std::uint64_t id, std::unique_lock<std::mutex>&
       // A placement pinned it while it was copied: it stays, clean.
       if (victim.pins > 0) return true;
     }
-    device_->free(victim.device);
-    resident_.release(victim.bytes);
-    victim.device = {};
+    release_device(victim);
     victim.prefetched = false;
     ++stats_.evictions;
   }
@@ -566,6 +600,7 @@ MemoryStats MemoryManager::stats() const {
   for (const auto& [id, buffer] : buffers_) {
     if (buffer->resident()) {
       s.resident_bytes += buffer->bytes;
+      if (buffer->borrowed) s.borrowed_bytes += buffer->bytes;
     } else if (buffer->backing_valid) {
       s.spilled_bytes += buffer->bytes;
     }

@@ -58,6 +58,7 @@
 #include "malv/mlaas.h"
 #include "malv/result.h"
 #include "vgpu/access_trace.h"
+#include "vgpu/device_memory_ledger.h"
 #include "vgpu/memory_policies.h"
 
 namespace malv::vgpu {
@@ -66,6 +67,9 @@ struct MemoryOptions {
   // Spill and fill copies take at least bytes / link_bytes_per_s (0: as fast
   // as the backend copies). 12e9 models a PCIe 3.0 x16 link.
   double link_bytes_per_s = 0;
+  // Borrow device memory above the resident quota while the device has
+  // room (the attach()'s DeviceMemoryLedger lends it and takes it back).
+  bool lend = false;
   // Bring spilled buffers in ahead of their use (above). Off: every fill is
   // a fault, and what moves is exactly the replay's model (tests use that).
   bool prefetch = true;
@@ -78,6 +82,7 @@ struct MemoryOptions {
 // What the manager did for the VM, for the admin API, /metrics and stats.
 struct MemoryStats {
   std::uint64_t resident_bytes = 0;  // managed buffers on the device now
+  std::uint64_t borrowed_bytes = 0;  // ... of which above the resident quota, lent
   std::uint64_t spilled_bytes = 0;   // managed buffers whose data is in host memory
   std::uint64_t bytes_in = 0;        // filled back to the device
   std::uint64_t bytes_out = 0;       // copied out of dirty victims
@@ -87,6 +92,7 @@ struct MemoryStats {
   std::uint64_t evictions = 0;
   std::uint64_t policy_fallbacks = 0;   // decisions the policy failed and LRU made
   std::uint64_t failed_placements = 0;  // ops whose buffers could not all be resident
+  std::uint64_t bytes_reclaimed = 0;    // borrowed bytes evicted because another VM needed them
 };
 
 // A buffer's next use in the work queued on the VM's streams.
@@ -135,8 +141,15 @@ class MemoryManager {
   MemoryManager& operator=(const MemoryManager&) = delete;
 
   // The device and the policy source; the first call wins (every session of
-  // a VM runs on the same device). policies may be null: LRU.
-  void attach(accel::Backend& device, MemoryPolicies* policies, MemoryOptions options = {});
+  // a VM runs on the same device). policies may be null: LRU. With a ledger,
+  // an op within the quota takes back what other VMs borrowed, and with
+  // options.lend this VM borrows above its quota.
+  void attach(accel::Backend& device, MemoryPolicies* policies, MemoryOptions options = {},
+              DeviceMemoryLedger* ledger = nullptr);
+  // Evicts borrowed buffers that no op pins until `bytes` are freed or none
+  // is left; returns the bytes freed (0 at once if the manager is busy).
+  // DeviceMemoryLedger::allocate() calls it for another VM.
+  std::uint64_t give_back(std::uint64_t bytes);
 
   // A virtual buffer of `bytes` (the caller has charged the VM's virtual
   // limit). Holds zeros until written.
@@ -171,6 +184,13 @@ class MemoryManager {
   enum class Link { kIn = 0, kOut = 1 };
 
   [[nodiscard]] Status make_resident(std::uint64_t id, Buffer& buffer, Placement& placement);
+  // Device memory for the buffer: in the quota, else (may_borrow) lent; an
+  // allocation within the quota reclaims what others borrowed first.
+  // kUnavailable: no room without an eviction.
+  [[nodiscard]] Status allocate_device(std::uint64_t id, Buffer& buffer, bool may_borrow);
+  // Frees the buffer's device memory and gives the bytes back to the quota
+  // or the ledger.
+  void release_device(Buffer& buffer);
   [[nodiscard]] Status evict(std::uint64_t id, Buffer& buffer);
   // The unpinned, unmoving resident buffer to evict (0: none), chosen by the
   // policy among those `eligible` accepts (all when it is empty).
@@ -201,6 +221,7 @@ class MemoryManager {
   accel::Backend* device_ = nullptr;
   MemoryPolicies* policies_ = nullptr;
   MemoryOptions options_;
+  DeviceMemoryLedger* ledger_ = nullptr;
 
   mutable std::mutex mutex_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Buffer>> buffers_;  // by id

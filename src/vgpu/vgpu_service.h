@@ -22,9 +22,15 @@ namespace malv::vgpu {
 class VgpuService {
  public:
   VgpuService(accel::Backend& device, GpuSchedPolicies& policies, SchedulerOptions options = {})
-      : device_(device), scheduler_(device, policies, options) {}
+      : device_(device),
+        ledger_(device.info().total_memory),
+        scheduler_(device, policies, options) {
+    vms_.set_ledger(&ledger_);
+  }
 
   VmRegistry& vms() { return vms_; }
+  // The device's memory across VMs: guarantees, the pool, lending.
+  DeviceMemoryLedger& ledger() { return ledger_; }
   VgpuScheduler& scheduler() { return scheduler_; }
   accel::Backend& device() { return device_; }
   // The memory policies and options of every VM's memory manager (set
@@ -40,7 +46,7 @@ class VgpuService {
     MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> found, vms_.authenticate(vm, token));
     MALV_TRY(found->open_session_slot());
     return std::make_unique<VmBackend>(device_, scheduler_, std::move(found), memory_policies_,
-                                       memory_options_);
+                                       memory_options_, &ledger_);
   }
 
   // Over AF_VSOCK the peer's context id (vouched for by the hypervisor)
@@ -54,13 +60,14 @@ class VgpuService {
     }
     MALV_TRY(found->open_session_slot());
     return std::make_unique<VmBackend>(device_, scheduler_, std::move(found), memory_policies_,
-                                       memory_options_);
+                                       memory_options_, &ledger_);
   }
 
  private:
   accel::Backend& device_;
   MemoryPolicies* memory_policies_ = nullptr;
   MemoryOptions memory_options_;
+  DeviceMemoryLedger ledger_;  // before vms_, which checks admission against it
   VmRegistry vms_;
   VgpuScheduler scheduler_;  // after vms_: destroyed first
 };

@@ -7,9 +7,10 @@
 namespace malv::vgpu {
 
 VmBackend::VmBackend(accel::Backend& device, VgpuScheduler& scheduler, std::shared_ptr<Vm> vm,
-                     MemoryPolicies* memory_policies, MemoryOptions memory_options)
-    : device_(device), scheduler_(scheduler), vm_(std::move(vm)) {
-  vm_->memory().attach(device_, memory_policies, memory_options);
+                     MemoryPolicies* memory_policies, MemoryOptions memory_options,
+                     DeviceMemoryLedger* ledger)
+    : device_(device), scheduler_(scheduler), vm_(std::move(vm)), ledger_(ledger) {
+  vm_->memory().attach(device_, memory_policies, memory_options, ledger_);
 }
 
 VmBackend::~VmBackend() {
@@ -46,11 +47,28 @@ Result<accel::DevicePtr> VmBackend::allocate(std::size_t bytes) {
   if (vm_->oversubscribed()) {
     // Virtual: device memory (and the resident quota) only while in use.
     ptr = vm_->memory().allocate(bytes);
-  } else if (Status reserved = vm_->reserve_memory(bytes); !reserved.ok()) {
-    ptr = std::move(reserved).error();
   } else {
-    ptr = device_.allocate(bytes);
-    if (!ptr.ok()) vm_->release_memory(bytes);
+    // A VM without a quota has only what the quotas leave (the pool).
+    const bool pooled = ledger_ != nullptr && vm_->device_memory().limit() == 0;
+    Status reserved = vm_->reserve_memory(bytes);
+    if (reserved.ok() && pooled) {
+      reserved = ledger_->pool()->reserve(bytes);
+      if (!reserved.ok()) vm_->release_memory(bytes);
+    }
+    if (!reserved.ok()) {
+      ptr = std::move(reserved).error();
+    } else {
+      // Room that oversubscribed VMs borrowed is taken back if needed.
+      ptr =
+          ledger_ != nullptr ? ledger_->allocate(device_, bytes, nullptr) : device_.allocate(bytes);
+      if (!ptr.ok()) {
+        vm_->release_memory(bytes);
+        if (pooled) ledger_->pool()->release(bytes);
+      } else if (pooled) {
+        std::lock_guard lock(mutex_);
+        pooled_.insert(ptr->value);
+      }
+    }
   }
   if (!ptr.ok()) {
     vm_->virtual_memory().release(bytes);
@@ -77,6 +95,12 @@ void VmBackend::free(accel::DevicePtr ptr) {
   } else {
     device_.free(ptr);
     vm_->release_memory(bytes);
+    bool pooled = false;
+    {
+      std::lock_guard lock(mutex_);
+      pooled = pooled_.erase(ptr.value) != 0;
+    }
+    if (pooled) ledger_->pool()->release(bytes);
   }
   vm_->virtual_memory().release(bytes);
 }

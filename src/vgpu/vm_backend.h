@@ -16,8 +16,10 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "accel/backend.h"
+#include "vgpu/device_memory_ledger.h"
 #include "vgpu/vgpu_scheduler.h"
 #include "vgpu/vm_registry.h"
 
@@ -26,9 +28,12 @@ namespace malv::vgpu {
 class VmBackend final : public accel::Backend {
  public:
   // memory_policies (may be null: LRU) and memory_options are the VM's
-  // memory manager's, set by its first session.
+  // memory manager's, set by its first session. With a ledger, a VM without
+  // a quota allocates from its pool, and an allocation the device has no
+  // room for first reclaims what oversubscribed VMs borrowed.
   VmBackend(accel::Backend& device, VgpuScheduler& scheduler, std::shared_ptr<Vm> vm,
-            MemoryPolicies* memory_policies = nullptr, MemoryOptions memory_options = {});
+            MemoryPolicies* memory_policies = nullptr, MemoryOptions memory_options = {},
+            DeviceMemoryLedger* ledger = nullptr);
   ~VmBackend() override;
 
   accel::DeviceInfo info() const override;
@@ -60,10 +65,12 @@ class VmBackend final : public accel::Backend {
   accel::Backend& device_;
   VgpuScheduler& scheduler_;
   std::shared_ptr<Vm> vm_;
+  DeviceMemoryLedger* ledger_;
   mutable std::mutex mutex_;
   std::unordered_map<std::uint64_t, std::uint64_t> allocations_;  // ptr -> bytes
-  std::unordered_map<std::uint64_t, bool> queues_;                // live stream queues
-  std::uint64_t host_memory_charged_ = 0;                         // guarded by mutex_
+  std::unordered_set<std::uint64_t> pooled_;        // allocations charged to the ledger's pool
+  std::unordered_map<std::uint64_t, bool> queues_;  // live stream queues
+  std::uint64_t host_memory_charged_ = 0;           // guarded by mutex_
   std::uint64_t bytes_in_use_ = 0;
 };
 

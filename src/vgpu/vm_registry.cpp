@@ -108,6 +108,31 @@ void Vm::set_config(VmConfig config) {
   config_ = std::move(config);
 }
 
+Status VmRegistry::admit(const std::string& name, const VmConfig& config) const {
+  std::uint64_t others = 0;
+  for (const auto& [other, vm] : vms_) {
+    if (other != name) others += vm->config().memory_limit;
+  }
+  const std::uint64_t capacity = ledger_ != nullptr ? ledger_->capacity() : 0;
+  if (capacity != 0 && config.memory_limit > 0 &&
+      (others > capacity || config.memory_limit > capacity - others)) {
+    return Error(
+        ErrorCode::kResourceExhausted,
+        fmt::format("VM '{}': a resident quota of {} bytes does not fit: the device has {} "
+                    "bytes and the other VMs' quotas guarantee {} of them ({} left)",
+                    config.name, config.memory_limit, capacity, others,
+                    others < capacity ? capacity - others : 0));
+  }
+  return ok_status();
+}
+
+void VmRegistry::publish_guaranteed() {
+  if (ledger_ == nullptr) return;
+  std::uint64_t sum = 0;
+  for (const auto& [name, vm] : vms_) sum += vm->config().memory_limit;
+  ledger_->set_guaranteed(sum);
+}
+
 Result<std::shared_ptr<Vm>> VmRegistry::create(VmConfig config) {
   MALV_TRY(check_config(config));
   std::lock_guard lock(mutex_);
@@ -115,8 +140,10 @@ Result<std::shared_ptr<Vm>> VmRegistry::create(VmConfig config) {
     return Error(ErrorCode::kAlreadyExists, fmt::format("VM '{}' already exists", config.name));
   }
   MALV_TRY(check_cid_unique(vms_, config));
+  MALV_TRY(admit(config.name, config));
   auto vm = std::make_shared<Vm>(VmId{next_id_++}, config);
   vms_.emplace(config.name, vm);
+  publish_guaranteed();
   return vm;
 }
 
@@ -126,11 +153,11 @@ Status VmRegistry::update(const std::string& name, const VmConfig& config) {
     return Error(ErrorCode::kInvalidArgument, "a VM cannot be renamed");
   }
   MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> vm, find(name));
-  {
-    std::lock_guard lock(mutex_);
-    MALV_TRY(check_cid_unique(vms_, config));
-  }
+  std::lock_guard lock(mutex_);
+  MALV_TRY(check_cid_unique(vms_, config));
+  MALV_TRY(admit(name, config));
   vm->set_config(config);
+  publish_guaranteed();
   return ok_status();
 }
 
@@ -139,6 +166,7 @@ Status VmRegistry::remove(const std::string& name) {
   if (vms_.erase(name) == 0) {
     return Error(ErrorCode::kNotFound, fmt::format("no VM named '{}'", name));
   }
+  publish_guaranteed();
   return ok_status();
 }
 

@@ -140,8 +140,18 @@ class VmRegistry {
   // for the peer's context id, so the CID, not a token, identifies the VM.
   [[nodiscard]] Result<std::shared_ptr<Vm>> authenticate_vsock(std::uint32_t cid) const;
   std::vector<std::shared_ptr<Vm>> list() const;
+  // Admission: with a ledger of known capacity, create() and update()
+  // refuse a resident quota that does not fit beside the other VMs' quotas,
+  // naming both; the ledger learns the sum after every change.
+  void set_ledger(DeviceMemoryLedger* ledger) { ledger_ = ledger; }
 
  private:
+  // Fails if `config`'s quota and the others' (all VMs but `name`'s) exceed
+  // the device. Called with mutex_ held.
+  [[nodiscard]] Status admit(const std::string& name, const VmConfig& config) const;
+  void publish_guaranteed();  // mutex_ held
+
+  DeviceMemoryLedger* ledger_ = nullptr;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;  // guarded by mutex_
   std::uint64_t next_id_ = 1;                       // guarded by mutex_

@@ -20,7 +20,8 @@ token = "t"
 memory_mib = 4
 virtual_memory_mib = 64
 TOML
-start_host --config "$work/host.toml" --backend cpu --state-dir "$work/state"
+# No lending: the spilling VM must stay within its 4 MiB.
+start_host --config "$work/host.toml" --backend cpu --state-dir "$work/state" --no-memory-lending
 
 train() {
   vm=$1

@@ -51,6 +51,7 @@ shutdown_grace_ms = 100
 spill_link_gbps = 6.5
 memory_trace_dir = "/t"
 memory_prefetch = false
+memory_lending = false
 hello_timeout_ms = 700
 max_pending_per_peer = 4
 max_pending = 16
@@ -88,6 +89,7 @@ max_checkpoints = 9
   EXPECT_EQ(c.shutdown_grace_ms, 100u);
   EXPECT_DOUBLE_EQ(c.spill_link_gbps, 6.5);
   EXPECT_FALSE(c.memory_prefetch);
+  EXPECT_FALSE(c.memory_lending);
   EXPECT_EQ(c.memory_trace_dir, "/t");
   EXPECT_EQ(c.hello_timeout_ms, 700u);
   EXPECT_EQ(c.max_pending_per_peer, 4u);
@@ -119,6 +121,7 @@ TEST_F(HostConfigTest, AnEmptyFileGivesTheDefaults) {
   EXPECT_EQ(config.value().arena_mib, 64u);
   EXPECT_EQ(config.value().shutdown_grace_ms, 2000u);
   EXPECT_TRUE(config.value().memory_prefetch);
+  EXPECT_TRUE(config.value().memory_lending);
   EXPECT_TRUE(config.value().vms.empty());
   EXPECT_TRUE(check_host_config(config.value()).ok());
 }
@@ -144,6 +147,7 @@ TEST_F(HostConfigTest, OutOfRangeAndMistypedNumbersAreRefusedByName) {
   EXPECT_REFUSED("[[vm]]\ntoken = \"t\"\n", "a [[vm]] has no name");
   EXPECT_REFUSED("[host]\nspill_link_gbps = -1.0\n", "host.spill_link_gbps must be a number");
   EXPECT_REFUSED("[host]\nmemory_prefetch = 1\n", "host.memory_prefetch must be true or false");
+  EXPECT_REFUSED("[host]\nmemory_lending = \"yes\"\n", "host.memory_lending must be true or false");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\nvirtual_memory_mib = -5\n", "vm a.virtual_memory_mib");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\npriority = \"urgent\"\n", "urgent");
 }

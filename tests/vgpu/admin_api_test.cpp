@@ -129,9 +129,9 @@ TEST_F(AdminApiTest, CreateTakesEverySettingAndShowsItBack) {
   EXPECT_EQ(vm["memory_limit"], 1 << 20);
   EXPECT_EQ(vm["virtual_memory_limit"], 3 << 20);
   EXPECT_EQ(vm["stats"]["virtual_memory_used"], 0);
-  for (const char* key :
-       {"resident_bytes", "spilled_bytes", "bytes_in", "bytes_out", "faults", "prefetches",
-        "prefetch_hits", "evictions", "policy_fallbacks", "failed_placements"}) {
+  for (const char* key : {"resident_bytes", "spilled_bytes", "bytes_in", "bytes_out", "faults",
+                          "prefetches", "prefetch_hits", "evictions", "policy_fallbacks",
+                          "failed_placements", "borrowed_bytes", "bytes_reclaimed"}) {
     EXPECT_EQ(vm["stats"]["memory_manager"][key], 0) << key;
   }
   EXPECT_EQ(vm["weight"], 2.5);
@@ -293,7 +293,9 @@ TEST_F(AdminApiTest, MetricsHasEveryFamilyForEveryVm) {
                              "malv_vm_memory_prefetch_hits_total",
                              "malv_vm_memory_evictions_total",
                              "malv_vm_memory_policy_fallbacks_total",
-                             "malv_vm_memory_failed_placements_total"}) {
+                             "malv_vm_memory_failed_placements_total",
+                             "malv_vm_memory_borrowed_bytes",
+                             "malv_vm_memory_reclaimed_bytes_total"}) {
     EXPECT_NE(text.find(std::string("# TYPE ") + family + " "), std::string::npos) << family;
     EXPECT_NE(text.find(std::string("\n") + family + "{vm=\"vm-a\"} "), std::string::npos)
         << family;

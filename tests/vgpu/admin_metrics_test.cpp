@@ -59,6 +59,23 @@ TEST_F(AdminMetrics, DeviceMemoryGaugeFollowsWhatSessionsAllocate) {
   EXPECT_NE(text.find("\nmalv_device_memory_bytes 0\n"), std::string::npos) << text;
 }
 
+// The device-wide ledger: capacity, the quotas' sum, the pool, what is lent.
+TEST_F(AdminMetrics, TheLedgerShowsCapacityGuaranteesPoolAndLending) {
+  ASSERT_TRUE(vgpu_.vms().create({.name = "vm-q", .token = "t", .memory_limit = 4 << 20}).ok());
+  ASSERT_TRUE(vgpu_.vms().create({.name = "vm-free", .token = "t"}).ok());
+  auto session = vgpu_.open_session("vm-free", "t");
+  ASSERT_TRUE(session.ok());
+  auto ptr = (*session)->allocate(8192);
+  ASSERT_TRUE(ptr.ok());
+  const std::string text = metrics();
+  for (const char* line :
+       {"\nmalv_device_memory_capacity_bytes 16777216\n",
+        "\nmalv_device_memory_guaranteed_bytes 5242880\n", "\nmalv_device_memory_pool_bytes 8192\n",
+        "\nmalv_device_memory_lent_bytes 0\n", "\nmalv_device_memory_reclaimed_bytes_total 0\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << text;
+  }
+}
+
 // The memory manager's gauges and counters follow a VM that spills: two
 // 768 KiB buffers written in turn under a 1 MiB resident quota.
 TEST_F(AdminMetrics, MemoryManagerFamiliesFollowSpillsAndFills) {

@@ -289,6 +289,99 @@ TEST_F(MemoryManagerTest, PrefetchKeepsTheBytesAndItsFillsGetUsed) {
   ADD_FAILURE() << "three runs without a prefetch hit";
 }
 
+// Lending: an oversubscribed VM borrows device memory nobody uses (here a
+// 6 MiB device whose other VM, quota 4 MiB, is idle) and spills nothing;
+// when the owner allocates its guarantee while the borrower trains, the
+// borrowed buffers are evicted (and written back) for it. Neither loses a
+// byte: the owner reads back what it wrote, the borrower's ring of adds
+// ends where the host's own arithmetic does.
+TEST(MemoryLending, BorrowedMemoryIsTakenBackForItsOwnerUnderLoadAndNoDataIsLost) {
+  auto device = accel::make_cpu_backend({.memory_bytes = 6 * kMiB, .workers = 2});
+  FifoPolicies fifo;
+  LruMemoryPolicies lru;
+  VgpuService vgpu(*device, fifo);
+  vgpu.set_memory_policies(&lru, {.lend = true, .prefetch = false});
+  ASSERT_TRUE(vgpu.vms()
+                  .create({.name = "borrower",
+                           .token = "t",
+                           .memory_limit = 1 * kMiB,
+                           .virtual_memory_limit = 8 * kMiB})
+                  .ok());
+  ASSERT_TRUE(vgpu.vms().create({.name = "owner", .token = "t", .memory_limit = 4 * kMiB}).ok());
+  std::unique_ptr<VmBackend> borrower = vgpu.open_session("borrower", "t").value();
+  std::unique_ptr<VmBackend> owner = vgpu.open_session("owner", "t").value();
+  const accel::QueueId q = borrower->create_queue(accel::QueuePriority::kNormal).value();
+  Statuses statuses;
+  std::uint64_t cookie = 0;
+  auto done = [&] { return accel::Completion{&Statuses::record, &statuses, cookie++}; };
+
+  // The initial values (read by the copies when they run) and the host's
+  // running result, kept apart.
+  std::vector<std::vector<float>> initial(kBuffers, std::vector<float>(kFloats));
+  std::vector<accel::DevicePtr> buffers;
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    for (std::size_t i = 0; i < kFloats; ++i) initial[b][i] = float(b) + float(i % 97) * 0.25f;
+    buffers.push_back(borrower->allocate(kFloats * sizeof(float)).value());
+    borrower->enqueue(q, accel::CopyH2D{initial[b].data(), buffers[b], kFloats * sizeof(float)},
+                      done());
+  }
+  std::vector<std::vector<float>> expect = initial;
+  auto ring = [&](int rounds) {
+    for (int r = 0; r < rounds; ++r) {
+      for (std::size_t b = 0; b < kBuffers; ++b) {
+        borrower->enqueue(q, add(buffers[b], buffers[(b + 1) % kBuffers], buffers[b], kFloats),
+                          done());
+        for (std::size_t i = 0; i < kFloats; ++i) expect[b][i] += expect[(b + 1) % kBuffers][i];
+      }
+    }
+  };
+  ring(2);
+  borrower->synchronize_all();
+  Vm& vm = *borrower->vm();
+  MemoryStats before = vm.memory().stats();
+  EXPECT_EQ(before.evictions, 0u) << "3 MiB fit on the idle device: nothing to spill";
+  EXPECT_EQ(before.borrowed_bytes, 2 * kMiB);
+  EXPECT_EQ(vgpu.ledger().borrowed_bytes(), 2 * kMiB);
+
+  // The owner takes its 4 MiB while the borrower's next rounds run.
+  ring(30);
+  auto owned = owner->allocate(4 * kMiB);
+  ASSERT_TRUE(owned.ok()) << owned.error().to_string();
+  const accel::QueueId oq = owner->create_queue(accel::QueuePriority::kNormal).value();
+  std::vector<std::uint8_t> mine(4 * kMiB), back(4 * kMiB);
+  for (std::size_t i = 0; i < mine.size(); ++i) mine[i] = static_cast<std::uint8_t>(i * 7 + 3);
+  owner->enqueue(oq, accel::CopyH2D{mine.data(), owned.value(), mine.size()}, {});
+  ring(10);
+  owner->enqueue(oq, accel::CopyD2H{owned.value(), back.data(), back.size()}, {});
+  owner->destroy_queue(oq);
+  EXPECT_EQ(mine, back);
+
+  std::vector<std::vector<float>> got(kBuffers, std::vector<float>(kFloats));
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    borrower->enqueue(q, accel::CopyD2H{buffers[b], got[b].data(), kFloats * sizeof(float)},
+                      done());
+  }
+  borrower->destroy_queue(q);
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    ASSERT_EQ(std::memcmp(got[b].data(), expect[b].data(), kFloats * sizeof(float)), 0)
+        << "buffer " << b;
+  }
+  {
+    std::lock_guard lock(statuses.mutex);
+    for (ErrorCode code : statuses.codes) EXPECT_EQ(code, ErrorCode::kOk);
+  }
+  const MemoryStats after = vm.memory().stats();
+  EXPECT_GE(after.bytes_reclaimed, 1 * kMiB);
+  EXPECT_GE(vgpu.ledger().reclaimed_bytes(), 1 * kMiB);
+  EXPECT_LE(after.borrowed_bytes, 1 * kMiB) << "6 MiB less the owner's 4 and its own 1";
+  EXPECT_GT(after.evictions, 0u);
+  EXPECT_EQ(after.resident_bytes + after.spilled_bytes, kBuffers * kFloats * sizeof(float));
+  owner->free(owned.value());
+  for (accel::DevicePtr p : buffers) borrower->free(p);
+  EXPECT_EQ(vgpu.ledger().borrowed_bytes(), 0u);
+  EXPECT_EQ(vm.device_memory().used(), 0u);
+}
+
 // A trace that cannot be written is logged and dropped; the VM runs on.
 TEST_F(MemoryManagerTest, AnUnwritableTraceDirectoryDoesNotStopTheVm) {
   const TrainRun spills = train(1 * kMiB, 8 * kMiB, /*rounds=*/1, "/nonexistent/malv-traces");

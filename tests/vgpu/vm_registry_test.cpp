@@ -125,5 +125,56 @@ TEST_F(Quota, StreamQuotaIsEnforced) {
             ErrorCode::kResourceExhausted);
 }
 
+// Admission: the resident quotas together fit the device (64 MiB here); a
+// quota that does not is refused naming it, the device and what the others
+// hold, and room comes back when a quota shrinks or its VM goes.
+TEST_F(Quota, AQuotaThatDoesNotFitBesideTheOthersIsRefusedNamingBoth) {
+  EXPECT_EQ(vgpu_.ledger().capacity(), 64ull << 20);
+  ASSERT_TRUE(vgpu_.vms().create({.name = "a", .memory_limit = 40ull << 20}).ok());
+  Result<std::shared_ptr<Vm>> b = vgpu_.vms().create({.name = "b", .memory_limit = 30ull << 20});
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code(), ErrorCode::kResourceExhausted);
+  EXPECT_NE(b.error().message().find("VM 'b': a resident quota of 31457280 bytes does not fit: the "
+                                     "device has 67108864 bytes and the other VMs' quotas "
+                                     "guarantee 41943040 of them (25165824 left)"),
+            std::string::npos)
+      << b.error().to_string();
+  EXPECT_EQ(vgpu_.ledger().guaranteed(), 40ull << 20);
+  ASSERT_TRUE(vgpu_.vms().update("a", {.name = "a", .memory_limit = 20ull << 20}).ok());
+  ASSERT_TRUE(vgpu_.vms().create({.name = "b", .memory_limit = 30ull << 20}).ok());
+  EXPECT_EQ(vgpu_.ledger().guaranteed(), 50ull << 20);
+  // Raising a quota past the device is refused too, and changes nothing.
+  Status raised = vgpu_.vms().update("b", {.name = "b", .memory_limit = 50ull << 20});
+  EXPECT_EQ(raised.error().code(), ErrorCode::kResourceExhausted);
+  EXPECT_EQ(vgpu_.vms().find("b").value()->config().memory_limit, 30ull << 20);
+  ASSERT_TRUE(vgpu_.vms().remove("a").ok());
+  EXPECT_TRUE(vgpu_.vms().update("b", {.name = "b", .memory_limit = 50ull << 20}).ok());
+  EXPECT_EQ(vgpu_.ledger().guaranteed(), 50ull << 20);
+}
+
+// VMs without a quota share what the quotas leave: 64 - 48 = 16 MiB here.
+TEST_F(Quota, VmsWithoutAQuotaShareWhatTheQuotasLeave) {
+  ASSERT_TRUE(vgpu_.vms().create({.name = "q", .token = "t", .memory_limit = 48ull << 20}).ok());
+  ASSERT_TRUE(vgpu_.vms().create({.name = "free1", .token = "t"}).ok());
+  ASSERT_TRUE(vgpu_.vms().create({.name = "free2", .token = "t"}).ok());
+  auto one = vgpu_.open_session("free1", "t");
+  auto two = vgpu_.open_session("free2", "t");
+  auto quota = vgpu_.open_session("q", "t");
+  ASSERT_TRUE(one.ok() && two.ok() && quota.ok());
+  auto a = (*one)->allocate(10ull << 20);
+  ASSERT_TRUE(a.ok()) << a.error().to_string();
+  auto b = (*two)->allocate(8ull << 20);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code(), ErrorCode::kResourceExhausted);
+  EXPECT_NE(b.error().message().find("the device memory no quota guarantees"), std::string::npos)
+      << b.error().to_string();
+  EXPECT_TRUE((*two)->allocate(6ull << 20).ok());
+  // The VM with the quota still gets all of it.
+  auto guaranteed = (*quota)->allocate(48ull << 20);
+  EXPECT_TRUE(guaranteed.ok()) << guaranteed.error().to_string();
+  (*one)->free(a.value());
+  EXPECT_EQ(vgpu_.ledger().pool()->used(), 6ull << 20);
+}
+
 }  // namespace
 }  // namespace malv::vgpu
