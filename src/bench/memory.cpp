@@ -14,7 +14,8 @@
 //     each, --rounds rounds; a round trains, for each variant (queued: the
 //     trainer as it is, queueing work ahead; sync: RemoteDevice waits for each
 //     op, so the host sees nothing ahead), once on a "fits" VM (as in the
-//     probe) and once per policy (lru, lookahead) and resident fraction (1,
+//     probe) and once per policy (lru, lookahead, learned: its shipped
+//     model, trained on other models' traces) and resident fraction (1,
 //     0.667, 0.5, 0.333 of the footprint; virtual limit: the footprint, MiB
 //     above) on a fresh VM. The runs of a round go in a rotating order.
 //  3. the hosts stop (their traces flush) and each paced run's trace is
@@ -62,7 +63,12 @@ constexpr const char* kDefaultModel = "mlp:784-512-512-512-512-512-10";
 // largest op's layer; a third of the footprint holds its Adam step).
 constexpr const char* kQuickModel = "mlp:784-512-512-512-512-10";
 constexpr double kFractions[] = {1.0, 0.667, 0.5, 0.333};
-constexpr const char* kPolicies[] = {"lru", "lookahead"};
+constexpr const char* kPolicies[] = {"lru", "lookahead", "learned"};
+
+// The module policy a short name selects.
+std::string qualified_policy(const std::string& policy) {
+  return policy == "learned" ? "malv_memory_learned/learned" : "malv_memory_basic/" + policy;
+}
 constexpr const char* kVariants[] = {"queued", "sync"};
 
 std::string token_of(const std::string& vm) { return "bench-memory-" + vm; }
@@ -159,6 +165,12 @@ Result<MemoryBench::Host> MemoryBench::start_host(const std::string& name, doubl
                                 "--memory-trace-dir", host.trace_dir,
                                 "--spill-link-gbps",  fmt::format("{}", link_gbps)};
   if (!flags_.prefetch) args.emplace_back("--no-memory-prefetch");
+  // Each run measures its VM alone at its quota: nothing borrowed. A
+  // device of a fixed size (the CPU backend's memory is reserved lazily),
+  // whatever the machine, holds the probe's quota and one run's at a time.
+  args.emplace_back("--no-memory-lending");
+  args.emplace_back("--memory-mib");
+  args.emplace_back("2048");
   MALV_ASSIGN_OR_RETURN(host.process, harness::HostProcess::spawn(args));
   host.admin = std::make_unique<harness::AdminClient>(dir_.file(name + "-admin.sock"));
   MALV_ASSIGN_OR_RETURN(json health, host.admin->call("GET", "/health"));
@@ -177,7 +189,7 @@ Result<Measured> MemoryBench::train_on(Host& host, const std::string& vm, std::u
                              {"virtual_memory_bytes", virtual_limit}}));
   if (!policy.empty()) {
     MALV_TRY(host.admin->call("PUT", "/vms/" + vm + "/policy/memory",
-                              {{"policy", "malv_memory_basic/" + policy}}));
+                              {{"policy", qualified_policy(policy)}}));
   }
   Measured out;
   out.resident_quota = resident;
@@ -196,6 +208,9 @@ Result<Measured> MemoryBench::train_on(Host& host, const std::string& vm, std::u
   }
   MALV_ASSIGN_OR_RETURN(json info, host.admin->call("GET", "/vms/" + vm));
   out.memory = info["stats"]["memory_manager"];
+  // Its quota goes back to the device for the next run (admission); its
+  // trace is complete once the VM is gone.
+  MALV_TRY(host.admin->call("DELETE", "/vms/" + vm));
   if (reference_.empty()) reference_ = checkpoint;
   MALV_ASSIGN_OR_RETURN(std::vector<std::byte> mine, read_file(checkpoint));
   MALV_ASSIGN_OR_RETURN(std::vector<std::byte> ref, read_file(reference_));
@@ -235,7 +250,7 @@ Result<Measured> MemoryBench::run_one(Host& host, const std::string& prefix, uns
 Status MemoryBench::probe() {
   progress(fmt::format("probe: the footprint of {} ({} steps)", model_, steps_));
   MALV_ASSIGN_OR_RETURN(Host host, start_host("probe", 0));
-  MALV_ASSIGN_OR_RETURN(Measured m, train_on(host, "probe", 4ull << 30, 8ull << 30, "", false,
+  MALV_ASSIGN_OR_RETURN(Measured m, train_on(host, "probe", 1ull << 30, 2ull << 30, "", false,
                                              dir_.file("probe.ckpt")));
   reference_.clear();    // the benchmark's reference is its first fits run
   host.process.reset();  // stops the host: the trace is flushed

@@ -133,7 +133,7 @@ void register_bench_memory(CLI::App& bench, int& exit_code) {
   CLI::App* sub = bench.add_subcommand(
       "memory",
       "Training on an oversubscribed VM at 1, 1/1.5, 1/2 and 1/3 of its footprint resident, "
-      "lru and lookahead, queued and synchronous: time over the run where everything fits "
+      "lru, lookahead and learned, queued and synchronous: time over the run where everything fits "
       "(paced and unpaced spills), bytes moved over Belady's, bit-identical parameters");
   sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
   sub->add_flag("--quick", flags->quick,

@@ -11,9 +11,9 @@ report = json.load(sys.stdin)
 results = report["results"]
 keys = {"workload", "policy", "variant", "resident_fraction", "time_over_fit",
         "time_over_fit_unpaced", "bytes_moved", "bytes_over_belady", "faults",
-        "prefetch_hits", "bit_identical", "belady_bytes"}
+        "prefetch_hits", "prefetches", "bit_identical", "belady_bytes"}
 runs = {(r["policy"], r["variant"], r["resident_fraction"]) for r in results}
-want = {(p, v, f) for p in ("lru", "lookahead") for v in ("queued", "sync")
+want = {(p, v, f) for p in ("lru", "lookahead", "learned") for v in ("queued", "sync")
         for f in (1, 0.667, 0.5, 0.333)}
 problems = []
 if runs != want or len(results) != len(want):
