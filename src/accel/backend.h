@@ -141,6 +141,15 @@ class Backend {
   // the device (the CPU and CUDA backends) has nothing cheap to cancel.
   virtual void cancel_queue(QueueId /*queue*/) {}
 
+  // Host-owned device buffers that must stay on the device until released
+  // (the data pipeline's staged slots, about to be consumed). A backend
+  // whose memory is managed (the vGPU's view of an oversubscribed VM) never
+  // evicts a held buffer; it may refuse a hold that would leave too little
+  // room for anything else (false: the buffer may be evicted, which costs a
+  // copy, never data). Backends of plain device memory keep everything.
+  virtual bool hold_resident(DevicePtr /*ptr*/) { return true; }
+  virtual void release_resident(DevicePtr /*ptr*/) {}
+
   [[nodiscard]] virtual Result<EventId> create_event() = 0;
   virtual void destroy_event(EventId event) = 0;
   virtual EventState query_event(EventId event) const = 0;

@@ -168,18 +168,18 @@ Status Demo::create_vms() {
   record_.initial_policy = kFifo;
   record_.vms = {
       {"train-a", VmRole::kTrain, "batch", 1.0, 64 * kMiB, kTrainBatch},
-      {"train-b", VmRole::kTrain, "batch", 2.0, 64 * kMiB, kTrainBatch},
+      // Oversubscribed: a quota below its footprint, the rest on the host's
+      // memory manager (borrowed while the device has room).
+      {"train-b", VmRole::kTrain, "batch", 2.0, 4 * kMiB, kTrainBatch, 64 * kMiB},
       {"infer", VmRole::kInfer, "latency", 1.0, 16 * kMiB, kInferBatch},
   };
   record_.live.assign(record_.vms.size(), VmLive{});
   for (const DemoVmSpec& vm : record_.vms) {
-    MALV_ASSIGN_OR_RETURN(json created, admin_->call("POST", "/vms",
-                                                     {{"name", vm.name},
-                                                      {"token", token(vm.name)},
-                                                      {"memory_bytes", vm.memory_quota},
-                                                      {"weight", vm.weight},
-                                                      {"priority", vm.priority},
-                                                      {"gpu_policy", kFifo}}));
+    json request{
+        {"name", vm.name},     {"token", token(vm.name)}, {"memory_bytes", vm.memory_quota},
+        {"weight", vm.weight}, {"priority", vm.priority}, {"gpu_policy", kFifo}};
+    if (vm.virtual_memory != 0) request["virtual_memory_bytes"] = vm.virtual_memory;
+    MALV_ASSIGN_OR_RETURN(json created, admin_->call("POST", "/vms", request));
     say(
         fmt::format("created VM {:<7}  class {:<7}  weight {:g}  memory quota {} MiB  "
                     "gpu_sched {}",
@@ -360,6 +360,12 @@ Status Demo::tick(double t) {
       live.busy_s = stats.value("busy_seconds", 0.0);
       live.memory_used = stats.value("memory_used", std::uint64_t{0});
       live.memory_limit = vm.value("memory_limit", std::uint64_t{0});
+      if (stats.contains("memory_manager")) {
+        const json& m = stats["memory_manager"];
+        live.borrowed_bytes = m.value("borrowed_bytes", std::uint64_t{0});
+        live.spilled_bytes = m.value("spilled_bytes", std::uint64_t{0});
+        live.bytes_in = m.value("bytes_in", std::uint64_t{0});
+      }
       if (vm.contains("policies")) live.policy = vm["policies"].value("gpu_sched", "");
     }
     busy_delta[v] = live.busy_s - previous_busy_[v];

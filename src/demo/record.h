@@ -26,6 +26,9 @@ struct DemoVmSpec {
   double weight = 1.0;
   std::uint64_t memory_quota = 0;  // bytes
   std::int64_t batch = 0;          // examples per step (train) or request (infer)
+  // Above memory_quota: oversubscribed, the host's memory manager holds the
+  // rest (borrowed while the device has room, else spilled); 0: not.
+  std::uint64_t virtual_memory = 0;
 };
 
 // The latest state of one VM: from its guest's output and the host's stats.
@@ -54,6 +57,11 @@ struct VmLive {
   double share = 0;  // of the accelerator time all VMs used over the latest tick
   std::uint64_t memory_used = 0;
   std::uint64_t memory_limit = 0;
+  // The memory manager's (oversubscribed VMs): held above the quota, lent;
+  // in host memory; filled back since the start.
+  std::uint64_t borrowed_bytes = 0;
+  std::uint64_t spilled_bytes = 0;
+  std::uint64_t bytes_in = 0;
 };
 
 struct VmSample {

@@ -74,6 +74,11 @@ json vm_final_json(const DemoVmSpec& spec, const VmLive& live) {
            {"memory_used_bytes", live.memory_used},
            {"busy_seconds", live.busy_s},
            {"gpu_policy", live.policy}};
+  if (spec.virtual_memory != 0) {
+    out["memory_manager"] = {{"borrowed_bytes", live.borrowed_bytes},
+                             {"spilled_bytes", live.spilled_bytes},
+                             {"bytes_in", live.bytes_in}};
+  }
   if (spec.role == VmRole::kTrain) {
     out["steps"] = live.step;
     out["epoch"] = live.epoch;
@@ -156,6 +161,7 @@ json demo_report_json(const DemoRecord& record) {
                    {"priority", spec.priority},
                    {"weight", spec.weight},
                    {"memory_quota_bytes", spec.memory_quota},
+                   {"virtual_memory_bytes", spec.virtual_memory},
                    {"batch", spec.batch},
                    {"examples_per_s", overall_rate(record, v)},
                    {"phases", per_phase},

@@ -49,23 +49,31 @@ void LiveTable::draw(const DemoRecord& record, double t, const std::string& stat
   std::vector<std::string> lines;
   lines.push_back(
       fmt::format("t = {:.1f} s of {:.0f} s   {}", t, record.planned_duration_s, status));
-  lines.push_back(fmt::format("{:<7} {:<10} {:<8} {:<22} {:>7} {:>6} {:>9} {:>6} {:>6}", "VM",
-                              "CLASS", "POLICY", "PROGRESS", "EX/S", "ACCEL", "MEM MiB", "P50ms",
-                              "P99ms"));
+  lines.push_back(fmt::format("{:<7} {:<10} {:<8} {:<22} {:>7} {:>6} {:>9} {:>13} {:>6} {:>6}",
+                              "VM", "CLASS", "POLICY", "PROGRESS", "EX/S", "ACCEL", "MEM MiB",
+                              "LENT/SPILL", "P50ms", "P99ms"));
   for (std::size_t v = 0; v < record.vms.size(); ++v) {
     const DemoVmSpec& spec = record.vms[v];
     const VmLive& live = record.live[v];
     const bool infer = spec.role == VmRole::kInfer;
+    const std::string managed =
+        spec.virtual_memory == 0
+            ? "-"
+            : fmt::format("{:.1f}/{:.1f}", static_cast<double>(live.borrowed_bytes) / kMiB,
+                          static_cast<double>(live.spilled_bytes) / kMiB);
     lines.push_back(fmt::format(
-        "{:<7} {:<10} {:<8} {:<22} {:>7.0f} {:>5.1f}% {:>9} {:>6} {:>6}", spec.name,
+        "{:<7} {:<10} {:<8} {:<22} {:>7.0f} {:>5.1f}% {:>9} {:>13} {:>6} {:>6}", spec.name,
         fmt::format("{} w{:g}", spec.priority, spec.weight), short_policy_name(live.policy),
         progress_text(spec, live), live.examples_per_s, live.share * 100,
         fmt::format("{:.1f}/{:.0f}", static_cast<double>(live.memory_used) / kMiB,
                     static_cast<double>(live.memory_limit) / kMiB),
-        infer ? ms_cell(live, live.p50_ms) : "-", infer ? ms_cell(live, live.p99_ms) : "-"));
+        managed, infer ? ms_cell(live, live.p50_ms) : "-",
+        infer ? ms_cell(live, live.p99_ms) : "-"));
   }
   lines.push_back("ACCEL: share of the accelerator time the VMs used in the last second;");
-  lines.push_back("MEM: device memory used / quota (host-enforced); P50/P99: request latency");
+  lines.push_back("MEM: device memory used / quota (host-enforced); P50/P99: request latency;");
+  lines.push_back("LENT/SPILL: an oversubscribed VM's MiB held above its quota while the device");
+  lines.push_back("has room / MiB in host memory (its memory manager's)");
   erase();
   lines_ = std::move(lines);
   print_lines();

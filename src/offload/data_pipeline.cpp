@@ -141,6 +141,11 @@ void DataPipeline::produce_loop() {
     lock.unlock();
 
     const std::int64_t t0 = mono_now_ns();
+    slot.held = backend_.hold_resident(slot.features);
+    if (slot.held && !backend_.hold_resident(slot.labels)) {
+      backend_.release_resident(slot.features);
+      slot.held = false;
+    }
     const std::uint32_t rows = gather(slot, index);
     backend_.enqueue(queue_,
                      accel::CopyH2D{slot.host_features.data(), slot.features,
@@ -230,7 +235,14 @@ Result<DataPipeline::Batch> DataPipeline::next() {
 void DataPipeline::release(std::uint32_t slot) {
   {
     std::lock_guard lock(mu_);
-    if (slot < slots_.size()) slots_[slot].state = SlotState::kFree;
+    if (slot >= slots_.size()) return;
+    Slot& s = slots_[slot];
+    if (s.held) {
+      backend_.release_resident(s.features);
+      backend_.release_resident(s.labels);
+      s.held = false;
+    }
+    s.state = SlotState::kFree;
   }
   producer_cv_.notify_all();
 }

@@ -19,8 +19,12 @@
 // production rates and the time the consumer waited.
 //
 // Device memory for the slots comes from the VM's backend view, so it counts
-// against the VM's quota. Threads: next()/release() from any thread; one
-// producer thread per pipeline.
+// against the VM's quota. On an oversubscribed VM the slots are buffers of
+// its memory manager: from staging until release() a slot is held resident
+// (accel::Backend::hold_resident), so a batch about to be consumed is never
+// spilled; the manager grants holds up to half the resident quota, so the
+// prefetch depth that stays resident is bounded by the quota too. Threads: next()/release() from
+// any thread; one producer thread per pipeline.
 #pragma once
 
 #include <condition_variable>
@@ -100,6 +104,7 @@ class DataPipeline {
     std::vector<float> host_features;  // staging; alive until the upload ran
     std::vector<std::int32_t> host_labels;
     SlotState state = SlotState::kFree;
+    bool held = false;  // hold_resident() granted for both buffers
   };
   struct Staged {
     std::uint32_t slot;

@@ -20,6 +20,7 @@ struct MemoryManager::Buffer {
   bool backing_valid = false;            // the host copy holds the data
   bool dirty = false;                    // the device copy is newer than the host copy
   std::uint32_t pins = 0;                // ops in flight or being placed that use it
+  std::uint32_t holds = 0;               // host-owned and about to be used: never evicted (hold())
   bool borrowed = false;    // resident above the quota, on memory lent (DeviceMemoryLedger)
   bool moving = false;      // the prefetch thread copies it, outside the lock
   bool prefetched = false;  // brought in ahead of time and not used since
@@ -197,6 +198,7 @@ void MemoryManager::free(accel::DevicePtr ptr) {
   if (it == buffers_.end()) return;
   Buffer& buffer = *it->second;
   if (buffer.resident()) release_device(buffer);
+  if (buffer.holds > 0) held_bytes_ -= buffer.bytes;
   trace(it->first, buffer.bytes, AccessKind::kFree, mono_now_ns());
   buffers_.erase(it);
   live_buffers_.fetch_sub(1, std::memory_order_relaxed);
@@ -310,6 +312,27 @@ std::size_t MemoryManager::place(std::span<accel::Op> ops, std::span<ErrorCode> 
   return ops.size();
 }
 
+bool MemoryManager::hold(accel::DevicePtr ptr) {
+  std::lock_guard lock(mutex_);
+  auto it = buffers_.find(buffer_id(ptr));
+  if (it == buffers_.end()) return false;
+  Buffer& buffer = *it->second;
+  if (buffer.holds == 0) {
+    const std::uint64_t limit = resident_.limit();
+    if (limit != 0 && held_bytes_ + buffer.bytes > limit / 2) return false;
+    held_bytes_ += buffer.bytes;
+  }
+  ++buffer.holds;
+  return true;
+}
+
+void MemoryManager::release_hold(accel::DevicePtr ptr) {
+  std::lock_guard lock(mutex_);
+  auto it = buffers_.find(buffer_id(ptr));
+  if (it == buffers_.end() || it->second->holds == 0) return;
+  if (--it->second->holds == 0) held_bytes_ -= it->second->bytes;
+}
+
 void MemoryManager::unpin(std::span<const std::uint64_t> pins) {
   std::lock_guard lock(mutex_);
   for (std::uint64_t id : pins) {
@@ -388,7 +411,7 @@ std::uint64_t MemoryManager::choose_victim(Placement& placement,
   std::vector<std::uint64_t> ids;
   std::vector<malv_memory_observation> candidates;
   for (const auto& [id, buffer] : buffers_) {
-    if (!buffer->resident() || buffer->pins > 0 || buffer->moving) continue;
+    if (!buffer->resident() || buffer->pins > 0 || buffer->holds > 0 || buffer->moving) continue;
     if (eligible && !eligible(id)) continue;
     malv_memory_observation o{};
     o.buffer_id = id;

@@ -156,6 +156,12 @@ class MemoryManager {
   [[nodiscard]] Result<accel::DevicePtr> allocate(std::uint64_t bytes);
   // The buffer goes, resident or not. No queued op may still use it.
   void free(accel::DevicePtr ptr);
+  // Host-owned buffers the manager must not evict (accel::Backend::
+  // hold_resident): the data pipeline's staged slots. A hold is refused
+  // (false) when held buffers would take more than half the resident quota,
+  // which must leave room for the ops' own buffers. Holds nest.
+  bool hold(accel::DevicePtr ptr);
+  void release_hold(accel::DevicePtr ptr);
   // Whether the VM has managed buffers (place() has work only then).
   bool active() const { return live_buffers_.load(std::memory_order_relaxed) != 0; }
 
@@ -239,6 +245,7 @@ class MemoryManager {
   // When each direction of the modelled link is free again.
   mutable std::mutex link_mutex_;
   mutable std::int64_t link_free_ns_[2] = {0, 0};
+  std::uint64_t held_bytes_ = 0;        // buffers with holds, each once
   std::uint64_t ops_placed_ = 0;        // the trace's op index
   std::int64_t last_use_stamp_ns_ = 0;  // the latest op's use time (strictly increasing)
   MemoryStats stats_;                   // resident_bytes and spilled_bytes are computed

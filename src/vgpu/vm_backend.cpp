@@ -105,6 +105,14 @@ void VmBackend::free(accel::DevicePtr ptr) {
   vm_->virtual_memory().release(bytes);
 }
 
+bool VmBackend::hold_resident(accel::DevicePtr ptr) {
+  return !MemoryManager::is_virtual(ptr) || vm_->memory().hold(ptr);
+}
+
+void VmBackend::release_resident(accel::DevicePtr ptr) {
+  if (MemoryManager::is_virtual(ptr)) vm_->memory().release_hold(ptr);
+}
+
 Status VmBackend::copy_to_device_now(accel::DevicePtr dst, const void* src, std::size_t bytes) {
   if (MemoryManager::is_virtual(dst)) {
     return Error(ErrorCode::kInvalidArgument, "copy_to_device_now of a managed buffer");

@@ -47,6 +47,8 @@ class VmBackend final : public accel::Backend {
   Result<accel::QueueId> create_queue(accel::QueuePriority priority) override;
   void destroy_queue(accel::QueueId queue) override;
   void cancel_queue(accel::QueueId queue) override;
+  bool hold_resident(accel::DevicePtr ptr) override;
+  void release_resident(accel::DevicePtr ptr) override;
   Result<accel::EventId> create_event() override;
   void destroy_event(accel::EventId event) override;
   accel::EventState query_event(accel::EventId event) const override;

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -380,6 +381,65 @@ TEST(MemoryLending, BorrowedMemoryIsTakenBackForItsOwnerUnderLoadAndNoDataIsLost
   for (accel::DevicePtr p : buffers) borrower->free(p);
   EXPECT_EQ(vgpu.ledger().borrowed_bytes(), 0u);
   EXPECT_EQ(vm.device_memory().used(), 0u);
+}
+
+// LRU that remembers which buffers it was offered.
+class RecordingLru final : public MemoryPolicies {
+ public:
+  bool score(std::string_view vm, std::span<const malv_memory_observation> candidates,
+             std::span<double> scores) override {
+    for (const malv_memory_observation& o : candidates) offered.insert(o.buffer_id);
+    return lru.score(vm, candidates, scores);
+  }
+  void feedback(std::string_view, const malv_memory_outcome&) override {}
+  LruMemoryPolicies lru;
+  std::set<std::uint64_t> offered;
+};
+
+// A host-owned buffer held resident (the data pipeline's staged slot) is
+// never an eviction candidate; holds stop at half the resident quota, which
+// must leave room for the ops' own buffers; the run's bytes are unchanged.
+TEST_F(MemoryManagerTest, AHeldBufferIsNeverEvictedAndHoldsStopAtHalfTheQuota) {
+  RecordingLru policy;
+  VgpuService vgpu(*device_, fifo_);
+  vgpu.set_memory_policies(&policy, {.prefetch = false});
+  std::unique_ptr<VmBackend> view = open_vm(vgpu, 1 * kMiB, 8 * kMiB);
+  const accel::QueueId q = view->create_queue(accel::QueuePriority::kNormal).value();
+  std::vector<std::vector<float>> host(kBuffers, std::vector<float>(kFloats));
+  std::vector<accel::DevicePtr> buffers;
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    for (std::size_t i = 0; i < kFloats; ++i) host[b][i] = float(b) + float(i % 97) * 0.25f;
+    buffers.push_back(view->allocate(kFloats * sizeof(float)).value());
+    view->enqueue(q, accel::CopyH2D{host[b].data(), buffers[b], kFloats * sizeof(float)}, {});
+  }
+  // Two of the quota's four 256 KiB: granted; a third would pass half.
+  EXPECT_TRUE(view->hold_resident(buffers[0]));
+  EXPECT_TRUE(view->hold_resident(buffers[1]));
+  EXPECT_FALSE(view->hold_resident(buffers[2]));
+  for (int r = 0; r < 3; ++r) {
+    for (std::size_t b = 0; b < kBuffers; ++b) {
+      view->enqueue(q, add(buffers[b], buffers[(b + 1) % kBuffers], buffers[b], kFloats), {});
+    }
+  }
+  std::vector<std::vector<float>> got(kBuffers, std::vector<float>(kFloats));
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    view->enqueue(q, accel::CopyD2H{buffers[b], got[b].data(), kFloats * sizeof(float)}, {});
+  }
+  view->destroy_queue(q);
+  EXPECT_GT(view->vm()->memory().stats().evictions, 0u);
+  EXPECT_EQ(policy.offered.count(MemoryManager::buffer_id(buffers[0])), 0u);
+  EXPECT_EQ(policy.offered.count(MemoryManager::buffer_id(buffers[1])), 0u);
+  EXPECT_EQ(policy.offered.count(MemoryManager::buffer_id(buffers[2])), 1u);
+  const TrainRun fits = train(/*resident=*/16 * kMiB, /*virtual=*/0, /*rounds=*/3);
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    ASSERT_EQ(std::memcmp(fits.buffers[b].data(), got[b].data(), kFloats * sizeof(float)), 0)
+        << "buffer " << b;
+  }
+  view->release_resident(buffers[0]);
+  view->release_resident(buffers[1]);
+  EXPECT_TRUE(view->hold_resident(buffers[2]));  // room again
+  view->release_resident(buffers[2]);
+  for (accel::DevicePtr p : buffers) view->free(p);
 }
 
 // A trace that cannot be written is logged and dropped; the VM runs on.
