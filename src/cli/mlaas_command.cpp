@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/option_checks.h"
+#include "cli/training_flags.h"
 #include "train/feature_table.h"
 #include "train/model_training.h"
 
@@ -153,15 +154,7 @@ void register_train(CLI::App& mlaas, int& exit_code) {
   sub->add_option("--model", f->model, "Layer widths, inputs first: 8-32-32-1 (hidden layers relu)")
       ->required();
   sub->add_option("--out", f->out, "Model file to write (.safetensors)")->required();
-  sub->add_option("--epochs", f->epochs, "Passes over the training rows")
-      ->capture_default_str()
-      ->check(whole_number_in(1, 1000000));
-  sub->add_option("--batch", f->batch, "Rows per training step")
-      ->capture_default_str()
-      ->check(whole_number_in(1, 1 << 20));
-  sub->add_option("--lr", f->lr, "Adam's learning rate")
-      ->capture_default_str()
-      ->check(finite_in(1e-9, 10));
+  add_optimiser_flags(*sub, f->epochs, f->batch, f->lr);
   sub->add_option("--holdout", f->holdout, "Fraction of rows held out for evaluation (0: none)")
       ->capture_default_str()
       ->check(finite_in(0, 0.99));

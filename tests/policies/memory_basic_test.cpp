@@ -44,22 +44,11 @@ malv_memory_observation unqueued(std::uint64_t id, std::int64_t age_ns, bool dir
 
 class MemoryLookahead : public PolicyHost {
  protected:
-  // The buffer ids in the order the manager would evict them (highest score
-  // first; the host breaks ties by the lower index, as a stable sort does).
+  // The buffer ids in the order the manager would evict them under `policy`.
   std::vector<std::uint64_t> eviction_order(const std::string& policy,
                                             const std::vector<malv_memory_observation>& buffers) {
     EXPECT_TRUE(registry.select("vm1", PolicyClass::kMemory, policy).ok()) << policy;
-    std::vector<malv_memory_decision> scores(buffers.size());
-    DecisionReport report = runner.decide("vm1", std::span(buffers), std::span(scores));
-    EXPECT_EQ(report.source, DecisionSource::kPolicy) << report.detail;
-    std::vector<std::size_t> index(buffers.size());
-    std::iota(index.begin(), index.end(), 0);
-    std::stable_sort(index.begin(), index.end(), [&](std::size_t a, std::size_t b) {
-      return scores[a].evict_score > scores[b].evict_score;
-    });
-    std::vector<std::uint64_t> ids;
-    for (std::size_t i : index) ids.push_back(buffers[i].buffer_id);
-    return ids;
+    return testing::eviction_order(runner, "vm1", buffers);
   }
 };
 

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <numeric>
+#include <string>
 #include <vector>
 
 #include "mlaas/feature_registry.h"
@@ -37,6 +40,25 @@ class PolicyHost : public ::testing::Test {
   PolicyRegistry registry{services.table()};
   PolicyRunner runner{registry, GuardrailOptions{std::chrono::milliseconds(20), 5}};
 };
+
+// The buffer ids in the order the memory manager would evict them under
+// the VM's selected memory policy (highest score first; the host breaks
+// ties by the lower index, as a stable sort does).
+inline std::vector<std::uint64_t> eviction_order(
+    PolicyRunner& runner, const std::string& vm,
+    const std::vector<malv_memory_observation>& buffers) {
+  std::vector<malv_memory_decision> scores(buffers.size());
+  DecisionReport report = runner.decide(vm, std::span(buffers), std::span(scores));
+  EXPECT_EQ(report.source, DecisionSource::kPolicy) << report.detail;
+  std::vector<std::size_t> index(buffers.size());
+  std::iota(index.begin(), index.end(), 0);
+  std::stable_sort(index.begin(), index.end(), [&](std::size_t a, std::size_t b) {
+    return scores[a].evict_score > scores[b].evict_score;
+  });
+  std::vector<std::uint64_t> ids;
+  for (std::size_t i : index) ids.push_back(buffers[i].buffer_id);
+  return ids;
+}
 
 inline malv_gpu_sched_observation item(std::uint64_t vm, std::int64_t enqueue_ns) {
   malv_gpu_sched_observation o{};

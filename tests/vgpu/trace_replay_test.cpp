@@ -17,41 +17,13 @@
 #include <unordered_map>
 
 #include "base/atomic_file.h"
+#include "memory_trace_builder.h"
 #include "vgpu/access_trace.h"
 
 namespace malv::vgpu {
 namespace {
 
-// Builds traces the way the memory manager records them: allocations and
-// frees carry the index of the next op, an op's accesses are consecutive.
-class TraceBuilder {
- public:
-  TraceBuilder& alloc(std::uint64_t id, std::uint64_t bytes) {
-    sizes_[id] = bytes;
-    return add(id, AccessKind::kAllocate);
-  }
-  TraceBuilder& free(std::uint64_t id) { return add(id, AccessKind::kFree); }
-  TraceBuilder& op(std::vector<std::uint64_t> reads, std::vector<std::uint64_t> writes = {}) {
-    for (std::uint64_t id : reads) add(id, AccessKind::kRead);
-    for (std::uint64_t id : writes) add(id, AccessKind::kWrite);
-    ++op_;
-    return *this;
-  }
-  const std::vector<AccessRecord>& records() const { return records_; }
-
- private:
-  TraceBuilder& add(std::uint64_t id, AccessKind kind) {
-    records_.push_back({.op_index = op_,
-                        .buffer_id = id,
-                        .bytes = sizes_[id],
-                        .time_ns = static_cast<std::int64_t>(records_.size()) * 1000,
-                        .kind = kind});
-    return *this;
-  }
-  std::uint64_t op_ = 0;
-  std::unordered_map<std::uint64_t, std::uint64_t> sizes_;
-  std::vector<AccessRecord> records_;
-};
+using TraceBuilder = testing::MemoryTraceBuilder;
 
 ReplayCounts replay(const std::vector<AccessRecord>& trace, std::uint64_t capacity,
                     ReplayPolicy policy, std::uint64_t window = kDefaultLookaheadWindowOps) {
