@@ -87,18 +87,19 @@ void MemoryManager::release_device(Buffer& buffer) {
   buffer.device = {};
 }
 
-Status MemoryManager::allocate_device(std::uint64_t id, Buffer& buffer, bool may_borrow) {
+Status MemoryManager::allocate_device(std::uint64_t id, Buffer& buffer, bool needed_now) {
   const bool own = resident_.reserve(buffer.bytes).ok();
   // Above the quota, an oversubscribed VM may borrow while the device has
-  // room: memory that nobody uses now, taken back (DeviceMemoryLedger::allocate) when needed.
+  // room: memory nobody uses now, taken back (DeviceMemoryLedger::allocate)
+  // when needed. A prefetch neither borrows nor takes anything back.
   const bool borrow =
-      !own && may_borrow && ledger_ != nullptr && options_.lend && ledger_->lending_open();
+      !own && needed_now && ledger_ != nullptr && options_.lend && ledger_->lending_open();
   if (!own && !borrow) {
     return Error(ErrorCode::kUnavailable,
                  fmt::format("VM '{}': buffer {} needs room in the resident quota", vm_name_, id));
   }
   // Within the quota, what other VMs borrowed comes back first.
-  Result<accel::DevicePtr> device = own && ledger_ != nullptr
+  Result<accel::DevicePtr> device = own && needed_now && ledger_ != nullptr
                                         ? ledger_->allocate(*device_, buffer.bytes, this)
                                         : device_->allocate(buffer.bytes);
   if (!device.ok()) {
@@ -343,7 +344,7 @@ void MemoryManager::unpin(std::span<const std::uint64_t> pins) {
 
 Status MemoryManager::make_resident(std::uint64_t id, Buffer& buffer, Placement& placement) {
   for (;;) {
-    Status allocated = allocate_device(id, buffer, /*may_borrow=*/true);
+    Status allocated = allocate_device(id, buffer, /*needed_now=*/true);
     if (allocated.ok()) break;
     if (allocated.error().code() != ErrorCode::kUnavailable) return allocated;
     if (placement.current > 0) {
@@ -515,7 +516,7 @@ bool MemoryManager::prefetch_one(std::uint64_t id, std::unique_lock<std::mutex>&
     auto use = prefetch_future_.find(id);
     if (use == prefetch_future_.end()) return true;  // a newer plan does not need it
     const std::uint64_t distance = use->second.ops;
-    Status allocated = allocate_device(id, buffer, /*may_borrow=*/false);
+    Status allocated = allocate_device(id, buffer, /*needed_now=*/false);
     if (allocated.ok()) {
       buffer.moving = true;
       const std::int64_t started = mono_now_ns();

@@ -190,10 +190,11 @@ class MemoryManager {
   enum class Link { kIn = 0, kOut = 1 };
 
   [[nodiscard]] Status make_resident(std::uint64_t id, Buffer& buffer, Placement& placement);
-  // Device memory for the buffer: in the quota, else (may_borrow) lent; an
-  // allocation within the quota reclaims what others borrowed first.
-  // kUnavailable: no room without an eviction.
-  [[nodiscard]] Status allocate_device(std::uint64_t id, Buffer& buffer, bool may_borrow);
+  // Device memory for the buffer: in the quota, else lent; within the quota
+  // it takes back what others borrowed first. Both only when an op needs the
+  // buffer now (not for a prefetch). kUnavailable: no room without an
+  // eviction.
+  [[nodiscard]] Status allocate_device(std::uint64_t id, Buffer& buffer, bool needed_now);
   // Frees the buffer's device memory and gives the bytes back to the quota
   // or the ledger.
   void release_device(Buffer& buffer);

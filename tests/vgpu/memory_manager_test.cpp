@@ -408,14 +408,17 @@ TEST_F(MemoryManagerTest, AHeldBufferIsNeverEvictedAndHoldsStopAtHalfTheQuota) {
   std::vector<std::vector<float>> host(kBuffers, std::vector<float>(kFloats));
   std::vector<accel::DevicePtr> buffers;
   for (std::size_t b = 0; b < kBuffers; ++b) {
-    for (std::size_t i = 0; i < kFloats; ++i) host[b][i] = float(b) + float(i % 97) * 0.25f;
     buffers.push_back(view->allocate(kFloats * sizeof(float)).value());
-    view->enqueue(q, accel::CopyH2D{host[b].data(), buffers[b], kFloats * sizeof(float)}, {});
   }
-  // Two of the quota's four 256 KiB: granted; a third would pass half.
+  // Two of the quota's four 256 KiB: granted (before any op, so before they
+  // are resident); a third would pass half.
   EXPECT_TRUE(view->hold_resident(buffers[0]));
   EXPECT_TRUE(view->hold_resident(buffers[1]));
   EXPECT_FALSE(view->hold_resident(buffers[2]));
+  for (std::size_t b = 0; b < kBuffers; ++b) {
+    for (std::size_t i = 0; i < kFloats; ++i) host[b][i] = float(b) + float(i % 97) * 0.25f;
+    view->enqueue(q, accel::CopyH2D{host[b].data(), buffers[b], kFloats * sizeof(float)}, {});
+  }
   for (int r = 0; r < 3; ++r) {
     for (std::size_t b = 0; b < kBuffers; ++b) {
       view->enqueue(q, add(buffers[b], buffers[(b + 1) % kBuffers], buffers[b], kFloats), {});
