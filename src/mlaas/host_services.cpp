@@ -9,6 +9,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "mlaas/decision_deadline.h"
 
 namespace malv::mlaas {
 namespace {
@@ -152,7 +153,10 @@ HostServices::HostServices(FeatureRegistry& features, InferenceService* inferenc
     return guarded([&] {
       InferenceService* inference = self(t).inference_;
       if (inference == nullptr) return MALV_MLAAS_ERR_NOT_FOUND;
-      return to_status(inference->infer(ModelId{model}, in, batch, out));
+      // Inside a guarded decide() the decision's deadline applies: no answer
+      // comes after it (the module gets an error and the baseline decides).
+      return to_status(
+          inference->infer(ModelId{model}, in, batch, out, current_decision_deadline()));
     });
   };
   table_.model_release = [](const malv_host_services* t, malv_model model) {

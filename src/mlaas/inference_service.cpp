@@ -1,5 +1,5 @@
 // MLP inference on the CPU or the accelerator, with a measured crossover
-// (see inference_service.h).
+// and batching across callers (see inference_service.h).
 #include "mlaas/inference_service.h"
 
 #include <fmt/format.h>
@@ -10,6 +10,7 @@
 #include "accel/kernel_ids.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "mlaas/caller_batcher.h"
 
 namespace malv::mlaas {
 
@@ -77,7 +78,11 @@ struct InferenceService::Model {
 
   Mlp mlp;
   bool capable;
-  Crossover crossover;  // guarded by the service's mu_
+  Crossover crossover;               // guarded by the service's mu_
+  bool calibration_pending = false;  // mu_
+  // crossover.batch, read by every run without the lock.
+  std::atomic<std::size_t> crossover_rows{kNeverAccelerate};
+  std::unique_ptr<CallerBatcher> batcher;  // set before the model is shared
 
   // Device state, guarded by run_mu.
   std::mutex run_mu;
@@ -88,7 +93,7 @@ struct InferenceService::Model {
 };
 
 InferenceService::InferenceService(accel::Backend* backend, InferenceOptions options)
-    : backend_(backend), options_(std::move(options)) {
+    : backend_(backend), options_(std::move(options)), batching_(options_.batch_across_callers) {
   if (backend_ == nullptr) return;
   Result<accel::QueueId> queue = backend_->create_queue(accel::QueuePriority::kHigh);
   if (!queue.ok()) {
@@ -97,10 +102,21 @@ InferenceService::InferenceService(accel::Backend* backend, InferenceOptions opt
     return;
   }
   queue_ = *queue;
-  backend_name_ = backend_->info().backend;
+  const accel::DeviceInfo info = backend_->info();
+  backend_name_ = info.backend + "/" + info.name;
+  if (options_.calibrate && options_.calibrate_in_background) {
+    calibrator_ = std::thread([this] { calibration_loop(); });
+  }
 }
 
 InferenceService::~InferenceService() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    calibration_queue_.clear();
+  }
+  calibration_cv_.notify_all();
+  if (calibrator_.joinable()) calibrator_.join();
   std::map<std::uint64_t, std::shared_ptr<Model>> models;
   {
     std::lock_guard lock(mu_);
@@ -132,21 +148,35 @@ Result<ModelId> InferenceService::add(Mlp mlp) {
       model->capable = false;
     }
   }
-  const std::string cache_key = backend_name_ + ":" + model->mlp.shape_key();
-  bool need_measure = false;
+  Model* raw = model.get();
+  model->batcher = std::make_unique<CallerBatcher>(
+      CallerBatcherOptions{.in_dim = model->mlp.input_dim(),
+                           .out_dim = model->mlp.output_dim(),
+                           .window = options_.batch_window,
+                           .max_rows = std::max<std::size_t>(options_.max_batch_rows, 1),
+                           .max_runs = std::max(options_.max_concurrent_runs, 1)},
+      [this, raw](const float* in, std::size_t rows, float* out) {
+        return run_batch(*raw, in, rows, out);
+      });
+  const bool measurable = options_.calibrate && backend_ != nullptr && model->capable;
+  bool measure_now = false;
   {
     std::lock_guard lock(mu_);
-    if (auto it = crossover_cache_.find(cache_key); it != crossover_cache_.end()) {
-      model->crossover = it->second;
+    if (auto it = crossover_cache_.find(cache_key(*model)); it != crossover_cache_.end()) {
+      store_crossover(*model, it->second);
+    } else if (measurable && options_.calibrate_in_background) {
+      model->calibration_pending = true;
+      calibration_queue_.push_back(model);
     } else {
-      need_measure = options_.calibrate && backend_ != nullptr && model->capable;
+      measure_now = measurable;
     }
   }
-  if (need_measure) {
+  calibration_cv_.notify_all();
+  if (measure_now) {
     MALV_ASSIGN_OR_RETURN(Crossover measured, measure(*model));
     std::lock_guard lock(mu_);
-    model->crossover = measured;
-    crossover_cache_[cache_key] = measured;
+    store_crossover(*model, measured);
+    crossover_cache_[cache_key(*model)] = measured;
   }
   std::lock_guard lock(mu_);
   ModelId id{next_id_++};
@@ -186,9 +216,19 @@ Result<std::shared_ptr<InferenceService::Model>> InferenceService::find(ModelId 
 Result<ModelInfo> InferenceService::info(ModelId id) const {
   MALV_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, find(id));
   std::lock_guard lock(mu_);
-  return ModelInfo{model->mlp.input_dim(), model->mlp.output_dim(), model->mlp.shape_key(),
-                   model->capable && backend_ != nullptr, model->crossover};
+  return ModelInfo{model->mlp.input_dim(),     model->mlp.output_dim(),
+                   model->mlp.shape_key(),     model->capable && backend_ != nullptr,
+                   model->calibration_pending, model->crossover};
 }
+
+std::vector<ModelId> InferenceService::model_ids() const {
+  std::lock_guard lock(mu_);
+  std::vector<ModelId> ids;
+  for (const auto& [id, model] : models_) ids.push_back(ModelId{id});
+  return ids;
+}
+
+void InferenceService::set_batch_across_callers(bool on) { batching_.store(on); }
 
 Status InferenceService::upload(Model& model) {
   std::lock_guard run(model.run_mu);
@@ -287,27 +327,71 @@ Status InferenceService::run_accelerator(Model& model, const float* in, std::siz
 
 Status InferenceService::infer(ModelId id, const float* in, std::size_t batch, float* out,
                                InferencePath path) {
-  MALV_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, find(id));
-  if (batch == 0) return ok_status();
-  if (in == nullptr || out == nullptr) {
-    return Error(ErrorCode::kInvalidArgument, "inference input or output is null");
+  return infer_now(id, in, batch, out, path, MonoTime::max());
+}
+
+Status InferenceService::infer(ModelId id, const float* in, std::size_t batch, float* out,
+                               MonoTime deadline) {
+  return infer_now(id, in, batch, out, InferencePath::kAuto, deadline);
+}
+
+Status InferenceService::infer_now(ModelId id, const float* in, std::size_t batch, float* out,
+                                   InferencePath path, MonoTime deadline) {
+  const MonoTime start = MonoClock::now();
+  Status status = [&]() -> Status {
+    MALV_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, find(id));
+    if (batch == 0) return ok_status();
+    if (in == nullptr || out == nullptr) {
+      return Error(ErrorCode::kInvalidArgument, "inference input or output is null");
+    }
+    if (path == InferencePath::kAuto && batch <= options_.max_batch_rows &&
+        batching_.load(std::memory_order_relaxed)) {
+      return model->batcher->submit(in, batch, out, deadline);
+    }
+    return run_alone(*model, in, batch, out, path, deadline);
+  }();
+  stats_.record_request(batch, (MonoClock::now() - start).count(),
+                        status.ok() ? ErrorCode::kOk : status.error().code());
+  return status;
+}
+
+Status InferenceService::run_alone(Model& model, const float* in, std::size_t batch, float* out,
+                                   InferencePath path, MonoTime deadline) {
+  if (MonoClock::now() >= deadline) {
+    return Error(ErrorCode::kDeadlineExceeded, "inference: the caller's deadline had passed");
   }
-  const bool capable = backend_ != nullptr && model->capable;
+  const bool capable = backend_ != nullptr && model.capable;
   if (path == InferencePath::kAccelerator && !capable) {
     return Error(ErrorCode::kUnimplemented,
                  backend_ == nullptr ? "no accelerator backend"
                                      : "the accelerator path needs relu/identity hidden layers");
   }
   if (path == InferencePath::kAuto) {
-    std::size_t crossover = kNeverAccelerate;
-    {
-      std::lock_guard lock(mu_);
-      crossover = model->crossover.batch;
-    }
-    path = capable && batch >= crossover ? InferencePath::kAccelerator : InferencePath::kCpu;
+    path = capable && batch >= model.crossover_rows.load(std::memory_order_relaxed)
+               ? InferencePath::kAccelerator
+               : InferencePath::kCpu;
   }
-  if (path == InferencePath::kAccelerator) return run_accelerator(*model, in, batch, out);
-  model->mlp.infer_cpu(in, batch, out);
+  if (path == InferencePath::kAccelerator) {
+    MALV_TRY(run_accelerator(model, in, batch, out));
+  } else {
+    model.mlp.infer_cpu(in, batch, out);
+  }
+  stats_.record_run(batch, path == InferencePath::kAccelerator);
+  if (MonoClock::now() > deadline) {
+    return Error(ErrorCode::kDeadlineExceeded, "inference: no answer before the caller's deadline");
+  }
+  return ok_status();
+}
+
+Status InferenceService::run_batch(Model& model, const float* in, std::size_t batch, float* out) {
+  const bool accelerate = backend_ != nullptr && model.capable &&
+                          batch >= model.crossover_rows.load(std::memory_order_relaxed);
+  if (accelerate) {
+    MALV_TRY(run_accelerator(model, in, batch, out));
+  } else {
+    model.mlp.infer_cpu(in, batch, out);
+  }
+  stats_.record_run(batch, accelerate);
   return ok_status();
 }
 
@@ -339,6 +423,7 @@ Result<Crossover> InferenceService::measure(Model& model) {
     if (result.points[i].accelerator_us >= result.points[i].cpu_us) break;
     result.batch = result.points[i].batch;
   }
+  stats_.record_calibration();
   log::info("mlaas", "inference crossover for {} on {}: {}", mlp.shape_key(), backend_name_,
             result.batch == kNeverAccelerate
                 ? std::string("CPU always faster")
@@ -353,9 +438,90 @@ Result<Crossover> InferenceService::calibrate(ModelId id) {
   }
   MALV_ASSIGN_OR_RETURN(Crossover measured, measure(*model));
   std::lock_guard lock(mu_);
-  model->crossover = measured;
-  crossover_cache_[backend_name_ + ":" + model->mlp.shape_key()] = measured;
-  return measured;
+  store_crossover(*model, measured);
+  crossover_cache_[cache_key(*model)] = measured;
+  return model->crossover;
+}
+
+void InferenceService::recalibrate() {
+  std::vector<std::shared_ptr<Model>> models;
+  {
+    std::lock_guard lock(mu_);
+    crossover_cache_.clear();
+    for (auto& [id, model] : models_) {
+      if (backend_ == nullptr || !model->capable || !options_.calibrate) continue;
+      if (options_.calibrate_in_background) {
+        model->calibration_pending = true;
+        calibration_queue_.push_back(model);
+      } else {
+        models.push_back(model);
+      }
+    }
+  }
+  calibration_cv_.notify_all();
+  for (const auto& model : models) {
+    Result<Crossover> measured = measure(*model);
+    if (!measured.ok()) {
+      log::warn("mlaas", "inference: recalibrating {} failed: {}", model->mlp.shape_key(),
+                measured.error().to_string());
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    store_crossover(*model, *measured);
+    crossover_cache_.try_emplace(cache_key(*model), *measured);
+  }
+}
+
+bool InferenceService::wait_for_calibration(Nanos timeout) {
+  std::unique_lock lock(mu_);
+  return calibration_cv_.wait_for(lock, timeout,
+                                  [&] { return calibration_queue_.empty() && !calibrating_; });
+}
+
+void InferenceService::calibration_loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    calibration_cv_.wait(lock, [&] { return stopping_ || !calibration_queue_.empty(); });
+    if (stopping_) return;
+    std::shared_ptr<Model> model = calibration_queue_.front().lock();
+    calibration_queue_.pop_front();
+    if (model == nullptr) continue;  // released meanwhile
+    if (auto it = crossover_cache_.find(cache_key(*model)); it != crossover_cache_.end()) {
+      store_crossover(*model, it->second);  // a model of its shape was measured meanwhile
+      model->calibration_pending = false;
+      calibration_cv_.notify_all();
+      continue;
+    }
+    calibrating_ = true;
+    lock.unlock();
+    Result<Crossover> measured = measure(*model);
+    lock.lock();
+    calibrating_ = false;
+    model->calibration_pending = false;
+    if (measured.ok()) {
+      store_crossover(*model, *measured);
+      crossover_cache_[cache_key(*model)] = *measured;
+    } else {
+      log::warn("mlaas", "inference: calibrating {} failed ({}); it stays on the CPU",
+                model->mlp.shape_key(), measured.error().to_string());
+    }
+    calibration_cv_.notify_all();
+  }
+}
+
+void InferenceService::store_crossover(Model& model, const Crossover& measured) {
+  const bool overridden = model.crossover.overridden;
+  const std::size_t batch = model.crossover.batch;
+  model.crossover = measured;
+  if (overridden) {  // set_crossover() wins over a measurement
+    model.crossover.overridden = true;
+    model.crossover.batch = batch;
+  }
+  model.crossover_rows.store(model.crossover.batch, std::memory_order_relaxed);
+}
+
+std::string InferenceService::cache_key(const Model& model) const {
+  return backend_name_ + ":" + model.mlp.shape_key();
 }
 
 Status InferenceService::set_crossover(ModelId id, std::size_t batch) {
@@ -363,6 +529,7 @@ Status InferenceService::set_crossover(ModelId id, std::size_t batch) {
   std::lock_guard lock(mu_);
   model->crossover.batch = std::max<std::size_t>(batch, 1);
   model->crossover.overridden = true;
+  model->crossover_rows.store(model->crossover.batch, std::memory_order_relaxed);
   return ok_status();
 }
 

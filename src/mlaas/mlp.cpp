@@ -5,7 +5,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cmath>
+#include <functional>
+#include <semaphore>
+#include <thread>
 
 namespace malv::mlaas {
 namespace {
@@ -186,10 +191,72 @@ std::string Mlp::shape_key() const {
   return key;
 }
 
+namespace {
+
+// At most kCpuSlots threads run infer_cpu at once, each with a slot's
+// scratch buffers:
+//  * OpenBLAS 0.3.21 (Debian 12) keeps a fixed table of per-call buffers;
+//    with a few hundred threads inside cblas_sgemm at once (512 policy
+//    threads inferring) it prints "precompiled NUM_THREADS exceeded" and
+//    crashes. 64 callers at once stay far below that.
+//  * Scratch kept between calls: allocating it per call made glibc map and
+//    unmap it for batches of 512 rows and more (docs/benchmarks.md: the
+//    LinnOS shape ran 20x slower per row at batch 512 than at 64).
+// Taking and returning a slot is lock-free unless all 64 are in use.
+class CpuSlots {
+ public:
+  static constexpr std::size_t kCount = 64;
+  struct Slot {
+    std::atomic<bool> busy{false};
+    std::vector<float> a, b;
+  };
+
+  Slot& take() {
+    free_.acquire();
+    std::size_t i = std::hash<std::thread::id>{}(std::this_thread::get_id()) % kCount;
+    for (;; i = (i + 1) % kCount) {
+      bool expected = false;
+      if (!slots_[i].busy.load(std::memory_order_relaxed) &&
+          slots_[i].busy.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
+        return slots_[i];
+      }
+    }
+  }
+  void give_back(Slot& slot) {
+    slot.busy.store(false, std::memory_order_release);
+    free_.release();
+  }
+
+ private:
+  std::counting_semaphore<kCount> free_{kCount};
+  std::array<Slot, kCount> slots_;
+};
+
+CpuSlots& cpu_slots() {
+  static CpuSlots slots;
+  return slots;
+}
+
+}  // namespace
+
 void Mlp::infer_cpu(const float* in, std::size_t batch, float* out) const {
   if (batch == 0) return;
-  std::vector<float> a(batch * widest());
-  std::vector<float> b(batch * widest());
+  CpuSlots& slots = cpu_slots();
+  CpuSlots::Slot& slot = slots.take();
+  struct GiveBack {
+    CpuSlots& slots;
+    CpuSlots::Slot& slot;
+    ~GiveBack() { slots.give_back(slot); }
+  } give_back{slots, slot};
+  // A slot keeps up to 512 KiB a buffer (the LinnOS shape at 512 rows);
+  // larger scratch (the calibration's batch 4096) is allocated per call.
+  constexpr std::size_t kKeep = (512u << 10) / sizeof(float);
+  std::vector<float> a_large, b_large;
+  const std::size_t need = batch * widest();
+  std::vector<float>& a = need <= kKeep ? slot.a : a_large;
+  std::vector<float>& b = need <= kKeep ? slot.b : b_large;
+  if (a.size() < need) a.resize(need);
+  if (b.size() < need) b.resize(need);
   const float* x = in;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const DenseLayer& l = layers_[i];

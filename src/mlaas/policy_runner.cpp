@@ -6,6 +6,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "mlaas/baselines.h"
+#include "mlaas/decision_deadline.h"
 
 namespace malv::mlaas {
 
@@ -58,6 +59,9 @@ DecisionReport PolicyRunner::decide(std::string_view vm, PolicyClass cls, const 
   {
     std::lock_guard instance_lock(instance->mutex());
     const std::int64_t start = mono_now_ns();
+    // What the module asks of the host meanwhile (inference) is answered
+    // within the budget or not at all.
+    DecisionDeadlineScope deadline(MonoClock::now() + options.budget_for(cls));
     try {
       status = instance->policy().decide(instance->state(), observations, n, decisions);
     } catch (...) {

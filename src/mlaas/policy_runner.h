@@ -11,6 +11,10 @@
 //  * time budget: the call is timed (GuardrailOptions::budget, 50 us by
 //    default, per batch); a late answer is discarded. A module cannot be
 //    pre-empted, so lateness is detected, not prevented.
+//  * deadline: start + budget is this thread's decision deadline while
+//    decide() runs (decision_deadline.h): the host's inference service
+//    answers the module's model_infer by then or fails it (the module then
+//    returns an error).
 //  * status: a non-zero return (or a C++ exception escaping the module) is
 //    a failure.
 //  * outputs: the decision buffer is poisoned first, so every decision must

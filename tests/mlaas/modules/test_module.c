@@ -133,6 +133,52 @@ static int evict_newest(void* state, const void* obs, size_t n, void* out) {
   return MALV_MLAAS_OK;
 }
 
+/* Infers through the host: the model named by MALV_TEST_INFER_MODEL (one
+ * input, one output) is loaded at create; decide runs one row per
+ * observation (its queue_id) through model_infer and scores by the answer,
+ * or fails with model_infer's error. */
+typedef struct inferring_state {
+  const malv_host_services* services;
+  malv_model model;
+} inferring_state;
+
+static int create_inferring(const malv_host_services* services, const char* vm, void** state) {
+  const char* path = getenv("MALV_TEST_INFER_MODEL");
+  inferring_state* s;
+  int status;
+  (void)vm;
+  if (path == NULL) return MALV_MLAAS_ERR_NOT_FOUND;
+  s = (inferring_state*)calloc(1, sizeof(inferring_state));
+  if (s == NULL) return MALV_MLAAS_ERR_NO_MEMORY;
+  s->services = services;
+  status = services->model_load(services, path, &s->model);
+  if (status != MALV_MLAAS_OK) {
+    free(s);
+    return status;
+  }
+  *state = s;
+  return MALV_MLAAS_OK;
+}
+static void destroy_inferring(void* state) {
+  inferring_state* s = (inferring_state*)state;
+  s->services->model_release(s->services, s->model);
+  free(s);
+}
+static int inferring(void* state, const void* obs, size_t n, void* out) {
+  inferring_state* s = (inferring_state*)state;
+  const malv_gpu_sched_observation* o = (const malv_gpu_sched_observation*)obs;
+  malv_gpu_sched_decision* d = (malv_gpu_sched_decision*)out;
+  size_t i;
+  for (i = 0; i < n; ++i) {
+    float in = (float)o[i].queue_id;
+    float answer = 0.0f;
+    int status = s->services->model_infer(s->services, s->model, &in, 1, &answer);
+    if (status != MALV_MLAAS_OK) return status;
+    d[i].score = (double)answer;
+  }
+  return MALV_MLAAS_OK;
+}
+
 #if TEST_MODULE_KIND == 5
 #define GOOD_CLASS 99u
 #else
@@ -169,6 +215,8 @@ static const malv_policy kPolicies[] = {
      destroy_counter, evict_newest, NULL},
     {MALV_POLICY_MEMORY, "memory-erroring", "returns an error, counts feedback", create_counter,
      destroy_counter, erroring, count_feedback},
+    {MALV_POLICY_GPU_SCHED, "inferring", "scores by a model run through model_infer",
+     create_inferring, destroy_inferring, inferring, NULL},
 };
 
 #if TEST_MODULE_KIND == 2
