@@ -20,9 +20,13 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   const HostConfig& config = d->options_.config;
   MALV_ASSIGN_OR_RETURN(d->backend_, make_backend(config));
 
-  // MLaaS: inference runs on the same accelerator, on its own queue.
+  // MLaaS: inference runs on the same accelerator, on its own queue, batched
+  // across every policy and VM that asks for the same model. Each model's
+  // crossover is measured when it loads, on the service's thread, so that
+  // model_load stays fast and no decision waits for it.
   mlaas::InferenceOptions inference_options;
-  inference_options.calibrate = false;  // calibrated per model when a model loads
+  inference_options.calibrate = true;
+  inference_options.calibrate_in_background = true;
   d->inference_ = std::make_unique<mlaas::InferenceService>(d->backend_.get(), inference_options);
   d->services_ = std::make_unique<mlaas::HostServices>(d->features_, d->inference_.get());
   d->policies_ = std::make_unique<mlaas::PolicyRegistry>(d->services_->table());
@@ -57,11 +61,24 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   offload::CatalogOptions catalog;
   catalog.data_dirs = config.data_dirs;
   if (catalog.data_dirs.empty()) catalog.data_dirs.push_back(kDefaultDataDir);
-  catalog.prefetch = [runner = d->runner_.get()](std::string_view vm,
-                                                 const malv_prefetch_observation& observation) {
+  // The pipeline knows its VM by name; the policy gets the VM's id.
+  auto vm_id = [vgpu = d->vgpu_.get()](std::string_view vm) -> std::uint64_t {
+    Result<std::shared_ptr<vgpu::Vm>> found = vgpu->vms().find(std::string(vm));
+    return found.ok() ? found.value()->id().value() : 0;
+  };
+  catalog.prefetch = [runner = d->runner_.get(), vm_id](
+                         std::string_view vm, const malv_prefetch_observation& observation) {
+    malv_prefetch_observation o = observation;
+    o.vm_id = vm_id(vm);
     malv_prefetch_decision decision{};
-    runner->decide(vm, std::span(&observation, 1), std::span(&decision, 1));
+    runner->decide(vm, std::span(&o, 1), std::span(&decision, 1));
     return decision.depth;
+  };
+  catalog.prefetch_feedback = [runner = d->runner_.get(), vm_id](
+                                  std::string_view vm, const malv_prefetch_outcome& outcome) {
+    malv_prefetch_outcome o = outcome;
+    o.stream.vm_id = vm_id(vm);
+    runner->feedback(vm, mlaas::PolicyClass::kPrefetch, &o, 1);
   };
   d->datasets_ = std::make_unique<offload::DatasetCatalog>(std::move(catalog));
 
@@ -105,7 +122,11 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                                       .policies = d->policies_.get(),
                                       .runner = d->runner_.get(),
                                       .backend = info.backend,
-                                      .device = info.name}));
+                                      .device = info.name,
+                                      .more_metrics =
+                                          [inference = d->inference_.get()] {
+                                            return inference->metrics_text();
+                                          }}));
   return d;
 }
 

@@ -169,7 +169,9 @@ void DataPipeline::produce_loop() {
 Result<DataPipeline::Batch> DataPipeline::next() {
   Batch batch;
   malv_prefetch_observation observation{};
+  malv_prefetch_outcome outcome{};
   bool ask = false;
+  bool tell = false;
   {
     std::unique_lock lock(mu_);
     if (!producer_error_.ok()) return producer_error_.error();
@@ -214,10 +216,19 @@ Result<DataPipeline::Batch> DataPipeline::next() {
       production_ns_ = 0;
       stall_since_decision_ns_ = 0;
       ask = true;
+      if (decided_) {
+        outcome.stream = last_observation_;
+        outcome.depth_used = depth_;  // what applied since the previous decision
+        outcome.consumer_stall_ns = observation.consumer_stall_ns;
+        tell = true;
+      }
+      last_observation_ = observation;
+      decided_ = true;
     }
   }
   if (ask) {
     // The policy runs outside the lock: the producer keeps staging meanwhile.
+    if (tell && options_.feedback) options_.feedback(options_.vm, outcome);
     const std::uint32_t depth = std::clamp<std::uint32_t>(
         options_.prefetch(options_.vm, observation), 1, options_.max_depth);
     std::lock_guard lock(mu_);

@@ -16,7 +16,10 @@
 // How many batches are staged ahead is the VM's prefetch policy's decision
 // (MLaaS class prefetch; baseline: a fixed depth), taken every
 // kDecisionEvery batches from what the pipeline measured: consumption and
-// production rates and the time the consumer waited.
+// production rates and the time the consumer waited. Before each decision the
+// policy hears what its previous one gave (malv_prefetch_outcome: the depth
+// that applied and the consumer's stall meanwhile). The observation's vm_id
+// is the host's to fill (the pipeline knows the VM by name).
 //
 // Device memory for the slots comes from the VM's backend view, so it counts
 // against the VM's quota. On an oversubscribed VM the slots are buffers of
@@ -52,6 +55,7 @@ struct PipelineOptions {
   std::uint32_t max_depth = 8;      // batches staged ahead at most (>= 1)
   std::uint32_t initial_depth = 2;  // until the policy first decides
   PrefetchPolicy prefetch;          // null: keep initial_depth
+  PrefetchFeedback feedback;        // null: the policy hears nothing back
 };
 
 struct PipelineStats {
@@ -142,6 +146,9 @@ class DataPipeline {
   std::uint64_t consumed_at_decision_ = 0;
   std::uint64_t produced_at_decision_ = 0;
   std::int64_t production_ns_ = 0;  // time spent gathering and issuing since the decision
+  // The observation of the latest decision, reported back with what followed.
+  malv_prefetch_observation last_observation_{};
+  bool decided_ = false;
   // The producer thread's own: the permutation of the epoch it stages from.
   std::uint64_t order_epoch_ = ~0ull;
   std::vector<std::uint32_t> order_;

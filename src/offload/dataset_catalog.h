@@ -46,10 +46,16 @@ struct DatasetSource {
 using PrefetchPolicy =
     std::function<std::uint32_t(std::string_view vm, const malv_prefetch_observation& observation)>;
 
+// Tells the VM's prefetch policy what its previous decision gave: the depth
+// that applied and the consumer's stall while it did.
+using PrefetchFeedback =
+    std::function<void(std::string_view vm, const malv_prefetch_outcome& outcome)>;
+
 struct CatalogOptions {
   std::vector<std::string> data_dirs;  // where guests' relative paths are looked up
   std::uint32_t max_depth = 8;         // batches staged ahead at most, per pipeline
   PrefetchPolicy prefetch;             // null: the fixed baseline depth
+  PrefetchFeedback prefetch_feedback;  // null: no feedback
 };
 
 class DatasetCatalog {
@@ -66,6 +72,7 @@ class DatasetCatalog {
 
   std::uint32_t max_depth() const { return options_.max_depth; }
   const PrefetchPolicy& prefetch_policy() const { return options_.prefetch; }
+  const PrefetchFeedback& prefetch_feedback() const { return options_.prefetch_feedback; }
   const std::vector<std::string>& data_dirs() const { return options_.data_dirs; }
 
  private:

@@ -9,8 +9,10 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <numeric>
 
 #include "accel/backend.h"
@@ -196,6 +198,43 @@ TEST_F(DataPipelineTest, DepthFollowsThePrefetchPolicy) {
   EXPECT_EQ(asked.load(), 2);
   EXPECT_EQ(pipeline->stats().depth, 4u);
   EXPECT_EQ(pipeline->stats().policy_decisions, 2u);
+}
+
+// Before each decision but the first, the policy hears what the previous one
+// gave: that decision's observation, the depth that applied since, and the
+// consumer's stall meanwhile (the new observation's).
+TEST_F(DataPipelineTest, EachDecisionButTheFirstIsPrecededByTheOutcomeOfTheOneBefore) {
+  std::vector<malv_prefetch_observation> asked;
+  std::vector<malv_prefetch_outcome> told;
+  std::mutex mutex;
+  DatasetCatalog c = catalog([&](std::string_view, const malv_prefetch_observation& o) {
+    std::lock_guard lock(mutex);
+    asked.push_back(o);
+    return 3u;
+  });
+  auto data = c.load(raw_source()).value();
+  PipelineOptions options{.vm = "vm-f", .batch = 4, .max_depth = 4};
+  options.prefetch = c.prefetch_policy();
+  options.feedback = [&](std::string_view vm, const malv_prefetch_outcome& outcome) {
+    EXPECT_EQ(vm, "vm-f");
+    std::lock_guard lock(mutex);
+    told.push_back(outcome);
+  };
+  auto pipeline = DataPipeline::start(*backend_, data, options).value();
+  for (int i = 0; i < 3 * static_cast<int>(DataPipeline::kDecisionEvery); ++i) {
+    auto b = pipeline->next().value();
+    EXPECT_EQ(read_batch(b).size(), b.rows);
+    pipeline->release(b.slot);
+  }
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(asked.size(), 3u);
+  ASSERT_EQ(told.size(), 2u);
+  for (std::size_t i = 0; i < told.size(); ++i) {
+    EXPECT_EQ(std::memcmp(&told[i].stream, &asked[i], sizeof(malv_prefetch_observation)), 0) << i;
+    EXPECT_EQ(told[i].consumer_stall_ns, asked[i + 1].consumer_stall_ns) << i;
+    EXPECT_EQ(told[i].depth_used, asked[i + 1].current_depth) << i;
+  }
+  EXPECT_EQ(told[0].depth_used, 3u);  // what the first decision set
 }
 
 TEST_F(DataPipelineTest, SlotsAreDeviceMemoryGivenBackOnDestruction) {
