@@ -122,11 +122,7 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                                       .policies = d->policies_.get(),
                                       .runner = d->runner_.get(),
                                       .backend = info.backend,
-                                      .device = info.name,
-                                      .more_metrics =
-                                          [inference = d->inference_.get()] {
-                                            return inference->metrics_text();
-                                          }}));
+                                      .device = info.name}));
   return d;
 }
 
