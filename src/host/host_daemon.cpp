@@ -122,7 +122,11 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                                       .policies = d->policies_.get(),
                                       .runner = d->runner_.get(),
                                       .backend = info.backend,
-                                      .device = info.name}));
+                                      .device = info.name,
+                                      .more_metrics =
+                                          [inference = d->inference_.get()] {
+                                            return inference->metrics_text();
+                                          }}));
   return d;
 }
 

@@ -84,6 +84,29 @@ Status CallerBatcher::submit(const float* in, std::size_t rows, float* out, Mono
   self.deadline = deadline;
   std::unique_lock lock(mu_);
   if (MonoClock::now() >= deadline) return deadline_error();
+  if (leader_ == nullptr && running_ < options_.max_runs && rows >= target_rows()) {
+    // Alone, and the last batch was no bigger: run at once on the caller's
+    // own buffers (no copies). Who comes meanwhile waits for the next run.
+    ++running_;
+    last_rows_ = rows;
+    lock.unlock();
+    const MonoTime started = MonoClock::now();
+    Status ran;
+    try {
+      ran = run_(in, rows, out);
+    } catch (...) {
+      ran = Error(ErrorCode::kInternal, "inference run threw an exception");
+    }
+    const Nanos took = MonoClock::now() - started;
+    lock.lock();
+    --running_;
+    if (ran.ok()) note_run(rows, took);
+    const bool kick = leader_ != nullptr;
+    lock.unlock();
+    if (kick) kick_leader();
+    self.status = std::move(ran);
+    return finish(self);
+  }
   self.word.store(collect_seq_ % kWords, std::memory_order_relaxed);
   pending_.push_back(&self);
   const std::size_t before = pending_rows_;
@@ -236,11 +259,7 @@ Status CallerBatcher::lead(std::unique_lock<std::mutex>& lock, Request& self) {
 
   lock.lock();
   --running_;
-  if (ran.ok()) {
-    double& per_row = ns_per_row_[rows_bucket(rows)];
-    const double sample = static_cast<double>(took.count()) / static_cast<double>(rows);
-    per_row = per_row == 0 ? sample : 0.8 * per_row + 0.2 * sample;
-  }
+  if (ran.ok()) note_run(rows, took);
   for (std::size_t i = 0; i < batch.requests.size(); ++i) {
     Request* r = batch.requests[i];
     if (r == nullptr) continue;  // withdrawn: its deadline passed while this ran
@@ -257,6 +276,12 @@ Status CallerBatcher::lead(std::unique_lock<std::mutex>& lock, Request& self) {
   wake_words(1u << word);
   if (kick) kick_leader();
   return finish(self);
+}
+
+void CallerBatcher::note_run(std::size_t rows, Nanos took) {
+  double& per_row = ns_per_row_[rows_bucket(rows)];
+  const double sample = static_cast<double>(took.count()) / static_cast<double>(rows);
+  per_row = per_row == 0 ? sample : 0.8 * per_row + 0.2 * sample;
 }
 
 std::size_t CallerBatcher::promote_next() {

@@ -10,8 +10,10 @@
 //   // from any number of threads:
 //   Status s = batcher.submit(row.data(), 1, answer.data(), deadline);
 //
-// How a batch forms. The first caller that finds nobody collecting leads the
-// next batch: it waits until as many rows are waiting as the last batch had
+// How a batch forms. A caller that finds nobody waiting, a run slot free
+// and a last batch no bigger than its own rows runs at once on its own
+// buffers. Otherwise the first caller that finds nobody collecting leads
+// the next batch: it waits until as many rows are waiting as the last batch had
 // (so a lone caller never waits), or until the window has passed since it
 // came, or until a waiting caller's deadline leaves no more time, and until
 // fewer than max_runs batches of this model are running. Then it copies
@@ -92,6 +94,7 @@ class CallerBatcher {
   void remove_pending(Request* request);
   std::size_t target_rows() const;
   Nanos estimate(std::size_t rows) const;
+  void note_run(std::size_t rows, Nanos took);  // under mu_
   void wake_words(unsigned mask);
   void kick_leader();
 

@@ -93,7 +93,7 @@ struct InferenceService::Model {
 };
 
 InferenceService::InferenceService(accel::Backend* backend, InferenceOptions options)
-    : backend_(backend), options_(std::move(options)), batching_(options_.batch_across_callers) {
+    : backend_(backend), options_(std::move(options)), batching_(options_.batching) {
   if (backend_ == nullptr) return;
   Result<accel::QueueId> queue = backend_->create_queue(accel::QueuePriority::kHigh);
   if (!queue.ok()) {
@@ -228,7 +228,7 @@ std::vector<ModelId> InferenceService::model_ids() const {
   return ids;
 }
 
-void InferenceService::set_batch_across_callers(bool on) { batching_.store(on); }
+void InferenceService::set_batching(CallerBatching batching) { batching_.store(batching); }
 
 Status InferenceService::upload(Model& model) {
   std::lock_guard run(model.run_mu);
@@ -344,8 +344,7 @@ Status InferenceService::infer_now(ModelId id, const float* in, std::size_t batc
     if (in == nullptr || out == nullptr) {
       return Error(ErrorCode::kInvalidArgument, "inference input or output is null");
     }
-    if (path == InferencePath::kAuto && batch <= options_.max_batch_rows &&
-        batching_.load(std::memory_order_relaxed)) {
+    if (path == InferencePath::kAuto && batch <= options_.max_batch_rows && batches(*model)) {
       return model->batcher->submit(in, batch, out, deadline);
     }
     return run_alone(*model, in, batch, out, path, deadline);
@@ -353,6 +352,17 @@ Status InferenceService::infer_now(ModelId id, const float* in, std::size_t batc
   stats_.record_request(batch, (MonoClock::now() - start).count(),
                         status.ok() ? ErrorCode::kOk : status.error().code());
   return status;
+}
+
+bool InferenceService::batches(const Model& model) const {
+  switch (batching_.load(std::memory_order_relaxed)) {
+    case CallerBatching::kOff: return false;
+    case CallerBatching::kOn: return true;
+    case CallerBatching::kAuto:
+      return backend_ != nullptr && model.capable &&
+             model.crossover_rows.load(std::memory_order_relaxed) <= options_.max_batch_rows;
+  }
+  return false;
 }
 
 Status InferenceService::run_alone(Model& model, const float* in, std::size_t batch, float* out,

@@ -22,17 +22,21 @@
 //    activation, applied on the host after read-back. Other models always
 //    run on the CPU.
 //
-// Batching across callers (InferenceOptions::batch_across_callers, on by
-// default; kAuto calls of at most max_batch_rows rows): calls for the same
-// model from any threads are combined by a CallerBatcher (caller_batcher.h):
-// the first caller of a batch waits at most batch_window for others (not at
-// all when as many rows as the last batch had are already there), then one
-// run, on the path the crossover picks for the batch's total rows, serves
-// them all and each caller gets exactly its own rows back. At most
-// max_concurrent_runs batches of a model run at once; callers that come
-// meanwhile form the next batch. A call with a deadline is never answered
-// after it: it gets kDeadlineExceeded instead, as soon as its answer cannot
-// come in time. Calls that name a path (kCpu, kAccelerator) run alone.
+// Batching across callers (InferenceOptions::batching; kAuto calls of at
+// most max_batch_rows rows): calls for the same model from any threads are
+// combined by a CallerBatcher (caller_batcher.h): a caller alone runs at
+// once; otherwise the first caller of a batch waits at most batch_window for
+// others (0 by default: a batch is whoever came while the model's previous
+// run ran), then one run, on the path the crossover picks for the batch's
+// total rows, serves them all and each caller gets exactly its own rows
+// back. At most max_concurrent_runs batches of a model run at once. By
+// default (CallerBatching::kAuto) a model is batched only when its
+// crossover is within max_batch_rows, that is when a batch can reach the
+// accelerator: on the CPU a waiting caller's wake-up costs about what
+// batching saves (docs/benchmarks.md), so each call runs on its own there.
+// A call with a deadline is never answered after it: it gets
+// kDeadlineExceeded instead, as soon as its answer cannot come in time.
+// Calls that name a path (kCpu, kAccelerator) run alone.
 //
 // Crossover: both paths are timed at batch 1, 8, 64, 512, 4096 (best of a
 // few runs) and the smallest measured batch from which the accelerator wins
@@ -83,6 +87,12 @@ enum class InferencePath { kAuto, kCpu, kAccelerator };
 
 inline constexpr std::size_t kNeverAccelerate = std::numeric_limits<std::size_t>::max();
 
+enum class CallerBatching {
+  kOff,   // every call runs on its own
+  kOn,    // kAuto calls are batched across callers
+  kAuto,  // batched when the model's crossover is within max_batch_rows
+};
+
 struct InferenceOptions {
   bool calibrate = true;
   // Measure on the service's thread, not in add() (what `malv serve` does).
@@ -90,9 +100,9 @@ struct InferenceOptions {
   std::vector<std::size_t> calibration_batches{1, 8, 64, 512, 4096};
   int calibration_runs = 3;  // best of
 
-  bool batch_across_callers = true;
+  CallerBatching batching = CallerBatching::kAuto;
   // How long the first caller of a batch waits for others (see above).
-  std::chrono::nanoseconds batch_window = std::chrono::microseconds(20);
+  std::chrono::nanoseconds batch_window{0};
   std::size_t max_batch_rows = 1024;
   int max_concurrent_runs = 1;  // per model
 };
@@ -152,8 +162,8 @@ class InferenceService {
   // Accelerator from `batch` on (kNeverAccelerate: CPU only; 1: always).
   [[nodiscard]] Status set_crossover(ModelId model, std::size_t batch);
 
-  // Switches batching across callers on or off for calls from now on.
-  void set_batch_across_callers(bool on);
+  // Batching across callers for calls from now on.
+  void set_batching(CallerBatching batching);
 
   bool has_accelerator() const { return backend_ != nullptr; }
   InferenceCounters stats() const { return stats_.snapshot(); }
@@ -168,6 +178,7 @@ class InferenceService {
   Result<std::shared_ptr<Model>> find(ModelId id) const;
   Status infer_now(ModelId id, const float* in, std::size_t batch, float* out, InferencePath path,
                    MonoTime deadline);
+  bool batches(const Model& model) const;
   Status run_alone(Model& model, const float* in, std::size_t batch, float* out, InferencePath path,
                    MonoTime deadline);
   Status run_batch(Model& model, const float* in, std::size_t batch, float* out);
@@ -182,7 +193,7 @@ class InferenceService {
   InferenceOptions options_;
   accel::QueueId queue_;
   std::string backend_name_;  // backend and device: part of the crossover cache key
-  std::atomic<bool> batching_;
+  std::atomic<CallerBatching> batching_;
   InferenceStats stats_;
 
   mutable std::mutex mu_;

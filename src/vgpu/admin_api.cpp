@@ -266,6 +266,7 @@ std::string metrics_text(const AdminContext& ctx, VgpuService& vgpu) {
       "malv_device_memory_reclaimed_bytes_total {}\n",
       ledger.capacity(), ledger.guaranteed(), ledger.pool()->used(), ledger.borrowed_bytes(),
       ledger.reclaimed_bytes());
+  if (ctx.more_metrics) out += ctx.more_metrics();
   return out;
 }
 

@@ -54,6 +54,9 @@ struct AdminContext {
   mlaas::PolicyRunner* runner = nullptr;
   std::string backend;  // "cpu" / "cuda", as chosen at start-up
   std::string device;   // device name
+  // More /metrics families, appended as they are (the MLaaS inference
+  // service's: InferenceService::metrics_text()).
+  std::function<std::string()> more_metrics;
 };
 
 class AdminApi {

@@ -80,8 +80,10 @@ TEST(CallerBatching, ManyConcurrentCallersEachGetExactlyTheirOwnRows) {
   }
 
   auto backend = accel::make_cpu_backend({.memory_bytes = 64 << 20, .workers = 1});
-  InferenceService service(backend.get(),
-                           {.calibrate = false, .batch_window = 200us, .max_batch_rows = 64});
+  InferenceService service(backend.get(), {.calibrate = false,
+                                           .batching = CallerBatching::kOn,
+                                           .batch_window = 200us,
+                                           .max_batch_rows = 64});
   const ModelId model = service.add(mlp).value();
   std::atomic<std::size_t> wrong{0}, failed{0};
   std::vector<std::thread> callers;
@@ -117,8 +119,28 @@ TEST(CallerBatching, ManyConcurrentCallersEachGetExactlyTheirOwnRows) {
   EXPECT_GT(shared_runs, 0u) << "no run had more than 4 rows";
 }
 
+TEST(CallerBatching, ByDefaultAModelIsBatchedOnlyWhenABatchCanReachTheAccelerator) {
+  auto backend = accel::make_cpu_backend({.memory_bytes = 64 << 20, .workers = 1});
+  InferenceService service(backend.get(), {.calibrate = false, .batch_window = 50ms});
+  const ModelId model = service.add(random_mlp(4, 8, 2, 4)).value();
+  std::vector<float> in = caller_rows(0, 0, 2, 4), out(4);
+  // A run of 2 rows, then one of 1 row: a batched model's next batch waits
+  // for 2 rows or the 50 ms window; a model whose calls run on their own
+  // does not wait.
+  auto two_then_one = [&] {
+    EXPECT_TRUE(service.infer(model, in.data(), 2, out.data()).ok());
+    Stopwatch watch;
+    EXPECT_TRUE(service.infer(model, in.data(), 1, out.data()).ok());
+    return watch.elapsed();
+  };
+  EXPECT_LT(two_then_one(), 25ms) << "CPU always faster (no crossover): not batched";
+  ASSERT_TRUE(service.set_crossover(model, 8).ok());
+  EXPECT_GE(two_then_one(), 50ms) << "accelerator from 8 rows: batched";
+}
+
 TEST(CallerBatching, ALoneCallerDoesNotWaitForTheWindow) {
-  InferenceService service(nullptr, {.calibrate = false, .batch_window = 200ms});
+  InferenceService service(
+      nullptr, {.calibrate = false, .batching = CallerBatching::kOn, .batch_window = 200ms});
   const ModelId model = service.add(random_mlp(4, 8, 2, 3)).value();
   std::vector<float> in(4, 0.5f), out(2);
   Stopwatch watch;
@@ -306,7 +328,7 @@ TEST(CallerBatching, APolicyWhoseInferenceMissesItsBudgetIsAnsweredByTheBaseline
 
 TEST(CallerBatching, HundredsOfThreadsInferInlineAtOnce) {
   // OpenBLAS 0.3.21 crashes with a few hundred threads inside it at once.
-  InferenceService service(nullptr, {.calibrate = false, .batch_across_callers = false});
+  InferenceService service(nullptr, {.calibrate = false, .batching = CallerBatching::kOff});
   const Mlp mlp = random_mlp(31, 64, 2, 5);
   const ModelId model = service.add(mlp).value();
   std::vector<float> in(31, 0.25f), want(2);
