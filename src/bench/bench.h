@@ -45,6 +45,12 @@ struct MlaasOptions {
   int warmup_bursts = 200;  // learned-sjf needs ~150 to converge here
   int bursts = 40;
   std::string backend = "cpu";
+  // Concurrent callers of the inference service (mlaas_callers.h).
+  double caller_ms = 300;  // per measurement
+  int caller_rounds = 3;   // batched and unbatched alternate this many times
+  double batch_window_us = 20;
+  int max_concurrent_runs = 1;
+  bool callers_only = false;  // only that phase
 };
 
 [[nodiscard]] Status run_mlaas(const MlaasOptions& options);

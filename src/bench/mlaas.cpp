@@ -9,6 +9,9 @@
 //    through the accelerator queue, and the crossover batch between them
 //    (InferenceService's rule: the smallest batch from which the accelerator
 //    wins at every larger measured batch).
+//  * concurrent callers (mlaas_callers.h): 1, 8, 64 and 512 threads asking
+//    for one row at a time, batched across callers and not; the crossover
+//    the service's own calibration measures per shape.
 //  * hot_swap_us: while a VM keeps the vGPU scheduler busy, the time from
 //    load_module() of a module not loaded yet to the first decision its
 //    policy makes for that VM (load + select + wait for the next decision).
@@ -43,6 +46,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "bench/bench.h"
+#include "bench/mlaas_callers.h"
 #include "bench/models.h"
 #include "harness/report.h"
 #include "mlaas/feature_registry.h"
@@ -575,12 +579,24 @@ Status run_mlaas(const MlaasOptions& requested) {
     flags.swaps = 2;
     flags.warmup_bursts = 1;
     flags.bursts = 1;
+    flags.caller_ms = 5;
+    flags.caller_rounds = 1;
   }
   // Module loads and policy switches log at info; keep stderr to progress
   // lines and warnings (a policy switched off) unless MALV_LOG says otherwise.
   if (std::getenv("MALV_LOG") == nullptr) log::set_level(log::Level::kWarn);
   fmt::print(stderr, "bench mlaas: loading modules from {} ...\n", mlaas::policy_dir());
   MALV_ASSIGN_OR_RETURN(auto host, start_host(flags.backend));
+  const accel::DeviceInfo info = host->device->info();
+  nlohmann::json extra = {{"backend", info.backend}, {"device", info.name}, {"quick", flags.quick}};
+
+  if (flags.callers_only) {
+    MALV_ASSIGN_OR_RETURN(auto callers, run_concurrent_callers(*host->device, flags));
+    std::vector<harness::Figure> figures;
+    add_caller_figures(callers, figures, extra);
+    harness::print_figures("malv bench mlaas (concurrent callers)", figures, flags.json, extra);
+    return ok_status();
+  }
 
   fmt::print(stderr, "bench mlaas: hot swap of {} under load ({}x) ...\n", kSwapModule,
              flags.swaps);
@@ -595,6 +611,8 @@ Status run_mlaas(const MlaasOptions& requested) {
     MALV_ASSIGN_OR_RETURN(auto points, run_inference(*host, shape, flags));
     inference.push_back(std::move(points));
   }
+
+  MALV_ASSIGN_OR_RETURN(auto callers, run_concurrent_callers(*host->device, flags));
 
   fmt::print(stderr, "bench mlaas: mixed workload, fifo vs learned-sjf ({} + {} bursts each) ...\n",
              flags.warmup_bursts, flags.bursts);
@@ -670,12 +688,9 @@ Status run_mlaas(const MlaasOptions& requested) {
   figures.push_back({"learned_sjf_mix_fallbacks", static_cast<double>(mix.learned.fallbacks), "",
                      "learned-sjf decisions the baseline answered instead"});
 
-  const accel::DeviceInfo info = host->device->info();
-  harness::print_figures("malv bench mlaas", figures, flags.json,
-                         {{"backend", info.backend},
-                          {"device", info.name},
-                          {"crossover", crossovers},
-                          {"quick", flags.quick}});
+  add_caller_figures(callers, figures, extra);
+  extra["crossover"] = crossovers;
+  harness::print_figures("malv bench mlaas", figures, flags.json, extra);
   return ok_status();
 }
 

@@ -49,6 +49,23 @@ void register_bench_mlaas(CLI::App& bench, int& exit_code) {
   sub->add_option("--backend", flags->backend,
                   "Accelerator of the in-process host (inference path): cpu, cuda or auto")
       ->capture_default_str();
+  sub->add_option("--caller-ms", flags->caller_ms,
+                  "Concurrent callers: milliseconds per measurement")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 60'000.0));
+  sub->add_option("--caller-rounds", flags->caller_rounds,
+                  "Concurrent callers: rounds of batched and unbatched (median reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  sub->add_option("--batch-window-us", flags->batch_window_us,
+                  "Concurrent callers: the inference service's batch window")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100'000.0));
+  sub->add_option("--max-concurrent-runs", flags->max_concurrent_runs,
+                  "Concurrent callers: batches of one model running at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  sub->add_flag("--callers-only", flags->callers_only, "Run only the concurrent-callers phase");
   on_bench_run(
       *sub, [flags] { return bench::run_mlaas(*flags); }, exit_code);
 }

@@ -1,0 +1,183 @@
+// Concurrent callers of the inference service (see mlaas_callers.h).
+//
+// Each measurement starts N threads that wait for a common start, then call
+// InferenceService::infer() for one row (each thread its own row) in a loop
+// until stopped; calls that end after the stop are not counted. Batching
+// across callers on and off alternate, `caller_rounds` times each; the
+// throughput is the median round, the latency percentiles are over every
+// call of every round.
+#include "bench/mlaas_callers.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <thread>
+
+#include "base/clock.h"
+
+namespace malv::bench {
+namespace {
+
+struct Round {
+  double per_s = 0;
+  double rows_per_run = 0;
+  std::vector<double> latency_us;
+};
+
+Result<Round> measure_round(mlaas::InferenceService& inference, mlaas::ModelId model,
+                            const ModelCase& shape, std::size_t callers, double ms) {
+  std::atomic<int> phase{0};  // 0: wait, 1: run, 2: stop
+  std::atomic<std::size_t> failures{0};
+  std::vector<std::vector<double>> latency(callers);
+  std::vector<std::thread> threads;
+  threads.reserve(callers);
+  for (std::size_t c = 0; c < callers; ++c) {
+    threads.emplace_back([&, c] {
+      std::vector<float> in(shape.in);
+      for (std::size_t i = 0; i < in.size(); ++i) {
+        in[i] = std::sin(static_cast<float>(c * shape.in + i) * 0.37f);
+      }
+      std::vector<float> out(shape.out);
+      std::vector<double>& mine = latency[c];
+      mine.reserve(4096);
+      while (phase.load(std::memory_order_acquire) == 0) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      while (true) {
+        const MonoTime start = MonoClock::now();
+        Status status = inference.infer(model, in.data(), 1, out.data());
+        const MonoTime end = MonoClock::now();
+        if (phase.load(std::memory_order_acquire) != 1) break;
+        if (!status.ok()) {
+          failures.fetch_add(1);
+          continue;
+        }
+        mine.push_back(static_cast<double>((end - start).count()) / 1e3);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let every thread start
+  const mlaas::InferenceCounters before = inference.stats();
+  const MonoTime start = MonoClock::now();
+  phase.store(1, std::memory_order_release);
+  std::this_thread::sleep_for(std::chrono::microseconds(static_cast<std::int64_t>(ms * 1e3)));
+  phase.store(2, std::memory_order_release);
+  const MonoTime stop = MonoClock::now();
+  for (std::thread& t : threads) t.join();
+  const mlaas::InferenceCounters after = inference.stats();
+  if (failures.load() != 0) {
+    return Error(ErrorCode::kInternal,
+                 fmt::format("{} of {} callers' calls failed", failures.load(), shape.what));
+  }
+  Round round;
+  for (auto& mine : latency) {
+    round.latency_us.insert(round.latency_us.end(), mine.begin(), mine.end());
+  }
+  round.per_s = static_cast<double>(round.latency_us.size()) /
+                (static_cast<double>((stop - start).count()) / 1e9);
+  const std::uint64_t runs = after.runs() - before.runs();
+  round.rows_per_run =
+      runs == 0 ? 0.0 : static_cast<double>(after.run_rows - before.run_rows) / double(runs);
+  return round;
+}
+
+CallerMode summarise(std::vector<Round>& rounds) {
+  CallerMode mode;
+  std::vector<double> rates, rows, latency;
+  for (Round& r : rounds) {
+    rates.push_back(r.per_s);
+    rows.push_back(r.rows_per_run);
+    latency.insert(latency.end(), r.latency_us.begin(), r.latency_us.end());
+  }
+  mode.per_s = harness::median(rates);
+  mode.rows_per_run = harness::median(rows);
+  mode.p50_us = harness::percentile(latency, 0.5);
+  mode.p99_us = harness::percentile(latency, 0.99);
+  return mode;
+}
+
+}  // namespace
+
+Result<std::vector<CallerShapeFigures>> run_concurrent_callers(accel::Backend& backend,
+                                                               const MlaasOptions& flags) {
+  mlaas::InferenceOptions options;
+  options.calibrate = false;  // calibrate() below, once the model is in
+  options.batch_window =
+      std::chrono::nanoseconds(static_cast<std::int64_t>(flags.batch_window_us * 1e3));
+  options.max_concurrent_runs = flags.max_concurrent_runs;
+  mlaas::InferenceService inference(&backend, options);
+  std::mt19937 rng(17);
+  std::vector<CallerShapeFigures> shapes;
+  for (const ModelCase& shape : kModelCases) {
+    MALV_ASSIGN_OR_RETURN(mlaas::Mlp mlp, random_mlp(shape, rng));
+    MALV_ASSIGN_OR_RETURN(mlaas::ModelId model, inference.add(std::move(mlp)));
+    CallerShapeFigures figures{.shape = &shape};
+    MALV_ASSIGN_OR_RETURN(figures.calibrated, inference.calibrate(model));
+    for (std::size_t callers : kCallerCounts) {
+      fmt::print(stderr, "bench mlaas: {} concurrent callers of {} ...\n", callers, shape.what);
+      std::vector<Round> batched, unbatched;
+      for (int r = 0; r < flags.caller_rounds; ++r) {
+        for (bool on : {false, true}) {
+          inference.set_batching(on ? mlaas::CallerBatching::kOn : mlaas::CallerBatching::kOff);
+          MALV_ASSIGN_OR_RETURN(Round round,
+                                measure_round(inference, model, shape, callers, flags.caller_ms));
+          (on ? batched : unbatched).push_back(std::move(round));
+        }
+      }
+      figures.points.push_back(
+          {.callers = callers, .batched = summarise(batched), .unbatched = summarise(unbatched)});
+    }
+    inference.release(model);
+    shapes.push_back(std::move(figures));
+  }
+  return shapes;
+}
+
+void add_caller_figures(const std::vector<CallerShapeFigures>& shapes,
+                        std::vector<harness::Figure>& figures, nlohmann::json& extra) {
+  nlohmann::json calibrated = nlohmann::json::object();
+  for (const CallerShapeFigures& s : shapes) {
+    const std::string key = s.shape->key;
+    for (const CallerPoint& p : s.points) {
+      const std::string at = fmt::format("{}_callers{}", key, p.callers);
+      const std::string who =
+          fmt::format("{} callers of {}, 1 row a call", p.callers, s.shape->what);
+      figures.push_back(
+          {at + "_batched_per_s", p.batched.per_s, "inf/s", who + ", batched across callers"});
+      figures.push_back(
+          {at + "_unbatched_per_s", p.unbatched.per_s, "inf/s", who + ", each call on its own"});
+      figures.push_back({at + "_batched_p99_us", p.batched.p99_us, "us", "per call"});
+      figures.push_back({at + "_unbatched_p99_us", p.unbatched.p99_us, "us", "per call"});
+      figures.push_back({at + "_batched_p50_us", p.batched.p50_us, "us", ""});
+      figures.push_back({at + "_unbatched_p50_us", p.unbatched.p50_us, "us", ""});
+      figures.push_back({at + "_rows_per_run", p.batched.rows_per_run, "rows",
+                         "rows per model run, batched (median round)"});
+      figures.push_back({fmt::format("{}_batched_over_unbatched_{}", key, p.callers),
+                         p.batched.per_s / p.unbatched.per_s, "x", "throughput ratio"});
+    }
+    const std::size_t crossover = s.calibrated.batch;
+    const bool never = crossover == mlaas::kNeverAccelerate;
+    figures.push_back({key + "_calibrated_crossover_batch",
+                       never ? 0.0 : static_cast<double>(crossover), "",
+                       never ? "the service's calibration: the accelerator never won (0)"
+                             : "the service's calibration: accelerator from this batch on"});
+    calibrated[key] = never ? nlohmann::json("none") : nlohmann::json(crossover);
+  }
+  // The figure: the LinnOS shape, the one whose rows cost enough to
+  // batch (kModelCases[0]).
+  if (!shapes.empty()) {
+    for (const CallerPoint& p : shapes.front().points) {
+      figures.push_back({fmt::format("inference_batched_over_unbatched_{}", p.callers),
+                         p.batched.per_s / p.unbatched.per_s, "x",
+                         fmt::format("{} throughput, batched over unbatched, {} callers{}",
+                                     shapes.front().shape->what, p.callers,
+                                     p.callers == 64 ? " (goal >= 4 on the CPU backend)" : "")});
+    }
+  }
+  extra["calibrated_crossover"] = calibrated;
+}
+
+}  // namespace malv::bench
