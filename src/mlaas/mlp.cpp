@@ -199,7 +199,8 @@ namespace {
 //    with a few hundred threads inside cblas_sgemm at once (512 policy
 //    threads inferring) it prints "precompiled NUM_THREADS exceeded" and
 //    crashes. 64 callers at once stay far below that.
-//  * Scratch kept between calls: allocating it per call made glibc map and
+//  * Scratch kept between calls, at most 512 KiB a buffer (larger batches
+//    run in chunks of rows): allocating it per call made glibc map and
 //    unmap it for batches of 512 rows and more (docs/benchmarks.md: the
 //    LinnOS shape ran 20x slower per row at batch 512 than at 64).
 // Taking and returning a slot is lock-free unless all 64 are in use.
@@ -248,13 +249,20 @@ void Mlp::infer_cpu(const float* in, std::size_t batch, float* out) const {
     CpuSlots::Slot& slot;
     ~GiveBack() { slots.give_back(slot); }
   } give_back{slots, slot};
-  // A slot keeps up to 512 KiB a buffer (the LinnOS shape at 512 rows);
-  // larger scratch (the calibration's batch 4096) is allocated per call.
-  constexpr std::size_t kKeep = (512u << 10) / sizeof(float);
-  std::vector<float> a_large, b_large;
+  // A slot's scratch holds at most 512 KiB a buffer; a batch that needs more
+  // runs in chunks of rows that fit (512 rows of the LinnOS shape: as fast
+  // per row as any larger GEMM).
+  constexpr std::size_t kScratchFloats = (512u << 10) / sizeof(float);
+  const std::size_t chunk = std::max<std::size_t>(1, kScratchFloats / widest());
+  for (std::size_t first = 0; first < batch; first += chunk) {
+    const std::size_t rows = std::min(chunk, batch - first);
+    infer_rows(in + first * input_dim(), rows, out + first * output_dim(), slot.a, slot.b);
+  }
+}
+
+void Mlp::infer_rows(const float* in, std::size_t batch, float* out, std::vector<float>& a,
+                     std::vector<float>& b) const {
   const std::size_t need = batch * widest();
-  std::vector<float>& a = need <= kKeep ? slot.a : a_large;
-  std::vector<float>& b = need <= kKeep ? slot.b : b_large;
   if (a.size() < need) a.resize(need);
   if (b.size() < need) b.resize(need);
   const float* x = in;

@@ -65,6 +65,9 @@ class Mlp {
 
  private:
   explicit Mlp(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {}
+  // infer_cpu for rows that fit the scratch buffers a and b (grown here).
+  void infer_rows(const float* in, std::size_t batch, float* out, std::vector<float>& a,
+                  std::vector<float>& b) const;
   std::vector<DenseLayer> layers_;
 };
 

@@ -89,6 +89,15 @@ TEST_F(InferenceTest, InlineAndAcceleratorPathsAgreeWithTheReference) {
   }
 }
 
+TEST_F(InferenceTest, ABatchLargerThanTheScratchRunsInChunksWithTheSameResults) {
+  // 4096 wide: infer_cpu's 512 KiB scratch holds 32 rows; 100 rows is 4 chunks.
+  Mlp mlp = random_mlp({5, 4096, 3}, {Activation::kRelu, Activation::kSoftmax}, 17);
+  std::vector<float> in = inputs(100 * 5), out(100 * 3);
+  mlp.infer_cpu(in.data(), 100, out.data());
+  std::vector<float> want = reference(mlp, in, 100);
+  for (std::size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(out[i], want[i], 1e-4f) << i;
+}
+
 TEST_F(InferenceTest, HiddenActivationsWithoutKernelsStayOnTheCpu) {
   InferenceService service(backend.get(), InferenceOptions{.calibrate = false});
   Mlp mlp = random_mlp({4, 8, 2}, {Activation::kTanh, Activation::kIdentity}, 3);
