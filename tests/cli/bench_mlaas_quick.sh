@@ -6,7 +6,13 @@ set -e
 out=$("$1" bench mlaas --quick --json)
 for key in decide_ns_learned_sjf decide_ns_lru linnos_accel_b4096_per_s mllb_cpu_b1_per_s \
   linnos_crossover_batch mllb_crossover_batch hot_swap_us \
-  learned_sjf_vs_fifo_mean_completion_ratio learned_sjf_max_completion_ms; do
+  learned_sjf_vs_fifo_mean_completion_ratio learned_sjf_max_completion_ms \
+  inference_batched_over_unbatched_1 inference_batched_over_unbatched_8 \
+  inference_batched_over_unbatched_64 inference_batched_over_unbatched_512 \
+  linnos_callers64_batched_per_s linnos_callers64_unbatched_per_s \
+  linnos_callers512_batched_p99_us mllb_callers512_unbatched_p99_us \
+  mllb_batched_over_unbatched_64 linnos_calibrated_crossover_batch \
+  mllb_calibrated_crossover_batch calibrated_crossover; do
   if ! printf '%s\n' "$out" | grep -q "\"$key\""; then
     echo "malv bench mlaas --json: no figure $key" >&2
     printf '%s\n' "$out" >&2
