@@ -46,8 +46,8 @@ struct MlaasOptions {
   int bursts = 40;
   std::string backend = "cpu";
   // Concurrent callers of the inference service (mlaas_callers.h).
-  double caller_ms = 300;  // per measurement
-  int caller_rounds = 3;   // batched and unbatched alternate this many times
+  double caller_ms = 300;      // per measurement
+  int caller_rounds = 3;       // batched and unbatched alternate this many times
   double batch_window_us = 0;  // InferenceOptions::batch_window
   int max_concurrent_runs = 1;
   bool callers_only = false;  // only that phase
