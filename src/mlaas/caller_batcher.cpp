@@ -75,6 +75,17 @@ struct CallerBatcher::Batch {
 CallerBatcher::CallerBatcher(CallerBatcherOptions options, RunFn run)
     : options_(std::move(options)), run_(std::move(run)) {}
 
+std::pair<Status, Nanos> CallerBatcher::timed_run(const float* in, std::size_t rows, float* out) {
+  const MonoTime started = MonoClock::now();
+  Status ran;
+  try {
+    ran = run_(in, rows, out);
+  } catch (...) {
+    ran = Error(ErrorCode::kInternal, "inference run threw an exception");
+  }
+  return {std::move(ran), MonoClock::now() - started};
+}
+
 Status CallerBatcher::submit(const float* in, std::size_t rows, float* out, MonoTime deadline) {
   if (rows == 0) return ok_status();
   Request self;
@@ -90,14 +101,7 @@ Status CallerBatcher::submit(const float* in, std::size_t rows, float* out, Mono
     ++running_;
     last_rows_ = rows;
     lock.unlock();
-    const MonoTime started = MonoClock::now();
-    Status ran;
-    try {
-      ran = run_(in, rows, out);
-    } catch (...) {
-      ran = Error(ErrorCode::kInternal, "inference run threw an exception");
-    }
-    const Nanos took = MonoClock::now() - started;
+    auto [ran, took] = timed_run(in, rows, out);
     lock.lock();
     --running_;
     if (ran.ok()) note_run(rows, took);
@@ -248,14 +252,7 @@ Status CallerBatcher::lead(std::unique_lock<std::mutex>& lock, Request& self) {
   lock.unlock();
   wake_words(wake);
 
-  const MonoTime started = MonoClock::now();
-  Status ran;
-  try {
-    ran = run_(batch_in.data(), rows, batch_out.data());
-  } catch (...) {
-    ran = Error(ErrorCode::kInternal, "inference run threw an exception");
-  }
-  const Nanos took = MonoClock::now() - started;
+  auto [ran, took] = timed_run(batch_in.data(), rows, batch_out.data());
 
   lock.lock();
   --running_;

@@ -47,6 +47,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "base/clock.h"
@@ -95,6 +96,8 @@ class CallerBatcher {
   std::size_t target_rows() const;
   Nanos estimate(std::size_t rows) const;
   void note_run(std::size_t rows, Nanos took);  // under mu_
+  // run_ over `rows` rows, an exception turned into kInternal; and its time.
+  std::pair<Status, Nanos> timed_run(const float* in, std::size_t rows, float* out);
   void wake_words(unsigned mask);
   void kick_leader();
 

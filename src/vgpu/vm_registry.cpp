@@ -114,14 +114,18 @@ Status VmRegistry::admit(const std::string& name, const VmConfig& config) const 
     if (other != name) others += vm->config().memory_limit;
   }
   const std::uint64_t capacity = ledger_ != nullptr ? ledger_->capacity() : 0;
+  // What VMs without a quota hold cannot be taken back: it is not free.
+  const std::uint64_t pool = ledger_ != nullptr ? ledger_->pool()->used() : 0;
+  const std::uint64_t held = others + pool;
   if (capacity != 0 && config.memory_limit > 0 &&
-      (others > capacity || config.memory_limit > capacity - others)) {
+      (held > capacity || config.memory_limit > capacity - held)) {
     return Error(
         ErrorCode::kResourceExhausted,
         fmt::format("VM '{}': a resident quota of {} bytes does not fit: the device has {} "
-                    "bytes and the other VMs' quotas guarantee {} of them ({} left)",
+                    "bytes and the other VMs' quotas guarantee {} of them{} ({} left)",
                     config.name, config.memory_limit, capacity, others,
-                    others < capacity ? capacity - others : 0));
+                    pool == 0 ? "" : fmt::format(", VMs without a quota hold {}", pool),
+                    held < capacity ? capacity - held : 0));
   }
   return ok_status();
 }

@@ -174,6 +174,14 @@ TEST_F(Quota, VmsWithoutAQuotaShareWhatTheQuotasLeave) {
   EXPECT_TRUE(guaranteed.ok()) << guaranteed.error().to_string();
   (*one)->free(a.value());
   EXPECT_EQ(vgpu_.ledger().pool()->used(), 6ull << 20);
+  // What the pool holds cannot be promised to a new quota: 64 - 48 - 6 left.
+  Result<std::shared_ptr<Vm>> more =
+      vgpu_.vms().create({.name = "q2", .memory_limit = 12ull << 20});
+  ASSERT_FALSE(more.ok());
+  EXPECT_NE(more.error().message().find(", VMs without a quota hold 6291456 (10485760 left)"),
+            std::string::npos)
+      << more.error().to_string();
+  EXPECT_TRUE(vgpu_.vms().create({.name = "q2", .memory_limit = 10ull << 20}).ok());
 }
 
 }  // namespace
