@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -605,7 +604,10 @@ class FakeRootTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     root_ = tmpl;
   }
-  void TearDown() override { std::system(("rm -rf " + root_).c_str()); }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(root_, ignored);
+  }
   void write(const std::string& path, const std::string& text) {
     std::ofstream(root_ + "/" + path) << text;
   }
