@@ -3,7 +3,7 @@
  *
  * An MLaaS module is a shared object that the host loads at run time to make
  * decisions for one of its subsystems (which GPU work item runs next, which
- * buffer to evict, how deep to prefetch, which CPU thread runs). A module
+ * buffer to evict, how deep to prefetch, how the CPUs are shared among VMs). A module
  * exports exactly one symbol:
  *
  *     const malv_mlaas_module* malv_mlaas_module_get(void);
@@ -64,7 +64,7 @@
 extern "C" {
 #endif
 
-#define MALV_MLAAS_ABI_VERSION 3u
+#define MALV_MLAAS_ABI_VERSION 4u
 
 /* Name of the one symbol a module exports. */
 #define MALV_MLAAS_ENTRY_POINT "malv_mlaas_module_get"
@@ -94,7 +94,7 @@ extern "C" {
 typedef enum malv_policy_class {
   MALV_POLICY_GPU_SCHED = 1, /* order of pending GPU work items across VMs */
   MALV_POLICY_MEMORY = 2,    /* which device buffers to evict (spill) first */
-  MALV_POLICY_CPU_SCHED = 3, /* order of runnable host threads */
+  MALV_POLICY_CPU_SCHED = 3, /* CPU shares of VMs, moves of host threads */
   MALV_POLICY_PREFETCH = 4   /* how many items to stage ahead of a consumer */
 } malv_policy_class;
 
@@ -217,22 +217,118 @@ typedef struct malv_prefetch_outcome {
 
 /* ------------------------------------------------------------- cpu_sched -- */
 
+/* The cpu_sched class (ABI version 4) decides how the host's CPUs are shared
+ * among VMs. The host asks a VM's policy two kinds of question, never mixed
+ * in one decide() call (every observation of a call has the same `kind`):
+ *
+ *  MALV_CPU_SCHED_SHARE    once per interval (and at once on events such as
+ *                          a latency request arriving): one observation per
+ *                          VM; the decision is the VM's CPU weight and a
+ *                          placement hint.
+ *  MALV_CPU_SCHED_MIGRATE  when the threads the host places itself are
+ *                          imbalanced across cores: one observation per
+ *                          candidate thread on the busiest core; the
+ *                          decision is whether to move it to the idlest one
+ *                          (what Linux's can_migrate_task() answers).
+ *
+ * A policy with nothing to say about migrations answers
+ * MALV_CPU_MIGRATE_DEFAULT and the host applies the kernel's own rule. */
+typedef enum malv_cpu_sched_kind {
+  MALV_CPU_SCHED_SHARE = 1,
+  MALV_CPU_SCHED_MIGRATE = 2
+} malv_cpu_sched_kind;
+
+/* The balance pass a migration candidate comes from (Linux's env->idle). */
+typedef enum malv_cpu_idle_type {
+  MALV_CPU_IDLE = 0,      /* the destination core is idle */
+  MALV_CPU_NOT_IDLE = 1,  /* the destination core is busy (periodic balance) */
+  MALV_CPU_NEWLY_IDLE = 2 /* the destination core just ran out of work */
+} malv_cpu_idle_type;
+
+/* One thread the host could move (kind MALV_CPU_SCHED_MIGRATE). Fields are
+ * those of the kernel's balancer that the host can know for its own
+ * threads; -1 marks a time that is unknown. */
+typedef struct malv_cpu_migration {
+  uint64_t thread_id;        /* the thread (Linux tid) */
+  uint32_t src_cpu;          /* the core it is placed on */
+  uint32_t dst_cpu;          /* the core it would move to */
+  uint32_t src_len;          /* runnable threads on src_cpu (incl. this one) */
+  uint32_t dst_len;          /* runnable threads on dst_cpu */
+  uint32_t idle_type;        /* malv_cpu_idle_type of dst_cpu */
+  uint32_t running;          /* 1: the thread is on a CPU right now */
+  uint32_t same_node;        /* 1: src_cpu and dst_cpu are on one NUMA node */
+  uint32_t prefer_src;       /* 1: the thread's preferred NUMA node is src_cpu's */
+  uint32_t prefer_dst;       /* 1: the thread's preferred NUMA node is dst_cpu's */
+  uint32_t nr_fails;         /* balance attempts in a row that moved nothing */
+  uint32_t cache_nice_tries; /* attempts allowed to fail before cache-hot
+                                threads may move too */
+  uint32_t reserved;         /* 0 */
+  int64_t since_ran_ns;      /* time since it last started running; -1: never ran */
+  int64_t imbalance;         /* load the balancer wants to move (runnable threads) */
+  int64_t delta_faults;      /* NUMA faults on dst's node minus src's node */
+  int64_t total_faults;      /* the thread's NUMA faults in all */
+} malv_cpu_migration;
+
 typedef struct malv_cpu_sched_observation {
-  uint64_t vm_id;
-  uint64_t thread_id;
-  int64_t enqueue_time_ns; /* became runnable at */
-  int64_t waited_ns;
-  int64_t runtime_ns; /* CPU time used so far */
+  uint32_t kind;           /* malv_cpu_sched_kind */
+  uint32_t priority_class; /* malv_priority_class of the VM */
+  uint64_t vm_id;          /* host-assigned VM id */
+  /* MALV_CPU_SCHED_SHARE (0 for MIGRATE): */
+  double vm_weight;                  /* the VM's compute weight from its config, > 0 */
+  int64_t interval_ns;               /* length of the period the figures cover */
+  int64_t cpu_time_ns;               /* CPU time the VM's threads used in the period */
+  int64_t runqueue_delay_ns;         /* time they were runnable but waited for a CPU (schedstat) */
+  int64_t accel_busy_ns;             /* accelerator time spent on the VM's work in the period */
+  int64_t accel_starved_ns;          /* time in the period the accelerator had none of the VM's
+                                        work queued while the VM was running a job: the device
+                                        waited for the guest's CPU side */
+  uint32_t pending_latency_requests; /* latency requests waiting for the device now */
+  uint32_t threads;                  /* threads the host counts as the VM's */
+  uint32_t host_cpus;                /* CPUs the host places VMs on */
+  uint32_t current_weight;           /* the weight in force, 1..10000 */
+  /* MALV_CPU_SCHED_MIGRATE (zeros for SHARE): */
+  malv_cpu_migration migration;
 } malv_cpu_sched_observation;
 
-/* Lower scores run first. */
+/* Placement hints (MALV_CPU_SCHED_SHARE). */
+typedef enum malv_cpu_placement {
+  MALV_CPU_PLACE_ANY = 0,       /* any of the host's CPUs (the default); Linux balances */
+  MALV_CPU_PLACE_DEDICATED = 1, /* a core of its own when the host has one to give;
+                                   the other VMs keep the rest */
+  MALV_CPU_PLACE_BALANCED = 2   /* the host places each of the VM's threads on one core
+                                   itself and, when the cores are imbalanced, asks the
+                                   policy which to move (MALV_CPU_SCHED_MIGRATE) */
+} malv_cpu_placement;
+
+/* Answers of a MIGRATE decision. */
+#define MALV_CPU_MIGRATE_NO 0u
+#define MALV_CPU_MIGRATE_YES 1u
+#define MALV_CPU_MIGRATE_DEFAULT 2u /* the host applies the kernel's own rule */
+
+/* Weights use cgroup v2's cpu.weight scale: 100 is the default share. */
+#define MALV_CPU_WEIGHT_MIN 1u
+#define MALV_CPU_WEIGHT_DEFAULT 100u
+#define MALV_CPU_WEIGHT_MAX 10000u
+
+/* SHARE: weight in [MALV_CPU_WEIGHT_MIN, MALV_CPU_WEIGHT_MAX], or 0 to keep
+ * the current one; placement a malv_cpu_placement. migrate must be 0.
+ * MIGRATE: migrate is one of MALV_CPU_MIGRATE_*; weight and placement 0. */
 typedef struct malv_cpu_sched_decision {
-  double score;
+  uint32_t weight;
+  uint32_t placement;
+  uint32_t migrate;
+  uint32_t reserved; /* 0 */
 } malv_cpu_sched_decision;
 
+/* Reported one interval after a SHARE decision took effect: the
+ * observation it was made on, what was applied, and how the next interval
+ * went under it. (MIGRATE decisions get no outcome.) */
 typedef struct malv_cpu_sched_outcome {
-  malv_cpu_sched_observation thread;
-  int64_t ran_ns;
+  malv_cpu_sched_observation vm;   /* observation at decision time */
+  malv_cpu_sched_decision applied; /* the decision the host applied */
+  int64_t cpu_time_ns;             /* CPU time in the interval that followed */
+  int64_t runqueue_delay_ns;       /* run-queue delay in that interval */
+  int64_t accel_starved_ns;        /* accelerator starvation in that interval */
 } malv_cpu_sched_outcome;
 
 /* --------------------------------------------------------- host services -- */

@@ -43,16 +43,23 @@ void name_this_thread(const char* name) {
   ::pthread_setname_np(::pthread_self(), truncated);
 }
 
-void request_short_slice(std::chrono::microseconds slice) {
+bool set_thread_slice(pid_t tid, std::chrono::microseconds slice) {
+  // Only SCHED_OTHER threads: a real-time one keeps what it has.
+  const int policy = ::sched_getscheduler(tid);
+  if (policy != SCHED_OTHER) return false;
   SchedAttr attr{};
   attr.size = sizeof(attr);
   attr.sched_policy = SCHED_OTHER;
   errno = 0;
-  const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
   attr.sched_nice = errno == 0 ? nice : 0;
   attr.sched_runtime = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(slice).count());
-  if (::syscall(SYS_sched_setattr, 0, &attr, 0) != 0) {
+  return ::syscall(SYS_sched_setattr, tid, &attr, 0) == 0;
+}
+
+void request_short_slice(std::chrono::microseconds slice) {
+  if (!set_thread_slice(static_cast<pid_t>(::gettid()), slice)) {
     log::debug("base", "short time slice not applied: {}", std::strerror(errno));
   }
 }

@@ -17,6 +17,8 @@
 // at debug level and otherwise ignored: these are hints.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 
 namespace malv {
@@ -26,6 +28,11 @@ void lower_thread_priority(int nice);
 // perf and gdb.
 void name_this_thread(const char* name);
 void request_short_slice(std::chrono::microseconds slice);
+// The same for another thread `tid` (its nice value kept); a slice of 0
+// gives it back the kernel's default. For the host's CPU control, which
+// gives a latency VM's threads short slices (needs the right to change
+// that thread: same user or CAP_SYS_NICE). False when not applied (errno).
+bool set_thread_slice(pid_t tid, std::chrono::microseconds slice);
 
 // The slice the host's latency path asks for.
 inline constexpr std::chrono::microseconds kShortSlice{100};

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "malv/result.h"
 #include "nn/dataset.h"
@@ -145,6 +146,26 @@ struct MemoryOptions {
 };
 
 [[nodiscard]] Status run_memory(const MemoryOptions& options);
+
+// `malv bench cpu`: an inference VM, two training VMs (one loading and
+// augmenting its own data on its CPU) and a CPU hog, all real processes on
+// the machine's cores, under each cpu_sched policy (bench/cpu.cpp).
+struct CpuOptions {
+  bool json = false;
+  double seconds = 10;  // the measured window per policy
+  double warmup_s = 3;  // before it, with every VM running
+  std::vector<std::string> policies{"none", "class", "gpu-aware", "mllb"};
+  double infer_rate = 100;         // inference requests per second
+  unsigned hog_threads = 2;        // busy threads of the hog VM
+  unsigned workers = 2;            // the host's CPU backend workers
+  unsigned interval_ms = 50;       // the host's --cpu-interval-ms
+  std::string mechanism = "auto";  // the host's --cpu-mechanism
+  std::string data_dir = nn::kFashionMnistDir;
+};
+
+[[nodiscard]] Status run_cpu(const CpuOptions& options);
+// `malv bench cpu-hog` (hidden): the hog VM's process; busy threads until killed.
+[[nodiscard]] Status run_cpu_hog(unsigned threads);
 
 // One guest of `malv bench sharing` (bench/sharing_guest.h says how the
 // benchmark drives it).

@@ -24,6 +24,7 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_stats(app, exit_code);
   register_memory(app, exit_code);
   register_mlaas(app, exit_code);
+  register_mllb(app, exit_code);
   CLI::App* bench = app.add_subcommand("bench", "Run the benchmarks (ours vs baseline, one run)");
   bench->require_subcommand(1);
   register_bench_ipc(*bench, exit_code);
@@ -34,6 +35,7 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_bench_cuda(*bench, exit_code);
   register_bench_alloc(*bench, exit_code);
   register_bench_memory(*bench, exit_code);
+  register_bench_cpu(*bench, exit_code);
 }
 
 }  // namespace malv::cli

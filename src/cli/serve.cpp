@@ -17,6 +17,7 @@ struct ServeFlags {
   bool open = false;
   bool no_memory_prefetch = false;
   bool no_memory_lending = false;
+  bool no_cpu_control = false;
 };
 
 int serve(const ServeFlags& flags, const CLI::App& sub) {
@@ -47,6 +48,9 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--memory-trace-dir")) config.memory_trace_dir = o.memory_trace_dir;
   if (flags.no_memory_prefetch) config.memory_prefetch = false;
   if (flags.no_memory_lending) config.memory_lending = false;
+  if (flags.no_cpu_control) config.cpu_control = false;
+  if (sub.count("--cpu-interval-ms")) config.cpu_interval_ms = o.cpu_interval_ms;
+  if (sub.count("--cpu-mechanism")) config.cpu_mechanism = o.cpu_mechanism;
   if (sub.count("--hello-timeout-ms")) config.hello_timeout_ms = o.hello_timeout_ms;
   if (sub.count("--max-pending-per-peer")) config.max_pending_per_peer = o.max_pending_per_peer;
   if (sub.count("--max-pending")) config.max_pending = o.max_pending;
@@ -131,6 +135,18 @@ void register_serve(CLI::App& app, int& exit_code) {
   sub->add_flag("--no-memory-lending", flags->no_memory_lending,
                 "Oversubscribed VMs hold at most their resident quota, even while the device "
                 "has room (no lending)");
+  sub->add_flag("--no-cpu-control", flags->no_cpu_control,
+                "Leave the VMs' CPU shares alone whatever cpu_sched policy they select (no "
+                "control groups)");
+  sub->add_option("--cpu-interval-ms", o.cpu_interval_ms,
+                  "How often the VMs' cpu_sched policies decide their CPU shares")
+      ->capture_default_str()
+      ->check(whole_number_in(1, 60000));
+  sub->add_option("--cpu-mechanism", o.cpu_mechanism,
+                  "How VMs' CPU shares are held: auto (the best that works), cgroup-v2, cgroup-v1 "
+                  "or thread-fallback (per-thread nice values and affinity)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cgroup-v2", "cgroup-v1", "thread-fallback"}));
   sub->add_option("--hello-timeout-ms", o.hello_timeout_ms,
                   "A guest's whole hello must arrive within this many ms")
       ->capture_default_str()

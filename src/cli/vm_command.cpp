@@ -22,6 +22,8 @@ struct VmFlags {
   double host_memory_mib = -1;
   double checkpoint_mib = -1;
   std::int64_t max_checkpoints = -1;
+  std::int64_t cpu_weight_limit = -1;
+  std::int64_t cpu_pid = -1;
   std::string gpu_policy;
   bool json = false;
 };
@@ -45,6 +47,8 @@ nlohmann::json fields(const VmFlags& f) {
     body["checkpoint_bytes"] = static_cast<std::uint64_t>(f.checkpoint_mib * 1048576);
   }
   if (f.max_checkpoints >= 0) body["max_checkpoints"] = f.max_checkpoints;
+  if (f.cpu_weight_limit >= 0) body["cpu_weight_limit"] = f.cpu_weight_limit;
+  if (f.cpu_pid >= 0) body["cpu_pid"] = f.cpu_pid;
   if (!f.gpu_policy.empty()) body["gpu_policy"] = f.gpu_policy;
   return body;
 }
@@ -130,6 +134,14 @@ void register_vm(CLI::App& app, int& exit_code) {
           ->check(finite_in(0, 1 << 24));
       sub->add_option("--max-checkpoints", f->max_checkpoints, "Checkpoints kept (0: no limit)")
           ->check(CLI::Range(std::int64_t{0}, std::int64_t{0xffffffff}));
+      sub->add_option("--cpu-weight-limit", f->cpu_weight_limit,
+                      "Highest CPU weight its cpu_sched policy may give it (100: the default "
+                      "share)")
+          ->check(CLI::Range(std::int64_t{1}, std::int64_t{10000}));
+      sub->add_option("--cpu-pid", f->cpu_pid,
+                      "A process working for the VM, e.g. its hypervisor (0: none); its owner "
+                      "must be in the host's cpu_allowed_pid_uids")
+          ->check(CLI::Range(std::int64_t{0}, std::int64_t{0x7fffffff}));
       sub->add_option(
           "--gpu-policy", f->gpu_policy,
           std::string(action) == "create" ? "gpu_sched policy (default fifo)" : "gpu_sched policy");

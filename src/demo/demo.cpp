@@ -9,14 +9,15 @@
 // three guests start as separate processes (this same binary: two
 // `guest train --progress-json`, one `guest infer --json`). Every VM starts
 // on the gpu_sched policy fifo; halfway through, all of them switch to
-// priority through the admin API without stopping. A live table shows each
+// priority (and their CPU shares to the cpu_sched policy class) through the
+// admin API without stopping. A live table shows each
 // VM's policy, progress, throughput, accelerator share, memory and latency;
 // at the end the demo prints a per-phase summary and writes
 // malv-demo-report.json and malv-demo-report.html.
 //
 // Every process and file the demo creates goes away when it ends, however
 // it ends: children run in process groups of their own and die with the
-// demo (DemoChild), Ctrl-C and SIGTERM stop them in order, and the
+// demo (harness::ChildProcess), Ctrl-C and SIGTERM stop them in order, and the
 // temporary directory (sockets, logs, checkpoint) is removed.
 #include "demo/demo.h"
 
@@ -30,11 +31,12 @@
 #include <thread>
 
 #include "base/clock.h"
-#include "demo/child.h"
 #include "demo/record.h"
 #include "demo/report.h"
+#include "demo/stop_signals.h"
 #include "demo/table.h"
 #include "harness/admin_client.h"
+#include "harness/child_process.h"
 #include "harness/private_dir.h"
 
 namespace malv::demo {
@@ -57,9 +59,9 @@ Error interrupted() {
 }
 
 // Waits until one of the children has output, or `until`, or a signal.
-void wait_for_output(const std::vector<DemoChild*>& children, MonoTime until) {
+void wait_for_output(const std::vector<harness::ChildProcess*>& children, MonoTime until) {
   std::vector<pollfd> fds;
-  for (DemoChild* c : children) {
+  for (harness::ChildProcess* c : children) {
     if (c->stdout_fd() >= 0) fds.push_back({c->stdout_fd(), POLLIN, 0});
   }
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - MonoClock::now());
@@ -79,7 +81,7 @@ json parse_event(const std::string& line) {
   return event.is_object() ? event : json(nullptr);
 }
 
-Error child_failed(DemoChild& child, const std::string& what) {
+Error child_failed(harness::ChildProcess& child, const std::string& what) {
   return Error(ErrorCode::kInternal,
                fmt::format("{} {} ({}); the end of its log:\n{}", child.name(), what,
                            child.exit_description(), child.log_tail()));
@@ -96,7 +98,7 @@ class Demo {
   void say(const std::string& message);
   Status start_host();
   Status create_vms();
-  Status wait_for_model(DemoChild& trainer);
+  Status wait_for_model(harness::ChildProcess& trainer);
   Status start_guests(const std::string& checkpoint);
   Status wait_until_running();
   Status run_phases();
@@ -119,9 +121,9 @@ class Demo {
   Stopwatch since_launch_;
   pid_t pid_ = ::getpid();
   std::unique_ptr<harness::PrivateDir> dir_;
-  std::unique_ptr<DemoChild> host_;
+  std::unique_ptr<harness::ChildProcess> host_;
   std::unique_ptr<harness::AdminClient> admin_;
-  std::vector<std::unique_ptr<DemoChild>> guests_;  // in record_.vms order
+  std::vector<std::unique_ptr<harness::ChildProcess>> guests_;  // in record_.vms order
   DemoRecord record_;
   MonoTime run_start_;
   std::vector<double> previous_busy_;
@@ -140,10 +142,11 @@ Status Demo::start_host() {
   const std::string socket = dir_->file("malv.sock");
   const std::string admin = dir_->file("admin.sock");
   say(fmt::format("starting the host: malv serve --backend cpu --socket {}", socket));
-  MALV_ASSIGN_OR_RETURN(host_, DemoChild::spawn("host",
-                                                {"serve", "--backend", "cpu", "--socket", socket,
-                                                 "--admin-socket", admin, "--memory-mib", "1024"},
-                                                dir_->file("host.log")));
+  MALV_ASSIGN_OR_RETURN(
+      host_, harness::ChildProcess::spawn("host",
+                                          {"serve", "--backend", "cpu", "--socket", socket,
+                                           "--admin-socket", admin, "--memory-mib", "1024"},
+                                          dir_->file("host.log")));
   const MonoTime deadline = MonoClock::now() + kStartTimeout;
   for (;;) {
     if (stop_requested()) return interrupted();
@@ -189,7 +192,7 @@ Status Demo::create_vms() {
   return ok_status();
 }
 
-Status Demo::wait_for_model(DemoChild& trainer) {
+Status Demo::wait_for_model(harness::ChildProcess& trainer) {
   for (;;) {
     if (stop_requested()) return interrupted();
     for (const std::string& line : trainer.read_lines()) {
@@ -250,8 +253,8 @@ Status Demo::start_guests(const std::string& checkpoint) {
                                  std::string("--token"), token(vm.name)}) {
       args.push_back(a);
     }
-    MALV_ASSIGN_OR_RETURN(auto guest,
-                          DemoChild::spawn(vm.name, args, dir_->file(vm.name + ".log")));
+    MALV_ASSIGN_OR_RETURN(
+        auto guest, harness::ChildProcess::spawn(vm.name, args, dir_->file(vm.name + ".log")));
     say(fmt::format("started guest {:<7} (pid {}): malv {} {}", vm.name, guest->pid(), args[0],
                     args[1]));
     guests_.push_back(std::move(guest));
@@ -305,7 +308,7 @@ Status Demo::check_guests() {
   // The host first: when it dies, the guests fail too, and it is the cause.
   if (host_->exited()) return child_failed(*host_, "stopped unexpectedly");
   for (std::size_t v = 0; v < guests_.size(); ++v) {
-    DemoChild& guest = *guests_[v];
+    harness::ChildProcess& guest = *guests_[v];
     if (!guest.exited()) continue;
     for (const std::string& line : guest.read_lines()) handle_line(v, line, run_time());
     if (record_.live[v].state == "finished" && guest.succeeded()) continue;
@@ -316,7 +319,7 @@ Status Demo::check_guests() {
 }
 
 Status Demo::wait_until_running() {
-  std::vector<DemoChild*> children;
+  std::vector<harness::ChildProcess*> children;
   for (auto& g : guests_) children.push_back(g.get());
   const MonoTime deadline = MonoClock::now() + kStartTimeout;
   for (;;) {
@@ -436,6 +439,16 @@ Status Demo::switch_policies(double t, const std::string& policy) {
                                                    {{"policy", policy}}));
     change.policies[vm.name] = reply.value("policy", policy);
   }
+  if (flags_.cpu_policy != "none") {
+    // The CPUs too: the guests' processes and the host threads serving them
+    // get shares by class, so batch guests stop delaying the latency VM.
+    say(fmt::format("t = {:.1f} s: switching every VM's cpu_sched policy to {}", t,
+                    flags_.cpu_policy));
+    for (const DemoVmSpec& vm : record_.vms) {
+      MALV_TRY(admin_->call("PUT", "/vms/" + vm.name + "/policy/cpu_sched",
+                            {{"policy", flags_.cpu_policy}}));
+    }
+  }
   for (std::size_t v = 0; v < record_.vms.size(); ++v) {
     record_.live[v].policy = change.policies[record_.vms[v].name];
   }
@@ -445,7 +458,7 @@ Status Demo::switch_policies(double t, const std::string& policy) {
 }
 
 Status Demo::run_phases() {
-  std::vector<DemoChild*> children;
+  std::vector<harness::ChildProcess*> children;
   for (auto& g : guests_) children.push_back(g.get());
   run_start_ = MonoClock::now();
   previous_busy_.assign(record_.vms.size(), 0.0);
@@ -511,12 +524,12 @@ Status Demo::run() {
 
   // The inference VM's model trains in the background while the host starts.
   const std::string checkpoint = dir_->file("infer-model.ckpt");
-  MALV_ASSIGN_OR_RETURN(
-      auto model_trainer,
-      DemoChild::spawn("model training",
-                       {"guest", "train", "--native", "--max-steps", std::to_string(kModelSteps),
-                        "--log-every", "0", "--checkpoint", checkpoint, "--progress-json"},
-                       dir_->file("model.log")));
+  MALV_ASSIGN_OR_RETURN(auto model_trainer, harness::ChildProcess::spawn(
+                                                "model training",
+                                                {"guest", "train", "--native", "--max-steps",
+                                                 std::to_string(kModelSteps), "--log-every", "0",
+                                                 "--checkpoint", checkpoint, "--progress-json"},
+                                                dir_->file("model.log")));
   say(
       fmt::format("training the inference VM's model: malv guest train --native --max-steps {} "
                   "--checkpoint ... (in the background)",

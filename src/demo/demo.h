@@ -18,6 +18,9 @@ struct DemoOptions {
   double duration_s = 60.0;
   std::string out_dir = ".";
   double infer_rate = 40.0;
+  // The cpu_sched policy every VM switches to halfway, with priority
+  // ("none": the host leaves the CPUs alone all along).
+  std::string cpu_policy = "class";
 };
 
 // Runs the demo to its end, or until SIGINT or SIGTERM (then kAborted):

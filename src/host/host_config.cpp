@@ -70,12 +70,12 @@ Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
   vm.name = *name;
   vm.token = t["token"].value_or(std::string());
   const std::string where = path + ": vm " + vm.name;
-  MALV_TRY(
-      refuse_unknown_keys(t,
-                          {"name", "token", "memory_mib", "virtual_memory_mib", "weight",
-                           "max_streams", "max_handles", "gpu_policy", "vsock_cid", "max_sessions",
-                           "host_memory_mib", "checkpoint_mib", "max_checkpoints", "priority"},
-                          where));
+  MALV_TRY(refuse_unknown_keys(
+      t,
+      {"name", "token", "memory_mib", "virtual_memory_mib", "weight", "max_streams", "max_handles",
+       "gpu_policy", "vsock_cid", "max_sessions", "host_memory_mib", "checkpoint_mib",
+       "max_checkpoints", "priority", "cpu_weight_limit", "cpu_pid"},
+      where));
   MALV_ASSIGN_OR_RETURN(vm.memory_limit,
                         integer<std::uint64_t>(t, "memory_mib", 0, 0, kMaxMib, where));
   vm.memory_limit <<= 20;
@@ -102,6 +102,10 @@ Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
   MALV_ASSIGN_OR_RETURN(
       vm.max_checkpoints,
       integer<std::uint32_t>(t, "max_checkpoints", vm.max_checkpoints, 0, kMaxU32, where));
+  MALV_ASSIGN_OR_RETURN(vm.cpu_weight_limit,
+                        integer<std::uint32_t>(t, "cpu_weight_limit", vm.cpu_weight_limit,
+                                               MALV_CPU_WEIGHT_MIN, MALV_CPU_WEIGHT_MAX, where));
+  MALV_ASSIGN_OR_RETURN(vm.cpu_pid, integer<std::uint32_t>(t, "cpu_pid", 0, 0, kMaxU32, where));
   Result<vgpu::PriorityClass> priority =
       vgpu::parse_priority_class(t["priority"].value_or(std::string("batch")));
   if (!priority.ok()) {
@@ -150,6 +154,10 @@ Result<HostConfig> load_host_config(const std::string& path) {
                                   "memory_trace_dir",
                                   "memory_prefetch",
                                   "memory_lending",
+                                  "cpu_control",
+                                  "cpu_interval_ms",
+                                  "cpu_mechanism",
+                                  "cpu_allowed_pid_uids",
                                   "data_dirs"},
                                  where));
     MALV_ASSIGN_OR_RETURN(config.vsock_port,
@@ -198,6 +206,35 @@ Result<HostConfig> load_host_config(const std::string& path) {
                      fmt::format("{}.memory_lending must be true or false", where));
       }
       config.memory_lending = *on;
+    }
+    if (const toml::node* cpu = host->get("cpu_control")) {
+      std::optional<bool> on = cpu->value<bool>();
+      if (!on || !cpu->is_boolean()) {
+        return Error(ErrorCode::kInvalidArgument,
+                     fmt::format("{}.cpu_control must be true or false", where));
+      }
+      config.cpu_control = *on;
+    }
+    MALV_ASSIGN_OR_RETURN(
+        config.cpu_interval_ms,
+        integer<std::uint64_t>(*host, "cpu_interval_ms", config.cpu_interval_ms, 1, 60000, where));
+    config.cpu_mechanism = (*host)["cpu_mechanism"].value_or(std::string("auto"));
+    if (config.cpu_mechanism != "auto" && config.cpu_mechanism != "cgroup-v2" &&
+        config.cpu_mechanism != "cgroup-v1" && config.cpu_mechanism != "thread-fallback") {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("{}.cpu_mechanism must be auto, cgroup-v2, cgroup-v1 or "
+                               "thread-fallback, not '{}'",
+                               where, config.cpu_mechanism));
+    }
+    if (const toml::array* uids = (*host)["cpu_allowed_pid_uids"].as_array()) {
+      for (const toml::node& uid : *uids) {
+        std::optional<std::int64_t> v = uid.value<std::int64_t>();
+        if (!uid.is_integer() || !v || *v < 0 || *v > kMaxU32) {
+          return Error(ErrorCode::kInvalidArgument,
+                       fmt::format("{}.cpu_allowed_pid_uids must be a list of user ids", where));
+        }
+        config.cpu_allowed_pid_uids.push_back(static_cast<std::uint32_t>(*v));
+      }
     }
     if (const toml::array* dirs = (*host)["data_dirs"].as_array()) {
       for (const toml::node& dir : *dirs) {

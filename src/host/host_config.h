@@ -16,6 +16,10 @@
 //   memory_trace_dir = "/var/lib/malv/traces"  # oversubscribed VMs' access traces
 //   memory_prefetch = true                 # bring spilled buffers back ahead of their use
 //   memory_lending = true                  # oversubscribed VMs borrow unused device memory
+//   cpu_control = true                     # VMs' CPU shares by their cpu_sched policies
+//   cpu_interval_ms = 50                   # how often those policies decide
+//   cpu_mechanism = "auto"                 # auto | cgroup-v2 | cgroup-v1 | thread-fallback
+//   cpu_allowed_pid_uids = [64055]         # owners of processes a VM's cpu_pid may name
 //   hello_timeout_ms = 5000                # a guest's whole hello must arrive in this
 //   max_pending_per_peer = 8               # connections before their hello, per peer
 //   max_pending = 64                       # ... and in all
@@ -34,6 +38,9 @@
 //   host_memory_mib = 1024                 # arenas + checkpoint snapshots in host RAM
 //   checkpoint_mib = 4096                  # checkpoint files on disk, together
 //   max_checkpoints = 256                  # checkpoints kept
+//   cpu_weight_limit = 1000                # highest CPU weight its cpu_sched policy may give
+//   cpu_pid = 4242                         # a process working for it (a hypervisor's);
+//                                          # its owner must be in [cpu] allowed_pid_uids
 #pragma once
 
 #include <string>
@@ -69,6 +76,17 @@ struct HostConfig {
   // Oversubscribed VMs hold more than their quota while the device has room,
   // given back when a VM within its guarantee needs it (vgpu/device_memory_ledger.h).
   bool memory_lending = true;
+  // Per-VM CPU control (cpu_control/): a VM whose cpu_sched policy is not
+  // builtin/none gets a control group, its weight decided every interval.
+  bool cpu_control = true;
+  std::uint64_t cpu_interval_ms = 50;
+  // How VMs' CPU shares are held: "auto" (the best that works: cgroup v2,
+  // v1, else per-thread nice and affinity), "cgroup-v2", "cgroup-v1" or
+  // "thread-fallback" (cpu_control/mechanism.h).
+  std::string cpu_mechanism = "auto";
+  // A VM's cpu_pid must be a process owned by one of these users (a
+  // hypervisor's); empty: no VM may name a process.
+  std::vector<std::uint32_t> cpu_allowed_pid_uids;
   std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
   // Pre-authentication bounds (microlake::ServerOptions).
   std::uint64_t hello_timeout_ms = 5000;

@@ -1,12 +1,57 @@
 #include "host/host_daemon.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "base/log.h"
 #include "base/text_parse.h"
 #include "mlaas/policy_dir.h"
 
 namespace malv::host {
+namespace {
+
+// A VM's CPU state for the admin API (GET /vms/{name}: "cpu").
+std::string cpu_status_json(const cpu_control::CpuShareController& cpu, const std::string& vm) {
+  std::optional<cpu_control::VmCpuStatus> s = cpu.status(vm);
+  if (!s) return std::string();
+  return nlohmann::json{
+      {"policy", s->policy},
+      {"managed", s->managed},
+      {"weight", s->weight},
+      {"placement", s->placement == MALV_CPU_PLACE_DEDICATED ? "dedicated" : "any"},
+      {"cpus", s->cpus},
+      {"threads", s->threads},
+      {"members", s->members},
+      {"decisions", s->decisions},
+      {"cpu_seconds", static_cast<double>(s->cpu_time_total_ns) / 1e9},
+      {"runqueue_delay_seconds", static_cast<double>(s->runqueue_delay_total_ns) / 1e9}}
+      .dump();
+}
+
+}  // namespace
+
+// A VM's cpu_pid must be a live process owned by a user the host allows.
+Status check_cpu_pid(const vgpu::VmConfig& vm, const std::vector<std::uint32_t>& allowed_uids) {
+  if (vm.cpu_pid == 0) return ok_status();
+  struct stat st {};
+  const std::string proc = fmt::format("/proc/{}", vm.cpu_pid);
+  if (::stat(proc.c_str(), &st) != 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("VM {}: cpu_pid {} is not a running process", vm.name, vm.cpu_pid));
+  }
+  if (std::find(allowed_uids.begin(), allowed_uids.end(), st.st_uid) == allowed_uids.end()) {
+    return Error(ErrorCode::kPermissionDenied,
+                 fmt::format("VM {}: cpu_pid {} belongs to uid {}, which the host does not allow "
+                             "(host.cpu_allowed_pid_uids: [{}])",
+                             vm.name, vm.cpu_pid, st.st_uid, fmt::join(allowed_uids, ", ")));
+  }
+  return ok_status();
+}
 
 Result<std::unique_ptr<accel::Backend>> make_backend(const HostConfig& config) {
   // The choice (and the "auto" rule and its log line) lives in accel.
@@ -53,6 +98,10 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   const std::string state_dir = config.state_dir.empty()
                                     ? socket_path.substr(0, socket_path.rfind('/') + 1) + "state"
                                     : config.state_dir;
+  d->vgpu_->vms().set_config_check(
+      [allowed = config.cpu_allowed_pid_uids](const vgpu::VmConfig& vm) {
+        return check_cpu_pid(vm, allowed);
+      });
   d->state_ = std::make_unique<vgpu::AdminState>(state_dir, d->vgpu_->vms(), d->policies_.get());
   MALV_TRY(d->state_->restore(config.vms));
 
@@ -87,6 +136,8 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                                          ? default_runtime_dir() + "/checkpoints"
                                          : config.checkpoint_dir;
   MALV_ASSIGN_OR_RETURN(d->checkpoints_, offload::CheckpointStore::open({.root = checkpoint_dir}));
+
+  if (config.cpu_control) MALV_TRY(d->start_cpu_control());
 
   microlake::ServerOptions server;
   server.unix_path = config.socket.empty() ? default_runtime_dir() + "/malv.sock" : config.socket;
@@ -124,10 +175,64 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                                       .backend = info.backend,
                                       .device = info.name,
                                       .more_metrics =
-                                          [inference = d->inference_.get()] {
-                                            return inference->metrics_text();
+                                          [inference = d->inference_.get(), cpu = d->cpu_.get()] {
+                                            std::string text = inference->metrics_text();
+                                            if (cpu != nullptr) text += cpu->metrics_text();
+                                            return text;
+                                          },
+                                      .cpu_control = d->cpu_ ? d->cpu_->mechanism() : "off",
+                                      .cpu_json =
+                                          [cpu = d->cpu_.get()](const std::string& vm) {
+                                            return cpu != nullptr ? cpu_status_json(*cpu, vm)
+                                                                  : std::string();
                                           }}));
   return d;
+}
+
+Status HostDaemon::start_cpu_control() {
+  cpu_control::HostView view;
+  view.vm_names = [vgpu = vgpu_.get()] {
+    std::vector<std::string> names;
+    for (const auto& vm : vgpu->vms().list()) names.push_back(vm->name());
+    return names;
+  };
+  view.facts = [vgpu =
+                    vgpu_.get()](std::string_view name) -> std::optional<cpu_control::VmCpuFacts> {
+    Result<std::shared_ptr<vgpu::Vm>> found = vgpu->vms().find(std::string(name));
+    if (!found.ok()) return std::nullopt;
+    const vgpu::Vm& vm = *found.value();
+    const vgpu::VmConfig c = vm.config();
+    cpu_control::VmCpuFacts f;
+    f.vm_id = vm.id().value();
+    f.priority_class =
+        c.priority == vgpu::PriorityClass::kLatency ? MALV_PRIORITY_LATENCY : MALV_PRIORITY_BATCH;
+    f.vm_weight = c.weight;
+    f.weight_limit = c.cpu_weight_limit;
+    f.accel_busy_ns = static_cast<std::int64_t>(vm.counters().busy_ns.load());
+    f.accel_starved_ns = static_cast<std::int64_t>(vm.counters().accel_starved_ns.load());
+    if (c.priority == vgpu::PriorityClass::kLatency) {
+      f.pending_latency_requests = static_cast<std::uint32_t>(
+          std::min<std::uint64_t>(vm.counters().queue_depth.load(), 0xffffffffu));
+    }
+    f.config_pid = static_cast<pid_t>(c.cpu_pid);
+    return f;
+  };
+  cpu_control::CpuControlOptions options;
+  options.interval = std::chrono::milliseconds(options_.config.cpu_interval_ms);
+  const std::string& mechanism = options_.config.cpu_mechanism;
+  for (cpu_control::Mechanism m :
+       {cpu_control::Mechanism::kCgroupV2, cpu_control::Mechanism::kCgroupV1,
+        cpu_control::Mechanism::kThreadFallback}) {
+    if (mechanism == cpu_control::mechanism_name(m)) options.groups.force = m;
+  }
+  if (mechanism != "auto" && !options.groups.force) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("cpu_mechanism '{}': auto, cgroup-v2, cgroup-v1 or thread-fallback",
+                             mechanism));
+  }
+  MALV_ASSIGN_OR_RETURN(
+      cpu_, cpu_control::CpuShareController::start(*policies_, *runner_, std::move(view), options));
+  return ok_status();
 }
 
 HostDaemon::~HostDaemon() {
@@ -164,6 +269,12 @@ Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info)
   if (info.peer) {
     log::info("serve", "VM {} admitted (pid {}, uid {})", info.vm_name, info.peer->pid,
               info.peer->uid);
+  }
+  // The guest's process and this thread (the session's dispatcher) work
+  // for the VM until the session ends.
+  if (cpu_) {
+    admission.services.keep_alive =
+        cpu_->join(info.vm_name, info.peer ? info.peer->pid : 0, static_cast<pid_t>(::gettid()));
   }
   admission.services.policies = policies_.get();
   admission.services.checkpoints = checkpoints_.get();

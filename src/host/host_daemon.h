@@ -2,13 +2,15 @@
 // accelerator backend; the MLaaS subsystem (feature registry, inference
 // service on the backend, policy registry with the built-in modules loaded,
 // guardrailed runner); the vGPU service (VMs, quotas, scheduler calling the
-// VMs' gpu_sched policies); the Micro-LAKE server admitting guests by VM
+// VMs' gpu_sched policies); per-VM CPU control (each VM's cpu_sched
+// policy sets its CPU share); the Micro-LAKE server admitting guests by VM
 // token; and the admin API.
 #pragma once
 
 #include <memory>
 
 #include "accel/backend.h"
+#include "cpu_control/cpu_share_controller.h"
 #include "host/host_config.h"
 #include "microlake/server.h"
 #include "mlaas/feature_registry.h"
@@ -48,6 +50,7 @@ class HostDaemon {
  private:
   HostDaemon() = default;
   Result<microlake::Admission> admit(const microlake::HelloInfo& info);
+  [[nodiscard]] Status start_cpu_control();
 
   DaemonOptions options_;
   std::unique_ptr<accel::Backend> backend_;
@@ -62,10 +65,17 @@ class HostDaemon {
   std::unique_ptr<vgpu::AdminState> state_;
   std::unique_ptr<offload::CheckpointStore> checkpoints_;
   std::unique_ptr<offload::DatasetCatalog> datasets_;
+  // Outlives the server: ending sessions leave their VMs' groups.
+  std::unique_ptr<cpu_control::CpuShareController> cpu_;
   std::unique_ptr<microlake::Server> server_;
   std::unique_ptr<vgpu::AdminApi> admin_;
   std::string admin_path_;
 };
+
+// A VM's cpu_pid (0: none) must be a running process owned by one of the
+// host's allowed users (HostConfig::cpu_allowed_pid_uids).
+[[nodiscard]] Status check_cpu_pid(const vgpu::VmConfig& vm,
+                                   const std::vector<std::uint32_t>& allowed_uids);
 
 // Picks the backend for --backend cpu|cuda|auto and says which in the log.
 [[nodiscard]] Result<std::unique_ptr<accel::Backend>> make_backend(const HostConfig& config);

@@ -41,6 +41,9 @@ struct SessionServices {
   // The VM's checkpoint disk quota, read at every save (the admin may
   // change it while the guest runs). Empty: none.
   std::function<offload::CheckpointQuota()> checkpoint_quota;
+  // Held for as long as the session lives and dropped at its end (the
+  // host's per-session registrations, e.g. the VM's CPU group membership).
+  std::shared_ptr<void> keep_alive;
 };
 
 }  // namespace malv::microlake

@@ -39,10 +39,14 @@ int prefetch_fixed(void*, const void* observations, std::size_t n, void* decisio
   return MALV_MLAAS_OK;
 }
 
-int cpu_fifo(void*, const void* observations, std::size_t n, void* decisions) {
+int cpu_none(void*, const void* observations, std::size_t n, void* decisions) {
   const auto* obs = static_cast<const malv_cpu_sched_observation*>(observations);
   auto* out = static_cast<malv_cpu_sched_decision*>(decisions);
-  for (std::size_t i = 0; i < n; ++i) out[i].score = static_cast<double>(obs[i].enqueue_time_ns);
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i] = obs[i].kind == MALV_CPU_SCHED_MIGRATE
+                 ? malv_cpu_sched_decision{0, 0, MALV_CPU_MIGRATE_DEFAULT, 0}
+                 : malv_cpu_sched_decision{MALV_CPU_WEIGHT_DEFAULT, MALV_CPU_PLACE_ANY, 0, 0};
+  }
   return MALV_MLAAS_OK;
 }
 
@@ -51,8 +55,8 @@ constexpr malv_policy kBaselines[] = {
      gpu_fifo, nullptr},
     {MALV_POLICY_MEMORY, "lru", "least recently used buffer evicted first", create_stateless,
      destroy_stateless, memory_lru, nullptr},
-    {MALV_POLICY_CPU_SCHED, "fifo", "longest runnable thread first", create_stateless,
-     destroy_stateless, cpu_fifo, nullptr},
+    {MALV_POLICY_CPU_SCHED, "none", "the host leaves the CPUs alone (default weight, any core)",
+     create_stateless, destroy_stateless, cpu_none, nullptr},
     {MALV_POLICY_PREFETCH, "fixed", "fixed prefetch depth", create_stateless, destroy_stateless,
      prefetch_fixed, nullptr},
 };

@@ -6,7 +6,9 @@
 //   gpu_sched  fifo       score = enqueue_time_ns (oldest first)
 //   memory     lru        evict_score = age_ns (least recently used first)
 //   prefetch   fixed      depth = min(kBaselinePrefetchDepth, max_depth)
-//   cpu_sched  fifo       score = enqueue_time_ns
+//   cpu_sched  none       weight 100 (the default share), any core; migrations:
+//                         the kernel's own rule. A VM on it is not put in a
+//                         control group at all (cpu_control/).
 //
 // They are registered under the module name "builtin" ("builtin/fifo").
 #pragma once

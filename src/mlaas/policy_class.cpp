@@ -93,10 +93,13 @@ void poison_decisions(PolicyClass cls, void* decisions, std::size_t n) {
     case PolicyClass::kMemory:
       for (std::size_t i = 0; i < n; ++i) static_cast<malv_memory_decision*>(decisions)[i] = {nan};
       return;
-    case PolicyClass::kCpuSched:
-      for (std::size_t i = 0; i < n; ++i)
-        static_cast<malv_cpu_sched_decision*>(decisions)[i] = {nan};
+    case PolicyClass::kCpuSched: {
+      constexpr std::uint32_t kUnset = std::numeric_limits<std::uint32_t>::max();
+      for (std::size_t i = 0; i < n; ++i) {
+        static_cast<malv_cpu_sched_decision*>(decisions)[i] = {kUnset, kUnset, kUnset, kUnset};
+      }
       return;
+    }
     case PolicyClass::kPrefetch:
       for (std::size_t i = 0; i < n; ++i) {
         static_cast<malv_prefetch_decision*>(decisions)[i] = {
@@ -104,6 +107,37 @@ void poison_decisions(PolicyClass cls, void* decisions, std::size_t n) {
       }
       return;
   }
+}
+
+// SHARE: a weight in range (or 0: keep) and a known placement; MIGRATE: one
+// of the three answers. Fields a kind does not use must be 0.
+Status check_cpu_sched_decisions(const malv_cpu_sched_observation* obs,
+                                 const malv_cpu_sched_decision* d, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (d[i].reserved != 0) {
+      return Error(ErrorCode::kOutOfRange, fmt::format("decision {}: reserved is not 0", i));
+    }
+    if (obs[i].kind == MALV_CPU_SCHED_MIGRATE) {
+      if (d[i].migrate > MALV_CPU_MIGRATE_DEFAULT || d[i].weight != 0 || d[i].placement != 0) {
+        return Error(ErrorCode::kOutOfRange,
+                     fmt::format("decision {} (migrate): migrate {} (0, 1 or 2), weight {} and "
+                                 "placement {} (both must be 0)",
+                                 i, d[i].migrate, d[i].weight, d[i].placement));
+      }
+      continue;
+    }
+    if ((d[i].weight != 0 &&
+         (d[i].weight < MALV_CPU_WEIGHT_MIN || d[i].weight > MALV_CPU_WEIGHT_MAX)) ||
+        d[i].placement > MALV_CPU_PLACE_BALANCED || d[i].migrate != 0) {
+      return Error(
+          ErrorCode::kOutOfRange,
+          fmt::format("decision {} (share): weight {} (0 or {}..{}), placement {} (0 to 2), "
+                      "migrate {} (must be 0)",
+                      i, d[i].weight, MALV_CPU_WEIGHT_MIN, MALV_CPU_WEIGHT_MAX, d[i].placement,
+                      d[i].migrate));
+    }
+  }
+  return ok_status();
 }
 
 Status validate_decisions(PolicyClass cls, const void* observations, const void* decisions,
@@ -116,8 +150,8 @@ Status validate_decisions(PolicyClass cls, const void* observations, const void*
       return check_scores<malv_memory_decision>(
           decisions, n, "evict_score", [](const malv_memory_decision& d) { return d.evict_score; });
     case PolicyClass::kCpuSched:
-      return check_scores<malv_cpu_sched_decision>(
-          decisions, n, "score", [](const malv_cpu_sched_decision& d) { return d.score; });
+      return check_cpu_sched_decisions(static_cast<const malv_cpu_sched_observation*>(observations),
+                                       static_cast<const malv_cpu_sched_decision*>(decisions), n);
     case PolicyClass::kPrefetch: {
       const auto* obs = static_cast<const malv_prefetch_observation*>(observations);
       const auto* d = static_cast<const malv_prefetch_decision*>(decisions);

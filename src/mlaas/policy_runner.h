@@ -51,9 +51,14 @@ struct GuardrailOptions {
   // about 500 us on PCIe 3.0), and a learned policy runs a model over every
   // candidate: its answers may take this long.
   std::chrono::nanoseconds memory_budget = std::chrono::milliseconds(1);
+  // cpu_sched decides once per interval (50 ms by default) for every VM,
+  // and a learned load balancer runs a model per candidate thread.
+  std::chrono::nanoseconds cpu_sched_budget = std::chrono::milliseconds(2);
 
   std::chrono::nanoseconds budget_for(PolicyClass cls) const {
-    return cls == PolicyClass::kMemory ? memory_budget : budget;
+    if (cls == PolicyClass::kMemory) return memory_budget;
+    if (cls == PolicyClass::kCpuSched) return cpu_sched_budget;
+    return budget;
   }
 };
 

@@ -110,6 +110,8 @@ json vm_json(Vm& vm, const AdminContext& context) {
            {"host_memory_limit", c.host_memory_limit},
            {"checkpoint_limit_bytes", c.checkpoint_bytes_limit},
            {"max_checkpoints", c.max_checkpoints},
+           {"cpu_weight_limit", c.cpu_weight_limit},
+           {"cpu_pid", c.cpu_pid},
            {"origin",
             context.state != nullptr ? vm_origin_name(context.state->origin(c.name)) : "admin"}};
   if (context.policies != nullptr) {
@@ -120,10 +122,15 @@ json vm_json(Vm& vm, const AdminContext& context) {
     }
     out["policies"] = policies;
   }
+  if (context.cpu_json) {
+    const std::string cpu = context.cpu_json(c.name);
+    out["cpu"] = cpu.empty() ? json() : json::parse(cpu);
+  }
   const MemoryStats memory = vm.memory().stats();
   // What the VM holds on the device: its quota's use and what it borrowed.
   out["stats"] = {{"memory_used", vm.device_memory().used() + memory.borrowed_bytes},
                   {"busy_seconds", static_cast<double>(n.busy_ns.load()) / 1e9},
+                  {"accel_starved_seconds", static_cast<double>(n.accel_starved_ns.load()) / 1e9},
                   {"commands", n.commands.load()},
                   {"errors", n.errors.load()},
                   {"decisions", n.decisions.load()},
@@ -228,6 +235,13 @@ std::string metrics_text(const AdminContext& ctx, VgpuService& vgpu) {
        [](Vm& vm) { return double(vm.config().checkpoint_bytes_limit); }},
       {"malv_vm_checkpoint_count_limit", "gauge", "Checkpoints the VM may keep (0: no limit)",
        [](Vm& vm) { return double(vm.config().max_checkpoints); }},
+      {"malv_vm_cpu_weight_limit", "gauge",
+       "The highest CPU weight the VM's cpu_sched policy may give it",
+       [](Vm& vm) { return double(vm.config().cpu_weight_limit); }},
+      {"malv_vm_accel_starved_seconds_total", "counter",
+       "Time the accelerator had none of the VM's work while it ran a job (waiting for its CPU "
+       "side)",
+       [](Vm& vm) { return double(vm.counters().accel_starved_ns.load()) / 1e9; }},
       {"malv_vm_checkpoint_bytes", "gauge", "Bytes of the VM's stored checkpoints",
        [&ctx](Vm& vm) {
          return ctx.checkpoint_usage ? double(ctx.checkpoint_usage(vm.name()).checkpoint_bytes)
@@ -313,7 +327,10 @@ void AdminApi::install_routes() {
       });
 
   s.Get("/health", [&ctx](const httplib::Request&, httplib::Response& res) {
-    reply(res, {{"status", "ok"}, {"backend", ctx.backend}, {"device", ctx.device}});
+    reply(res, {{"status", "ok"},
+                {"backend", ctx.backend},
+                {"device", ctx.device},
+                {"cpu_control", ctx.cpu_control}});
   });
   s.Get("/vms", [&](const httplib::Request&, httplib::Response& res) {
     json out = json::array();

@@ -2,7 +2,7 @@
 // (as Firecracker does), served by cpp-httplib on the daemon's control
 // thread. `malv vm`, `malv policy` and `malv stats` are its clients.
 //
-//   GET    /health                      -> {"status":"ok","backend":...}
+//   GET    /health                      -> {"status":"ok","backend":...,"cpu_control":...}
 //   GET    /vms                         -> [vm...]   (config + live stats)
 //   POST   /vms            {vm}         -> vm        (create)
 //   GET    /vms/{name}                  -> vm
@@ -57,6 +57,12 @@ struct AdminContext {
   // More /metrics families, appended as they are (the MLaaS inference
   // service's: InferenceService::metrics_text()).
   std::function<std::string()> more_metrics;
+  // CPU control (cpu_control/, which this room cannot see): how the host
+  // holds the CPUs, for /health ("off" when it does not), and a VM's CPU
+  // state as a JSON object's text, the "cpu" of GET /vms/{name} ("" when
+  // the host has none for it).
+  std::string cpu_control = "off";
+  std::function<std::string(const std::string& vm)> cpu_json;
 };
 
 class AdminApi {

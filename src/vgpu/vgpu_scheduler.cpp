@@ -243,6 +243,14 @@ void VgpuScheduler::enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
     } else if (it != streams_.end()) {
       Stream& stream = *it->second;
       VmState& state = vm_states_[stream.vm->id().value()];
+      if (state.idle_since != 0) {
+        const std::int64_t gap = now - state.idle_since;
+        if (gap > 0 && gap <= options_.guest_gap_limit_ns) {
+          stream.vm->counters().accel_starved_ns.fetch_add(static_cast<std::uint64_t>(gap),
+                                                           std::memory_order_relaxed);
+        }
+        state.idle_since = 0;
+      }
       if (state.pending == 0) state.waiting_since = now;
       state.pending += ops.size();
       for (std::size_t i = 0; i < ops.size(); ++i) {
@@ -539,6 +547,13 @@ NextUses VgpuScheduler::queued_uses(const Vm& vm) const {
   return uses;
 }
 
+bool VgpuScheduler::vm_has_running_stream(const Vm& vm) const {
+  for (const auto& [id, stream] : streams_) {
+    if (stream->running && stream->vm.get() == &vm) return true;
+  }
+  return false;
+}
+
 void VgpuScheduler::item_callback(void* context, std::uint64_t cookie, ErrorCode status) {
   auto* stream = static_cast<Stream*>(context);
   stream->scheduler->on_item_done(stream, cookie, status);
@@ -569,9 +584,15 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
       stream->vm->counters().busy_ns.fetch_add(static_cast<std::uint64_t>(run_ns),
                                                std::memory_order_relaxed);
     }
+    stream->running = false;
     // A VM whose batch just ended was being served until now.
     if (auto state = vm_states_.find(stream->vm->id().value()); state != vm_states_.end()) {
       state->second.waiting_since = mono_now_ns();
+      // Nothing of the VM left on the device or queued: from now the device
+      // waits for the guest.
+      if (state->second.pending == 0 && !vm_has_running_stream(*stream->vm)) {
+        state->second.idle_since = state->second.waiting_since;
+      }
     }
     outcome.item = stream->batch_head;
     outcome.run_ns = run_ns;
@@ -579,7 +600,6 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
     pins.swap(stream->batch_pins);
     stream->batch_ops.clear();
     stream->batch_done.clear();
-    stream->running = false;
     stream->slot = Slot::kNone;
     if (stream->cancelled) aborted = take_cancelled(*stream);
   }

@@ -78,6 +78,10 @@ struct SchedulerOptions {
   // A VM with ready work is served after at most this long without a
   // dispatch, whatever the policies score (see the overview).
   std::int64_t starvation_bound_ns = 5'000'000;
+  // A gap between a VM's work longer than this is the guest not running a
+  // job, not the device waiting for its CPU side: it is not counted as
+  // starvation (VmCounters::accel_starved_ns).
+  std::int64_t guest_gap_limit_ns = 1'000'000'000;
 };
 
 struct SchedulerStats {
@@ -142,6 +146,10 @@ class VgpuScheduler {
     std::size_t pending = 0;         // items queued here on any of its streams
     std::int64_t waiting_since = 0;  // ready, or last served (dispatch, batch end)
     std::size_t streams = 0;
+    // Since when the device has had none of the VM's work (queued here or
+    // running); 0 while it has some. The gap until its next op arrives is
+    // time the device waited for the guest (VmCounters::accel_starved_ns).
+    std::int64_t idle_since = 0;
   };
 
   void pump();
@@ -152,6 +160,8 @@ class VgpuScheduler {
   Slot free_slot_for(const Stream& stream, bool urgent) const;
   // The stream's VM is latency class and a latency slot is free (mutex_ held).
   bool may_use_latency_lane(const Stream& stream) const;
+  // Some stream of the VM has a batch on the device (mutex_ held).
+  bool vm_has_running_stream(const Vm& vm) const;
   void on_item_done(Stream* stream, std::size_t index_in_batch, ErrorCode status);
   // Makes the batch's managed buffers resident and sets their device
   // addresses (mutex_ not held; the stream is running, so only this thread

@@ -11,11 +11,21 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::string_view, 13> kSettings{
-    "name",           "token",        "memory_bytes",      "virtual_memory_bytes",
-    "weight",         "priority",     "max_streams",       "max_handles",
-    "vsock_cid",      "max_sessions", "host_memory_bytes", "checkpoint_bytes",
-    "max_checkpoints"};
+constexpr std::array<std::string_view, 15> kSettings{"name",
+                                                     "token",
+                                                     "memory_bytes",
+                                                     "virtual_memory_bytes",
+                                                     "weight",
+                                                     "priority",
+                                                     "max_streams",
+                                                     "max_handles",
+                                                     "vsock_cid",
+                                                     "max_sessions",
+                                                     "host_memory_bytes",
+                                                     "checkpoint_bytes",
+                                                     "max_checkpoints",
+                                                     "cpu_weight_limit",
+                                                     "cpu_pid"};
 
 // An unsigned integer field that fits T, or an error naming the field.
 template <typename T>
@@ -83,6 +93,8 @@ Status apply_vm_fields(const json& body, VmConfig& config,
   MALV_TRY(read_unsigned(body, "host_memory_bytes", &config.host_memory_limit));
   MALV_TRY(read_unsigned(body, "checkpoint_bytes", &config.checkpoint_bytes_limit));
   MALV_TRY(read_unsigned(body, "max_checkpoints", &config.max_checkpoints));
+  MALV_TRY(read_unsigned(body, "cpu_weight_limit", &config.cpu_weight_limit));
+  MALV_TRY(read_unsigned(body, "cpu_pid", &config.cpu_pid));
   if (body.contains("priority")) {
     std::string priority;
     MALV_TRY(read_string(body, "priority", &priority));
@@ -104,7 +116,9 @@ json vm_settings_json(const VmConfig& c) {
           {"max_sessions", c.max_sessions},
           {"host_memory_bytes", c.host_memory_limit},
           {"checkpoint_bytes", c.checkpoint_bytes_limit},
-          {"max_checkpoints", c.max_checkpoints}};
+          {"max_checkpoints", c.max_checkpoints},
+          {"cpu_weight_limit", c.cpu_weight_limit},
+          {"cpu_pid", c.cpu_pid}};
 }
 
 }  // namespace malv::vgpu

@@ -32,6 +32,11 @@ Status check_config(const VmConfig& c) {
         ErrorCode::kInvalidArgument,
         fmt::format("vsock CID {} is the host's or the wildcard, not a VM's", c.vsock_cid));
   }
+  if (c.cpu_weight_limit < MALV_CPU_WEIGHT_MIN || c.cpu_weight_limit > MALV_CPU_WEIGHT_MAX) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("cpu_weight_limit {} is not in [{}, {}]", c.cpu_weight_limit,
+                             MALV_CPU_WEIGHT_MIN, MALV_CPU_WEIGHT_MAX));
+  }
   return ok_status();
 }
 
@@ -139,6 +144,7 @@ void VmRegistry::publish_guaranteed() {
 
 Result<std::shared_ptr<Vm>> VmRegistry::create(VmConfig config) {
   MALV_TRY(check_config(config));
+  if (config_check_) MALV_TRY(config_check_(config));
   std::lock_guard lock(mutex_);
   if (vms_.count(config.name) != 0) {
     return Error(ErrorCode::kAlreadyExists, fmt::format("VM '{}' already exists", config.name));
@@ -153,6 +159,7 @@ Result<std::shared_ptr<Vm>> VmRegistry::create(VmConfig config) {
 
 Status VmRegistry::update(const std::string& name, const VmConfig& config) {
   MALV_TRY(check_config(config));
+  if (config_check_) MALV_TRY(config_check_(config));
   if (config.name != name) {
     return Error(ErrorCode::kInvalidArgument, "a VM cannot be renamed");
   }

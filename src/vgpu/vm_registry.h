@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,17 +58,28 @@ struct VmConfig {
   std::uint32_t max_sessions = kDefaultMaxSessions;                // at once; 0 = none
   std::uint64_t checkpoint_bytes_limit = kDefaultCheckpointBytes;  // on disk; 0 = none
   std::uint32_t max_checkpoints = kDefaultMaxCheckpoints;          // stored; 0 = none
+  // CPU (cpu_control/): the highest CPU weight the VM's cpu_sched policy may
+  // give it (cgroup v2 cpu.weight scale, 100 = the default share), and a
+  // process that works for the VM besides its guests' (a real VM's
+  // hypervisor process; 0: none), which must be one the host allows.
+  std::uint32_t cpu_weight_limit = kDefaultCpuWeightLimit;
+  std::uint32_t cpu_pid = 0;
 
   static constexpr std::uint64_t kDefaultHostMemoryLimit = 1ull << 30;
   static constexpr std::uint32_t kDefaultMaxSessions = 32;
   static constexpr std::uint64_t kDefaultCheckpointBytes = 4ull << 30;
   static constexpr std::uint32_t kDefaultMaxCheckpoints = 256;
+  static constexpr std::uint32_t kDefaultCpuWeightLimit = 1000;
 };
 
 // Counters the host updates as the VM works. All atomics: read by the admin
 // API and metrics while sessions run.
 struct VmCounters {
   std::atomic<std::uint64_t> busy_ns{0};
+  // Time the device had none of the VM's work while the VM was running a
+  // job (gaps up to SchedulerOptions::guest_gap_limit_ns between its work):
+  // the accelerator waiting for the guest's CPU side.
+  std::atomic<std::uint64_t> accel_starved_ns{0};
   std::atomic<std::uint64_t> commands{0};
   std::atomic<std::uint64_t> errors{0};
   std::atomic<std::uint64_t> decisions{0};
@@ -144,6 +156,11 @@ class VmRegistry {
   // refuse a resident quota that does not fit beside the other VMs' quotas,
   // naming both; the ledger learns the sum after every change.
   void set_ledger(DeviceMemoryLedger* ledger) { ledger_ = ledger; }
+  // A check the host adds to every create() and update() (e.g. that a
+  // VM's cpu_pid is a process the host allows); set before VMs are made.
+  void set_config_check(std::function<Status(const VmConfig&)> check) {
+    config_check_ = std::move(check);
+  }
 
  private:
   // Fails if `config`'s quota and the others' (all VMs but `name`'s) exceed
@@ -152,6 +169,7 @@ class VmRegistry {
   void publish_guaranteed();  // mutex_ held
 
   DeviceMemoryLedger* ledger_ = nullptr;
+  std::function<Status(const VmConfig&)> config_check_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Vm>> vms_;  // guarded by mutex_
   std::uint64_t next_id_ = 1;                       // guarded by mutex_

@@ -1,5 +1,6 @@
 // The host's TOML configuration: values land where they belong, and every
-// bad file is refused with the file, the key and what was expected.
+// bad file is refused with the file, the key and what was expected; a VM's
+// cpu_pid is checked against the users the host allows.
 #include "host/host_config.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,8 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+
+#include "host/host_daemon.h"
 
 namespace malv::host {
 namespace {
@@ -52,6 +55,10 @@ spill_link_gbps = 6.5
 memory_trace_dir = "/t"
 memory_prefetch = false
 memory_lending = false
+cpu_control = false
+cpu_interval_ms = 20
+cpu_mechanism = "thread-fallback"
+cpu_allowed_pid_uids = [0, 64055]
 hello_timeout_ms = 700
 max_pending_per_peer = 4
 max_pending = 16
@@ -72,6 +79,8 @@ max_sessions = 3
 host_memory_mib = 256
 checkpoint_mib = 128
 max_checkpoints = 9
+cpu_weight_limit = 400
+cpu_pid = 4242
 )");
   ASSERT_TRUE(config.ok()) << config.error().to_string();
   const HostConfig& c = config.value();
@@ -90,6 +99,10 @@ max_checkpoints = 9
   EXPECT_DOUBLE_EQ(c.spill_link_gbps, 6.5);
   EXPECT_FALSE(c.memory_prefetch);
   EXPECT_FALSE(c.memory_lending);
+  EXPECT_FALSE(c.cpu_control);
+  EXPECT_EQ(c.cpu_interval_ms, 20u);
+  EXPECT_EQ(c.cpu_mechanism, "thread-fallback");
+  EXPECT_EQ(c.cpu_allowed_pid_uids, (std::vector<std::uint32_t>{0, 64055}));
   EXPECT_EQ(c.memory_trace_dir, "/t");
   EXPECT_EQ(c.hello_timeout_ms, 700u);
   EXPECT_EQ(c.max_pending_per_peer, 4u);
@@ -111,6 +124,8 @@ max_checkpoints = 9
   EXPECT_EQ(vm.host_memory_limit, 256ull << 20);
   EXPECT_EQ(vm.checkpoint_bytes_limit, 128ull << 20);
   EXPECT_EQ(vm.max_checkpoints, 9u);
+  EXPECT_EQ(vm.cpu_weight_limit, 400u);
+  EXPECT_EQ(vm.cpu_pid, 4242u);
   EXPECT_TRUE(check_host_config(c).ok());
 }
 
@@ -122,6 +137,10 @@ TEST_F(HostConfigTest, AnEmptyFileGivesTheDefaults) {
   EXPECT_EQ(config.value().shutdown_grace_ms, 2000u);
   EXPECT_TRUE(config.value().memory_prefetch);
   EXPECT_TRUE(config.value().memory_lending);
+  EXPECT_TRUE(config.value().cpu_control);
+  EXPECT_EQ(config.value().cpu_interval_ms, 50u);
+  EXPECT_EQ(config.value().cpu_mechanism, "auto");
+  EXPECT_TRUE(config.value().cpu_allowed_pid_uids.empty());
   EXPECT_TRUE(config.value().vms.empty());
   EXPECT_TRUE(check_host_config(config.value()).ok());
 }
@@ -150,6 +169,12 @@ TEST_F(HostConfigTest, OutOfRangeAndMistypedNumbersAreRefusedByName) {
   EXPECT_REFUSED("[host]\nmemory_lending = \"yes\"\n", "host.memory_lending must be true or false");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\nvirtual_memory_mib = -5\n", "vm a.virtual_memory_mib");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\npriority = \"urgent\"\n", "urgent");
+  EXPECT_REFUSED("[host]\ncpu_control = 1\n", "host.cpu_control must be true or false");
+  EXPECT_REFUSED("[host]\ncpu_interval_ms = 0\n", "host.cpu_interval_ms");
+  EXPECT_REFUSED("[host]\ncpu_mechanism = \"cgroup-v3\"\n", "host.cpu_mechanism");
+  EXPECT_REFUSED("[host]\ncpu_allowed_pid_uids = [-1]\n", "host.cpu_allowed_pid_uids");
+  EXPECT_REFUSED("[[vm]]\nname = \"a\"\ncpu_weight_limit = 0\n", "vm a.cpu_weight_limit");
+  EXPECT_REFUSED("[[vm]]\nname = \"a\"\ncpu_weight_limit = 10001\n", "vm a.cpu_weight_limit");
 }
 
 TEST_F(HostConfigTest, UnknownKeysAreRefusedRatherThanIgnored) {
@@ -182,6 +207,30 @@ TEST(CheckHostConfig, RefusesWhatFlagsCouldAlsoSetWrongly) {
   config = HostConfig{};
   config.tcp = "[::1]:0";  // a listener may take any free port
   EXPECT_TRUE(check_host_config(config).ok());
+}
+
+}  // namespace
+}  // namespace malv::host
+
+namespace malv::host {
+namespace {
+
+// A VM's cpu_pid: none, a process of an allowed user, or refused naming why.
+TEST(CpuPid, OnlyARunningProcessOfAnAllowedUserIsAccepted) {
+  vgpu::VmConfig vm{.name = "vm1"};
+  EXPECT_TRUE(check_cpu_pid(vm, {}).ok());  // 0: none
+  vm.cpu_pid = static_cast<std::uint32_t>(::getpid());
+  EXPECT_TRUE(check_cpu_pid(vm, {static_cast<std::uint32_t>(::getuid())}).ok());
+  Status refused = check_cpu_pid(vm, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kPermissionDenied);
+  EXPECT_NE(refused.error().message().find("belongs to uid " + std::to_string(::getuid())),
+            std::string::npos)
+      << refused.error().message();
+  vm.cpu_pid = 0x7ffffff0;  // past pid_max
+  Status gone = check_cpu_pid(vm, {static_cast<std::uint32_t>(::getuid())});
+  ASSERT_FALSE(gone.ok());
+  EXPECT_NE(gone.error().message().find("is not a running process"), std::string::npos);
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ TEST_F(PolicyRegistryTest, EveryVmStartsOnTheClassBaselines) {
   EXPECT_EQ(host.registry.selected("vm1", PolicyClass::kGpuSched), "builtin/fifo");
   EXPECT_EQ(host.registry.selected("vm1", PolicyClass::kMemory), "builtin/lru");
   EXPECT_EQ(host.registry.selected("vm1", PolicyClass::kPrefetch), "builtin/fixed");
-  EXPECT_EQ(host.registry.selected("vm1", PolicyClass::kCpuSched), "builtin/fifo");
+  EXPECT_EQ(host.registry.selected("vm1", PolicyClass::kCpuSched), "builtin/none");
   EXPECT_EQ(pick("vm1"), 0u);  // fifo: older first
 }
 

@@ -35,16 +35,22 @@ struct Host {
     EXPECT_TRUE(policies.load_module(mlaas::policy_module_path("malv_sched_basic")).ok());
     EXPECT_TRUE(state.restore(config_vms).ok());
     path = state_dir + ".admin.sock";
-    auto started = AdminApi::start(path, {.vgpu = &vgpu,
-                                          .state = &state,
-                                          .checkpoint_usage =
-                                              [](const std::string&) {
-                                                return VmDiskUsage{1234, 2};
-                                              },
-                                          .policies = &policies,
-                                          .runner = &runner,
-                                          .backend = "cpu",
-                                          .device = "test"});
+    auto started = AdminApi::start(
+        path, {.vgpu = &vgpu,
+               .state = &state,
+               .checkpoint_usage =
+                   [](const std::string&) {
+                     return VmDiskUsage{1234, 2};
+                   },
+               .policies = &policies,
+               .runner = &runner,
+               .backend = "cpu",
+               .device = "test",
+               .cpu_control = "cgroup-test",
+               .cpu_json =
+                   [](const std::string& vm) {
+                     return vm == "vm-a" ? std::string(R"({"weight":800})") : std::string();
+                   }});
     EXPECT_TRUE(started.ok()) << started.error().to_string();
     api = std::move(started).value();
   }
@@ -107,6 +113,7 @@ TEST_F(AdminApiTest, HealthSaysTheBackend) {
   json health = host.ok("GET", "/health");
   EXPECT_EQ(health.value("status", ""), "ok");
   EXPECT_EQ(health.value("backend", ""), "cpu");
+  EXPECT_EQ(health.value("cpu_control", ""), "cgroup-test");
 }
 
 TEST_F(AdminApiTest, CreateTakesEverySettingAndShowsItBack) {
@@ -124,8 +131,13 @@ TEST_F(AdminApiTest, CreateTakesEverySettingAndShowsItBack) {
                      {"host_memory_bytes", 5 << 20},
                      {"checkpoint_bytes", 6 << 20},
                      {"max_checkpoints", 4},
+                     {"cpu_weight_limit", 300},
                      {"gpu_policy", "fair-share"}},
                     201);
+  EXPECT_EQ(vm["cpu_weight_limit"], 300);
+  EXPECT_EQ(vm["cpu_pid"], 0);
+  EXPECT_EQ(vm["cpu"]["weight"], 800);  // the host's CPU control's view of it
+  EXPECT_EQ(vm["stats"]["accel_starved_seconds"], 0.0);
   EXPECT_EQ(vm["memory_limit"], 1 << 20);
   EXPECT_EQ(vm["virtual_memory_limit"], 3 << 20);
   EXPECT_EQ(vm["stats"]["virtual_memory_used"], 0);
@@ -147,6 +159,12 @@ TEST_F(AdminApiTest, CreateTakesEverySettingAndShowsItBack) {
   EXPECT_EQ(vm["stats"]["checkpoint_bytes"], 1234);
   EXPECT_EQ(host.ok("GET", "/vms/vm-a")["max_sessions"], 3);
   EXPECT_EQ(host.ok("GET", "/vms").size(), 1u);
+  // A limit out of the weight scale is refused, naming it.
+  auto [status, message] = host.refused("PATCH", "/vms/vm-a", {{"cpu_weight_limit", 0}});
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(message.find("cpu_weight_limit 0"), std::string::npos) << message;
+  host.ok("POST", "/vms", {{"name", "vm-b"}}, 201);
+  EXPECT_TRUE(host.ok("GET", "/vms/vm-b")["cpu"].is_null());
 }
 
 TEST_F(AdminApiTest, CreateRefusesUnknownFieldsBadTypesAndDuplicates) {

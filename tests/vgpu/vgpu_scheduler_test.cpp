@@ -115,6 +115,36 @@ struct CookieLog {
   }
 };
 
+// The accelerator waits for a guest between its ops (a guest that prepares
+// its next batch on its CPU): those gaps count as the VM's starved time, a
+// gap past guest_gap_limit_ns (no job running) does not, and nothing counts
+// while the VM has work queued or running.
+TEST_F(Scheduler, GapsBetweenAVmsWorkCountAsTheAcceleratorStarvingForIt) {
+  VgpuService vgpu(*device_, fifo_, {.device_slots = 1, .guest_gap_limit_ns = 200'000'000});
+  ASSERT_TRUE(vgpu.vms().create({.name = "vm", .token = "t"}).ok());
+  auto view = std::move(vgpu.open_session("vm", "t")).value();
+  auto queue = view->create_queue(accel::QueuePriority::kNormal).value();
+  auto buf = view->allocate(4096).value();
+  const std::shared_ptr<Vm> vm = vgpu.vms().find("vm").value();
+  auto starved_ms = [&] { return double(vm->counters().accel_starved_ns.load()) / 1e6; };
+  auto one_op = [&] {
+    CookieLog log;
+    view->enqueue(queue, accel::Memset{buf, 1, 64}, {&CookieLog::record, &log, 0});
+    ASSERT_TRUE(vgpu.scheduler().wait_idle(std::chrono::seconds(5)));
+  };
+  one_op();
+  EXPECT_EQ(starved_ms(), 0.0);  // nothing before its first op
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  one_op();
+  EXPECT_GE(starved_ms(), 30.0);
+  EXPECT_LT(starved_ms(), 200.0);
+  const double after_gap = starved_ms();
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));  // past the limit: idle, not starved
+  one_op();
+  EXPECT_EQ(starved_ms(), after_gap);
+  view->free(buf);
+}
+
 TEST_F(Scheduler, EnqueueManyKeepsOrderAndCookiesAndRejectsAnUnknownStream) {
   VgpuService vgpu(*device_, fifo_, {.device_slots = 1, .max_batch_ops = 5});
   ASSERT_TRUE(vgpu.vms().create({.name = "vm", .token = "t"}).ok());

@@ -22,13 +22,14 @@
  *               host's LRU decides that call)
  *
  * Plain C against include/malv/mlaas.h and malv/memory_features.h only. */
-#define _GNU_SOURCE /* dladdr */
-#include <dlfcn.h>
+#define _GNU_SOURCE /* dladdr (module_model.h), before any system header */
 #include <malv/memory_features.h>
 #include <malv/mlaas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "module_model.h"
 
 #define MODEL_FILE "malv_memory_learned.safetensors"
 #define MODEL_ENV "MALV_MEMORY_LEARNED_MODEL"
@@ -36,27 +37,11 @@
 typedef struct learned_state {
   const malv_host_services* services;
   malv_model model;
-  float* in;  /* capacity rows of MALV_MEMORY_FEATURE_COUNT */
-  float* out; /* capacity rows of 1 */
-  size_t capacity;
+  malv_model_scratch scratch; /* rows of MALV_MEMORY_FEATURE_COUNT in, 1 out */
 } learned_state;
 
 /* An object in this module, whose address dladdr() maps to its file. */
 static const char kModuleAnchor = 0;
-
-/* <directory of this module>/MODEL_FILE into path; 0 on success. */
-static int default_model_path(char* path, size_t size) {
-  Dl_info info;
-  const char* slash;
-  size_t dir;
-  if (dladdr(&kModuleAnchor, &info) == 0 || info.dli_fname == NULL) return -1;
-  slash = strrchr(info.dli_fname, '/');
-  dir = slash == NULL ? 0 : (size_t)(slash - info.dli_fname) + 1;
-  if (dir + sizeof(MODEL_FILE) > size) return -1;
-  memcpy(path, info.dli_fname, dir);
-  memcpy(path + dir, MODEL_FILE, sizeof(MODEL_FILE));
-  return 0;
-}
 
 static void learned_destroy(void* opaque) {
   learned_state* state = (learned_state*)opaque;
@@ -64,8 +49,7 @@ static void learned_destroy(void* opaque) {
   if (state->services != NULL && state->services->model_release != NULL) {
     state->services->model_release(state->services, state->model);
   }
-  free(state->in);
-  free(state->out);
+  malv_model_scratch_free(&state->scratch);
   free(state);
 }
 
@@ -82,7 +66,9 @@ static int learned_create(const malv_host_services* services, const char* vm_nam
     return MALV_MLAAS_ERR_INVALID;
   }
   if (chosen == NULL || chosen[0] == '\0') {
-    if (default_model_path(path, sizeof(path)) != 0) return MALV_MLAAS_ERR_NOT_FOUND;
+    if (malv_module_file_path(&kModuleAnchor, MODEL_FILE, path, sizeof(path)) != 0) {
+      return MALV_MLAAS_ERR_NOT_FOUND;
+    }
     chosen = path;
   }
   state = (learned_state*)calloc(1, sizeof(*state));
@@ -102,20 +88,6 @@ static int learned_create(const malv_host_services* services, const char* vm_nam
   return MALV_MLAAS_OK;
 }
 
-static int reserve(learned_state* state, size_t n) {
-  float* in;
-  float* out;
-  if (n <= state->capacity) return 0;
-  in = (float*)realloc(state->in, n * MALV_MEMORY_FEATURE_COUNT * sizeof(float));
-  if (in == NULL) return -1;
-  state->in = in;
-  out = (float*)realloc(state->out, n * sizeof(float));
-  if (out == NULL) return -1;
-  state->out = out;
-  state->capacity = n;
-  return 0;
-}
-
 static int learned_decide(void* opaque, const void* observations, size_t n, void* decisions) {
   learned_state* state = (learned_state*)opaque;
   const malv_memory_observation* obs = (const malv_memory_observation*)observations;
@@ -124,16 +96,18 @@ static int learned_decide(void* opaque, const void* observations, size_t n, void
   const double ceiling_score = log1p((double)MALV_MEMORY_FAR_OPS);
   size_t i, rows = 0;
   int status;
-  if (reserve(state, n) != 0) return MALV_MLAAS_ERR_NO_MEMORY;
+  if (malv_model_scratch_reserve(&state->scratch, n, MALV_MEMORY_FEATURE_COUNT, 1) != 0) {
+    return MALV_MLAAS_ERR_NO_MEMORY;
+  }
   /* Only the unqueued need the model; their rows are packed in order. */
   for (i = 0; i < n; ++i) {
     if (obs[i].next_use_ops != MALV_MEMORY_NOT_QUEUED) continue;
-    malv_memory_features(&obs[i], state->in + rows * MALV_MEMORY_FEATURE_COUNT);
+    malv_memory_features(&obs[i], state->scratch.in + rows * MALV_MEMORY_FEATURE_COUNT);
     ++rows;
   }
   if (rows > 0) {
-    status =
-        state->services->model_infer(state->services, state->model, state->in, rows, state->out);
+    status = state->services->model_infer(state->services, state->model, state->scratch.in, rows,
+                                          state->scratch.out);
     if (status != MALV_MLAAS_OK) return status;
   }
   rows = 0;
@@ -144,7 +118,7 @@ static int learned_decide(void* opaque, const void* observations, size_t n, void
       if (ops > (double)MALV_MEMORY_FAR_OPS) ops = (double)MALV_MEMORY_FAR_OPS;
       score = log1p(ops);
     } else {
-      score = (double)state->out[rows++];
+      score = (double)state->scratch.out[rows++];
       if (isnan(score)) return MALV_MLAAS_ERR_INTERNAL;
       if (score < floor_score) score = floor_score;
       if (score > ceiling_score) score = ceiling_score;

@@ -1,4 +1,4 @@
-#include "demo/child.h"
+#include "harness/child_process.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -7,37 +7,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <deque>
 #include <fstream>
 #include <thread>
 
-namespace malv::demo {
-namespace {
+namespace malv::harness {
 
-std::atomic<int> g_stop_signal{0};
-
-void on_stop_signal(int signal) { g_stop_signal.store(signal); }
-
-}  // namespace
-
-void install_stop_signals() {
-  struct sigaction action {};
-  action.sa_handler = on_stop_signal;
-  sigemptyset(&action.sa_mask);
-  // No SA_RESTART: a blocking wait returns early, and the demo notices.
-  for (int signal : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(signal, &action, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
-}
-
-bool stop_requested() { return g_stop_signal.load() != 0; }
-int stop_signal() { return g_stop_signal.load(); }
-
-Result<std::unique_ptr<DemoChild>> DemoChild::spawn(std::string name,
-                                                    const std::vector<std::string>& args,
-                                                    const std::string& log_path) {
-  std::unique_ptr<DemoChild> child(new DemoChild());
+Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(std::string name,
+                                                          const std::vector<std::string>& args,
+                                                          const std::string& log_path) {
+  std::unique_ptr<ChildProcess> child(new ChildProcess());
   child->name_ = std::move(name);
   child->log_path_ = log_path;
   std::vector<std::string> storage{"malv"};
@@ -89,12 +69,12 @@ Result<std::unique_ptr<DemoChild>> DemoChild::spawn(std::string name,
   return child;
 }
 
-DemoChild::~DemoChild() {
+ChildProcess::~ChildProcess() {
   stop(std::chrono::milliseconds(1000));
   if (out_fd_ >= 0) ::close(out_fd_);
 }
 
-void DemoChild::read_available() {
+void ChildProcess::read_available() {
   if (out_fd_ < 0) return;
   char chunk[8192];
   for (;;) {
@@ -112,7 +92,7 @@ void DemoChild::read_available() {
   }
 }
 
-std::vector<std::string> DemoChild::read_lines() {
+std::vector<std::string> ChildProcess::read_lines() {
   read_available();
   std::vector<std::string> lines;
   std::size_t start = 0;
@@ -123,7 +103,7 @@ std::vector<std::string> DemoChild::read_lines() {
   return lines;
 }
 
-bool DemoChild::exited() {
+bool ChildProcess::exited() {
   if (reaped_) return true;
   if (pid_ <= 0) return true;
   const pid_t r = ::waitpid(pid_, &wait_status_, WNOHANG);
@@ -131,18 +111,18 @@ bool DemoChild::exited() {
   return reaped_;
 }
 
-std::string DemoChild::exit_description() const {
+std::string ChildProcess::exit_description() const {
   if (!reaped_) return "still running";
   if (WIFEXITED(wait_status_)) return fmt::format("exit code {}", WEXITSTATUS(wait_status_));
   if (WIFSIGNALED(wait_status_)) return fmt::format("killed by signal {}", WTERMSIG(wait_status_));
   return "ended";
 }
 
-bool DemoChild::succeeded() const {
+bool ChildProcess::succeeded() const {
   return reaped_ && WIFEXITED(wait_status_) && WEXITSTATUS(wait_status_) == 0;
 }
 
-void DemoChild::stop(std::chrono::milliseconds grace) {
+void ChildProcess::stop(std::chrono::milliseconds grace) {
   if (exited()) return;
   ::kill(-pid_, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + grace;
@@ -162,7 +142,7 @@ void DemoChild::stop(std::chrono::milliseconds grace) {
   read_available();
 }
 
-std::string DemoChild::log_tail(std::size_t lines) const {
+std::string ChildProcess::log_tail(std::size_t lines) const {
   std::ifstream in(log_path_);
   std::deque<std::string> tail;
   for (std::string line; std::getline(in, line);) {
@@ -174,4 +154,4 @@ std::string DemoChild::log_tail(std::size_t lines) const {
   return out;
 }
 
-}  // namespace malv::demo
+}  // namespace malv::harness

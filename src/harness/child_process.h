@@ -1,5 +1,5 @@
-// DemoChild: one process that `malv demo` starts (this same binary, through
-// /proc/self/exe), and the demo's handling of Ctrl-C and SIGTERM.
+// ChildProcess: one process that `malv demo` or a benchmark starts (this
+// same binary, through /proc/self/exe).
 //
 // Each child runs in a process group of its own, so that stopping it stops
 // everything it started, and a terminal's Ctrl-C reaches only the demo,
@@ -9,13 +9,12 @@
 // through a pipe, line by line; its stderr goes to a log file whose tail
 // the demo shows when the child fails.
 //
-//   install_stop_signals();
-//   MALV_ASSIGN_OR_RETURN(auto child, DemoChild::spawn("train-a", {"guest", "train", ...}, log));
-//   while (!stop_requested()) {
+//   MALV_ASSIGN_OR_RETURN(auto child, ChildProcess::spawn("train-a", {"guest", "train", ...},
+//   log)); while (running) {
 //     for (const std::string& line : child->read_lines()) handle(line);
 //     if (child->exited()) break;
 //   }
-//   child->stop();  // SIGTERM to its group, SIGKILL after a grace period; also in ~DemoChild
+//   child->stop();  // SIGTERM to its group, SIGKILL after a grace period; also in ~ChildProcess
 #pragma once
 
 #include <sys/types.h>
@@ -25,25 +24,19 @@
 #include <string>
 #include <vector>
 
-#include "demo/demo.h"
 #include "malv/result.h"
 
-namespace malv::demo {
+namespace malv::harness {
 
-// SIGINT, SIGTERM and SIGHUP set a flag instead of killing the demo, so it
-// can stop its children and remove its files; SIGPIPE is ignored.
-void install_stop_signals();
-bool stop_requested();  // stop_signal() (demo/demo.h) says which signal
-
-class DemoChild {
+class ChildProcess {
  public:
   // Runs `/proc/self/exe args...` with stdout to a pipe and stderr to
   // `log_path` (created or truncated).
-  [[nodiscard]] static Result<std::unique_ptr<DemoChild>> spawn(
+  [[nodiscard]] static Result<std::unique_ptr<ChildProcess>> spawn(
       std::string name, const std::vector<std::string>& args, const std::string& log_path);
-  ~DemoChild();
-  DemoChild(const DemoChild&) = delete;
-  DemoChild& operator=(const DemoChild&) = delete;
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
 
   const std::string& name() const { return name_; }
   pid_t pid() const { return pid_; }
@@ -64,7 +57,7 @@ class DemoChild {
   std::string log_tail(std::size_t lines = 8) const;
 
  private:
-  DemoChild() = default;
+  ChildProcess() = default;
   void read_available();
 
   std::string name_;
@@ -76,4 +69,4 @@ class DemoChild {
   std::string buffered_;  // bytes after the last complete line
 };
 
-}  // namespace malv::demo
+}  // namespace malv::harness

@@ -1,0 +1,158 @@
+// CpuShareController: a VM on builtin/none is left alone; a VM on a policy
+// gets a group whose weight the policy decides, capped at the VM's limit;
+// a VM whose members all left, or that was deleted, leaves nothing behind.
+// On this machine's real cgroups when the test runs as root, else on the
+// per-thread fallback.
+#include "cpu_control/cpu_share_controller.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "mlaas/feature_registry.h"
+#include "mlaas/host_services.h"
+#include "mlaas/policy_dir.h"
+
+namespace malv::cpu_control {
+namespace {
+
+// A child process that sleeps until killed: a guest's process.
+class Child {
+ public:
+  Child() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      for (;;) ::pause();
+    }
+  }
+  ~Child() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class CpuShareControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(registry.load_directory(mlaas::policy_dir()).ok());
+    facts["vm1"] = VmCpuFacts{.vm_id = 1};
+    HostView view;
+    view.vm_names = [this] {
+      std::vector<std::string> names;
+      for (const auto& [name, f] : facts) names.push_back(name);
+      return names;
+    };
+    view.facts = [this](std::string_view vm) -> std::optional<VmCpuFacts> {
+      auto it = facts.find(std::string(vm));
+      if (it == facts.end()) return std::nullopt;
+      return it->second;
+    };
+    CpuControlOptions options;
+    options.start_thread = false;
+    options.groups.group_name = "malv-test-" + std::to_string(::getpid());
+    if (::geteuid() != 0) options.groups.force = Mechanism::kThreadFallback;
+    auto started = CpuShareController::start(registry, runner, view, options);
+    ASSERT_TRUE(started.ok()) << started.error().to_string();
+    controller = std::move(started).value();
+  }
+
+  std::optional<VmCpuStatus> vm1() { return controller->status("vm1"); }
+
+  mlaas::FeatureRegistry features;
+  mlaas::HostServices services{features, nullptr};
+  mlaas::PolicyRegistry registry{services.table()};
+  mlaas::PolicyRunner runner{registry};
+  std::map<std::string, VmCpuFacts> facts;
+  std::unique_ptr<CpuShareController> controller;
+};
+
+TEST_F(CpuShareControllerTest, AVmOnNoneIsLeftAlone) {
+  Child guest;
+  auto token = controller->join("vm1", guest.pid(), 0);
+  controller->run_interval();
+  ASSERT_TRUE(vm1());
+  EXPECT_EQ(vm1()->policy, "builtin/none");
+  EXPECT_FALSE(vm1()->managed);
+  EXPECT_EQ(vm1()->members, 1u);
+  EXPECT_EQ(vm1()->weight, 0u);
+}
+
+TEST_F(CpuShareControllerTest, APolicyDecidesTheWeightWithinTheVmsLimit) {
+  Child guest;
+  auto token = controller->join("vm1", guest.pid(), 0);
+  ASSERT_TRUE(registry.select("vm1", mlaas::PolicyClass::kCpuSched, "class").ok());
+  controller->run_interval();
+  ASSERT_TRUE(vm1());
+  EXPECT_TRUE(vm1()->managed) << controller->mechanism();
+  EXPECT_EQ(vm1()->weight, 100u);  // batch, compute weight 1
+  EXPECT_GE(vm1()->threads, 1u);
+  facts["vm1"].priority_class = MALV_PRIORITY_LATENCY;
+  controller->run_interval();
+  EXPECT_EQ(vm1()->weight, 800u);
+  facts["vm1"].weight_limit = 300;  // the admin's cap wins
+  controller->run_interval();
+  EXPECT_EQ(vm1()->weight, 300u);
+  EXPECT_EQ(vm1()->decisions, 3u);
+  // Back to none: out of its group.
+  ASSERT_TRUE(registry.select("vm1", mlaas::PolicyClass::kCpuSched, "builtin/none").ok());
+  controller->run_interval();
+  EXPECT_FALSE(vm1()->managed);
+  EXPECT_EQ(vm1()->threads, 0u);
+}
+
+TEST_F(CpuShareControllerTest, AVmWhoseMembersLeftOrThatWasDeletedIsForgotten) {
+  Child guest;
+  {
+    auto token = controller->join("vm1", guest.pid(), 0);
+    ASSERT_TRUE(registry.select("vm1", mlaas::PolicyClass::kCpuSched, "class").ok());
+    controller->run_interval();
+    ASSERT_TRUE(vm1() && vm1()->managed);
+  }
+  controller->run_interval();
+  EXPECT_FALSE(vm1());
+  auto token = controller->join("vm1", guest.pid(), 0);
+  controller->run_interval();
+  ASSERT_TRUE(vm1() && vm1()->managed);
+  facts.erase("vm1");
+  controller->run_interval();
+  EXPECT_FALSE(vm1());
+}
+
+TEST_F(CpuShareControllerTest, AProcessTheConfigNamesIsAMemberWithoutASession) {
+  Child hypervisor;
+  facts["vm1"].config_pid = hypervisor.pid();
+  ASSERT_TRUE(registry.select("vm1", mlaas::PolicyClass::kCpuSched, "class").ok());
+  controller->run_interval();
+  ASSERT_TRUE(vm1());
+  EXPECT_TRUE(vm1()->managed);
+  EXPECT_GE(vm1()->threads, 1u);
+  facts["vm1"].config_pid = 0;
+  controller->run_interval();
+  EXPECT_FALSE(vm1());
+}
+
+TEST_F(CpuShareControllerTest, MetricsNameEveryVm) {
+  Child guest;
+  auto token = controller->join("vm1", guest.pid(), 0);
+  ASSERT_TRUE(registry.select("vm1", mlaas::PolicyClass::kCpuSched, "class").ok());
+  controller->run_interval();
+  const std::string text = controller->metrics_text();
+  EXPECT_NE(text.find("malv_vm_cpu_weight{vm=\"vm1\"} 100"), std::string::npos) << text;
+  EXPECT_NE(text.find("malv_vm_cpu_managed{vm=\"vm1\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE malv_vm_cpu_seconds_total counter"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace malv::cpu_control
