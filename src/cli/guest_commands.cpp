@@ -50,8 +50,9 @@ void register_guest(CLI::App& app, int& exit_code) {
       "  malv guest train --native --resume run.ckpt --checkpoint run.ckpt\n"
       "  malv guest train --checkpoint host:run1     # kept by the host, in its checkpoint_dir\n"
       "  malv guest train --resume host:run1 --checkpoint host:run1\n"
-      "A resumed run must use the same --model, --optimizer, --lr, --seed and --batch;\n"
-      "it then continues exactly where the checkpoint left off.");
+      "  malv guest train --native --augment --augment-noise 0.05   # augments on this CPU\n"
+      "A resumed run must use the same --model, --optimizer, --lr, --seed and --batch\n"
+      "(and --augment flags); it then continues exactly where the checkpoint left off.");
   add_target_options(*sub, flags->target, "Where to train (default: the host's default socket)");
   sub->add_option("--model", flags->model, "Model: mlp:<inputs>-<hidden>...-<classes>")
       ->capture_default_str();
@@ -89,6 +90,26 @@ void register_guest(CLI::App& app, int& exit_code) {
                   "training batches of this dataset (a path under the host's data directories, "
                   "e.g. fashion-mnist)")
       ->type_name("DATASET");
+  auto* augment =
+      sub->add_flag("--augment", flags->augment,
+                    "Augment every batch in the guest, on its CPU, before the upload: a random "
+                    "crop of the image padded with zeros, a horizontal flip (p=0.5) and "
+                    "Gaussian noise; seeded by --seed, the step and the example (not with "
+                    "--host-data: the host's pipeline does not augment)");
+  sub->add_option("--augment-pad", flags->augmentation.pad,
+                  "With --augment: pixels of zero padding on each side before the random crop "
+                  "(0: no crop)")
+      ->capture_default_str()
+      ->check(whole_number_in(0, 27))
+      ->type_name("N")
+      ->needs(augment);
+  sub->add_option("--augment-noise", flags->augmentation.noise_stddev,
+                  "With --augment: standard deviation of the Gaussian noise added to each "
+                  "pixel (0: none)")
+      ->capture_default_str()
+      ->check(finite_in(0, 10))
+      ->type_name("SIGMA")
+      ->needs(augment);
   sub->add_flag("--progress-json", flags->progress_json,
                 "Print progress as one JSON object per line on stdout (events start, progress, "
                 "done; other messages go to stderr)");

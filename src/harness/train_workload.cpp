@@ -6,7 +6,9 @@
 // through libmalv (the way a VM trains); with --native the same code drives
 // an in-process CPU backend directly, the baseline without virtualisation.
 // Prints progress while it trains and the test accuracy at the end;
-// --checkpoint and --resume make a long run survive interruption.
+// --checkpoint and --resume make a long run survive interruption. With
+// --augment the guest augments each batch of its own data on its own CPU
+// (data/augment.h: random crop, flip, noise) before the upload.
 #include "harness/train_workload.h"
 
 #include <fmt/format.h>
@@ -15,7 +17,10 @@
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
+#include "data/augment.h"
 #include "harness/guest_target.h"
+#include "nn/batch_source.h"
+#include "nn/mlp.h"
 #include "nn/remote_device.h"
 #include "nn/trainer.h"
 
@@ -28,9 +33,39 @@ void print_json_line(nlohmann::json line) {
   std::fflush(stdout);
 }
 
+// Trainer::create(device, train, options) with batches that the guest
+// augments (nn::LocalBatches with a data::Augmenter), after the same checks.
+Result<std::unique_ptr<nn::Trainer>> create_augmenting_trainer(
+    nn::Device& device, const nn::Dataset& train, const nn::TrainOptions& options,
+    const data::AugmentOptions& augmentation) {
+  if (options.batch <= 0 || options.batch > 0xffffffff) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("batch size must be positive, got {}", options.batch));
+  }
+  MALV_ASSIGN_OR_RETURN(nn::MlpSpec spec, nn::MlpSpec::parse(options.model));
+  if (spec.classes() < train.classes) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("model {} has {} outputs, the data has {} classes", options.model,
+                             spec.classes(), train.classes));
+  }
+  MALV_ASSIGN_OR_RETURN(data::Augmenter augmenter,
+                        data::Augmenter::create(augmentation, train.dims));
+  return nn::Trainer::create(device,
+                             std::make_unique<nn::LocalBatches>(
+                                 train, static_cast<std::uint32_t>(options.batch), options.seed,
+                                 /*wait_for_upload=*/false, std::move(augmenter)),
+                             options);
+}
+
 }  // namespace
 
 Status train(const TrainOptions& flags) {
+  if (flags.augment && !flags.host_data.empty()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "--augment augments batches in the guest, on its own copy of the data; the "
+                 "host's data pipeline (--host-data) does not augment, so the two cannot be "
+                 "combined: drop one of them");
+  }
   nn::TrainOptions options;
   options.model = flags.model;
   MALV_ASSIGN_OR_RETURN(options.optimizer.kind, nn::parse_optimizer(flags.optimizer));
@@ -70,7 +105,17 @@ Status train(const TrainOptions& flags) {
                           nn::Trainer::create(*target.device, std::move(batches), options));
   } else {
     MALV_ASSIGN_OR_RETURN(train_set, nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
-    MALV_ASSIGN_OR_RETURN(trainer, nn::Trainer::create(*target.device, train_set, options));
+    if (flags.augment) {
+      const data::AugmentOptions& a = flags.augmentation;
+      fmt::print(text,
+                 "data: augmenting every batch on this CPU (random crop with padding {}, "
+                 "{}, Gaussian noise sigma {})\n",
+                 a.pad, a.flip ? "horizontal flip p=0.5" : "no flip", a.noise_stddev);
+      MALV_ASSIGN_OR_RETURN(trainer, create_augmenting_trainer(*target.device, train_set, options,
+                                                               flags.augmentation));
+    } else {
+      MALV_ASSIGN_OR_RETURN(trainer, nn::Trainer::create(*target.device, train_set, options));
+    }
   }
   MALV_ASSIGN_OR_RETURN(nn::Dataset test_set,
                         nn::load_fashion_mnist(flags.data_dir, nn::Split::kTest));

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "data/augment.h"
 #include "harness/guest_target.h"
 #include "malv/result.h"
 #include "nn/dataset.h"
@@ -26,6 +27,10 @@ struct TrainOptions {
   std::string data_dir = nn::kFashionMnistDir;
   bool progress_json = false;
   std::string host_data;  // dataset path on the host: its data pipeline feeds the batches
+  // Augment every batch on this (the guest's) CPU before its upload, as
+  // `augmentation` says; only with the guest's own data (not with host_data).
+  bool augment = false;
+  data::AugmentOptions augmentation;
 };
 
 [[nodiscard]] Status train(const TrainOptions& options);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <span>
 
 #include "nn/remote_device.h"
 
@@ -25,6 +26,9 @@ Result<std::uint32_t> LocalBatches::load(Mlp& model, std::uint64_t step) {
     std::memcpy(batch_x_.data() + r * dims, train_.features.data() + example * dims,
                 dims * sizeof(float));
     batch_labels_[r] = train_.labels[example];
+  }
+  if (augmenter_) {
+    augmenter_->apply_batch(batch_x_, std::span(order_).subspan(first, rows), seed_, step);
   }
   MALV_TRY(model.upload(batch_x_, batch_labels_));
   if (wait_for_upload_) MALV_TRY(model.device().synchronize());
