@@ -160,6 +160,8 @@ struct CpuOptions {
   unsigned workers = 2;            // the host's CPU backend workers
   unsigned interval_ms = 50;       // the host's --cpu-interval-ms
   std::string mechanism = "auto";  // the host's --cpu-mechanism
+  std::string mllb_data;           // MLLB's dump; "": $MALV_MLLB_DATA (none: no MLLB figures)
+  int mllb_decisions = 2000;       // timed migration decisions per path
   std::string data_dir = nn::kFashionMnistDir;
 };
 

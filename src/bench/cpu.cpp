@@ -29,6 +29,7 @@
 
 #include "base/clock.h"
 #include "bench/bench.h"
+#include "bench/cpu_mllb.h"
 #include "harness/admin_client.h"
 #include "harness/child_process.h"
 #include "harness/host_process.h"
@@ -264,6 +265,8 @@ Status run_cpu_hog(unsigned threads) {
 }
 
 Status run_cpu(const CpuOptions& flags) {
+  fmt::print(stderr, "bench cpu: MLLB on the kernel's decisions ...\n");
+  MALV_ASSIGN_OR_RETURN(json mllb, measure_mllb(flags.mllb_data, flags.mllb_decisions));
   MALV_ASSIGN_OR_RETURN(auto dir, harness::PrivateDir::create("bench-cpu"));
   // The inference VM serves a model: a few native steps make one.
   const std::string checkpoint = dir->file("model.ckpt");
@@ -319,13 +322,36 @@ Status run_cpu(const CpuOptions& flags) {
            {"infer_rate", flags.infer_rate},
            {"p99_alone_us", p99_alone_us},
            {"p50_alone_us", p50_alone_us},
+           {"mllb_heldout_accuracy",
+            mllb.contains("heldout_all") ? mllb["heldout_all"]["accuracy"] : json()},
            {"mllb_published_accuracy", kMllbPublishedAccuracy},
+           {"mllb", mllb},
            {"policies", policies}};
   if (flags.json) {
     fmt::print("{}\n", out.dump(2));
     return ok_status();
   }
   fmt::print("CPU control: {}\n", out["cpu_control"].get<std::string>());
+  if (mllb.contains("heldout_all")) {
+    const json& h = mllb["heldout_all"];
+    fmt::print(
+        "MLLB held out ({} rows): accuracy {:.3f} (published on the authors' data {:.2f}), "
+        "precision {:.3f}, recall {:.3f}; majority {:.3f}, LAKE's reference {}\n",
+        h["rows"].get<std::size_t>(), h["accuracy"].get<double>(), kMllbPublishedAccuracy,
+        h["precision"].get<double>(), h["recall"].get<double>(),
+        h["majority_accuracy"].get<double>(),
+        h["reference_accuracy"].is_null()
+            ? std::string("-")
+            : fmt::format("{:.3f}", h["reference_accuracy"].get<double>()));
+    fmt::print(
+        "MLLB decide per observation: inline {:.0f} ns, inference service {:.0f} ns (with "
+        "the CPU backend as accelerator {:.0f} ns)\n",
+        mllb.value("decide_inline_ns_per_observation", 0.0),
+        mllb.value("decide_service_ns_per_observation", 0.0),
+        mllb.value("decide_service_accel_ns_per_observation", 0.0));
+  } else {
+    fmt::print("MLLB: {}\n", mllb.value("skipped", std::string()));
+  }
   fmt::print("inference alone: p50 {:.0f} us, p99 {:.0f} us\n", p50_alone_us, p99_alone_us);
   fmt::print("{:<10} {:>9} {:>9} {:>8} {:>10} {:>10} {:>9} {:>9} {:>10}\n", "policy", "p50 us",
              "p99 us", "p99/alone", "train-a/s", "train-b/s", "batch/none", "starv/none",

@@ -45,6 +45,14 @@ void register_bench_cpu(CLI::App& bench, int& exit_code) {
   sub->add_option("--mechanism", flags->mechanism, "The host's --cpu-mechanism")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "cgroup-v2", "cgroup-v1", "thread-fallback"}));
+  sub->add_option("--mllb-data", flags->mllb_data,
+                  "MLLB's dump of the kernel's decisions (raw CSV) for the held-out accuracy; "
+                  "default: $MALV_MLLB_DATA")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--mllb-decisions", flags->mllb_decisions,
+                  "Timed MLLB decisions per path (inline, inference service)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 1000000));
   sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
       ->capture_default_str();
   on_bench_run(

@@ -191,7 +191,8 @@ TEST_F(Mllb, ItsSharesAreClassesAndItAsksToPlaceTheThreadsItself) {
   const auto d = decide({share(MALV_PRIORITY_LATENCY, 1, 0), share(MALV_PRIORITY_BATCH, 2, 0)});
   EXPECT_EQ(d[0].weight, 800u);
   EXPECT_EQ(d[1].weight, 200u);
-  EXPECT_EQ(d[0].placement, MALV_CPU_PLACE_BALANCED);
+  EXPECT_EQ(d[0].placement, MALV_CPU_PLACE_DEDICATED);
+  EXPECT_EQ(d[1].placement, MALV_CPU_PLACE_BALANCED);
 }
 
 TEST_F(Mllb, AModelOfTheWrongShapeOrNoneMakesSelectionFail) {

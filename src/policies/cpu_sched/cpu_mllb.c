@@ -2,9 +2,10 @@
  * module (after Chen et al., "Machine Learning for Load Balancing in the
  * Linux Kernel", APSys '20, and LAKE, ASPLOS '23).
  *
- *   mllb  CPU shares as `class` (latency VMs 8x the default weight, batch
- *         VMs by compute weight), with MALV_CPU_PLACE_BALANCED: the host
- *         places each of the VM's threads on one core itself and, when its
+ *   mllb  CPU shares and a latency VM's dedicated core as `class` (latency
+ *         VMs 8x the default weight, batch VMs by compute weight); a batch
+ *         VM gets MALV_CPU_PLACE_BALANCED: the host places each of the
+ *         VM's threads on one core itself and, when its
  *         cores are imbalanced, asks this policy for every candidate thread
  *         whether to move it (the decision Linux's can_migrate_task()
  *         makes). The answer is a small MLP's, trained by `malv mllb train`
@@ -115,7 +116,11 @@ static int mllb_decide(void* opaque, const void* observations, size_t n, void* d
       continue;
     }
     out[i].weight = malv_cpu_clamp_weight(malv_cpu_class_weight(&obs[i]));
-    out[i].placement = MALV_CPU_PLACE_BALANCED;
+    /* A latency VM keeps class's core of its own; the batch VMs' threads
+     * are the ones the host places and the model moves. */
+    out[i].placement = obs[i].priority_class == MALV_PRIORITY_LATENCY
+                           ? malv_cpu_class_placement(&obs[i])
+                           : MALV_CPU_PLACE_BALANCED;
     out[i].migrate = 0;
   }
   return MALV_MLAAS_OK;
