@@ -35,10 +35,15 @@ json scores_json(const train::MllbScores& s) {
           {"reference_accuracy", s.reference_accuracy ? json(*s.reference_accuracy) : json()}};
 }
 
+struct PolicyTiming {
+  double ns_per_observation = 0;
+  std::size_t fallbacks = 0;  // decisions the baseline answered (late or failed)
+};
+
 // ns per observation of the `mllb` policy deciding kCandidates migrations at
 // a time through the inference service (on `backend`, or inline without).
-Result<double> policy_ns_per_observation(const std::vector<malv_cpu_sched_observation>& obs,
-                                         accel::Backend* backend, int decisions) {
+Result<PolicyTiming> policy_ns_per_observation(const std::vector<malv_cpu_sched_observation>& obs,
+                                               accel::Backend* backend, int decisions) {
   mlaas::FeatureRegistry features;
   mlaas::InferenceService inference(backend, {.calibrate = backend != nullptr});
   mlaas::HostServices services(features, &inference);
@@ -56,13 +61,8 @@ Result<double> policy_ns_per_observation(const std::vector<malv_cpu_sched_observ
         runner.decide("bench", std::span(obs).subspan(first, kCandidates), std::span(out));
     if (r.source != mlaas::DecisionSource::kPolicy) ++fallbacks;
   }
-  const double ns = watch.elapsed_s() * 1e9 / (static_cast<double>(decisions) * kCandidates);
-  if (fallbacks > 0) {
-    return Error(
-        ErrorCode::kInternal,
-        fmt::format("the mllb policy fell back {} times in {} decisions", fallbacks, decisions));
-  }
-  return ns;
+  return PolicyTiming{watch.elapsed_s() * 1e9 / (static_cast<double>(decisions) * kCandidates),
+                      fallbacks};
 }
 
 }  // namespace
@@ -109,11 +109,16 @@ Result<json> measure_mllb(const std::string& data_flag, int decisions) {
   }
   out["decide_inline_ns_per_observation"] =
       inline_watch.elapsed_s() * 1e9 / (static_cast<double>(decisions) * kCandidates);
-  MALV_ASSIGN_OR_RETURN(out["decide_service_ns_per_observation"],
-                        policy_ns_per_observation(obs, nullptr, decisions));
+  MALV_ASSIGN_OR_RETURN(PolicyTiming service, policy_ns_per_observation(obs, nullptr, decisions));
   std::unique_ptr<accel::Backend> device = accel::make_cpu_backend({.workers = 1});
-  MALV_ASSIGN_OR_RETURN(out["decide_service_accel_ns_per_observation"],
+  MALV_ASSIGN_OR_RETURN(PolicyTiming accel,
                         policy_ns_per_observation(obs, device.get(), decisions));
+  out["decide_service_ns_per_observation"] = service.ns_per_observation;
+  out["decide_service_accel_ns_per_observation"] = accel.ns_per_observation;
+  // Decisions the guardrails gave to the baseline (over the 2 ms budget,
+  // e.g. the timing thread preempted): counted, not hidden.
+  out["decide_service_fallbacks"] = service.fallbacks + accel.fallbacks;
+  out["decisions_per_path"] = decisions;
   out["candidates_per_decision"] = kCandidates;
   return out;
 }
