@@ -38,8 +38,9 @@ void register_demo(CLI::App& app, int& exit_code) {
   sub->add_option("--rate", flags->infer_rate, "Inference requests per second")
       ->capture_default_str()
       ->check(finite_in(1.0, 2000.0));
-  sub->add_option("--cpu-policy", flags->cpu_policy,
-                  "cpu_sched policy every VM switches to halfway (none: CPUs left alone)")
+  sub->add_option(
+         "--cpu-policy", flags->cpu_policy,
+         "cpu_sched policy every VM switches to halfway, with priority (none: CPUs left alone)")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "class", "gpu-aware", "mllb"}));
   sub->callback([flags, &exit_code] {

@@ -9,8 +9,8 @@
 // three guests start as separate processes (this same binary: two
 // `guest train --progress-json`, one `guest infer --json`). Every VM starts
 // on the gpu_sched policy fifo; halfway through, all of them switch to
-// priority (and their CPU shares to the cpu_sched policy class) through the
-// admin API without stopping. A live table shows each
+// priority (and, with --cpu-policy, their CPU shares to that cpu_sched
+// policy) through the admin API without stopping. A live table shows each
 // VM's policy, progress, throughput, accelerator share, memory and latency;
 // at the end the demo prints a per-phase summary and writes
 // malv-demo-report.json and malv-demo-report.html.

@@ -19,8 +19,9 @@ struct DemoOptions {
   std::string out_dir = ".";
   double infer_rate = 40.0;
   // The cpu_sched policy every VM switches to halfway, with priority
-  // ("none": the host leaves the CPUs alone all along).
-  std::string cpu_policy = "class";
+  // ("none", the default: the host leaves the CPUs alone all along; `class`
+  // measured worse on the demo, docs/benchmarks.md).
+  std::string cpu_policy = "none";
 };
 
 // Runs the demo to its end, or until SIGINT or SIGTERM (then kAborted):
