@@ -55,35 +55,18 @@ static void learned_destroy(void* opaque) {
 
 static int learned_create(const malv_host_services* services, const char* vm_name,
                           void** out_state) {
-  char path[4096];
-  const char* chosen = getenv(MODEL_ENV);
   learned_state* state;
-  size_t in_dim = 0, out_dim = 0;
   int status;
   (void)vm_name;
-  if (services == NULL || services->model_load == NULL || services->model_infer == NULL ||
-      services->model_dims == NULL) {
-    return MALV_MLAAS_ERR_INVALID;
-  }
-  if (chosen == NULL || chosen[0] == '\0') {
-    if (malv_module_file_path(&kModuleAnchor, MODEL_FILE, path, sizeof(path)) != 0) {
-      return MALV_MLAAS_ERR_NOT_FOUND;
-    }
-    chosen = path;
-  }
   state = (learned_state*)calloc(1, sizeof(*state));
   if (state == NULL) return MALV_MLAAS_ERR_NO_MEMORY;
-  status = services->model_load(services, chosen, &state->model);
+  status = malv_module_load_model(services, &kModuleAnchor, MODEL_FILE, MODEL_ENV,
+                                  MALV_MEMORY_FEATURE_COUNT, 1, &state->model);
   if (status != MALV_MLAAS_OK) {
     free(state);
     return status;
   }
   state->services = services;
-  status = services->model_dims(services, state->model, &in_dim, &out_dim);
-  if (status != MALV_MLAAS_OK || in_dim != MALV_MEMORY_FEATURE_COUNT || out_dim != 1) {
-    learned_destroy(state);
-    return status != MALV_MLAAS_OK ? status : MALV_MLAAS_ERR_INVALID;
-  }
   *out_state = state;
   return MALV_MLAAS_OK;
 }
