@@ -24,20 +24,30 @@ CONF
 start_host --config "$work/malv.toml"
 admin() { "$malv" vm --admin "$work/admin.sock" "$@"; }
 json_of() { admin show infer --json | tr -d ' \n'; }
+# Waits (up to $2 seconds) until the VM's JSON has $1.
+wait_for() {
+  tries=0
+  until json_of | grep -q "$1"; do
+    tries=$((tries + 1))
+    [ $tries -lt $(($2 * 10)) ] || return 1
+    sleep 0.1
+  done
+}
 
 "$malv" stats --admin "$work/admin.sock" --json >/dev/null || fail "stats failed"
 "$malv" guest train --socket "$work/malv.sock" --vm infer --token secret-i --max-steps 100000 \
   --log-every 0 >"$work/guest.out" 2>&1 &
 guest=$!
-sleep 2
+wait_for '"members":1' 60 || fail "the guest's session never reached the host" "$work/guest.out"
 kill -0 $guest 2>/dev/null || fail "the guest stopped" "$work/guest.out"
+sleep 0.5  # a few intervals on none
 json_of >"$work/none.json"
 grep -q '"policy":"builtin/none"' "$work/none.json" || fail "not on none" "$work/none.json"
 grep -q '"managed":false' "$work/none.json" || fail "a VM on none was put in a group" "$work/none.json"
 
 "$malv" policy --admin "$work/admin.sock" select --class cpu_sched infer class >"$work/select.out" 2>&1 ||
   fail "selecting class failed" "$work/select.out"
-sleep 1
+wait_for '"weight":500' 30 || true
 json_of >"$work/class.json"
 grep -q '"managed":true' "$work/class.json" || fail "class did not put the VM in a group" "$work/class.json" "$work/serve.err"
 # class gives a latency VM 800; the admin's limit is 500.
@@ -60,7 +70,11 @@ grep -q "cpu_allowed_pid_uids" "$work/pid.out" || fail "the refusal does not say
 
 kill -TERM $guest
 wait $guest 2>/dev/null || true
-sleep 1
+tries=0
+while [ -d /sys/fs/cgroup/cpu/malv-$host/infer ] && [ $tries -lt 100 ]; do
+  tries=$((tries + 1))
+  sleep 0.1
+done
 if [ -d /sys/fs/cgroup/cpu/malv-$host/infer ]; then
   fail "the VM's group outlived its last guest" "$work/serve.err"
 fi
