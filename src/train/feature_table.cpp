@@ -9,27 +9,10 @@
 #include <limits>
 
 #include "base/atomic_file.h"
+#include "train/csv_fields.h"
 
 namespace malv::train {
 namespace {
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
-
-std::vector<std::string_view> split_fields(std::string_view line) {
-  std::vector<std::string_view> fields;
-  while (true) {
-    const std::size_t comma = line.find(',');
-    fields.push_back(trim(line.substr(0, comma)));
-    if (comma == std::string_view::npos) return fields;
-    line.remove_prefix(comma + 1);
-  }
-}
 
 // One value: a finite decimal number (an optional leading '+' allowed) that
 // fits a float. The error says what the field is instead.
@@ -86,8 +69,8 @@ Result<FeatureTable> parse_feature_csv(std::string_view text, std::string_view o
     const std::string_view line = text.substr(0, newline);
     text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
     ++line_number;
-    if (trim(line).empty()) continue;
-    const std::vector<std::string_view> fields = split_fields(line);
+    if (trim_field(line).empty()) continue;
+    const std::vector<std::string_view> fields = split_csv_fields(line);
     if (header) {
       header = false;
       for (std::size_t i = 0; i < fields.size(); ++i) {

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "base/atomic_file.h"
+#include "train/csv_fields.h"
 
 namespace malv::train {
 namespace {
@@ -32,24 +33,6 @@ constexpr std::size_t col() {
   constexpr std::size_t index = column_index(std::string_view(name.text, sizeof(name.text) - 1));
   static_assert(index < kMllbDumpColumns.size(), "not a column of an MLLB dump");
   return index;
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
-
-std::vector<std::string_view> split_fields(std::string_view line) {
-  std::vector<std::string_view> fields;
-  while (true) {
-    const std::size_t comma = line.find(',');
-    fields.push_back(trim(line.substr(0, comma)));
-    if (comma == std::string_view::npos) return fields;
-    line.remove_prefix(comma + 1);
-  }
 }
 
 // A decimal integer (optional sign) that fits 64 bits; the error says what
@@ -203,8 +186,8 @@ Result<MllbDump> parse_mllb_dump(std::string_view text, std::string_view origin)
     const std::string_view line = text.substr(0, newline);
     text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
     ++line_number;
-    if (trim(line).empty()) continue;
-    const std::vector<std::string_view> fields = split_fields(line);
+    if (trim_field(line).empty()) continue;
+    const std::vector<std::string_view> fields = split_csv_fields(line);
     if (header) {
       header = false;
       field_count = fields.size();
