@@ -8,6 +8,8 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "base/log.h"
@@ -46,6 +48,20 @@ std::optional<pid_t> stale_candidate_pid(std::string_view name) {
 bool has_tasks(const CgroupHierarchy& hierarchy, const std::string& dir) {
   const auto tasks = read_tasks(join_path(dir, hierarchy.threads_file));
   return !tasks.ok() || !tasks->empty();  // unreadable: assume in use
+}
+
+// The group directories this process made and has not closed: a malv-<pid>
+// group named for this process's own pid but not among them was left by an
+// earlier process that had the same pid (pids are reused), so it is stale.
+std::mutex g_held_mutex;
+std::set<std::string>& held_group_dirs() {
+  static std::set<std::string> dirs;
+  return dirs;
+}
+
+bool held_by_this_process(const std::string& dir) {
+  std::lock_guard lock(g_held_mutex);
+  return held_group_dirs().count(dir) != 0;
 }
 
 }  // namespace
@@ -111,8 +127,9 @@ Status remove_cgroup_dir(const CgroupHierarchy& hierarchy, const std::string& di
 void remove_stale_groups(const CgroupHierarchy& hierarchy) {
   for (const std::string& name : subdirectories(hierarchy.host_dir)) {
     const auto pid = stale_candidate_pid(name);
-    if (!pid || *pid == ::getpid() || process_exists(*pid)) continue;
+    if (!pid) continue;
     const std::string group = join_path(hierarchy.host_dir, name);
+    if (*pid == ::getpid() ? held_by_this_process(group) : process_exists(*pid)) continue;
     const std::vector<std::string> vms = subdirectories(group);
     bool populated = has_tasks(hierarchy, group);
     for (const std::string& vm : vms) {
@@ -138,12 +155,22 @@ void remove_stale_groups(const CgroupHierarchy& hierarchy) {
   }
 }
 
+Status make_group_dir(const CgroupHierarchy& hierarchy) {
+  remove_stale_groups(hierarchy);
+  MALV_TRY(make_directory(hierarchy.group_dir));
+  std::lock_guard lock(g_held_mutex);
+  held_group_dirs().insert(hierarchy.group_dir);
+  return ok_status();
+}
+
 void close_cgroup_layout(const CgroupLayout& layout) {
   for (const CgroupHierarchy& hierarchy : layout.hierarchies) {
     if (Status removed = remove_cgroup_dir(hierarchy, hierarchy.group_dir, hierarchy.host_dir);
         !removed.ok()) {
       log::warn(kLog, "host group not removed: {}", removed.error().to_string());
     }
+    std::lock_guard lock(g_held_mutex);
+    held_group_dirs().erase(hierarchy.group_dir);
   }
   if (layout.hierarchies.empty()) return;
   const std::string subtree = join_path(layout.hierarchies[0].host_dir, "cgroup.subtree_control");

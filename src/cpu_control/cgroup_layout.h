@@ -93,6 +93,12 @@ std::string locate_cgroup_dir(const std::string& mount, std::string_view path);
 // Removes groups named malv-<pid> in the host's cgroup that a host which no
 // longer runs left behind, when no task is left in them (a populated one is
 // left alone and logged: it may belong to a host in another pid namespace).
+// A group named for this process's own pid that this process did not make
+// is one of those: an earlier process with the same pid left it.
 void remove_stale_groups(const CgroupHierarchy& hierarchy);
+// Removes the stale groups, then makes hierarchy.group_dir (an error if it
+// exists: another CpuGroups of this process holds it) and records it as
+// this process's until close_cgroup_layout().
+[[nodiscard]] Status make_group_dir(const CgroupHierarchy& hierarchy);
 
 }  // namespace malv::cpu_control

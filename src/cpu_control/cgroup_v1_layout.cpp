@@ -100,8 +100,7 @@ Result<CgroupLayout> open_cgroup_v1_layout(const CgroupLayoutRequest& request) {
   CgroupLayout layout;
   layout.mechanism = Mechanism::kCgroupV1;
   layout.hierarchies.push_back(hierarchy_at(cpu_mount, "cpu", self, request.group_name));
-  remove_stale_groups(layout.hierarchies[0]);
-  MALV_TRY_CONTEXT(make_directory(layout.hierarchies[0].group_dir),
+  MALV_TRY_CONTEXT(make_group_dir(layout.hierarchies[0]),
                    "the cgroup v1 cpu hierarchy is not writable");
 
   std::vector<std::string> notes;
@@ -109,8 +108,7 @@ Result<CgroupLayout> open_cgroup_v1_layout(const CgroupLayoutRequest& request) {
     layout.usage_hierarchy = 0;  // cpu,cpuacct co-mounted
   } else if (!cpuacct_mount.empty()) {
     CgroupHierarchy cpuacct = hierarchy_at(cpuacct_mount, "cpuacct", self, request.group_name);
-    remove_stale_groups(cpuacct);
-    if (Status made = make_directory(cpuacct.group_dir); made.ok()) {
+    if (Status made = make_group_dir(cpuacct); made.ok()) {
       layout.usage_hierarchy = static_cast<int>(layout.hierarchies.size());
       layout.hierarchies.push_back(std::move(cpuacct));
     } else {
@@ -123,8 +121,7 @@ Result<CgroupLayout> open_cgroup_v1_layout(const CgroupLayoutRequest& request) {
 
   if (!cpuset_mount.empty()) {
     CgroupHierarchy cpuset = hierarchy_at(cpuset_mount, "cpuset", self, request.group_name);
-    remove_stale_groups(cpuset);
-    Status made = make_directory(cpuset.group_dir);
+    Status made = make_group_dir(cpuset);
     if (made.ok()) {
       made = copy_cpuset(cpuset);
       if (!made.ok()) (void)remove_directory(cpuset.group_dir);

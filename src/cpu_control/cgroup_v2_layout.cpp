@@ -64,7 +64,6 @@ Result<CgroupLayout> open_cgroup_v2_layout(const CgroupLayoutRequest& request) {
   }
   const std::string subtree_file = hierarchy.host_dir + "/cgroup.subtree_control";
   MALV_ASSIGN_OR_RETURN(const std::string subtree, read_text(subtree_file));
-  remove_stale_groups(hierarchy);
 
   CgroupLayout layout;
   layout.mechanism = Mechanism::kCgroupV2;
@@ -87,7 +86,7 @@ Result<CgroupLayout> open_cgroup_v2_layout(const CgroupLayoutRequest& request) {
                                controllers_file);
   }
 
-  Status made = make_directory(hierarchy.group_dir);
+  Status made = make_group_dir(hierarchy);
   if (made.ok()) {
     made = write_text(hierarchy.group_dir + "/cgroup.type", "threaded");
     if (!made.ok()) {

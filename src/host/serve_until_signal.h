@@ -14,7 +14,8 @@
 
 namespace malv::host {
 
-// Blocks SIGINT and SIGTERM in every thread (call before any thread starts),
+// Handles SIGINT and SIGTERM (the daemon's threads block them; a handler
+// on whichever thread takes one wakes this one: call before any thread starts),
 // starts the daemon, calls on_ready once, waits for one of the two signals
 // and destroys the daemon. An error means the daemon did not start.
 [[nodiscard]] Status serve_until_signal(DaemonOptions options,

@@ -80,12 +80,15 @@ if [ -d /sys/fs/cgroup/cpu/malv-$host/infer ]; then
 fi
 pid=$host
 kill -TERM "$host"
-wait "$host" 2>/dev/null || true
+status=0
+wait "$host" || status=$?
 host=""
+[ $status -eq 0 ] || fail "the host exited with status $status on SIGTERM" "$work/serve.err"
 # Only this host's group: other tests' hosts may run beside this one.
 for c in cpu cpuacct cpuset; do
   if [ -d /sys/fs/cgroup/$c/malv-$pid ]; then
-    fail "the host left its group behind in $c"
+    ls -la /sys/fs/cgroup/$c/malv-$pid >&2
+    fail "the host left its group behind in $c" "$work/serve.err"
   fi
 done
 echo "cpu control: ok"

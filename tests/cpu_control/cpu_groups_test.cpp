@@ -417,6 +417,36 @@ TEST(CpuGroupsStaleTest, AnEmptyGroupLeftByAHostThatDiedIsRemovedOnOpen) {
   ::rmdir(stale.c_str());
 }
 
+TEST(CpuGroupsStaleTest, AGroupNamedForOurPidThatAnEarlierProcessLeftIsReplacedOnOpen) {
+  if (::geteuid() != 0) GTEST_SKIP() << "writing cgroups needs root";
+  {
+    auto opened = CpuGroups::open({});
+    ASSERT_TRUE(opened.ok()) << opened.error().to_string();
+    if ((*opened)->mechanism() != Mechanism::kCgroupV1) {
+      GTEST_SKIP() << "checks cgroup v1 only; here: " << (*opened)->describe();
+    }
+  }
+  // Pids are reused: a host that died without cleaning up may have had ours.
+  const std::string mine = expected_group_dir(Mechanism::kCgroupV1, "cpu");
+  ASSERT_EQ(::mkdir(mine.c_str(), 0755), 0) << mine;
+  ASSERT_EQ(::mkdir((mine + "/vm-x").c_str(), 0755), 0);
+  {
+    auto opened = CpuGroups::open({});
+    ASSERT_TRUE(opened.ok()) << opened.error().to_string();
+    EXPECT_EQ((*opened)->mechanism(), Mechanism::kCgroupV1) << (*opened)->describe();
+    EXPECT_FALSE(is_directory(mine + "/vm-x"));
+    EXPECT_TRUE(is_directory(mine));
+    // While it is open, a second one in this process does not take it over.
+    auto second = CpuGroups::open({});
+    ASSERT_TRUE(second.ok()) << second.error().to_string();
+    EXPECT_NE((*second)->mechanism(), Mechanism::kCgroupV1) << (*second)->describe();
+    EXPECT_TRUE(is_directory(mine));
+  }
+  EXPECT_FALSE(is_directory(mine));
+  ::rmdir((mine + "/vm-x").c_str());
+  ::rmdir(mine.c_str());
+}
+
 TEST(CpuGroupsOpenTest, AHostThatIsNotRootFallsBackAndSaysTheCgroupsAreNotWritable) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root, to become another user";
   // The real hierarchy, seen by an unprivileged user: a child drops to
