@@ -51,6 +51,10 @@ struct DeviceInfo {
 
 class ConnectionCore;  // internal: channel, arena, commands in flight
 
+// True inside a VM that has an ivshmem PCI device (Connection::connect_ivshmem
+// with an empty device finds it).
+bool ivshmem_device_present();
+
 class Connection {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Connection>> connect_unix(
@@ -59,6 +63,12 @@ class Connection {
       const std::string& host, std::uint16_t port, const ConnectOptions& options);
   [[nodiscard]] static Result<std::unique_ptr<Connection>> connect_vsock(
       std::uint32_t cid, std::uint32_t port, const ConnectOptions& options);
+  // Inside a VM served over ivshmem: `device` is empty (the first ivshmem
+  // PCI device), a PCI address such as "0000:00:03.0", or, on the host, the
+  // VM's ivshmem socket (standing in for its QEMU). The VM is the one the
+  // device belongs to; options.vm_name must name it.
+  [[nodiscard]] static Result<std::unique_ptr<Connection>> connect_ivshmem(
+      const std::string& device, const ConnectOptions& options);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;

@@ -44,4 +44,21 @@ Result<HostPort> parse_host_port(std::string_view text, bool allow_port_zero) {
   return out;
 }
 
+Result<VsockAddress> parse_vsock_address(std::string_view text) {
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos) {
+    return Error(ErrorCode::kInvalidArgument, fmt::format("'{}' is not CID:PORT", text));
+  }
+  Result<std::uint64_t> cid = parse_whole_number(text.substr(0, colon), 2, 0xfffffffeu);
+  Result<std::uint64_t> port = parse_whole_number(text.substr(colon + 1), 1, 0xfffffffeu);
+  if (!cid.ok() || !port.ok()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("'{}' is not CID:PORT (CID 2 to 4294967294, the host being 2; port 1 "
+                             "to 4294967294): {}",
+                             text, (!cid.ok() ? cid : port).error().message()));
+  }
+  return VsockAddress{static_cast<std::uint32_t>(cid.value()),
+                      static_cast<std::uint32_t>(port.value())};
+}
+
 }  // namespace malv

@@ -1,6 +1,6 @@
 // Parsing of the numbers and addresses a user types, the same whether they
 // come from a flag or a config file: whole numbers in plain decimal (no
-// sign, no leading zeros, no exponent) and HOST:PORT.
+// sign, no leading zeros, no exponent), HOST:PORT and vsock's CID:PORT.
 //
 //   MALV_ASSIGN_OR_RETURN(std::uint64_t mib, parse_whole_number(text, 1, 4096));
 //   MALV_ASSIGN_OR_RETURN(HostPort where, parse_host_port(text, /*allow_port_zero=*/true));
@@ -27,5 +27,14 @@ struct HostPort {
 // "HOST:PORT", the port in decimal, 1 to 65535 (0 too if allow_port_zero:
 // a listener's "any free port"). kInvalidArgument naming the text otherwise.
 [[nodiscard]] Result<HostPort> parse_host_port(std::string_view text, bool allow_port_zero);
+
+struct VsockAddress {
+  std::uint32_t cid = 0;
+  std::uint32_t port = 0;
+};
+
+// "CID:PORT", both decimal: the CID 2 (the host) to 4294967294, the port 1
+// to 4294967294. kInvalidArgument naming the text otherwise.
+[[nodiscard]] Result<VsockAddress> parse_vsock_address(std::string_view text);
 
 }  // namespace malv

@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 
+#include "base/text_parse.h"
 #include "cli/commands.h"
 #include "cli/option_checks.h"
 #include "harness/infer_workload.h"
@@ -15,7 +16,7 @@
 namespace malv::cli {
 namespace {
 
-// Adds --socket, --tcp and --native (at most one, in a group titled
+// Adds --socket, --tcp, --vsock, --ivshmem and --native (at most one, in a group titled
 // `group_title`), --vm, --token and --policy to `sub`, storing them in `target`.
 void add_target_options(CLI::App& sub, harness::TargetOptions& target,
                         const std::string& group_title) {
@@ -23,6 +24,25 @@ void add_target_options(CLI::App& sub, harness::TargetOptions& target,
   where->add_option("--socket", target.socket, "Connect to a host on this Unix socket");
   where->add_option("--tcp", target.tcp, "Connect to a host over TCP, HOST:PORT")
       ->check(host_port(/*allow_port_zero=*/false));
+  where
+      ->add_option("--vsock", target.vsock,
+                   "Connect to a host over AF_VSOCK, CID:PORT (the host's CID is 2)")
+      ->check([](const std::string& text) {
+        Result<VsockAddress> parsed = parse_vsock_address(text);
+        return parsed.ok() ? std::string() : parsed.error().message();
+      });
+  where
+      ->add_option_function<std::vector<std::string>>(
+          "--ivshmem",
+          [&target](const std::vector<std::string>& device) {
+            target.ivshmem = true;
+            target.ivshmem_device = device.empty() ? std::string() : device.front();
+          },
+          "Inside a VM: reach the host through its ivshmem device (the first one, or this PCI "
+          "address; on the host, a VM's ivshmem socket stands in for its QEMU). The default "
+          "inside a VM that has one")
+      ->expected(0, 1)
+      ->type_name("[DEVICE]");
   where->add_flag("--native", target.native,
                   "Run in this process on a CPU backend, without a host (the baseline)");
   where->require_option(0, 1);

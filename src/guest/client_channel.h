@@ -71,6 +71,11 @@ struct HelloParams {
                                                                       const HelloParams& params);
 [[nodiscard]] Result<std::unique_ptr<ClientChannel>> open_stream_channel(ipc::Socket socket,
                                                                          const HelloParams& params);
+class IvshmemDevice;
+// A session in a free slot of a VM's ivshmem region (guest/ivshmem_device.h);
+// the hello goes through the slot (ipc/ivshmem_layout.h).
+[[nodiscard]] Result<std::unique_ptr<ClientChannel>> open_ivshmem_channel(
+    std::unique_ptr<IvshmemDevice> device, const HelloParams& params);
 
 // Sends a hello and reads the reply (and its memfd on Unix); an Error carries
 // the host's refusal message.

@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "guest/connection_core.h"
+#include "guest/ivshmem_device.h"
 #include "proto/encoder.h"
 
 namespace malv::guest {
@@ -98,6 +99,18 @@ Result<std::unique_ptr<Connection>> Connection::connect_vsock(std::uint32_t cid,
   MALV_ASSIGN_OR_RETURN(auto channel,
                         open_stream_channel(std::move(socket), {options.vm_name, options.credential,
                                                                 options.arena_bytes}));
+  return std::unique_ptr<Connection>(
+      new Connection(std::make_unique<ConnectionCore>(std::move(channel))));
+}
+
+bool ivshmem_device_present() { return find_ivshmem_pci_device().has_value(); }
+
+Result<std::unique_ptr<Connection>> Connection::connect_ivshmem(const std::string& device,
+                                                                const ConnectOptions& options) {
+  MALV_ASSIGN_OR_RETURN(std::unique_ptr<IvshmemDevice> opened, open_ivshmem_device(device));
+  MALV_ASSIGN_OR_RETURN(
+      auto channel, open_ivshmem_channel(std::move(opened), {options.vm_name, options.credential,
+                                                             options.arena_bytes}));
   return std::unique_ptr<Connection>(
       new Connection(std::make_unique<ConnectionCore>(std::move(channel))));
 }

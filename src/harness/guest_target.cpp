@@ -23,7 +23,24 @@ Result<GuestTarget> open_target(const TargetOptions& options) {
     return target;
   }
   const guest::ConnectOptions connect{.vm_name = options.vm, .credential = options.token};
-  if (!options.tcp.empty()) {
+  const bool ivshmem =
+      options.ivshmem || (options.tcp.empty() && options.vsock.empty() && options.socket.empty() &&
+                          guest::ivshmem_device_present());
+  if (ivshmem) {
+    auto connection = guest::Connection::connect_ivshmem(options.ivshmem_device, connect);
+    if (!connection.ok()) {
+      return std::move(connection)
+          .error()
+          .with_context(fmt::format(
+              "connecting to the host through the ivshmem device {}",
+              options.ivshmem_device.empty() ? "(the first one)" : options.ivshmem_device));
+    }
+    target.connection = std::move(connection).value();
+  } else if (!options.vsock.empty()) {
+    MALV_ASSIGN_OR_RETURN(VsockAddress where, parse_vsock_address(options.vsock));
+    MALV_ASSIGN_OR_RETURN(target.connection,
+                          guest::Connection::connect_vsock(where.cid, where.port, connect));
+  } else if (!options.tcp.empty()) {
     MALV_ASSIGN_OR_RETURN(HostPort where, parse_host_port(options.tcp, /*allow_port_zero=*/false));
     MALV_ASSIGN_OR_RETURN(target.connection,
                           guest::Connection::connect_tcp(where.host, where.port, connect));

@@ -1,5 +1,8 @@
 // GuestTarget: where a guest command runs its model — a host's vGPU reached
-// as a VM (Unix socket or TCP), or an in-process CPU backend (--native).
+// as a VM (Unix socket, TCP, vsock, or from inside a VM its ivshmem
+// device), or an in-process CPU backend (--native). With none of them
+// given, a guest inside a VM with an ivshmem device uses that device, any
+// other the host's default Unix socket.
 //
 // `malv guest train` and `malv guest infer` share these options (cli adds
 // them as --socket/--tcp/--native, --vm, --token and --policy) and the code
@@ -22,7 +25,11 @@ namespace malv::harness {
 
 struct TargetOptions {
   std::string socket;
-  std::string tcp;  // HOST:PORT
+  std::string tcp;    // HOST:PORT
+  std::string vsock;  // CID:PORT
+  // A VM's ivshmem device (Connection::connect_ivshmem): "" the first one.
+  bool ivshmem = false;
+  std::string ivshmem_device;
   std::string vm = "guest";
   std::string token;
   bool native = false;

@@ -10,6 +10,7 @@
 #include <initializer_list>
 
 #include "base/text_parse.h"
+#include "ipc/ivshmem_layout.h"
 
 namespace malv::host {
 
@@ -74,7 +75,7 @@ Result<vgpu::VmConfig> parse_vm(const toml::table& t, const std::string& path) {
       t,
       {"name", "token", "memory_mib", "virtual_memory_mib", "weight", "max_streams", "max_handles",
        "gpu_policy", "vsock_cid", "max_sessions", "host_memory_mib", "checkpoint_mib",
-       "max_checkpoints", "priority", "cpu_weight_limit", "cpu_pid"},
+       "max_checkpoints", "priority", "cpu_weight_limit", "cpu_pid", "ivshmem", "ivshmem_socket"},
       where));
   MALV_ASSIGN_OR_RETURN(vm.memory_limit,
                         integer<std::uint64_t>(t, "memory_mib", 0, 0, kMaxMib, where));
@@ -158,7 +159,9 @@ Result<HostConfig> load_host_config(const std::string& path) {
                                   "cpu_interval_ms",
                                   "cpu_mechanism",
                                   "cpu_allowed_pid_uids",
-                                  "data_dirs"},
+                                  "data_dirs",
+                                  "ivshmem_slots",
+                                  "ivshmem_arena_mib"},
                                  where));
     MALV_ASSIGN_OR_RETURN(config.vsock_port,
                           integer<std::uint32_t>(*host, "vsock_port", 0, 0, kMaxU32, where));
@@ -169,6 +172,11 @@ Result<HostConfig> load_host_config(const std::string& path) {
                           integer<unsigned>(*host, "workers", 0, 0, kMaxWorkers, where));
     MALV_ASSIGN_OR_RETURN(config.arena_mib,
                           integer<std::uint64_t>(*host, "arena_mib", 64, 1, kMaxArenaMib, where));
+    MALV_ASSIGN_OR_RETURN(
+        config.ivshmem_slots,
+        integer<std::uint32_t>(*host, "ivshmem_slots", 4, 1, ipc::kIvshmemMaxSlots, where));
+    MALV_ASSIGN_OR_RETURN(config.ivshmem_arena_mib,
+                          integer<std::uint64_t>(*host, "ivshmem_arena_mib", 16, 1, 256, where));
     MALV_ASSIGN_OR_RETURN(config.hello_timeout_ms, integer<std::uint64_t>(*host, "hello_timeout_ms",
                                                                           5000, 1, 600000, where));
     MALV_ASSIGN_OR_RETURN(
@@ -253,6 +261,19 @@ Result<HostConfig> load_host_config(const std::string& path) {
         return Error(ErrorCode::kInvalidArgument, fmt::format("{}: [[vm]] must be tables", path));
       }
       MALV_ASSIGN_OR_RETURN(vgpu::VmConfig vm, parse_vm(*t, path));
+      const std::optional<std::string> socket = (*t)["ivshmem_socket"].value<std::string>();
+      const std::optional<bool> ivshmem = (*t)["ivshmem"].value<bool>();
+      if ((*t)["ivshmem"] && !ivshmem) {
+        return Error(ErrorCode::kInvalidArgument,
+                     fmt::format("{}: vm {}: ivshmem must be true or false", path, vm.name));
+      }
+      if ((*t)["ivshmem_socket"] && (!socket || socket->empty())) {
+        return Error(ErrorCode::kInvalidArgument,
+                     fmt::format("{}: vm {}: ivshmem_socket must be a path", path, vm.name));
+      }
+      if (socket || ivshmem.value_or(false)) {
+        config.ivshmem_sockets[vm.name] = socket.value_or(std::string());
+      }
       config.vms.push_back(std::move(vm));
     }
   }

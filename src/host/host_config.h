@@ -23,6 +23,8 @@
 //   hello_timeout_ms = 5000                # a guest's whole hello must arrive in this
 //   max_pending_per_peer = 8               # connections before their hello, per peer
 //   max_pending = 64                       # ... and in all
+//   ivshmem_slots = 4                      # sessions at once per VM served over ivshmem
+//   ivshmem_arena_mib = 16                 # ... and each one's arena
 //
 //   [[vm]]
 //   name = "train-a"
@@ -41,8 +43,12 @@
 //   cpu_weight_limit = 1000                # highest CPU weight its cpu_sched policy may give
 //   cpu_pid = 4242                         # a process working for it (a hypervisor's);
 //                                          # its owner must be in [cpu] allowed_pid_uids
+//   ivshmem = true                         # its QEMU attaches an ivshmem-doorbell device to
+//                                          # <socket's directory>/<name>.ivshmem (docs/vms.md)
+//   ivshmem_socket = "/run/malv/a.ivshmem" # ... or to this socket
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -93,6 +99,12 @@ struct HostConfig {
   std::uint32_t max_pending_per_peer = 8;
   std::uint32_t max_pending = 64;
   std::vector<vgpu::VmConfig> vms;
+  // VMs served to their QEMU over ivshmem (microlake/ivshmem_server.h):
+  // name -> socket path ("": <directory of `socket`>/<name>.ivshmem).
+  std::map<std::string, std::string> ivshmem_sockets;
+  // Each such VM's region: sessions at once, and each one's arena.
+  std::uint32_t ivshmem_slots = 4;
+  std::uint64_t ivshmem_arena_mib = 16;
 };
 
 // Where the host's data pipeline looks up datasets unless configured:

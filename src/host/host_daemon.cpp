@@ -156,6 +156,19 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   HostDaemon* raw = d.get();
   server.admit = [raw](const microlake::HelloInfo& info) { return raw->admit(info); };
   MALV_ASSIGN_OR_RETURN(d->server_, microlake::Server::start(*d->backend_, server));
+  if (!config.ivshmem_sockets.empty()) {
+    microlake::IvshmemServerOptions ivshmem;
+    const std::string run_dir = server.unix_path.substr(0, server.unix_path.rfind('/') + 1);
+    for (const auto& [vm, socket] : config.ivshmem_sockets) {
+      ivshmem.vms.push_back({vm, socket.empty() ? run_dir + vm + ".ivshmem" : socket});
+    }
+    ivshmem.slots = config.ivshmem_slots;
+    ivshmem.arena_bytes = config.ivshmem_arena_mib << 20;
+    ivshmem.sq_entries = server.sq_entries;
+    ivshmem.cq_entries = server.cq_entries;
+    ivshmem.admit = server.admit;
+    MALV_ASSIGN_OR_RETURN(d->ivshmem_, microlake::IvshmemServer::start(*d->backend_, ivshmem));
+  }
 
   d->admin_path_ = config.admin_socket.empty()
                        ? server.unix_path.substr(0, server.unix_path.rfind('/') + 1) + "admin.sock"
@@ -244,13 +257,17 @@ HostDaemon::~HostDaemon() {
     log::info("serve", "shutdown: queued device work still waiting after {} ms is cancelled",
               options_.config.shutdown_grace_ms);
   }
-  server_.reset();  // ends every session before the services they use go away
+  ivshmem_.reset();  // ends every VM's sessions before the services they use go away
+  server_.reset();   // ... and every process guest's
   vgpu_.reset();
 }
 
 Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info) {
   std::unique_ptr<vgpu::VmBackend> view;
-  if (info.via == microlake::HelloInfo::Via::kVsock && !options_.open_admission) {
+  if (info.via == microlake::HelloInfo::Via::kIvshmem) {
+    // The socket its QEMU attached to, not a token, says which VM it is.
+    MALV_ASSIGN_OR_RETURN(view, vgpu_->open_vouched_session(info.vm_name));
+  } else if (info.via == microlake::HelloInfo::Via::kVsock && !options_.open_admission) {
     // The hypervisor vouches for the peer's CID: it, not a token, is the VM.
     if (!info.vsock_cid) return Error(ErrorCode::kUnauthenticated, "vsock peer without a CID");
     MALV_ASSIGN_OR_RETURN(view, vgpu_->open_vsock_session(*info.vsock_cid, info.vm_name));
@@ -267,7 +284,8 @@ Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info)
   admission.limits.max_events = config.max_handles;
   admission.limits.max_streams = config.max_streams;
   if (info.peer) {
-    log::info("serve", "VM {} admitted (pid {}, uid {})", info.vm_name, info.peer->pid,
+    log::info("serve", "VM {} admitted ({} pid {}, uid {})", info.vm_name,
+              info.via == microlake::HelloInfo::Via::kIvshmem ? "QEMU" : "guest", info.peer->pid,
               info.peer->uid);
   }
   // The guest's process and this thread (the session's dispatcher) work

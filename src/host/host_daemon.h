@@ -4,7 +4,8 @@
 // guardrailed runner); the vGPU service (VMs, quotas, scheduler calling the
 // VMs' gpu_sched policies); per-VM CPU control (each VM's cpu_sched
 // policy sets its CPU share); the Micro-LAKE server admitting guests by VM
-// token; and the admin API.
+// token, and the ivshmem server that VMs' QEMUs attach to; and the
+// admin API.
 #pragma once
 
 #include <memory>
@@ -12,6 +13,7 @@
 #include "accel/backend.h"
 #include "cpu_control/cpu_share_controller.h"
 #include "host/host_config.h"
+#include "microlake/ivshmem_server.h"
 #include "microlake/server.h"
 #include "mlaas/feature_registry.h"
 #include "mlaas/host_services.h"
@@ -42,6 +44,7 @@ class HostDaemon {
   ~HostDaemon();
 
   microlake::Server& server() { return *server_; }
+  microlake::IvshmemServer* ivshmem() { return ivshmem_.get(); }
   vgpu::VgpuService& vgpu() { return *vgpu_; }
   mlaas::PolicyRegistry& policies() { return *policies_; }
   accel::Backend& backend() { return *backend_; }
@@ -68,6 +71,7 @@ class HostDaemon {
   // Outlives the server: ending sessions leave their VMs' groups.
   std::unique_ptr<cpu_control::CpuShareController> cpu_;
   std::unique_ptr<microlake::Server> server_;
+  std::unique_ptr<microlake::IvshmemServer> ivshmem_;  // null: no VM is served over ivshmem
   std::unique_ptr<vgpu::AdminApi> admin_;
   std::string admin_path_;
 };

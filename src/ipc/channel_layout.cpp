@@ -50,6 +50,11 @@ Result<ChannelLayout> ChannelLayout::compute(std::uint32_t sq_entries, std::uint
 }
 
 Result<ChannelView> ChannelView::over(const SharedRegion& region, const ChannelLayout& layout) {
+  if (!region.valid()) return Error(ErrorCode::kInvalidArgument, "channel region is not mapped");
+  return over(std::span(region.data(), region.size()), layout);
+}
+
+Result<ChannelView> ChannelView::over(std::span<std::byte> memory, const ChannelLayout& layout) {
   // Recompute rather than trust offsets that may come from the peer.
   MALV_ASSIGN_OR_RETURN(
       ChannelLayout expected,
@@ -57,12 +62,12 @@ Result<ChannelView> ChannelView::over(const SharedRegion& region, const ChannelL
   if (!(expected == layout)) {
     return Error(ErrorCode::kInvalidArgument, "channel layout does not match its sizes");
   }
-  if (!region.valid() || region.size() < layout.total_bytes) {
+  if (memory.data() == nullptr || memory.size() < layout.total_bytes) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("channel layout needs {} bytes, region has {}", layout.total_bytes,
-                             region.size()));
+                             memory.size()));
   }
-  std::byte* base = region.data();
+  std::byte* base = memory.data();
   ChannelView view;
   view.control = reinterpret_cast<ControlBlock*>(base);
   view.sq_header = &view.control->sq;

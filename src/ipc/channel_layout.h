@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "ipc/shared_region.h"
 #include "ipc/spsc_ring.h"
@@ -85,6 +86,10 @@ struct ChannelView {
   // kInvalidArgument when the layout is not what compute() gives for its
   // sizes, or when it does not fit in the region.
   [[nodiscard]] static Result<ChannelView> over(const SharedRegion& region,
+                                                const ChannelLayout& layout);
+  // The same over part of a mapping (one session's slot of a VM's ivshmem
+  // region, ipc/ivshmem_layout.h).
+  [[nodiscard]] static Result<ChannelView> over(std::span<std::byte> memory,
                                                 const ChannelLayout& layout);
 };
 

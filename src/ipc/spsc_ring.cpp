@@ -101,6 +101,14 @@ void RingProducerIndex::notify_consumer() {
   wake_ring_consumer(header_);
 }
 
+bool RingProducerIndex::notify_remote_consumer() {
+  // The same handshake as notify_consumer(); the bump makes a consumer that
+  // is between its re-check and its futex wait return at once.
+  if (header_->consumer_waiting.load(std::memory_order_seq_cst) == 0) return false;
+  header_->wake_seq.fetch_add(1, std::memory_order_release);
+  return true;
+}
+
 void RingProducerIndex::notify_consumer_of(std::uint64_t key) {
   if (header_->consumer_waiting.load(std::memory_order_seq_cst) == 0) return;
   // Seeing consumer_waiting == 1 we also see the key stored before it. A

@@ -128,6 +128,7 @@ class RingProducerIndex {
   void publish(std::uint32_t n);
   void notify_consumer();
   void notify_consumer_of(std::uint64_t key);
+  bool notify_remote_consumer();
   std::uint32_t published() const { return tail_; }
   std::uint32_t consumer_position();
   std::uint32_t slot(std::uint32_t i) const { return (tail_ + i) & (capacity_ - 1); }
@@ -204,6 +205,12 @@ class RingProducer {
   // a different key (RingConsumer::wait's wake_key) is left asleep, unless
   // the ring is at least half full.
   void notify_consumer_of(std::uint64_t key) { index_.notify_consumer_of(key); }
+  // For a consumer under another kernel (a VM's guest producing for its
+  // host), which no futex wake reaches: when the consumer is (about to be)
+  // asleep, bumps the doorbell word and returns true, and the caller then
+  // signals the consumer its own way (an ivshmem doorbell, which the host
+  // turns into a futex wake). No system call here.
+  bool notify_remote_consumer() { return index_.notify_remote_consumer(); }
 
   // Our private tail: records ever published.
   std::uint32_t published() const { return index_.published(); }

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/thread_priority.h"
 #include "ipc/channel_layout.h"
+#include "microlake/hello_checks.h"
 #include "microlake/shm_endpoint.h"
 #include "microlake/stream_endpoint.h"
 
@@ -16,43 +17,6 @@ namespace malv::microlake {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string bounded_string(const char* field, std::size_t size) {
-  return std::string(field, strnlen(field, size));
-}
-
-Status send_refusal(ipc::Socket& socket, const Error& error) {
-  wire::HelloReply reply{};
-  reply.magic = wire::kHelloMagic;
-  reply.version = wire::kProtocolVersion;
-  reply.status = static_cast<std::uint16_t>(error.code());
-  std::snprintf(reply.message, sizeof(reply.message), "%s", error.to_string().c_str());
-  return socket.write_all(&reply, sizeof(reply));
-}
-
-Status check_hello(const wire::HelloRequest& hello, HelloInfo::Via via) {
-  if (hello.magic != wire::kHelloMagic) {
-    return Error(ErrorCode::kInvalidArgument, "not a MaLV-OS hello (bad magic)");
-  }
-  if (hello.version != wire::kProtocolVersion) {
-    return Error(ErrorCode::kUnimplemented,
-                 fmt::format("protocol version {} is not supported; this host speaks {}",
-                             hello.version, wire::kProtocolVersion));
-  }
-  const auto transport = static_cast<wire::Transport>(hello.transport);
-  if (transport != wire::Transport::kShm && transport != wire::Transport::kStream) {
-    return Error(ErrorCode::kInvalidArgument, fmt::format("unknown transport {}", hello.transport));
-  }
-  if (transport == wire::Transport::kShm && via != HelloInfo::Via::kUnix) {
-    return Error(ErrorCode::kInvalidArgument, "shared memory is only offered over a Unix socket");
-  }
-  if (strnlen(hello.vm_name, sizeof(hello.vm_name)) == sizeof(hello.vm_name) ||
-      strnlen(hello.credential, sizeof(hello.credential)) == sizeof(hello.credential)) {
-    return Error(ErrorCode::kInvalidArgument, "vm name or credential is not NUL-terminated");
-  }
-  if (hello.vm_name[0] == '\0') return Error(ErrorCode::kInvalidArgument, "empty vm name");
-  return ok_status();
-}
 
 }  // namespace
 
@@ -190,6 +154,7 @@ std::string Server::peer_key(const ipc::Socket& socket, HelloInfo::Via via) {
       std::optional<std::uint32_t> cid = socket.peer_vsock_cid();
       return cid ? fmt::format("cid {}", *cid) : std::string("cid ?");
     }
+    case HelloInfo::Via::kIvshmem: return "ivshmem";  // not served here
   }
   return "?";
 }
@@ -234,7 +199,8 @@ void Server::serve_connection(Connection& connection, ipc::Socket socket, HelloI
   }
   if (!endpoint.ok()) {
     log::warn("microlake", "guest refused: {}", endpoint.error().to_string());
-    (void)send_refusal(socket, endpoint.error());
+    const wire::HelloReply refusal = refusal_reply(endpoint.error());
+    (void)socket.write_all(&refusal, sizeof(refusal));
     return;
   }
   Endpoint* raw = endpoint.value().get();
@@ -286,8 +252,7 @@ Result<std::unique_ptr<Endpoint>> Server::admit(ipc::Socket& socket, HelloInfo::
   reply.magic = wire::kHelloMagic;
   reply.version = wire::kProtocolVersion;
   reply.arena_bytes = arena;
-  static std::atomic<std::uint64_t> next_session_id{1};
-  reply.session_id = next_session_id.fetch_add(1);
+  reply.session_id = next_session_id();
 
   if (static_cast<wire::Transport>(hello.transport) == wire::Transport::kStream) {
     MALV_TRY(socket.write_all(&reply, sizeof(reply)));

@@ -45,9 +45,12 @@ namespace malv::microlake {
 struct HelloInfo {
   std::string vm_name;
   std::string credential;
-  enum class Via { kUnix, kTcp, kVsock } via = Via::kUnix;
-  std::optional<ipc::Socket::PeerCredentials> peer;  // Unix only
-  std::optional<std::uint32_t> vsock_cid;            // vsock only
+  // kIvshmem: a slot of a VM's ivshmem region (microlake/ivshmem_server.h);
+  // the socket QEMU connected on, not a credential, says which VM it is.
+  enum class Via { kUnix, kTcp, kVsock, kIvshmem } via = Via::kUnix;
+  // Unix: the guest process; ivshmem: the VM's QEMU process.
+  std::optional<ipc::Socket::PeerCredentials> peer;
+  std::optional<std::uint32_t> vsock_cid;  // vsock only
   // The arena the session will get (host memory, for the VM's quota).
   std::uint64_t arena_bytes = 0;
 };

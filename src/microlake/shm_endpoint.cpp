@@ -17,8 +17,31 @@ Result<std::unique_ptr<ShmEndpoint>> ShmEndpoint::create(
     const ipc::ChannelLayout& layout, accel::Backend& shared_backend,
     std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits,
     const SessionServices& services) {
+  if (!region.valid()) return Error(ErrorCode::kInvalidArgument, "channel region is not mapped");
+  const std::span<std::byte> memory(region.data(), region.size());
+  return create_over(std::move(vm_name), std::move(socket), std::move(region), memory, layout,
+                     shared_backend, std::move(own_backend), limits, services);
+}
+
+Result<std::unique_ptr<ShmEndpoint>> ShmEndpoint::create_in_slot(
+    std::string vm_name, std::span<std::byte> memory, std::shared_ptr<const void> memory_owner,
+    const ipc::ChannelLayout& layout, accel::Backend& shared_backend,
+    std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits,
+    const SessionServices& services) {
+  MALV_ASSIGN_OR_RETURN(
+      auto endpoint, create_over(std::move(vm_name), ipc::Socket(), ipc::SharedRegion(), memory,
+                                 layout, shared_backend, std::move(own_backend), limits, services));
+  endpoint->memory_owner_ = std::move(memory_owner);
+  return endpoint;
+}
+
+Result<std::unique_ptr<ShmEndpoint>> ShmEndpoint::create_over(
+    std::string vm_name, ipc::Socket socket, ipc::SharedRegion region, std::span<std::byte> memory,
+    const ipc::ChannelLayout& layout, accel::Backend& shared_backend,
+    std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits,
+    const SessionServices& services) {
   accel::Backend& backend = own_backend ? *own_backend : shared_backend;
-  MALV_ASSIGN_OR_RETURN(ipc::ChannelView view, ipc::ChannelView::over(region, layout));
+  MALV_ASSIGN_OR_RETURN(ipc::ChannelView view, ipc::ChannelView::over(memory, layout));
   MALV_TRY(backend.register_host_memory(view.arena, view.arena_bytes));
   std::unique_ptr<ShmEndpoint> endpoint(new ShmEndpoint(std::move(vm_name), std::move(socket),
                                                         std::move(region), view, layout, backend));
@@ -53,6 +76,7 @@ void ShmEndpoint::stop() {
 }
 
 bool ShmEndpoint::guest_alive() const {
+  if (socket_.fd() < 0) return true;  // an ivshmem slot: its owner calls stop()
   pollfd pfd{socket_.fd(), POLLIN | POLLRDHUP, 0};
   if (::poll(&pfd, 1, 0) <= 0) return true;
   if (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) return false;

@@ -37,6 +37,15 @@ class ShmEndpoint final : public Endpoint, private CompletionSink {
                                                      std::unique_ptr<accel::Backend> own_backend,
                                                      const SessionLimits& limits,
                                                      const SessionServices& services);
+  // A session in one slot of a VM's ivshmem region (ipc/ivshmem_layout.h):
+  // `memory` is the slot, initialised by the caller, kept mapped by
+  // `memory_owner` for the endpoint's life. No socket: the caller ends the
+  // session with stop() when the VM or its guest goes away.
+  static Result<std::unique_ptr<ShmEndpoint>> create_in_slot(
+      std::string vm_name, std::span<std::byte> memory, std::shared_ptr<const void> memory_owner,
+      const ipc::ChannelLayout& layout, accel::Backend& shared_backend,
+      std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits,
+      const SessionServices& services);
   ~ShmEndpoint() override;
 
   void run() override;
@@ -46,14 +55,20 @@ class ShmEndpoint final : public Endpoint, private CompletionSink {
  private:
   ShmEndpoint(std::string vm_name, ipc::Socket socket, ipc::SharedRegion region,
               ipc::ChannelView view, const ipc::ChannelLayout& layout, accel::Backend& backend);
+  static Result<std::unique_ptr<ShmEndpoint>> create_over(
+      std::string vm_name, ipc::Socket socket, ipc::SharedRegion region,
+      std::span<std::byte> memory, const ipc::ChannelLayout& layout, accel::Backend& shared_backend,
+      std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits,
+      const SessionServices& services);
   void post(const wire::Completion& completion, proto::ArenaRange arena_out) override;
   bool guest_alive() const;
   // Free completion-ring slots, or nullopt when the guest corrupted the ring.
   std::optional<std::uint32_t> completion_room();
 
   std::string vm_name_;
-  ipc::Socket socket_;
+  ipc::Socket socket_;  // not open for an ivshmem slot
   ipc::SharedRegion region_;
+  std::shared_ptr<const void> memory_owner_;  // an ivshmem slot's region
   ipc::ChannelView view_;
   accel::Backend& backend_;
   ipc::RingConsumer<wire::Command> submissions_;

@@ -49,6 +49,15 @@ class VgpuService {
                                        memory_options_, &ledger_);
   }
 
+  // For a channel the host itself made for one VM (the ivshmem socket its
+  // QEMU attached to): the channel, not a token, identifies the VM.
+  [[nodiscard]] Result<std::unique_ptr<VmBackend>> open_vouched_session(const std::string& vm) {
+    MALV_ASSIGN_OR_RETURN(std::shared_ptr<Vm> found, vms_.find(vm));
+    MALV_TRY(found->open_session_slot());
+    return std::make_unique<VmBackend>(device_, scheduler_, std::move(found), memory_policies_,
+                                       memory_options_, &ledger_);
+  }
+
   // Over AF_VSOCK the peer's context id (vouched for by the hypervisor)
   // identifies the VM; the name in the guest's hello must agree with it.
   [[nodiscard]] Result<std::unique_ptr<VmBackend>> open_vsock_session(
