@@ -12,6 +12,8 @@ packages=(
   clang-14 libclang-rt-14-dev libfuzzer-14-dev clang-format
   zlib1g-dev
   dataset-fashion-mnist
+  # the guest VM image and its boots (docs/vms.md)
+  qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils
 )
 
 missing=()
