@@ -18,6 +18,7 @@ struct StatsFlags {
   bool watch = false;
   double interval_s = 1.0;
   bool json = false;
+  bool metrics = false;
 };
 
 Status draw(const harness::AdminClient& admin, bool json) {
@@ -58,6 +59,15 @@ Status draw(const harness::AdminClient& admin, bool json) {
 
 int run(const StatsFlags& f) {
   harness::AdminClient admin(f.admin.empty() ? harness::default_admin_socket() : f.admin);
+  if (f.metrics) {
+    Result<std::string> text = admin.get_text("/metrics");
+    if (!text.ok()) {
+      fmt::print(stderr, "malv stats: {}\n", text.error().message());
+      return 1;
+    }
+    fmt::print("{}", text.value());
+    return 0;
+  }
   do {
     if (f.watch) fmt::print("\x1b[H\x1b[2J");  // home + clear: redraw in place
     Status s = draw(admin, f.json);
@@ -84,6 +94,9 @@ void register_stats(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->check(finite_in(0.1, 86400));
   sub->add_flag("--json", f->json, "Print JSON");
+  sub->add_flag("--metrics", f->metrics, "Print the host's /metrics (Prometheus text format) once")
+      ->excludes("--watch")
+      ->excludes("--json");
   sub->callback([f, &exit_code] { exit_code = run(*f); });
 }
 

@@ -33,6 +33,22 @@ std::string cpu_status_json(const cpu_control::CpuShareController& cpu, const st
       .dump();
 }
 
+// A VM's ivshmem channel for the admin API (GET /vms/{name}: "ivshmem").
+std::string ivshmem_status_json(const microlake::IvshmemServer& ivshmem, const std::string& vm) {
+  std::optional<microlake::IvshmemServer::VmStatus> s = ivshmem.status(vm);
+  if (!s) return std::string();
+  return nlohmann::json{{"socket", s->socket_path},
+                        {"attached", s->connected},
+                        {"qemu_pid", s->qemu_pid},
+                        {"sessions", s->sessions},
+                        {"slots", ivshmem.layout().slot_count},
+                        {"vectors", ivshmem.vectors()},
+                        {"region_bytes", ivshmem.layout().total_bytes},
+                        {"attaches", s->connections},
+                        {"refused", s->refused}}
+      .dump();
+}
+
 }  // namespace
 
 // A VM's cpu_pid must be a live process owned by a user the host allows.
@@ -175,30 +191,36 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                        : config.admin_socket;
   const accel::DeviceInfo info = d->backend_->info();
   MALV_ASSIGN_OR_RETURN(
-      d->admin_, vgpu::AdminApi::start(
-                     d->admin_path_, {.vgpu = d->vgpu_.get(),
-                                      .state = d->state_.get(),
-                                      .checkpoint_usage =
-                                          [store = d->checkpoints_.get()](const std::string& vm) {
-                                            const offload::CheckpointUsage usage = store->usage(vm);
-                                            return vgpu::VmDiskUsage{usage.bytes, usage.count};
-                                          },
-                                      .policies = d->policies_.get(),
-                                      .runner = d->runner_.get(),
-                                      .backend = info.backend,
-                                      .device = info.name,
-                                      .more_metrics =
-                                          [inference = d->inference_.get(), cpu = d->cpu_.get()] {
-                                            std::string text = inference->metrics_text();
-                                            if (cpu != nullptr) text += cpu->metrics_text();
-                                            return text;
-                                          },
-                                      .cpu_control = d->cpu_ ? d->cpu_->mechanism() : "off",
-                                      .cpu_json =
-                                          [cpu = d->cpu_.get()](const std::string& vm) {
-                                            return cpu != nullptr ? cpu_status_json(*cpu, vm)
-                                                                  : std::string();
-                                          }}));
+      d->admin_,
+      vgpu::AdminApi::start(
+          d->admin_path_,
+          {.vgpu = d->vgpu_.get(),
+           .state = d->state_.get(),
+           .checkpoint_usage =
+               [store = d->checkpoints_.get()](const std::string& vm) {
+                 const offload::CheckpointUsage usage = store->usage(vm);
+                 return vgpu::VmDiskUsage{usage.bytes, usage.count};
+               },
+           .policies = d->policies_.get(),
+           .runner = d->runner_.get(),
+           .backend = info.backend,
+           .device = info.name,
+           .more_metrics =
+               [inference = d->inference_.get(), cpu = d->cpu_.get(), ivshmem = d->ivshmem_.get()] {
+                 std::string text = inference->metrics_text();
+                 if (cpu != nullptr) text += cpu->metrics_text();
+                 if (ivshmem != nullptr) text += ivshmem->metrics_text();
+                 return text;
+               },
+           .cpu_control = d->cpu_ ? d->cpu_->mechanism() : "off",
+           .cpu_json =
+               [cpu = d->cpu_.get()](const std::string& vm) {
+                 return cpu != nullptr ? cpu_status_json(*cpu, vm) : std::string();
+               },
+           .ivshmem_json =
+               [ivshmem = d->ivshmem_.get()](const std::string& vm) {
+                 return ivshmem != nullptr ? ivshmem_status_json(*ivshmem, vm) : std::string();
+               }}));
   return d;
 }
 

@@ -479,11 +479,12 @@ void IvshmemServer::attach(VmEntry& vm, ipc::Socket socket) {
   ++vm.connections;
 }
 
-std::optional<IvshmemServer::VmStatus> IvshmemServer::status(const std::string& vm) const {
+std::vector<IvshmemServer::VmStatus> IvshmemServer::status() const {
   std::lock_guard lock(mutex_);
+  std::vector<VmStatus> all;
   for (const auto& entry : vms_) {
-    if (entry->config.vm_name != vm) continue;
-    VmStatus status;
+    VmStatus& status = all.emplace_back();
+    status.vm = entry->config.vm_name;
     status.socket_path = entry->config.socket_path;
     status.connections = entry->connections;
     status.refused = entry->refused;
@@ -492,9 +493,35 @@ std::optional<IvshmemServer::VmStatus> IvshmemServer::status(const std::string& 
       status.qemu_pid = entry->link->qemu_pid();
       status.sessions = entry->link->sessions();
     }
-    return status;
+  }
+  return all;
+}
+
+std::optional<IvshmemServer::VmStatus> IvshmemServer::status(const std::string& vm) const {
+  for (VmStatus& status : status()) {
+    if (status.vm == vm) return std::move(status);
   }
   return std::nullopt;
+}
+
+std::string IvshmemServer::metrics_text() const {
+  const std::vector<VmStatus> all = status();
+  std::string out;
+  auto family = [&](const char* name, const char* type, const char* help, auto value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (const VmStatus& s : all) out += fmt::format("{}{{vm=\"{}\"}} {}\n", name, s.vm, value(s));
+  };
+  family("malv_vm_ivshmem_attached", "gauge",
+         "1 while a QEMU is attached to the VM's ivshmem socket",
+         [](const VmStatus& s) { return s.connected ? 1 : 0; });
+  family("malv_vm_ivshmem_sessions", "gauge", "Sessions open in the VM's ivshmem region",
+         [](const VmStatus& s) { return s.sessions; });
+  family("malv_vm_ivshmem_attaches_total", "counter", "QEMUs attached to the VM's ivshmem socket",
+         [](const VmStatus& s) { return s.connections; });
+  family("malv_vm_ivshmem_refused_total", "counter",
+         "Second QEMUs turned away while one was attached",
+         [](const VmStatus& s) { return s.refused; });
+  return out;
 }
 
 std::size_t IvshmemServer::session_count() const {

@@ -33,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -79,6 +80,7 @@ class IvshmemServer {
   const ipc::IvshmemLayout& layout() const { return layout_; }
 
   struct VmStatus {
+    std::string vm;
     std::string socket_path;
     bool connected = false;  // a QEMU is attached
     pid_t qemu_pid = 0;
@@ -88,7 +90,10 @@ class IvshmemServer {
   };
   // nullopt when `vm` is not served over ivshmem.
   std::optional<VmStatus> status(const std::string& vm) const;
+  std::vector<VmStatus> status() const;
   std::size_t session_count() const;
+  // Prometheus families, one sample per VM served (malv_vm_ivshmem_*).
+  std::string metrics_text() const;
 
  private:
   class Link;

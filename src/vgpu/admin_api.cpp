@@ -126,6 +126,10 @@ json vm_json(Vm& vm, const AdminContext& context) {
     const std::string cpu = context.cpu_json(c.name);
     out["cpu"] = cpu.empty() ? json() : json::parse(cpu);
   }
+  if (context.ivshmem_json) {
+    const std::string ivshmem = context.ivshmem_json(c.name);
+    out["ivshmem"] = ivshmem.empty() ? json() : json::parse(ivshmem);
+  }
   const MemoryStats memory = vm.memory().stats();
   // What the VM holds on the device: its quota's use and what it borrowed.
   out["stats"] = {{"memory_used", vm.device_memory().used() + memory.borrowed_bytes},

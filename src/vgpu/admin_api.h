@@ -63,6 +63,9 @@ struct AdminContext {
   // the host has none for it).
   std::string cpu_control = "off";
   std::function<std::string(const std::string& vm)> cpu_json;
+  // A VM served to its QEMU over ivshmem (microlake/ivshmem_server.h): the
+  // "ivshmem" of GET /vms/{name} as a JSON object's text ("": not served so).
+  std::function<std::string(const std::string& vm)> ivshmem_json;
 };
 
 class AdminApi {
