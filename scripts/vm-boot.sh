@@ -22,6 +22,8 @@
 #   --append ARGS          more kernel command line (e.g. malv.shell)
 #   --qemu-arg ARG         one more QEMU argument, passed as is (repeatable)
 #   --pidfile FILE         write QEMU's pid there (the pid is also printed)
+#   --file SRC:DEST        put the host's file SRC at DEST in the guest (repeatable;
+#                          e.g. a test set for `malv guest infer`)
 #
 # Exit status: the guest command's; 124 when the VM timed out (QEMU killed);
 # 125 when the VM did not report a status (QEMU failed, the kernel panicked,
@@ -63,9 +65,10 @@ kernel=""
 append_extra=""
 pidfile=""
 qemu_extra=()
+files=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --image | --console | --ivshmem-socket | --vectors | --accel | --memory | --cpus | --timeout | --kernel | --append | --qemu-arg | --pidfile)
+    --image | --console | --ivshmem-socket | --vectors | --accel | --memory | --cpus | --timeout | --kernel | --append | --qemu-arg | --pidfile | --file)
       [[ $# -ge 2 ]] || { say "$1 needs a value"; usage; }
       case "$1" in
         --image) image=$2 ;;
@@ -80,6 +83,10 @@ while [[ $# -gt 0 ]]; do
         --append) append_extra="$append_extra $2" ;;
         --qemu-arg) qemu_extra+=("$2") ;;
         --pidfile) pidfile=$2 ;;
+        --file)
+          [[ "$2" == *:/* && -f "${2%%:*}" ]] || { say "--file needs SRC:DEST, SRC a file here and DEST an absolute path, not '$2'"; exit 2; }
+          files+=("$2")
+          ;;
       esac
       shift 2
       ;;
@@ -171,8 +178,14 @@ make_initrd() {
   mkdir -p "$dir"
   printf '#!/bin/sh\n# Written by scripts/vm-boot.sh.\n%s\n' "${quoted# }" >"$dir/malv-run"
   chmod 0755 "$dir/malv-run"
+  local spec
+  for spec in "${files[@]}"; do
+    mkdir -p "$dir$(dirname "${spec#*:}")"
+    cp "${spec%%:*}" "$dir${spec#*:}"
+  done
   cp "$image" "$out"
-  (cd "$dir" && echo malv-run | cpio -o -H newc --owner=0:0 --quiet) | gzip -n >>"$out"
+  (cd "$dir" && find . -mindepth 1 | sed 's|^\./||' | LC_ALL=C sort |
+    cpio -o -H newc --owner=0:0 --quiet) | gzip -n >>"$out"
   rm -rf "$dir"
 }
 

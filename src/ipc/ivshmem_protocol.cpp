@@ -31,6 +31,8 @@ Status send_ivshmem_setup(Socket& client, std::int64_t client_id, int shm_fd,
   return ok_status();
 }
 
+Status send_ivshmem_refusal(Socket& client) { return send_message(client, kIvshmemRefusal, -1); }
+
 IvshmemClientSetup::~IvshmemClientSetup() { close_all(); }
 
 void IvshmemClientSetup::close_all() {
@@ -73,6 +75,10 @@ Result<IvshmemClientSetup> receive_ivshmem_setup(Socket& server, std::uint32_t v
   };
   MALV_ASSIGN_OR_RETURN(auto version, next());
   if (version.second >= 0) ::close(version.second);
+  if (version.first == kIvshmemRefusal) {
+    return Error(ErrorCode::kAlreadyExists,
+                 "ivshmem: the server refused this client (the VM already has its QEMU attached)");
+  }
   if (version.first != kIvshmemProtocolVersion) {
     return Error(ErrorCode::kUnimplemented,
                  fmt::format("ivshmem: server speaks protocol {}, not {}", version.first,

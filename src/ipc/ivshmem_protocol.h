@@ -32,6 +32,14 @@
 namespace malv::ipc {
 
 inline constexpr std::int64_t kIvshmemProtocolVersion = 0;
+// Sent instead of the version to a client the server turns away (a VM's
+// socket that already has its QEMU): QEMU then fails to realise its device
+// ("server sent version -2, expecting 0") and exits, where a plain close
+// leaves it waiting for ever.
+inline constexpr std::int64_t kIvshmemRefusal = -2;
+
+// Server side: refuses a client (kIvshmemRefusal); the caller then closes it.
+[[nodiscard]] Status send_ivshmem_refusal(Socket& client);
 
 // Server side, at once after accepting QEMU: steps 1-5 with the host as
 // the single other peer. The fds stay the caller's.

@@ -462,7 +462,9 @@ void IvshmemServer::attach(VmEntry& vm, ipc::Socket socket) {
       log::warn(kLog, "VM {}: refused a second QEMU (pid {}) on {}: QEMU pid {} is attached to it",
                 vm.config.vm_name, peer.ok() ? peer->pid : 0, vm.config.socket_path,
                 vm.link->qemu_pid());
-      return;  // the socket closes: that QEMU's device fails to start
+      (void)socket.set_timeouts(std::chrono::milliseconds(0), std::chrono::milliseconds(500));
+      (void)ipc::send_ivshmem_refusal(socket);
+      return;  // the socket closes: that QEMU's device fails to start, and QEMU exits
     }
     old = std::move(vm.link);
   }
