@@ -68,6 +68,22 @@ struct OverheadOptions {
 
 [[nodiscard]] Status run_overhead(const OverheadOptions& options);
 
+// `malv bench vm`: training in a QEMU guest (over ivshmem) against a
+// process guest and native, and the VM's shared-memory round trip.
+struct VmOptions {
+  bool json = false;
+  std::uint64_t steps = 300;
+  unsigned repeats = 3;
+  unsigned pings = 2000;
+  std::string accel = "auto";  // vm-boot.sh's --accel
+  std::string image;           // a built guest image; empty: built into a temp directory
+  std::string scripts_dir = MALV_SCRIPTS_DIR;
+  std::string data_dir = nn::kFashionMnistDir;
+  bool keep = false;  // keep the consoles and logs
+};
+
+[[nodiscard]] Status run_vm(const VmOptions& options);
+
 // `malv bench cuda`: the GPU path against the same work on the GPU directly.
 struct CudaOptions {
   bool json = false;

@@ -1,6 +1,7 @@
-// `malv bench sharing` and `malv bench soak`: the flags of the benchmarks
-// that run a host and many guest processes, and of those guests' hidden
-// subcommands (`sharing-guest`, `soak-guest`); bench/bench.h runs them.
+// `malv bench sharing`, `malv bench soak` and `malv bench vm`: the flags of
+// the benchmarks that run a host and guest processes or VMs, and of those
+// guests' hidden subcommands (`sharing-guest`, `soak-guest`); bench/bench.h
+// runs them.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -130,6 +131,37 @@ void register_bench_soak(CLI::App& bench, int& exit_code) {
   on_bench_run(
       *sub, [flags] { return bench::run_soak(*flags); }, exit_code);
   register_soak_guest(bench, exit_code);
+}
+
+void register_bench_vm(CLI::App& bench, int& exit_code) {
+  auto flags = std::make_shared<bench::VmOptions>();
+  CLI::App* sub = bench.add_subcommand(
+      "vm",
+      "Training in a QEMU VM over ivshmem vs a guest process and native, and the VM's "
+      "shared-memory round trip, in one run (qemu_over_native, qemu_over_process)");
+  sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
+  sub->add_option("--steps", flags->steps, "Training steps per measured run")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 100000));
+  sub->add_option("--repeats", flags->repeats, "Rounds (each boots the VM once); medians reported")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 20));
+  sub->add_option("--pings", flags->pings, "Round trips timed from inside the VM")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 1000000));
+  sub->add_option("--accel", flags->accel,
+                  "The VM's accelerator: auto (KVM when it boots), kvm, tcg")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "kvm", "tcg"}));
+  sub->add_option("--image", flags->image,
+                  "A guest image from scripts/build-guest-image.sh (default: build one)");
+  sub->add_option("--scripts", flags->scripts_dir, "Where vm-boot.sh and build-guest-image.sh are")
+      ->capture_default_str();
+  sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
+      ->capture_default_str();
+  sub->add_flag("--keep", flags->keep, "Keep the VM's consoles and boot logs (printed path)");
+  on_bench_run(
+      *sub, [flags] { return bench::run_vm(*flags); }, exit_code);
 }
 
 }  // namespace malv::cli

@@ -18,6 +18,7 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_serve(app, exit_code);
   register_guest(app, exit_code);
   register_guest_infer(*app.get_subcommand("guest"), exit_code);
+  register_guest_ping(*app.get_subcommand("guest"), exit_code);
   register_demo(app, exit_code);
   register_vm(app, exit_code);
   register_policy(app, exit_code);
@@ -31,6 +32,7 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_bench_mlaas(*bench, exit_code);
   register_bench_sharing(*bench, exit_code);
   register_bench_overhead(*bench, exit_code);
+  register_bench_vm(*bench, exit_code);
   register_bench_soak(*bench, exit_code);
   register_bench_cuda(*bench, exit_code);
   register_bench_alloc(*bench, exit_code);

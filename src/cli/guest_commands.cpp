@@ -4,12 +4,17 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <limits>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <vector>
 
+#include "base/clock.h"
 #include "base/text_parse.h"
 #include "cli/commands.h"
 #include "cli/option_checks.h"
+#include "harness/guest_target.h"
 #include "harness/infer_workload.h"
 #include "harness/train_workload.h"
 
@@ -193,6 +198,66 @@ void register_guest_infer(CLI::App& guest, int& exit_code) {
     Status s = harness::infer(*flags);
     if (!s.ok()) {
       fmt::print(stderr, "malv guest infer: {}\n", s.error().to_string());
+      exit_code = 1;
+    }
+  });
+}
+
+namespace {
+
+struct PingFlags {
+  harness::TargetOptions target;
+  std::uint64_t count = 1000;
+  bool json = false;
+};
+
+// Times `count` round trips (a kNop each) to the host; prints percentiles.
+Status ping(const PingFlags& flags) {
+  MALV_ASSIGN_OR_RETURN(harness::GuestTarget target, harness::open_target(flags.target));
+  if (!target.connection) {
+    return Error(ErrorCode::kInvalidArgument, "ping times round trips to a host, not --native");
+  }
+  std::vector<double> us;
+  us.reserve(flags.count);
+  for (std::uint64_t i = 0; i < flags.count; ++i) {
+    Stopwatch watch;
+    MALV_TRY(target.connection->ping());
+    us.push_back(watch.elapsed_s() * 1e6);
+  }
+  std::sort(us.begin(), us.end());
+  const auto at = [&](double q) {
+    return us[std::min(us.size() - 1,
+                       static_cast<std::size_t>(q * static_cast<double>(us.size())))];
+  };
+  if (flags.json) {
+    fmt::print("{}\n", nlohmann::json{{"event", "ping"},
+                                      {"count", us.size()},
+                                      {"p50_us", at(0.5)},
+                                      {"p99_us", at(0.99)},
+                                      {"max_us", us.back()}}
+                           .dump());
+  } else {
+    fmt::print("{} round trips: p50 {:.1f} us, p99 {:.1f} us, max {:.1f} us\n", us.size(), at(0.5),
+               at(0.99), us.back());
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+void register_guest_ping(CLI::App& guest, int& exit_code) {
+  auto flags = std::make_shared<PingFlags>();
+  CLI::App* sub = guest.add_subcommand(
+      "ping", "Time round trips to the host (a no-op command each): the channel's latency");
+  add_target_options(*sub, flags->target, "Where the host is (default: the host's default socket)");
+  sub->add_option("--count", flags->count, "Round trips to time")
+      ->capture_default_str()
+      ->check(whole_number_in(1, 100000000));
+  sub->add_flag("--json", flags->json, "Print one JSON object (event ping) on stdout");
+  sub->callback([flags, &exit_code] {
+    Status s = ping(*flags);
+    if (!s.ok()) {
+      fmt::print(stderr, "malv guest ping: {}\n", s.error().to_string());
       exit_code = 1;
     }
   });
