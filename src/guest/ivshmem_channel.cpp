@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "base/clock.h"
@@ -53,7 +54,8 @@ class IvshmemClientChannel final : public ClientChannel {
       : device_(std::move(device)),
         slot_(slot),
         host_peer_(host_peer),
-        control_(ipc::ivshmem_header(device_->region()).slots[slot]),
+        header_(ipc::ivshmem_header(device_->region())),
+        control_(header_.slots[slot]),
         view_(view),
         submissions_(view.sq_header, view.sq_slots, layout.sq_entries),
         completions_(view.cq_header, view.cq_slots, layout.cq_entries) {
@@ -79,6 +81,7 @@ class IvshmemClientChannel final : public ClientChannel {
 
   Result<bool> try_submit(std::span<const wire::Command> records, proto::ArenaRange) override {
     MALV_ASSIGN_OR_RETURN(bool pushed, submissions_.try_push(records));
+    if (pushed) start_polling_afresh();  // an answer is coming soon
     if (pushed && ++unannounced_ >= kDoorbellBatch) flush();
     return pushed;
   }
@@ -102,26 +105,55 @@ class IvshmemClientChannel final : public ClientChannel {
     return n;
   }
 
+  // Polls with back-off. The back-off lives across calls: it starts over
+  // (a short spin, then the shortest sleep) only when a completion arrives
+  // or new commands go out, so a guest that waits long in many short calls
+  // sleeps long, not spins.
   Status wait(std::chrono::nanoseconds timeout, std::uint64_t) override {
     flush();
-    const MonoTime start = MonoClock::now();
-    const MonoTime deadline = start + timeout;
-    auto sleep = std::chrono::microseconds(kShortestSleep);
+    const MonoTime deadline = MonoClock::now() + timeout;
     while (true) {
       MALV_ASSIGN_OR_RETURN(std::uint32_t available, completions_.available());
-      if (available > 0) return ok_status();
+      if (available > 0) {
+        start_polling_afresh();
+        return ok_status();
+      }
       if (state_of(control_) != ipc::SlotState::kActive) {
         return Error(ErrorCode::kDisconnected,
                      fmt::format("the host ended this session (ivshmem slot {})", slot_));
       }
       const MonoTime now = MonoClock::now();
+      MALV_TRY(check_host_alive(now));
       if (now >= deadline) return ok_status();
-      if (now - start < kPollSpin) continue;
-      sleep_backing_off(sleep);
+      if (!idle_since_) idle_since_ = now;
+      if (now - *idle_since_ < kPollSpin) continue;
+      std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(sleep_, deadline - now));
+      sleep_ = std::min(sleep_ * 2, std::chrono::microseconds(kLongestSleep));
     }
   }
 
  private:
+  void start_polling_afresh() {
+    idle_since_.reset();
+    sleep_ = kShortestSleep;
+  }
+
+  // kDisconnected once the host's heartbeat has stood still for
+  // kIvshmemHeartbeatTimeout (the host stopped or died; QEMU lives on).
+  Status check_host_alive(MonoTime now) {
+    const std::uint64_t beat = header_.host_heartbeat.load(std::memory_order_relaxed);
+    if (beat != host_beat_) {
+      host_beat_ = beat;
+      host_beat_seen_ = now;
+    } else if (now - host_beat_seen_ > ipc::kIvshmemHeartbeatTimeout) {
+      return Error(ErrorCode::kDisconnected,
+                   fmt::format("the host stopped serving this VM's ivshmem region (no heartbeat "
+                               "for {} ms)",
+                               ipc::kIvshmemHeartbeatTimeout.count()));
+    }
+    return ok_status();
+  }
+
   void beat() {
     std::unique_lock lock(mutex_);
     while (!stopping_) {
@@ -133,7 +165,12 @@ class IvshmemClientChannel final : public ClientChannel {
   std::unique_ptr<IvshmemDevice> device_;
   std::uint32_t slot_;
   std::uint32_t host_peer_;
+  ipc::IvshmemHeader& header_;
   ipc::SlotControl& control_;
+  std::optional<MonoTime> idle_since_;  // polling found nothing since
+  std::chrono::microseconds sleep_ = kShortestSleep;
+  std::uint64_t host_beat_ = 0;
+  MonoTime host_beat_seen_ = MonoClock::now();
   ipc::ChannelView view_;
   ipc::RingProducer<wire::Command> submissions_;
   ipc::RingConsumer<wire::Completion> completions_;

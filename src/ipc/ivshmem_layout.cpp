@@ -42,6 +42,7 @@ void initialize_ivshmem_header(std::span<std::byte> region, const IvshmemLayout&
   header->total_bytes = layout.total_bytes;
   const std::size_t n = std::min(vm_name.size(), sizeof(header->vm_name) - 1);
   std::memcpy(header->vm_name, vm_name.data(), n);
+  header->host_heartbeat.store(1, std::memory_order_relaxed);
   for (SlotControl& slot : header->slots) {
     slot.state.store(static_cast<std::uint32_t>(SlotState::kFree), std::memory_order_relaxed);
     slot.heartbeat.store(0, std::memory_order_relaxed);

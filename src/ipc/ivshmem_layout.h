@@ -28,7 +28,9 @@
 // kIvshmemHeartbeatTimeout is reclaimed by the host (a guest process that
 // died, a guest that rebooted). The host never trusts what it reads here:
 // it keeps its own record of which slots run sessions, reads `state` only
-// as a request, and copies the hello out before checking it.
+// as a request, and copies the hello out before checking it. The host
+// bumps `host_heartbeat` the same way, and frees every slot when it stops
+// serving the region, so a guest learns that its session ended.
 //
 // Doorbells: vector kIvshmemControlVector asks the host to look at the
 // slot table; vector 1 + i is slot i's submission doorbell (the guest rings
@@ -96,7 +98,11 @@ struct IvshmemHeader {
   std::uint64_t slots_offset;
   std::uint64_t total_bytes;
   char vm_name[wire::kNameBytes];  // the VM this region belongs to
-  std::uint8_t reserved[256 - 56 - wire::kNameBytes];
+  // Bumped by the host while it serves the region (every scan, ~100 ms): a
+  // guest whose host stopped or died sees it stand still and gives up
+  // (kIvshmemHeartbeatTimeout) instead of polling for ever.
+  std::atomic<std::uint64_t> host_heartbeat;
+  std::uint8_t reserved[256 - 64 - wire::kNameBytes];
   SlotControl slots[kIvshmemMaxSlots];
 };
 static_assert(sizeof(IvshmemHeader) <= kIvshmemHeaderBytes);

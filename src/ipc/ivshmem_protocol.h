@@ -12,9 +12,10 @@
 //      interrupts: the server, or a peer, writes it to interrupt the guest)
 //
 // Later, "peer id with an fd" announces a peer's new vector and "peer id
-// without an fd" says that peer left. QEMU reads 1-3 and its own vectors
-// before its device is realised, so a server that answers nothing keeps
-// QEMU from starting.
+// without an fd" says that peer left. QEMU reads 1-3 before its device is
+// realised and takes the eventfds as they come (more than its `vectors`
+// are dropped with "Too many eventfd received"; fewer leave its higher
+// vectors silent), so its `vectors` should equal what the server sends.
 //
 // MaLV-OS's host is the one other peer QEMU sees: the guest rings the
 // host's vectors (ipc/ivshmem_layout.h says which means what).

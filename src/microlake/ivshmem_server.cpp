@@ -165,8 +165,11 @@ class IvshmemServer::Link {
     for (std::uint32_t slot = 0; slot < server_.layout_.slot_count; ++slot) {
       end_session(slot, why);
     }
-    for (SlotRecord& record : slots_) {
-      if (record.thread.joinable()) record.thread.join();
+    for (std::uint32_t slot = 0; slot < server_.layout_.slot_count; ++slot) {
+      if (slots_[slot].thread.joinable()) slots_[slot].thread.join();
+      // A guest still polling (QEMU lives on when the host stops) sees its
+      // slot freed, and its session end.
+      reclaim(slot);
     }
     finish();
   }
@@ -186,6 +189,7 @@ class IvshmemServer::Link {
 
   void scan_slots() {
     const MonoTime now = MonoClock::now();
+    ipc::ivshmem_header(memory()).host_heartbeat.fetch_add(1, std::memory_order_relaxed);
     for (std::uint32_t slot = 0; slot < server_.layout_.slot_count; ++slot) {
       SlotRecord& record = slots_[slot];
       ipc::SlotControl& ctl = control(slot);
