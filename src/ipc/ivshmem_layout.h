@@ -12,7 +12,7 @@
 //                          block, submission ring, completion ring, arena
 //   total_bytes            a power of two (a PCI BAR's size is one)
 //
-// A slot's life (SlotControl::state; docs/protocol.md, "ivshmem"):
+// A slot's life (SlotControl::state; docs/protocol.md, section 8a):
 //
 //   kFree --guest CAS--> kClaimed --guest--> kHello --host--> kActive
 //                                                    \--host--> kRefused
