@@ -55,6 +55,8 @@ class ShmClientChannel final : public ClientChannel {
     submissions_.notify_consumer();  // a syscall only if the host sleeps
   }
 
+  bool ready_for_a_burst() override { return has_burst_room(submissions_); }
+
   std::uint64_t doorbells() const override { return doorbells_; }
 
   Result<std::size_t> poll(std::span<wire::Completion> out) override {

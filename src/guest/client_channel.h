@@ -15,6 +15,7 @@
 #include <string>
 
 #include "ipc/socket.h"
+#include "ipc/spsc_ring.h"
 #include "malv/protocol.h"
 #include "malv/result.h"
 #include "proto/request.h"
@@ -45,6 +46,12 @@ class ClientChannel {
   // Makes sure the host will look at everything submitted so far.
   virtual void flush() = 0;
 
+  // Whether a guest that found the submission ring full should submit
+  // again: a quarter of it is free (a ring channel), so that a guest far
+  // ahead of the host goes on in bursts and does not wait once per command
+  // the host takes. Channels without a ring are always ready.
+  virtual bool ready_for_a_burst() { return true; }
+
   // How many times this channel announced new commands to the host (rang
   // its doorbell, a system call only when the host was asleep). Channels
   // that send every command as it is submitted report 0.
@@ -71,6 +78,13 @@ struct HelloParams {
                                                                       const HelloParams& params);
 [[nodiscard]] Result<std::unique_ptr<ClientChannel>> open_stream_channel(ipc::Socket socket,
                                                                          const HelloParams& params);
+// For ring channels' ready_for_a_burst(): a quarter of the ring is free
+// (or the ring is corrupt, which the next push reports).
+inline bool has_burst_room(ipc::RingProducer<wire::Command>& ring) {
+  const Result<std::uint32_t> free = ring.free_slots();
+  return !free.ok() || free.value() >= ring.capacity() / 4;
+}
+
 class IvshmemDevice;
 // A session in a free slot of a VM's ivshmem region (guest/ivshmem_device.h);
 // the hello goes through the slot (ipc/ivshmem_layout.h).

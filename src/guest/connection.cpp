@@ -175,7 +175,10 @@ Status ConnectionCore::submit(std::span<const wire::Command> records, proto::Are
       return std::move(pushed).error().with_context("submitting a command");
     }
     if (pushed.value()) return ok_status();
-    MALV_TRY(drain(std::chrono::microseconds(100)));  // ring full: let the host catch up
+    // The ring is full: let the host catch up, by a burst's worth.
+    do {
+      MALV_TRY(drain(std::chrono::microseconds(100)));
+    } while (!channel_->ready_for_a_burst());
   }
 }
 

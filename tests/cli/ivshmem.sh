@@ -2,7 +2,8 @@
 # A VM served over ivshmem, reached by a process standing in for its QEMU
 # (the same socket messages, region and doorbells; tests/vm boots a real
 # QEMU): its training run equals a process guest's with the same seed, loss
-# by loss; the admin API and /metrics show the attachment; a second QEMU on
+# by loss, and so does one saved half way and resumed through the host's
+# checkpoint service; the admin API and /metrics show the attachment; a second QEMU on
 # the VM's socket while one is attached is refused; killing the attached
 # one mid-run gives back every byte the VM held while another VM goes on.
 # Usage: ivshmem.sh <path to malv>
@@ -45,6 +46,14 @@ train --ivshmem "$sock" >"$work/ivshmem.loss"
 cmp -s "$work/process.loss" "$work/ivshmem.loss" ||
   fail "the ivshmem guest's losses differ from the process guest's" "$work/process.loss" "$work/ivshmem.loss"
 
+# The host's checkpoint service over the region: save half way, resume.
+"$malv" guest train --ivshmem "$sock" --vm vm1 --max-steps 30 --seed 11 --log-every 10 \
+  --checkpoint host:half >"$work/half.out" 2>&1 || fail "saving a checkpoint failed" "$work/half.out"
+train --ivshmem "$sock" --resume host:half >"$work/resumed.loss"
+tail -n 3 "$work/process.loss" >"$work/second-half.loss"
+cmp -s "$work/second-half.loss" "$work/resumed.loss" ||
+  fail "the resumed run differs from the whole one" "$work/second-half.loss" "$work/resumed.loss"
+
 # A long run through the region, another VM beside it.
 "$malv" guest train --ivshmem "$sock" --vm vm1 --max-steps 1000000 --log-every 50 \
   >"$work/long.out" 2>&1 &
@@ -69,7 +78,7 @@ grep -q 'malv_vm_ivshmem_refused_total{vm="vm1"} 1' "$work/metrics.txt" ||
   fail "the refusal is not counted" "$work/metrics.txt"
 grep -q 'malv_vm_ivshmem_attached{vm="vm1"} 1' "$work/metrics.txt" || fail "not attached" "$work/metrics.txt"
 grep -q 'malv_vm_ivshmem_sessions{vm="vm1"} 1' "$work/metrics.txt" || fail "no session" "$work/metrics.txt"
-grep -q 'malv_vm_ivshmem_attaches_total{vm="vm1"} 2' "$work/metrics.txt" ||
+grep -q 'malv_vm_ivshmem_attaches_total{vm="vm1"} 4' "$work/metrics.txt" ||
   fail "attachments miscounted" "$work/metrics.txt"
 kill -0 $long 2>/dev/null || fail "the refusal disturbed the attached guest" "$work/long.out"
 
