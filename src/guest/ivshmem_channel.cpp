@@ -33,7 +33,7 @@ using namespace std::chrono_literals;
 // to the longest back-off, doubling.
 constexpr auto kPollSpin = 30us;
 constexpr auto kShortestSleep = 10us;
-constexpr auto kLongestSleep = 500us;
+constexpr auto kLongestSleep = 2000us;
 // How long a hello may take (a slot busy, a host slow under emulation).
 constexpr auto kHelloTimeout = 20s;
 
@@ -80,7 +80,9 @@ class IvshmemClientChannel final : public ClientChannel {
   std::span<std::byte> arena() override { return {view_.arena, view_.arena_bytes}; }
 
   Result<bool> try_submit(std::span<const wire::Command> records, proto::ArenaRange) override {
-    MALV_ASSIGN_OR_RETURN(bool pushed, submissions_.try_push(records));
+    Result<bool> pushed_or = submissions_.try_push(records);
+    if (!pushed_or.ok()) return session_ended_or(std::move(pushed_or).error());
+    const bool pushed = pushed_or.value();
     if (pushed) start_polling_afresh();  // an answer is coming soon
     if (pushed && ++unannounced_ >= kDoorbellBatch) flush();
     return pushed;
@@ -95,10 +97,14 @@ class IvshmemClientChannel final : public ClientChannel {
     }
   }
 
+  bool ready_for_a_burst() override { return has_burst_room(submissions_); }
+
   std::uint64_t doorbells() const override { return doorbells_; }
 
   Result<std::size_t> poll(std::span<wire::Completion> out) override {
-    MALV_ASSIGN_OR_RETURN(std::uint32_t available, completions_.available());
+    Result<std::uint32_t> available_or = completions_.available();
+    if (!available_or.ok()) return session_ended_or(std::move(available_or).error());
+    const std::uint32_t available = available_or.value();
     const std::size_t n = std::min<std::size_t>(available, out.size());
     for (std::size_t i = 0; i < n; ++i) out[i] = completions_.read(static_cast<std::uint32_t>(i));
     completions_.pop(static_cast<std::uint32_t>(n));
@@ -113,7 +119,9 @@ class IvshmemClientChannel final : public ClientChannel {
     flush();
     const MonoTime deadline = MonoClock::now() + timeout;
     while (true) {
-      MALV_ASSIGN_OR_RETURN(std::uint32_t available, completions_.available());
+      Result<std::uint32_t> available_or = completions_.available();
+      if (!available_or.ok()) return session_ended_or(std::move(available_or).error());
+      const std::uint32_t available = available_or.value();
       if (available > 0) {
         start_polling_afresh();
         return ok_status();
@@ -133,6 +141,17 @@ class IvshmemClientChannel final : public ClientChannel {
   }
 
  private:
+  // The host frees a slot after it discards its memory, so a guest whose
+  // session the host ended may first see its rings zeroed: that is the
+  // session's end, not corruption.
+  Error session_ended_or(Error error) const {
+    if (state_of(control_) != ipc::SlotState::kActive) {
+      return Error(ErrorCode::kDisconnected,
+                   fmt::format("the host ended this session (ivshmem slot {})", slot_));
+    }
+    return error;
+  }
+
   void start_polling_afresh() {
     idle_since_.reset();
     sleep_ = kShortestSleep;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <new>
 
@@ -47,7 +48,8 @@ void initialize_ivshmem_header(std::span<std::byte> region, const IvshmemLayout&
     slot.state.store(static_cast<std::uint32_t>(SlotState::kFree), std::memory_order_relaxed);
     slot.heartbeat.store(0, std::memory_order_relaxed);
   }
-  std::atomic_thread_fence(std::memory_order_release);
+  // Ordered before any peer's first look by the system call that hands the
+  // region over (QEMU's set-up message).
 }
 
 Result<IvshmemLayout> read_ivshmem_header(std::span<const std::byte> region) {
@@ -56,8 +58,14 @@ Result<IvshmemLayout> read_ivshmem_header(std::span<const std::byte> region) {
         ErrorCode::kInvalidArgument,
         fmt::format("ivshmem region of {} bytes has no room for its header", region.size()));
   }
-  IvshmemHeader header;  // a copy: the peer cannot change what we check
-  std::memcpy(static_cast<void*>(&header), region.data(), sizeof(header));
+  // A copy of the fixed fields, which nobody writes after the host made
+  // them (the slots' words change under us: they are not copied).
+  struct Fixed {
+    std::uint32_t magic, version, slot_count, host_peer_id, sq_entries, cq_entries;
+    std::uint64_t arena_bytes, slot_bytes, slots_offset, total_bytes;
+  } header;
+  static_assert(sizeof(Fixed) == offsetof(IvshmemHeader, vm_name));
+  std::memcpy(&header, region.data(), sizeof(header));
   if (header.magic != kIvshmemMagic) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("ivshmem region has magic {:#x}, not MaLV-OS's {:#x} (is the host "

@@ -17,7 +17,7 @@
 //   kFree --guest CAS--> kClaimed --guest--> kHello --host--> kActive
 //                                                    \--host--> kRefused
 //   kActive --guest--> kClosing;  kRefused --guest--> kFree
-//   any --host, once the session is torn down--> kFree
+//   any --host, once the session is torn down--> kReclaiming --> kFree
 //
 // A guest claims a free slot with a compare-and-swap (several processes in
 // one VM share the region), writes a wire::HelloRequest into it, sets
@@ -73,6 +73,7 @@ enum class SlotState : std::uint32_t {
   kActive = 3,
   kRefused = 4,
   kClosing = 5,
+  kReclaiming = 6,  // the host is discarding the slot's memory; kFree next
 };
 
 struct SlotControl {

@@ -101,6 +101,13 @@ class IvshmemServer::Link {
     }
   }
   bool finished() const { return finished_.load(std::memory_order_acquire); }
+  // open() failed: no thread runs, nothing is left to end.
+  void abandon() {
+    stop();
+    finished_.store(true, std::memory_order_release);
+  }
+  // Its QEMU is gone (its sessions may still be ending): another may attach.
+  bool detached() const { return detached_.load(std::memory_order_acquire) || finished(); }
   pid_t qemu_pid() const { return peer_ ? peer_->pid : 0; }
   std::uint32_t sessions() const { return sessions_.load(std::memory_order_relaxed); }
 
@@ -108,6 +115,7 @@ class IvshmemServer::Link {
   struct SlotRecord {
     std::thread thread;               // a session (or its hello) runs
     std::atomic<bool> done{false};    // that thread has ended
+    bool refused = false;             // it refused the hello (set before done)
     ShmEndpoint* endpoint = nullptr;  // guarded by mutex_
     bool stop_requested = false;      // guarded by mutex_
     std::uint64_t last_heartbeat = 0;
@@ -156,6 +164,7 @@ class IvshmemServer::Link {
       }
       if (qemu_gone) {
         why = "its QEMU went away";
+        detached_.store(true, std::memory_order_release);
         break;
       }
       scan_slots();
@@ -182,6 +191,10 @@ class IvshmemServer::Link {
   // The guest published commands and saw the dispatcher asleep: wake it.
   void ring_submission_doorbell(std::uint64_t slot) {
     if (slot >= server_.layout_.slot_count) return;
+    // Only a slot whose session runs: before that, its control block is
+    // being made (a guest ringing early gains nothing).
+    std::lock_guard lock(mutex_);
+    if (slots_[slot].endpoint == nullptr) return;
     const std::span<std::byte> channel = server_.layout_.slot_memory(memory(), slot);
     auto* block = reinterpret_cast<ipc::ControlBlock*>(channel.data());
     ipc::wake_ring_consumer(&block->sq);
@@ -203,9 +216,10 @@ class IvshmemServer::Link {
       if (record.thread.joinable()) {
         if (record.done.load(std::memory_order_acquire)) {
           record.thread.join();
-          // A refusal stays for the guest to read (it frees the slot, or
-          // its heartbeat stops and the host does).
-          if (slot_state(ctl) != ipc::SlotState::kRefused) reclaim(slot);
+          // A refusal stays for the guest to read: it frees the slot itself
+          // (and may at once claim it again), or its heartbeat stops and
+          // the host does. Only a session that ran is reclaimed here.
+          if (!record.refused) reclaim(slot);
         } else if (state == ipc::SlotState::kClosing) {
           end_session(slot, "the guest closed it");
         } else if (state != ipc::SlotState::kActive && state != ipc::SlotState::kHello &&
@@ -236,6 +250,7 @@ class IvshmemServer::Link {
   void start_session(std::uint32_t slot) {
     SlotRecord& record = slots_[slot];
     record.done.store(false, std::memory_order_relaxed);
+    record.refused = false;
     {
       std::lock_guard lock(mutex_);
       record.stop_requested = false;
@@ -251,6 +266,7 @@ class IvshmemServer::Link {
 
   void refuse(std::uint32_t slot, const Error& error) {
     log::warn(kLog, "{}: slot {}: guest refused: {}", vm_, slot, error.to_string());
+    slots_[slot].refused = true;
     ipc::SlotControl& ctl = control(slot);
     const wire::HelloReply reply = refusal_reply(error);
     std::memcpy(&ctl.reply, &reply, sizeof(reply));
@@ -345,6 +361,9 @@ class IvshmemServer::Link {
   // is left for the next) and the slot is free again.
   void reclaim(std::uint32_t slot) {
     const ipc::IvshmemLayout& layout = server_.layout_;
+    // First out of kActive: a guest that then sees its rings zeroed knows
+    // why.
+    set_slot_state(control(slot), ipc::SlotState::kReclaiming);
     if (::fallocate(region_->fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                     static_cast<off_t>(layout.slot_offset(slot)),
                     static_cast<off_t>(layout.slot_bytes)) != 0) {
@@ -364,6 +383,7 @@ class IvshmemServer::Link {
   int stop_fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> finished_{false};
+  std::atomic<bool> detached_{false};
   std::atomic<std::uint32_t> sessions_{0};
   std::mutex mutex_;
   std::array<SlotRecord, ipc::kIvshmemMaxSlots> slots_;
@@ -460,7 +480,7 @@ void IvshmemServer::attach(VmEntry& vm, ipc::Socket socket) {
   std::shared_ptr<Link> old;
   {
     std::lock_guard lock(mutex_);
-    if (vm.link && !vm.link->finished()) {
+    if (vm.link && !vm.link->detached()) {
       ++vm.refused;
       const Result<ipc::Socket::PeerCredentials> peer = socket.peer_credentials();
       log::warn(kLog, "VM {}: refused a second QEMU (pid {}) on {}: QEMU pid {} is attached to it",
@@ -473,16 +493,22 @@ void IvshmemServer::attach(VmEntry& vm, ipc::Socket socket) {
     old = std::move(vm.link);
   }
   auto link = std::make_shared<Link>(*this, vm.config.vm_name, std::move(socket));
+  {
+    // Recorded before QEMU hears from us: status() never lags a session.
+    std::lock_guard lock(mutex_);
+    if (old) retired_.push_back(std::move(old));
+    vm.link = link;
+    ++vm.connections;
+  }
   if (Status opened = link->open(); !opened.ok()) {
     log::warn(kLog, "VM {}: QEMU could not be set up: {}", vm.config.vm_name,
               opened.error().to_string());
+    link->abandon();
+    std::lock_guard lock(mutex_);
+    retired_.push_back(std::move(vm.link));
     return;
   }
   log::info(kLog, "VM {}: QEMU (pid {}) attached", vm.config.vm_name, link->qemu_pid());
-  std::lock_guard lock(mutex_);
-  if (old) retired_.push_back(std::move(old));
-  vm.link = std::move(link);
-  ++vm.connections;
 }
 
 std::vector<IvshmemServer::VmStatus> IvshmemServer::status() const {
@@ -494,7 +520,7 @@ std::vector<IvshmemServer::VmStatus> IvshmemServer::status() const {
     status.socket_path = entry->config.socket_path;
     status.connections = entry->connections;
     status.refused = entry->refused;
-    if (entry->link && !entry->link->finished()) {
+    if (entry->link && !entry->link->detached()) {
       status.connected = true;
       status.qemu_pid = entry->link->qemu_pid();
       status.sessions = entry->link->sessions();

@@ -477,13 +477,10 @@ TEST_F(IvshmemServerTest, TheAdmitCallbacksRefusalReachesTheGuestWithItsCodeAndM
   EXPECT_TRUE(ping(**accepted).ok());
 }
 
-// BUG (src/microlake/ivshmem_server.cpp, Link::scan_slots): when a refused
-// hello's session thread has ended, the host reclaims the slot unless its
-// state is still kRefused. The refused guest sets kFree itself at once, so a
-// guest that claims the slot and says hello before the host's next scan
-// (the hello's own doorbell triggers that scan) has its kHello thrown away:
-// the slot is punched and set kFree under it, and it fails with
-// "data_loss: a garbled hello reply". Fails today; keep it until fixed.
+// A refused guest frees the slot itself at once; a guest that claims it and
+// says hello before the host's next scan must be served, not have its hello
+// reclaimed with the refusal's slot (it was, until the host remembered that
+// the ended thread was a refusal).
 TEST_F(IvshmemServerTest, AGuestSayingHelloRightAfterARefusalInTheSameSlotIsServed) {
   start();
   auto qemu = raw_qemu();
@@ -771,14 +768,10 @@ TEST_F(IvshmemServerTest, StopEndsSessionsAndRemovesTheSocketFile) {
   server_->stop();  // a second stop is harmless
 }
 
-// BUG (src/microlake/ivshmem_server.cpp, IvshmemServer::attach): a QEMU
-// that attaches right after the last one hung up (a QEMU restarted at once;
-// here a guest standing in for QEMU that reconnects) is refused as "a second
-// QEMU" while the old Link's control thread is still ending its sessions:
-// attach() counts a Link as live until Link::finished(), which is set only
-// after every session thread has been joined, not when the hang-up is seen.
-// The refused QEMU fails to start its device. Fails today (most runs, at the
-// first few attaches); keep it until fixed.
+// A QEMU that attaches right after the last one hung up (a QEMU restarted at
+// once; here a guest standing in for QEMU that reconnects) is not a second
+// QEMU, though the old one's sessions may still be ending (it was refused
+// until a link counted as gone when its hang-up was seen).
 TEST_F(IvshmemServerTest, AQemuAttachingRightAfterTheLastOneLeftIsNotTakenForASecondOne) {
   start();
   for (int i = 0; i < 20; ++i) {
@@ -790,17 +783,11 @@ TEST_F(IvshmemServerTest, AQemuAttachingRightAfterTheLastOneLeftIsNotTakenForASe
   EXPECT_EQ(status().connections, 20u);
 }
 
-// BUG (src/microlake/ivshmem_server.cpp, Link::reclaim, with
-// guest/ivshmem_channel.cpp, IvshmemClientChannel::wait): when the host
-// stops it now frees every slot (38028d8), but reclaim() punches the slot's
-// memory to zero pages *before* it sets kFree, and the guest's wait() reads
-// its completion ring *before* it looks at the slot's state. A guest that
-// has consumed any completion then finds the ring header zeroed ("ring
-// producer tail 0 claims 4294967295 records in flight") and gets kDataLoss,
-// not the kDisconnected that ClientChannel::wait promises. The same happens
-// to a live guest whose session the host ends for a stalled heartbeat.
-// (Before 38028d8 the guest polled for ever; the 5 s guard below lets it go
-// if that comes back.) Fails today; keep it until fixed.
+// A guest whose host stopped is told its session ended (kDisconnected): the
+// host frees every slot, leaving kActive before it zeroes the slot's memory
+// (kReclaiming), so a guest that finds its rings zeroed knows why (it got
+// kDataLoss from the zeroed ring header before; before that it polled for
+// ever: the 5 s guard below lets it go if that comes back).
 TEST_F(IvshmemServerTest, AGuestWhoseHostStoppedIsToldItsSessionEnded) {
   start();
   auto qemu = raw_qemu();
