@@ -33,7 +33,7 @@ using namespace std::chrono_literals;
 // to the longest back-off, doubling.
 constexpr auto kPollSpin = 30us;
 constexpr auto kShortestSleep = 10us;
-constexpr auto kLongestSleep = 2000us;
+constexpr auto kLongestSleep = 500us;
 // How long a hello may take (a slot busy, a host slow under emulation).
 constexpr auto kHelloTimeout = 20s;
 
