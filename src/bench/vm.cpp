@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -61,6 +62,13 @@ Result<double> time_steps(Result<std::unique_ptr<nn::Trainer>> trainer) {
   Stopwatch watch;
   MALV_TRY(trainer.value()->run());
   return watch.elapsed_s();
+}
+
+// CPU time of the calling thread (the process guest's trainer runs on it).
+double thread_cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
 }
 
 // Runs a program (not this binary) with stdout and stderr to `log`; its
@@ -120,6 +128,7 @@ std::map<std::string, nlohmann::json> json_events(const std::string& console) {
 
 struct VmRound {
   double train_s = 0;
+  double train_cpu_s = 0;  // the guest process's CPU time in its loop
   double ping_p50_us = 0;
   double ping_p99_us = 0;
   std::string accel;
@@ -153,6 +162,7 @@ Result<VmRound> run_in_vm(const VmOptions& flags, const std::string& image,
   }
   VmRound r;
   r.train_s = events.at("done").at("seconds").get<double>();
+  r.train_cpu_s = events.at("done").value("cpu_seconds", 0.0);
   r.ping_p50_us = events.at("ping").at("p50_us").get<double>();
   r.ping_p99_us = events.at("ping").at("p99_us").get<double>();
   const std::string boot_log = read_file(log);
@@ -224,7 +234,7 @@ Status run_vm(const VmOptions& flags) {
   MALV_ASSIGN_OR_RETURN(auto native_backend, accel::make_backend("cpu", backend_options));
   MALV_ASSIGN_OR_RETURN(auto native, nn::NativeDevice::create(*native_backend));
 
-  std::vector<double> native_s, process_s, qemu_s, qemu_p50, qemu_p99;
+  std::vector<double> native_s, process_s, qemu_s, qemu_p50, qemu_p99, process_cpu_s, qemu_cpu_s;
   std::string accel;
   for (unsigned r = 0; r < flags.repeats; ++r) {
     progress(fmt::format("round {}/{}: native", r + 1, flags.repeats));
@@ -241,13 +251,16 @@ Status run_vm(const VmOptions& flags) {
       data.batch = 128;
       data.seed = 1;
       MALV_ASSIGN_OR_RETURN(auto batches, nn::HostBatches::open(*device, data));
+      const double cpu_before = thread_cpu_seconds();
       MALV_ASSIGN_OR_RETURN(double p, time_steps(nn::Trainer::create(*device, std::move(batches),
                                                                      train_options(flags.steps))));
+      process_cpu_s.push_back(thread_cpu_seconds() - cpu_before);
       process_s.push_back(p);
     }
     progress(fmt::format("round {}/{}: QEMU guest (boot, train, ping)", r + 1, flags.repeats));
     MALV_ASSIGN_OR_RETURN(VmRound vm, run_in_vm(flags, image, socket, dir, static_cast<int>(r)));
     qemu_s.push_back(vm.train_s);
+    qemu_cpu_s.push_back(vm.train_cpu_s);
     qemu_p50.push_back(vm.ping_p50_us);
     qemu_p99.push_back(vm.ping_p99_us);
     accel = vm.accel;
@@ -277,6 +290,10 @@ Status run_vm(const VmOptions& flags) {
           {"native_step_ms", per_step_ms(native_s), "ms", "per step"},
           {"process_step_ms", per_step_ms(process_s), "ms", "per step"},
           {"qemu_step_ms", per_step_ms(qemu_s), "ms", "per step"},
+          {"process_guest_cpu_step_ms", per_step_ms(process_cpu_s), "ms",
+           "the guest's own CPU per step (encoding, polling), a process"},
+          {"qemu_guest_cpu_step_ms", per_step_ms(qemu_cpu_s), "ms",
+           "the same inside the VM, by the guest's clock (emulated under TCG)"},
           {"qemu_shm_roundtrip_p50_us", harness::median(qemu_p50), "us",
            "a kNop round trip from inside the VM (ivshmem slot, polled)"},
           {"qemu_shm_roundtrip_p99_us", harness::median(qemu_p99), "us", "the same, p99"},
