@@ -22,6 +22,7 @@
 
 #include "base/clock.h"
 #include "bench/bench.h"
+#include "bench/training_runs.h"
 #include "harness/host_process.h"
 #include "harness/report.h"
 #include "malv/connection.h"
@@ -32,27 +33,6 @@
 
 namespace malv::bench {
 namespace {
-
-nn::TrainOptions train_options(const OverheadOptions& flags) {
-  nn::TrainOptions o;
-  o.model = "mlp:784-256-128-10";
-  o.optimizer.kind = nn::OptimizerKind::kAdam;
-  o.optimizer.lr = 1e-3f;
-  o.batch = 128;
-  o.seed = 1;
-  o.epochs = 1000;
-  o.max_steps = flags.steps;
-  o.log_every = 0;
-  return o;
-}
-
-// Seconds for flags.steps training steps of `trainer`.
-Result<double> time_steps(Result<std::unique_ptr<nn::Trainer>> trainer) {
-  if (!trainer.ok()) return std::move(trainer).error();
-  Stopwatch watch;
-  MALV_TRY(trainer.value()->run());
-  return watch.elapsed_s();
-}
 
 struct Vm {
   std::unique_ptr<guest::Connection> connection;
@@ -90,15 +70,15 @@ Status run_overhead(const OverheadOptions& flags) {
   // first (cold) or right after another that left the machine busy.
   const std::function<Status()> variants[] = {
       [&]() -> Status {
-        MALV_ASSIGN_OR_RETURN(
-            double n, time_steps(nn::Trainer::create(*native, train, train_options(flags))));
+        MALV_ASSIGN_OR_RETURN(double n, time_steps(nn::Trainer::create(
+                                            *native, train, reference_training(flags.steps))));
         native_s.push_back(n);
         return ok_status();
       },
       [&]() -> Status {
         MALV_ASSIGN_OR_RETURN(Vm vm, connect_vm(*host, "overhead-vgpu"));
-        MALV_ASSIGN_OR_RETURN(
-            double v, time_steps(nn::Trainer::create(*vm.device, train, train_options(flags))));
+        MALV_ASSIGN_OR_RETURN(double v, time_steps(nn::Trainer::create(
+                                            *vm.device, train, reference_training(flags.steps))));
         vgpu_s.push_back(v);
         return ok_status();
       },
@@ -112,9 +92,9 @@ Status run_overhead(const OverheadOptions& flags) {
                               nn::load_fashion_mnist(flags.data_dir, nn::Split::kTrain));
         load_s.push_back(load.elapsed_s());
         auto batches = std::make_unique<nn::LocalBatches>(own, 128, 1, /*wait_for_upload=*/true);
-        MALV_ASSIGN_OR_RETURN(
-            double off,
-            time_steps(nn::Trainer::create(*vm.device, std::move(batches), train_options(flags))));
+        MALV_ASSIGN_OR_RETURN(double off,
+                              time_steps(nn::Trainer::create(*vm.device, std::move(batches),
+                                                             reference_training(flags.steps))));
         off_s.push_back(off);
         return ok_status();
       },
@@ -128,9 +108,9 @@ Status run_overhead(const OverheadOptions& flags) {
         data.seed = 1;
         MALV_ASSIGN_OR_RETURN(auto batches, nn::HostBatches::open(*vm.device, data));
         open_s.push_back(open.elapsed_s());
-        MALV_ASSIGN_OR_RETURN(
-            double on,
-            time_steps(nn::Trainer::create(*vm.device, std::move(batches), train_options(flags))));
+        MALV_ASSIGN_OR_RETURN(double on,
+                              time_steps(nn::Trainer::create(*vm.device, std::move(batches),
+                                                             reference_training(flags.steps))));
         on_s.push_back(on);
         return ok_status();
       },
@@ -144,15 +124,6 @@ Status run_overhead(const OverheadOptions& flags) {
   const double vgpu_med = harness::median(vgpu_s);
   const double off_med = harness::median(off_s);
   const double on_med = harness::median(on_s);
-  // The ratios pair the variants of one round (run back to back) and take
-  // the median over rounds: a slow spell of the machine then slows both
-  // sides of a ratio instead of only one side's median.
-  const auto median_ratio = [](const std::vector<double>& num, const std::vector<double>& den) {
-    std::vector<double> ratios;
-    for (std::size_t r = 0; r < num.size() && r < den.size(); ++r)
-      ratios.push_back(num[r] / den[r]);
-    return harness::median(ratios);
-  };
   const std::string steps = fmt::format("{} steps of batch 128", flags.steps);
   harness::print_figures(
       "malv bench overhead (Fashion-MNIST, mlp:784-256-128-10)",

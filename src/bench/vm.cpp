@@ -31,6 +31,7 @@
 
 #include "base/clock.h"
 #include "bench/bench.h"
+#include "bench/training_runs.h"
 #include "harness/host_process.h"
 #include "harness/report.h"
 #include "malv/connection.h"
@@ -43,26 +44,6 @@ namespace malv::bench {
 namespace {
 
 constexpr const char* kVm = "bench-vm";
-
-nn::TrainOptions train_options(std::uint64_t steps) {
-  nn::TrainOptions o;
-  o.model = "mlp:784-256-128-10";
-  o.optimizer.kind = nn::OptimizerKind::kAdam;
-  o.optimizer.lr = 1e-3f;
-  o.batch = 128;
-  o.seed = 1;
-  o.epochs = 1000;
-  o.max_steps = steps;
-  o.log_every = 0;
-  return o;
-}
-
-Result<double> time_steps(Result<std::unique_ptr<nn::Trainer>> trainer) {
-  if (!trainer.ok()) return std::move(trainer).error();
-  Stopwatch watch;
-  MALV_TRY(trainer.value()->run());
-  return watch.elapsed_s();
-}
 
 // CPU time of the calling thread (the process guest's trainer runs on it).
 double thread_cpu_seconds() {
@@ -239,7 +220,7 @@ Status run_vm(const VmOptions& flags) {
   for (unsigned r = 0; r < flags.repeats; ++r) {
     progress(fmt::format("round {}/{}: native", r + 1, flags.repeats));
     MALV_ASSIGN_OR_RETURN(
-        double n, time_steps(nn::Trainer::create(*native, train, train_options(flags.steps))));
+        double n, time_steps(nn::Trainer::create(*native, train, reference_training(flags.steps))));
     native_s.push_back(n);
     progress(fmt::format("round {}/{}: process guest", r + 1, flags.repeats));
     {
@@ -252,8 +233,9 @@ Status run_vm(const VmOptions& flags) {
       data.seed = 1;
       MALV_ASSIGN_OR_RETURN(auto batches, nn::HostBatches::open(*device, data));
       const double cpu_before = thread_cpu_seconds();
-      MALV_ASSIGN_OR_RETURN(double p, time_steps(nn::Trainer::create(*device, std::move(batches),
-                                                                     train_options(flags.steps))));
+      MALV_ASSIGN_OR_RETURN(double p,
+                            time_steps(nn::Trainer::create(*device, std::move(batches),
+                                                           reference_training(flags.steps))));
       process_cpu_s.push_back(thread_cpu_seconds() - cpu_before);
       process_s.push_back(p);
     }
@@ -267,12 +249,6 @@ Status run_vm(const VmOptions& flags) {
   }
   MALV_ASSIGN_OR_RETURN(std::vector<double> pings, process_pings(*host, flags.pings));
 
-  const auto median_ratio = [](const std::vector<double>& num, const std::vector<double>& den) {
-    std::vector<double> ratios;
-    for (std::size_t r = 0; r < num.size() && r < den.size(); ++r)
-      ratios.push_back(num[r] / den[r]);
-    return harness::median(ratios);
-  };
   const auto per_step_ms = [&](const std::vector<double>& s) {
     return harness::median(s) * 1e3 / static_cast<double>(flags.steps);
   };
