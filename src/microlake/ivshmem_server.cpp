@@ -107,7 +107,14 @@ class IvshmemServer::Link {
     finished_.store(true, std::memory_order_release);
   }
   // Its QEMU is gone (its sessions may still be ending): another may attach.
-  bool detached() const { return detached_.load(std::memory_order_acquire) || finished(); }
+  // Looks at the socket itself too: a QEMU that just hung up is gone even
+  // before the control thread has noticed.
+  bool detached() const {
+    if (detached_.load(std::memory_order_acquire) || finished()) return true;
+    pollfd pfd{qemu_.fd(), POLLIN | POLLRDHUP, 0};
+    if (::poll(&pfd, 1, 0) <= 0) return false;
+    return (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL | POLLIN)) != 0;
+  }
   pid_t qemu_pid() const { return peer_ ? peer_->pid : 0; }
   std::uint32_t sessions() const { return sessions_.load(std::memory_order_relaxed); }
 
