@@ -77,7 +77,7 @@ struct VmOptions {
   unsigned pings = 2000;
   std::string accel = "auto";  // vm-boot.sh's --accel
   std::string image;           // a built guest image; empty: built into a temp directory
-  std::string scripts_dir = MALV_SCRIPTS_DIR;
+  std::string scripts_dir;     // vm-boot.sh's; empty: the repository's scripts/
   std::string data_dir = nn::kFashionMnistDir;
   bool keep = false;  // keep the consoles and logs
 };

@@ -167,7 +167,9 @@ Result<std::vector<double>> process_pings(const harness::HostProcess& host, unsi
 
 }  // namespace
 
-Status run_vm(const VmOptions& flags) {
+Status run_vm(const VmOptions& options) {
+  VmOptions flags = options;
+  if (flags.scripts_dir.empty()) flags.scripts_dir = MALV_SCRIPTS_DIR;
   const auto progress = [&](std::string_view what) {
     if (!flags.json) fmt::print(stderr, "  {}\n", what);
   };

@@ -155,8 +155,9 @@ void register_bench_vm(CLI::App& bench, int& exit_code) {
       ->check(CLI::IsMember({"auto", "kvm", "tcg"}));
   sub->add_option("--image", flags->image,
                   "A guest image from scripts/build-guest-image.sh (default: build one)");
-  sub->add_option("--scripts", flags->scripts_dir, "Where vm-boot.sh and build-guest-image.sh are")
-      ->capture_default_str();
+  sub->add_option("--scripts", flags->scripts_dir,
+                  "Where vm-boot.sh and build-guest-image.sh are (default: the source tree's "
+                  "scripts/)");
   sub->add_option("--data-dir", flags->data_dir, "Directory with the Fashion-MNIST .gz files")
       ->capture_default_str();
   sub->add_flag("--keep", flags->keep, "Keep the VM's consoles and boot logs (printed path)");

@@ -4,14 +4,43 @@
 #   fail MESSAGE [FILE...]   prints the message and the files, exits 1
 #   start_host [ARG...]      runs `malv serve ARG...` on $work/malv.sock and
 #                            $work/admin.sock, returns once it is ready
+#   stop_host                SIGTERM, then waits (at most 30 s: then it fails,
+#                            printing the host's stacks)
 work=$(mktemp -d "${TMPDIR:-/tmp}/malv-cli-test-XXXXXX")
 host=""
+# Stops the host with SIGTERM and waits for it; a host still there 30 s later
+# is a failed test: its threads' stacks (gdb, when there) and its log are
+# printed, then it is killed, so a shutdown that hangs says where.
+stop_host() {
+  kill -TERM "$host" 2>/dev/null || return 0
+  tries=0
+  while kill -0 "$host" 2>/dev/null; do
+    if ! [ -d "/proc/$host" ] || grep -q '^State:.*Z' "/proc/$host/status" 2>/dev/null; then
+      break  # exited, not yet reaped
+    fi
+    tries=$((tries + 1))
+    if [ $tries -ge 300 ]; then
+      echo "the host (pid $host) did not stop within 30 s of SIGTERM" >&2
+      if command -v gdb >/dev/null; then
+        gdb -p "$host" -batch -ex "thread apply all bt" 2>&1 | grep -v '^\[New LWP' >&2 || true
+      fi
+      tail -n 40 "$work/serve.err" >&2 || true
+      kill -KILL "$host" 2>/dev/null || true
+      wait "$host" 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.1
+  done
+  wait "$host" 2>/dev/null || true
+}
 cleanup() {
+  status=$?
   if [ -n "$host" ]; then
-    kill -TERM "$host" 2>/dev/null || true
-    wait "$host" 2>/dev/null || true
+    stop_host || status=1
+    host=""
   fi
   rm -rf "$work"
+  exit $status
 }
 trap cleanup EXIT
 fail() {
