@@ -76,7 +76,9 @@ class MemoryLearned : public ::testing::Test {
   InferenceService inference{nullptr, {.calibrate = false}};
   HostServices services{features, &inference};
   PolicyRegistry registry{services.table()};
-  PolicyRunner runner{registry};
+  // The model's answers, not its speed: a budget no loaded machine (ASan,
+  // tests beside it) runs out of, so the baseline never decides by chance.
+  PolicyRunner runner{registry, {.memory_budget = std::chrono::seconds(30)}};
 };
 
 TEST_F(MemoryLearned, UnqueuedBuffersGoInTheOrderTheModelPredictsTheirNextUse) {
