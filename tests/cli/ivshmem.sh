@@ -55,10 +55,10 @@ cmp -s "$work/second-half.loss" "$work/resumed.loss" ||
   fail "the resumed run differs from the whole one" "$work/second-half.loss" "$work/resumed.loss"
 
 # A long run through the region, another VM beside it.
-"$malv" guest train --ivshmem "$sock" --vm vm1 --max-steps 1000000 --log-every 50 \
+"$malv" guest train --ivshmem "$sock" --vm vm1 --epochs 100000 --log-every 50 \
   >"$work/long.out" 2>&1 &
 long=$!
-"$malv" guest train --socket "$work/malv.sock" --vm other --token secret-2 --max-steps 1000000 \
+"$malv" guest train --socket "$work/malv.sock" --vm other --token secret-2 --epochs 100000 \
   --log-every 20 >"$work/other.out" 2>&1 &
 other=$!
 tries=0
