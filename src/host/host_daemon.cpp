@@ -153,6 +153,9 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                                          : config.checkpoint_dir;
   MALV_ASSIGN_OR_RETURN(d->checkpoints_, offload::CheckpointStore::open({.root = checkpoint_dir}));
 
+  // The features policies read through the host services (docs/mlaas-abi.md).
+  MALV_ASSIGN_OR_RETURN(d->feature_publisher_,
+                        FeaturePublisher::start(d->features_, *d->vgpu_, kFeatureInterval));
   if (config.cpu_control) MALV_TRY(d->start_cpu_control());
 
   microlake::ServerOptions server;
@@ -279,8 +282,9 @@ HostDaemon::~HostDaemon() {
     log::info("serve", "shutdown: queued device work still waiting after {} ms is cancelled",
               options_.config.shutdown_grace_ms);
   }
-  ivshmem_.reset();  // ends every VM's sessions before the services they use go away
-  server_.reset();   // ... and every process guest's
+  ivshmem_.reset();            // ends every VM's sessions before the services they use go away
+  server_.reset();             // ... and every process guest's
+  feature_publisher_.reset();  // reads the VMs
   vgpu_.reset();
 }
 

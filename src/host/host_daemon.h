@@ -12,6 +12,7 @@
 
 #include "accel/backend.h"
 #include "cpu_control/cpu_share_controller.h"
+#include "host/feature_publisher.h"
 #include "host/host_config.h"
 #include "microlake/ivshmem_server.h"
 #include "microlake/server.h"
@@ -47,6 +48,7 @@ class HostDaemon {
   microlake::IvshmemServer* ivshmem() { return ivshmem_.get(); }
   vgpu::VgpuService& vgpu() { return *vgpu_; }
   mlaas::PolicyRegistry& policies() { return *policies_; }
+  mlaas::FeatureRegistry& features() { return features_; }
   accel::Backend& backend() { return *backend_; }
   const std::string& admin_path() const { return admin_path_; }
 
@@ -68,6 +70,7 @@ class HostDaemon {
   std::unique_ptr<vgpu::AdminState> state_;
   std::unique_ptr<offload::CheckpointStore> checkpoints_;
   std::unique_ptr<offload::DatasetCatalog> datasets_;
+  std::unique_ptr<FeaturePublisher> feature_publisher_;
   // Outlives the server: ending sessions leave their VMs' groups.
   std::unique_ptr<cpu_control::CpuShareController> cpu_;
   std::unique_ptr<microlake::Server> server_;
