@@ -16,7 +16,9 @@ httplib::Client make_client(const std::string& path) {
   httplib::Client client(path);
   client.set_address_family(AF_UNIX);
   client.set_connection_timeout(2, 0);
-  client.set_read_timeout(10, 0);
+  // A live host answers in milliseconds; 30 s covers one starved of CPU
+  // (a sanitizer build beside other tests took over 10 s once).
+  client.set_read_timeout(30, 0);
   return client;
 }
 
