@@ -263,11 +263,12 @@ Result<HostConfig> load_host_config(const std::string& path) {
       MALV_ASSIGN_OR_RETURN(vgpu::VmConfig vm, parse_vm(*t, path));
       const std::optional<std::string> socket = (*t)["ivshmem_socket"].value<std::string>();
       const std::optional<bool> ivshmem = (*t)["ivshmem"].value<bool>();
-      if ((*t)["ivshmem"] && !ivshmem) {
+      if ((*t)["ivshmem"] && (!ivshmem || !(*t)["ivshmem"].is_boolean())) {
         return Error(ErrorCode::kInvalidArgument,
                      fmt::format("{}: vm {}: ivshmem must be true or false", path, vm.name));
       }
-      if ((*t)["ivshmem_socket"] && (!socket || socket->empty())) {
+      if ((*t)["ivshmem_socket"] &&
+          (!socket || socket->empty() || !(*t)["ivshmem_socket"].is_string())) {
         return Error(ErrorCode::kInvalidArgument,
                      fmt::format("{}: vm {}: ivshmem_socket must be a path", path, vm.name));
       }

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "host/host_daemon.h"
@@ -175,6 +176,42 @@ TEST_F(HostConfigTest, OutOfRangeAndMistypedNumbersAreRefusedByName) {
   EXPECT_REFUSED("[host]\ncpu_allowed_pid_uids = [-1]\n", "host.cpu_allowed_pid_uids");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\ncpu_weight_limit = 0\n", "vm a.cpu_weight_limit");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\ncpu_weight_limit = 10001\n", "vm a.cpu_weight_limit");
+}
+
+TEST_F(HostConfigTest, IvshmemVmsGetTheirSocketsAndBadValuesAreRefused) {
+  Result<HostConfig> config = load(R"(
+[host]
+ivshmem_slots = 2
+ivshmem_arena_mib = 8
+[[vm]]
+name = "a"
+ivshmem = true
+[[vm]]
+name = "b"
+ivshmem_socket = "/run/x/b.ivshmem"
+[[vm]]
+name = "c"
+ivshmem = false
+[[vm]]
+name = "d"
+)");
+  ASSERT_TRUE(config.ok()) << config.error().to_string();
+  EXPECT_EQ(config->ivshmem_slots, 2u);
+  EXPECT_EQ(config->ivshmem_arena_mib, 8u);
+  EXPECT_EQ(config->ivshmem_sockets,
+            (std::map<std::string, std::string>{{"a", ""}, {"b", "/run/x/b.ivshmem"}}));
+  const Result<HostConfig> defaults = load("");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->ivshmem_slots, 4u);
+  EXPECT_EQ(defaults->ivshmem_arena_mib, 16u);
+  EXPECT_TRUE(defaults->ivshmem_sockets.empty());
+
+  EXPECT_REFUSED("[[vm]]\nname = \"a\"\nivshmem = 1\n", "vm a: ivshmem must be true or false");
+  EXPECT_REFUSED("[[vm]]\nname = \"a\"\nivshmem_socket = \"\"\n", "ivshmem_socket must be a path");
+  EXPECT_REFUSED("[[vm]]\nname = \"a\"\nivshmem_socket = 3\n", "ivshmem_socket must be a path");
+  EXPECT_REFUSED("[host]\nivshmem_slots = 0\n", "host.ivshmem_slots");
+  EXPECT_REFUSED("[host]\nivshmem_slots = 33\n", "host.ivshmem_slots");
+  EXPECT_REFUSED("[host]\nivshmem_arena_mib = 257\n", "host.ivshmem_arena_mib");
 }
 
 TEST_F(HostConfigTest, UnknownKeysAreRefusedRatherThanIgnored) {
