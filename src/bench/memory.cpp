@@ -42,6 +42,7 @@
 #include "base/atomic_file.h"
 #include "base/clock.h"
 #include "bench/bench.h"
+#include "bench/training_runs.h"
 #include "harness/admin_client.h"
 #include "harness/host_process.h"
 #include "harness/private_dir.h"
@@ -107,16 +108,10 @@ class MemoryBench {
     std::string trace_dir;
   };
 
+  // The reference job (bench/training_runs.h) on this benchmark's model.
   nn::TrainOptions train_options() const {
-    nn::TrainOptions o;
+    nn::TrainOptions o = reference_training(steps_);
     o.model = model_;
-    o.optimizer.kind = nn::OptimizerKind::kAdam;
-    o.optimizer.lr = 1e-3f;
-    o.batch = 128;
-    o.seed = 1;
-    o.epochs = 1000;
-    o.max_steps = steps_;
-    o.log_every = 0;
     return o;
   }
 

@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/thread_priority.h"
+#include "base/vm_metrics.h"
 #include "mlaas/baselines.h"
 
 namespace malv::cpu_control {
@@ -372,9 +373,7 @@ std::string CpuShareController::metrics_text() const {
   const std::vector<VmCpuStatus> all = status();
   std::string out;
   auto family = [&](const char* name, const char* type, const char* help, auto value) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-    for (const VmCpuStatus& s : all)
-      out += fmt::format("{}{{vm=\"{}\"}} {}\n", name, s.vm, value(s));
+    append_vm_family(out, name, type, help, all, value);
   };
   family("malv_vm_cpu_managed", "gauge",
          "1 while the VM is in a control group (its cpu_sched policy is not builtin/none)",

@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/thread_priority.h"
+#include "base/vm_metrics.h"
 #include "ipc/futex.h"
 #include "ipc/ivshmem_protocol.h"
 #include "ipc/shared_region.h"
@@ -547,8 +548,7 @@ std::string IvshmemServer::metrics_text() const {
   const std::vector<VmStatus> all = status();
   std::string out;
   auto family = [&](const char* name, const char* type, const char* help, auto value) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-    for (const VmStatus& s : all) out += fmt::format("{}{{vm=\"{}\"}} {}\n", name, s.vm, value(s));
+    append_vm_family(out, name, type, help, all, value);
   };
   family("malv_vm_ivshmem_attached", "gauge",
          "1 while a QEMU is attached to the VM's ivshmem socket",
