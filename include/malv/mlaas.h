@@ -64,7 +64,7 @@
 extern "C" {
 #endif
 
-#define MALV_MLAAS_ABI_VERSION 4u
+#define MALV_MLAAS_ABI_VERSION 5u
 
 /* Name of the one symbol a module exports. */
 #define MALV_MLAAS_ENTRY_POINT "malv_mlaas_module_get"
@@ -84,6 +84,10 @@ extern "C" {
 #define MALV_MLAAS_ERR_NO_MEMORY (-2) /* allocation failed */
 #define MALV_MLAAS_ERR_NOT_FOUND (-3) /* unknown schema, model or file */
 #define MALV_MLAAS_ERR_INTERNAL (-4)  /* anything else */
+/* Since ABI version 5 (model_open, model_train, model_save): */
+#define MALV_MLAAS_ERR_NO_STATE (-5) /* the host keeps no state directory */
+#define MALV_MLAAS_ERR_IO (-6)       /* reading or writing a file failed */
+#define MALV_MLAAS_ERR_DIVERGED (-7) /* training made a weight non-finite (undone) */
 
 /* Scores must be finite and within [-MALV_MLAAS_SCORE_LIMIT,
  * MALV_MLAAS_SCORE_LIMIT]; anything else is an invalid decision. */
@@ -344,6 +348,16 @@ typedef enum malv_log_level {
 typedef uint32_t malv_feature_schema; /* 0 is never a valid schema */
 typedef uint64_t malv_model;          /* 0 is never a valid model */
 
+/* Where model_open found a model (ABI version 5). */
+#define MALV_MODEL_FROM_STATE 1u   /* the host's persisted copy */
+#define MALV_MODEL_FROM_SHIPPED 2u /* the shipped file */
+
+/* Longest state name of model_open/model_save, without the terminating NUL. */
+#define MALV_MODEL_STATE_NAME_MAX 64u
+/* Most rows and steps one model_train call takes. */
+#define MALV_MODEL_TRAIN_MAX_ROWS 4096u
+#define MALV_MODEL_TRAIN_MAX_STEPS 64u
+
 typedef struct malv_host_services malv_host_services;
 
 /* What the host offers a module. Every function takes the table itself as
@@ -388,6 +402,42 @@ struct malv_host_services {
   void (*model_release)(const malv_host_services* self, malv_model model);
 
   void* host_context; /* the host's; modules must not touch it */
+
+  /* Since ABI version 5: models a module updates and keeps, per host. The
+   * host does the math (the same MLP as model_infer) and the file I/O; a
+   * module cannot link the host's code. Each model_open/model_load gives a
+   * model of its own: training one changes no other caller's model.
+   *
+   * A state name is 1..MALV_MODEL_STATE_NAME_MAX characters from [A-Za-z0-9._-],
+   * not starting with '.'; the host keeps the model as
+   * <state_dir>/models/<state_name>.safetensors. */
+
+  /* Loads the host's persisted model `state_name` if there is one and it
+   * loads, else the shipped file (a persisted file that fails to load is
+   * logged with the reason and skipped). *out_source gets
+   * MALV_MODEL_FROM_STATE or MALV_MODEL_FROM_SHIPPED (out_source may be
+   * NULL). MALV_MLAAS_ERR_NOT_FOUND when neither loads. Without a state
+   * directory it loads the shipped file. */
+  int (*model_open)(const malv_host_services* self, const char* state_name,
+                    const char* shipped_path, malv_model* out_model, uint32_t* out_source);
+  /* `steps` steps of gradient descent on the mean squared error of the
+   * model's outputs for `in` (batch rows of in_dim) against `targets`
+   * (batch rows of out_dim), each step over the whole batch, with
+   * `learning_rate`. Every value must be finite; batch in [1,
+   * MALV_MODEL_TRAIN_MAX_ROWS], steps in [1, MALV_MODEL_TRAIN_MAX_STEPS],
+   * learning_rate in (0, 1]. *out_loss (may be NULL) gets the loss before
+   * the first step. A step that would make a weight non-finite is undone
+   * and the call fails with MALV_MLAAS_ERR_DIVERGED. Inference goes on
+   * meanwhile, with the weights before or after the call. Not during
+   * decide(): training has no place within a decision's budget. */
+  int (*model_train)(const malv_host_services* self, malv_model model, const float* in,
+                     const float* targets, size_t batch, float learning_rate, uint32_t steps,
+                     float* out_loss);
+  /* Writes the model's current weights to the host's state directory as
+   * `state_name`, atomically (a crash leaves the old file or the new one).
+   * MALV_MLAAS_ERR_NO_STATE without a state directory, MALV_MLAAS_ERR_IO
+   * when writing fails. */
+  int (*model_save)(const malv_host_services* self, malv_model model, const char* state_name);
 };
 
 /* ---------------------------------------------------------------- module -- */

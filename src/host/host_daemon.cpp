@@ -118,6 +118,8 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
       [allowed = config.cpu_allowed_pid_uids](const vgpu::VmConfig& vm) {
         return check_cpu_pid(vm, allowed);
       });
+  // Models that policies keep (model_save) live there too, under models/.
+  d->services_->set_state_dir(state_dir);
   d->state_ = std::make_unique<vgpu::AdminState>(state_dir, d->vgpu_->vms(), d->policies_.get());
   MALV_TRY(d->state_->restore(config.vms));
 

@@ -3,10 +3,17 @@
 // catches everything: nothing may unwind into module code.
 #include "mlaas/host_services.h"
 
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <span>
 #include <string>
+#include <system_error>
 #include <vector>
 
+#include "base/atomic_file.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "mlaas/decision_deadline.h"
@@ -20,6 +27,8 @@ int to_status(ErrorCode code) {
     case ErrorCode::kNotFound:
     case ErrorCode::kStaleHandle: return MALV_MLAAS_ERR_NOT_FOUND;
     case ErrorCode::kResourceExhausted: return MALV_MLAAS_ERR_NO_MEMORY;
+    case ErrorCode::kIo: return MALV_MLAAS_ERR_IO;
+    case ErrorCode::kDataLoss: return MALV_MLAAS_ERR_DIVERGED;
     case ErrorCode::kInvalidArgument:
     case ErrorCode::kOutOfRange:
     case ErrorCode::kAlreadyExists: return MALV_MLAAS_ERR_INVALID;
@@ -166,6 +175,157 @@ HostServices::HostServices(FeatureRegistry& features, InferenceService* inferenc
       inference->release(ModelId{model});
     } catch (...) {
     }
+  };
+  init_model_state_calls();
+}
+
+void HostServices::set_state_dir(std::string dir) {
+  std::lock_guard lock(state_mu_);
+  state_dir_ = std::move(dir);
+}
+
+std::string HostServices::state_dir() const {
+  std::lock_guard lock(state_mu_);
+  return state_dir_;
+}
+
+Result<std::string> HostServices::model_state_path(std::string_view name) const {
+  bool valid = !name.empty() && name.size() <= MALV_MODEL_STATE_NAME_MAX && name.front() != '.';
+  for (char c : name) {
+    const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    valid = valid && allowed;
+  }
+  if (!valid) {
+    return Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("model state name '{}' must be 1-{} characters from [A-Za-z0-9._-], "
+                    "not starting with '.'",
+                    name.substr(0, 2 * MALV_MODEL_STATE_NAME_MAX), MALV_MODEL_STATE_NAME_MAX));
+  }
+  const std::string dir = state_dir();
+  if (dir.empty()) {
+    return Error(ErrorCode::kFailedPrecondition, "the host keeps no state directory");
+  }
+  return fmt::format("{}/models/{}.safetensors", dir, name);
+}
+
+namespace {
+
+// The name a module passed, bounded (a string without its NUL stops here).
+Result<std::string_view> state_name_arg(const char* name) {
+  if (name == nullptr) return Error(ErrorCode::kInvalidArgument, "model state name is null");
+  const std::size_t len = strnlen(name, MALV_MODEL_STATE_NAME_MAX + 1);
+  return std::string_view(name, len);
+}
+
+}  // namespace
+
+void HostServices::init_model_state_calls() {
+  table_.model_open = [](const malv_host_services* t, const char* state_name,
+                         const char* shipped_path, malv_model* out, std::uint32_t* out_source) {
+    return guarded([&] {
+      if (out == nullptr || shipped_path == nullptr) return MALV_MLAAS_ERR_INVALID;
+      HostServices& host = self(t);
+      InferenceService* inference = host.inference_;
+      if (inference == nullptr) return MALV_MLAAS_ERR_NOT_FOUND;
+      Result<std::string_view> name = state_name_arg(state_name);
+      if (!name.ok()) return to_status(name);
+      Result<std::string> path = host.model_state_path(*name);
+      if (!path.ok() && path.error().code() == ErrorCode::kInvalidArgument) {
+        log::warn("mlaas-module", "model_open: {}", path.error().message());
+        return MALV_MLAAS_ERR_INVALID;
+      }
+      if (path.ok()) {
+        std::error_code ec;
+        if (std::filesystem::exists(*path, ec)) {
+          Result<ModelId> model = inference->load(*path);
+          if (model.ok()) {
+            *out = model->value();
+            if (out_source != nullptr) *out_source = MALV_MODEL_FROM_STATE;
+            log::info("mlaas-module", "model {}: the persisted {}", *name, *path);
+            return MALV_MLAAS_OK;
+          }
+          log::warn("mlaas-module", "model {}: the persisted file is not used ({}); loading {}",
+                    *name, model.error().to_string(), shipped_path);
+        }
+      }
+      Result<ModelId> model = inference->load(shipped_path);
+      if (!model.ok()) {
+        log::warn("mlaas-module", "model_open({}): {}", *name, model.error().to_string());
+        return MALV_MLAAS_ERR_NOT_FOUND;
+      }
+      *out = model->value();
+      if (out_source != nullptr) *out_source = MALV_MODEL_FROM_SHIPPED;
+      return MALV_MLAAS_OK;
+    });
+  };
+  table_.model_train = [](const malv_host_services* t, malv_model model, const float* in,
+                          const float* targets, std::size_t batch, float learning_rate,
+                          std::uint32_t steps, float* out_loss) {
+    return guarded([&] {
+      InferenceService* inference = self(t).inference_;
+      if (inference == nullptr) return MALV_MLAAS_ERR_NOT_FOUND;
+      auto refuse = [](std::string message) {
+        log::warn("mlaas-module", "model_train: {}", message);
+        return MALV_MLAAS_ERR_INVALID;
+      };
+      if (in == nullptr || targets == nullptr) return refuse("rows or targets are null");
+      if (batch == 0 || batch > MALV_MODEL_TRAIN_MAX_ROWS) {
+        return refuse(fmt::format("{} rows (1-{})", batch, MALV_MODEL_TRAIN_MAX_ROWS));
+      }
+      if (steps == 0 || steps > MALV_MODEL_TRAIN_MAX_STEPS) {
+        return refuse(fmt::format("{} steps (1-{})", steps, MALV_MODEL_TRAIN_MAX_STEPS));
+      }
+      if (!std::isfinite(learning_rate) || learning_rate <= 0.0f || learning_rate > 1.0f) {
+        return refuse(fmt::format("learning rate {} (within (0, 1])", learning_rate));
+      }
+      if (current_decision_deadline() != MonoTime::max()) {
+        return refuse("called inside decide(); train from feedback() or create()");
+      }
+      Result<float> loss =
+          inference->train(ModelId{model}, in, targets, batch, learning_rate, steps);
+      if (!loss.ok()) {
+        log::warn("mlaas-module", "model_train({}): {}", model, loss.error().to_string());
+        return loss.error().code() == ErrorCode::kUnimplemented ? MALV_MLAAS_ERR_INVALID
+                                                                : to_status(loss);
+      }
+      if (out_loss != nullptr) *out_loss = *loss;
+      return MALV_MLAAS_OK;
+    });
+  };
+  table_.model_save = [](const malv_host_services* t, malv_model model, const char* state_name) {
+    return guarded([&] {
+      HostServices& host = self(t);
+      InferenceService* inference = host.inference_;
+      if (inference == nullptr) return MALV_MLAAS_ERR_NOT_FOUND;
+      Result<std::string_view> name = state_name_arg(state_name);
+      if (!name.ok()) return to_status(name);
+      Result<std::string> path = host.model_state_path(*name);
+      if (!path.ok()) {
+        log::warn("mlaas-module", "model_save: {}", path.error().message());
+        return path.error().code() == ErrorCode::kFailedPrecondition ? MALV_MLAAS_ERR_NO_STATE
+                                                                     : MALV_MLAAS_ERR_INVALID;
+      }
+      Result<std::shared_ptr<const Mlp>> weights = inference->weights(ModelId{model});
+      if (!weights.ok()) return to_status(weights);
+      Result<std::vector<std::uint8_t>> bytes = encode_safetensors((*weights)->to_safetensors());
+      if (!bytes.ok()) return to_status(bytes);
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(*path).parent_path(), ec);
+      if (ec) {
+        log::warn("mlaas-module", "model_save({}): cannot create the directory of {}: {}", *name,
+                  *path, ec.message());
+        return MALV_MLAAS_ERR_IO;
+      }
+      Status written = write_file_atomically(
+          *path, std::as_bytes(std::span<const std::uint8_t>(bytes->data(), bytes->size())));
+      if (!written.ok()) {
+        log::warn("mlaas-module", "model_save({}): {}", *name, written.error().to_string());
+        return MALV_MLAAS_ERR_IO;
+      }
+      return MALV_MLAAS_OK;
+    });
   };
 }
 

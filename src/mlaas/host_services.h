@@ -11,7 +11,17 @@
 // Without an InferenceService the model_* calls fail with
 // MALV_MLAAS_ERR_NOT_FOUND. The object must outlive every registry that
 // uses its table, and must not move (the table points back at it).
+//
+// Models a module keeps (ABI version 5: model_open, model_train,
+// model_save) live in <state_dir>/models/<name>.safetensors; without a
+// state directory (set_state_dir, what the host daemon calls with its
+// own) model_open loads the shipped file and model_save fails with
+// MALV_MLAAS_ERR_NO_STATE.
 #pragma once
+
+#include <mutex>
+#include <string>
+#include <string_view>
 
 #include "malv/mlaas.h"
 #include "mlaas/feature_registry.h"
@@ -29,10 +39,21 @@ class HostServices {
   FeatureRegistry& features() { return features_; }
   InferenceService* inference() { return inference_; }
 
+  // Where model_save writes and model_open looks first; empty: nowhere.
+  void set_state_dir(std::string dir);
+  std::string state_dir() const;
+  // <state_dir>/models/<name>.safetensors, or kInvalidArgument for a name
+  // outside [A-Za-z0-9._-]{1,64} or starting with '.', kFailedPrecondition
+  // without a state directory.
+  [[nodiscard]] Result<std::string> model_state_path(std::string_view name) const;
+
  private:
   static HostServices& self(const malv_host_services* table);
+  void init_model_state_calls();  // model_open, model_train, model_save
 
   malv_host_services table_{};
+  mutable std::mutex state_mu_;
+  std::string state_dir_;  // state_mu_
   FeatureRegistry& features_;
   InferenceService* inference_;
 };

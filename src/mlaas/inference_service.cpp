@@ -74,10 +74,20 @@ bool accelerator_capable(const Mlp& mlp) {
 }  // namespace
 
 struct InferenceService::Model {
-  explicit Model(Mlp m) : mlp(std::move(m)), capable(accelerator_capable(mlp)) {}
+  explicit Model(Mlp m)
+      : mlp(std::move(m)), capable(accelerator_capable(mlp)), live(std::make_shared<Mlp>(mlp)) {}
 
+  // The shape, and the weights the model was added with (calibration times
+  // these); the weights in force are current()'s, which train() replaces.
   Mlp mlp;
   bool capable;
+  std::shared_ptr<const Mlp> current() const {
+    std::lock_guard lock(live_mu);
+    return live;
+  }
+  mutable std::mutex live_mu;
+  std::shared_ptr<const Mlp> live;   // live_mu
+  std::mutex train_mu;               // one train() of the model at a time
   Crossover crossover;               // guarded by the service's mu_
   bool calibration_pending = false;  // mu_
   // crossover.batch, read by every run without the lock.
@@ -251,6 +261,54 @@ Status InferenceService::upload(Model& model) {
   return ok_status();
 }
 
+Status InferenceService::copy_weights_to_device(Model& model, const Mlp& mlp) {
+  if (model.weights.size() != mlp.layers().size()) return ok_status();  // not uploaded
+  RunSync sync;
+  for (std::size_t i = 0; i < mlp.layers().size(); ++i) {
+    const DenseLayer& layer = mlp.layers()[i];
+    backend_->enqueue(
+        queue_, accel::CopyH2D{layer.weight.data(), model.weights[i], layer.weight.size() * 4},
+        {&RunSync::on_op, &sync, 1});
+    backend_->enqueue(queue_,
+                      accel::CopyH2D{layer.bias.data(), model.biases[i], layer.bias.size() * 4},
+                      {&RunSync::on_op, &sync, 2});
+  }
+  backend_->enqueue(queue_, accel::Marker{}, {&RunSync::on_marker, &sync, 0});
+  sync.wait();
+  if (sync.first_error != ErrorCode::kOk) {
+    return Error(sync.first_error, "copying trained weights to the accelerator failed");
+  }
+  return ok_status();
+}
+
+Result<float> InferenceService::train(ModelId id, const float* in, const float* targets,
+                                      std::size_t batch, float learning_rate, std::uint32_t steps) {
+  MALV_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, find(id));
+  std::lock_guard training(model->train_mu);
+  auto trained = std::make_shared<Mlp>(*model->current());
+  MALV_ASSIGN_OR_RETURN(float loss, trained->train_sgd(in, targets, batch, learning_rate, steps));
+  if (backend_ != nullptr) {
+    std::lock_guard run(model->run_mu);
+    Status copied = copy_weights_to_device(*model, *trained);
+    if (!copied.ok()) {
+      // Both paths keep the old weights (the copy back is best effort).
+      (void)copy_weights_to_device(*model, *model->current());
+      return copied.error();
+    }
+    std::lock_guard lock(model->live_mu);
+    model->live = std::move(trained);
+  } else {
+    std::lock_guard lock(model->live_mu);
+    model->live = std::move(trained);
+  }
+  return loss;
+}
+
+Result<std::shared_ptr<const Mlp>> InferenceService::weights(ModelId id) const {
+  MALV_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, find(id));
+  return model->current();
+}
+
 Status InferenceService::run_accelerator(Model& model, const float* in, std::size_t batch,
                                          float* out) {
   std::lock_guard run(model.run_mu);
@@ -384,7 +442,7 @@ Status InferenceService::run_alone(Model& model, const float* in, std::size_t ba
   if (path == InferencePath::kAccelerator) {
     MALV_TRY(run_accelerator(model, in, batch, out));
   } else {
-    model.mlp.infer_cpu(in, batch, out);
+    model.current()->infer_cpu(in, batch, out);
   }
   stats_.record_run(batch, path == InferencePath::kAccelerator);
   if (MonoClock::now() > deadline) {
@@ -399,7 +457,7 @@ Status InferenceService::run_batch(Model& model, const float* in, std::size_t ba
   if (accelerate) {
     MALV_TRY(run_accelerator(model, in, batch, out));
   } else {
-    model.mlp.infer_cpu(in, batch, out);
+    model.current()->infer_cpu(in, batch, out);
   }
   stats_.record_run(batch, accelerate);
   return ok_status();

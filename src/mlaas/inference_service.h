@@ -142,6 +142,16 @@ class InferenceService {
 
   [[nodiscard]] Result<ModelInfo> info(ModelId model) const;
 
+  // Online learning (model_train): Mlp::train_sgd on a copy of the model's
+  // weights, which then replace them (on the accelerator too). Trainings of
+  // one model are serialised; inference goes on meanwhile with the old
+  // weights or the new ones, never a mix within one run on the CPU. Returns
+  // the loss before the first step.
+  [[nodiscard]] Result<float> train(ModelId model, const float* in, const float* targets,
+                                    std::size_t batch, float learning_rate, std::uint32_t steps);
+  // The weights in force now (what model_save writes).
+  [[nodiscard]] Result<std::shared_ptr<const Mlp>> weights(ModelId model) const;
+
   // batch rows of input_dim floats in, batch rows of output_dim out. kAuto
   // calls are batched across callers (see above).
   [[nodiscard]] Status infer(ModelId model, const float* in, std::size_t batch, float* out,
@@ -183,6 +193,7 @@ class InferenceService {
                    MonoTime deadline);
   Status run_batch(Model& model, const float* in, std::size_t batch, float* out);
   Status upload(Model& model);
+  Status copy_weights_to_device(Model& model, const Mlp& mlp);  // under model.run_mu
   Status run_accelerator(Model& model, const float* in, std::size_t batch, float* out);
   Result<Crossover> measure(Model& model);
   void store_crossover(Model& model, const Crossover& measured);  // under mu_

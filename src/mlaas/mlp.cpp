@@ -95,6 +95,18 @@ Result<Mlp> Mlp::create(std::vector<DenseLayer> layers) {
                    fmt::format("layer {}: weight has {} values (want {}x{}), bias {} (want {})", i,
                                l.weight.size(), l.out, l.in, l.bias.size(), l.out));
     }
+    for (std::size_t j = 0; j < l.weight.size(); ++j) {
+      if (!std::isfinite(l.weight[j])) {
+        return Error(ErrorCode::kInvalidArgument, fmt::format("layer {}: weight [{}, {}] is {}", i,
+                                                              j / l.in, j % l.in, l.weight[j]));
+      }
+    }
+    for (std::size_t j = 0; j < l.bias.size(); ++j) {
+      if (!std::isfinite(l.bias[j])) {
+        return Error(ErrorCode::kInvalidArgument,
+                     fmt::format("layer {}: bias [{}] is {}", i, j, l.bias[j]));
+      }
+    }
     if (i > 0 && layers[i - 1].out != l.in) {
       return Error(ErrorCode::kInvalidArgument,
                    fmt::format("layer {} takes {} inputs but layer {} gives {} outputs", i, l.in,

@@ -8,7 +8,8 @@
 //   __metadata__ "activations": one name per layer, comma-separated, from
 //                               identity, relu, sigmoid, tanh, softmax
 //                               (softmax is over each row's outputs)
-// Layer i+1's `in` must equal layer i's `out`. Each layer computes
+// Layer i+1's `in` must equal layer i's `out`; every weight and bias is
+// finite. Each layer computes
 // y = act(x W^T + b) for a batch of row vectors x.
 //
 //   Mlp mlp = Mlp::load("model.safetensors").value();
@@ -17,6 +18,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,6 +64,17 @@ class Mlp {
   // batch rows of input_dim() floats in, batch rows of output_dim() out, on
   // the calling thread (cblas_sgemm per layer).
   void infer_cpu(const float* in, std::size_t batch, float* out) const;
+
+  // `steps` steps of gradient descent on the mean squared error of the
+  // outputs for `in` (batch rows of input_dim()) against `targets` (batch
+  // rows of output_dim()), each step over the whole batch (mlp_train.cpp).
+  // Returns the loss before the first step. Inputs, targets and the
+  // learning rate must be finite (kInvalidArgument); a softmax layer cannot
+  // be trained (kUnimplemented); a step that makes any weight non-finite is
+  // undone with every other step of the call (kDataLoss: the model is as it
+  // was).
+  [[nodiscard]] Result<float> train_sgd(const float* in, const float* targets, std::size_t batch,
+                                        float learning_rate, std::uint32_t steps);
 
  private:
   explicit Mlp(std::vector<DenseLayer> layers) : layers_(std::move(layers)) {}
