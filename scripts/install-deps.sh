@@ -12,6 +12,9 @@ packages=(
   clang-14 libclang-rt-14-dev libfuzzer-14-dev clang-format
   zlib1g-dev
   dataset-fashion-mnist
+  # the malv Python package (docs/python.md), built and tested with /usr/bin/python3
+  python3 python3-dev pybind11-dev python3-numpy python3-pytest
+  python3-torch python3-torchvision libtorch-dev
   # the guest VM image and its boots (docs/vms.md)
   qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils
 )

@@ -1,0 +1,147 @@
+"""malv.checkpoint: state_dicts saved and loaded by the host's checkpoint service.
+
+    malv.checkpoint.save("run1", model.state_dict())        # returns once durable
+    model.load_state_dict(malv.checkpoint.load("run1"))
+
+The host writes the file atomically (a temporary file, fsync, rename, fsync
+of the directory) with a CRC-32, into this VM's own checkpoint directory,
+and counts it against the VM's checkpoint quota (docs/operations.md). A
+checkpoint name is [A-Za-z0-9._-], 1 to 63 bytes, not starting with '.'.
+
+Values are numpy arrays or CPU torch tensors (any dtype, any shape;
+non-contiguous ones are saved in C order); load() gives back what was
+saved: torch tensors for tensors (when torch imports), numpy arrays for
+arrays, in the same order. Each value is one entry of the file under its
+key (up to wire::kMaxCheckpointEntryName bytes), so a C++ guest restores
+the same entries by name. The keys, dtypes and shapes are kept in the
+checkpoint's metadata (a JSON manifest), or, past the metadata's 64 KiB, in
+an entry of their own; an empty entry "__malv__.index" lets load() ask
+for the manifest first.
+"""
+
+import collections
+import json
+
+import numpy as np
+
+from . import _malv
+from .errors import DataLoss, InvalidArgument
+
+FORMAT = "malv.state_dict/1"
+INDEX_ENTRY = "__malv__.index"
+MANIFEST_ENTRY = "__malv__.manifest"
+MAX_METADATA = 64 * 1024  # wire::kMaxCheckpointMetadata
+
+
+def _torch():
+    try:
+        import torch
+        return torch
+    except ImportError:
+        return None
+
+
+def _as_bytes(key, value):
+    """(kind, dtype name, shape, uint8 array of the value's bytes in C order)."""
+    torch = _torch()
+    if torch is not None and isinstance(value, torch.Tensor):
+        if value.device.type != "cpu":
+            raise InvalidArgument(f"checkpoint entry {key!r}: a tensor on {value.device}; "
+                                  "only CPU tensors are saved through the guest")
+        t = value.detach().contiguous().reshape(-1)
+        return ("torch", str(t.dtype).replace("torch.", ""), list(value.shape),
+                t.view(torch.uint8).numpy())
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise InvalidArgument(f"checkpoint entry {key!r}: an array of Python objects")
+        a = np.ascontiguousarray(value)
+        return ("numpy", a.dtype.str, list(a.shape), a.reshape(-1).view(np.uint8))
+    raise InvalidArgument(f"checkpoint entry {key!r}: a {type(value).__name__}; expected a numpy "
+                          "array or a CPU torch tensor")
+
+
+def _from_bytes(key, kind, dtype, shape, blob):
+    if kind == "torch":
+        torch = _torch()
+        if torch is not None:
+            torch_dtype = getattr(torch, dtype, None)
+            if not isinstance(torch_dtype, torch.dtype):
+                raise DataLoss(f"checkpoint entry {key!r}: unknown torch dtype {dtype!r}")
+            return torch.from_numpy(blob).view(torch_dtype).reshape(shape)
+        if dtype == "bfloat16":
+            raise InvalidArgument(f"checkpoint entry {key!r} is a bfloat16 tensor: load it with torch")
+        dtype = np.dtype(dtype).str
+    return blob.view(np.dtype(dtype)).reshape(shape)
+
+
+def save(name, state_dict, conn=None):
+    """Saves `state_dict` (a mapping of str keys to arrays or CPU tensors) as
+    checkpoint `name` of this VM, replacing one of that name atomically.
+    Returns the file's size once it is on disk."""
+    if conn is None:
+        from . import default_connection
+        conn = default_connection()
+    if not hasattr(state_dict, "items"):
+        raise InvalidArgument(f"checkpoint {name!r}: state_dict is a {type(state_dict).__name__}, "
+                              "expected a mapping")
+    entries = [(INDEX_ENTRY, np.zeros(0, np.uint8))]
+    manifest = []
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise InvalidArgument(f"checkpoint {name!r}: key {key!r} is not a str")
+        if key.startswith("__malv__."):
+            raise InvalidArgument(f"checkpoint {name!r}: key {key!r}: the prefix '__malv__.' is "
+                                  "this module's own")
+        kind, dtype, shape, blob = _as_bytes(key, value)
+        manifest.append([key, kind, dtype, shape])
+        entries.append((key, blob))
+    text = json.dumps({"format": FORMAT, "entries": manifest}, separators=(",", ":")).encode()
+    if len(text) > MAX_METADATA:
+        entries.append((MANIFEST_ENTRY, np.frombuffer(text, np.uint8)))
+        text = json.dumps({"format": FORMAT, "manifest_bytes": len(text)}).encode()
+    return _malv.save_checkpoint(conn, str(name), entries, text)
+
+
+def load(name, conn=None):
+    """Loads checkpoint `name` saved by save(): an OrderedDict of what was
+    saved. malv.NotFound when there is no such checkpoint (or it was not
+    saved by malv.checkpoint), malv.DataLoss when the file is damaged."""
+    if conn is None:
+        from . import default_connection
+        conn = default_connection()
+    name = str(name)
+    metadata, _ = _malv.restore_checkpoint(conn, name, [(INDEX_ENTRY, 0)])
+    try:
+        manifest = json.loads(metadata)
+    except ValueError as e:
+        raise DataLoss(f"checkpoint {name!r}: its manifest is not JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise DataLoss(f"checkpoint {name!r}: not a {FORMAT} manifest")
+    if "entries" not in manifest:
+        _, (blob,) = _malv.restore_checkpoint(
+            conn, name, [(MANIFEST_ENTRY, int(manifest.get("manifest_bytes", 0)))])
+        manifest = json.loads(blob.tobytes())
+    requests = []
+    for key, kind, dtype, shape in manifest["entries"]:
+        itemsize = _itemsize(kind, dtype)
+        requests.append((key, int(np.prod(shape, dtype=np.int64)) * itemsize))
+    out = collections.OrderedDict()
+    if not requests:
+        return out
+    _, blobs = _malv.restore_checkpoint(conn, name, requests)
+    for (key, kind, dtype, shape), blob in zip(manifest["entries"], blobs):
+        out[key] = _from_bytes(key, kind, dtype, shape, blob)
+    return out
+
+
+def _itemsize(kind, dtype):
+    if kind == "torch":
+        torch = _torch()
+        if torch is not None:
+            t = getattr(torch, dtype, None)
+            if isinstance(t, torch.dtype):
+                return torch.empty(0, dtype=t).element_size()
+        if dtype == "bfloat16":
+            return 2
+        return np.dtype(dtype).itemsize
+    return np.dtype(dtype).itemsize

@@ -1,0 +1,86 @@
+// The extension's side of a guest connection (python/malv/_malv).
+//
+// PyConnection owns a libmalv Connection and the one stream the Python
+// services use. Every call from Python takes its mutex and releases the GIL
+// while it waits for the host (a Connection is used from one thread at a
+// time; Python threads may share one). Objects handed out (datasets) hold
+// a shared_ptr to it, and register a closer: close() runs every closer,
+// which releases that object's host handles while the Connection still
+// exists, then ends the session. Using an object after that raises
+// malv.Disconnected, never touches freed memory.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "malv/connection.h"
+#include "malv/result.h"
+#include "malv/stream.h"
+
+namespace malv::python {
+
+// Thrown by the extension; turned into the malv.Error subclass of its code
+// (malv_module.cpp registers the translation).
+class MalvException : public std::exception {
+ public:
+  explicit MalvException(Error error) : error_(std::move(error)), text_(error_.to_string()) {}
+  const Error& error() const { return error_; }
+  const char* what() const noexcept override { return text_.c_str(); }
+
+ private:
+  Error error_;
+  std::string text_;
+};
+
+// The value of a Result, or a MalvException carrying its Error.
+template <typename T>
+T unwrap(Result<T> result) {
+  if (!result.ok()) throw MalvException(std::move(result).error());
+  return std::move(result).value();
+}
+inline void unwrap(Status status) {
+  if (!status.ok()) throw MalvException(std::move(status).error());
+}
+
+class PyConnection : public std::enable_shared_from_this<PyConnection> {
+ public:
+  explicit PyConnection(std::unique_ptr<guest::Connection> connection, std::string vm);
+  ~PyConnection();
+
+  // Held while the Connection is used (GIL released): one user at a time.
+  std::mutex& mutex() { return mutex_; }
+  // The live connection and stream; raises malv.Disconnected after close().
+  // Call with mutex() held.
+  guest::Connection& connection();
+  guest::Stream& stream();
+  bool closed() const { return connection_ == nullptr; }
+  const std::string& vm() const { return vm_; }
+
+  // Objects that hold host handles register how to release them; the id
+  // unregisters (from the object's destructor).
+  std::uint64_t add_closer(std::function<void()> closer);
+  void remove_closer(std::uint64_t id);
+  // Releases every registered object, then ends the session. Idempotent.
+  void close();
+
+ private:
+  std::mutex mutex_;
+  std::unique_ptr<guest::Connection> connection_;
+  guest::Stream stream_;
+  bool has_stream_ = false;
+  std::string vm_;
+  std::uint64_t next_closer_ = 1;
+  std::map<std::uint64_t, std::function<void()>> closers_;
+};
+
+// Registers the module's parts (each .cpp file one).
+void register_connection(pybind11::module_& m);
+void register_dataset(pybind11::module_& m);
+void register_checkpoint(pybind11::module_& m);
+
+}  // namespace malv::python
