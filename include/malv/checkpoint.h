@@ -34,7 +34,7 @@
 namespace malv::guest {
 
 struct CheckpointItem {
-  std::string_view name;  // unique in the checkpoint, 1..39 bytes
+  std::string_view name;  // unique in the checkpoint, 1..wire::kMaxCheckpointEntryName bytes
   const Buffer* buffer = nullptr;
   std::uint64_t offset = 0;
   std::uint64_t bytes = 0;

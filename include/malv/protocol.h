@@ -85,10 +85,12 @@ enum class Opcode : std::uint16_t {
   kDatasetNext = 23,        // a0=stream, a1=dataset, a2=features buffer, a3=labels buffer
                             //   (async: the next batch lands in them) -> result=batch index
   kDatasetClose = 24,       // a0=dataset
-  kCheckpointSave = 25,     // a0=stream, a1=arena offset of a checkpoint spec, a2=len
-                            //   -> completes once the file is durable; result=file bytes
-  kCheckpointRestore = 26,  // a0=stream, a1=arena offset of a checkpoint spec, a2=len
-                            //   (stream-ordered) -> result=metadata bytes written back
+  kCheckpointSave = 25,     // a0=stream, a1=arena offset of a checkpoint spec, a2=len,
+                            //   a3=CheckpointSpecLayout -> completes once the file is
+                            //   durable; result=file bytes
+  kCheckpointRestore = 26,  // a0=stream, a1=arena offset of a checkpoint spec, a2=len,
+                            //   a3=CheckpointSpecLayout (stream-ordered)
+                            //   -> result=metadata bytes written back
   kOpcodeCount = 27
 };
 
@@ -170,9 +172,16 @@ struct DatasetSpec {
 };
 static_assert(sizeof(DatasetSpec) == 304);
 
-/* Checkpoint specs in the arena: a CheckpointHeader, `entries` CheckpointEntry
- * records, then (kCheckpointSave) `metadata_bytes` opaque bytes stored with
- * the checkpoint, or (kCheckpointRestore) room for them. */
+/* Checkpoint specs in the arena, in one of two layouts (the command's a3):
+ *  - kFixedNames: a CheckpointHeader, `entries` CheckpointEntry records
+ *    (names of at most 39 bytes in the record, at most 256 entries);
+ *  - kNameTable: a CheckpointHeader, `entries` CheckpointEntryRef records
+ *    (32 bytes), then every entry's name back to back (name_bytes each, no
+ *    NUL), for state_dicts of real models: up to kMaxCheckpointEntriesNamed
+ *    entries, names up to kMaxCheckpointEntryName bytes;
+ * then (kCheckpointSave) `metadata_bytes` opaque bytes stored with the
+ * checkpoint, or (kCheckpointRestore) room for them. */
+enum class CheckpointSpecLayout : std::uint64_t { kFixedNames = 0, kNameTable = 1 };
 struct CheckpointHeader {
   char name[64];          // file name in the VM's checkpoint directory, [A-Za-z0-9._-]
   std::uint32_t entries;  // 1..kMaxCheckpointEntries
@@ -186,7 +195,17 @@ struct CheckpointEntry {
   char name[40];         // entry name, NUL-terminated, unique within the checkpoint
 };
 static_assert(sizeof(CheckpointEntry) == 64);
-inline constexpr std::uint32_t kMaxCheckpointEntries = 256;
+struct CheckpointEntryRef {
+  std::uint64_t buffer;      // buffer handle (R for save, W for restore)
+  std::uint64_t offset;      // byte offset in the buffer
+  std::uint64_t bytes;       // bytes saved / restored
+  std::uint32_t name_bytes;  // 1..kMaxCheckpointEntryName, in the name table
+  std::uint32_t reserved;    // must be zero
+};
+static_assert(sizeof(CheckpointEntryRef) == 32);
+inline constexpr std::uint32_t kMaxCheckpointEntries = 256;  // kFixedNames
+inline constexpr std::uint32_t kMaxCheckpointEntriesNamed = 65536;
+inline constexpr std::uint32_t kMaxCheckpointEntryName = 1024;  // bytes, kNameTable
 inline constexpr std::uint32_t kMaxCheckpointMetadata = 64 * 1024;
 
 /* Stream transports (TCP, vsock) carry frames: a FrameHeader then `bytes`

@@ -30,11 +30,18 @@
 namespace malv::microlake {
 namespace {
 
+// One entry of a spec, whatever its layout.
+struct SpecEntry {
+  std::uint64_t buffer = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t bytes = 0;
+};
+
 // The spec as copied out of the arena (the guest may change the arena while
 // the host works, so nothing is read from it twice).
 struct CheckpointSpec {
   std::string name;
-  std::vector<wire::CheckpointEntry> entries;
+  std::vector<SpecEntry> entries;
   std::vector<std::string> entry_names;
   std::uint64_t metadata_offset = 0;   // in the arena, right after the entries
   std::uint32_t metadata_bytes = 0;    // save: stored bytes; restore: room
@@ -48,14 +55,80 @@ std::optional<std::string> terminated(const char* field, std::size_t size) {
   return std::string(field, n);
 }
 
+// The entries and names of a kFixedNames spec: CheckpointEntry records
+// with names of at most 39 bytes. `at` is the first record's offset in the
+// arena; returns the offset right after the records.
+Result<std::uint64_t> read_fixed_entries(std::span<const std::byte> arena, std::uint64_t at,
+                                         std::uint32_t count, CheckpointSpec& spec) {
+  std::vector<wire::CheckpointEntry> records(count);
+  std::memcpy(records.data(), arena.data() + at, records.size() * sizeof(wire::CheckpointEntry));
+  for (const wire::CheckpointEntry& record : records) {
+    std::optional<std::string> entry_name = terminated(record.name, sizeof(record.name));
+    if (!entry_name) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("checkpoint entry {} has an unterminated name (names of 40 bytes "
+                               "and more use the name-table layout)",
+                               spec.entry_names.size()));
+    }
+    spec.entries.push_back({record.buffer, record.offset, record.bytes});
+    spec.entry_names.push_back(std::move(*entry_name));
+  }
+  return at + records.size() * sizeof(wire::CheckpointEntry);
+}
+
+// The entries and names of a kNameTable spec: CheckpointEntryRef records,
+// then the names back to back, all within `end`.
+Result<std::uint64_t> read_named_entries(std::span<const std::byte> arena, std::uint64_t at,
+                                         std::uint64_t end, std::uint32_t count,
+                                         CheckpointSpec& spec) {
+  std::vector<wire::CheckpointEntryRef> records(count);
+  std::memcpy(records.data(), arena.data() + at, records.size() * sizeof(wire::CheckpointEntryRef));
+  std::uint64_t name_at = at + records.size() * sizeof(wire::CheckpointEntryRef);
+  for (const wire::CheckpointEntryRef& record : records) {
+    const std::size_t index = spec.entry_names.size();
+    if (record.reserved != 0) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("checkpoint entry {}: reserved field is {}, must be zero", index,
+                               record.reserved));
+    }
+    if (record.name_bytes == 0 || record.name_bytes > wire::kMaxCheckpointEntryName) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("checkpoint entry {}: a name of {} bytes, expected 1 to {}", index,
+                               record.name_bytes, wire::kMaxCheckpointEntryName));
+    }
+    if (record.name_bytes > end - name_at) {
+      return Error(ErrorCode::kOutOfRange,
+                   fmt::format("checkpoint entry {}: its {}-byte name runs past the spec", index,
+                               record.name_bytes));
+    }
+    std::string entry_name(reinterpret_cast<const char*>(arena.data() + name_at),
+                           record.name_bytes);
+    if (entry_name.find('\0') != std::string::npos) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("checkpoint entry {}: its name holds a NUL byte", index));
+    }
+    name_at += record.name_bytes;
+    spec.entries.push_back({record.buffer, record.offset, record.bytes});
+    spec.entry_names.push_back(std::move(entry_name));
+  }
+  return name_at;
+}
+
 // A spec in the arena, checked whole: the service exists, the range fits the
 // arena, structure, names, and every entry's buffer by `lookup` (handle,
 // right, range).
 template <typename Lookup>
 Result<CheckpointSpec> read_spec(const SessionServices& services, std::span<const std::byte> arena,
-                                 proto::ArenaRange range, Lookup lookup) {
+                                 proto::ArenaRange range, std::uint64_t layout, Lookup lookup) {
   if (services.checkpoints == nullptr) {
     return Error(ErrorCode::kUnimplemented, "this host offers no checkpoint service");
+  }
+  const bool named = layout == static_cast<std::uint64_t>(wire::CheckpointSpecLayout::kNameTable);
+  if (!named && layout != static_cast<std::uint64_t>(wire::CheckpointSpecLayout::kFixedNames)) {
+    return Error(ErrorCode::kUnimplemented,
+                 fmt::format("checkpoint spec layout {} is unknown (this host reads 0, fixed "
+                             "names, and 1, a name table)",
+                             layout));
   }
   if (!proto::range_fits(range.offset, range.bytes, arena.size())) {
     return Error(ErrorCode::kOutOfRange,
@@ -74,32 +147,38 @@ Result<CheckpointSpec> read_spec(const SessionServices& services, std::span<cons
   if (!name) return Error(ErrorCode::kInvalidArgument, "checkpoint name is not NUL-terminated");
   MALV_TRY(offload::CheckpointStore::validate_name(*name, "checkpoint name"));
   spec.name = *name;
-  if (header.entries == 0 || header.entries > wire::kMaxCheckpointEntries) {
+  const std::uint32_t max_entries =
+      named ? wire::kMaxCheckpointEntriesNamed : wire::kMaxCheckpointEntries;
+  if (header.entries == 0 || header.entries > max_entries) {
     return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("checkpoint of {} entries, expected 1 to {}", header.entries,
-                             wire::kMaxCheckpointEntries));
+                 fmt::format("checkpoint of {} entries, expected 1 to {}{}", header.entries,
+                             max_entries, named ? "" : " (more with the name-table layout)"));
   }
-  const std::uint64_t entries_end =
-      sizeof(header) + std::uint64_t{header.entries} * sizeof(wire::CheckpointEntry);
-  if (entries_end + header.metadata_bytes > range.bytes) {
+  const std::uint64_t record_bytes =
+      named ? sizeof(wire::CheckpointEntryRef) : sizeof(wire::CheckpointEntry);
+  const std::uint64_t records_end = sizeof(header) + std::uint64_t{header.entries} * record_bytes;
+  if (records_end + header.metadata_bytes > range.bytes) {
     return Error(ErrorCode::kOutOfRange,
                  fmt::format("checkpoint spec of {} entries and {} metadata bytes needs {} bytes, "
                              "the range holds {}",
                              header.entries, header.metadata_bytes,
-                             entries_end + header.metadata_bytes, range.bytes));
+                             records_end + header.metadata_bytes, range.bytes));
   }
-  spec.entries.resize(header.entries);
-  std::memcpy(spec.entries.data(), arena.data() + range.offset + sizeof(header),
-              spec.entries.size() * sizeof(wire::CheckpointEntry));
-  std::set<std::string> seen;
-  for (const wire::CheckpointEntry& entry : spec.entries) {
-    std::optional<std::string> entry_name = terminated(entry.name, sizeof(entry.name));
-    if (!entry_name || entry_name->empty() || !seen.insert(*entry_name).second) {
+  const std::uint64_t first = range.offset + sizeof(header);
+  // The names (kNameTable) lie between the records and the metadata.
+  const std::uint64_t names_end = range.offset + range.bytes - header.metadata_bytes;
+  Result<std::uint64_t> read =
+      named ? read_named_entries(arena, first, names_end, header.entries, spec)
+            : read_fixed_entries(arena, first, header.entries, spec);
+  if (!read.ok()) return std::move(read).error();
+  const std::uint64_t entries_end = read.value() - range.offset;
+  std::set<std::string_view> seen;
+  for (std::size_t i = 0; i < spec.entry_names.size(); ++i) {
+    if (spec.entry_names[i].empty() || !seen.insert(spec.entry_names[i]).second) {
       return Error(ErrorCode::kInvalidArgument,
-                   fmt::format("checkpoint entry {} has an empty, unterminated or repeated name",
-                               spec.entry_names.size()));
+                   fmt::format("checkpoint entry {} has an empty or repeated name '{}'", i,
+                               spec.entry_names[i]));
     }
-    spec.entry_names.push_back(std::move(*entry_name));
   }
   spec.metadata_offset = range.offset + entries_end;
   spec.metadata_bytes = header.metadata_bytes;
@@ -147,7 +226,7 @@ void Session::finish_in_stream(StreamObject& stream, std::uint64_t tag, std::uin
 Status Session::run(const wire::Command& cmd, const proto::CheckpointSaveRequest& req) {
   MALV_ASSIGN_OR_RETURN(StreamObject * stream, streams_.lookup(req.stream, kRightUse));
   MALV_ASSIGN_OR_RETURN(CheckpointSpec spec,
-                        read_spec(services_, arena_, req.spec, [&](const wire::CheckpointEntry& e) {
+                        read_spec(services_, arena_, req.spec, req.layout, [&](const SpecEntry& e) {
                           return buffer_range(e.buffer, kRightRead, e.offset, e.bytes);
                         }));
   if (spec.metadata_bytes > wire::kMaxCheckpointMetadata) {
@@ -155,8 +234,9 @@ Status Session::run(const wire::Command& cmd, const proto::CheckpointSaveRequest
                  fmt::format("checkpoint metadata of {} bytes, at most {}", spec.metadata_bytes,
                              wire::kMaxCheckpointMetadata));
   }
-  std::uint64_t total = spec.metadata_bytes;  // <= 256 entries of < 2^40 bytes: no overflow
-  for (const wire::CheckpointEntry& e : spec.entries) total += e.bytes;
+  // At most 65536 entries, each within a buffer (< 2^40 bytes): no overflow.
+  std::uint64_t total = spec.metadata_bytes;
+  for (const SpecEntry& e : spec.entries) total += e.bytes;
   if (!checkpoint_writer_) {
     checkpoint_writer_ = std::make_unique<offload::CheckpointWriter>(
         *services_.checkpoints, vm_name_,
@@ -219,7 +299,7 @@ Status Session::run(const wire::Command& cmd, const proto::CheckpointSaveRequest
 Status Session::run(const wire::Command& cmd, const proto::CheckpointRestoreRequest& req) {
   MALV_ASSIGN_OR_RETURN(StreamObject * stream, streams_.lookup(req.stream, kRightUse));
   MALV_ASSIGN_OR_RETURN(CheckpointSpec spec,
-                        read_spec(services_, arena_, req.spec, [&](const wire::CheckpointEntry& e) {
+                        read_spec(services_, arena_, req.spec, req.layout, [&](const SpecEntry& e) {
                           return buffer_range(e.buffer, kRightWrite, e.offset, e.bytes);
                         }));
   Result<offload::CheckpointImage> loaded = services_.checkpoints->load(vm_name_, spec.name);

@@ -6,13 +6,15 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <limits>
 #include <set>
 
 namespace malv::offload {
 namespace {
 
 constexpr std::array<char, 8> kMagic = {'M', 'A', 'L', 'V', 'C', 'K', '0', '1'};
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersionFixedNames = 1;
+constexpr std::uint32_t kVersionNameTable = 2;
 
 struct FileHeader {
   std::array<char, 8> magic;
@@ -28,6 +30,13 @@ struct FileEntry {
   std::uint64_t bytes;
 };
 static_assert(sizeof(FileEntry) == 48);
+
+struct FileEntryRef {  // version 2; the names follow the table
+  std::uint64_t bytes;
+  std::uint32_t name_bytes;
+  std::uint32_t reserved;
+};
+static_assert(sizeof(FileEntryRef) == 16);
 
 constexpr std::uint64_t kCrcBytes = sizeof(std::uint32_t);
 
@@ -47,17 +56,27 @@ std::span<const std::byte> bytes_of(const T& value) {
 
 Error data_loss(std::string message) { return Error(ErrorCode::kDataLoss, std::move(message)); }
 
-// A name fits the table slot (with its NUL) and holds no NUL itself.
+// A name of 1..kCheckpointMaxEntryName bytes that holds no NUL.
 bool valid_entry_name(std::string_view name) {
-  return !name.empty() && name.size() < kCheckpointEntryNameBytes &&
+  return !name.empty() && name.size() <= kCheckpointMaxEntryName &&
          name.find('\0') == std::string_view::npos;
+}
+
+// Version 1 whenever every name fits its 40-byte slot, else version 2.
+bool needs_name_table(const CheckpointContents& contents) {
+  return std::any_of(contents.entries.begin(), contents.entries.end(), [](const CheckpointBlob& e) {
+    return e.name.size() >= kCheckpointEntryNameBytes;
+  });
 }
 
 }  // namespace
 
 std::uint64_t CheckpointContents::file_bytes() const {
-  std::uint64_t total = sizeof(FileHeader) + entries.size() * sizeof(FileEntry) + metadata.size();
-  for (const CheckpointBlob& e : entries) total += e.bytes.size();
+  std::uint64_t total = sizeof(FileHeader) + metadata.size();
+  const bool table = needs_name_table(*this);
+  for (const CheckpointBlob& e : entries) {
+    total += e.bytes.size() + (table ? sizeof(FileEntryRef) + e.name.size() : sizeof(FileEntry));
+  }
   return total + kCrcBytes;
 }
 
@@ -65,20 +84,32 @@ Status encode_checkpoint(const CheckpointContents& contents, const ByteSink& out
   if (contents.entries.empty()) {
     return Error(ErrorCode::kInvalidArgument, "a checkpoint needs at least one entry");
   }
+  if (contents.entries.size() > std::numeric_limits<std::uint32_t>::max()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("a checkpoint of {} entries is too many", contents.entries.size()));
+  }
+  const bool name_table = needs_name_table(contents);
   std::set<std::string_view> names;
-  FileHeader header{kMagic, kVersion, static_cast<std::uint32_t>(contents.entries.size()),
-                    contents.metadata.size(), 0};
-  std::vector<FileEntry> table(contents.entries.size());
-  for (std::size_t i = 0; i < contents.entries.size(); ++i) {
-    const CheckpointBlob& e = contents.entries[i];
+  FileHeader header{kMagic, name_table ? kVersionNameTable : kVersionFixedNames,
+                    static_cast<std::uint32_t>(contents.entries.size()), contents.metadata.size(),
+                    0};
+  std::vector<FileEntry> table;
+  std::vector<FileEntryRef> refs;
+  for (const CheckpointBlob& e : contents.entries) {
     if (!valid_entry_name(e.name) || !names.insert(e.name).second) {
-      return Error(
-          ErrorCode::kInvalidArgument,
-          fmt::format("checkpoint entry name '{}' is empty, too long or repeated", e.name));
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("checkpoint entry name '{}' is empty, longer than {} bytes, holds "
+                               "a NUL or is repeated",
+                               e.name, kCheckpointMaxEntryName));
     }
-    std::memset(&table[i], 0, sizeof(FileEntry));
-    std::memcpy(table[i].name, e.name.data(), e.name.size());
-    table[i].bytes = e.bytes.size();
+    if (name_table) {
+      refs.push_back({e.bytes.size(), static_cast<std::uint32_t>(e.name.size()), 0});
+    } else {
+      FileEntry& entry = table.emplace_back();
+      std::memset(&entry, 0, sizeof(FileEntry));
+      std::memcpy(entry.name, e.name.data(), e.name.size());
+      entry.bytes = e.bytes.size();
+    }
     header.payload_bytes += e.bytes.size();
   }
   std::uint32_t crc = crc32(0L, Z_NULL, 0);
@@ -87,7 +118,14 @@ Status encode_checkpoint(const CheckpointContents& contents, const ByteSink& out
     return out(part);
   };
   MALV_TRY(emit(bytes_of(header)));
-  MALV_TRY(emit(std::as_bytes(std::span(table))));
+  if (name_table) {
+    MALV_TRY(emit(std::as_bytes(std::span(refs))));
+    for (const CheckpointBlob& e : contents.entries) {
+      MALV_TRY(emit(std::as_bytes(std::span(e.name.data(), e.name.size()))));
+    }
+  } else {
+    MALV_TRY(emit(std::as_bytes(std::span(table))));
+  }
   MALV_TRY(emit(contents.metadata));
   for (const CheckpointBlob& e : contents.entries) MALV_TRY(emit(e.bytes));
   return out(bytes_of(crc));
@@ -111,22 +149,52 @@ Result<CheckpointImage> CheckpointImage::parse(std::vector<std::byte> file) {
   }
   std::memcpy(&header, file.data(), sizeof(header));
   if (header.magic != kMagic) return data_loss("not a MaLV-OS checkpoint file (bad magic)");
-  if (header.version != kVersion) {
+  if (header.version != kVersionFixedNames && header.version != kVersionNameTable) {
     return Error(ErrorCode::kUnimplemented,
-                 fmt::format("checkpoint version {} is not supported (this host reads {})",
-                             header.version, kVersion));
+                 fmt::format("checkpoint version {} is not supported (this host reads {} and {})",
+                             header.version, kVersionFixedNames, kVersionNameTable));
   }
+  const bool name_table = header.version == kVersionNameTable;
   // Every length is bounded by the file size before it is added, so the
   // sums below cannot overflow.
   const std::uint64_t size = file.size();
-  if (header.entries == 0 || header.entries > size / sizeof(FileEntry) ||
-      header.metadata_bytes > size || header.payload_bytes > size) {
+  const std::uint64_t record_bytes = name_table ? sizeof(FileEntryRef) : sizeof(FileEntry);
+  if (header.entries == 0 || header.entries > size / record_bytes || header.metadata_bytes > size ||
+      header.payload_bytes > size) {
     return data_loss(
         fmt::format("checkpoint header announces {} entries, {} metadata bytes and {} "
                     "payload bytes in a {}-byte file",
                     header.entries, header.metadata_bytes, header.payload_bytes, size));
   }
-  const std::uint64_t table_end = sizeof(header) + header.entries * sizeof(FileEntry);
+  const std::uint64_t records_end = sizeof(header) + header.entries * record_bytes;
+  std::vector<std::string> names(header.entries);
+  std::vector<std::uint64_t> sizes(header.entries);
+  std::uint64_t table_end = records_end;
+  if (records_end > size) return data_loss("checkpoint entry table runs past the file's end");
+  for (std::uint32_t i = 0; i < header.entries; ++i) {
+    const std::byte* at = file.data() + sizeof(header) + i * record_bytes;
+    if (name_table) {
+      FileEntryRef ref{};
+      std::memcpy(&ref, at, sizeof(ref));
+      if (ref.name_bytes == 0 || ref.name_bytes > kCheckpointMaxEntryName || ref.reserved != 0 ||
+          ref.name_bytes > size - table_end) {
+        return data_loss(
+            fmt::format("checkpoint entry {} has a bad name length {}", i, ref.name_bytes));
+      }
+      names[i].assign(reinterpret_cast<const char*>(file.data() + table_end), ref.name_bytes);
+      table_end += ref.name_bytes;
+      sizes[i] = ref.bytes;
+    } else {
+      FileEntry entry{};
+      std::memcpy(&entry, at, sizeof(entry));
+      names[i].assign(entry.name, strnlen(entry.name, sizeof(entry.name)));
+      if (names[i].size() == sizeof(entry.name)) names[i].clear();  // no NUL: bad
+      sizes[i] = entry.bytes;
+    }
+  }
+  if (table_end > size - header.metadata_bytes || table_end + header.metadata_bytes > size) {
+    return data_loss("checkpoint entry names run past the file's end");
+  }
   const std::uint64_t expected =
       table_end + header.metadata_bytes + header.payload_bytes + kCrcBytes;
   if (expected != size) {
@@ -145,19 +213,17 @@ Result<CheckpointImage> CheckpointImage::parse(std::vector<std::byte> file) {
   image.metadata_offset_ = table_end;
   image.metadata_bytes_ = header.metadata_bytes;
   std::uint64_t offset = table_end + header.metadata_bytes;
-  std::set<std::string> names;
+  std::set<std::string> seen;
   for (std::uint32_t i = 0; i < header.entries; ++i) {
-    FileEntry entry{};
-    std::memcpy(&entry, file.data() + sizeof(header) + i * sizeof(FileEntry), sizeof(entry));
-    const std::string name(entry.name, strnlen(entry.name, sizeof(entry.name)));
-    if (name.size() == sizeof(entry.name) || name.empty() || !names.insert(name).second) {
+    if (names[i].empty() || names[i].find('\0') != std::string::npos ||
+        !seen.insert(names[i]).second) {
       return data_loss(fmt::format("checkpoint entry {} has a bad or repeated name", i));
     }
-    if (entry.bytes > expected - kCrcBytes - offset) {
-      return data_loss(fmt::format("checkpoint entry '{}' overruns the payload", name));
+    if (sizes[i] > expected - kCrcBytes - offset) {
+      return data_loss(fmt::format("checkpoint entry '{}' overruns the payload", names[i]));
     }
-    image.entries_.push_back({name, offset, entry.bytes});
-    offset += entry.bytes;
+    image.entries_.push_back({std::move(names[i]), offset, sizes[i]});
+    offset += sizes[i];
   }
   if (offset != size - kCrcBytes) {
     return data_loss("checkpoint entries do not add up to the payload size");

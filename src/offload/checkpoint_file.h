@@ -2,7 +2,7 @@
 // named byte blobs (snapshots of a guest's device buffers) plus opaque
 // metadata from the guest, with a CRC-32 over everything.
 //
-// Layout (little-endian, as every MaLV-OS host is):
+// Layout (little-endian, as every MaLV-OS host is), version 1:
 //
 //   "MALVCK01"                         8 bytes magic
 //   u32 version (1)
@@ -15,6 +15,13 @@
 //   metadata bytes
 //   payload: every entry's bytes, back to back, in table order
 //   u32 CRC-32 (zlib) of every byte before it
+//
+// Version 2 (names of 40 bytes and more: the state_dicts of real models) is
+// the same but for the entry table, which is a table of fixed records
+//     u64 bytes, u32 name bytes (1..kCheckpointMaxEntryName), u32 zero
+// followed by every name, back to back (no NUL). A checkpoint is written
+// as version 1 whenever all its names fit, so hosts that read only version 1
+// read every checkpoint they could before; this host reads both.
 //
 // The file's size is exactly what the header announces, so a truncated or
 // extended file is detected before the CRC is even computed; a flipped bit
@@ -39,10 +46,11 @@
 
 namespace malv::offload {
 
-inline constexpr std::size_t kCheckpointEntryNameBytes = 40;  // including the NUL
+inline constexpr std::size_t kCheckpointEntryNameBytes = 40;  // version 1, including the NUL
+inline constexpr std::size_t kCheckpointMaxEntryName = 1024;  // bytes (version 2)
 
 struct CheckpointBlob {
-  std::string name;  // 1..39 bytes, no NUL
+  std::string name;  // 1..kCheckpointMaxEntryName bytes, no NUL
   std::vector<std::byte> bytes;
 };
 

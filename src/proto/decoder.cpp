@@ -150,9 +150,10 @@ Result<Request> decode_command(const wire::Command& cmd, std::span<const std::by
     case wire::Opcode::kDatasetOpen: return with(2, DatasetOpenRequest{{a[0], a[1]}});
     case wire::Opcode::kDatasetNext: return with(4, DatasetNextRequest{a[0], a[1], a[2], a[3]});
     case wire::Opcode::kDatasetClose: return with(1, DatasetCloseRequest{a[0]});
-    case wire::Opcode::kCheckpointSave: return with(3, CheckpointSaveRequest{a[0], {a[1], a[2]}});
+    case wire::Opcode::kCheckpointSave:
+      return with(4, CheckpointSaveRequest{a[0], {a[1], a[2]}, a[3]});
     case wire::Opcode::kCheckpointRestore:
-      return with(3, CheckpointRestoreRequest{a[0], {a[1], a[2]}});
+      return with(4, CheckpointRestoreRequest{a[0], {a[1], a[2]}, a[3]});
     case wire::Opcode::kOpcodeCount: break;
   }
   return Error(ErrorCode::kUnimplemented, fmt::format("unknown opcode {}", cmd.opcode));

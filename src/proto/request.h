@@ -106,11 +106,13 @@ struct DatasetCloseRequest {
 };
 struct CheckpointSaveRequest {
   RawHandle stream = 0;
-  ArenaRange spec;  // CheckpointHeader, entries, metadata
+  ArenaRange spec;           // CheckpointHeader, entries, metadata
+  std::uint64_t layout = 0;  // wire::CheckpointSpecLayout, checked by the service
 };
 struct CheckpointRestoreRequest {
   RawHandle stream = 0;
-  ArenaRange spec;  // CheckpointHeader, entries, room for the metadata
+  ArenaRange spec;           // CheckpointHeader, entries, room for the metadata
+  std::uint64_t layout = 0;  // wire::CheckpointSpecLayout, checked by the service
 };
 
 using Request =

@@ -89,7 +89,8 @@ class CheckpointServiceTest : public HostFixture {
   // A raw kCheckpointSave/Restore of hand-made spec bytes; the completion.
   static wire::Completion raw(guest::Connection& connection, wire::Opcode opcode,
                               const guest::Stream& stream, std::span<const std::byte> spec,
-                              std::uint64_t offset_override = ~0ull, std::uint64_t extra = 0) {
+                              std::uint64_t offset_override = ~0ull, std::uint64_t extra = 0,
+                              std::uint64_t layout = 0) {
     guest::ConnectionCore& conn = guest::core_of(connection);
     const std::uint64_t bytes = spec.size() + extra;
     auto offset = conn.arena_allocate(bytes);
@@ -99,8 +100,9 @@ class CheckpointServiceTest : public HostFixture {
     pending.arena_offset = *offset;
     pending.arena_bytes = bytes;
     const std::uint64_t at = offset_override == ~0ull ? *offset : offset_override;
-    auto c = conn.call(proto::make_command(opcode, conn.next_tag(), {stream.handle(), at, bytes}),
-                       {*offset, bytes}, pending);
+    auto c = conn.call(
+        proto::make_command(opcode, conn.next_tag(), {stream.handle(), at, bytes, layout}),
+        {*offset, bytes}, pending);
     EXPECT_TRUE(c.ok());
     return c.ok() ? c.value() : wire::Completion{};
   }
@@ -130,9 +132,189 @@ class CheckpointServiceTest : public HostFixture {
     return out;
   }
 
+  // A kNameTable spec: CheckpointEntryRef records, then the names.
+  struct NamedEntry {
+    std::uint64_t buffer, offset, bytes;
+    std::string name;
+    std::uint32_t name_bytes = ~0u;  // ~0u: name.size()
+    std::uint32_t reserved = 0;
+  };
+  static std::vector<std::byte> named_spec(std::string_view name,
+                                           const std::vector<NamedEntry>& entries,
+                                           std::uint32_t metadata_bytes = 0,
+                                           std::uint32_t entry_count = ~0u) {
+    wire::CheckpointHeader header{};
+    std::memcpy(header.name, name.data(), std::min(name.size(), sizeof(header.name)));
+    header.entries = entry_count == ~0u ? static_cast<std::uint32_t>(entries.size()) : entry_count;
+    header.metadata_bytes = metadata_bytes;
+    std::vector<std::byte> out(sizeof(header));
+    std::memcpy(out.data(), &header, sizeof(header));
+    for (const NamedEntry& e : entries) {
+      const wire::CheckpointEntryRef ref{
+          e.buffer, e.offset, e.bytes,
+          e.name_bytes == ~0u ? static_cast<std::uint32_t>(e.name.size()) : e.name_bytes,
+          e.reserved};
+      const auto* p = reinterpret_cast<const std::byte*>(&ref);
+      out.insert(out.end(), p, p + sizeof(ref));
+    }
+    for (const NamedEntry& e : entries) {
+      const auto* p = reinterpret_cast<const std::byte*>(e.name.data());
+      out.insert(out.end(), p, p + e.name.size());
+    }
+    out.resize(out.size() + metadata_bytes);
+    return out;
+  }
+
   std::string root_;
   std::unique_ptr<offload::CheckpointStore> store_;
 };
+
+// A ResNet-50 state_dict has 320 entries, names up to 41 bytes: past the
+// fixed layout's 256 entries and 39-byte names. libmalv sends such a spec as
+// a name table; the host stores it as a version 2 file; it restores exactly.
+TEST_F(CheckpointServiceTest, ManyEntriesWithLongNamesRoundTripThroughANameTable) {
+  auto conn = connect("vm-a");
+  ASSERT_TRUE(conn);
+  auto stream = conn->create_stream();
+  ASSERT_TRUE(stream.ok());
+  constexpr std::size_t kEntries = 320;
+  const std::vector<std::byte> data = pattern(kEntries * 24, 5);
+  guest::Buffer x = filled(*conn, *stream, data);
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < kEntries; ++i) {
+    names.push_back(fmt::format("layer{}.{}.downsample.1.num_batches_tracked", i % 4, i));
+  }
+  names.back() = std::string(wire::kMaxCheckpointEntryName, 'n');  // the longest allowed
+  std::vector<guest::CheckpointItem> items;
+  for (std::size_t i = 0; i < kEntries; ++i) items.push_back({names[i], &x, i * 24, 24});
+  const std::vector<std::byte> meta = text("manifest");
+  auto saved = guest::save_checkpoint(*conn, *stream, "resnet", items, meta);
+  ASSERT_TRUE(saved.ok()) << saved.error().to_string();
+  auto image = store_->load("vm-a", "resnet");
+  ASSERT_TRUE(image.ok()) << image.error().to_string();
+  EXPECT_EQ(image->entries().size(), kEntries);
+  std::ifstream file(store_->path_of("vm-a", "resnet"), std::ios::binary);
+  char header[12] = {};
+  file.read(header, sizeof(header));
+  std::uint32_t version = 0;
+  std::memcpy(&version, header + 8, sizeof(version));
+  EXPECT_EQ(version, 2u);
+
+  auto again = connect("vm-a");
+  ASSERT_TRUE(again);
+  auto stream2 = again->create_stream();
+  ASSERT_TRUE(stream2.ok());
+  guest::Buffer y = again->allocate(data.size()).value();
+  std::vector<guest::CheckpointItem> back;
+  for (std::size_t i = 0; i < kEntries; ++i) back.push_back({names[i], &y, i * 24, 24});
+  auto restored = guest::restore_checkpoint(*again, *stream2, "resnet", back);
+  ASSERT_TRUE(restored.ok()) << restored.error().to_string();
+  EXPECT_EQ(*restored, meta);
+  EXPECT_EQ(contents(*stream2, y), data);
+}
+
+TEST_F(CheckpointServiceTest, ShortNamesKeepTheFixedLayoutAndAVersion1File) {
+  auto conn = connect("vm-a");
+  ASSERT_TRUE(conn);
+  auto stream = conn->create_stream();
+  ASSERT_TRUE(stream.ok());
+  guest::Buffer x = filled(*conn, *stream, pattern(64, 2));
+  const std::string longest(39, 'w');  // the fixed layout's longest name
+  const guest::CheckpointItem items[] = {{longest, &x, 0, 64}};
+  ASSERT_TRUE(guest::save_checkpoint(*conn, *stream, "short", items, {}).ok());
+  std::ifstream file(store_->path_of("vm-a", "short"), std::ios::binary);
+  char header[12] = {};
+  file.read(header, sizeof(header));
+  std::uint32_t version = 0;
+  std::memcpy(&version, header + 8, sizeof(version));
+  EXPECT_EQ(version, 1u);  // hosts that read only version 1 read it
+}
+
+TEST_F(CheckpointServiceTest, TheGuestLibraryRefusesNamesAndCountsPastTheNewLimits) {
+  auto conn = connect("vm-a");
+  ASSERT_TRUE(conn);
+  auto stream = conn->create_stream();
+  ASSERT_TRUE(stream.ok());
+  guest::Buffer x = conn->allocate(64).value();
+  const std::string too_long(wire::kMaxCheckpointEntryName + 1, 'n');
+  const guest::CheckpointItem long_name[] = {{too_long, &x, 0, 4}};
+  auto saved = guest::save_checkpoint(*conn, *stream, "c", long_name, {});
+  ASSERT_FALSE(saved.ok());
+  EXPECT_EQ(saved.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(saved.error().message().find("1024"), std::string::npos) << saved.error().message();
+  const std::string with_nul("a\0b", 3);
+  const guest::CheckpointItem nul_name[] = {{with_nul, &x, 0, 4}};
+  EXPECT_EQ(guest::save_checkpoint(*conn, *stream, "c", nul_name, {}).error().code(),
+            ErrorCode::kInvalidArgument);
+  std::vector<std::string> names;
+  for (std::uint32_t i = 0; i <= wire::kMaxCheckpointEntriesNamed; ++i) {
+    names.push_back(fmt::format("e{}", i));
+  }
+  std::vector<guest::CheckpointItem> too_many;
+  for (const std::string& n : names) too_many.push_back({n, &x, 0, 0});
+  auto many = guest::save_checkpoint(*conn, *stream, "c", too_many, {});
+  ASSERT_FALSE(many.ok());
+  EXPECT_EQ(many.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(stream->synchronize().ok());  // refused in the guest: nothing reached the stream
+  EXPECT_TRUE(store_->list("vm-a").value().empty());
+}
+
+TEST_F(CheckpointServiceTest, BadNameTableSpecsGetPreciseErrorsAndTheSessionKeepsWorking) {
+  auto conn = connect("vm-a");
+  ASSERT_TRUE(conn);
+  auto stream = conn->create_stream();
+  ASSERT_TRUE(stream.ok());
+  guest::Buffer x = filled(*conn, *stream, pattern(4096, 1));
+  const std::uint64_t h = x.handle();
+  constexpr std::uint64_t kNamed = 1;
+  struct Case {
+    const char* what;
+    std::vector<std::byte> spec;
+    ErrorCode want;
+    std::uint64_t layout = kNamed;
+  };
+  std::vector<NamedEntry> too_many;
+  for (std::uint32_t i = 0; i <= wire::kMaxCheckpointEntriesNamed; ++i) {
+    too_many.push_back({h, 0, 0, fmt::format("e{}", i)});
+  }
+  // The names claim more bytes than the spec holds before its metadata.
+  std::vector<std::byte> past_end = named_spec("c", {{h, 0, 4, "abc", 3}}, 8);
+  past_end.resize(past_end.size() - 2);  // room for the metadata, not for all the name
+  const Case cases[] = {
+      {"unknown layout", named_spec("c", {{h, 0, 4, "a"}}), ErrorCode::kUnimplemented, 2},
+      {"empty entry name", named_spec("c", {{h, 0, 4, ""}}), ErrorCode::kInvalidArgument},
+      {"name of 1025 bytes", named_spec("c", {{h, 0, 4, std::string(1025, 'n')}}),
+       ErrorCode::kInvalidArgument},
+      {"name past the spec", named_spec("c", {{h, 0, 4, "abc", 200}}), ErrorCode::kOutOfRange},
+      {"name into the metadata", past_end, ErrorCode::kOutOfRange},
+      {"reserved not zero", named_spec("c", {{h, 0, 4, "a", ~0u, 1}}), ErrorCode::kInvalidArgument},
+      {"NUL in a name", named_spec("c", {{h, 0, 4, std::string("a\0b", 3)}}),
+       ErrorCode::kInvalidArgument},
+      {"duplicate long names",
+       named_spec("c", {{h, 0, 4, std::string(100, 'd')}, {h, 4, 4, std::string(100, 'd')}}),
+       ErrorCode::kInvalidArgument},
+      {"65537 entries", named_spec("c", too_many), ErrorCode::kInvalidArgument},
+      {"forged handle", named_spec("c", {{h ^ (0x5ull << 48), 0, 4, std::string(60, 'f')}}),
+       ErrorCode::kStaleHandle},
+      {"range past the buffer", named_spec("c", {{h, 4000, 97, std::string(60, 'r')}}),
+       ErrorCode::kOutOfRange},
+      {"records beyond the range", named_spec("c", {{h, 0, 4, "a"}}, 0, 3), ErrorCode::kOutOfRange},
+  };
+  for (const Case& c : cases) {
+    const wire::Completion done =
+        raw(*conn, wire::Opcode::kCheckpointSave, *stream, c.spec, ~0ull, 0, c.layout);
+    EXPECT_EQ(static_cast<ErrorCode>(done.status), c.want) << c.what;
+    (void)stream->synchronize();  // each rejection is a stream error: report it here
+  }
+  EXPECT_TRUE(store_->list("vm-a").value().empty());
+  // A good name-table spec then saves, and the session still works.
+  const wire::Completion done =
+      raw(*conn, wire::Opcode::kCheckpointSave, *stream,
+          named_spec("c", {{h, 0, 4, std::string(60, 'g')}}), ~0ull, 0, kNamed);
+  EXPECT_EQ(static_cast<ErrorCode>(done.status), ErrorCode::kOk);
+  EXPECT_EQ(store_->list("vm-a").value().size(), 1u);
+  EXPECT_TRUE(conn->ping().ok());
+}
 
 TEST_F(CheckpointServiceTest, SaveThenRestoreIntoANewSessionIsByteIdentical) {
   const auto a = pattern(3 << 20, 1), b = pattern(4000, 2);
