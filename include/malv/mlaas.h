@@ -124,20 +124,24 @@ typedef struct malv_gpu_sched_observation {
   int64_t enqueue_time_ns; /* monotonic time the item was queued */
   int64_t waited_ns;       /* now - enqueue_time_ns */
   int64_t vm_busy_ns;      /* accelerator time this VM has used so far */
+  int64_t queue_busy_ns;   /* accelerator time this stream has used so far (ABI 5) */
 } malv_gpu_sched_observation;
 
-/* Lower scores run first; the host runs the item with the lowest score
- * (ties: the lower index, and the host lists items in arrival order).
- * A negative score marks the item urgent: for a VM of the latency class
- * the host runs it on the device's highest priority and, when batch work
- * holds every device slot, in a lane kept for urgent work instead of
- * waiting. A policy that orders urgent items by time subtracts
- * MALV_GPU_SCHED_URGENT_OFFSET from a nanosecond score. */
+/* The scheduler is two-level (ABI 5). The host level, chosen by the admin
+ * per device (fifo, fair-share, or priority: latency class first, then
+ * weighted fair share of measured busy time), decides which VM is served
+ * next; a VM's gpu_sched policy only orders that VM's own pending items
+ * (the heads of its streams). Lower scores run first within the VM (ties:
+ * the lower index; items are listed in arrival order). A score is a rank,
+ * never compared with another VM's: no policy a VM selects can take device
+ * time from another VM. Scores must be finite, >= 0 and at most
+ * MALV_MLAAS_SCORE_LIMIT; anything else is a failed decision (the host
+ * falls back to the baseline, fifo, for that decision). Urgency is the
+ * host level's business (priority runs a latency-class VM's work on the
+ * device's highest priority): before ABI 5 a negative score meant urgent. */
 typedef struct malv_gpu_sched_decision {
   double score;
 } malv_gpu_sched_decision;
-
-#define MALV_GPU_SCHED_URGENT_OFFSET 9e17 /* ns; about 28 years of uptime */
 
 /* Reported after an item ran: its observation at decision time and its
  * measured run time. */

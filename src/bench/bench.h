@@ -126,6 +126,19 @@ struct SharingOptions {
 
 [[nodiscard]] Status run_sharing(const SharingOptions& options);
 
+// Composition of per-VM policies (issue 20): three batch VMs with weights
+// 1:1:2 select three different gpu_sched policies (fifo, fair-share,
+// learned-sjf) and run the same GEMM loop under the scheduler's host level
+// fair-share. Jain's index of their busy time per unit of weight (1: shared
+// exactly by weight); bench sharing and bench mlaas report it as
+// mixed_policy_jain. Starts its own host.
+struct MixedPolicyFigures {
+  double jain = 0;
+  std::vector<double> shares;  // of the three VMs' busy time, in weight order 1, 1, 2
+  std::vector<std::string> policies;
+};
+[[nodiscard]] Result<MixedPolicyFigures> measure_mixed_policies(const SharingOptions& options);
+
 // `malv bench soak`: guests come and go (some killed) for a while; nothing
 // may leak or go wrong.
 struct SoakOptions {

@@ -69,11 +69,10 @@ Result<std::string> write_config(const harness::PrivateDir& dir, const CpuOption
       "cpu_allowed_pid_uids = [{}]\ncpu_mechanism = \"{}\"\n",
       flags.workers, ::getuid(), flags.mechanism);
   for (const VmSpec& vm : kVms) {
-    // Device scheduling already favours the latency VM (priority), so what
-    // is left is the CPU side.
-    out << fmt::format(
-        "\n[[vm]]\nname = \"{}\"\ntoken = \"{}\"\npriority = \"{}\"\ngpu_policy = \"priority\"\n",
-        vm.name, token_of(vm.name), vm.priority);
+    // Device scheduling already favours the latency VM (the scheduler's host
+    // level priority, the default), so what is left is the CPU side.
+    out << fmt::format("\n[[vm]]\nname = \"{}\"\ntoken = \"{}\"\npriority = \"{}\"\n", vm.name,
+                       token_of(vm.name), vm.priority);
   }
   out.close();
   if (!out) return Error(ErrorCode::kIo, "cannot write " + path);

@@ -213,7 +213,6 @@ constexpr DecideCase kDecideCases[] = {
     {"decide_ns_builtin_fifo", "builtin/fifo", PolicyClass::kGpuSched},
     {"decide_ns_fifo", "malv_sched_basic/fifo", PolicyClass::kGpuSched},
     {"decide_ns_fair_share", "malv_sched_basic/fair-share", PolicyClass::kGpuSched},
-    {"decide_ns_priority", "malv_sched_basic/priority", PolicyClass::kGpuSched},
     {"decide_ns_learned_sjf", "malv_sched_basic/learned-sjf", PolicyClass::kGpuSched},
     {"decide_ns_builtin_lru", "builtin/lru", PolicyClass::kMemory},
     {"decide_ns_lru", "malv_memory_basic/lru", PolicyClass::kMemory},

@@ -6,12 +6,16 @@
 // (`malv bench sharing-guest`, see bench/sharing_guest.h). Phases:
 //
 //  1. fair-share: batch-a, batch-b, batch-c (weights 1:1:2) run the same
-//     GEMM loop; each VM's share of accelerator busy time (the host's
-//     stats.busy_seconds, read over a steady-state window) and Jain's index
-//     of share/weight. The same under fifo is the baseline.
+//     GEMM loop under the scheduler's host level fair-share; each VM's share
+//     of accelerator busy time (the host's stats.busy_seconds, read over a
+//     steady-state window) and Jain's index of share/weight. The same under
+//     the host level fifo is the baseline. Then the same VMs on three
+//     different gpu_sched policies of their own (fifo, fair-share,
+//     learned-sjf): their weighted shares must not change (mixed_policy_jain).
 //  2. latency: the infer VM issues small requests at a fixed rate alone,
-//     then beside batch-a and batch-b under fifo, then under priority: p99
-//     latency of each, and the batch GEMM throughput priority keeps.
+//     then beside batch-a and batch-b under the host level fifo, then under
+//     priority: p99 latency of each, and the batch GEMM throughput priority
+//     keeps.
 //  3. policy switch: with one VM keeping the scheduler busy, the time from
 //     sending the admin PUT to the first scheduling decision made after the
 //     new policy was selected (an upper bound, see measure_policy_switch).
@@ -41,7 +45,7 @@ using nlohmann::json;
 
 constexpr const char* kFifo = "malv_sched_basic/fifo";
 constexpr const char* kFairShare = "malv_sched_basic/fair-share";
-constexpr const char* kPriority = "malv_sched_basic/priority";
+constexpr const char* kLearnedSjf = "malv_sched_basic/learned-sjf";
 
 struct VmSpec {
   std::string name;
@@ -65,7 +69,7 @@ Result<std::string> write_config(const harness::PrivateDir& dir, const SharingOp
     out << fmt::format(
         "\n[[vm]]\nname = \"{}\"\ntoken = \"{}\"\nmemory_mib = 64\nweight = {:.1f}\n"
         "priority = \"{}\"\ngpu_policy = \"{}\"\n",
-        vm.name, token_of(vm.name), vm.weight, vm.priority, kFairShare);
+        vm.name, token_of(vm.name), vm.weight, vm.priority, kFifo);
   }
   out.close();
   if (!out) return Error(ErrorCode::kIo, "cannot write " + path);
@@ -87,6 +91,12 @@ Status select_policy(const harness::AdminClient& admin, const std::vector<std::s
   for (const std::string& vm : vms) {
     MALV_TRY(admin.call("PUT", "/vms/" + vm + "/policy/gpu_sched", {{"policy", policy}}));
   }
+  return ok_status();
+}
+
+// The scheduler's host level (which VM runs next): fifo, fair-share or priority.
+Status set_host_level(const harness::AdminClient& admin, const std::string& level) {
+  MALV_TRY(admin.call("PUT", "/scheduler", {{"host_policy", level}}));
   return ok_status();
 }
 
@@ -232,6 +242,29 @@ Result<SwitchTimes> measure_policy_switch(const harness::HostProcess& host,
   return times;
 }
 
+// The three batch VMs on fifo, fair-share and learned-sjf of their own,
+// under the host level fair-share (see MixedPolicyFigures).
+Result<MixedPolicyFigures> run_mixed_policy_phase(const harness::HostProcess& host,
+                                                  const harness::AdminClient& admin,
+                                                  const SharingOptions& flags) {
+  MixedPolicyFigures out;
+  out.policies = {kFifo, kFairShare, kLearnedSjf};
+  const std::vector<std::string> batch3{"batch-a", "batch-b", "batch-c"};
+  for (std::size_t i = 0; i < batch3.size(); ++i) {
+    MALV_TRY(select_policy(admin, {batch3[i]}, out.policies[i]));
+  }
+  MALV_TRY(set_host_level(admin, "fair-share"));
+  MALV_ASSIGN_OR_RETURN(
+      PhaseResult phase,
+      run_phase("3 batch VMs on fifo, fair-share, learned-sjf; host level fair-share", host, admin,
+                flags, {{"batch-a", "gemm"}, {"batch-b", "gemm"}, {"batch-c", "gemm"}}));
+  MALV_TRY(select_policy(admin, batch3, kFifo));
+  const Shares shares = shares_of(phase, flags);
+  out.jain = shares.jain;
+  out.shares = shares.share;
+  return out;
+}
+
 Status measure_all(const harness::HostProcess& host, const harness::AdminClient& admin,
                    const SharingOptions& flags) {
   MALV_ASSIGN_OR_RETURN(json health, admin.call("GET", "/health"));
@@ -239,24 +272,29 @@ Status measure_all(const harness::HostProcess& host, const harness::AdminClient&
   const std::vector<std::string> batch3{"batch-a", "batch-b", "batch-c"};
   const std::vector<Workload> batch3_gemm{
       {"batch-a", "gemm"}, {"batch-b", "gemm"}, {"batch-c", "gemm"}};
-  MALV_TRY(select_policy(admin, batch3, kFairShare));
-  MALV_ASSIGN_OR_RETURN(PhaseResult fair,
-                        run_phase("3 batch VMs, fair-share", host, admin, flags, batch3_gemm));
   MALV_TRY(select_policy(admin, batch3, kFifo));
-  MALV_ASSIGN_OR_RETURN(PhaseResult fifo3,
-                        run_phase("3 batch VMs, fifo (baseline)", host, admin, flags, batch3_gemm));
+  MALV_TRY(set_host_level(admin, "fair-share"));
+  MALV_ASSIGN_OR_RETURN(PhaseResult fair, run_phase("3 batch VMs, host level fair-share", host,
+                                                    admin, flags, batch3_gemm));
+  MALV_TRY(set_host_level(admin, "fifo"));
+  MALV_ASSIGN_OR_RETURN(PhaseResult fifo3, run_phase("3 batch VMs, host level fifo (baseline)",
+                                                     host, admin, flags, batch3_gemm));
+  MALV_ASSIGN_OR_RETURN(MixedPolicyFigures mixed_policies,
+                        run_mixed_policy_phase(host, admin, flags));
 
   const std::vector<std::string> mixed{"infer", "batch-a", "batch-b"};
   const std::vector<Workload> mixed_work{
       {"infer", "infer"}, {"batch-a", "gemm"}, {"batch-b", "gemm"}};
   MALV_TRY(select_policy(admin, mixed, kFifo));
+  MALV_TRY(set_host_level(admin, "fifo"));
   MALV_ASSIGN_OR_RETURN(PhaseResult alone,
                         run_phase("latency VM alone", host, admin, flags, {{"infer", "infer"}}));
-  MALV_ASSIGN_OR_RETURN(PhaseResult with_fifo, run_phase("latency VM + 2 batch VMs, fifo", host,
-                                                         admin, flags, mixed_work));
-  MALV_TRY(select_policy(admin, mixed, kPriority));
-  MALV_ASSIGN_OR_RETURN(PhaseResult with_priority, run_phase("latency VM + 2 batch VMs, priority",
-                                                             host, admin, flags, mixed_work));
+  MALV_ASSIGN_OR_RETURN(PhaseResult with_fifo, run_phase("latency VM + 2 batch VMs, host fifo",
+                                                         host, admin, flags, mixed_work));
+  MALV_TRY(set_host_level(admin, "priority"));
+  MALV_ASSIGN_OR_RETURN(
+      PhaseResult with_priority,
+      run_phase("latency VM + 2 batch VMs, host priority", host, admin, flags, mixed_work));
   MALV_ASSIGN_OR_RETURN(SwitchTimes switches, measure_policy_switch(host, admin, flags));
 
   const Shares fs_shares = shares_of(fair, flags);
@@ -277,7 +315,9 @@ Status measure_all(const harness::HostProcess& host, const harness::AdminClient&
       {"share_batch_b", fs_shares.share[1], "", "fair-share, weight 1 (ideal 0.25)"},
       {"share_batch_c", fs_shares.share[2], "", "fair-share, weight 2 (ideal 0.50)"},
       {"jain_index", fs_shares.jain, "", "of share/weight under fair-share; goal >= 0.98"},
-      {"jain_index_fifo", fifo_shares.jain, "", "baseline: the same under fifo"},
+      {"jain_index_fifo", fifo_shares.jain, "", "baseline: the same under the host level fifo"},
+      {"mixed_policy_jain", mixed_policies.jain, "",
+       "the same VMs on fifo, fair-share, learned-sjf of their own; goal >= 0.98"},
       {"share_batch_c_fifo", fifo_shares.share[2], "", "baseline: weight-2 VM's share, fifo"},
       {"busy_fraction_fair_share", fs_shares.utilisation, "",
        "busy time / (window x workers), fair-share"},
@@ -309,14 +349,19 @@ Status measure_all(const harness::HostProcess& host, const harness::AdminClient&
               {{"alone", alone.guests.at("infer").ops},
                {"fifo", with_fifo.guests.at("infer").ops},
                {"priority", with_priority.guests.at("infer").ops}}},
-             {"switch_samples", switches.first_decision_us.size()}};
+             {"switch_samples", switches.first_decision_us.size()},
+             {"mixed_policy_shares", mixed_policies.shares},
+             {"mixed_policies", mixed_policies.policies}};
   harness::print_figures("malv bench sharing", figures, flags.json, extra);
   return ok_status();
 }
 
-}  // namespace
-
-Status run_sharing(const SharingOptions& flags) {
+// Starts a host with the four VMs and runs `measure` against it; a host
+// that died says why.
+template <typename Measure>
+auto with_sharing_host(const SharingOptions& flags, Measure measure)
+    -> decltype(measure(std::declval<const harness::HostProcess&>(),
+                        std::declval<const harness::AdminClient&>())) {
   ::signal(SIGPIPE, SIG_IGN);  // a guest that died must not kill the bench
   MALV_ASSIGN_OR_RETURN(auto dir, harness::PrivateDir::create("sharing"));
   MALV_ASSIGN_OR_RETURN(std::string config, write_config(*dir, flags));
@@ -324,12 +369,28 @@ Status run_sharing(const SharingOptions& flags) {
                                        {"--config", config, "--socket", dir->file("malv.sock"),
                                         "--admin-socket", dir->file("admin.sock")}));
   const harness::AdminClient admin(dir->file("admin.sock"));
-  Status measured = measure_all(*host, admin, flags);
+  auto measured = measure(*host, admin);
   if (!measured.ok()) {
     const std::string why = host->exit_reason();
     if (!why.empty()) return std::move(measured).error().with_context(why);
   }
   return measured;
+}
+
+}  // namespace
+
+Status run_sharing(const SharingOptions& flags) {
+  return with_sharing_host(
+      flags, [&](const harness::HostProcess& host, const harness::AdminClient& admin) {
+        return measure_all(host, admin, flags);
+      });
+}
+
+Result<MixedPolicyFigures> measure_mixed_policies(const SharingOptions& flags) {
+  return with_sharing_host(
+      flags, [&](const harness::HostProcess& host, const harness::AdminClient& admin) {
+        return run_mixed_policy_phase(host, admin, flags);
+      });
 }
 
 }  // namespace malv::bench

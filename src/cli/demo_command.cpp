@@ -22,8 +22,11 @@ void register_demo(CLI::App& app, int& exit_code) {
       "  3. trains a small model natively for the inference VM and saves a checkpoint;\n"
       "  4. starts three guests as separate processes: two `malv guest train` (an MLP on\n"
       "     Fashion-MNIST) and one `malv guest infer` serving Poisson-arriving requests;\n"
-      "  5. runs them with every VM on the gpu_sched policy fifo, then halfway switches every\n"
-      "     VM to priority through the admin API, without stopping anything;\n"
+      "  5. runs them under the vGPU scheduler's host level fifo (which VM runs next; train-b\n"
+      "     picks fair-share for its own streams, the others fifo), then halfway the admin\n"
+      "     switches the host level to priority (latency VM first, training VMs by weight)\n"
+      "     through the admin API, without stopping anything; one device worker, so the\n"
+      "     training VMs contend for it and their weights show;\n"
       "  6. shows a live per-VM table (policy, progress, examples/s, accelerator share, memory\n"
       "     used/quota, inference p50/p99), then a per-phase summary, and writes\n"
       "     malv-demo-report.json and malv-demo-report.html (SVG charts) to --out.\n"
@@ -40,7 +43,8 @@ void register_demo(CLI::App& app, int& exit_code) {
       ->check(finite_in(1.0, 2000.0));
   sub->add_option(
          "--cpu-policy", flags->cpu_policy,
-         "cpu_sched policy every VM switches to halfway, with priority (none: CPUs left alone)")
+         "cpu_sched policy every VM switches to halfway, with the host level priority (none: CPUs "
+         "left alone)")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "class", "gpu-aware", "mllb"}));
   sub->callback([flags, &exit_code] {

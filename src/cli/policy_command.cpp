@@ -1,5 +1,6 @@
-// `malv policy list|load|unload|select|allow`: MLaaS modules of a running
-// host, the VMs' selections, and what each VM may select itself.
+// `malv policy list|load|unload|select|allow|host`: MLaaS modules of a
+// running host, the VMs' selections, what each VM may select itself, and the
+// vGPU scheduler's host level (which VM runs next).
 #include <fmt/format.h>
 
 #include "cli/commands.h"
@@ -32,6 +33,9 @@ int run(const std::string& action, const PolicyFlags& f) {
     reply = admin.call("DELETE", "/policies/" + f.module + (f.force ? "?force=1" : ""));
   } else if (action == "select") {
     reply = admin.call("PUT", "/vms/" + f.vm + "/policy/" + f.policy_class, {{"policy", f.policy}});
+  } else if (action == "host") {
+    reply = f.policy.empty() ? admin.call("GET", "/scheduler")
+                             : admin.call("PUT", "/scheduler", {{"host_policy", f.policy}});
   } else if (action == "allow") {
     const nlohmann::json body =
         f.any ? nlohmann::json{{"any", true}} : nlohmann::json{{"policies", f.allowed}};
@@ -91,10 +95,20 @@ void register_policy(CLI::App& app, int& exit_code) {
   allow->add_flag("--any", f->any, "Lift the restriction: any loaded policy of the class");
   allow->footer(
       "Examples:\n"
-      "  malv policy allow train-a priority fair-share # gpu_sched: these two (and the baseline)\n"
+      "  malv policy allow train-a learned-sjf fair-share # gpu_sched: these two (and the "
+      "baseline)\n"
       "  malv policy allow train-a --class prefetch    # prefetch: the baseline only\n"
       "  malv policy allow train-a --any               # gpu_sched: anything loaded");
-  for (CLI::App* sub : {list, load, unload, select, allow}) {
+  CLI::App* host = policy->add_subcommand(
+      "host", "Show or set the vGPU scheduler's host level: which VM the device serves next");
+  host->add_option("policy", f->policy,
+                   "priority (latency-class VMs first, then batch VMs by weighted fair share), "
+                   "fair-share (every VM by weight) or fifo; none: show it")
+      ->check(CLI::IsMember({"priority", "fair-share", "fifo"}));
+  host->footer(
+      "A VM's own gpu_sched policy (malv policy select) orders only that VM's work; the host\n"
+      "level decides between VMs, so no VM's choice takes device time from another.");
+  for (CLI::App* sub : {list, load, unload, select, allow, host}) {
     sub->callback([f, &exit_code, name = sub->get_name()] { exit_code = run(name, *f); });
   }
 }

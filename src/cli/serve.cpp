@@ -18,6 +18,7 @@ struct ServeFlags {
   bool no_memory_prefetch = false;
   bool no_memory_lending = false;
   bool no_cpu_control = false;
+  std::string gpu_host_policy;  // --gpu-host-policy
 };
 
 int serve(const ServeFlags& flags, const CLI::App& sub) {
@@ -54,6 +55,9 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (sub.count("--hello-timeout-ms")) config.hello_timeout_ms = o.hello_timeout_ms;
   if (sub.count("--max-pending-per-peer")) config.max_pending_per_peer = o.max_pending_per_peer;
   if (sub.count("--max-pending")) config.max_pending = o.max_pending;
+  if (sub.count("--gpu-host-policy")) {
+    config.gpu_host_policy = *vgpu::parse_host_sched_policy(flags.gpu_host_policy);
+  }
 
   if (Status checked = host::check_host_config(config); !checked.ok()) {
     fmt::print(stderr, "malv serve: {}\n", checked.error().message());
@@ -112,6 +116,11 @@ void register_serve(CLI::App& app, int& exit_code) {
   sub->add_option("--state-dir", o.state_dir,
                   "Where what the admin API changed is kept across restarts (default: a 'state' "
                   "directory beside the guest socket; see docs/operations.md)");
+  sub->add_option("--gpu-host-policy", flags->gpu_host_policy,
+                  "The vGPU scheduler's host level, which VM runs next: priority (latency VMs "
+                  "first, then weighted fair share), fair-share or fifo (default: priority; the "
+                  "admin may change it: malv policy host)")
+      ->check(CLI::IsMember({"priority", "fair-share", "fifo"}));
   sub->add_option("--shutdown-grace-ms", o.shutdown_grace_ms,
                   "At shutdown, queued device work may finish for this long, then is cancelled")
       ->capture_default_str()

@@ -7,10 +7,16 @@
 // compute weights 1 and 2; infer: latency class; each with a memory quota);
 // a small model is trained natively for the inference VM and checkpointed;
 // three guests start as separate processes (this same binary: two
-// `guest train --progress-json`, one `guest infer --json`). Every VM starts
-// on the gpu_sched policy fifo; halfway through, all of them switch to
-// priority (and, with --cpu-policy, their CPU shares to that cpu_sched
-// policy) through the admin API without stopping. A live table shows each
+// `guest train --progress-json`, one `guest infer --json`). The scheduler
+// is two-level: the host level (the admin's) decides which VM runs next,
+// each VM's own gpu_sched policy orders its work. The host starts at the
+// host level fifo (a device without a scheduler); train-b's guest selects
+// its own policy (fair-share, for its own streams), the others keep fifo.
+// Halfway through, the admin switches the host level to priority (and,
+// with --cpu-policy, the VMs' CPU shares to that cpu_sched policy) through
+// the admin API without stopping. The device has one general worker (plus
+// the CPU backend's high-priority one), so the training VMs contend for it
+// and their weights 1:2 show under priority. A live table shows each
 // VM's policy, progress, throughput, accelerator share, memory and latency;
 // at the end the demo prints a per-phase summary and writes
 // malv-demo-report.json and malv-demo-report.html.
@@ -46,7 +52,11 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 constexpr const char* kFifo = "malv_sched_basic/fifo";
-constexpr const char* kPriority = "malv_sched_basic/priority";
+// The scheduler's host level before and after the switch.
+constexpr const char* kHostBefore = "fifo";
+constexpr const char* kHostAfter = "priority";
+// The policy train-b selects for its own streams (a VM's choice).
+constexpr const char* kTrainBPolicy = "fair-share";
 constexpr std::uint64_t kMiB = 1024 * 1024;
 constexpr std::int64_t kTrainBatch = 128;
 constexpr std::int64_t kInferBatch = 16;
@@ -103,7 +113,9 @@ class Demo {
   Status wait_until_running();
   Status run_phases();
   Status tick(double t);
-  Status switch_policies(double t, const std::string& policy);
+  // The admin switches the scheduler's host level (and, with --cpu-policy, every VM's
+  // cpu_sched policy); the VMs keep their own gpu_sched policies.
+  Status switch_host_level(double t, const std::string& level);
   void handle_line(std::size_t vm, const std::string& line, double t);
   Status check_guests();
   void stop_guests();
@@ -143,10 +155,11 @@ Status Demo::start_host() {
   const std::string admin = dir_->file("admin.sock");
   say(fmt::format("starting the host: malv serve --backend cpu --socket {}", socket));
   MALV_ASSIGN_OR_RETURN(
-      host_, harness::ChildProcess::spawn("host",
-                                          {"serve", "--backend", "cpu", "--socket", socket,
-                                           "--admin-socket", admin, "--memory-mib", "1024"},
-                                          dir_->file("host.log")));
+      host_, harness::ChildProcess::spawn(
+                 "host",
+                 {"serve", "--backend", "cpu", "--socket", socket, "--admin-socket", admin,
+                  "--memory-mib", "1024", "--workers", "1", "--gpu-host-policy", kHostBefore},
+                 dir_->file("host.log")));
   const MonoTime deadline = MonoClock::now() + kStartTimeout;
   for (;;) {
     if (stop_requested()) return interrupted();
@@ -169,6 +182,7 @@ Status Demo::start_host() {
 
 Status Demo::create_vms() {
   record_.initial_policy = kFifo;
+  record_.initial_host_policy = kHostBefore;
   record_.vms = {
       {"train-a", VmRole::kTrain, "batch", 1.0, 64 * kMiB, kTrainBatch},
       // Oversubscribed: a quota below its footprint, the rest on the host's
@@ -239,6 +253,11 @@ Status Demo::start_guests(const std::string& checkpoint) {
               "--log-every",    "5",
               "--host-data",    "fashion-mnist",
               "--progress-json"};
+      // A VM picks the policy for its own streams; it takes nothing from
+      // the other VMs (the host level decides between VMs).
+      if (vm.name == "train-b") {
+        args.insert(args.end(), {"--policy", fmt::format("gpu_sched={}", kTrainBPolicy)});
+      }
     } else {
       // Runs past the demo's end; the demo stops it and reads its totals.
       args = {"guest",          "infer",
@@ -345,9 +364,11 @@ Status Demo::wait_until_running() {
 std::string Demo::status_text() const {
   const double half = flags_.duration_s / 2;
   if (record_.switches.empty()) {
-    return fmt::format("phase 1/2: every VM on fifo (switch to priority at {:.0f} s)", half);
+    return fmt::format("phase 1/2: host level {} (the admin switches it to {} at {:.0f} s)",
+                       kHostBefore, kHostAfter, half);
   }
-  return fmt::format("phase 2/2: every VM on priority (since {:.1f} s)", record_.switches[0].t);
+  return fmt::format("phase 2/2: host level {} (since {:.1f} s)", kHostAfter,
+                     record_.switches[0].t);
 }
 
 Status Demo::tick(double t) {
@@ -428,16 +449,15 @@ Status Demo::tick(double t) {
   return ok_status();
 }
 
-Status Demo::switch_policies(double t, const std::string& policy) {
+Status Demo::switch_host_level(double t, const std::string& level) {
   say(
-      fmt::format("t = {:.1f} s: switching every VM's gpu_sched policy to {} (admin API, "
-                  "guests keep running)",
-                  t, short_policy_name(policy)));
-  PolicySwitch change{.t = t, .policies = {}};
-  for (const DemoVmSpec& vm : record_.vms) {
-    MALV_ASSIGN_OR_RETURN(json reply, admin_->call("PUT", "/vms/" + vm.name + "/policy/gpu_sched",
-                                                   {{"policy", policy}}));
-    change.policies[vm.name] = reply.value("policy", policy);
+      fmt::format("t = {:.1f} s: the admin switches the scheduler's host level to {} (PUT "
+                  "/scheduler; guests keep running, each VM keeps its own policy)",
+                  t, level));
+  MALV_TRY(admin_->call("PUT", "/scheduler", {{"host_policy", level}}));
+  PolicySwitch change{.t = t, .host_policy = level, .policies = {}};
+  for (std::size_t v = 0; v < record_.vms.size(); ++v) {
+    change.policies[record_.vms[v].name] = record_.live[v].policy;
   }
   if (flags_.cpu_policy != "none") {
     // The CPUs too: the guests' processes and the host threads serving them
@@ -448,9 +468,6 @@ Status Demo::switch_policies(double t, const std::string& policy) {
       MALV_TRY(admin_->call("PUT", "/vms/" + vm.name + "/policy/cpu_sched",
                             {{"policy", flags_.cpu_policy}}));
     }
-  }
-  for (std::size_t v = 0; v < record_.vms.size(); ++v) {
-    record_.live[v].policy = change.policies[record_.vms[v].name];
   }
   record_.switches.push_back(std::move(change));
   table_.draw(record_, t, status_text());
@@ -494,7 +511,7 @@ Status Demo::run_phases() {
     MALV_TRY(tick(last ? std::min(t, flags_.duration_s) : t));
     if (last) return ok_status();
     if (record_.switches.empty() && t >= flags_.duration_s / 2) {
-      MALV_TRY(switch_policies(t, kPriority));
+      MALV_TRY(switch_host_level(t, kHostAfter));
     }
     next_tick = std::min(next_tick + 1.0, flags_.duration_s);
   }
@@ -514,8 +531,8 @@ void Demo::stop_guests() {
 Status Demo::run() {
   install_stop_signals();
   say(
-      fmt::format("malv demo: 3 VMs share one accelerator for {:.0f} s; every VM on fifo, then "
-                  "priority from {:.0f} s",
+      fmt::format("malv demo: 3 VMs share one accelerator for {:.0f} s; the scheduler's host "
+                  "level fifo, then priority from {:.0f} s",
                   flags_.duration_s, flags_.duration_s / 2));
   MALV_ASSIGN_OR_RETURN(dir_, harness::PrivateDir::create("demo"));
   say(fmt::format("run directory {} (sockets, logs, checkpoint; removed at the end)",

@@ -25,8 +25,13 @@ const Tick* tick_at(const std::vector<Tick>& ticks, double t) {
 std::vector<PhaseSummary> DemoRecord::phases() const {
   std::vector<PhaseSummary> out;
   if (ticks.empty()) return out;
-  std::vector<std::pair<double, std::string>> bounds{{0.0, short_policy_name(initial_policy)}};
+  std::vector<std::pair<double, std::string>> bounds{
+      {0.0, initial_host_policy.empty() ? short_policy_name(initial_policy) : initial_host_policy}};
   for (const PolicySwitch& s : switches) {
+    if (!s.host_policy.empty()) {
+      bounds.emplace_back(s.t, s.host_policy);
+      continue;
+    }
     std::string label;
     for (const auto& [vm, policy] : s.policies) {
       const std::string name = short_policy_name(policy);

@@ -84,7 +84,8 @@ struct Tick {
 
 struct PolicySwitch {
   double t = 0;
-  std::map<std::string, std::string> policies;  // VM -> new gpu_sched policy
+  std::string host_policy;                      // the scheduler's host level from then on
+  std::map<std::string, std::string> policies;  // VM -> its gpu_sched policy from then on
 };
 
 struct PhaseVmSummary {
@@ -97,7 +98,7 @@ struct PhaseVmSummary {
 };
 
 struct PhaseSummary {
-  std::string label;  // "fifo", "priority"
+  std::string label;  // the host level: "fifo", "priority"
   double start_s = 0;
   double end_s = 0;
   std::vector<PhaseVmSummary> vms;  // in DemoRecord::vms order
@@ -107,10 +108,11 @@ struct DemoRecord {
   std::string backend;
   std::string device;
   double planned_duration_s = 0;
-  double startup_s = 0;  // demo start -> every guest running
-  double run_s = 0;      // t of the last tick
-  std::string initial_policy;
-  nlohmann::json inference_model;  // how its checkpoint was made
+  double startup_s = 0;             // demo start -> every guest running
+  double run_s = 0;                 // t of the last tick
+  std::string initial_policy;       // the VMs' own gpu_sched policy at the start
+  std::string initial_host_policy;  // the scheduler's host level at the start
+  nlohmann::json inference_model;   // how its checkpoint was made
   std::vector<DemoVmSpec> vms;
   std::vector<VmLive> live;
   std::vector<Tick> ticks;

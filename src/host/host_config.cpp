@@ -161,7 +161,8 @@ Result<HostConfig> load_host_config(const std::string& path) {
                                   "cpu_allowed_pid_uids",
                                   "data_dirs",
                                   "ivshmem_slots",
-                                  "ivshmem_arena_mib"},
+                                  "ivshmem_arena_mib",
+                                  "gpu_host_policy"},
                                  where));
     MALV_ASSIGN_OR_RETURN(config.vsock_port,
                           integer<std::uint32_t>(*host, "vsock_port", 0, 0, kMaxU32, where));
@@ -226,6 +227,16 @@ Result<HostConfig> load_host_config(const std::string& path) {
     MALV_ASSIGN_OR_RETURN(
         config.cpu_interval_ms,
         integer<std::uint64_t>(*host, "cpu_interval_ms", config.cpu_interval_ms, 1, 60000, where));
+    if (const toml::node* level = host->get("gpu_host_policy")) {
+      const std::optional<std::string> name = level->value<std::string>();
+      const std::optional<vgpu::HostSchedPolicy> policy =
+          name && level->is_string() ? vgpu::parse_host_sched_policy(*name) : std::nullopt;
+      if (!policy) {
+        return Error(ErrorCode::kInvalidArgument,
+                     fmt::format("{}.gpu_host_policy must be priority, fair-share or fifo", where));
+      }
+      config.gpu_host_policy = *policy;
+    }
     config.cpu_mechanism = (*host)["cpu_mechanism"].value_or(std::string("auto"));
     if (config.cpu_mechanism != "auto" && config.cpu_mechanism != "cgroup-v2" &&
         config.cpu_mechanism != "cgroup-v1" && config.cpu_mechanism != "thread-fallback") {

@@ -25,6 +25,8 @@
 //   max_pending = 64                       # ... and in all
 //   ivshmem_slots = 4                      # sessions at once per VM served over ivshmem
 //   ivshmem_arena_mib = 16                 # ... and each one's arena
+//   gpu_host_policy = "priority"           # the scheduler's host level: which VM runs
+//                                          # next (priority | fair-share | fifo)
 //
 //   [[vm]]
 //   name = "train-a"
@@ -54,6 +56,7 @@
 
 #include "ipc/channel_layout.h"
 #include "malv/result.h"
+#include "vgpu/host_sched_policy.h"
 #include "vgpu/vm_registry.h"
 
 namespace malv::host {
@@ -70,6 +73,9 @@ struct HostConfig {
   std::string policy_dir;
   std::string checkpoint_dir;  // empty: <default_runtime_dir()>/checkpoints
   std::string state_dir;       // empty: <default_runtime_dir()>/state
+  // The vGPU scheduler's host level (vgpu/host_sched_policy.h); the admin
+  // may change it (PUT /scheduler), and that is kept in state_dir.
+  vgpu::HostSchedPolicy gpu_host_policy = vgpu::HostSchedPolicy::kPriority;
   std::uint64_t shutdown_grace_ms = 2000;
   // The CPU backend's spill and fill copies are paced to this link bandwidth
   // (GB/s per direction; 0: unpaced), a model of PCIe (vgpu/memory_manager.h).

@@ -121,6 +121,8 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   // Models that policies keep (model_save) live there too, under models/.
   d->services_->set_state_dir(state_dir);
   d->state_ = std::make_unique<vgpu::AdminState>(state_dir, d->vgpu_->vms(), d->policies_.get());
+  d->vgpu_->scheduler().set_host_policy(config.gpu_host_policy);
+  d->state_->set_scheduler(&d->vgpu_->scheduler());
   MALV_TRY(d->state_->restore(config.vms));
 
   // Offload: the data pipeline reads only the configured data directories;

@@ -143,9 +143,21 @@ Status check_cpu_sched_decisions(const malv_cpu_sched_observation* obs,
 Status validate_decisions(PolicyClass cls, const void* observations, const void* decisions,
                           std::size_t n) {
   switch (cls) {
-    case PolicyClass::kGpuSched:
-      return check_scores<malv_gpu_sched_decision>(
-          decisions, n, "score", [](const malv_gpu_sched_decision& d) { return d.score; });
+    case PolicyClass::kGpuSched: {
+      MALV_TRY(check_scores<malv_gpu_sched_decision>(
+          decisions, n, "score", [](const malv_gpu_sched_decision& d) { return d.score; }));
+      // A score ranks the VM's own items (ABI 5): never negative.
+      const auto* d = static_cast<const malv_gpu_sched_decision*>(decisions);
+      for (std::size_t i = 0; i < n; ++i) {
+        if (d[i].score < 0) {
+          return Error(ErrorCode::kOutOfRange,
+                       fmt::format("decision {}: score {} is negative (a gpu_sched score ranks "
+                                   "the VM's own items: 0 to {})",
+                                   i, d[i].score, MALV_MLAAS_SCORE_LIMIT));
+        }
+      }
+      return ok_status();
+    }
     case PolicyClass::kMemory:
       return check_scores<malv_memory_decision>(
           decisions, n, "evict_score", [](const malv_memory_decision& d) { return d.evict_score; });

@@ -110,6 +110,18 @@ Status PolicyRegistry::unload_module(std::string_view name, UnloadMode mode) {
   return ok_status();
 }
 
+namespace {
+
+// gpu_sched's `priority` became the scheduler's host level in ABI 5: a VM
+// that still asks for it is told where it went.
+std::string host_level_hint(PolicyClass cls, std::string_view policy_name) {
+  if (cls != PolicyClass::kGpuSched || policy_name != "priority") return {};
+  return " (priority is the vGPU scheduler's host level since MLaaS ABI 5, the admin's "
+         "choice: [host] gpu_host_policy, PUT /scheduler, `malv policy host priority`)";
+}
+
+}  // namespace
+
 Result<std::pair<std::shared_ptr<LoadedModule>, const malv_policy*>> PolicyRegistry::resolve_locked(
     PolicyClass cls, std::string_view name) const {
   auto matches_class = [&](const malv_policy* p) {
@@ -130,7 +142,8 @@ Result<std::pair<std::shared_ptr<LoadedModule>, const malv_policy*>> PolicyRegis
     const malv_policy* policy = module->find_policy(policy_name);
     if (policy == nullptr) {
       return Error(ErrorCode::kNotFound,
-                   fmt::format("module '{}' has no policy '{}'", module_name, policy_name));
+                   fmt::format("module '{}' has no policy '{}'{}", module_name, policy_name,
+                               host_level_hint(cls, policy_name)));
     }
     if (!matches_class(policy)) {
       return Error(ErrorCode::kInvalidArgument,
@@ -149,7 +162,8 @@ Result<std::pair<std::shared_ptr<LoadedModule>, const malv_policy*>> PolicyRegis
   for (const auto& [module_name, module] : modules_) consider(module);
   if (found.empty()) {
     return Error(ErrorCode::kNotFound,
-                 fmt::format("no loaded {} policy is named '{}'", policy_class_name(cls), name));
+                 fmt::format("no loaded {} policy is named '{}'{}", policy_class_name(cls), name,
+                             host_level_hint(cls, name)));
   }
   if (found.size() > 1) {
     std::vector<std::string> names;

@@ -284,8 +284,37 @@ std::string metrics_text(const AdminContext& ctx, VgpuService& vgpu) {
       "malv_device_memory_reclaimed_bytes_total {}\n",
       ledger.capacity(), ledger.guaranteed(), ledger.pool()->used(), ledger.borrowed_bytes(),
       ledger.reclaimed_bytes());
+  const SchedulerStats sched = vgpu.scheduler().stats();
+  out +=
+      "# HELP malv_scheduler_host_policy The vGPU scheduler's host level (1: selected)\n"
+      "# TYPE malv_scheduler_host_policy gauge\n";
+  for (HostSchedPolicy policy : kHostSchedPolicies) {
+    out += fmt::format("malv_scheduler_host_policy{{policy=\"{}\"}} {}\n",
+                       host_sched_policy_name(policy),
+                       policy == vgpu.scheduler().host_policy() ? 1 : 0);
+  }
+  out += fmt::format(
+      "# HELP malv_scheduler_decisions_total Batches the vGPU scheduler chose\n"
+      "# TYPE malv_scheduler_decisions_total counter\nmalv_scheduler_decisions_total {}\n"
+      "# HELP malv_scheduler_starvation_overrides_total Decisions the starvation bound made\n"
+      "# TYPE malv_scheduler_starvation_overrides_total counter\n"
+      "malv_scheduler_starvation_overrides_total {}\n",
+      sched.decisions, sched.starvation_overrides);
   if (ctx.more_metrics) out += ctx.more_metrics();
   return out;
+}
+
+json scheduler_json(VgpuScheduler& scheduler) {
+  json policies = json::array();
+  for (HostSchedPolicy policy : kHostSchedPolicies) {
+    policies.push_back(std::string(host_sched_policy_name(policy)));
+  }
+  const SchedulerStats stats = scheduler.stats();
+  return {{"host_policy", std::string(host_sched_policy_name(scheduler.host_policy()))},
+          {"host_policies", policies},
+          {"decisions", stats.decisions},
+          {"batches", stats.batches},
+          {"starvation_overrides", stats.starvation_overrides}};
 }
 
 }  // namespace
@@ -482,6 +511,31 @@ void AdminApi::install_routes() {
         force ? mlaas::UnloadMode::kForce : mlaas::UnloadMode::kRefuseIfInUse);
     if (!s.ok()) return reply_error(res, s.error());
     reply(res, {{"unloaded", std::string(req.matches[1])}});
+  });
+  // The scheduler's host level: which VM the device serves next.
+  s.Get("/scheduler", [&](const httplib::Request&, httplib::Response& res) {
+    reply(res, scheduler_json(vgpu.scheduler()));
+  });
+  s.Put("/scheduler", [&](const httplib::Request& req, httplib::Response& res) {
+    auto body = parse_body(req);
+    if (!body.ok()) return reply_error(res, body.error());
+    if (!body->contains("host_policy") || !(*body)["host_policy"].is_string()) {
+      return reply_error(res, Error(ErrorCode::kInvalidArgument,
+                                    "body needs \"host_policy\": fifo, fair-share or priority"));
+    }
+    const std::string name = (*body)["host_policy"].get<std::string>();
+    const std::optional<HostSchedPolicy> policy = parse_host_sched_policy(name);
+    if (!policy) {
+      return reply_error(res, Error(ErrorCode::kInvalidArgument,
+                                    fmt::format("unknown host_policy '{}' (fifo, fair-share, "
+                                                "priority)",
+                                                name)));
+    }
+    vgpu.scheduler().set_host_policy(*policy);
+    log::info("admin", "scheduler host level: {}", name);
+    if (ctx.state != nullptr) ctx.state->note_host_policy_changed();
+    if (Status s = persist(ctx); !s.ok()) return reply_error(res, s.error());
+    reply(res, scheduler_json(vgpu.scheduler()));
   });
   s.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_text(ctx, vgpu), "text/plain; version=0.0.4");

@@ -129,6 +129,22 @@ Status AdminState::restore(const std::vector<VmConfig>& config_vms) {
   } else if (file.error().code() != ErrorCode::kNotFound) {
     return file.error();
   }
+  if (const auto it = state.find("gpu_host_policy"); it != state.end() && scheduler_ != nullptr) {
+    const std::optional<HostSchedPolicy> policy =
+        it->is_string() ? parse_host_sched_policy(it->get<std::string>()) : std::nullopt;
+    if (!policy) {
+      return Error(ErrorCode::kDataLoss,
+                   fmt::format("{}: gpu_host_policy {} is not fifo, fair-share or priority", path(),
+                               it->dump()));
+    }
+    if (*policy != scheduler_->host_policy()) {
+      log::info("serve", "scheduler host level {} (set by the admin; the config says {})",
+                host_sched_policy_name(*policy), host_sched_policy_name(scheduler_->host_policy()));
+    }
+    scheduler_->set_host_policy(*policy);
+    std::lock_guard lock(mutex_);
+    host_policy_kept_ = true;
+  }
   std::set<std::string> deleted;
   if (const auto it = state.find("deleted_config_vms"); it != state.end() && it->is_array()) {
     for (const json& n : *it) {
@@ -181,6 +197,11 @@ Status AdminState::restore(const std::vector<VmConfig>& config_vms) {
   return ok_status();
 }
 
+void AdminState::note_host_policy_changed() {
+  std::lock_guard lock(mutex_);
+  host_policy_kept_ = true;
+}
+
 Status AdminState::save() {
   std::lock_guard writer(save_mutex_);
   json out{{"version", kStateVersion}, {"vms", json::array()}};
@@ -203,6 +224,9 @@ Status AdminState::save() {
     std::lock_guard lock(mutex_);
     out["deleted_config_vms"] = deleted_config_;
     out["changed_config_vms"] = changed_vms_;
+    if (host_policy_kept_ && scheduler_ != nullptr) {
+      out["gpu_host_policy"] = std::string(host_sched_policy_name(scheduler_->host_policy()));
+    }
   }
   if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
     return errno_error(fmt::format("creating state directory {}", dir_), errno);

@@ -11,6 +11,8 @@
 //     file says otherwise is logged, one line each;
 //   * a config VM the admin deleted stays deleted (the state file lists it);
 //   * a config VM the state file does not know is created from the config.
+// The scheduler's host level (PUT /scheduler) is kept the same way: the state
+// file's word beats the config file's [host] gpu_host_policy.
 // GET /vms shows each VM's "origin" ("config", "admin", or "config+admin"
 // when the admin changed a config VM), so an operator sees which is which.
 //
@@ -27,6 +29,7 @@
 
 #include "malv/result.h"
 #include "mlaas/policy_registry.h"
+#include "vgpu/vgpu_scheduler.h"
 #include "vgpu/vm_registry.h"
 
 namespace malv::vgpu {
@@ -46,6 +49,11 @@ class AdminState {
   // names that is no longer loaded is logged and left at the baseline.
   [[nodiscard]] Status restore(const std::vector<VmConfig>& config_vms);
 
+  // The scheduler whose host level is kept (none: not kept). Before restore().
+  void set_scheduler(VgpuScheduler* scheduler) { scheduler_ = scheduler; }
+  // The admin set the host level (PUT /scheduler): from now it is kept.
+  void note_host_policy_changed();
+
   // Writes the current table; the admin API calls it after every change.
   [[nodiscard]] Status save();
 
@@ -62,10 +70,12 @@ class AdminState {
   const std::string dir_;
   VmRegistry& vms_;
   mlaas::PolicyRegistry* policies_;
+  VgpuScheduler* scheduler_ = nullptr;
   mutable std::mutex mutex_;
   std::set<std::string> config_vms_;      // guarded by mutex_
   std::set<std::string> changed_vms_;     // config VMs the admin changed, guarded by mutex_
   std::set<std::string> deleted_config_;  // config VMs the admin deleted, guarded by mutex_
+  bool host_policy_kept_ = false;         // the admin set the host level, guarded by mutex_
   std::mutex save_mutex_;                 // one writer of the file at a time
 };
 

@@ -1,8 +1,9 @@
 // GpuSchedPolicies: how the vGPU scheduler asks a VM's selected
 // gpu_sched policy (an MLaaS module) to score its pending work.
 //
-// Scores from all VMs are compared directly and the lowest runs first, so
-// policies share one scale (see docs/mlaas-abi.md). The MLaaS subsystem
+// A VM's scores order that VM's own items only (the lowest runs first);
+// which VM is served is the scheduler's host level (host_sched_policy.h),
+// so scores of different VMs are never compared. The MLaaS subsystem
 // implements this with guardrails (time budget, output checks, fallback to
 // the baseline); tests may implement it directly.
 #pragma once
@@ -25,7 +26,7 @@ class GpuSchedPolicies {
   virtual void feedback(Vm& vm, const malv_gpu_sched_outcome& outcome) = 0;
 };
 
-// Scores by enqueue time: first come, first served across all VMs.
+// Scores by enqueue time: each VM's items in the order they were queued.
 class FifoPolicies final : public GpuSchedPolicies {
  public:
   void score(Vm&, std::span<const malv_gpu_sched_observation> items,

@@ -1,6 +1,7 @@
 #include "vgpu/vgpu_scheduler.h"
 
 #include <atomic>
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -44,6 +45,7 @@ struct VgpuScheduler::Stream {
   // counted down by completions without the scheduler's lock.
   std::atomic<std::size_t> remaining{0};
   std::int64_t dispatch_ns = 0;
+  std::int64_t busy_ns = 0;  // device time its batches took (the observation's queue_busy_ns)
   bool destroying = false;
   bool cancelled = false;  // its session ended: queued ops are aborted, never run
   bool aborting = false;   // aborted items' completions are running (outside the lock)
@@ -91,7 +93,10 @@ bool is_bookkeeping(const accel::Op& op) {
 
 VgpuScheduler::VgpuScheduler(accel::Backend& backend, GpuSchedPolicies& policies,
                              SchedulerOptions options)
-    : backend_(backend), policies_(&policies), options_(options) {}
+    : backend_(backend),
+      policies_(&policies),
+      options_(options),
+      host_policy_(options.host_policy) {}
 
 VgpuScheduler::~VgpuScheduler() {
   std::vector<std::uint64_t> ids;
@@ -103,6 +108,39 @@ VgpuScheduler::~VgpuScheduler() {
 }
 
 void VgpuScheduler::set_policies(GpuSchedPolicies& policies) { policies_.store(&policies); }
+
+void VgpuScheduler::set_host_policy(HostSchedPolicy policy) {
+  host_policy_.store(policy);
+  pump();
+}
+
+double VgpuScheduler::aged_share(VmState& state, std::int64_t now) const {
+  if (state.share_at != 0 && now > state.share_at && state.share_ns > 0) {
+    const double halvings =
+        static_cast<double>(now - state.share_at) /
+        static_cast<double>(std::max<std::int64_t>(options_.share_half_life_ns, 1));
+    state.share_ns *= std::exp2(-halvings);
+  }
+  state.share_at = now;
+  return state.share_ns;
+}
+
+VgpuScheduler::HostKey VgpuScheduler::host_key(HostSchedPolicy policy, Vm& vm,
+                                               const VmConfig& config, std::int64_t oldest_ns,
+                                               std::int64_t now) {
+  const double weight = config.weight > 0 ? config.weight : 1.0;
+  switch (policy) {
+    case HostSchedPolicy::kFifo: return {0, static_cast<double>(oldest_ns)};
+    case HostSchedPolicy::kFairShare:
+      return {0, aged_share(vm_states_[vm.id().value()], now) / weight};
+    case HostSchedPolicy::kPriority:
+      if (config.priority == PriorityClass::kLatency) {
+        return {0, static_cast<double>(oldest_ns)};
+      }
+      return {1, aged_share(vm_states_[vm.id().value()], now) / weight};
+  }
+  return {0, 0};
+}
 
 SchedulerStats VgpuScheduler::stats() const {
   std::lock_guard lock(mutex_);
@@ -337,7 +375,6 @@ void VgpuScheduler::pump() {
       }
       if (by_vm.empty()) return;
       const std::int64_t now = mono_now_ns();
-      double best = std::numeric_limits<double>::infinity();
       // The starvation bound: the VM that has waited longest past it is
       // served, by its own policy's best candidate, whatever the scores say.
       Vm* starving = nullptr;
@@ -349,12 +386,18 @@ void VgpuScheduler::pump() {
           starving_since = state->second.waiting_since;
         }
       }
+      // Level one: each VM's policy names its best candidate that can go
+      // (a latency-class VM's work is urgent under the host level
+      // `priority`). Level two: the host level picks the VM.
+      const HostSchedPolicy host_policy = host_policy_.load();
       Stream* starving_choice = nullptr;
       bool starving_urgent = false;
-      double starving_best = std::numeric_limits<double>::infinity();
+      HostKey best_key;
       for (auto& [vm, candidates] : by_vm) {
         observations.clear();
         const VmConfig config = vm->config();
+        const bool urgent =
+            host_policy == HostSchedPolicy::kPriority && config.priority == PriorityClass::kLatency;
         for (Stream* s : candidates) {
           malv_gpu_sched_observation o = s->pending.front().observation;
           o.vm_weight = config.weight;
@@ -362,26 +405,36 @@ void VgpuScheduler::pump() {
                                                                         : MALV_PRIORITY_BATCH;
           o.waited_ns = now - o.enqueue_time_ns;
           o.vm_busy_ns = static_cast<std::int64_t>(vm->counters().busy_ns.load());
+          o.queue_busy_ns = s->busy_ns;
           observations.push_back(o);
         }
         scores.assign(observations.size(), 0.0);
         policies_.load()->score(*vm, observations, scores);
         vm->counters().decisions.fetch_add(1, std::memory_order_relaxed);
+        Stream* vm_choice = nullptr;
+        double vm_best = std::numeric_limits<double>::infinity();
+        std::int64_t oldest_ns = std::numeric_limits<std::int64_t>::max();
         for (std::size_t i = 0; i < candidates.size(); ++i) {
-          // A negative score marks urgent work (MALV_GPU_SCHED_URGENT_OFFSET).
-          const bool urgent = scores[i] < 0;
           const bool can_go = is_bookkeeping(candidates[i]->pending.front().op) ||
                               free_slot_for(*candidates[i], urgent) != Slot::kNone;
-          if (can_go && (chosen == nullptr || scores[i] < best)) {
-            best = scores[i];
-            chosen = candidates[i];
-            chosen_urgent = urgent;
+          // NaN never wins (the policy layer replaces bad scores already).
+          if (!can_go) continue;
+          oldest_ns = std::min(oldest_ns, observations[i].enqueue_time_ns);
+          if (vm_choice == nullptr || scores[i] < vm_best) {
+            vm_best = scores[i];
+            vm_choice = candidates[i];
           }
-          if (can_go && vm == starving && scores[i] < starving_best) {
-            starving_best = scores[i];
-            starving_choice = candidates[i];
-            starving_urgent = urgent;
-          }
+        }
+        if (vm_choice == nullptr) continue;
+        if (vm == starving) {
+          starving_choice = vm_choice;
+          starving_urgent = urgent;
+        }
+        const HostKey key = host_key(host_policy, *vm, config, oldest_ns, now);
+        if (chosen == nullptr || key < best_key) {
+          best_key = key;
+          chosen = vm_choice;
+          chosen_urgent = urgent;
         }
       }
       if (starving_choice != nullptr && starving_choice != chosen &&
@@ -390,7 +443,7 @@ void VgpuScheduler::pump() {
         chosen_urgent = starving_urgent;
         ++stats_.starvation_overrides;
       }
-      if (chosen == nullptr) return;  // only latency-class work the policy does not call urgent
+      if (chosen == nullptr) return;  // no candidate has a slot it may take
       ++stats_.decisions;
       last_decision_ns_.store(now);
 
@@ -583,6 +636,11 @@ void VgpuScheduler::on_item_done(Stream* stream, std::size_t index, ErrorCode st
       --(stream->slot == Slot::kDevice ? busy_slots_ : busy_latency_slots_);
       stream->vm->counters().busy_ns.fetch_add(static_cast<std::uint64_t>(run_ns),
                                                std::memory_order_relaxed);
+      stream->busy_ns += run_ns;
+      if (auto state = vm_states_.find(stream->vm->id().value()); state != vm_states_.end()) {
+        aged_share(state->second, mono_now_ns());
+        state->second.share_ns += static_cast<double>(run_ns);
+      }
     }
     stream->running = false;
     // A VM whose batch just ended was being served until now.

@@ -2,21 +2,23 @@
 //
 // Every VM stream is a FIFO of ops here before it reaches the backend. When
 // the device has a free slot, the scheduler takes the head op of every
-// stream that is not already running, asks each VM's gpu_sched policy to
-// score its candidates, and dispatches a short batch from the stream with
-// the lowest score (a batch ends at a WaitEvent, after kMaxBatchOps ops or
-// once its estimated cost passes a quantum). Within a stream nothing is ever
-// reordered or dropped: a stream has at most one batch on the device.
+// stream that is not already running and decides in two levels: each VM's
+// gpu_sched policy scores that VM's own candidates (its streams' heads) and
+// names the VM's best; the host level (HostSchedPolicy, the admin's, see
+// vgpu/host_sched_policy.h) picks which VM is served. Then a short batch is
+// dispatched from the chosen stream (a batch ends at a WaitEvent, after
+// kMaxBatchOps ops or once its estimated cost passes a quantum). Within a
+// stream nothing is ever reordered or dropped: a stream has at most one
+// batch on the device. A VM's scores are never compared with another VM's,
+// so no policy a VM selects can take device time from another VM.
 //
-// Priority on the device: a policy marks an item urgent with a negative
-// score (MALV_GPU_SCHED_URGENT_OFFSET; the `priority` policy does so for
-// latency-class work). An urgent item of a latency-class VM goes to the
-// backend's high-priority queue and, when batch work holds every device
-// slot, may take one of the latency_slots instead of waiting. Each stream
-// owns a normal and a high-priority backend queue; a stream has one batch
-// on the device at a time, so changing queues between batches keeps its
-// order. Under fifo or fair-share nothing is urgent: the class alone
-// changes nothing, the selected policy decides.
+// Priority on the device: under the host level `priority`, a latency-class
+// VM's work is urgent: it goes to the backend's high-priority queue and,
+// when batch work holds every device slot, may take one of the
+// latency_slots instead of waiting. Each stream owns a normal and a
+// high-priority backend queue; a stream has one batch on the device at a
+// time, so changing queues between batches keeps its order. Under
+// `fair-share` or `fifo` nothing is urgent.
 //
 // Busy time is measured per batch, from dispatch to the completion of its
 // last op, and charged to the VM: this is what fair-share divides, not
@@ -58,6 +60,7 @@
 
 #include "accel/backend.h"
 #include "vgpu/gpu_sched_policies.h"
+#include "vgpu/host_sched_policy.h"
 #include "vgpu/memory_manager.h"
 #include "vgpu/vm_registry.h"
 
@@ -82,6 +85,10 @@ struct SchedulerOptions {
   // job, not the device waiting for its CPU side: it is not counted as
   // starvation (VmCounters::accel_starved_ns).
   std::int64_t guest_gap_limit_ns = 1'000'000'000;
+  // The host level: which VM is served next (see vgpu/host_sched_policy.h).
+  HostSchedPolicy host_policy = HostSchedPolicy::kPriority;
+  // Half-life of the busy time fair sharing compares (its aging).
+  std::int64_t share_half_life_ns = 500'000'000;
 };
 
 struct SchedulerStats {
@@ -119,6 +126,9 @@ class VgpuScheduler {
 
   // Replaces the policy source; takes effect at the next decision.
   void set_policies(GpuSchedPolicies& policies);
+  // The host level; takes effect at the next decision.
+  void set_host_policy(HostSchedPolicy policy);
+  HostSchedPolicy host_policy() const { return host_policy_.load(); }
   SchedulerStats stats() const;
   // Monotonic time of the most recent decision (0: none yet).
   std::int64_t last_decision_ns() const { return last_decision_ns_.load(); }
@@ -150,7 +160,22 @@ class VgpuScheduler {
     // running); 0 while it has some. The gap until its next op arrives is
     // time the device waited for the guest (VmCounters::accel_starved_ns).
     std::int64_t idle_since = 0;
+    // Busy time for fair sharing, aged: worth share_ns at share_at.
+    double share_ns = 0;
+    std::int64_t share_at = 0;
   };
+  // The host level's key for a VM whose oldest candidate was queued at
+  // `oldest_ns` (not the one its policy picked: a VM's policy never moves it
+  // in the host's order); the lowest key is served (mutex_ held).
+  struct HostKey {
+    int tier = 0;  // priority: 0 latency-class VMs, 1 batch VMs
+    double key = 0;
+    bool operator<(const HostKey& o) const { return tier != o.tier ? tier < o.tier : key < o.key; }
+  };
+  HostKey host_key(HostSchedPolicy policy, Vm& vm, const VmConfig& config, std::int64_t oldest_ns,
+                   std::int64_t now);
+  // The VM's aged busy time as of `now` (mutex_ held).
+  double aged_share(VmState& state, std::int64_t now) const;
 
   void pump();
   // The head of the stream is a wait whose record has not reached the backend (mutex_ held).
@@ -181,6 +206,7 @@ class VgpuScheduler {
   accel::Backend& backend_;
   std::atomic<GpuSchedPolicies*> policies_;
   const SchedulerOptions options_;
+  std::atomic<HostSchedPolicy> host_policy_;
 
   mutable std::mutex mutex_;
   std::condition_variable idle_;

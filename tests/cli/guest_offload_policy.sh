@@ -21,15 +21,15 @@ guest() {
     --max-steps 30 --log-every 10 "$@"
 }
 
-"$malv" policy --admin "$work/admin.sock" allow train-a priority >"$work/allow.out" 2>&1 ||
+"$malv" policy --admin "$work/admin.sock" allow train-a fair-share >"$work/allow.out" 2>&1 ||
   fail "malv policy allow failed" "$work/allow.out"
-if guest --policy gpu_sched=fair-share >"$work/refused.out" 2>&1; then
+if guest --policy gpu_sched=learned-sjf >"$work/refused.out" 2>&1; then
   fail "a policy off the allow-list was accepted" "$work/refused.out"
 fi
 grep -q "permission_denied" "$work/refused.out" || fail "no permission error" "$work/refused.out"
-grep -q "malv_sched_basic/priority" "$work/refused.out" ||
+grep -q "malv_sched_basic/fair-share" "$work/refused.out" ||
   fail "the refusal does not name what is allowed" "$work/refused.out"
-guest --policy gpu_sched=priority >"$work/allowed.out" 2>&1 ||
+guest --policy gpu_sched=fair-share >"$work/allowed.out" 2>&1 ||
   fail "an allowed policy was refused" "$work/allowed.out"
 "$malv" policy --admin "$work/admin.sock" list --json | grep -q '"train-a"' ||
   fail "the host does not show train-a using the policy it selected"

@@ -214,6 +214,23 @@ name = "d"
   EXPECT_REFUSED("[host]\nivshmem_arena_mib = 257\n", "host.ivshmem_arena_mib");
 }
 
+TEST_F(HostConfigTest, TheSchedulersHostLevelDefaultsToPriorityAndBadNamesAreRefused) {
+  const Result<HostConfig> defaults = load("");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->gpu_host_policy, vgpu::HostSchedPolicy::kPriority);
+  for (const auto& [text, level] : std::vector<std::pair<std::string, vgpu::HostSchedPolicy>>{
+           {"fifo", vgpu::HostSchedPolicy::kFifo},
+           {"fair-share", vgpu::HostSchedPolicy::kFairShare},
+           {"priority", vgpu::HostSchedPolicy::kPriority}}) {
+    const Result<HostConfig> config = load("[host]\ngpu_host_policy = \"" + text + "\"\n");
+    ASSERT_TRUE(config.ok()) << text;
+    EXPECT_EQ(config->gpu_host_policy, level) << text;
+  }
+  EXPECT_REFUSED("[host]\ngpu_host_policy = \"lottery\"\n",
+                 "host.gpu_host_policy must be priority, fair-share or fifo");
+  EXPECT_REFUSED("[host]\ngpu_host_policy = 1\n", "host.gpu_host_policy");
+}
+
 TEST_F(HostConfigTest, UnknownKeysAreRefusedRatherThanIgnored) {
   EXPECT_REFUSED("[host]\nmemory_mb = 64\n", "unknown key 'memory_mb'");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\nmemroy_mib = 64\n", "unknown key 'memroy_mib'");

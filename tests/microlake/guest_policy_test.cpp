@@ -78,8 +78,8 @@ TEST_F(GuestPolicyTest, SelectionTakesEffectForThisVmOnly) {
   ASSERT_TRUE(entries.ok());
   EXPECT_TRUE(find(*entries, "gpu_sched", "malv_sched_basic/fair-share")->selected);
   // Qualified names work too, and switching again replaces the selection.
-  ASSERT_TRUE(guest::select_policy(*a, "gpu_sched=malv_sched_basic/priority").ok());
-  EXPECT_EQ(registry_.selected("vm-a", PolicyClass::kGpuSched), "malv_sched_basic/priority");
+  ASSERT_TRUE(guest::select_policy(*a, "gpu_sched=malv_sched_basic/fifo").ok());
+  EXPECT_EQ(registry_.selected("vm-a", PolicyClass::kGpuSched), "malv_sched_basic/fifo");
 }
 
 TEST_F(GuestPolicyTest, AllowListIsEnforcedOnTheHost) {
@@ -88,7 +88,7 @@ TEST_F(GuestPolicyTest, AllowListIsEnforcedOnTheHost) {
   auto conn = connect("vm-a");
   ASSERT_NE(conn, nullptr);
   const std::string before = registry_.selected("vm-a", PolicyClass::kGpuSched);
-  Status s = guest::select_policy(*conn, "gpu_sched=priority");
+  Status s = guest::select_policy(*conn, "gpu_sched=fair-share");
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code(), ErrorCode::kPermissionDenied);
   EXPECT_NE(s.error().message().find("malv_sched_basic/fifo"), std::string::npos)
@@ -96,7 +96,7 @@ TEST_F(GuestPolicyTest, AllowListIsEnforcedOnTheHost) {
   EXPECT_EQ(registry_.selected("vm-a", PolicyClass::kGpuSched), before);
   auto entries = guest::list_policies(*conn);
   ASSERT_TRUE(entries.ok());
-  EXPECT_FALSE(find(*entries, "gpu_sched", "malv_sched_basic/priority")->allowed);
+  EXPECT_FALSE(find(*entries, "gpu_sched", "malv_sched_basic/fair-share")->allowed);
   EXPECT_TRUE(find(*entries, "gpu_sched", "malv_sched_basic/fifo")->allowed);
   ASSERT_TRUE(guest::select_policy(*conn, "gpu_sched=malv_sched_basic/fifo").ok());
   // The session is still healthy after the refusal.
@@ -148,10 +148,10 @@ TEST_F(GuestPolicyTest, TooSmallListRangeSaysHowMuchIsNeeded) {
 TEST_F(GuestPolicyTest, WorksOverTcp) {
   auto conn = connect_tcp("vm-tcp");
   ASSERT_NE(conn, nullptr);
-  ASSERT_TRUE(guest::select_policy(*conn, "gpu_sched=priority").ok());
+  ASSERT_TRUE(guest::select_policy(*conn, "gpu_sched=fair-share").ok());
   auto entries = guest::list_policies(*conn);
   ASSERT_TRUE(entries.ok()) << entries.error().to_string();
-  EXPECT_TRUE(find(*entries, "gpu_sched", "malv_sched_basic/priority")->selected);
+  EXPECT_TRUE(find(*entries, "gpu_sched", "malv_sched_basic/fair-share")->selected);
 }
 
 TEST_F(GuestPolicyTest, HostWithoutPolicyServiceSaysSo) {

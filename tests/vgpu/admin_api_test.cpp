@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -33,6 +35,7 @@ struct Host {
   explicit Host(const std::string& state_dir, std::vector<VmConfig> config_vms = {})
       : state(state_dir, vgpu.vms(), &policies) {
     EXPECT_TRUE(policies.load_module(mlaas::policy_module_path("malv_sched_basic")).ok());
+    state.set_scheduler(&vgpu.scheduler());
     EXPECT_TRUE(state.restore(config_vms).ok());
     path = state_dir + ".admin.sock";
     auto started = AdminApi::start(
@@ -206,7 +209,7 @@ TEST_F(AdminApiTest, PatchAppliesEveryFieldItAcceptsGpuPolicyIncluded) {
                      {"checkpoint_bytes", 8 << 20},
                      {"max_checkpoints", 9},
                      {"token", "new"},
-                     {"gpu_policy", "priority"}});
+                     {"gpu_policy", "fair-share"}});
   EXPECT_EQ(vm["memory_limit"], 2 << 20);
   EXPECT_EQ(vm["virtual_memory_limit"], 4 << 20);
   EXPECT_TRUE(host.vgpu.vms().find("vm-a").value()->oversubscribed());
@@ -220,7 +223,7 @@ TEST_F(AdminApiTest, PatchAppliesEveryFieldItAcceptsGpuPolicyIncluded) {
   EXPECT_EQ(vm["host_memory_limit"], 7 << 20);
   EXPECT_EQ(vm["checkpoint_limit_bytes"], 8 << 20);
   EXPECT_EQ(vm["max_checkpoints"], 9);
-  EXPECT_EQ(vm["policies"]["gpu_sched"], "malv_sched_basic/priority");
+  EXPECT_EQ(vm["policies"]["gpu_sched"], "malv_sched_basic/fair-share");
   EXPECT_TRUE(host.vgpu.vms().authenticate("vm-a", "new").ok());
   EXPECT_EQ(host.vgpu.vms().find("vm-a").value()->host_memory()->limit(), 7u << 20)
       << "the live quota follows the setting";
@@ -259,8 +262,8 @@ TEST_F(AdminApiTest, PolicyAndAllowListRoutesSelectAndRestrict) {
   EXPECT_EQ(selected["policy"], "malv_sched_basic/fair-share");
   EXPECT_EQ(host.refused("PUT", "/vms/vm-a/policy/gpu_sched", {{"policy", "nope"}}).first, 404);
   EXPECT_EQ(host.refused("PUT", "/vms/vm-a/policy/no_class", {{"policy", "fifo"}}).first, 400);
-  json allowed = host.ok("PUT", "/vms/vm-a/allowed/gpu_sched", {{"policies", {"priority"}}});
-  EXPECT_EQ(allowed["allowed"], json({"malv_sched_basic/priority"}));
+  json allowed = host.ok("PUT", "/vms/vm-a/allowed/gpu_sched", {{"policies", {"fair-share"}}});
+  EXPECT_EQ(allowed["allowed"], json({"malv_sched_basic/fair-share"}));
   allowed = host.ok("PUT", "/vms/vm-a/allowed/gpu_sched", {{"any", true}});
   EXPECT_EQ(allowed["allowed"], "any");
   EXPECT_EQ(host.refused("PUT", "/vms/vm-a/allowed/gpu_sched", {{"policies", 3}}).first, 400);
@@ -337,7 +340,7 @@ TEST_F(AdminApiTest, WhatTheAdminSaidSurvivesARestart) {
             201);
     host.ok("PATCH", "/vms/from-config", {{"weight", 4.0}});
     host.ok("PUT", "/vms/vm-a/policy/gpu_sched", {{"policy", "fair-share"}});
-    host.ok("PUT", "/vms/vm-a/allowed/gpu_sched", {{"policies", {"priority"}}});
+    host.ok("PUT", "/vms/vm-a/allowed/gpu_sched", {{"policies", {"fair-share"}}});
     host.ok("DELETE", "/vms/deleted-config");
   }
   Host host(state_dir(), config);  // the same config file, restarted
@@ -348,11 +351,53 @@ TEST_F(AdminApiTest, WhatTheAdminSaidSurvivesARestart) {
   EXPECT_EQ(a["origin"], "admin");
   auto allowed = host.policies.allow_list("vm-a", mlaas::PolicyClass::kGpuSched);
   ASSERT_TRUE(allowed.has_value());
-  EXPECT_EQ(*allowed, std::vector<std::string>{"malv_sched_basic/priority"});
+  EXPECT_EQ(*allowed, std::vector<std::string>{"malv_sched_basic/fair-share"});
   json c = host.ok("GET", "/vms/from-config");
   EXPECT_EQ(c["weight"], 4.0) << "the admin's change wins over the config file";
   EXPECT_EQ(c["origin"], "config+admin");
   EXPECT_FALSE(host.vgpu.vms().find("deleted-config").ok()) << "a deleted config VM stays deleted";
+}
+
+TEST_F(AdminApiTest, TheSchedulersHostLevelIsShownSetCheckedAndKeptAcrossARestart) {
+  {
+    Host host(state_dir());
+    json shown = host.ok("GET", "/scheduler");
+    EXPECT_EQ(shown["host_policy"], "priority") << "the default";
+    EXPECT_EQ(shown["host_policies"], json({"priority", "fair-share", "fifo"}));
+    EXPECT_TRUE(shown.contains("decisions") && shown.contains("starvation_overrides"));
+    // Until the admin sets it, the state file does not keep it (the config's word holds).
+    host.ok("POST", "/vms", {{"name", "vm-a"}}, 201);
+    std::ifstream before(state_dir() + "/admin-state.json");
+    const std::string saved((std::istreambuf_iterator<char>(before)), {});
+    EXPECT_EQ(saved.find("gpu_host_policy"), std::string::npos) << saved;
+
+    json set = host.ok("PUT", "/scheduler", {{"host_policy", "fair-share"}});
+    EXPECT_EQ(set["host_policy"], "fair-share");
+    EXPECT_EQ(host.vgpu.scheduler().host_policy(), HostSchedPolicy::kFairShare);
+    auto metrics = host.call("GET", "/metrics");
+    ASSERT_TRUE(metrics);
+    EXPECT_NE(metrics->body.find("\nmalv_scheduler_host_policy{policy=\"fair-share\"} 1\n"),
+              std::string::npos)
+        << metrics->body;
+    EXPECT_NE(metrics->body.find("\nmalv_scheduler_host_policy{policy=\"priority\"} 0\n"),
+              std::string::npos);
+    for (const char* family :
+         {"malv_scheduler_decisions_total", "malv_scheduler_starvation_overrides_total"}) {
+      EXPECT_NE(metrics->body.find(std::string("# TYPE ") + family + " counter"), std::string::npos)
+          << family;
+    }
+    // Bad bodies are refused, naming what is accepted, and change nothing.
+    for (const json& bad : {json{{"host_policy", "lottery"}}, json{{"host_policy", 3}},
+                            json::object(), json{{"policy", "fifo"}}}) {
+      auto [status, message] = host.refused("PUT", "/scheduler", bad);
+      EXPECT_EQ(status, 400) << bad.dump();
+      EXPECT_NE(message.find("fair-share"), std::string::npos) << message;
+    }
+    EXPECT_EQ(host.vgpu.scheduler().host_policy(), HostSchedPolicy::kFairShare);
+  }
+  Host host(state_dir());  // restarted: the admin's word is kept
+  EXPECT_EQ(host.ok("GET", "/scheduler")["host_policy"], "fair-share");
+  EXPECT_EQ(host.vgpu.scheduler().host_policy(), HostSchedPolicy::kFairShare);
 }
 
 TEST_F(AdminApiTest, ACorruptStateFileFailsTheStartNamingTheFile) {

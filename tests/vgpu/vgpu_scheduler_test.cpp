@@ -169,14 +169,22 @@ TEST_F(Scheduler, EnqueueManyKeepsOrderAndCookiesAndRejectsAnUnknownStream) {
   view->free(buf);
 }
 
-TEST_F(Scheduler, LowestScoreRunsFirstAndSwitchingTakesEffectAtTheNextDecision) {
+TEST_F(Scheduler, AVmsScoresNeverLetItOvertakeAnotherVm) {
+  // "favourite"'s policy scores its work far below anything: under the host
+  // level fifo the other VM's older op still runs first (before ABI 5 the
+  // scores of all VMs were compared, and the favourite overtook).
+  // (The starvation bound is out of the way: the first op may run longer.)
   FavouritePolicies favourite;
-  VgpuService vgpu(*device_, fifo_, {.device_slots = 1, .max_batch_ops = 1});
+  VgpuService vgpu(*device_, fifo_,
+                   {.device_slots = 1,
+                    .max_batch_ops = 1,
+                    .starvation_bound_ns = 10'000'000'000,
+                    .host_policy = HostSchedPolicy::kFifo});
   TwoVms vms = open_two_vms(vgpu, favourite);
   auto big = device_->allocate(64 << 20).value();
 
   Done done;
-  std::vector<Tag> tags(4, Tag{&done, 0, 0});
+  std::vector<Tag> tags(3, Tag{&done, 0, 0});
   // The first op takes the only slot; while it runs, both VMs queue work.
   tags[0] = {&done, 0, 0};
   vms.other->enqueue(vms.q_other, accel::Memset{big, 0, 64 << 20}, {&record, &tags[0], 0});
@@ -187,10 +195,50 @@ TEST_F(Scheduler, LowestScoreRunsFirstAndSwitchingTakesEffectAtTheNextDecision) 
   vms.other.reset();
   vms.favourite.reset();
   ASSERT_EQ(done.order.size(), 3u);
-  EXPECT_EQ(done.order[1], std::make_pair(1, 0)) << "the favourite VM's op overtook the other's";
+  EXPECT_EQ(done.order[1], std::make_pair(0, 1)) << "the favourite VM's scores overtook";
   EXPECT_GT(favourite.calls.load(), 0);
   EXPECT_GT(favourite.feedbacks.load(), 0);
   device_->free(big);
+}
+
+// Newest item first: the opposite of fifo, to see a VM's own order applied.
+class NewestFirstPolicies final : public GpuSchedPolicies {
+ public:
+  void score(Vm&, std::span<const malv_gpu_sched_observation> items,
+             std::span<double> scores) override {
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      scores[i] = 1e15 - static_cast<double>(items[i].enqueue_time_ns);
+    }
+  }
+  void feedback(Vm&, const malv_gpu_sched_outcome&) override {}
+};
+
+TEST_F(Scheduler, AVmsPolicyOrdersItsOwnStreamsAndTheHostLevelSwitchesAtOnce) {
+  NewestFirstPolicies newest;
+  VgpuService vgpu(*device_, newest,
+                   {.device_slots = 1,
+                    .max_batch_ops = 1,
+                    .starvation_bound_ns = 10'000'000'000,
+                    .host_policy = HostSchedPolicy::kFifo});
+  ASSERT_TRUE(vgpu.vms().create({.name = "vm", .token = "t"}).ok());
+  auto view = std::move(vgpu.open_session("vm", "t")).value();
+  auto q0 = view->create_queue(accel::QueuePriority::kNormal).value();
+  auto q1 = view->create_queue(accel::QueuePriority::kNormal).value();
+  auto q2 = view->create_queue(accel::QueuePriority::kNormal).value();
+  auto big = view->allocate(64 << 20).value();
+  Done done;
+  std::vector<Tag> tags{{&done, 0, 0}, {&done, 1, 0}, {&done, 2, 0}};
+  view->enqueue(q0, accel::Memset{big, 0, 64 << 20}, {&record, &tags[0], 0});
+  view->enqueue(q1, accel::Memset{big, 0, 4}, {&record, &tags[1], 0});
+  view->enqueue(q2, accel::Memset{big, 0, 4}, {&record, &tags[2], 0});
+  for (auto q : {q0, q1, q2}) view->destroy_queue(q);
+  ASSERT_EQ(done.order.size(), 3u);
+  EXPECT_EQ(done.order[1], std::make_pair(2, 0)) << "the VM's policy runs its newest item first";
+  EXPECT_EQ(done.order[2], std::make_pair(1, 0));
+  EXPECT_EQ(vgpu.scheduler().host_policy(), HostSchedPolicy::kFifo);
+  vgpu.scheduler().set_host_policy(HostSchedPolicy::kFairShare);
+  EXPECT_EQ(vgpu.scheduler().host_policy(), HostSchedPolicy::kFairShare);
+  view->free(big);
 }
 
 TEST_F(Scheduler, BusyTimeIsChargedToTheVmThatRan) {
@@ -206,29 +254,17 @@ TEST_F(Scheduler, BusyTimeIsChargedToTheVmThatRan) {
   EXPECT_EQ(vgpu.vms().find("idle").value()->counters().busy_ns.load(), 0u);
 }
 
-// Marks latency-class items urgent (a negative score), as `priority` does.
-class UrgentLatencyPolicies final : public GpuSchedPolicies {
- public:
-  void score(Vm&, std::span<const malv_gpu_sched_observation> items,
-             std::span<double> scores) override {
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      scores[i] =
-          static_cast<double>(items[i].enqueue_time_ns) -
-          (items[i].priority_class == MALV_PRIORITY_LATENCY ? MALV_GPU_SCHED_URGENT_OFFSET : 0.0);
-    }
-  }
-  void feedback(Vm&, const malv_gpu_sched_outcome&) override {}
-};
-
 TEST(SchedulerPriority, UrgentLatencyVmWorkRunsWhileBatchWorkHoldsEveryDeviceSlot) {
   // One general worker and one device slot, both held by a batch VM's op
   // (its completion blocks, as a long kernel would); the latency VM's op,
   // urgent by its policy, takes the latency slot and the device's
   // high-priority worker, and its completion is what releases the batch op.
+  // Urgency is the host level's (priority, the default): the VMs' own
+  // policy is plain fifo.
   auto device = accel::make_cpu_backend(
       {.memory_bytes = 16ull << 20, .workers = 1, .high_priority_workers = 1});
-  UrgentLatencyPolicies urgent;
-  VgpuService vgpu(*device, urgent, {.device_slots = 1, .latency_slots = 1});
+  FifoPolicies fifo;
+  VgpuService vgpu(*device, fifo, {.device_slots = 1, .latency_slots = 1});
   ASSERT_TRUE(vgpu.vms().create({.name = "batch", .token = "t"}).ok());
   ASSERT_TRUE(vgpu.vms()
                   .create({.name = "latency", .token = "t", .priority = PriorityClass::kLatency})
@@ -254,12 +290,14 @@ TEST(SchedulerPriority, UrgentLatencyVmWorkRunsWhileBatchWorkHoldsEveryDeviceSlo
 
 // The second VM's op must not take the latency slot, so it runs only once
 // the first releases the device slot: a batch VM even with a policy that
-// calls its work urgent, or a latency VM whose policy does not (fifo).
-void expect_second_waits_for_the_device_slot(GpuSchedPolicies& policies,
-                                             PriorityClass second_class) {
+// scores its work below anything, or a latency VM under a host level other
+// than priority.
+void expect_second_waits_for_the_device_slot(GpuSchedPolicies& policies, PriorityClass second_class,
+                                             HostSchedPolicy host_policy) {
   auto device = accel::make_cpu_backend(
       {.memory_bytes = 16ull << 20, .workers = 2, .high_priority_workers = 1});
-  VgpuService vgpu(*device, policies, {.device_slots = 1, .latency_slots = 1});
+  VgpuService vgpu(*device, policies,
+                   {.device_slots = 1, .latency_slots = 1, .host_policy = host_policy});
   ASSERT_TRUE(vgpu.vms().create({.name = "first", .token = "t"}).ok());
   ASSERT_TRUE(vgpu.vms().create({.name = "second", .token = "t", .priority = second_class}).ok());
   auto first = std::move(vgpu.open_session("first", "t")).value();
@@ -287,7 +325,7 @@ void expect_second_waits_for_the_device_slot(GpuSchedPolicies& policies,
   EXPECT_EQ(done.order.size(), 1u);
 }
 
-TEST(SchedulerPriority, BatchVmWorkWaitsForADeviceSlotEvenIfItsPolicyCallsItUrgent) {
+TEST(SchedulerPriority, BatchVmWorkWaitsForADeviceSlotWhateverItsPolicyScores) {
   class AllUrgent final : public GpuSchedPolicies {
    public:
     void score(Vm&, std::span<const malv_gpu_sched_observation> items,
@@ -296,12 +334,15 @@ TEST(SchedulerPriority, BatchVmWorkWaitsForADeviceSlotEvenIfItsPolicyCallsItUrge
     }
     void feedback(Vm&, const malv_gpu_sched_outcome&) override {}
   } all_urgent;
-  expect_second_waits_for_the_device_slot(all_urgent, PriorityClass::kBatch);
+  expect_second_waits_for_the_device_slot(all_urgent, PriorityClass::kBatch,
+                                          HostSchedPolicy::kPriority);
 }
 
-TEST(SchedulerPriority, UnderFifoALatencyVmWaitsForADeviceSlotLikeAnyOther) {
+TEST(SchedulerPriority, UnderTheHostLevelsFifoAndFairShareALatencyVmWaitsLikeAnyOther) {
   FifoPolicies fifo;
-  expect_second_waits_for_the_device_slot(fifo, PriorityClass::kLatency);
+  expect_second_waits_for_the_device_slot(fifo, PriorityClass::kLatency, HostSchedPolicy::kFifo);
+  expect_second_waits_for_the_device_slot(fifo, PriorityClass::kLatency,
+                                          HostSchedPolicy::kFairShare);
 }
 
 TEST_F(Scheduler, WaitOnAnEventRecordedOnAStreamStillQueuedHereWaitsForThatRecord) {

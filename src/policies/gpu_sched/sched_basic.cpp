@@ -1,20 +1,16 @@
 // malv_sched_basic: the built-in gpu_sched policies as one MLaaS module.
+// Each orders one VM's own pending items (the heads of its streams); which
+// VM is served is the host level's decision (vgpu/host_sched_policy.h).
 //
-//   fifo         score = enqueue_time_ns
-//   fair-share   score = vm_busy_ns / vm_weight: the VM that has used the
-//                least accelerator time per unit of weight goes first
-//   priority     latency items by enqueue time, marked urgent (score less
-//                MALV_GPU_SCHED_URGENT_OFFSET: the host runs them on the
-//                device's highest priority); batch items come after
-//                every latency item (scored from the decision time plus
-//                kBatchPenaltyNs) and share among themselves like
-//                fair-share, by busy time per unit of weight; a batch item
-//                that waited kAgingNs or more competes by enqueue time like
-//                a latency item (urgent too, and, being older, usually
-//                wins): batch work is never starved
+//   fifo         score = enqueue_time_ns - the VM's oldest item: the VM's
+//                work in the order it was queued
+//   fair-share   score = queue_busy_ns: the VM's stream that has used the
+//                least accelerator time goes first (the VM's streams share
+//                its device time equally)
 //   learned-sjf  see learned_sjf.h
 //
-// Lower scores run first. Built against include/malv/mlaas.h only.
+// Lower scores run first; scores are >= 0 (ABI 5). Built against
+// include/malv/mlaas.h only.
 #include <malv/mlaas.h>
 
 #include <cstdint>
@@ -23,9 +19,6 @@
 
 namespace malv_sched_basic {
 namespace {
-
-constexpr double kBatchPenaltyNs = 1e9;        // 1 s behind any latency item
-constexpr std::int64_t kAgingNs = 20'000'000;  // 20 ms
 
 int create_stateless(const malv_host_services*, const char*, void** state) {
   *state = nullptr;
@@ -36,7 +29,13 @@ void destroy_stateless(void*) {}
 int fifo_decide(void*, const void* observations, size_t n, void* decisions) {
   const auto* obs = static_cast<const malv_gpu_sched_observation*>(observations);
   auto* out = static_cast<malv_gpu_sched_decision*>(decisions);
-  for (size_t i = 0; i < n; ++i) out[i].score = static_cast<double>(obs[i].enqueue_time_ns);
+  std::int64_t oldest = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (i == 0 || obs[i].enqueue_time_ns < oldest) oldest = obs[i].enqueue_time_ns;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    out[i].score = static_cast<double>(obs[i].enqueue_time_ns - oldest);
+  }
   return MALV_MLAAS_OK;
 }
 
@@ -44,26 +43,8 @@ int fair_share_decide(void*, const void* observations, size_t n, void* decisions
   const auto* obs = static_cast<const malv_gpu_sched_observation*>(observations);
   auto* out = static_cast<malv_gpu_sched_decision*>(decisions);
   for (size_t i = 0; i < n; ++i) {
-    if (!(obs[i].vm_weight > 0.0)) return MALV_MLAAS_ERR_INVALID;
-    out[i].score = static_cast<double>(obs[i].vm_busy_ns) / obs[i].vm_weight;
-  }
-  return MALV_MLAAS_OK;
-}
-
-int priority_decide(void*, const void* observations, size_t n, void* decisions) {
-  const auto* obs = static_cast<const malv_gpu_sched_observation*>(observations);
-  auto* out = static_cast<malv_gpu_sched_decision*>(decisions);
-  for (size_t i = 0; i < n; ++i) {
-    double score = static_cast<double>(obs[i].enqueue_time_ns) - MALV_GPU_SCHED_URGENT_OFFSET;
-    const bool batch = obs[i].priority_class == MALV_PRIORITY_BATCH;
-    if (batch && obs[i].waited_ns < kAgingNs) {
-      if (!(obs[i].vm_weight > 0.0)) return MALV_MLAAS_ERR_INVALID;
-      // enqueue + waited is the decision time, the same for every candidate
-      // of a decision: batch items differ only by their VM's share used.
-      const double now = static_cast<double>(obs[i].enqueue_time_ns + obs[i].waited_ns);
-      score = now + kBatchPenaltyNs + static_cast<double>(obs[i].vm_busy_ns) / obs[i].vm_weight;
-    }
-    out[i].score = score;
+    if (obs[i].queue_busy_ns < 0) return MALV_MLAAS_ERR_INVALID;
+    out[i].score = static_cast<double>(obs[i].queue_busy_ns);
   }
   return MALV_MLAAS_OK;
 }
@@ -72,11 +53,8 @@ const malv_policy kPolicies[] = {
     {MALV_POLICY_GPU_SCHED, "fifo", "oldest work item first", create_stateless, destroy_stateless,
      fifo_decide, nullptr},
     {MALV_POLICY_GPU_SCHED, "fair-share",
-     "VM with the least accelerator time per unit of weight first", create_stateless,
-     destroy_stateless, fair_share_decide, nullptr},
-    {MALV_POLICY_GPU_SCHED, "priority",
-     "latency class first; batch VMs share by weight; batch items promoted after 20 ms",
-     create_stateless, destroy_stateless, priority_decide, nullptr},
+     "the VM's stream with the least accelerator time first (its streams share equally)",
+     create_stateless, destroy_stateless, fair_share_decide, nullptr},
     kLearnedSjfPolicy,
 };
 
