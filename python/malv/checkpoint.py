@@ -54,8 +54,8 @@ def _as_bytes(key, value):
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
             raise InvalidArgument(f"checkpoint entry {key!r}: an array of Python objects")
-        a = np.ascontiguousarray(value)
-        return ("numpy", a.dtype.str, list(a.shape), a.reshape(-1).view(np.uint8))
+        a = np.ascontiguousarray(value)  # (a 0-d array comes back 1-d)
+        return ("numpy", a.dtype.str, list(value.shape), a.reshape(-1).view(np.uint8))
     raise InvalidArgument(f"checkpoint entry {key!r}: a {type(value).__name__}; expected a numpy "
                           "array or a CPU torch tensor")
 
@@ -67,11 +67,11 @@ def _from_bytes(key, kind, dtype, shape, blob):
             torch_dtype = getattr(torch, dtype, None)
             if not isinstance(torch_dtype, torch.dtype):
                 raise DataLoss(f"checkpoint entry {key!r}: unknown torch dtype {dtype!r}")
-            return torch.from_numpy(blob).view(torch_dtype).reshape(shape)
+            return torch.from_numpy(blob).view(torch_dtype).reshape(tuple(shape))
         if dtype == "bfloat16":
             raise InvalidArgument(f"checkpoint entry {key!r} is a bfloat16 tensor: load it with torch")
         dtype = np.dtype(dtype).str
-    return blob.view(np.dtype(dtype)).reshape(shape)
+    return blob.view(np.dtype(dtype)).reshape(tuple(shape))
 
 
 def save(name, state_dict, conn=None):
