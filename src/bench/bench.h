@@ -52,6 +52,12 @@ struct MlaasOptions {
   double batch_window_us = 0;  // InferenceOptions::batch_window
   int max_concurrent_runs = 1;
   bool callers_only = false;  // only that phase
+  // Prefetch (mlaas_prefetch.h): fixed, adaptive and learned on a training
+  // VM whose data step varies.
+  int prefetch_steps = 300;         // training steps per run
+  int prefetch_rounds = 3;          // runs per policy
+  std::uint64_t prefetch_seed = 1;  // the data-step schedule's (round r: seed + r)
+  bool prefetch_only = false;       // only that phase
 };
 
 [[nodiscard]] Status run_mlaas(const MlaasOptions& options);

@@ -47,6 +47,7 @@
 #include "base/log.h"
 #include "bench/bench.h"
 #include "bench/mlaas_callers.h"
+#include "bench/mlaas_prefetch.h"
 #include "bench/models.h"
 #include "harness/report.h"
 #include "mlaas/feature_registry.h"
@@ -580,6 +581,8 @@ Status run_mlaas(const MlaasOptions& requested) {
     flags.bursts = 1;
     flags.caller_ms = 5;
     flags.caller_rounds = 1;
+    flags.prefetch_steps = 40;
+    flags.prefetch_rounds = 1;
   }
   // Module loads and policy switches log at info; keep stderr to progress
   // lines and warnings (a policy switched off) unless MALV_LOG says otherwise.
@@ -589,10 +592,18 @@ Status run_mlaas(const MlaasOptions& requested) {
   const accel::DeviceInfo info = host->device->info();
   nlohmann::json extra = {{"backend", info.backend}, {"device", info.name}, {"quick", flags.quick}};
 
+  if (flags.prefetch_only) {
+    MALV_ASSIGN_OR_RETURN(PrefetchPhase prefetch, run_prefetch_phase(flags));
+    std::vector<harness::Figure> figures;
+    add_prefetch_figures(prefetch, figures, extra);
+    harness::print_figures("malv bench mlaas (prefetch)", figures, flags.json, extra);
+    return ok_status();
+  }
   if (flags.callers_only) {
     MALV_ASSIGN_OR_RETURN(auto callers, run_concurrent_callers(*host->device, flags));
     std::vector<harness::Figure> figures;
     add_caller_figures(callers, figures, extra);
+  add_prefetch_figures(prefetch, figures, extra);
     harness::print_figures("malv bench mlaas (concurrent callers)", figures, flags.json, extra);
     return ok_status();
   }
@@ -616,6 +627,7 @@ Status run_mlaas(const MlaasOptions& requested) {
   fmt::print(stderr, "bench mlaas: mixed workload, fifo vs learned-sjf ({} + {} bursts each) ...\n",
              flags.warmup_bursts, flags.bursts);
   MALV_ASSIGN_OR_RETURN(MixResult mix, run_mix(*host, flags));
+  MALV_ASSIGN_OR_RETURN(PrefetchPhase prefetch, run_prefetch_phase(flags));
 
   std::vector<harness::Figure> figures;
   const std::size_t n_cases = std::size(kDecideCases);

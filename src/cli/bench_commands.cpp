@@ -66,6 +66,20 @@ void register_bench_mlaas(CLI::App& bench, int& exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   sub->add_flag("--callers-only", flags->callers_only, "Run only the concurrent-callers phase");
+  sub->add_option("--prefetch-steps", flags->prefetch_steps,
+                  "Prefetch: training steps per run (a VM whose data step varies)")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 1'000'000));
+  sub->add_option("--prefetch-rounds", flags->prefetch_rounds,
+                  "Prefetch: runs per policy (fixed, adaptive, learned in rotating order)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  sub->add_option("--prefetch-seed", flags->prefetch_seed,
+                  "Prefetch: seed of the data-step schedule (round r uses seed + r)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 62));
+  sub->add_flag("--prefetch-only", flags->prefetch_only, "Run only the prefetch phase")
+      ->excludes("--callers-only");
   on_bench_run(
       *sub, [flags] { return bench::run_mlaas(*flags); }, exit_code);
 }

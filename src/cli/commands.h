@@ -29,6 +29,7 @@ void register_memory(CLI::App& app, int& exit_code);
 void register_memory_train(CLI::App& memory, int& exit_code);
 void register_mlaas(CLI::App& app, int& exit_code);
 void register_mllb(CLI::App& app, int& exit_code);
+void register_prefetch(CLI::App& app, int& exit_code);
 void register_bench_cpu(CLI::App& bench, int& exit_code);
 
 // Groups whose implementation has not landed yet: they say so and exit 2

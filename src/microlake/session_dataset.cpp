@@ -94,6 +94,7 @@ Status Session::run(const wire::Command& cmd, const proto::DatasetOpenRequest& r
       spec.max_depth == 0 ? catalog.max_depth() : std::min(spec.max_depth, catalog.max_depth());
   options.prefetch = catalog.prefetch_policy();
   options.feedback = catalog.prefetch_feedback();
+  options.producer_delay = catalog.producer_delay();
   const std::uint64_t examples = data->count;
   const auto dims = static_cast<std::uint32_t>(data->dims);
   MALV_ASSIGN_OR_RETURN(auto pipeline,

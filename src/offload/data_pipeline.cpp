@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "base/clock.h"
@@ -100,6 +101,10 @@ std::uint32_t DataPipeline::gather(Slot& slot, std::uint64_t index) {
   const std::size_t first = static_cast<std::size_t>(index % steps_per_epoch_) * options_.batch;
   const std::size_t rows = std::min<std::size_t>(options_.batch, dataset_->count - first);
   const std::size_t dims = dataset_->dims;
+  if (options_.producer_delay) {
+    const std::int64_t extra = options_.producer_delay(options_.vm, index);
+    if (extra > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(extra));
+  }
   for (std::size_t r = 0; r < rows; ++r) {
     const std::uint32_t example = order_[first + r];
     std::memcpy(slot.host_features.data() + r * dims, dataset_->features.data() + example * dims,

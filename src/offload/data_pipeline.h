@@ -56,6 +56,7 @@ struct PipelineOptions {
   std::uint32_t initial_depth = 2;  // until the policy first decides
   PrefetchPolicy prefetch;          // null: keep initial_depth
   PrefetchFeedback feedback;        // null: the policy hears nothing back
+  ProducerDelay producer_delay;     // null: none (dataset_catalog.h)
 };
 
 struct PipelineStats {

@@ -51,11 +51,18 @@ using PrefetchPolicy =
 using PrefetchFeedback =
     std::function<void(std::string_view vm, const malv_prefetch_outcome& outcome)>;
 
+// Extra time (ns) the producer spends on batch `batch` of a VM's pipeline,
+// on top of gathering and uploading it: a data step whose cost varies, as a
+// dataset behind slower storage would give (benchmarks and `malv prefetch
+// record` use it with a seeded schedule; a host does not).
+using ProducerDelay = std::function<std::int64_t(std::string_view vm, std::uint64_t batch)>;
+
 struct CatalogOptions {
   std::vector<std::string> data_dirs;  // where guests' relative paths are looked up
   std::uint32_t max_depth = 8;         // batches staged ahead at most, per pipeline
   PrefetchPolicy prefetch;             // null: the fixed baseline depth
   PrefetchFeedback prefetch_feedback;  // null: no feedback
+  ProducerDelay producer_delay;        // null: none
 };
 
 class DatasetCatalog {
@@ -73,6 +80,7 @@ class DatasetCatalog {
   std::uint32_t max_depth() const { return options_.max_depth; }
   const PrefetchPolicy& prefetch_policy() const { return options_.prefetch; }
   const PrefetchFeedback& prefetch_feedback() const { return options_.prefetch_feedback; }
+  const ProducerDelay& producer_delay() const { return options_.producer_delay; }
   const std::vector<std::string>& data_dirs() const { return options_.data_dirs; }
 
  private:
