@@ -156,8 +156,11 @@ class Client:
             if response.status >= 400:
                 try:
                     err = json.loads(data)
-                    raise from_code(err.get("error", "internal"), err.get("message", ""),
-                                    [f"{method} {path}"])
+                    code = err.get("error", "internal")
+                    message = err.get("message", "")
+                    if message.startswith(f"{code}: "):  # the host's text repeats the code
+                        message = message[len(code) + 2:]
+                    raise from_code(code, message, [f"{method} {path}"])
                 except ValueError:
                     raise Error(f"{method} {path}: HTTP {response.status}: "
                                 f"{data.decode(errors='replace')}", code="internal") from None
