@@ -14,7 +14,7 @@
 # client API, which only components that link malv_guest see
 # (build/include-shims/client/malv/, added by src/guest). Installed, they all
 # sit together in <prefix>/include/malv/.
-set(MALV_SHARED_PUBLIC_HEADERS mlaas.h memory_features.h mllb_features.h prefetch_features.h protocol.h kernels.h result.h error.h)
+set(MALV_SHARED_PUBLIC_HEADERS mlaas.h memory_features.h mllb_features.h prefetch_features.h sjf_features.h protocol.h kernels.h result.h error.h)
 
 function(malv_public_header_shims)
   file(GLOB public_headers CONFIGURE_DEPENDS RELATIVE "${PROJECT_SOURCE_DIR}/include/malv"

@@ -58,6 +58,12 @@ struct MlaasOptions {
   int prefetch_rounds = 3;          // runs per policy
   std::uint64_t prefetch_seed = 1;  // the data-step schedule's (round r: seed + r)
   bool prefetch_only = false;       // only that phase
+  // learned-sjf cold vs fifo (mlaas_sjf.h): one VM, several streams.
+  int sjf_streams = 4;
+  int sjf_bursts = 30;  // per run, no warm-up
+  int sjf_rounds = 3;   // fifo and learned-sjf alternate
+  std::uint64_t sjf_seed = 1;
+  bool sjf_only = false;  // only that phase
 };
 
 [[nodiscard]] Status run_mlaas(const MlaasOptions& options);

@@ -48,6 +48,7 @@
 #include "bench/bench.h"
 #include "bench/mlaas_callers.h"
 #include "bench/mlaas_prefetch.h"
+#include "bench/mlaas_sjf.h"
 #include "bench/models.h"
 #include "harness/report.h"
 #include "mlaas/feature_registry.h"
@@ -583,6 +584,8 @@ Status run_mlaas(const MlaasOptions& requested) {
     flags.caller_rounds = 1;
     flags.prefetch_steps = 40;
     flags.prefetch_rounds = 1;
+    flags.sjf_bursts = 2;
+    flags.sjf_rounds = 1;
   }
   // Module loads and policy switches log at info; keep stderr to progress
   // lines and warnings (a policy switched off) unless MALV_LOG says otherwise.
@@ -592,6 +595,13 @@ Status run_mlaas(const MlaasOptions& requested) {
   const accel::DeviceInfo info = host->device->info();
   nlohmann::json extra = {{"backend", info.backend}, {"device", info.name}, {"quick", flags.quick}};
 
+  if (flags.sjf_only) {
+    MALV_ASSIGN_OR_RETURN(SjfPhase sjf, run_sjf_phase(flags));
+    std::vector<harness::Figure> figures;
+    add_sjf_figures(sjf, figures, extra);
+    harness::print_figures("malv bench mlaas (learned-sjf)", figures, flags.json, extra);
+    return ok_status();
+  }
   if (flags.prefetch_only) {
     MALV_ASSIGN_OR_RETURN(PrefetchPhase prefetch, run_prefetch_phase(flags));
     std::vector<harness::Figure> figures;
@@ -603,7 +613,6 @@ Status run_mlaas(const MlaasOptions& requested) {
     MALV_ASSIGN_OR_RETURN(auto callers, run_concurrent_callers(*host->device, flags));
     std::vector<harness::Figure> figures;
     add_caller_figures(callers, figures, extra);
-  add_prefetch_figures(prefetch, figures, extra);
     harness::print_figures("malv bench mlaas (concurrent callers)", figures, flags.json, extra);
     return ok_status();
   }
@@ -627,6 +636,7 @@ Status run_mlaas(const MlaasOptions& requested) {
   fmt::print(stderr, "bench mlaas: mixed workload, fifo vs learned-sjf ({} + {} bursts each) ...\n",
              flags.warmup_bursts, flags.bursts);
   MALV_ASSIGN_OR_RETURN(MixResult mix, run_mix(*host, flags));
+  MALV_ASSIGN_OR_RETURN(SjfPhase sjf, run_sjf_phase(flags));
   MALV_ASSIGN_OR_RETURN(PrefetchPhase prefetch, run_prefetch_phase(flags));
 
   std::vector<harness::Figure> figures;
@@ -700,6 +710,8 @@ Status run_mlaas(const MlaasOptions& requested) {
                      "learned-sjf decisions the baseline answered instead"});
 
   add_caller_figures(callers, figures, extra);
+  add_sjf_figures(sjf, figures, extra);
+  add_prefetch_figures(prefetch, figures, extra);
   extra["crossover"] = crossovers;
   harness::print_figures("malv bench mlaas", figures, flags.json, extra);
   return ok_status();

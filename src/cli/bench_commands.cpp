@@ -80,6 +80,7 @@ void register_bench_mlaas(CLI::App& bench, int& exit_code) {
       ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 62));
   sub->add_flag("--prefetch-only", flags->prefetch_only, "Run only the prefetch phase")
       ->excludes("--callers-only");
+  add_bench_sjf_flags(*sub, *flags);
   on_bench_run(
       *sub, [flags] { return bench::run_mlaas(*flags); }, exit_code);
 }

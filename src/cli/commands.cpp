@@ -27,6 +27,7 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_mlaas(app, exit_code);
   register_mllb(app, exit_code);
   register_prefetch(app, exit_code);
+  register_sjf(app, exit_code);
   CLI::App* bench = app.add_subcommand("bench", "Run the benchmarks (ours vs baseline, one run)");
   bench->require_subcommand(1);
   register_bench_ipc(*bench, exit_code);

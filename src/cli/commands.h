@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench/bench.h"
+
 namespace malv::cli {
 
 void register_commands(CLI::App& app, int& exit_code);
@@ -31,6 +33,9 @@ void register_mlaas(CLI::App& app, int& exit_code);
 void register_mllb(CLI::App& app, int& exit_code);
 void register_prefetch(CLI::App& app, int& exit_code);
 void register_bench_cpu(CLI::App& bench, int& exit_code);
+void register_sjf(CLI::App& app, int& exit_code);
+// The learned-sjf phase's flags of `malv bench mlaas` (sjf_command.cpp).
+void add_bench_sjf_flags(CLI::App& sub, bench::MlaasOptions& flags);
 
 // Groups whose implementation has not landed yet: they say so and exit 2
 // rather than pretend to work.

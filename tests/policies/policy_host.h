@@ -10,6 +10,7 @@
 
 #include "mlaas/feature_registry.h"
 #include "mlaas/host_services.h"
+#include "mlaas/inference_service.h"
 #include "mlaas/policy_dir.h"
 #include "mlaas/policy_registry.h"
 #include "mlaas/policy_runner.h"
@@ -36,7 +37,9 @@ class PolicyHost : public ::testing::Test {
   }
 
   FeatureRegistry features;
-  HostServices services{features, nullptr};
+  // CPU only; learned policies (learned-sjf) run their models through it.
+  InferenceService inference{nullptr, InferenceOptions{.calibrate = false}};
+  HostServices services{features, &inference};
   PolicyRegistry registry{services.table()};
   PolicyRunner runner{registry, GuardrailOptions{std::chrono::milliseconds(20), 5}};
 };

@@ -1,118 +1,167 @@
 // learned-sjf (see learned_sjf.h). Built into malv_sched_basic.so against
-// the C ABI only.
+// the C ABI only; the model lives in the host's inference service.
 #include "learned_sjf.h"
+
+#include <malv/sjf_features.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <new>
+#include <vector>
+
+#include "module_model.h"
 
 namespace malv_sched_basic {
 namespace {
 
-constexpr int kKernelBuckets = 16;
-constexpr int kInputs = 3 + kKernelBuckets;
-constexpr int kHidden = 16;
+constexpr const char* kStateName = "learned-sjf";
+constexpr const char* kModelFile = "malv_learned_sjf.safetensors";
+constexpr const char* kModelEnv = "MALV_LEARNED_SJF_MODEL";
+constexpr std::size_t kTrainRows = 16;
+constexpr std::uint32_t kSteps = 2;
 constexpr float kLearningRate = 0.02f;
-constexpr double kMinPredictionNs = 1.0;
-constexpr double kMaxPredictionNs = 1e10;
-constexpr float kInitialLogNs = 11.5f;  // ~1e5 ns
-constexpr float kGradientClip = 5.0f;
+constexpr std::int64_t kSaveIntervalNs = 30'000'000'000;  // 30 s
 
-struct Model {
-  float w1[kHidden][kInputs];
-  float b1[kHidden];
-  float w2[kHidden];
-  float b2;
-  std::uint64_t trained = 0;
+// An object in this module, whose address dladdr() maps to its file.
+const char kModuleAnchor = 0;
+
+struct LearnedSjf {
+  const malv_host_services* services = nullptr;
+  malv_model model = 0;
+  std::vector<float> in;       // decide(): rows of MALV_SJF_FEATURE_COUNT
+  std::vector<float> out;      // decide(): one prediction per row
+  std::vector<float> rows;     // feedback(): features of outcomes not trained on yet
+  std::vector<float> targets;  // their malv_sjf_target(run_ns)
+  std::uint64_t trained = 0;   // model_train calls since the last save
+  std::int64_t saved_ns = 0;   // now_ns() of the last save (or of create)
 };
 
-void init_model(Model& m) {
-  // Deterministic small weights (a fixed LCG), so runs are reproducible.
-  std::uint32_t seed = 12345u;
-  auto next = [&seed] {
-    seed = seed * 1664525u + 1013904223u;
-    return (static_cast<float>(seed >> 8) / static_cast<float>(1u << 24)) - 0.5f;
-  };
-  for (auto& row : m.w1) {
-    for (float& w : row) w = next() * 0.5f;
-  }
-  for (float& b : m.b1) b = 0.1f;
-  for (float& w : m.w2) w = next() * 0.1f;
-  m.b2 = kInitialLogNs;
+void log_line(const malv_host_services* s, int level, const char* message) {
+  if (s != nullptr && s->log != nullptr) s->log(s, level, message);
 }
 
-void features(const malv_gpu_sched_observation& o, float x[kInputs]) {
-  x[0] = static_cast<float>(std::log1p(std::max(0.0, o.est_flops)) / 20.0);
-  x[1] = static_cast<float>(std::log1p(std::max(0.0, o.est_bytes)) / 20.0);
-  x[2] = o.priority_class == MALV_PRIORITY_BATCH ? 1.0f : 0.0f;
-  for (int i = 0; i < kKernelBuckets; ++i) x[3 + i] = 0.0f;
-  x[3 + static_cast<int>(o.kernel_id % kKernelBuckets)] = 1.0f;
-}
-
-float forward(const Model& m, const float x[kInputs], float hidden[kHidden]) {
-  float y = m.b2;
-  for (int h = 0; h < kHidden; ++h) {
-    float a = m.b1[h];
-    for (int i = 0; i < kInputs; ++i) a += m.w1[h][i] * x[i];
-    hidden[h] = a > 0.0f ? a : 0.0f;
-    y += m.w2[h] * hidden[h];
+void save(LearnedSjf& sjf) {
+  const malv_host_services* s = sjf.services;
+  sjf.saved_ns = s->now_ns(s);
+  const int status = s->model_save(s, sjf.model, kStateName);
+  if (status == MALV_MLAAS_OK) {
+    sjf.trained = 0;
+  } else if (status != MALV_MLAAS_ERR_NO_STATE) {
+    char line[96];
+    std::snprintf(line, sizeof(line), "learned-sjf: saving the model failed (status %d)", status);
+    log_line(s, MALV_LOG_WARN, line);
   }
-  return y;
-}
-
-void sgd_step(Model& m, const float x[kInputs], float target) {
-  float hidden[kHidden];
-  float y = forward(m, x, hidden);
-  float g = std::clamp(y - target, -kGradientClip, kGradientClip);  // d(0.5 err^2)/dy
-  for (int h = 0; h < kHidden; ++h) {
-    float gh = hidden[h] > 0.0f ? g * m.w2[h] : 0.0f;
-    m.w2[h] -= kLearningRate * g * hidden[h];
-    m.b1[h] -= kLearningRate * gh;
-    for (int i = 0; i < kInputs; ++i) m.w1[h][i] -= kLearningRate * gh * x[i];
-  }
-  m.b2 -= kLearningRate * g;
-  ++m.trained;
 }
 
 int create(const malv_host_services* services, const char* vm_name, void** state) {
   (void)vm_name;
-  auto* model = new (std::nothrow) Model;
-  if (model == nullptr) return MALV_MLAAS_ERR_NO_MEMORY;
-  init_model(*model);
-  *state = model;
-  if (services != nullptr && services->log != nullptr) {
-    services->log(services, MALV_LOG_DEBUG, "learned-sjf: new run-time model");
+  if (services == nullptr || services->struct_size < sizeof(malv_host_services) ||
+      services->model_open == nullptr || services->model_train == nullptr ||
+      services->model_save == nullptr || services->model_dims == nullptr ||
+      services->model_infer == nullptr || services->model_release == nullptr ||
+      services->now_ns == nullptr) {
+    return MALV_MLAAS_ERR_INVALID;
   }
+  char path[4096];
+  const char* shipped = std::getenv(kModelEnv);
+  if (shipped == nullptr || shipped[0] == '\0') {
+    if (malv_module_file_path(&kModuleAnchor, kModelFile, path, sizeof(path)) != 0) {
+      return MALV_MLAAS_ERR_NOT_FOUND;
+    }
+    shipped = path;
+  }
+  auto* sjf = new (std::nothrow) LearnedSjf;
+  if (sjf == nullptr) return MALV_MLAAS_ERR_NO_MEMORY;
+  sjf->services = services;
+  std::uint32_t source = 0;
+  int status = services->model_open(services, kStateName, shipped, &sjf->model, &source);
+  if (status != MALV_MLAAS_OK) {
+    delete sjf;
+    return status;
+  }
+  std::size_t in_dim = 0, out_dim = 0;
+  status = services->model_dims(services, sjf->model, &in_dim, &out_dim);
+  if (status != MALV_MLAAS_OK || in_dim != MALV_SJF_FEATURE_COUNT || out_dim != 1) {
+    char line[160];
+    std::snprintf(line, sizeof(line),
+                  "learned-sjf: the model takes %zu inputs and gives %zu outputs; it must take "
+                  "%d and give 1",
+                  in_dim, out_dim, MALV_SJF_FEATURE_COUNT);
+    log_line(services, MALV_LOG_ERROR, line);
+    services->model_release(services, sjf->model);
+    delete sjf;
+    return status != MALV_MLAAS_OK ? status : MALV_MLAAS_ERR_INVALID;
+  }
+  sjf->saved_ns = services->now_ns(services);
+  log_line(services, MALV_LOG_DEBUG,
+           source == MALV_MODEL_FROM_STATE ? "learned-sjf: the host's persisted model"
+                                           : "learned-sjf: the shipped model");
+  *state = sjf;
   return MALV_MLAAS_OK;
 }
 
-void destroy(void* state) { delete static_cast<Model*>(state); }
+void destroy(void* state) {
+  auto* sjf = static_cast<LearnedSjf*>(state);
+  if (sjf == nullptr) return;
+  if (sjf->trained > 0) save(*sjf);
+  sjf->services->model_release(sjf->services, sjf->model);
+  delete sjf;
+}
 
 int decide(void* state, const void* observations, size_t n, void* decisions) {
-  const auto& model = *static_cast<const Model*>(state);
+  auto& sjf = *static_cast<LearnedSjf*>(state);
   const auto* obs = static_cast<const malv_gpu_sched_observation*>(observations);
   auto* out = static_cast<malv_gpu_sched_decision*>(decisions);
+  try {
+    sjf.in.resize(n * MALV_SJF_FEATURE_COUNT);
+    sjf.out.resize(n);
+  } catch (...) {
+    return MALV_MLAAS_ERR_NO_MEMORY;
+  }
+  for (size_t i = 0; i < n; ++i) malv_sjf_features(&obs[i], &sjf.in[i * MALV_SJF_FEATURE_COUNT]);
+  const int status =
+      sjf.services->model_infer(sjf.services, sjf.model, sjf.in.data(), n, sjf.out.data());
+  if (status != MALV_MLAAS_OK) return status;
   for (size_t i = 0; i < n; ++i) {
-    float x[kInputs];
-    float hidden[kHidden];
-    features(obs[i], x);
-    double log_ns = forward(model, x, hidden);
-    double predicted = std::exp(std::clamp(log_ns, 0.0, 23.0));
-    predicted = std::clamp(predicted, kMinPredictionNs, kMaxPredictionNs);
-    out[i].score = predicted - static_cast<double>(std::max<int64_t>(0, obs[i].waited_ns));
+    const double predicted = malv_sjf_predicted_ns(sjf.out[i]);
+    if (std::isnan(predicted)) return MALV_MLAAS_ERR_INTERNAL;
+    const double waited = static_cast<double>(std::max<std::int64_t>(0, obs[i].waited_ns));
+    out[i].score = std::max(0.0, predicted - waited);
   }
   return MALV_MLAAS_OK;
 }
 
 void feedback(void* state, const void* outcomes, size_t n) {
-  auto& model = *static_cast<Model*>(state);
+  auto& sjf = *static_cast<LearnedSjf*>(state);
   const auto* done = static_cast<const malv_gpu_sched_outcome*>(outcomes);
-  for (size_t i = 0; i < n; ++i) {
-    if (done[i].run_ns <= 0) continue;
-    float x[kInputs];
-    features(done[i].item, x);
-    sgd_step(model, x, static_cast<float>(std::log(static_cast<double>(done[i].run_ns))));
+  const malv_host_services* s = sjf.services;
+  try {
+    for (size_t i = 0; i < n; ++i) {
+      if (done[i].run_ns <= 0) continue;
+      const std::size_t at = sjf.rows.size();
+      sjf.rows.resize(at + MALV_SJF_FEATURE_COUNT);
+      malv_sjf_features(&done[i].item, &sjf.rows[at]);
+      sjf.targets.push_back(malv_sjf_target(done[i].run_ns));
+      if (sjf.targets.size() < kTrainRows) continue;
+      const int status = s->model_train(s, sjf.model, sjf.rows.data(), sjf.targets.data(),
+                                        sjf.targets.size(), kLearningRate, kSteps, nullptr);
+      sjf.rows.clear();
+      sjf.targets.clear();
+      if (status != MALV_MLAAS_OK) {
+        char line[96];
+        std::snprintf(line, sizeof(line), "learned-sjf: training failed (status %d)", status);
+        log_line(s, MALV_LOG_WARN, line);
+        continue;
+      }
+      ++sjf.trained;
+      if (s->now_ns(s) - sjf.saved_ns >= kSaveIntervalNs) save(sjf);
+    }
+  } catch (...) {
+    sjf.rows.clear();
+    sjf.targets.clear();
   }
 }
 
@@ -121,7 +170,8 @@ void feedback(void* state, const void* outcomes, size_t n) {
 const malv_policy kLearnedSjfPolicy = {
     MALV_POLICY_GPU_SCHED,
     "learned-sjf",
-    "shortest predicted run time first; MLP trained online from feedback; aging",
+    "shortest predicted run time first (a shipped MLP through the host's model service, "
+    "learning online, kept per host); aging",
     create,
     destroy,
     decide,

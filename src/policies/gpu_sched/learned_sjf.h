@@ -1,16 +1,33 @@
-// learned-sjf: shortest predicted job first, with an MLP that learns each
-// work item's run time online from the scheduler's feedback.
+// learned-sjf: shortest predicted job first within one VM, with a model of
+// each work item's run time that ships trained, runs through the host's
+// inference service, keeps learning online and persists per host.
 //
-// Features of an item: log1p(est_flops), log1p(est_bytes) (scaled), its
-// priority class and a one-hot of kernel_id mod 16. A 19-16-1 MLP (relu)
-// predicts ln(run_ns); feedback() takes one SGD step per outcome on the
-// squared error. Before any feedback the prediction is the same for every
-// item (1e5 ns), so the policy starts as FIFO-by-aging.
+// The model: an MLP from the item's features (include/malv/sjf_features.h:
+// log flops, log bytes, priority class, kernel id) to its log run time.
+// create() opens it with model_open("learned-sjf", <shipped>): the host's
+// persisted copy (<state_dir>/models/learned-sjf.safetensors) if there is
+// one, else malv_learned_sjf.safetensors beside this module (trained by
+// `malv sjf train` from traces `malv sjf record` wrote: docs/training.md),
+// or the file the environment variable MALV_LEARNED_SJF_MODEL names. No
+// model, or one that does not take MALV_SJF_FEATURE_COUNT inputs and give 1
+// output: create() fails and the VM keeps its policy.
 //
-// score = predicted_ns - waited_ns. Predictions are clamped to
-// [1 ns, 10 s], so an item's score falls without bound while it waits and a
-// new item's score is never below 0: an item that waited longer than the
-// largest prediction beats every newcomer. It cannot starve.
+// decide(): one model_infer batch of the pending items (the heads of the
+// VM's streams); an error or a NaN output fails the decision (the host's
+// fifo decides it).
+//
+// feedback(): each outcome's features and measured run time join a buffer;
+// every kTrainRows outcomes, one model_train call (kSteps steps, learning
+// rate kLearningRate) on them. The model is saved (model_save) at most
+// every kSaveIntervalNs, after a training, and at destroy() when it learned
+// since its last save; a host without a state directory keeps it in memory.
+// Each VM's instance trains its own copy; the last one saved wins.
+//
+// score = max(0, predicted_ns - waited_ns): shorter predicted work first,
+// and an item that has waited as long as its predicted run time scores 0
+// and runs before any item with time left (ties: the oldest), so a long
+// item is never starved by a stream of short ones. Scores are finite and
+// within [0, 1e10] (predictions are clamped to [1 ns, 10 s]).
 #pragma once
 
 #include <malv/mlaas.h>
