@@ -13,7 +13,8 @@ for key in decide_ns_learned_sjf decide_ns_lru linnos_accel_b4096_per_s mllb_cpu
   linnos_callers512_batched_p99_us mllb_callers512_unbatched_p99_us \
   mllb_batched_over_unbatched_64 linnos_calibrated_crossover_batch \
   mllb_calibrated_crossover_batch calibrated_crossover \
-  prefetch_stall_adaptive_over_fixed prefetch_stall_learned_over_fixed; do
+  prefetch_stall_adaptive_over_fixed prefetch_stall_learned_over_fixed \
+  learned_sjf_cold_over_fifo sjf_learned_cold_fallbacks; do
   if ! printf '%s\n' "$out" | grep -q "\"$key\""; then
     echo "malv bench mlaas --json: no figure $key" >&2
     printf '%s\n' "$out" >&2
