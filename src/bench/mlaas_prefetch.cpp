@@ -67,6 +67,7 @@ struct RunState {
   std::string vm;
   PrefetchRunSpec spec;
   std::mt19937_64 explore;
+  std::uint32_t held = 0;  // kExplorePolicy's depth in force
   PrefetchRun result;
   double depth_sum = 0;
 };
@@ -107,9 +108,17 @@ std::uint32_t PrefetchTestbed::Parts::decide(std::string_view vm,
     if (current->result.decisions > 0) current->result.stall_ns += o.consumer_stall_ns;
     ++current->result.decisions;
     if (current->spec.policy == kExplorePolicy) {
+      // A depth drawn uniformly from 1..max_depth, kept for a period and
+      // then redrawn with probability 1/3: every period's depth is still
+      // uniform, and a depth lasts long enough (three periods on average)
+      // for the producer to stage that far, so its own effect shows.
       explore = true;
-      drawn = std::uniform_int_distribution<std::uint32_t>(
-          1, std::max<std::uint32_t>(1, o.max_depth))(current->explore);
+      const std::uint32_t cap = std::max<std::uint32_t>(1, o.max_depth);
+      if (current->held == 0 || current->held > cap ||
+          std::uniform_int_distribution<int>(0, 2)(current->explore) == 0) {
+        current->held = std::uniform_int_distribution<std::uint32_t>(1, cap)(current->explore);
+      }
+      drawn = current->held;
     }
   }
   std::uint32_t depth = drawn;

@@ -53,6 +53,7 @@ struct DataStepSchedule {
 // Policy names a run takes besides a module's "module/policy".
 inline constexpr std::string_view kFixedPolicy = "fixed";      // the class baseline
 inline constexpr std::string_view kExplorePolicy = "explore";  // seeded random depths (recording)
+// (each uniform in 1..max_depth, kept for three periods on average)
 
 struct PrefetchRunSpec {
   std::string policy = std::string(kFixedPolicy);

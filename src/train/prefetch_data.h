@@ -10,8 +10,9 @@
 //
 // the observation at decision time, the depth that applied next and the
 // consumer's stall while it did. `run` numbers the recorded runs (a run's
-// periods are consecutive). The depths were drawn uniformly from
-// 1..max_depth (the recorder's explore policy), which is what lets
+// periods are consecutive). Each period's depth is uniform in 1..max_depth
+// (the recorder's explore policy draws one and keeps it for three periods
+// on average), which is what lets
 // estimate_policies() say, without running them, what stall another policy
 // would have had: a period counts for a policy when the policy would have
 // chosen the depth that was drawn, weighted by max_depth (inverse
