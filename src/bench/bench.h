@@ -43,7 +43,7 @@ struct MlaasOptions {
   int decide_runs = 5;
   double infer_min_ms = 15;
   int swaps = 5;
-  int warmup_bursts = 200;  // learned-sjf needs ~150 to converge here
+  int warmup_bursts = 200;  // unmeasured, before the mixed workload's bursts
   int bursts = 40;
   std::string backend = "cpu";
   // Concurrent callers of the inference service (mlaas_callers.h).

@@ -19,8 +19,11 @@
 //    items (gemm 64^3 / 512^3, memset 4 KiB / 16 MiB) from four VMs,
 //    arriving in bursts on a one-slot device: mean and max completion time
 //    (enqueue to completion callback), and their ratios. Each policy first
-//    runs unmeasured warm-up bursts; learned-sjf trains on their feedback
-//    (with its learning rate it needs ~150 bursts before it orders well).
+//    runs unmeasured warm-up bursts (learned-sjf keeps learning from their
+//    feedback; it starts from its shipped model). Since the scheduler is
+//    two-level, each VM's policy orders only its own streams' heads here.
+//  * learned-sjf from a cold start over fifo, one VM with several streams
+//    (mlaas_sjf.h): learned_sjf_cold_over_fifo.
 //
 // The hot swap runs first: libmalv_sched_basic.so is the one module of
 // policy_dir() held back at start-up, so its load is a real first dlopen;
