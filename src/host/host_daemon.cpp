@@ -127,6 +127,11 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
       });
   // Models that policies keep (model_save) live there too, under models/.
   d->services_->set_state_dir(state_dir);
+  // The features policies read through the host services (docs/mlaas-abi.md):
+  // declared before any VM's policy is created, since a policy looks its
+  // features up when it is created.
+  MALV_ASSIGN_OR_RETURN(d->feature_publisher_,
+                        FeaturePublisher::start(d->features_, *d->vgpu_, kFeatureInterval));
   d->state_ = std::make_unique<vgpu::AdminState>(state_dir, d->vgpu_->vms(), d->policies_.get());
   d->vgpu_->scheduler().set_host_policy(config.gpu_host_policy);
   d->state_->set_scheduler(&d->vgpu_->scheduler());
@@ -164,9 +169,6 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                                          : config.checkpoint_dir;
   MALV_ASSIGN_OR_RETURN(d->checkpoints_, offload::CheckpointStore::open({.root = checkpoint_dir}));
 
-  // The features policies read through the host services (docs/mlaas-abi.md).
-  MALV_ASSIGN_OR_RETURN(d->feature_publisher_,
-                        FeaturePublisher::start(d->features_, *d->vgpu_, kFeatureInterval));
   if (config.cpu_control) MALV_TRY(d->start_cpu_control());
 
   microlake::ServerOptions server;

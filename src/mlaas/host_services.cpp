@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "mlaas/decision_deadline.h"
+#include "mlaas/module_messages.h"
 
 namespace malv::mlaas {
 namespace {
@@ -67,6 +68,7 @@ HostServices::HostServices(FeatureRegistry& features, InferenceService* inferenc
   table_.log = [](const malv_host_services*, int level, const char* message) {
     if (message == nullptr) return;
     try {
+      note_module_message(level, message);
       switch (level) {
         case MALV_LOG_TRACE: log::trace("mlaas-module", "{}", message); break;
         case MALV_LOG_DEBUG: log::debug("mlaas-module", "{}", message); break;

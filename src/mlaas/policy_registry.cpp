@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "mlaas/baselines.h"
+#include "mlaas/module_messages.h"
 
 namespace malv::mlaas {
 
@@ -212,14 +213,17 @@ Status PolicyRegistry::select(std::string_view vm, PolicyClass cls, std::string_
   void* state = nullptr;
   std::string vm_name(vm);
   int status = MALV_MLAAS_ERR_INTERNAL;
+  ModuleMessageCapture said;
   try {
     status = policy->create(services_, vm_name.c_str(), &state);
   } catch (...) {
     status = MALV_MLAAS_ERR_INTERNAL;
   }
   if (status != MALV_MLAAS_OK) {
-    return Error(ErrorCode::kInternal, fmt::format("VM {}: {}/{} create() failed with status {}",
-                                                   vm, module->name(), policy->name, status));
+    return Error(status == MALV_MLAAS_ERR_NOT_FOUND ? ErrorCode::kNotFound : ErrorCode::kInternal,
+                 fmt::format("VM {}: {}/{} create() failed: {}{}", vm, module->name(), policy->name,
+                             module_status_text(status),
+                             said.last().empty() ? std::string() : ": " + said.last()));
   }
   auto instance = std::make_shared<PolicyInstance>(module, policy, state);
   std::lock_guard lock(mu_);

@@ -58,6 +58,24 @@ malv_cpu_sched_observation candidate(std::uint32_t running, std::int64_t since_r
 
 class CpuSched : public PolicyHost {
  protected:
+  // What malv serve's FeaturePublisher declares (host/feature_publisher.h):
+  // gpu-aware looks it up when it is created.
+  void SetUp() override {
+    PolicyHost::SetUp();
+    auto schema = features.declare("malv.vm",
+                                   {"busy_share", "starved_share", "queue_depth", "memory_bytes",
+                                    "memory_quota_share", "spilled_bytes"},
+                                   64);
+    ASSERT_TRUE(schema.ok());
+    vm_features = *schema;
+  }
+  // Publishes a starved share for VM 1, as the host's publisher would.
+  void publish_starved_share(float share) {
+    const std::vector<float> row{0.5f, share, 0, 0, 0, 0};
+    ASSERT_TRUE(features.push(vm_features, 1, row).ok());
+  }
+  FeatureSchemaId vm_features;
+
   malv_cpu_sched_decision decide(const std::string& policy, const malv_cpu_sched_observation& o,
                                  DecisionSource expect = DecisionSource::kPolicy) {
     EXPECT_TRUE(registry.select("vm1", PolicyClass::kCpuSched, policy).ok()) << policy;
@@ -98,6 +116,29 @@ TEST_F(CpuSched, GpuAwareGivesMoreToTheVmWhoseAcceleratorWaits) {
   EXPECT_EQ(decide("gpu-aware", share(MALV_PRIORITY_BATCH, 1, 0)).weight, 175u);  // 0.25
   // A latency VM keeps class's weight whatever its device does.
   EXPECT_EQ(decide("gpu-aware", share(MALV_PRIORITY_LATENCY, 1, 50'000'000)).weight, 800u);
+}
+
+TEST_F(CpuSched, GpuAwareReadsTheStarvedShareTheHostPublishes) {
+  // Published: the host's figure wins over the observation's own counters.
+  publish_starved_share(1.0f);
+  EXPECT_EQ(decide("gpu-aware", share(MALV_PRIORITY_BATCH, 1, 0)).weight, 400u);
+  publish_starved_share(0.0f);
+  EXPECT_EQ(decide("gpu-aware", share(MALV_PRIORITY_BATCH, 1, 50'000'000)).weight, 250u);
+}
+
+TEST(CpuSchedFeatures, GpuAwareOnAHostWithoutItsFeatureFailsAtCreateSayingSo) {
+  FeatureRegistry features;  // nothing declared: no malv.vm
+  HostServices services{features, nullptr};
+  PolicyRegistry registry{services.table()};
+  ASSERT_TRUE(registry.load_directory(policy_dir()).ok());
+  const Status selected = registry.select("vm1", PolicyClass::kCpuSched, "gpu-aware");
+  ASSERT_FALSE(selected.ok());
+  EXPECT_EQ(selected.error().code(), ErrorCode::kNotFound);
+  // The reply says why: the status and what the module logged.
+  EXPECT_NE(selected.error().message().find("not_found"), std::string::npos)
+      << selected.error().to_string();
+  EXPECT_NE(selected.error().message().find("malv.vm/starved_share"), std::string::npos)
+      << selected.error().to_string();
 }
 
 TEST_F(CpuSched, GpuAwareStartsFromNothingOnTheFirstInterval) {

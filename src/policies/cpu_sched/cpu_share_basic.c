@@ -8,11 +8,16 @@
  *              its compute weight (the VM's `weight`) on the other cores, so
  *              batch VMs share them in the ratio the admin gave them.
  *   gpu-aware  as `class`, and a batch VM whose accelerator waited for its
- *              CPU side (accel_starved_ns: the device had none of its work
- *              while it ran a job) gets up to STARVED_WEIGHT_FACTOR times
- *              more, in proportion to the share of the interval the device
- *              waited (smoothed over intervals): CPU goes to where the
- *              accelerator starves, not to the VM that merely asks for it.
+ *              CPU side (the device had none of its work while it ran a
+ *              job) gets up to STARVED_WEIGHT_FACTOR times more, in
+ *              proportion to the share of time the device waited (smoothed
+ *              over decisions): CPU goes to where the accelerator starves,
+ *              not to the VM that merely asks for it. The share is the one
+ *              the host publishes (feature schema "malv.vm", starved_share,
+ *              docs/mlaas-abi.md), not recomputed here; a host that does not
+ *              publish it fails the policy's create, saying so. Until the
+ *              first value is published the observation's accel_starved_ns
+ *              over interval_ns stands in.
  *
  * Batch VMs stay on any core but the latency VMs' (MALV_CPU_PLACE_ANY).
  * Migrations are left to the kernel's rule (MALV_CPU_MIGRATE_DEFAULT). The
@@ -67,20 +72,52 @@ static int class_decide(void* state, const void* observations, size_t n, void* d
   return MALV_MLAAS_OK;
 }
 
+/* The host's per-VM features (docs/mlaas-abi.md, "Features the host
+ * publishes"): starved_share is the second of the schema's names. */
+#define VM_FEATURES "malv.vm"
+#define STARVED_SHARE_INDEX 1u
+#define VM_FEATURES_MAX 16u
+
 typedef struct gpu_aware_state {
-  double starved_share; /* smoothed share of an interval the device waited for the VM */
-  int seen;             /* an interval has been observed */
+  const malv_host_services* services;
+  malv_feature_schema vm_features;
+  size_t vm_feature_count;
+  double starved_share; /* smoothed share of time the device waited for the VM */
+  int seen;             /* a share has been observed */
 } gpu_aware_state;
 
 static int gpu_aware_create(const malv_host_services* services, const char* vm_name,
                             void** out_state) {
   gpu_aware_state* state;
-  (void)services;
+  malv_feature_schema schema = 0;
+  size_t count = 0;
   (void)vm_name;
+  if (services->feature_find(services, VM_FEATURES, &schema, &count) != MALV_MLAAS_OK ||
+      count <= STARVED_SHARE_INDEX || count > VM_FEATURES_MAX) {
+    services->log(services, MALV_LOG_ERROR,
+                  "gpu-aware reads the host's feature malv.vm/starved_share, which this host "
+                  "does not publish");
+    return MALV_MLAAS_ERR_NOT_FOUND;
+  }
   state = (gpu_aware_state*)calloc(1, sizeof(*state));
   if (state == NULL) return MALV_MLAAS_ERR_NO_MEMORY;
+  state->services = services;
+  state->vm_features = schema;
+  state->vm_feature_count = count;
   *out_state = state;
   return MALV_MLAAS_OK;
+}
+
+/* The VM's latest published starved share; -1 when none is published yet. */
+static double published_starved_share(const gpu_aware_state* state, uint64_t vm_id) {
+  float row[VM_FEATURES_MAX];
+  size_t rows = 0;
+  if (state->services->feature_read(state->services, state->vm_features, vm_id, row, 1, &rows) !=
+          MALV_MLAAS_OK ||
+      rows == 0) {
+    return -1.0;
+  }
+  return (double)row[STARVED_SHARE_INDEX];
 }
 
 static void gpu_aware_destroy(void* state) { free(state); }
@@ -98,7 +135,8 @@ static int gpu_aware_decide(void* opaque, const void* observations, size_t n, vo
     }
     weight = malv_cpu_class_weight(&obs[i]);
     if (obs[i].priority_class != MALV_PRIORITY_LATENCY && obs[i].interval_ns > 0) {
-      double share = (double)obs[i].accel_starved_ns / (double)obs[i].interval_ns;
+      double share = published_starved_share(state, obs[i].vm_id);
+      if (share < 0) share = (double)obs[i].accel_starved_ns / (double)obs[i].interval_ns;
       if (share < 0) share = 0;
       if (share > 1) share = 1;
       state->starved_share =

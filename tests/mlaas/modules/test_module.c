@@ -50,7 +50,8 @@ static int newest_first(void* state, const void* obs, size_t n, void* out) {
   malv_gpu_sched_decision* d = (malv_gpu_sched_decision*)out;
   size_t i;
   ((counter_state*)state)->decides++;
-  for (i = 0; i < n; ++i) d[i].score = -(double)o[i].enqueue_time_ns;
+  /* Scores are ranks >= 0 (ABI 5): the newest item gets the lowest. */
+  for (i = 0; i < n; ++i) d[i].score = 1e17 - (double)o[i].enqueue_time_ns;
   return MALV_MLAAS_OK;
 }
 
