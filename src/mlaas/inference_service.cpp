@@ -74,19 +74,22 @@ bool accelerator_capable(const Mlp& mlp) {
 }  // namespace
 
 struct InferenceService::Model {
-  explicit Model(Mlp m)
-      : mlp(std::move(m)), capable(accelerator_capable(mlp)), live(std::make_shared<Mlp>(mlp)) {}
+  explicit Model(Mlp m) : mlp(std::move(m)), capable(accelerator_capable(mlp)) {}
 
   // The shape, and the weights the model was added with (calibration times
   // these); the weights in force are current()'s, which train() replaces.
   Mlp mlp;
   bool capable;
+  // `mlp` itself until the first train() (no lock on the inference path of
+  // a model nobody trains), then the latest trained weights.
   std::shared_ptr<const Mlp> current() const {
+    if (!trained.load(std::memory_order_acquire)) return {std::shared_ptr<const Mlp>(), &mlp};
     std::lock_guard lock(live_mu);
     return live;
   }
   mutable std::mutex live_mu;
-  std::shared_ptr<const Mlp> live;   // live_mu
+  std::shared_ptr<const Mlp> live;  // live_mu; set before `trained`
+  std::atomic<bool> trained{false};
   std::mutex train_mu;               // one train() of the model at a time
   Crossover crossover;               // guarded by the service's mu_
   bool calibration_pending = false;  // mu_
@@ -295,18 +298,21 @@ Result<float> InferenceService::train(ModelId id, const float* in, const float* 
       (void)copy_weights_to_device(*model, *model->current());
       return copied.error();
     }
-    std::lock_guard lock(model->live_mu);
-    model->live = std::move(trained);
-  } else {
+  }
+  {
     std::lock_guard lock(model->live_mu);
     model->live = std::move(trained);
   }
+  model->trained.store(true, std::memory_order_release);
   return loss;
 }
 
 Result<std::shared_ptr<const Mlp>> InferenceService::weights(ModelId id) const {
   MALV_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, find(id));
-  return model->current();
+  std::shared_ptr<const Mlp> weights = model->current();
+  // Untrained, current() does not own model->mlp: share the model's ownership.
+  if (weights.use_count() == 0) return std::shared_ptr<const Mlp>(model, weights.get());
+  return weights;
 }
 
 Status InferenceService::run_accelerator(Model& model, const float* in, std::size_t batch,

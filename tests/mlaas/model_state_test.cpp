@@ -8,12 +8,15 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "accel/backend.h"
 #include "base/log.h"
@@ -251,6 +254,43 @@ TEST_F(ModelStateTest, TheAcceleratorPathRunsTheTrainedWeights) {
       inference->infer(ModelId{model}, probe.data(), 4, device.data(), InferencePath::kAccelerator)
           .ok());
   for (std::size_t i = 0; i < cpu.size(); ++i) EXPECT_NEAR(device[i], cpu[i], 1e-5f);
+}
+
+TEST_F(ModelStateTest, InferenceDuringTrainingAnswersWithWholeWeightsBeforeOrAfterACall) {
+  malv_model model = 0;
+  ASSERT_EQ(t->model_open(t, "sjf", shipped.c_str(), &model, nullptr), MALV_MLAAS_OK);
+  const std::vector<float> x = rows(3, 5);
+  std::vector<float> expected = infer(model, x);  // one answer per version of the weights
+  std::atomic<bool> done{false};
+  std::vector<std::vector<float>> seen(3);
+  std::vector<std::thread> readers;
+  for (auto& answers : seen) {
+    readers.emplace_back([&, out = &answers] {
+      float y = 0;
+      while (!done.load()) {
+        if (t->model_infer(t, model, x.data(), 1, &y) == MALV_MLAAS_OK) out->push_back(y);
+      }
+    });
+  }
+  const std::vector<float> in = rows(8 * 3, 21), targets(8, 3.0f);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ(t->model_train(t, model, in.data(), targets.data(), 8, 0.02f, 1, nullptr),
+              MALV_MLAAS_OK);
+    expected.push_back(infer(model, x)[0]);
+  }
+  done.store(true);
+  for (auto& r : readers) r.join();
+  std::size_t answers = 0;
+  for (const auto& answers_of_one : seen) {
+    for (float y : answers_of_one) {
+      ++answers;
+      const bool known = std::any_of(expected.begin(), expected.end(), [&](float e) {
+        return std::abs(e - y) <= 1e-6f * (1 + std::abs(e));
+      });
+      ASSERT_TRUE(known) << y << " is no version's answer";
+    }
+  }
+  EXPECT_GT(answers, 0u);
 }
 
 TEST_F(ModelStateTest, BadTrainingCallsGetPreciseCodes) {
