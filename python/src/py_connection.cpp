@@ -13,12 +13,18 @@ namespace py = pybind11;
 namespace malv::python {
 
 PyConnection::PyConnection(std::unique_ptr<guest::Connection> connection, std::string vm)
-    : connection_(std::move(connection)), vm_(std::move(vm)) {}
+    : connection_(std::move(connection)), pid_(::getpid()), vm_(std::move(vm)) {}
 
 PyConnection::~PyConnection() {
   std::lock_guard lock(mutex_);
   closers_.clear();  // objects still alive hold a shared_ptr: none are left here
-  stream_ = guest::Stream();
+  if (forked()) {
+    // The parent's session: leave it to the parent (a deliberate leak).
+    (void)stream_.release();
+    (void)connection_.release();
+    return;
+  }
+  stream_.reset();
   connection_.reset();
 }
 
@@ -27,16 +33,23 @@ guest::Connection& PyConnection::connection() {
     throw MalvException(
         Error(ErrorCode::kDisconnected, fmt::format("the connection of VM '{}' is closed", vm_)));
   }
+  if (forked()) {
+    throw MalvException(Error(
+        ErrorCode::kFailedPrecondition,
+        fmt::format("the connection of VM '{}' was opened by process {}; this process ({}) was "
+                    "forked from it and may not use it (a DataLoader with num_workers > 0? use "
+                    "num_workers=0: the host does the loading)",
+                    vm_, pid_, ::getpid())));
+  }
   return *connection_;
 }
 
 guest::Stream& PyConnection::stream() {
   guest::Connection& conn = connection();
-  if (!has_stream_) {
-    stream_ = unwrap(conn.create_stream());
-    has_stream_ = true;
+  if (stream_ == nullptr) {
+    stream_ = std::make_unique<guest::Stream>(unwrap(conn.create_stream()));
   }
-  return stream_;
+  return *stream_;
 }
 
 std::uint64_t PyConnection::add_closer(std::function<void()> closer) {
@@ -53,9 +66,13 @@ void PyConnection::close() {
   // must not remove themselves while the map is walked.
   auto closers = std::move(closers_);
   closers_.clear();
+  if (forked()) {  // the parent's session: only forget it here
+    (void)stream_.release();
+    (void)connection_.release();
+    return;
+  }
   for (auto& [id, closer] : closers) closer();
-  stream_ = guest::Stream();
-  has_stream_ = false;
+  stream_.reset();
   connection_.reset();
 }
 

@@ -8,9 +8,15 @@
 // which releases that object's host handles while the Connection still
 // exists, then ends the session. Using an object after that raises
 // malv.Disconnected, never touches freed memory.
+//
+// A forked child (a DataLoader worker) shares the parent's channel but not
+// its bookkeeping: it may not use the connection (malv.FailedPrecondition),
+// and what it destroys is dropped without a word to the host, which would
+// otherwise see the parent's handles freed behind its back.
 #pragma once
 
 #include <pybind11/pybind11.h>
+#include <unistd.h>
 
 #include <functional>
 #include <map>
@@ -59,6 +65,8 @@ class PyConnection : public std::enable_shared_from_this<PyConnection> {
   guest::Connection& connection();
   guest::Stream& stream();
   bool closed() const { return connection_ == nullptr; }
+  // True in a process forked after the connection was opened.
+  bool forked() const { return ::getpid() != pid_; }
   const std::string& vm() const { return vm_; }
 
   // Objects that hold host handles register how to release them; the id
@@ -71,8 +79,8 @@ class PyConnection : public std::enable_shared_from_this<PyConnection> {
  private:
   std::mutex mutex_;
   std::unique_ptr<guest::Connection> connection_;
-  guest::Stream stream_;
-  bool has_stream_ = false;
+  std::unique_ptr<guest::Stream> stream_;
+  pid_t pid_;
   std::string vm_;
   std::uint64_t next_closer_ = 1;
   std::map<std::uint64_t, std::function<void()>> closers_;

@@ -38,6 +38,10 @@ class PyDataset {
     py::gil_scoped_release release;
     std::lock_guard lock(connection_->mutex());
     connection_->remove_closer(closer_);
+    if (connection_->forked()) {  // the parent's handles: only forget them here
+      (void)state_.release();
+      return;
+    }
     release_handles();
   }
   PyDataset(const PyDataset&) = delete;
@@ -88,6 +92,7 @@ class PyDataset {
   void close() {
     py::gil_scoped_release release;
     std::lock_guard lock(connection_->mutex());
+    if (connection_->forked()) connection_->connection();  // raises: the parent's handles
     release_handles();
   }
 
@@ -107,11 +112,19 @@ class PyDataset {
     labels_.reset();
   }
 
+  // The host objects, released together (or, in a forked child, forgotten).
+  struct State {
+    std::optional<guest::HostDataset> dataset;
+    std::optional<guest::Buffer> features;
+    std::optional<guest::Buffer> labels;
+  };
+
   std::shared_ptr<PyConnection> connection_;
   std::string name_;
-  std::optional<guest::HostDataset> dataset_;
-  std::optional<guest::Buffer> features_;
-  std::optional<guest::Buffer> labels_;
+  std::unique_ptr<State> state_ = std::make_unique<State>();
+  std::optional<guest::HostDataset>& dataset_ = state_->dataset;
+  std::optional<guest::Buffer>& features_ = state_->features;
+  std::optional<guest::Buffer>& labels_ = state_->labels;
   std::uint64_t examples_ = 0;
   std::uint32_t batch_ = 0;
   std::uint32_t dims_ = 0;

@@ -149,3 +149,44 @@ def test_fashion_mnist_batches_equal_the_files_read_directly(conn):
                                 format="fashion-mnist-test", conn=conn)
     y = np.concatenate([ds2.next_batch()[1] for _ in range(3)])
     np.testing.assert_array_equal(y, labels[order[:3000]].astype(np.int32))
+
+
+def test_a_forked_process_is_refused_and_leaves_the_parents_session_alone(conn, raw_dataset):
+    import gc
+    features, labels = raw_dataset
+    ds = open_raw(conn)
+    other = open_raw(conn)
+    pid = os.fork()
+    if pid == 0:  # the child: every use refused, what it drops is only forgotten
+        code = 0
+        try:
+            ds.next_batch()
+            code = 1
+        except malv.FailedPrecondition as e:
+            code = 0 if "forked" in str(e) else 2
+        try:
+            conn.ping()
+            code = 3
+        except malv.FailedPrecondition:
+            pass
+        del other
+        gc.collect()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    # The parent's session, datasets and sequence are untouched.
+    conn.ping()
+    order = shuffled_indices(10, 7, 0)
+    for ds_ in (ds, other):
+        x, y = ds_.next_batch()
+        np.testing.assert_array_equal(x, features[order[:4]])
+
+
+def test_a_dataloader_with_workers_says_to_use_none(conn, raw_dataset):
+    torch = pytest.importorskip("torch")
+    ds = open_raw(conn, output="torch")
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=1)
+    with pytest.raises(malv.FailedPrecondition) as raised:
+        list(loader)
+    assert "num_workers=0" in str(raised.value)
+    assert len(list(torch.utils.data.DataLoader(ds, batch_size=None))) == 3  # then it works
