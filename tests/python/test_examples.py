@@ -44,7 +44,7 @@ def test_switch_policies_cycles_a_training_vms_policies(host):
     trainer.start()
     try:
         rounds = run_example("switch_policies.py", "--admin", host.admin_socket, "--vm",
-                             "train-a", "--policies", ",".join(names[:2]), "--every", "0.5",
+                             "train-a", "--policies", ",".join(names[:2]), "--every", "1",
                              "--rounds", "4")
     finally:
         stop.set()
