@@ -1,8 +1,12 @@
 // `malv bench mlaas`, the concurrent-callers phase: the inference service's
-// throughput and latency when 1, 8, 64 and 512 threads each ask for one row
-// at a time in a loop (what policy decisions do), with batching across
-// callers on and off, for the LinnOS and MLLB shapes; and the crossover the
-// service's own calibration measures for each shape on the backend.
+// throughput and latency with 1, 8, 64 and 512 callers asking for one row at
+// a time, batched across callers and not, for the LinnOS and MLLB shapes:
+//  * blocking callers: threads that each call infer() in a loop (what policy
+//    decisions do today);
+//  * asynchronous callers: logical callers with one request in flight each,
+//    driven by 2 submitter threads, through AsyncInference (batched) or run
+//    alone inline on the submitter (unbatched);
+// and the crossover the service's own calibration measures for each shape.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -34,8 +38,9 @@ struct CallerPoint {
 
 struct CallerShapeFigures {
   const ModelCase* shape = nullptr;
-  mlaas::Crossover calibrated;  // the service's own calibration on this backend
-  std::vector<CallerPoint> points;
+  mlaas::Crossover calibrated;            // the service's own calibration on this backend
+  std::vector<CallerPoint> points;        // blocking caller threads
+  std::vector<CallerPoint> async_points;  // asynchronous callers (AsyncInference)
 };
 
 [[nodiscard]] Result<std::vector<CallerShapeFigures>> run_concurrent_callers(
