@@ -658,7 +658,7 @@ Status run_mlaas(const MlaasOptions& requested) {
                      decide.ns_per_observation[1] / decide.ns_per_observation[0], "x",
                      "cost of the module ABI vs the compiled-in baseline"});
   figures.push_back({"learned_sjf_over_fifo_decide",
-                     decide.ns_per_observation[4] / decide.ns_per_observation[1], "x",
+                     decide.ns_per_observation[3] / decide.ns_per_observation[1], "x",
                      "cost of the MLP policy vs fifo"});
   figures.push_back({"decide_fallbacks", static_cast<double>(decide_fallbacks), "",
                      "baseline answered instead (a late call: machine load) in those runs"});
