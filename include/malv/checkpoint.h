@@ -45,9 +45,11 @@ enum class SaveMode {
   kAsync,    // return once submitted; the stream goes on after the snapshot
 };
 
-// `name`: [A-Za-z0-9._-], 1..63 bytes, not starting with '.'. `metadata`:
-// at most wire::kMaxCheckpointMetadata bytes. Returns the file's size when
-// durable, 0 in kAsync mode.
+// `name`: [A-Za-z0-9._-], 1..63 bytes, not starting with '.'. `items`: 1 to
+// wire::kMaxCheckpointEntriesNamed (65536; more than 256, or item names of 40
+// bytes and more, need a host that reads the name-table layout, as every host
+// since issue 21 does). `metadata`: at most wire::kMaxCheckpointMetadata
+// bytes. Returns the file's size when durable, 0 in kAsync mode.
 [[nodiscard]] Result<std::uint64_t> save_checkpoint(Connection& connection, Stream& stream,
                                                     std::string_view name,
                                                     std::span<const CheckpointItem> items,
