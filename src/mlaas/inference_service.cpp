@@ -90,7 +90,11 @@ struct InferenceService::Model {
   mutable std::mutex live_mu;
   std::shared_ptr<const Mlp> live;  // live_mu; set before `trained`
   std::atomic<bool> trained{false};
-  std::mutex train_mu;               // one train() of the model at a time
+  std::mutex train_mu;  // one train() of the model at a time
+  // The device's copy of the weights is older than current(): the next
+  // accelerator run copies them first (train() itself never waits for the
+  // device, so a policy's feedback() does not either).
+  std::atomic<bool> device_stale{false};
   Crossover crossover;               // guarded by the service's mu_
   bool calibration_pending = false;  // mu_
   // crossover.batch, read by every run without the lock.
@@ -290,20 +294,12 @@ Result<float> InferenceService::train(ModelId id, const float* in, const float* 
   std::lock_guard training(model->train_mu);
   auto trained = std::make_shared<Mlp>(*model->current());
   MALV_ASSIGN_OR_RETURN(float loss, trained->train_sgd(in, targets, batch, learning_rate, steps));
-  if (backend_ != nullptr) {
-    std::lock_guard run(model->run_mu);
-    Status copied = copy_weights_to_device(*model, *trained);
-    if (!copied.ok()) {
-      // Both paths keep the old weights (the copy back is best effort).
-      (void)copy_weights_to_device(*model, *model->current());
-      return copied.error();
-    }
-  }
   {
     std::lock_guard lock(model->live_mu);
     model->live = std::move(trained);
   }
   model->trained.store(true, std::memory_order_release);
+  model->device_stale.store(true, std::memory_order_release);
   return loss;
 }
 
@@ -319,6 +315,13 @@ Status InferenceService::run_accelerator(Model& model, const float* in, std::siz
                                          float* out) {
   std::lock_guard run(model.run_mu);
   if (model.weights.empty()) return Error(ErrorCode::kStaleHandle, "model was released");
+  if (model.device_stale.exchange(false, std::memory_order_acq_rel)) {
+    Status copied = copy_weights_to_device(model, *model.current());
+    if (!copied.ok()) {
+      model.device_stale.store(true, std::memory_order_release);
+      return copied.error();
+    }
+  }
   const Mlp& mlp = model.mlp;
   const std::size_t width = mlp.widest();
   if (batch > model.scratch_batch) {

@@ -143,10 +143,11 @@ class InferenceService {
   [[nodiscard]] Result<ModelInfo> info(ModelId model) const;
 
   // Online learning (model_train): Mlp::train_sgd on a copy of the model's
-  // weights, which then replace them (on the accelerator too). Trainings of
-  // one model are serialised; inference goes on meanwhile with the old
-  // weights or the new ones, never a mix within one run on the CPU. Returns
-  // the loss before the first step.
+  // weights, which then replace them (the accelerator's copy before its next
+  // run of the model: train() never waits for the device). Trainings of one
+  // model are serialised; inference goes on meanwhile with the old weights
+  // or the new ones, never a mix within one run. Returns the loss before the
+  // first step.
   [[nodiscard]] Result<float> train(ModelId model, const float* in, const float* targets,
                                     std::size_t batch, float learning_rate, std::uint32_t steps);
   // The weights in force now (what model_save writes).

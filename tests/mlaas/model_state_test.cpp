@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -262,6 +263,7 @@ TEST_F(ModelStateTest, InferenceDuringTrainingAnswersWithWholeWeightsBeforeOrAft
   const std::vector<float> x = rows(3, 5);
   std::vector<float> expected = infer(model, x);  // one answer per version of the weights
   std::atomic<bool> done{false};
+  std::atomic<int> answering{0};
   std::vector<std::vector<float>> seen(3);
   std::vector<std::thread> readers;
   for (auto& answers : seen) {
@@ -269,14 +271,17 @@ TEST_F(ModelStateTest, InferenceDuringTrainingAnswersWithWholeWeightsBeforeOrAft
       float y = 0;
       while (!done.load()) {
         if (t->model_infer(t, model, x.data(), 1, &y) == MALV_MLAAS_OK) out->push_back(y);
+        if (out->size() == 1) answering.fetch_add(1);
       }
     });
   }
+  while (answering.load() < 3) std::this_thread::yield();  // every reader is running
   const std::vector<float> in = rows(8 * 3, 21), targets(8, 3.0f);
   for (int i = 0; i < 40; ++i) {
     ASSERT_EQ(t->model_train(t, model, in.data(), targets.data(), 8, 0.02f, 1, nullptr),
               MALV_MLAAS_OK);
     expected.push_back(infer(model, x)[0]);
+    std::this_thread::sleep_for(std::chrono::microseconds(200));  // let the readers see it
   }
   done.store(true);
   for (auto& r : readers) r.join();
