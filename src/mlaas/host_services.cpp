@@ -317,6 +317,7 @@ void HostServices::init_model_state_calls() {
       if (!weights.ok()) return to_status(weights);
       Result<std::vector<std::uint8_t>> bytes = encode_safetensors((*weights)->to_safetensors());
       if (!bytes.ok()) return to_status(bytes);
+      std::lock_guard one_save(host.save_mu_);
       std::error_code ec;
       std::filesystem::create_directories(std::filesystem::path(*path).parent_path(), ec);
       if (ec) {

@@ -54,6 +54,9 @@ class HostServices {
   malv_host_services table_{};
   mutable std::mutex state_mu_;
   std::string state_dir_;  // state_mu_
+  // One model_save at a time: two instances saving the same name must not
+  // share a temporary file.
+  std::mutex save_mu_;
   FeatureRegistry& features_;
   InferenceService* inference_;
 };

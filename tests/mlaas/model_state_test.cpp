@@ -399,6 +399,31 @@ TEST_F(ModelStateTest, ASavedModelComesBackAfterAnUnloadAndAfterAHostRestart) {
   EXPECT_EQ(source, MALV_MODEL_FROM_SHIPPED);
 }
 
+TEST_F(ModelStateTest, ConcurrentSavesOfOneNameLeaveOneWholeModel) {
+  std::vector<malv_model> models(4);
+  for (malv_model& m : models) {
+    ASSERT_EQ(t->model_open(t, "shared", shipped.c_str(), &m, nullptr), MALV_MLAAS_OK);
+  }
+  train(models[1]);
+  std::vector<std::thread> savers;
+  std::atomic<int> failed{0};
+  for (malv_model m : models) {
+    savers.emplace_back([&, m] {
+      for (int i = 0; i < 20; ++i) {
+        if (t->model_save(t, m, "shared") != MALV_MLAAS_OK) failed.fetch_add(1);
+      }
+    });
+  }
+  for (auto& s : savers) s.join();
+  EXPECT_EQ(failed.load(), 0);
+  std::uint32_t source = 0;
+  malv_model back = 0;
+  ASSERT_EQ(t->model_open(t, "shared", shipped.c_str(), &back, &source), MALV_MLAAS_OK);
+  EXPECT_EQ(source, MALV_MODEL_FROM_STATE);  // it loads: no torn file
+  const std::vector<float> answer = infer(back, probe);
+  EXPECT_TRUE(answer == infer(models[0], probe) || answer == infer(models[1], probe));
+}
+
 TEST_F(ModelStateTest, ACorruptPersistedModelFallsBackToTheShippedOneWithTheReasonLogged) {
   malv_model model = 0;
   ASSERT_EQ(t->model_open(t, "sjf", shipped.c_str(), &model, nullptr), MALV_MLAAS_OK);
