@@ -223,6 +223,20 @@ TEST_F(LearnedSjf, ACorruptPersistedModelFallsBackToTheShippedOneWithTheReasonLo
   EXPECT_NE(captured.str().find("is nan"), std::string::npos) << captured.str();
 }
 
+TEST_F(LearnedSjf, APersistedModelOfAnotherShapeGivesWayToTheShippedOne) {
+  ASSERT_TRUE(registry->select(kVm, PolicyClass::kGpuSched, kPolicy).ok());
+  const std::vector<malv_gpu_sched_observation> probe = {gemm_item(128), gemm_item(64)};
+  const std::vector<double> cold = scores(probe);
+  registry->select_baseline(kVm, PolicyClass::kGpuSched);
+  fs::create_directories(saved().parent_path());
+  ASSERT_TRUE(Mlp::create({DenseLayer{4, 1, {1, 2, 3, 4}, {0}, Activation::kIdentity}})
+                  .value()
+                  .save(saved().string())
+                  .ok());
+  ASSERT_TRUE(registry->select(kVm, PolicyClass::kGpuSched, kPolicy).ok());
+  EXPECT_EQ(scores(probe), cold);
+}
+
 TEST_F(LearnedSjf, AMissingOrMisshapenModelRefusesTheSelection) {
   setenv("MALV_LEARNED_SJF_MODEL", (dir / "missing.safetensors").c_str(), 1);
   EXPECT_FALSE(registry->select(kVm, PolicyClass::kGpuSched, kPolicy).ok());

@@ -56,13 +56,29 @@ void save(LearnedSjf& sjf) {
   }
 }
 
+// The model takes MALV_SJF_FEATURE_COUNT inputs and gives 1 output (logged if not).
+bool fits(const malv_host_services* services, malv_model model) {
+  std::size_t in_dim = 0, out_dim = 0;
+  if (services->model_dims(services, model, &in_dim, &out_dim) == MALV_MLAAS_OK &&
+      in_dim == MALV_SJF_FEATURE_COUNT && out_dim == 1) {
+    return true;
+  }
+  char line[160];
+  std::snprintf(line, sizeof(line),
+                "learned-sjf: the model takes %zu inputs and gives %zu outputs; it must take %d "
+                "and give 1",
+                in_dim, out_dim, MALV_SJF_FEATURE_COUNT);
+  log_line(services, MALV_LOG_ERROR, line);
+  return false;
+}
+
 int create(const malv_host_services* services, const char* vm_name, void** state) {
   (void)vm_name;
   if (services == nullptr || services->struct_size < sizeof(malv_host_services) ||
       services->model_open == nullptr || services->model_train == nullptr ||
       services->model_save == nullptr || services->model_dims == nullptr ||
-      services->model_infer == nullptr || services->model_release == nullptr ||
-      services->now_ns == nullptr) {
+      services->model_load == nullptr || services->model_infer == nullptr ||
+      services->model_release == nullptr || services->now_ns == nullptr) {
     return MALV_MLAAS_ERR_INVALID;
   }
   char path[4096];
@@ -78,22 +94,24 @@ int create(const malv_host_services* services, const char* vm_name, void** state
   sjf->services = services;
   std::uint32_t source = 0;
   int status = services->model_open(services, kStateName, shipped, &sjf->model, &source);
+  bool fitting = status == MALV_MLAAS_OK && fits(services, sjf->model);
+  if (status == MALV_MLAAS_OK && !fitting && source == MALV_MODEL_FROM_STATE) {
+    // A persisted model of another shape (an older version's): the shipped one.
+    log_line(services, MALV_LOG_WARN,
+             "learned-sjf: the host's persisted model does not fit; using the shipped one");
+    services->model_release(services, sjf->model);
+    sjf->model = 0;
+    source = MALV_MODEL_FROM_SHIPPED;
+    status = services->model_load(services, shipped, &sjf->model);
+    fitting = status == MALV_MLAAS_OK && fits(services, sjf->model);
+  }
+  if (status == MALV_MLAAS_OK && !fitting) {
+    services->model_release(services, sjf->model);
+    status = MALV_MLAAS_ERR_INVALID;
+  }
   if (status != MALV_MLAAS_OK) {
     delete sjf;
     return status;
-  }
-  std::size_t in_dim = 0, out_dim = 0;
-  status = services->model_dims(services, sjf->model, &in_dim, &out_dim);
-  if (status != MALV_MLAAS_OK || in_dim != MALV_SJF_FEATURE_COUNT || out_dim != 1) {
-    char line[160];
-    std::snprintf(line, sizeof(line),
-                  "learned-sjf: the model takes %zu inputs and gives %zu outputs; it must take "
-                  "%d and give 1",
-                  in_dim, out_dim, MALV_SJF_FEATURE_COUNT);
-    log_line(services, MALV_LOG_ERROR, line);
-    services->model_release(services, sjf->model);
-    delete sjf;
-    return status != MALV_MLAAS_OK ? status : MALV_MLAAS_ERR_INVALID;
   }
   sjf->saved_ns = services->now_ns(services);
   log_line(services, MALV_LOG_DEBUG,

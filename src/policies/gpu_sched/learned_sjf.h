@@ -8,9 +8,11 @@
 // persisted copy (<state_dir>/models/learned-sjf.safetensors) if there is
 // one, else malv_learned_sjf.safetensors beside this module (trained by
 // `malv sjf train` from traces `malv sjf record` wrote: docs/training.md),
-// or the file the environment variable MALV_LEARNED_SJF_MODEL names. No
-// model, or one that does not take MALV_SJF_FEATURE_COUNT inputs and give 1
-// output: create() fails and the VM keeps its policy.
+// or the file the environment variable MALV_LEARNED_SJF_MODEL names. A
+// persisted model of another shape (an older version's) gives way to the
+// shipped one, with a warning. No model, or a shipped one that does not
+// take MALV_SJF_FEATURE_COUNT inputs and give 1 output: create() fails and
+// the VM keeps its policy.
 //
 // decide(): one model_infer batch of the pending items (the heads of the
 // VM's streams); an error or a NaN output fails the decision (the host's
