@@ -60,7 +60,12 @@ class Host:
                     break
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.process.kill()
-                raise RuntimeError("the host did not start:\n" + self.log())
+                self.process.wait()
+                log = self.log()
+                self._out.close()
+                self._err.close()
+                raise RuntimeError(f"the host did not start (exit status "
+                                   f"{self.process.returncode}):\n{log}")
             time.sleep(0.1)
 
     def log(self):
@@ -93,7 +98,11 @@ def host():
         pytest.fail("MALV_BINARY must name the malv command (ctest sets it)")
     work = tempfile.mkdtemp(prefix="malv-python-test-")
     data_dirs = ["/usr/share/datasets"] if fashion_mnist_dir() else []
-    h = Host(malv, work, data_dirs)
+    try:
+        h = Host(malv, work, data_dirs)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     yield h
     try:
         h.stop()
