@@ -1,14 +1,16 @@
 // Concurrent callers of the inference service (see mlaas_callers.h).
 //
-// Each measurement starts N threads that wait for a common start, then call
+// Blocking callers: each measurement starts N threads that wait for a common
+// start, then call
 // InferenceService::infer() for one row (each thread its own row) in a loop
 // until stopped; calls that end after the stop are not counted. Batching
 // across callers on and off alternate, `caller_rounds` times each; the
 // throughput is the median round, the latency percentiles are over every
-// call of every round.
+// call of every round. Asynchronous callers: see measure_async_round.
 #include "bench/mlaas_callers.h"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -29,6 +31,7 @@ const mlaas::AsyncInferenceOptions kAsyncOptions{};  // the defaults: window 50 
 struct Round {
   double per_s = 0;
   double rows_per_run = 0;
+  double per_cpu_s = 0;  // answers per second of this process's CPU time (0: not measured)
   std::vector<double> latency_us;
 };
 
@@ -91,17 +94,29 @@ Result<Round> measure_round(mlaas::InferenceService& inference, mlaas::ModelId m
 
 CallerMode summarise(std::vector<Round>& rounds) {
   CallerMode mode;
-  std::vector<double> rates, rows, latency;
+  std::vector<double> rates, rows, latency, per_cpu;
   for (Round& r : rounds) {
     rates.push_back(r.per_s);
+    per_cpu.push_back(r.per_cpu_s);
     rows.push_back(r.rows_per_run);
     latency.insert(latency.end(), r.latency_us.begin(), r.latency_us.end());
   }
   mode.per_s = harness::median(rates);
   mode.rows_per_run = harness::median(rows);
+  mode.per_cpu_s = harness::median(per_cpu);
   mode.p50_us = harness::percentile(latency, 0.5);
   mode.p99_us = harness::percentile(latency, 0.99);
   return mode;
+}
+
+// CPU time of every thread of this process (user + system), in seconds.
+double process_cpu_s() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto s = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return s(usage.ru_utime) + s(usage.ru_stime);
 }
 
 // The asynchronous callers: `callers` logical callers, each with one
@@ -195,18 +210,25 @@ Result<Round> measure_async_round(mlaas::InferenceService& inference, mlaas::Asy
         });
         oldest->wait();
       }
-      for (mlaas::InferenceTicket& t : tickets) t.wait();  // the queue is idle for the next round
+      // Every answer in before the next round (the queue idle again).
+      for (mlaas::InferenceTicket& t : tickets) {
+        while (!t.ready()) {
+          if (queue->run_pending() == 0) t.wait();
+        }
+      }
       sink[s] = acc;
     });
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let every thread start
   const mlaas::AsyncInferenceCounters before =
       queue != nullptr ? queue->stats() : mlaas::AsyncInferenceCounters{};
+  const double cpu_before = process_cpu_s();
   const MonoTime start = MonoClock::now();
   phase.store(1, std::memory_order_release);
   std::this_thread::sleep_for(std::chrono::microseconds(static_cast<std::int64_t>(ms * 1e3)));
   phase.store(2, std::memory_order_release);
   const MonoTime stop = MonoClock::now();
+  const double cpu_used = process_cpu_s() - cpu_before;
   for (std::thread& t : threads) t.join();
   if (failures.load() != 0) {
     return Error(ErrorCode::kInternal,
@@ -216,6 +238,7 @@ Result<Round> measure_async_round(mlaas::InferenceService& inference, mlaas::Asy
   for (auto& lat : latency) round.latency_us.insert(round.latency_us.end(), lat.begin(), lat.end());
   round.per_s = static_cast<double>(round.latency_us.size()) /
                 (static_cast<double>((stop - start).count()) / 1e9);
+  round.per_cpu_s = cpu_used > 0 ? static_cast<double>(round.latency_us.size()) / cpu_used : 0.0;
   if (queue != nullptr) {
     const mlaas::AsyncInferenceCounters after = queue->stats();
     const std::uint64_t batches = after.batches - before.batches;
@@ -320,6 +343,9 @@ void add_caller_figures(const std::vector<CallerShapeFigures>& shapes,
       figures.push_back({at + "_unbatched_p50_us", p.unbatched.p50_us, "us", ""});
       figures.push_back({at + "_rows_per_run", p.batched.rows_per_run, "rows",
                          "rows per batch, batched (median round)"});
+      figures.push_back({at + "_batched_per_cpu_s", p.batched.per_cpu_s, "inf/cpu-s",
+                         "answers per second of the process's CPU time (load-independent)"});
+      figures.push_back({at + "_unbatched_per_cpu_s", p.unbatched.per_cpu_s, "inf/cpu-s", ""});
       figures.push_back({fmt::format("{}_async_batched_over_unbatched_{}", key, p.callers),
                          p.batched.per_s / p.unbatched.per_s, "x", "throughput ratio"});
     }

@@ -28,6 +28,7 @@ struct CallerMode {
   double p50_us = 0;  // per call, entry to answer
   double p99_us = 0;
   double rows_per_run = 0;  // rows per model run (1 without batching)
+  double per_cpu_s = 0;     // answers per CPU-second of the process (asynchronous callers)
 };
 
 struct CallerPoint {

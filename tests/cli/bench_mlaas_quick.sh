@@ -16,6 +16,7 @@ for key in decide_ns_learned_sjf decide_ns_lru linnos_accel_b4096_per_s mllb_cpu
   linnos_async_callers64_batched_per_s linnos_async_callers64_unbatched_per_s \
   linnos_async_callers64_batched_p50_us linnos_async_callers512_batched_p99_us \
   mllb_async_callers512_unbatched_p99_us linnos_async_callers64_rows_per_run \
+  linnos_async_callers64_batched_per_cpu_s \
   linnos_async_batched_over_unbatched_64 mllb_async_batched_over_unbatched_512 \
   linnos_calibrated_crossover_batch \
   mllb_calibrated_crossover_batch calibrated_crossover \
