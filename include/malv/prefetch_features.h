@@ -32,6 +32,7 @@
  *   [5]  log1p(periods since the last stall)
  *   [6]  log1p(current depth)
  *   [7]  log1p(the candidate depth)
+ *   [8]  log1p(how far the candidate falls short of [2]'s depth: max(that - depth, 0))
  */
 #ifndef MALV_PREFETCH_FEATURES_H_
 #define MALV_PREFETCH_FEATURES_H_
@@ -45,7 +46,7 @@
 extern "C" {
 #endif
 
-#define MALV_PREFETCH_FEATURE_COUNT 8
+#define MALV_PREFETCH_FEATURE_COUNT 9
 #define MALV_PREFETCH_HISTORY 8
 /* Stalls are counted up to this many consumer steps. */
 #define MALV_PREFETCH_MAX_STALL_STEPS 1000.0
@@ -111,26 +112,27 @@ static inline void malv_prefetch_features(const malv_prefetch_history* h,
   out[5] = (float)log1p((double)h->calm);
   out[6] = (float)log1p((double)o->current_depth);
   out[7] = (float)log1p((double)depth);
+  out[8] = (float)log1p(needed > (double)depth ? needed - (double)depth : 0.0);
 }
 
 /* How the policy turns the model's predictions for depths 1..count into a
- * depth: the smallest whose predicted stall is within
- * MALV_PREFETCH_TOLERANCE of the least (staged batches hold device memory,
- * so no deeper than what pays). count >= 1; returns 1..count, or 0 if a
+ * depth: the one with the least predicted stall plus
+ * MALV_PREFETCH_DEPTH_COST steps for each batch staged (staged batches hold
+ * device memory: a deeper depth must buy at least that much less stall);
+ * the shallower at a tie. count >= 1; returns 1..count, or 0 if a
  * prediction is NaN. */
-#define MALV_PREFETCH_TOLERANCE 0.05f
+#define MALV_PREFETCH_DEPTH_COST 0.01f
 
 static inline uint32_t malv_prefetch_pick(const float* predicted, uint32_t count) {
-  float least = predicted[0];
-  uint32_t d;
+  uint32_t d, best = 0;
   for (d = 0; d < count; ++d) {
     if (isnan(predicted[d])) return 0;
-    if (predicted[d] < least) least = predicted[d];
+    if (predicted[d] + MALV_PREFETCH_DEPTH_COST * (float)d <
+        predicted[best] + MALV_PREFETCH_DEPTH_COST * (float)best) {
+      best = d;
+    }
   }
-  for (d = 0; d < count; ++d) {
-    if (predicted[d] <= least + MALV_PREFETCH_TOLERANCE) break;
-  }
-  return d + 1;
+  return best + 1;
 }
 
 #ifdef __cplusplus

@@ -56,8 +56,8 @@ Status run_record(const RecordFlags& f) {
 struct TrainFlags {
   std::vector<std::string> records;
   std::string out;
-  std::string model = "8-32-32-1";
-  std::uint64_t epochs = 40;
+  std::string model = "9-32-32-1";
+  std::uint64_t epochs = 100;
   std::uint64_t batch = 64;
   double lr = 1e-3;
   double holdout = 0.25;

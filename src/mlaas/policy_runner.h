@@ -54,10 +54,14 @@ struct GuardrailOptions {
   // cpu_sched decides once per interval (50 ms by default) for every VM,
   // and a learned load balancer runs a model per candidate thread.
   std::chrono::nanoseconds cpu_sched_budget = std::chrono::milliseconds(2);
+  // prefetch decides once every 8 batches of a data pipeline (milliseconds
+  // apart), and a learned policy runs a model over every candidate depth.
+  std::chrono::nanoseconds prefetch_budget = std::chrono::microseconds(500);
 
   std::chrono::nanoseconds budget_for(PolicyClass cls) const {
     if (cls == PolicyClass::kMemory) return memory_budget;
     if (cls == PolicyClass::kCpuSched) return cpu_sched_budget;
+    if (cls == PolicyClass::kPrefetch) return prefetch_budget;
     return budget;
   }
 };

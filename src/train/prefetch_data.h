@@ -52,7 +52,7 @@ struct PrefetchRecordRow {
 [[nodiscard]] Result<std::vector<PrefetchRecordRow>> read_prefetch_record(
     const std::vector<std::string>& paths);
 
-// Features (prefetch_features.h's, named f0..f7) and the target column.
+// Features (prefetch_features.h's, named f0..f8) and the target column.
 FeatureTable prefetch_training_table(const std::vector<PrefetchRecordRow>& rows,
                                      const std::string& origin);
 

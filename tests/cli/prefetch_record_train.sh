@@ -2,7 +2,7 @@
 # `malv prefetch record` and `malv prefetch train` as a user runs them, small:
 # a record of every decision period (the header, one line per period, depths
 # within [1, max_depth]), a model trained on it that the learned policy can
-# load (malv-mlp-tool info: 8 inputs, 1 output), the held-out comparison in
+# load (malv-mlp-tool info: 9 inputs, 1 output), the held-out comparison in
 # --json, and bad records refused with the file, line and column at fault.
 # `malv bench mlaas --prefetch-only --quick --json` prints the prefetch keys.
 # No timing is asserted.
@@ -45,7 +45,7 @@ for key in '"holdout_mse"' '"baseline_mse"' '"comparison"' '"learned"' '"adaptiv
   grep -q -- "$key" "$work/train.json" || fail "train --json has no $key"
 done
 "$mlp_tool" info "$work/m.safetensors" >"$work/info" 2>&1 || fail "the model does not load"
-grep -q "8 inputs, 1 outputs" "$work/info" || fail "model shape: $(cat "$work/info")"
+grep -q "9 inputs, 1 outputs" "$work/info" || fail "model shape: $(cat "$work/info")"
 
 # Bad records: the file, line and column named; exit status 1.
 expect_error() {

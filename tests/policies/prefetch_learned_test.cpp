@@ -1,7 +1,8 @@
 // malv_prefetch_learned/learned: for each depth 1..max_depth its model
 // (through the host's inference service) predicts the coming stall from
-// prefetch_features.h's inputs, and the policy takes the smallest depth
-// within MALV_PREFETCH_TOLERANCE of the least; decisions stay in
+// prefetch_features.h's inputs, and the policy takes the depth whose
+// predicted stall plus MALV_PREFETCH_DEPTH_COST a staged batch is least;
+// decisions stay in
 // [1, max_depth]; a model that is missing, corrupt or of the wrong shape
 // makes selection fail.
 #include <gtest/gtest.h>
@@ -39,7 +40,7 @@ DenseLayer linear(std::size_t in, std::vector<float> weight, Activation act) {
 }
 
 // Predicted stall = slope * log1p(depth): deeper is worse (> 0) or better (< 0),
-// steeply enough that neighbouring depths differ by more than the tolerance.
+// steeply enough that neighbouring depths differ by more than a batch's cost.
 std::string depth_model(const std::string& name, float slope) {
   std::vector<float> w(MALV_PREFETCH_FEATURE_COUNT, 0.0f);
   w[7] = slope;
@@ -107,7 +108,7 @@ TEST_F(PrefetchLearned, TheShippedModelLoadsAndDecidesWithinMaxDepth) {
   }
 }
 
-TEST_F(PrefetchLearned, ItTakesTheSmallestDepthWithinToleranceOfTheLeastPredictedStall) {
+TEST_F(PrefetchLearned, ItTakesTheDepthWhosePredictedStallPlusItsCostIsLeast) {
   ASSERT_TRUE(select_with_model(depth_model("deeper-worse.safetensors", 10.0f)).ok());
   EXPECT_EQ(decide(period(4, 50)), 1u);
   ASSERT_TRUE(select_with_model(depth_model("deeper-better.safetensors", -10.0f)).ok());
@@ -176,6 +177,7 @@ TEST(PrefetchFeatures, StallsAreCountedInConsumerStepsAndRemembered) {
   EXPECT_FLOAT_EQ(in[5], 0.0f);
   EXPECT_FLOAT_EQ(in[6], static_cast<float>(std::log1p(2.0)));
   EXPECT_FLOAT_EQ(in[7], static_cast<float>(std::log1p(4.0)));
+  EXPECT_FLOAT_EQ(in[8], static_cast<float>(std::log1p(1.0)));  // 5 asked, 4 offered
   o = period(5, 0);
   malv_prefetch_history_push(&h, &o);
   malv_prefetch_features(&h, &o, 1, in);

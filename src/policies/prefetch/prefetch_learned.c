@@ -9,17 +9,17 @@
  *             consumer's stall in the coming period for every depth from 1
  *             to max_depth (include/malv/prefetch_features.h: the stream's
  *             recent stalls, the production and consumption rates, the
- *             current depth); the policy takes the smallest depth whose
- *             predicted stall is within MALV_PREFETCH_TOLERANCE of the least
- *             predicted (staged batches hold device memory, so no deeper
- *             than what pays).
+ *             current depth); the policy takes the depth whose predicted
+ *             stall plus MALV_PREFETCH_DEPTH_COST steps per staged batch is
+ *             least (staged batches hold device memory: a deeper depth must
+ *             buy at least that much less stall).
  *
  * The model runs through the host's MLaaS inference service (model_load,
  * model_infer): every candidate of every observation in one batch per
  * decision. It is the file malv_prefetch_learned.safetensors beside this
  * module, or the file that the environment variable MALV_PREFETCH_LEARNED_MODEL
  * names. A missing or unloadable model (or one with other than
- * MALV_PREFETCH_FEATURE_COUNT inputs and one output) makes create() fail
+ * MALV_PREFETCH_FEATURE_COUNT (9) inputs and one output) makes create() fail
  * with the service's error: the VM keeps its previous policy.
  *
  * State: one instance per VM, a history per stream (the VM's last
@@ -149,8 +149,8 @@ static int learned_decide(void* opaque, const void* observations, size_t n, void
 
 static const malv_policy kPolicies[] = {
     {MALV_POLICY_PREFETCH, "learned",
-     "smallest depth whose stall an MLP (trained by malv prefetch train) predicts within 0.05 "
-     "of the least, from the stream's recent stalls and rates",
+     "the depth whose stall, as an MLP (trained by malv prefetch train) predicts it from the "
+     "stream's recent stalls and rates, plus 0.01 steps a staged batch is least",
      learned_create, learned_destroy, learned_decide, NULL},
 };
 
