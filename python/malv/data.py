@@ -20,10 +20,6 @@ tensors (no copy through the guest) come with the malv torch device.
 from . import _malv
 from .errors import InvalidArgument, Unimplemented
 
-try:  # A DataLoader accepts an IterableDataset as its dataset.
-    from torch.utils.data import IterableDataset as _Base
-except ImportError:  # numpy only
-    _Base = object
 
 FORMATS = {
     "fashion-mnist-train": 1,  # name = a directory with Fashion-MNIST's gzip IDX files
@@ -33,7 +29,7 @@ FORMATS = {
 }
 
 
-class HostDataset(_Base):
+class _HostDataset:
     """A dataset served by the host's data pipeline.
 
     name: the dataset's path relative to one of the host's data directories
@@ -123,3 +119,20 @@ class HostDataset(_Base):
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def __getattr__(name):
+    """HostDataset is made on first use: a torch.utils.data.IterableDataset
+    (what a DataLoader takes as an iterable dataset) when torch imports, a
+    plain iterable otherwise; so `import malv` does not import torch."""
+    if name != "HostDataset":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        from torch.utils.data import IterableDataset as base
+        bases = (_HostDataset, base)
+    except ImportError:  # numpy only
+        bases = (_HostDataset,)
+    cls = type("HostDataset", bases, {"__doc__": _HostDataset.__doc__,
+                                      "__module__": __name__})
+    globals()["HostDataset"] = cls
+    return cls

@@ -53,7 +53,7 @@ class Host:
         self._out = open(os.path.join(work, "serve.out"), "w")
         self._err = open(os.path.join(work, "serve.err"), "w")
         self.process = subprocess.Popen(args, stdout=self._out, stderr=self._err)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded 2-core machine starts slowly
         while True:
             with open(os.path.join(work, "serve.out")) as f:
                 if any(line.startswith("ready ") for line in f):
