@@ -21,7 +21,7 @@ Result<std::unique_ptr<FeaturePublisher>> FeaturePublisher::start(
   MALV_ASSIGN_OR_RETURN(
       p->vm_schema_, features.declare(kVmFeatures,
                                       {"busy_share", "starved_share", "queue_depth", "memory_bytes",
-                                       "memory_quota_share", "spilled_bytes"},
+                                       "memory_quota_share", "spilled_bytes", "data_stall_share"},
                                       kFeatureWindow));
   MALV_ASSIGN_OR_RETURN(
       p->device_schema_,
@@ -64,7 +64,7 @@ void FeaturePublisher::publish() {
   for (const std::shared_ptr<vgpu::Vm>& vm : vgpu_.vms().list()) {
     const std::uint64_t id = vm->id().value();
     const vgpu::VmCounters& n = vm->counters();
-    const Last now_counts{n.busy_ns.load(), n.accel_starved_ns.load()};
+    const Last now_counts{n.busy_ns.load(), n.accel_starved_ns.load(), n.data_stall_ns.load()};
     const auto before = last_.find(id);
     // A VM first seen this round has no interval behind it yet: 0.
     const Last was = before != last_.end() ? before->second : now_counts;
@@ -72,18 +72,21 @@ void FeaturePublisher::publish() {
     const double busy = static_cast<double>(now_counts.busy_ns - was.busy_ns) / interval_ns;
     const double starved =
         static_cast<double>(now_counts.starved_ns - was.starved_ns) / interval_ns;
+    const double data_stall =
+        static_cast<double>(now_counts.data_stall_ns - was.data_stall_ns) / interval_ns;
     device_busy += busy;
     const vgpu::MemoryStats memory = vm->memory().stats();
     const std::uint64_t held = vm->device_memory().used() + memory.borrowed_bytes;
     const std::uint64_t quota = vm->config().memory_limit;
-    const std::array<float, 6> row{
+    const std::array<float, 7> row{
         static_cast<float>(busy),
         static_cast<float>(starved),
         static_cast<float>(n.queue_depth.load()),
         static_cast<float>(held),
         quota == 0 ? 0.0f
                    : static_cast<float>(static_cast<double>(held) / static_cast<double>(quota)),
-        static_cast<float>(memory.spilled_bytes)};
+        static_cast<float>(memory.spilled_bytes),
+        static_cast<float>(data_stall)};
     if (Status pushed = features_.push(vm_schema_, id, row); !pushed.ok()) {
       log::warn("features", "VM {}: {}", vm->name(), pushed.error().to_string());
     }

@@ -11,6 +11,9 @@
 //     memory_bytes       device memory the VM holds (its quota's use and borrowed)
 //     memory_quota_share memory_bytes / its resident quota (0: no quota)
 //     spilled_bytes      its memory-managed buffers held in host memory
+//     data_stall_share   time its guests waited for the host's data pipeline
+//                        to stage a batch / the interval (may pass 1 with
+//                        several pipelines waiting at once)
 //   schema "malv.device" (VM id 0):
 //     busy_share         accelerator time all VMs used / the interval (may pass 1
 //                        on a device that runs several VMs' work at once)
@@ -59,7 +62,7 @@ class FeaturePublisher {
   void run();
 
   struct Last {
-    std::uint64_t busy_ns = 0, starved_ns = 0;
+    std::uint64_t busy_ns = 0, starved_ns = 0, data_stall_ns = 0;
   };
   mlaas::FeatureRegistry& features_;
   vgpu::VgpuService& vgpu_;

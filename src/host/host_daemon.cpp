@@ -341,6 +341,10 @@ Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info)
     return offload::CheckpointQuota{c.checkpoint_bytes_limit, c.max_checkpoints};
   };
   admission.services.datasets = datasets_.get();
+  admission.services.data_stall = [vm = view->vm()](std::int64_t waited_ns) {
+    vm->counters().data_stall_ns.fetch_add(static_cast<std::uint64_t>(waited_ns),
+                                           std::memory_order_relaxed);
+  };
   admission.backend = std::move(view);
   return admission;
 }

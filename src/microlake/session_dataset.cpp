@@ -95,6 +95,7 @@ Status Session::run(const wire::Command& cmd, const proto::DatasetOpenRequest& r
   options.prefetch = catalog.prefetch_policy();
   options.feedback = catalog.prefetch_feedback();
   options.producer_delay = catalog.producer_delay();
+  options.on_stall = services_.data_stall;
   const std::uint64_t examples = data->count;
   const auto dims = static_cast<std::uint32_t>(data->dims);
   MALV_ASSIGN_OR_RETURN(auto pipeline,

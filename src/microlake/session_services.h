@@ -44,6 +44,9 @@ struct SessionServices {
   // Held for as long as the session lives and dropped at its end (the
   // host's per-session registrations, e.g. the VM's CPU group membership).
   std::shared_ptr<void> keep_alive;
+  // Told how long the VM's guest waited each time one of its data pipelines
+  // had no batch staged (offload::PipelineOptions::on_stall). Empty: nobody.
+  std::function<void(std::int64_t waited_ns)> data_stall;
 };
 
 }  // namespace malv::microlake

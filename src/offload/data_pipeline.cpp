@@ -190,6 +190,7 @@ Result<DataPipeline::Batch> DataPipeline::next() {
     const std::int64_t waited = mono_now_ns() - t0;
     stats_.consumer_stall_ns += waited;
     stall_since_decision_ns_ += waited;
+    if (waited > 0 && options_.on_stall) options_.on_stall(waited);
     if (!producer_error_.ok()) return producer_error_.error();
     if (stop_) return Error(ErrorCode::kUnavailable, "the data pipeline is shutting down");
     const Staged staged = staged_.front();

@@ -33,6 +33,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,6 +58,9 @@ struct PipelineOptions {
   PrefetchPolicy prefetch;          // null: keep initial_depth
   PrefetchFeedback feedback;        // null: the policy hears nothing back
   ProducerDelay producer_delay;     // null: none (dataset_catalog.h)
+  // Told every time next() waited for a batch, with the wait (the host sums
+  // it per VM for the feature data_stall_share). Null: nobody is told.
+  std::function<void(std::int64_t waited_ns)> on_stall;
 };
 
 struct PipelineStats {

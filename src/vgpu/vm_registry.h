@@ -80,6 +80,9 @@ struct VmCounters {
   // job (gaps up to SchedulerOptions::guest_gap_limit_ns between its work):
   // the accelerator waiting for the guest's CPU side.
   std::atomic<std::uint64_t> accel_starved_ns{0};
+  // Time the VM's guests waited for the host's data pipeline to stage a
+  // batch (offload::DataPipeline::next(), all its pipelines together).
+  std::atomic<std::uint64_t> data_stall_ns{0};
   std::atomic<std::uint64_t> commands{0};
   std::atomic<std::uint64_t> errors{0};
   std::atomic<std::uint64_t> decisions{0};

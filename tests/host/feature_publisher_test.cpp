@@ -47,7 +47,7 @@ TEST_F(FeaturePublisherTest, SchemasNameTheirFeatures) {
   ASSERT_TRUE(vm.ok());
   EXPECT_EQ(vm->features,
             (std::vector<std::string>{"busy_share", "starved_share", "queue_depth", "memory_bytes",
-                                      "memory_quota_share", "spilled_bytes"}));
+                                      "memory_quota_share", "spilled_bytes", "data_stall_share"}));
   EXPECT_EQ(vm->window, kFeatureWindow);
   const auto device = features_.find(kDeviceFeatures);
   ASSERT_TRUE(device.ok());
@@ -71,6 +71,7 @@ TEST_F(FeaturePublisherTest, EachRoundPushesWhatEachVmDidInTheInterval) {
   std::this_thread::sleep_for(200ms);
   (*a)->counters().busy_ns += 100'000'000;
   (*a)->counters().accel_starved_ns += 20'000'000;
+  (*a)->counters().data_stall_ns += 50'000'000;
   (*a)->counters().queue_depth = 7;
   ASSERT_TRUE((*a)->reserve_memory(1 << 20).ok());
   const double elapsed =
@@ -88,6 +89,7 @@ TEST_F(FeaturePublisherTest, EachRoundPushesWhatEachVmDidInTheInterval) {
   EXPECT_EQ(r[3], static_cast<float>(1 << 20));
   EXPECT_NEAR(r[4], 0.25, 1e-6);  // 1 MiB of a 4 MiB quota
   EXPECT_EQ(r[5], 0.0f);
+  EXPECT_NEAR(r[6] / r[0], 0.5, 1e-3);  // its guests waited for data half as long as it ran
   const auto idle = rows(kVmFeatures, (*b)->id().value());
   ASSERT_EQ(idle.size(), 2u);
   EXPECT_EQ(idle[1][0], 0.0f);

@@ -237,6 +237,33 @@ TEST_F(DataPipelineTest, EachDecisionButTheFirstIsPrecededByTheOutcomeOfTheOneBe
   EXPECT_EQ(told[0].depth_used, 3u);  // what the first decision set
 }
 
+// Every wait of next() for a batch is told to on_stall (the host sums it per
+// VM: the feature data_stall_share, malv_vm_data_stall_seconds_total), and
+// the waits told add up to the pipeline's own stall count.
+TEST_F(DataPipelineTest, EveryStallOfTheConsumerIsToldWithItsLength) {
+  DatasetCatalog c = catalog();
+  auto data = c.load(raw_source()).value();
+  std::atomic<std::int64_t> told_ns{0};
+  std::atomic<int> stalls{0};
+  PipelineOptions options{.vm = "vm-s", .batch = 4, .max_depth = 1, .initial_depth = 1};
+  // A producer slower than the consumer: 5 ms a batch.
+  options.producer_delay = [](std::string_view, std::uint64_t) -> std::int64_t {
+    return 5'000'000;
+  };
+  options.on_stall = [&](std::int64_t waited_ns) {
+    EXPECT_GT(waited_ns, 0);
+    told_ns += waited_ns;
+    ++stalls;
+  };
+  auto pipeline = DataPipeline::start(*backend_, data, options).value();
+  for (int i = 0; i < 6; ++i) {
+    auto b = pipeline->next().value();
+    pipeline->release(b.slot);
+  }
+  EXPECT_GT(stalls.load(), 0) << "a consumer faster than its producer never waited";
+  EXPECT_EQ(told_ns.load(), pipeline->stats().consumer_stall_ns);
+}
+
 TEST_F(DataPipelineTest, SlotsAreDeviceMemoryGivenBackOnDestruction) {
   DatasetCatalog c = catalog();
   auto data = c.load(raw_source()).value();

@@ -290,6 +290,7 @@ TEST_F(AdminApiTest, MetricsHasEveryFamilyForEveryVm) {
   for (const char* family : {"malv_vm_memory_bytes",
                              "malv_vm_memory_limit_bytes",
                              "malv_vm_busy_seconds_total",
+                             "malv_vm_data_stall_seconds_total",
                              "malv_vm_commands_total",
                              "malv_vm_errors_total",
                              "malv_vm_queue_depth",
