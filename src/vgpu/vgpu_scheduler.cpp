@@ -125,6 +125,19 @@ double VgpuScheduler::aged_share(VmState& state, std::int64_t now) const {
   return state.share_ns;
 }
 
+malv_gpu_sched_observation VgpuScheduler::decision_view(const Stream& stream,
+                                                        const VmConfig& config,
+                                                        std::int64_t now) const {
+  malv_gpu_sched_observation o = stream.pending.front().observation;
+  o.vm_weight = config.weight;
+  o.priority_class =
+      config.priority == PriorityClass::kLatency ? MALV_PRIORITY_LATENCY : MALV_PRIORITY_BATCH;
+  o.waited_ns = now - o.enqueue_time_ns;
+  o.vm_busy_ns = static_cast<std::int64_t>(stream.vm->counters().busy_ns.load());
+  o.queue_busy_ns = stream.busy_ns;
+  return o;
+}
+
 VgpuScheduler::HostKey VgpuScheduler::host_key(HostSchedPolicy policy, Vm& vm,
                                                const VmConfig& config, std::int64_t oldest_ns,
                                                std::int64_t now) {
@@ -398,16 +411,7 @@ void VgpuScheduler::pump() {
         const VmConfig config = vm->config();
         const bool urgent =
             host_policy == HostSchedPolicy::kPriority && config.priority == PriorityClass::kLatency;
-        for (Stream* s : candidates) {
-          malv_gpu_sched_observation o = s->pending.front().observation;
-          o.vm_weight = config.weight;
-          o.priority_class = config.priority == PriorityClass::kLatency ? MALV_PRIORITY_LATENCY
-                                                                        : MALV_PRIORITY_BATCH;
-          o.waited_ns = now - o.enqueue_time_ns;
-          o.vm_busy_ns = static_cast<std::int64_t>(vm->counters().busy_ns.load());
-          o.queue_busy_ns = s->busy_ns;
-          observations.push_back(o);
-        }
+        for (Stream* s : candidates) observations.push_back(decision_view(*s, config, now));
         scores.assign(observations.size(), 0.0);
         policies_.load()->score(*vm, observations, scores);
         vm->counters().decisions.fetch_add(1, std::memory_order_relaxed);
@@ -454,7 +458,8 @@ void VgpuScheduler::pump() {
       s.batch_meta.clear();
       const bool managed = s.vm->memory().active();
       s.unpins_seen = unpins_;
-      s.batch_head = s.pending.front().observation;
+      // The policy's feedback gets the head as it was seen at this decision.
+      s.batch_head = decision_view(s, s.vm->config(), now);
       double cost_ns = 0;
       bool only_bookkeeping = true;
       // Without a free slot the batch holds bookkeeping only (it needs none).

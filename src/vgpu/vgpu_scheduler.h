@@ -174,6 +174,10 @@ class VgpuScheduler {
   };
   HostKey host_key(HostSchedPolicy policy, Vm& vm, const VmConfig& config, std::int64_t oldest_ns,
                    std::int64_t now);
+  // The head of the stream as a policy sees it at a decision at `now`: the
+  // VM's weight and class, the wait so far, busy times (mutex_ held).
+  malv_gpu_sched_observation decision_view(const Stream& stream, const VmConfig& config,
+                                           std::int64_t now) const;
   // The VM's aged busy time as of `now` (mutex_ held).
   double aged_share(VmState& state, std::int64_t now) const;
 

@@ -241,6 +241,43 @@ TEST_F(Scheduler, AVmsPolicyOrdersItsOwnStreamsAndTheHostLevelSwitchesAtOnce) {
   view->free(big);
 }
 
+// The feedback's item is the head as the policy saw it at the decision:
+// the VM's weight and class and the wait, not the bare enqueue record.
+TEST_F(Scheduler, FeedbackCarriesTheObservationAsDecided) {
+  class Recording final : public GpuSchedPolicies {
+   public:
+    void score(Vm&, std::span<const malv_gpu_sched_observation> items,
+               std::span<double> scores) override {
+      for (std::size_t i = 0; i < items.size(); ++i) scores[i] = 0;
+    }
+    void feedback(Vm&, const malv_gpu_sched_outcome& outcome) override {
+      std::lock_guard lock(mutex);
+      outcomes.push_back(outcome);
+    }
+    std::mutex mutex;
+    std::vector<malv_gpu_sched_outcome> outcomes;
+  } recording;
+  VgpuService vgpu(*device_, recording);
+  ASSERT_TRUE(
+      vgpu.vms()
+          .create({.name = "vm", .token = "t", .weight = 3.0, .priority = PriorityClass::kLatency})
+          .ok());
+  auto view = std::move(vgpu.open_session("vm", "t")).value();
+  auto q = view->create_queue(accel::QueuePriority::kNormal).value();
+  auto buf = view->allocate(1 << 20).value();
+  view->enqueue(q, accel::Memset{buf, 1, 1 << 20}, {});
+  view->destroy_queue(q);
+  view->free(buf);
+  std::lock_guard lock(recording.mutex);
+  ASSERT_FALSE(recording.outcomes.empty());
+  const malv_gpu_sched_observation& item = recording.outcomes.front().item;
+  EXPECT_EQ(item.vm_weight, 3.0);
+  EXPECT_EQ(item.priority_class, static_cast<std::uint32_t>(MALV_PRIORITY_LATENCY));
+  EXPECT_GE(item.waited_ns, 0);
+  EXPECT_GT(item.enqueue_time_ns, 0);
+  EXPECT_GT(recording.outcomes.front().run_ns, 0);
+}
+
 TEST_F(Scheduler, BusyTimeIsChargedToTheVmThatRan) {
   VgpuService vgpu(*device_, fifo_);
   ASSERT_TRUE(vgpu.vms().create({.name = "worker", .token = "t"}).ok());
