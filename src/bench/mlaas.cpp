@@ -641,6 +641,9 @@ Status run_mlaas(const MlaasOptions& requested) {
   MALV_ASSIGN_OR_RETURN(MixResult mix, run_mix(*host, flags));
   MALV_ASSIGN_OR_RETURN(SjfPhase sjf, run_sjf_phase(flags));
   MALV_ASSIGN_OR_RETURN(PrefetchPhase prefetch, run_prefetch_phase(flags));
+  fmt::print(stderr, "bench mlaas: three VMs on fifo, fair-share and learned-sjf ...\n");
+  MALV_ASSIGN_OR_RETURN(MixedPolicyFigures composed,
+                        measure_mixed_policies({.phase_seconds = flags.quick ? 3.0 : 8.0}));
 
   std::vector<harness::Figure> figures;
   const std::size_t n_cases = std::size(kDecideCases);
@@ -715,6 +718,10 @@ Status run_mlaas(const MlaasOptions& requested) {
   add_caller_figures(callers, figures, extra);
   add_sjf_figures(sjf, figures, extra);
   add_prefetch_figures(prefetch, figures, extra);
+  figures.push_back({"mixed_policy_jain", composed.jain, "",
+                     "3 VMs (weights 1:1:2) on fifo, fair-share, learned-sjf of their own, host "
+                     "level fair-share: Jain of busy time per weight; goal >= 0.98"});
+  extra["mixed_policy_shares"] = composed.shares;
   extra["crossover"] = crossovers;
   harness::print_figures("malv bench mlaas", figures, flags.json, extra);
   return ok_status();
