@@ -14,9 +14,10 @@
 // its own policy (fair-share, for its own streams), the others keep fifo.
 // Halfway through, the admin switches the host level to priority (and,
 // with --cpu-policy, the VMs' CPU shares to that cpu_sched policy) through
-// the admin API without stopping. The device has one general worker (plus
-// the CPU backend's high-priority one), so the training VMs contend for it
-// and their weights 1:2 show under priority. A live table shows each
+// the admin API without stopping. (The training VMs' weights 1:2 do not
+// show here: with two device slots and one stream each they never contend;
+// docs/operations.md says why; bench sharing shows weights acting.) A live
+// table shows each
 // VM's policy, progress, throughput, accelerator share, memory and latency;
 // at the end the demo prints a per-phase summary and writes
 // malv-demo-report.json and malv-demo-report.html.
@@ -158,7 +159,7 @@ Status Demo::start_host() {
       host_, harness::ChildProcess::spawn(
                  "host",
                  {"serve", "--backend", "cpu", "--socket", socket, "--admin-socket", admin,
-                  "--memory-mib", "1024", "--workers", "1", "--gpu-host-policy", kHostBefore},
+                  "--memory-mib", "1024", "--gpu-host-policy", kHostBefore},
                  dir_->file("host.log")));
   const MonoTime deadline = MonoClock::now() + kStartTimeout;
   for (;;) {

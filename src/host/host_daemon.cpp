@@ -95,15 +95,8 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   MALV_TRY_CONTEXT(d->policies_->load_directory(dir), "loading MLaaS modules from " + dir);
   d->runner_ = std::make_unique<mlaas::PolicyRunner>(*d->policies_);
   d->sched_policies_ = std::make_unique<vgpu::MlaasGpuSchedPolicies>(*d->runner_);
-  // On the CPU backend a device slot is a general worker: with more slots
-  // than workers, batches would wait inside the backend, and busy time (what
-  // fair sharing divides) would count that wait.
-  vgpu::SchedulerOptions scheduler_options = d->options_.scheduler;
-  if (const accel::DeviceInfo info = d->backend_->info(); info.backend == "cpu") {
-    scheduler_options.device_slots = std::max(1u, info.compute_units);
-  }
   d->vgpu_ =
-      std::make_unique<vgpu::VgpuService>(*d->backend_, *d->sched_policies_, scheduler_options);
+      std::make_unique<vgpu::VgpuService>(*d->backend_, *d->sched_policies_, d->options_.scheduler);
   // Oversubscribed VMs' memory managers: eviction by each VM's memory policy;
   // on the CPU backend their copies are paced to the modelled link.
   d->memory_policies_ = std::make_unique<vgpu::MlaasMemoryPolicies>(*d->runner_);
