@@ -132,8 +132,9 @@ std::string demo_summary(const DemoRecord& record) {
   out +=
       "ex/s: examples per second (training steps x batch, or requests x batch); accel: share of\n"
       "the accelerator time the VMs used (host-side accounting); p50/p99: inference request\n"
-      "latency, arrival to answer. fifo orders work by arrival; priority runs the latency VM\n"
-      "first and shares the rest between the training VMs by weight (w1, w2).\n";
+      "latency, arrival to answer. The phases are the scheduler's host level: fifo serves VMs\n"
+      "by arrival; priority serves the latency VM first and batch VMs by weight (w1, w2) when\n"
+      "they contend for the device (here each training VM holds one of its two slots).\n";
   return out;
 }
 
