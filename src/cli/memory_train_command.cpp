@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/option_checks.h"
 #include "cli/training_flags.h"
+#include "cli/training_progress.h"
 #include "train/feature_table.h"
 #include "train/model_training.h"
 #include "vgpu/memory_training_data.h"
@@ -112,14 +113,7 @@ Status run_memory_train(const MemoryTrainFlags& f) {
                                  .seed = f.seed};
   const train::FeatureTable table =
       feature_table(rows, f.csv.empty() ? fmt::format("{}", fmt::join(f.traces, ",")) : f.csv);
-  train::EpochFn progress;
-  if (!f.json) {
-    progress = [](const train::EpochReport& e) {
-      fmt::print("epoch {:>3}/{}  train mse {:.6g}{}\n", e.epoch, e.epochs, e.train.loss,
-                 e.holdout ? fmt::format("  held-out mse {:.6g}", e.holdout->loss) : "");
-      std::fflush(stdout);
-    };
-  }
+  const train::EpochFn progress = epoch_printer(f.json);
   MALV_ASSIGN_OR_RETURN(train::TrainedModel trained,
                         train::train_mlaas_model(table, options, progress));
   MALV_TRY(train::save_trained_model(trained, f.out));

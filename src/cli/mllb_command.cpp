@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/option_checks.h"
 #include "cli/training_flags.h"
+#include "cli/training_progress.h"
 #include "train/mllb_dump.h"
 #include "train/mllb_model.h"
 
@@ -183,15 +184,8 @@ Status run_mllb_train(MllbTrainFlags f) {
                         reference_model(f.reference, f.data, reference_path));
   const mlaas::Mlp* ref = reference ? &*reference : nullptr;
 
-  train::EpochFn progress;
-  if (!f.json) {
-    fmt::print("{}\n", describe_dump(dump));
-    progress = [](const train::EpochReport& e) {
-      fmt::print("epoch {:>3}/{}  train mse {:.6g}{}\n", e.epoch, e.epochs, e.train.loss,
-                 e.holdout ? fmt::format("  held-out mse {:.6g}", e.holdout->loss) : "");
-      std::fflush(stdout);
-    };
-  }
+  if (!f.json) fmt::print("{}\n", describe_dump(dump));
+  const train::EpochFn progress = epoch_printer(f.json);
   MALV_ASSIGN_OR_RETURN(train::MllbTraining t,
                         train::train_mllb_model(dump, options, ref, progress));
   MALV_TRY(train::save_trained_model(t.trained, f.out));

@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/option_checks.h"
 #include "cli/training_flags.h"
+#include "cli/training_progress.h"
 #include "train/model_training.h"
 #include "train/prefetch_data.h"
 
@@ -83,15 +84,7 @@ Status run_train(const TrainFlags& f) {
                                  .holdout = f.holdout,
                                  .split = train::HoldoutSplit::kLast,
                                  .seed = f.seed};
-  train::EpochFn progress;
-  if (!f.json) {
-    progress = [](const train::EpochReport& e) {
-      if (e.epoch % 10 != 0 && e.epoch != e.epochs) return;
-      fmt::print("epoch {:>3}/{}  train mse {:.6g}{}\n", e.epoch, e.epochs, e.train.loss,
-                 e.holdout ? fmt::format("  held-out mse {:.6g}", e.holdout->loss) : "");
-      std::fflush(stdout);
-    };
-  }
+  const train::EpochFn progress = epoch_printer(f.json, 10);
   MALV_ASSIGN_OR_RETURN(train::TrainedModel trained,
                         train::train_mlaas_model(table, options, progress));
   MALV_TRY(train::save_trained_model(trained, f.out));

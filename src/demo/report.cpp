@@ -175,7 +175,7 @@ json demo_report_json(const DemoRecord& record) {
   }
   json switches = json::array();
   for (const PolicySwitch& s : record.switches) {
-    switches.push_back({{"t_s", s.t}, {"policies", s.policies}});
+    switches.push_back({{"t_s", s.t}, {"host_policy", s.host_policy}, {"policies", s.policies}});
   }
   json samples = json::array();
   for (const Tick& tick : record.ticks) {
@@ -202,6 +202,7 @@ json demo_report_json(const DemoRecord& record) {
            {"startup_s", record.startup_s},
            {"run_s", record.run_s},
            {"initial_policy", record.initial_policy},
+           {"initial_host_policy", record.initial_host_policy},
            {"policy_switches", switches},
            {"phases", phase_list},
            {"headline", headline(record, phases)},

@@ -24,7 +24,8 @@ test "$(grep -c '<svg' "$work/out/malv-demo-report.html")" -eq 3 || {
   echo "the HTML report should hold 3 charts" >&2
   exit 1
 }
-grep -q 'switching every VM' "$work/stdout" || { echo "no policy switch announced" >&2; exit 1; }
+grep -q "switches the scheduler's host level to priority" "$work/stdout" ||
+  { echo "no switch of the host level announced" >&2; exit 1; }
 grep -q 'Summary' "$work/stdout" || { echo "no summary printed" >&2; exit 1; }
 "$cmake" -DREPORT="$work/out/malv-demo-report.json" -P "$here/check_demo_report.cmake"
 no_leftovers "$work/tmp"

@@ -245,9 +245,11 @@ TEST_F(Isolation, DepartedGuestsQueuedWorkIsCancelledAndItsQuotaBackWithinOneSec
 }
 
 TEST_F(Isolation, AnotherVmsQueueDelaysMyNextOpOnlyByTheStarvationBoundAndOneBatch) {
-  // Under fifo (the fixture's policy) the hog's thousands of older ops
-  // would all run before vm-b's; the scheduler's starvation bound serves
-  // vm-b after at most 5 ms plus the batch on the device.
+  // Under the host level fifo the hog's thousands of older ops would all
+  // run before vm-b's; the scheduler's starvation bound serves vm-b after at
+  // most 5 ms plus the batch on the device. (Under the default, priority,
+  // fair sharing alone would serve vm-b first: it has used nothing.)
+  vgpu_.scheduler().set_host_policy(HostSchedPolicy::kFifo);
   const pid_t pid = start_hog();
   ASSERT_GT(pid, 0) << "the hog guest did not queue its work";
   auto other = connect("vm-b", "token-b");
