@@ -405,6 +405,9 @@ void VgpuScheduler::pump() {
       const HostSchedPolicy host_policy = host_policy_.load();
       Stream* starving_choice = nullptr;
       bool starving_urgent = false;
+      // The chosen head as its policy saw it: the feedback's observation.
+      malv_gpu_sched_observation chosen_view{};
+      malv_gpu_sched_observation starving_view{};
       HostKey best_key;
       for (auto& [vm, candidates] : by_vm) {
         observations.clear();
@@ -416,6 +419,7 @@ void VgpuScheduler::pump() {
         policies_.load()->score(*vm, observations, scores);
         vm->counters().decisions.fetch_add(1, std::memory_order_relaxed);
         Stream* vm_choice = nullptr;
+        std::size_t vm_choice_index = 0;
         double vm_best = std::numeric_limits<double>::infinity();
         std::int64_t oldest_ns = std::numeric_limits<std::int64_t>::max();
         for (std::size_t i = 0; i < candidates.size(); ++i) {
@@ -427,24 +431,28 @@ void VgpuScheduler::pump() {
           if (vm_choice == nullptr || scores[i] < vm_best) {
             vm_best = scores[i];
             vm_choice = candidates[i];
+            vm_choice_index = i;
           }
         }
         if (vm_choice == nullptr) continue;
         if (vm == starving) {
           starving_choice = vm_choice;
           starving_urgent = urgent;
+          starving_view = observations[vm_choice_index];
         }
         const HostKey key = host_key(host_policy, *vm, config, oldest_ns, now);
         if (chosen == nullptr || key < best_key) {
           best_key = key;
           chosen = vm_choice;
           chosen_urgent = urgent;
+          chosen_view = observations[vm_choice_index];
         }
       }
       if (starving_choice != nullptr && starving_choice != chosen &&
           starving_choice->vm.get() != chosen->vm.get()) {
         chosen = starving_choice;
         chosen_urgent = starving_urgent;
+        chosen_view = starving_view;
         ++stats_.starvation_overrides;
       }
       if (chosen == nullptr) return;  // no candidate has a slot it may take
@@ -459,7 +467,7 @@ void VgpuScheduler::pump() {
       const bool managed = s.vm->memory().active();
       s.unpins_seen = unpins_;
       // The policy's feedback gets the head as it was seen at this decision.
-      s.batch_head = decision_view(s, s.vm->config(), now);
+      s.batch_head = chosen_view;
       double cost_ns = 0;
       bool only_bookkeeping = true;
       // Without a free slot the batch holds bookkeeping only (it needs none).
