@@ -58,6 +58,17 @@ struct GuardrailOptions {
   // apart), and a learned policy runs a model over every candidate depth.
   std::chrono::nanoseconds prefetch_budget = std::chrono::microseconds(500);
 
+  // One budget for every class: for callers that check a policy's answers,
+  // not its speed (tests on loaded or sanitized machines).
+  static GuardrailOptions every_class(std::chrono::nanoseconds all,
+                                      std::uint32_t max_failures = 5) {
+    return {.budget = all,
+            .max_consecutive_failures = max_failures,
+            .memory_budget = all,
+            .cpu_sched_budget = all,
+            .prefetch_budget = all};
+  }
+
   std::chrono::nanoseconds budget_for(PolicyClass cls) const {
     if (cls == PolicyClass::kMemory) return memory_budget;
     if (cls == PolicyClass::kCpuSched) return cpu_sched_budget;

@@ -212,7 +212,7 @@ class Mllb : public ::testing::Test {
   // These tests check the model's answers, not its speed: a budget no
   // loaded machine runs out of (under ASan, with other tests beside it, the
   // first inference passed the 2 ms default once and the baseline decided).
-  PolicyRunner runner{registry, {.cpu_sched_budget = std::chrono::seconds(30)}};
+  PolicyRunner runner{registry, GuardrailOptions::every_class(std::chrono::seconds(30))};
 };
 
 TEST_F(Mllb, EachCandidateGetsTheModelsAnswerOnItsFeatures) {

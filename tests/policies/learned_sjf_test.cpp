@@ -65,8 +65,8 @@ class LearnedSjf : public ::testing::Test {
     services->set_state_dir((dir / "state").string());
     registry = std::make_unique<PolicyRegistry>(services->table());
     ASSERT_TRUE(registry->load_module(policy_module_path("malv_sched_basic")).ok());
-    runner = std::make_unique<PolicyRunner>(*registry,
-                                            GuardrailOptions{std::chrono::milliseconds(50), 5});
+    runner = std::make_unique<PolicyRunner>(
+        *registry, GuardrailOptions::every_class(std::chrono::seconds(30)));
   }
   std::vector<double> scores(const std::vector<malv_gpu_sched_observation>& items) {
     std::vector<malv_gpu_sched_decision> out(items.size());

@@ -78,7 +78,7 @@ class MemoryLearned : public ::testing::Test {
   PolicyRegistry registry{services.table()};
   // The model's answers, not its speed: a budget no loaded machine (ASan,
   // tests beside it) runs out of, so the baseline never decides by chance.
-  PolicyRunner runner{registry, {.memory_budget = std::chrono::seconds(30)}};
+  PolicyRunner runner{registry, GuardrailOptions::every_class(std::chrono::seconds(30))};
 };
 
 TEST_F(MemoryLearned, UnqueuedBuffersGoInTheOrderTheModelPredictsTheirNextUse) {

@@ -93,7 +93,7 @@ class PrefetchLearned : public ::testing::Test {
   HostServices services{features, &inference};
   PolicyRegistry registry{services.table()};
   // The model's answers, not its speed: a budget no loaded machine runs out of.
-  PolicyRunner runner{registry, {.budget = std::chrono::seconds(30)}};
+  PolicyRunner runner{registry, GuardrailOptions::every_class(std::chrono::seconds(30))};
 };
 
 TEST_F(PrefetchLearned, TheShippedModelLoadsAndDecidesWithinMaxDepth) {

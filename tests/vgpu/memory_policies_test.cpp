@@ -67,7 +67,7 @@ class MlaasMemoryPoliciesTest : public ::testing::Test {
   mlaas::PolicyRegistry registry{services.table()};
   // A generous budget: these tests are about errors, not lateness.
   mlaas::PolicyRunner runner{registry,
-                             mlaas::GuardrailOptions{std::chrono::milliseconds(50), 1000}};
+                             mlaas::GuardrailOptions::every_class(std::chrono::seconds(30), 1000)};
   MlaasMemoryPolicies policies{runner};
   std::vector<double> scores = std::vector<double>(kCandidates.size());
 };
