@@ -21,6 +21,8 @@
 // reports those through the op's status.
 #pragma once
 
+#include <sys/types.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +31,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "accel/kernel_registry.h"
 #include "base/strong_id.h"
@@ -169,6 +172,14 @@ class Backend {
 
   // Blocks until every queue is drained.
   virtual void synchronize_all() = 0;
+
+  // The host threads that run normal-priority (batch) kernels, by Linux
+  // thread id: where the device is the host's own CPU, these threads are
+  // the device. The host's CPU control keeps them off the cores it
+  // dedicates to a latency VM (docs/cpu-control.md). Empty where kernels
+  // run elsewhere (a GPU), and for the high-priority workers, which run
+  // only latency work.
+  virtual std::vector<pid_t> batch_worker_threads() const { return {}; }
 };
 
 struct CpuBackendOptions {

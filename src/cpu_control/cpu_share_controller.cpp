@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/thread_priority.h"
 #include "base/vm_metrics.h"
+#include "cpu_control/cpu_list.h"
 #include "mlaas/baselines.h"
 
 namespace malv::cpu_control {
@@ -43,6 +44,7 @@ Result<std::unique_ptr<CpuShareController>> CpuShareController::start(
   std::unique_ptr<CpuShareController> c(
       new CpuShareController(registry, runner, std::move(host), options));
   MALV_ASSIGN_OR_RETURN(c->groups_, CpuGroups::open(options.groups));
+  if (!options.batch_worker_threads.empty()) c->batch_worker_cpus_ = c->groups_->cpus();
   if (options.start_thread) c->thread_ = std::thread([raw = c.get()] { raw->loop(); });
   return c;
 }
@@ -66,7 +68,8 @@ CpuShareController::~CpuShareController() {
   for (auto& [vm, state] : vms_) {
     if (state.managed) unmanage(vm, state);
   }
-  groups_.reset();  // removes the host's own group
+  if (groups_) place_batch_workers(groups_->cpus());  // every core again
+  groups_.reset();                                    // removes the host's own group
 }
 
 std::shared_ptr<void> CpuShareController::join(const std::string& vm, pid_t guest_pid,
@@ -335,6 +338,7 @@ void CpuShareController::place_all() {
       shared.pop_back();
     }
   }
+  place_batch_workers(shared);
   for (auto& [vm, state] : vms_) {
     if (!state.managed) continue;
     auto dedicated = wanted.find(vm);
@@ -347,6 +351,23 @@ void CpuShareController::place_all() {
     state.cpus = cpus;
     state.status.cpus = cpus;
   }
+}
+
+void CpuShareController::place_batch_workers(const std::vector<int>& cpus) {
+  if (options_.batch_worker_threads.empty() || cpus == batch_worker_cpus_) return;
+  for (const pid_t tid : options_.batch_worker_threads) {
+    if (Status s = set_thread_affinity(tid, cpus); !s.ok()) {
+      log::warn(kComponent, "accelerator worker {}: cores not applied: {}", tid,
+                s.error().to_string());
+    }
+  }
+  log::info(kComponent, "the accelerator's batch workers run on cores {}", format_cpu_list(cpus));
+  batch_worker_cpus_ = cpus;
+}
+
+std::vector<int> CpuShareController::batch_worker_cpus() const {
+  std::lock_guard lock(mu_);
+  return batch_worker_cpus_;
 }
 
 std::vector<VmCpuStatus> CpuShareController::status() const {
@@ -389,6 +410,14 @@ std::string CpuShareController::metrics_text() const {
   family("malv_vm_cpu_runqueue_delay_seconds_total", "counter",
          "Time the VM's threads were runnable but waited for a CPU, while managed",
          [](const VmCpuStatus& s) { return static_cast<double>(s.runqueue_delay_total_ns) / 1e9; });
+  if (!options_.batch_worker_threads.empty()) {
+    out += fmt::format(
+        "# HELP malv_cpu_batch_worker_cores Cores the accelerator's batch workers may run on "
+        "(fewer than the host's while a core is dedicated to a latency VM)\n"
+        "# TYPE malv_cpu_batch_worker_cores gauge\n"
+        "malv_cpu_batch_worker_cores {}\n",
+        batch_worker_cpus().size());
+  }
   return out;
 }
 

@@ -79,6 +79,11 @@ struct CpuControlOptions {
   std::chrono::milliseconds interval{50};
   CpuGroupOptions groups;
   bool start_thread = true;  // false: the caller drives run_interval() (tests)
+  // Host threads that run batch kernels (the CPU backend's general workers:
+  // accel::Backend::batch_worker_threads). While a core is dedicated to a
+  // VM they may run only on the shared cores, so that a latency VM's core
+  // is its own; otherwise, and when the controller stops, on every core.
+  std::vector<pid_t> batch_worker_threads;
 };
 
 // One VM as the controller sees it (admin API, /metrics).
@@ -124,6 +129,9 @@ class CpuShareController {
   // The mechanism in use and why (cpu_groups.h), for the log and /health.
   std::string mechanism() const;
   BalancerStats balancer_stats() const;
+  // The cores the batch worker threads may run on now (every core while
+  // none is dedicated; empty when there are no such threads).
+  std::vector<int> batch_worker_cpus() const;
 
  private:
   struct Member {
@@ -166,6 +174,8 @@ class CpuShareController {
   // (mu_ held) Gives dedicated cores to the VMs that asked, while at least
   // one core is left for the others, and sets every managed VM's cores.
   void place_all();
+  // (mu_ held) The batch worker threads onto `cpus` (a change only).
+  void place_batch_workers(const std::vector<int>& cpus);
   // (mu_ held) One pass of the host's own thread placement over the VMs on
   // MALV_CPU_PLACE_BALANCED; VMs that left it get their cores back.
   void balance_threads();
@@ -183,6 +193,7 @@ class CpuShareController {
   bool stopping_ = false;
   std::uint64_t next_token_ = 1;
   std::map<std::string, VmState, std::less<>> vms_;
+  std::vector<int> batch_worker_cpus_;  // where the batch workers may run now
   std::thread thread_;
 };
 

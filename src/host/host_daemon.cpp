@@ -263,6 +263,7 @@ Status HostDaemon::start_cpu_control() {
   };
   cpu_control::CpuControlOptions options;
   options.interval = std::chrono::milliseconds(options_.config.cpu_interval_ms);
+  options.batch_worker_threads = backend_->batch_worker_threads();
   const std::string& mechanism = options_.config.cpu_mechanism;
   for (cpu_control::Mechanism m :
        {cpu_control::Mechanism::kCgroupV2, cpu_control::Mechanism::kCgroupV1,

@@ -5,18 +5,23 @@
 // per-thread fallback.
 #include "cpu_control/cpu_share_controller.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
+#include "cpu_control/cpu_list.h"
 #include "mlaas/feature_registry.h"
 #include "mlaas/host_services.h"
 #include "mlaas/policy_dir.h"
@@ -59,11 +64,20 @@ class CpuShareControllerTest : public ::testing::Test {
       if (it == facts.end()) return std::nullopt;
       return it->second;
     };
+    host = std::move(view);
+    start({});
+  }
+
+  // (Re)starts the controller, with these threads as the accelerator's
+  // batch workers.
+  void start(std::vector<pid_t> batch_workers) {
+    controller.reset();
     CpuControlOptions options;
     options.start_thread = false;
     options.groups.group_name = "malv-test-" + std::to_string(::getpid());
     if (::geteuid() != 0) options.groups.force = Mechanism::kThreadFallback;
-    auto started = CpuShareController::start(registry, runner, view, options);
+    options.batch_worker_threads = std::move(batch_workers);
+    auto started = CpuShareController::start(registry, runner, host, options);
     ASSERT_TRUE(started.ok()) << started.error().to_string();
     controller = std::move(started).value();
   }
@@ -75,6 +89,7 @@ class CpuShareControllerTest : public ::testing::Test {
   mlaas::PolicyRegistry registry{services.table()};
   mlaas::PolicyRunner runner{registry};
   std::map<std::string, VmCpuFacts> facts;
+  HostView host;
   std::unique_ptr<CpuShareController> controller;
 };
 
@@ -152,6 +167,74 @@ TEST_F(CpuShareControllerTest, MetricsNameEveryVm) {
   EXPECT_NE(text.find("malv_vm_cpu_weight{vm=\"vm1\"} 100"), std::string::npos) << text;
   EXPECT_NE(text.find("malv_vm_cpu_managed{vm=\"vm1\"} 1"), std::string::npos) << text;
   EXPECT_NE(text.find("# TYPE malv_vm_cpu_seconds_total counter"), std::string::npos);
+}
+
+// A thread that sleeps until told to stop: an accelerator worker.
+class Worker {
+ public:
+  Worker() {
+    thread_ = std::thread([this] {
+      tid_.store(::gettid());
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stop_; });
+    });
+    while (tid_.load() == 0) std::this_thread::yield();
+  }
+  ~Worker() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  pid_t tid() const { return tid_.load(); }
+
+ private:
+  std::atomic<pid_t> tid_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+TEST_F(CpuShareControllerTest, TheAcceleratorsBatchWorkersLeaveACoreDedicatedToALatencyVm) {
+  Result<std::vector<int>> all = thread_affinity(0);
+  ASSERT_TRUE(all.ok());
+  if (all->size() < 2) GTEST_SKIP() << "one core: none can be dedicated";
+  Worker worker;
+  start({worker.tid()});
+  Child guest;
+  auto token = controller->join("vm1", guest.pid(), 0);
+  controller->run_interval();  // on none: nothing is dedicated
+  EXPECT_EQ(controller->batch_worker_cpus(), *all);
+  EXPECT_EQ(*thread_affinity(worker.tid()), *all);
+
+  facts["vm1"].priority_class = MALV_PRIORITY_LATENCY;
+  ASSERT_TRUE(registry.select("vm1", mlaas::PolicyClass::kCpuSched, "class").ok());
+  controller->run_interval();
+  ASSERT_EQ(vm1()->cpus.size(), 1u) << controller->mechanism();
+  std::vector<int> shared = *all;
+  std::erase(shared, vm1()->cpus[0]);
+  EXPECT_EQ(controller->batch_worker_cpus(), shared);
+  EXPECT_EQ(*thread_affinity(worker.tid()), shared);
+  EXPECT_NE(
+      controller->metrics_text().find(fmt::format("malv_cpu_batch_worker_cores {}", shared.size())),
+      std::string::npos)
+      << controller->metrics_text();
+
+  // The VM back on none: its core is everyone's again.
+  ASSERT_TRUE(registry.select("vm1", mlaas::PolicyClass::kCpuSched, "builtin/none").ok());
+  controller->run_interval();
+  EXPECT_EQ(*thread_affinity(worker.tid()), *all);
+
+  // A controller that stops gives every core back.
+  ASSERT_TRUE(registry.select("vm1", mlaas::PolicyClass::kCpuSched, "class").ok());
+  controller->run_interval();
+  EXPECT_EQ(*thread_affinity(worker.tid()), shared);
+  token.reset();
+  controller.reset();
+  EXPECT_EQ(*thread_affinity(worker.tid()), *all);
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 #include "accel/cpu/cpu_backend.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <latch>
 #include <utility>
 
 #include "accel/backend_support.h"
@@ -60,13 +62,18 @@ CpuBackend::CpuBackend(const CpuBackendOptions& options)
               options.clear_memory) {
   configure_blas_threads(worker_count_);
   workers_.reserve(worker_count_ + high_worker_count_);
+  general_worker_tids_.assign(worker_count_, 0);
+  std::latch started(worker_count_);
   for (unsigned i = 0; i < worker_count_; ++i) {
-    workers_.emplace_back([this, nice = options.worker_nice] {
+    workers_.emplace_back([this, i, &started, nice = options.worker_nice] {
       name_this_thread("malv-worker");
       lower_thread_priority(nice);
+      general_worker_tids_[i] = static_cast<pid_t>(::gettid());
+      started.count_down();
       worker_main(/*high_only=*/false);
     });
   }
+  started.wait();
   for (unsigned i = 0; i < high_worker_count_; ++i) {
     workers_.emplace_back([this] {
       name_this_thread("malv-worker-hi");
@@ -88,6 +95,8 @@ CpuBackend::~CpuBackend() {
   high_cv_.notify_all();
   for (std::thread& worker : workers_) worker.join();
 }
+
+std::vector<pid_t> CpuBackend::batch_worker_threads() const { return general_worker_tids_; }
 
 DeviceInfo CpuBackend::info() const {
   DeviceInfo info;

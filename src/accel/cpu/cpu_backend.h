@@ -77,6 +77,7 @@ class CpuBackend final : public Backend {
   // One lock and at most one wake-up for the whole batch.
   void enqueue_many(QueueId queue, std::span<Op> ops, Completion done) override;
   void synchronize_all() override;
+  std::vector<pid_t> batch_worker_threads() const override;
 
  private:
   static constexpr std::size_t kOpsPerTurn = 4096;
@@ -149,6 +150,7 @@ class CpuBackend final : public Backend {
   std::atomic<bool> spinner_active_{false};  // a worker is polling
 
   std::vector<std::thread> workers_;
+  std::vector<pid_t> general_worker_tids_;  // written before the constructor returns
 };
 
 }  // namespace malv::accel::cpu
