@@ -26,7 +26,12 @@ namespace {
 
 // Submitter threads of the asynchronous callers: the machine's 2 cores.
 constexpr std::size_t kSubmitters = 2;
-const mlaas::AsyncInferenceOptions kAsyncOptions{};  // the defaults: window 50 us, 512 rows
+// The defaults (window 50 us, 512 rows) but no batching thread: the
+// submitters run every batch themselves (run_pending), as the unbatched
+// callers run every request on the same two threads. A third thread on two
+// cores, woken for each batch and racing the submitters for it, cost half
+// the throughput at 64 callers (docs/benchmarks.md).
+const mlaas::AsyncInferenceOptions kAsyncOptions{.batching_thread = false};
 
 struct Round {
   double per_s = 0;

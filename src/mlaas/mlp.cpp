@@ -12,6 +12,8 @@
 #include <semaphore>
 #include <thread>
 
+#include "accel/cpu/blas_kernels.h"
+
 namespace malv::mlaas {
 namespace {
 
@@ -247,6 +249,7 @@ class CpuSlots {
 
 CpuSlots& cpu_slots() {
   static CpuSlots slots;
+  (void)accel::cpu::blas_kernels();  // chosen before the first gemm (blas_kernels.h)
   return slots;
 }
 

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "accel/backend_support.h"
+#include "accel/cpu/blas_kernels.h"
 #include "accel/cpu/cpu_kernels.h"
 #include "accel/kernel_args.h"
 #include "base/clock.h"
@@ -101,9 +102,11 @@ std::vector<pid_t> CpuBackend::batch_worker_threads() const { return general_wor
 DeviceInfo CpuBackend::info() const {
   DeviceInfo info;
   info.backend = "cpu";
-  info.name = high_worker_count_ == 0 ? fmt::format("OpenBLAS on {} workers", worker_count_)
-                                      : fmt::format("OpenBLAS on {} workers (+{} high-priority)",
-                                                    worker_count_, high_worker_count_);
+  const std::string& kernels = blas_kernels().in_use;
+  info.name = high_worker_count_ == 0
+                  ? fmt::format("OpenBLAS ({}) on {} workers", kernels, worker_count_)
+                  : fmt::format("OpenBLAS ({}) on {} workers (+{} high-priority)", kernels,
+                                worker_count_, high_worker_count_);
   info.total_memory = memory_.capacity();
   info.free_memory = memory_.capacity() - memory_.in_use();
   info.compute_units = worker_count_;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "accel/cpu/blas_kernels.h"
 #include "accel/cpu/cpu_kernels.h"
 #include "accel/kernel_args.h"
 
@@ -32,6 +33,7 @@ void run_cpu_gemm(std::span<const KernelArgValue> args) {
 // still use the machine). The setting is process-wide: with several CPU
 // backends in one process, the latest one created decides.
 void configure_blas_threads(unsigned backend_workers) {
+  (void)blas_kernels();  // chosen before the first gemm (blas_kernels.h)
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const unsigned threads = std::max(1u, cores / std::max(1u, backend_workers));
   openblas_set_num_threads(static_cast<int>(threads));
