@@ -21,7 +21,7 @@ constexpr const char* kVm = "bench-sjf";
 
 struct SjfRun {
   SjfWorkloadFigures figures;
-  std::uint64_t fallbacks = 0;
+  mlaas::PolicyCounters counters;
 };
 
 // A fresh host (nothing learned, nothing persisted) running the workload
@@ -47,7 +47,7 @@ Result<SjfRun> run_once(const MlaasOptions& flags, const std::string& policy) {
                                                          .streams = flags.sjf_streams,
                                                          .bursts = flags.sjf_bursts,
                                                          .seed = flags.sjf_seed}));
-    run.fallbacks = runner.counters(kVm, kModule).fallbacks;
+    run.counters = runner.counters(kVm, kModule);
   }
   registry.remove_vm(kVm);
   return run;
@@ -84,7 +84,9 @@ Result<SjfPhase> run_sjf_phase(const MlaasOptions& flags) {
     MALV_ASSIGN_OR_RETURN(SjfRun learned, run_once(flags, "learned-sjf"));
     accumulate(phase.fifo, fifo.figures);
     accumulate(phase.learned, learned.figures);
-    phase.learned_fallbacks += learned.fallbacks;
+    phase.learned_fallbacks += learned.counters.fallbacks;
+    phase.learned_failures += learned.counters.errors + learned.counters.invalid;
+    phase.learned_late += learned.counters.late;
   }
   average(phase.fifo, flags.sjf_rounds);
   average(phase.learned, flags.sjf_rounds);
@@ -110,6 +112,10 @@ void add_sjf_figures(const SjfPhase& p, std::vector<harness::Figure>& figures,
                      "aging bounds a long item's wait"});
   figures.push_back({"sjf_learned_cold_fallbacks", static_cast<double>(p.learned_fallbacks), "",
                      "learned-sjf decisions the baseline answered instead"});
+  figures.push_back({"sjf_learned_cold_failures", static_cast<double>(p.learned_failures), "",
+                     "of which the module erred or answered out of range"});
+  figures.push_back({"sjf_learned_cold_late", static_cast<double>(p.learned_late), "",
+                     "of which it answered past the gpu_sched budget"});
   extra["sjf"] = {{"rounds", p.rounds},
                   {"bursts", p.bursts},
                   {"streams", p.streams},

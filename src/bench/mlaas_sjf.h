@@ -26,9 +26,11 @@
 namespace malv::bench {
 
 struct SjfPhase {
-  SjfWorkloadFigures fifo;     // means over every round
-  SjfWorkloadFigures learned;  // learned-sjf, cold each round
-  std::uint64_t learned_fallbacks = 0;
+  SjfWorkloadFigures fifo;              // means over every round
+  SjfWorkloadFigures learned;           // learned-sjf, cold each round
+  std::uint64_t learned_fallbacks = 0;  // of which:
+  std::uint64_t learned_failures = 0;   // the module erred or answered out of range
+  std::uint64_t learned_late = 0;       // past the gpu_sched budget (a busy machine)
   int rounds = 0;
   int bursts = 0;
   int streams = 0;

@@ -21,6 +21,10 @@ namespace malv::mlaas {
 
 // MonoTime::max() when this thread is not inside a guarded decision.
 MonoTime current_decision_deadline();
+// A host service (HostServices::model_infer) gave up on the decision's
+// deadline: the runner then counts a failed decide() as late, not as the
+// module's error (the ABI has no status for it). No effect outside a scope.
+void note_decision_deadline_missed();
 
 // Sets this thread's decision deadline for its lifetime; scopes nest (the
 // inner one wins while it lives, the outer one is restored after).
@@ -28,11 +32,14 @@ class DecisionDeadlineScope {
  public:
   explicit DecisionDeadlineScope(MonoTime deadline);
   ~DecisionDeadlineScope();
+  // Whether a host service missed this scope's deadline so far.
+  bool missed() const;
   DecisionDeadlineScope(const DecisionDeadlineScope&) = delete;
   DecisionDeadlineScope& operator=(const DecisionDeadlineScope&) = delete;
 
  private:
   MonoTime previous_;
+  bool previous_missed_;
 };
 
 }  // namespace malv::mlaas

@@ -166,8 +166,11 @@ HostServices::HostServices(FeatureRegistry& features, InferenceService* inferenc
       if (inference == nullptr) return MALV_MLAAS_ERR_NOT_FOUND;
       // Inside a guarded decide() the decision's deadline applies: no answer
       // comes after it (the module gets an error and the baseline decides).
-      return to_status(
-          inference->infer(ModelId{model}, in, batch, out, current_decision_deadline()));
+      Status result = inference->infer(ModelId{model}, in, batch, out, current_decision_deadline());
+      if (!result.ok() && result.error().code() == ErrorCode::kDeadlineExceeded) {
+        note_decision_deadline_missed();
+      }
+      return to_status(result);
     });
   };
   table_.model_release = [](const malv_host_services* t, malv_model model) {

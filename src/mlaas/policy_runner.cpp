@@ -56,6 +56,7 @@ DecisionReport PolicyRunner::decide(std::string_view vm, PolicyClass cls, const 
   poison_decisions(cls, decisions, n);
   int status = MALV_MLAAS_ERR_INTERNAL;
   bool threw = false;
+  bool inference_missed = false;  // a host service gave up on the deadline
   {
     std::lock_guard instance_lock(instance->mutex());
     const std::int64_t start = mono_now_ns();
@@ -68,9 +69,16 @@ DecisionReport PolicyRunner::decide(std::string_view vm, PolicyClass cls, const 
       threw = true;
     }
     report.elapsed_ns = mono_now_ns() - start;
+    inference_missed = deadline.missed();
   }
 
-  if (threw || status != MALV_MLAAS_OK) {
+  if (!threw && status != MALV_MLAAS_OK && inference_missed) {
+    report.failure = FailureKind::kLate;
+    report.detail = fmt::format(
+        "decide() returned status {}: an inference it asked for missed the decision's budget "
+        "of {} ns",
+        status, options.budget_for(cls).count());
+  } else if (threw || status != MALV_MLAAS_OK) {
     report.failure = FailureKind::kError;
     report.detail =
         threw ? "decide() threw an exception" : fmt::format("decide() returned status {}", status);

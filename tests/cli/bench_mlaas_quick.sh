@@ -21,7 +21,7 @@ for key in decide_ns_learned_sjf decide_ns_lru linnos_accel_b4096_per_s mllb_cpu
   linnos_calibrated_crossover_batch \
   mllb_calibrated_crossover_batch calibrated_crossover \
   prefetch_stall_adaptive_over_fixed prefetch_stall_learned_over_fixed \
-  learned_sjf_cold_over_fifo sjf_learned_cold_fallbacks mixed_policy_jain; do
+  learned_sjf_cold_over_fifo sjf_learned_cold_fallbacks sjf_learned_cold_failures sjf_learned_cold_late mixed_policy_jain; do
   if ! printf '%s\n' "$out" | grep -q "\"$key\""; then
     echo "malv bench mlaas --json: no figure $key" >&2
     printf '%s\n' "$out" >&2

