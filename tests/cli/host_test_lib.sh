@@ -50,11 +50,14 @@ fail() {
   exit 1
 }
 start_host() {
+  # A previous host's "ready" line must not be read before the new host's
+  # redirect truncates the file (the shell forks first): start from none.
+  rm -f "$work/serve.out"
   "$malv" serve "$@" --socket "$work/malv.sock" --admin-socket "$work/admin.sock" \
     >"$work/serve.out" 2>"$work/serve.err" &
   host=$!
   tries=0
-  until grep -q '^ready ' "$work/serve.out"; do
+  until grep -qs '^ready ' "$work/serve.out"; do
     tries=$((tries + 1))
     [ $tries -lt 600 ] && kill -0 $host 2>/dev/null || fail "the host did not start" "$work/serve.err"
     sleep 0.1
