@@ -290,28 +290,41 @@ TEST_F(MemoryManagerTest, PrefetchKeepsTheBytesAndItsFillsGetUsed) {
   ADD_FAILURE() << "three runs without a prefetch hit";
 }
 
+// Lending: a 6 MiB device, a borrower (quota 1 MiB, 8 MiB virtual) and an
+// owner (quota 4 MiB), a session each and a queue of the borrower's.
+class MemoryLending : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    vgpu.set_memory_policies(&lru, {.lend = true, .prefetch = false});
+    ASSERT_TRUE(vgpu.vms()
+                    .create({.name = "borrower",
+                             .token = "t",
+                             .memory_limit = 1 * kMiB,
+                             .virtual_memory_limit = 8 * kMiB})
+                    .ok());
+    ASSERT_TRUE(vgpu.vms().create({.name = "owner", .token = "t", .memory_limit = 4 * kMiB}).ok());
+    borrower = vgpu.open_session("borrower", "t").value();
+    owner = vgpu.open_session("owner", "t").value();
+    q = borrower->create_queue(accel::QueuePriority::kNormal).value();
+  }
+
+  std::unique_ptr<accel::Backend> device =
+      accel::make_cpu_backend({.memory_bytes = 6 * kMiB, .workers = 2});
+  FifoPolicies fifo;
+  LruMemoryPolicies lru;
+  VgpuService vgpu{*device, fifo};
+  std::unique_ptr<VmBackend> borrower;
+  std::unique_ptr<VmBackend> owner;
+  accel::QueueId q;
+};
+
 // Lending: an oversubscribed VM borrows device memory nobody uses (here a
 // 6 MiB device whose other VM, quota 4 MiB, is idle) and spills nothing;
 // when the owner allocates its guarantee while the borrower trains, the
 // borrowed buffers are evicted (and written back) for it. Neither loses a
 // byte: the owner reads back what it wrote, the borrower's ring of adds
 // ends where the host's own arithmetic does.
-TEST(MemoryLending, BorrowedMemoryIsTakenBackForItsOwnerUnderLoadAndNoDataIsLost) {
-  auto device = accel::make_cpu_backend({.memory_bytes = 6 * kMiB, .workers = 2});
-  FifoPolicies fifo;
-  LruMemoryPolicies lru;
-  VgpuService vgpu(*device, fifo);
-  vgpu.set_memory_policies(&lru, {.lend = true, .prefetch = false});
-  ASSERT_TRUE(vgpu.vms()
-                  .create({.name = "borrower",
-                           .token = "t",
-                           .memory_limit = 1 * kMiB,
-                           .virtual_memory_limit = 8 * kMiB})
-                  .ok());
-  ASSERT_TRUE(vgpu.vms().create({.name = "owner", .token = "t", .memory_limit = 4 * kMiB}).ok());
-  std::unique_ptr<VmBackend> borrower = vgpu.open_session("borrower", "t").value();
-  std::unique_ptr<VmBackend> owner = vgpu.open_session("owner", "t").value();
-  const accel::QueueId q = borrower->create_queue(accel::QueuePriority::kNormal).value();
+TEST_F(MemoryLending, BorrowedMemoryIsTakenBackForItsOwnerUnderLoadAndNoDataIsLost) {
   Statuses statuses;
   std::uint64_t cookie = 0;
   auto done = [&] { return accel::Completion{&Statuses::record, &statuses, cookie++}; };
@@ -388,22 +401,7 @@ TEST(MemoryLending, BorrowedMemoryIsTakenBackForItsOwnerUnderLoadAndNoDataIsLost
 
 // The same lending with the borrower idle: the owner's 4 MiB take back
 // exactly what the device lacks (1 MiB, four buffers) through the ledger.
-TEST(MemoryLending, AnIdleBorrowerGivesBackExactlyWhatTheOwnerLacks) {
-  auto device = accel::make_cpu_backend({.memory_bytes = 6 * kMiB, .workers = 2});
-  FifoPolicies fifo;
-  LruMemoryPolicies lru;
-  VgpuService vgpu(*device, fifo);
-  vgpu.set_memory_policies(&lru, {.lend = true, .prefetch = false});
-  ASSERT_TRUE(vgpu.vms()
-                  .create({.name = "borrower",
-                           .token = "t",
-                           .memory_limit = 1 * kMiB,
-                           .virtual_memory_limit = 8 * kMiB})
-                  .ok());
-  ASSERT_TRUE(vgpu.vms().create({.name = "owner", .token = "t", .memory_limit = 4 * kMiB}).ok());
-  std::unique_ptr<VmBackend> borrower = vgpu.open_session("borrower", "t").value();
-  std::unique_ptr<VmBackend> owner = vgpu.open_session("owner", "t").value();
-  const accel::QueueId q = borrower->create_queue(accel::QueuePriority::kNormal).value();
+TEST_F(MemoryLending, AnIdleBorrowerGivesBackExactlyWhatTheOwnerLacks) {
   std::vector<std::vector<float>> data(kBuffers, std::vector<float>(kFloats));
   std::vector<accel::DevicePtr> buffers;
   for (std::size_t b = 0; b < kBuffers; ++b) {
