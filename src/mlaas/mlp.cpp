@@ -221,6 +221,8 @@ namespace {
 class CpuSlots {
  public:
   static constexpr std::size_t kCount = 64;
+  // The kernels are chosen before the first gemm (blas_kernels.h).
+  CpuSlots() { (void)accel::cpu::blas_kernels(); }
   struct Slot {
     std::atomic<bool> busy{false};
     std::vector<float> a, b;
@@ -249,7 +251,6 @@ class CpuSlots {
 
 CpuSlots& cpu_slots() {
   static CpuSlots slots;
-  (void)accel::cpu::blas_kernels();  // chosen before the first gemm (blas_kernels.h)
   return slots;
 }
 
