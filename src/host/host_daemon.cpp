@@ -291,6 +291,7 @@ HostDaemon::~HostDaemon() {
   }
   ivshmem_.reset();            // ends every VM's sessions before the services they use go away
   server_.reset();             // ... and every process guest's
+  cpu_.reset();                // its thread reads the VMs (and may hold the last of one)
   feature_publisher_.reset();  // reads the VMs
   vgpu_.reset();
 }
