@@ -47,7 +47,7 @@ static int rr_decide(void* state, const void* observations, size_t n, void* deci
 
 static const malv_policy kPolicies[] = {
     {MALV_POLICY_GPU_SCHED, "round-robin", "VMs served in turn by id", rr_create, rr_destroy,
-     rr_decide, NULL},
+     rr_decide, NULL, NULL},
 };
 
 static const malv_mlaas_module kModule = {MALV_MLAAS_ABI_VERSION, 1, "malv_round_robin", "0.1.0",

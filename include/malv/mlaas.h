@@ -35,7 +35,8 @@
  *       (void)st; return MALV_MLAAS_OK;
  *     }
  *     static const malv_policy kPolicies[] = {
- *       {MALV_POLICY_GPU_SCHED, "my-fifo", "FIFO", my_create, my_destroy, my_decide, NULL},
+ *       {MALV_POLICY_GPU_SCHED, "my-fifo", "FIFO", my_create, my_destroy, my_decide, NULL,
+ *        NULL},
  *     };
  *     static const malv_mlaas_module kModule = {
  *       MALV_MLAAS_ABI_VERSION, 1, "my_module", "1.0.0", kPolicies,
@@ -48,6 +49,12 @@
  * guards against errors, lateness and bad outputs (the baseline policy decides
  * instead), not against crashes or memory corruption. docs/mlaas-abi.md has
  * the full contract.
+ *
+ * A gpu_sched policy may also name, per queued item, a model and its input
+ * row (enqueue_inputs, ABI 6): the host then runs that model as the item is
+ * queued, batched with every other item of every VM for the same model, off
+ * the scheduler's lock, and decide() reads the answer in
+ * observation.model_output instead of running inference itself.
  *
  * Versioning: MALV_MLAAS_ABI_VERSION changes whenever any struct layout or
  * function signature here changes; the host refuses modules built against
@@ -64,7 +71,7 @@
 extern "C" {
 #endif
 
-#define MALV_MLAAS_ABI_VERSION 5u
+#define MALV_MLAAS_ABI_VERSION 6u
 
 /* Name of the one symbol a module exports. */
 #define MALV_MLAAS_ENTRY_POINT "malv_mlaas_module_get"
@@ -125,6 +132,13 @@ typedef struct malv_gpu_sched_observation {
   int64_t waited_ns;       /* now - enqueue_time_ns */
   int64_t vm_busy_ns;      /* accelerator time this VM has used so far */
   int64_t queue_busy_ns;   /* accelerator time this stream has used so far (ABI 5) */
+  /* ABI 6: the first output of the model the policy named for this item in
+   * enqueue_inputs (see malv_policy), computed when the item was queued.
+   * model_output_ready is 1 when model_output holds that answer; 0 (and
+   * model_output 0) when the policy has no enqueue_inputs, or the answer was
+   * not ready (or failed) by the time of the decision. */
+  float model_output;
+  uint32_t model_output_ready;
 } malv_gpu_sched_observation;
 
 /* The scheduler is two-level (ABI 5). The host level, chosen by the admin
@@ -361,6 +375,8 @@ typedef uint64_t malv_model;          /* 0 is never a valid model */
 /* Most rows and steps one model_train call takes. */
 #define MALV_MODEL_TRAIN_MAX_ROWS 4096u
 #define MALV_MODEL_TRAIN_MAX_STEPS 64u
+/* Longest input row enqueue_inputs may write (ABI 6). */
+#define MALV_ENQUEUE_INPUTS_MAX 256u
 
 typedef struct malv_host_services malv_host_services;
 
@@ -409,19 +425,24 @@ struct malv_host_services {
 
   /* Since ABI version 5: models a module updates and keeps, per host. The
    * host does the math (the same MLP as model_infer) and the file I/O; a
-   * module cannot link the host's code. Each model_open/model_load gives a
-   * model of its own: training one changes no other caller's model.
+   * module cannot link the host's code. model_load gives a model of its own:
+   * training it changes no other caller's model. model_open (ABI 6) gives the
+   * host's one model of that state name: every instance (any VM, any module)
+   * that opens the name shares it, training by any of them updates it for
+   * all, and each model_open is undone by one model_release (the model goes
+   * with the last). Sharing lets the host batch every caller's rows into one
+   * run of the model.
    *
    * A state name is 1..MALV_MODEL_STATE_NAME_MAX characters from [A-Za-z0-9._-],
    * not starting with '.'; the host keeps the model as
    * <state_dir>/models/<state_name>.safetensors. */
 
-  /* Loads the host's persisted model `state_name` if there is one and it
-   * loads, else the shipped file (a persisted file that fails to load is
-   * logged with the reason and skipped). *out_source gets
-   * MALV_MODEL_FROM_STATE or MALV_MODEL_FROM_SHIPPED (out_source may be
-   * NULL). MALV_MLAAS_ERR_NOT_FOUND when neither loads. Without a state
-   * directory it loads the shipped file. */
+  /* The host's model `state_name`: the one already open under that name
+   * (shipped_path is then not read), else the host's persisted model
+   * `state_name` if there is one and it loads, else the shipped file (a persisted file that fails
+   * to load is logged with the reason and skipped). *out_source gets MALV_MODEL_FROM_STATE or
+   * MALV_MODEL_FROM_SHIPPED (out_source may be NULL). MALV_MLAAS_ERR_NOT_FOUND when neither loads.
+   * Without a state directory it loads the shipped file. */
   int (*model_open)(const malv_host_services* self, const char* state_name,
                     const char* shipped_path, malv_model* out_model, uint32_t* out_source);
   /* `steps` steps of gradient descent on the mean squared error of the
@@ -446,10 +467,25 @@ struct malv_host_services {
 
 /* ---------------------------------------------------------------- module -- */
 
-/* One policy. create, destroy and decide are required; feedback may be NULL.
- * decide gets n >= 1 observations of the policy's class and must write n
- * decisions; it returns MALV_MLAAS_OK or an error (the host then uses the
- * baseline). The host never calls one instance's functions concurrently. */
+/* One policy. create, destroy and decide are required; feedback and
+ * enqueue_inputs may be NULL. decide gets n >= 1 observations of the
+ * policy's class and must write n decisions; it returns MALV_MLAAS_OK or an
+ * error (the host then uses the baseline). The host never calls one
+ * instance's create, destroy, decide and feedback concurrently.
+ *
+ * enqueue_inputs (ABI 6, gpu_sched only; a policy of another class with it
+ * is refused at load): called once for every item queued on the VM's
+ * streams, with the item's observation as the host knows it then
+ * (waited_ns 0, model_output NaN). It writes the model to run for the item
+ * (one the instance opened or loaded) into *out_model and its input row, of
+ * exactly the model's input dimension (at most row_capacity floats), into
+ * row, and returns MALV_MLAAS_OK; any other return, model 0 or a row that
+ * is not finite means "nothing for this item". The host runs the model
+ * asynchronously, batched with every other caller's rows of that model, and
+ * the decision for that item sees the first output in model_output. It may
+ * run concurrently with the instance's other functions (on the thread that
+ * queues the work), so it must only read what create() set up; it must be
+ * quick (it runs for every queued item). */
 typedef struct malv_policy {
   uint32_t policy_class;   /* malv_policy_class */
   const char* name;        /* unique within the module, e.g. "fair-share" */
@@ -458,6 +494,9 @@ typedef struct malv_policy {
   void (*destroy)(void* state);
   int (*decide)(void* state, const void* observations, size_t n, void* decisions);
   void (*feedback)(void* state, const void* outcomes, size_t n);
+  /* ABI 6 (see above); NULL: none. */
+  int (*enqueue_inputs)(void* state, const void* observation, malv_model* out_model, float* row,
+                        size_t row_capacity);
 } malv_policy;
 
 typedef struct malv_mlaas_module {

@@ -54,6 +54,7 @@
 #include "bench/mlaas_sjf.h"
 #include "bench/models.h"
 #include "harness/report.h"
+#include "mlaas/async_inference.h"
 #include "mlaas/feature_registry.h"
 #include "mlaas/host_services.h"
 #include "mlaas/inference_service.h"
@@ -81,6 +82,7 @@ struct MlaasHost {
   std::unique_ptr<mlaas::HostServices> services;
   std::unique_ptr<mlaas::PolicyRegistry> registry;
   std::unique_ptr<mlaas::PolicyRunner> runner;
+  std::unique_ptr<mlaas::AsyncInference> enqueue_inference;  // scores at enqueue (ABI 6)
   std::unique_ptr<vgpu::MlaasGpuSchedPolicies> sched_policies;
 };
 
@@ -94,7 +96,9 @@ Result<std::unique_ptr<MlaasHost>> start_host(const std::string& backend) {
   host->services = std::make_unique<mlaas::HostServices>(host->features, host->inference.get());
   host->registry = std::make_unique<mlaas::PolicyRegistry>(host->services->table());
   host->runner = std::make_unique<mlaas::PolicyRunner>(*host->registry);
-  host->sched_policies = std::make_unique<vgpu::MlaasGpuSchedPolicies>(*host->runner);
+  MALV_ASSIGN_OR_RETURN(host->enqueue_inference, mlaas::AsyncInference::create(*host->inference));
+  host->sched_policies = std::make_unique<vgpu::MlaasGpuSchedPolicies>(
+      *host->runner, host->inference.get(), host->enqueue_inference.get());
 
   const std::string dir = mlaas::policy_dir();
   const std::filesystem::path held_back = mlaas::policy_module_path(kSwapModule);

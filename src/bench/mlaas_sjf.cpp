@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "accel/backend.h"
+#include "mlaas/async_inference.h"
 #include "mlaas/feature_registry.h"
 #include "mlaas/host_services.h"
 #include "mlaas/inference_service.h"
@@ -22,6 +23,8 @@ constexpr const char* kVm = "bench-sjf";
 struct SjfRun {
   SjfWorkloadFigures figures;
   mlaas::PolicyCounters counters;
+  std::uint64_t prepared_ready = 0;  // decision candidates with their answer ready
+  std::uint64_t prepared_missing = 0;
 };
 
 // A fresh host (nothing learned, nothing persisted) running the workload
@@ -35,7 +38,10 @@ Result<SjfRun> run_once(const MlaasOptions& flags, const std::string& policy) {
   mlaas::PolicyRegistry registry(services.table());
   MALV_TRY(registry.load_module(mlaas::policy_module_path(kModule)));
   mlaas::PolicyRunner runner(registry);
-  vgpu::MlaasGpuSchedPolicies policies(runner);
+  // As `malv serve`: learned-sjf's model runs as items are queued (ABI 6).
+  MALV_ASSIGN_OR_RETURN(std::unique_ptr<mlaas::AsyncInference> queue,
+                        mlaas::AsyncInference::create(inference));
+  vgpu::MlaasGpuSchedPolicies policies(runner, &inference, queue.get());
   SjfRun run;
   {
     vgpu::VgpuService vgpu(*device, policies, {.device_slots = 1});
@@ -48,6 +54,9 @@ Result<SjfRun> run_once(const MlaasOptions& flags, const std::string& policy) {
                                                          .bursts = flags.sjf_bursts,
                                                          .seed = flags.sjf_seed}));
     run.counters = runner.counters(kVm, kModule);
+    const vgpu::SchedulerStats stats = vgpu.scheduler().stats();
+    run.prepared_ready = stats.prepared_ready;
+    run.prepared_missing = stats.prepared_missing;
   }
   registry.remove_vm(kVm);
   return run;
@@ -87,6 +96,8 @@ Result<SjfPhase> run_sjf_phase(const MlaasOptions& flags) {
     phase.learned_fallbacks += learned.counters.fallbacks;
     phase.learned_failures += learned.counters.errors + learned.counters.invalid;
     phase.learned_late += learned.counters.late;
+    phase.learned_prepared_ready += learned.prepared_ready;
+    phase.learned_prepared_missing += learned.prepared_missing;
   }
   average(phase.fifo, flags.sjf_rounds);
   average(phase.learned, flags.sjf_rounds);
@@ -116,6 +127,13 @@ void add_sjf_figures(const SjfPhase& p, std::vector<harness::Figure>& figures,
                      "of which the module erred or answered out of range"});
   figures.push_back({"sjf_learned_cold_late", static_cast<double>(p.learned_late), "",
                      "of which it answered past the gpu_sched budget"});
+  const double candidates =
+      static_cast<double>(p.learned_prepared_ready + p.learned_prepared_missing);
+  figures.push_back(
+      {"sjf_learned_prepared_ready_fraction",
+       candidates > 0 ? static_cast<double>(p.learned_prepared_ready) / candidates : 0.0, "",
+       "learned-sjf decision candidates whose prediction, computed when the item "
+       "was queued (batched, off the scheduler's lock), was ready by the decision"});
   extra["sjf"] = {{"rounds", p.rounds},
                   {"bursts", p.bursts},
                   {"streams", p.streams},

@@ -31,6 +31,10 @@ struct SjfPhase {
   std::uint64_t learned_fallbacks = 0;  // of which:
   std::uint64_t learned_failures = 0;   // the module erred or answered out of range
   std::uint64_t learned_late = 0;       // past the gpu_sched budget (a busy machine)
+  // learned-sjf's decision candidates whose prediction, computed at enqueue,
+  // was ready by the decision or not (then the policy ran the model itself).
+  std::uint64_t learned_prepared_ready = 0;
+  std::uint64_t learned_prepared_missing = 0;
   int rounds = 0;
   int bursts = 0;
   int streams = 0;

@@ -69,6 +69,15 @@ class OutcomeRecorder final : public vgpu::GpuSchedPolicies {
     inner_.score(vm, items, scores);
   }
   void feedback(vgpu::Vm& vm, const malv_gpu_sched_outcome& outcome) override;
+  void prepare(vgpu::Vm& vm, std::span<const malv_gpu_sched_observation> items,
+               std::span<vgpu::PreparedItem> prepared) override {
+    inner_.prepare(vm, items, prepared);
+  }
+  void run_prepared() override { inner_.run_prepared(); }
+  double prepared_output(vgpu::Vm& vm, const vgpu::PreparedItem& item) override {
+    return inner_.prepared_output(vm, item);
+  }
+  bool prepares() const override { return inner_.prepares(); }
   std::vector<malv_gpu_sched_outcome> take();
 
  private:

@@ -94,7 +94,12 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   const std::string dir = config.policy_dir.empty() ? mlaas::policy_dir() : config.policy_dir;
   MALV_TRY_CONTEXT(d->policies_->load_directory(dir), "loading MLaaS modules from " + dir);
   d->runner_ = std::make_unique<mlaas::PolicyRunner>(*d->policies_);
-  d->sched_policies_ = std::make_unique<vgpu::MlaasGpuSchedPolicies>(*d->runner_);
+  // gpu_sched policies that name a model per item (learned-sjf) have it run
+  // as the item is queued, batched across VMs, not under the scheduler's
+  // lock (see vgpu/mlaas_gpu_sched_policies.h).
+  MALV_ASSIGN_OR_RETURN(d->enqueue_inference_, mlaas::AsyncInference::create(*d->inference_));
+  d->sched_policies_ = std::make_unique<vgpu::MlaasGpuSchedPolicies>(
+      *d->runner_, d->inference_.get(), d->enqueue_inference_.get());
   d->vgpu_ =
       std::make_unique<vgpu::VgpuService>(*d->backend_, *d->sched_policies_, d->options_.scheduler);
   // Oversubscribed VMs' memory managers: eviction by each VM's memory policy;
@@ -200,36 +205,40 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                        : config.admin_socket;
   const accel::DeviceInfo info = d->backend_->info();
   MALV_ASSIGN_OR_RETURN(
-      d->admin_,
-      vgpu::AdminApi::start(
-          d->admin_path_,
-          {.vgpu = d->vgpu_.get(),
-           .state = d->state_.get(),
-           .checkpoint_usage =
-               [store = d->checkpoints_.get()](const std::string& vm) {
-                 const offload::CheckpointUsage usage = store->usage(vm);
-                 return vgpu::VmDiskUsage{usage.bytes, usage.count};
-               },
-           .policies = d->policies_.get(),
-           .runner = d->runner_.get(),
-           .backend = info.backend,
-           .device = info.name,
-           .more_metrics =
-               [inference = d->inference_.get(), cpu = d->cpu_.get(), ivshmem = d->ivshmem_.get()] {
-                 std::string text = inference->metrics_text();
-                 if (cpu != nullptr) text += cpu->metrics_text();
-                 if (ivshmem != nullptr) text += ivshmem->metrics_text();
-                 return text;
-               },
-           .cpu_control = d->cpu_ ? d->cpu_->mechanism() : "off",
-           .cpu_json =
-               [cpu = d->cpu_.get()](const std::string& vm) {
-                 return cpu != nullptr ? cpu_status_json(*cpu, vm) : std::string();
-               },
-           .ivshmem_json =
-               [ivshmem = d->ivshmem_.get()](const std::string& vm) {
-                 return ivshmem != nullptr ? ivshmem_status_json(*ivshmem, vm) : std::string();
-               }}));
+      d->admin_, vgpu::AdminApi::start(
+                     d->admin_path_,
+                     {.vgpu = d->vgpu_.get(),
+                      .state = d->state_.get(),
+                      .checkpoint_usage =
+                          [store = d->checkpoints_.get()](const std::string& vm) {
+                            const offload::CheckpointUsage usage = store->usage(vm);
+                            return vgpu::VmDiskUsage{usage.bytes, usage.count};
+                          },
+                      .policies = d->policies_.get(),
+                      .runner = d->runner_.get(),
+                      .backend = info.backend,
+                      .device = info.name,
+                      .more_metrics =
+                          [inference = d->inference_.get(), queue = d->enqueue_inference_.get(),
+                           sched = d->sched_policies_.get(), cpu = d->cpu_.get(),
+                           ivshmem = d->ivshmem_.get()] {
+                            std::string text = inference->metrics_text();
+                            text += queue->metrics_text();
+                            text += sched->metrics_text();
+                            if (cpu != nullptr) text += cpu->metrics_text();
+                            if (ivshmem != nullptr) text += ivshmem->metrics_text();
+                            return text;
+                          },
+                      .cpu_control = d->cpu_ ? d->cpu_->mechanism() : "off",
+                      .cpu_json =
+                          [cpu = d->cpu_.get()](const std::string& vm) {
+                            return cpu != nullptr ? cpu_status_json(*cpu, vm) : std::string();
+                          },
+                      .ivshmem_json =
+                          [ivshmem = d->ivshmem_.get()](const std::string& vm) {
+                            return ivshmem != nullptr ? ivshmem_status_json(*ivshmem, vm)
+                                                      : std::string();
+                          }}));
   return d;
 }
 

@@ -16,6 +16,7 @@
 #include "host/host_config.h"
 #include "microlake/ivshmem_server.h"
 #include "microlake/server.h"
+#include "mlaas/async_inference.h"
 #include "mlaas/feature_registry.h"
 #include "mlaas/host_services.h"
 #include "mlaas/inference_service.h"
@@ -61,6 +62,8 @@ class HostDaemon {
   std::unique_ptr<accel::Backend> backend_;
   mlaas::FeatureRegistry features_;
   std::unique_ptr<mlaas::InferenceService> inference_;
+  // Items' scores computed as they are queued, batched across every VM.
+  std::unique_ptr<mlaas::AsyncInference> enqueue_inference_;
   std::unique_ptr<mlaas::HostServices> services_;
   std::unique_ptr<mlaas::PolicyRegistry> policies_;
   std::unique_ptr<mlaas::PolicyRunner> runner_;

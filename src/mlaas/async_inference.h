@@ -52,6 +52,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -141,6 +142,8 @@ class AsyncInference {
   void shutdown();
 
   AsyncInferenceCounters stats() const;
+  // Prometheus families over stats() (inference_metrics.cpp).
+  std::string metrics_text() const;
 
  private:
   struct Lane;

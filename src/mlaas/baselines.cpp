@@ -52,13 +52,13 @@ int cpu_none(void*, const void* observations, std::size_t n, void* decisions) {
 
 constexpr malv_policy kBaselines[] = {
     {MALV_POLICY_GPU_SCHED, "fifo", "oldest work item first", create_stateless, destroy_stateless,
-     gpu_fifo, nullptr},
+     gpu_fifo, nullptr, nullptr},
     {MALV_POLICY_MEMORY, "lru", "least recently used buffer evicted first", create_stateless,
-     destroy_stateless, memory_lru, nullptr},
+     destroy_stateless, memory_lru, nullptr, nullptr},
     {MALV_POLICY_CPU_SCHED, "none", "the host leaves the CPUs alone (default weight, any core)",
-     create_stateless, destroy_stateless, cpu_none, nullptr},
+     create_stateless, destroy_stateless, cpu_none, nullptr, nullptr},
     {MALV_POLICY_PREFETCH, "fixed", "fixed prefetch depth", create_stateless, destroy_stateless,
-     prefetch_fixed, nullptr},
+     prefetch_fixed, nullptr, nullptr},
 };
 
 constexpr malv_mlaas_module kBuiltin = {MALV_MLAAS_ABI_VERSION, 4, "builtin", "1.0.0", kBaselines};

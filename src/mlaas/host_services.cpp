@@ -177,6 +177,7 @@ HostServices::HostServices(FeatureRegistry& features, InferenceService* inferenc
     InferenceService* inference = self(t).inference_;
     if (inference == nullptr) return;
     try {
+      if (self(t).release_shared_model(model)) return;
       inference->release(ModelId{model});
     } catch (...) {
     }
@@ -226,43 +227,82 @@ Result<std::string_view> state_name_arg(const char* name) {
 
 }  // namespace
 
+int HostServices::open_shared_model(std::string_view name, const char* shipped_path,
+                                    malv_model* out, std::uint32_t* out_source) {
+  // One open at a time: two VMs opening the name at once must share one load.
+  std::lock_guard lock(shared_mu_);
+  auto open = shared_.find(name);
+  if (open != shared_.end()) {
+    ++open->second.refs;
+    *out = open->second.model;
+    if (out_source != nullptr) *out_source = shared_sources_[open->second.model];
+    return MALV_MLAAS_OK;
+  }
+  Result<std::string> path = model_state_path(name);
+  if (!path.ok() && path.error().code() == ErrorCode::kInvalidArgument) {
+    log::warn("mlaas-module", "model_open: {}", path.error().message());
+    return MALV_MLAAS_ERR_INVALID;
+  }
+  std::uint32_t source = MALV_MODEL_FROM_SHIPPED;
+  Result<ModelId> model = Error(ErrorCode::kNotFound, "no persisted model");
+  if (path.ok()) {
+    std::error_code ec;
+    if (std::filesystem::exists(*path, ec)) {
+      model = inference_->load(*path);
+      if (model.ok()) {
+        source = MALV_MODEL_FROM_STATE;
+        log::info("mlaas-module", "model {}: the persisted {}", name, *path);
+      } else {
+        log::warn("mlaas-module", "model {}: the persisted file is not used ({}); loading {}", name,
+                  model.error().to_string(), shipped_path);
+      }
+    }
+  }
+  if (!model.ok()) {
+    model = inference_->load(shipped_path);
+    if (!model.ok()) {
+      log::warn("mlaas-module", "model_open({}): {}", name, model.error().to_string());
+      return MALV_MLAAS_ERR_NOT_FOUND;
+    }
+  }
+  shared_.emplace(std::string(name), SharedModel{model->value(), 1});
+  shared_sources_[model->value()] = source;
+  *out = model->value();
+  if (out_source != nullptr) *out_source = source;
+  return MALV_MLAAS_OK;
+}
+
+bool HostServices::release_shared_model(std::uint64_t model) {
+  std::lock_guard lock(shared_mu_);
+  if (!shared_sources_.contains(model)) return false;
+  for (auto it = shared_.begin(); it != shared_.end(); ++it) {
+    if (it->second.model != model) continue;
+    if (--it->second.refs == 0) {
+      shared_.erase(it);
+      shared_sources_.erase(model);
+      if (inference_ != nullptr) inference_->release(ModelId{model});
+    }
+    return true;
+  }
+  return true;
+}
+
+std::size_t HostServices::shared_model_refs(std::string_view name) const {
+  std::lock_guard lock(shared_mu_);
+  auto open = shared_.find(name);
+  return open == shared_.end() ? 0 : open->second.refs;
+}
+
 void HostServices::init_model_state_calls() {
   table_.model_open = [](const malv_host_services* t, const char* state_name,
                          const char* shipped_path, malv_model* out, std::uint32_t* out_source) {
     return guarded([&] {
       if (out == nullptr || shipped_path == nullptr) return MALV_MLAAS_ERR_INVALID;
       HostServices& host = self(t);
-      InferenceService* inference = host.inference_;
-      if (inference == nullptr) return MALV_MLAAS_ERR_NOT_FOUND;
+      if (host.inference_ == nullptr) return MALV_MLAAS_ERR_NOT_FOUND;
       Result<std::string_view> name = state_name_arg(state_name);
       if (!name.ok()) return to_status(name);
-      Result<std::string> path = host.model_state_path(*name);
-      if (!path.ok() && path.error().code() == ErrorCode::kInvalidArgument) {
-        log::warn("mlaas-module", "model_open: {}", path.error().message());
-        return MALV_MLAAS_ERR_INVALID;
-      }
-      if (path.ok()) {
-        std::error_code ec;
-        if (std::filesystem::exists(*path, ec)) {
-          Result<ModelId> model = inference->load(*path);
-          if (model.ok()) {
-            *out = model->value();
-            if (out_source != nullptr) *out_source = MALV_MODEL_FROM_STATE;
-            log::info("mlaas-module", "model {}: the persisted {}", *name, *path);
-            return MALV_MLAAS_OK;
-          }
-          log::warn("mlaas-module", "model {}: the persisted file is not used ({}); loading {}",
-                    *name, model.error().to_string(), shipped_path);
-        }
-      }
-      Result<ModelId> model = inference->load(shipped_path);
-      if (!model.ok()) {
-        log::warn("mlaas-module", "model_open({}): {}", *name, model.error().to_string());
-        return MALV_MLAAS_ERR_NOT_FOUND;
-      }
-      *out = model->value();
-      if (out_source != nullptr) *out_source = MALV_MODEL_FROM_SHIPPED;
-      return MALV_MLAAS_OK;
+      return host.open_shared_model(*name, shipped_path, out, out_source);
     });
   };
   table_.model_train = [](const malv_host_services* t, malv_model model, const float* in,

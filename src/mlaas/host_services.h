@@ -17,8 +17,15 @@
 // state directory (set_state_dir, what the host daemon calls with its
 // own) model_open loads the shipped file and model_save fails with
 // MALV_MLAAS_ERR_NO_STATE.
+//
+// model_open shares (ABI 6): every instance that opens one state name gets
+// the host's one model of that name, counted (each model_release drops one
+// reference; the model is released with the last), so the rows of every VM
+// scoring with it can be batched into one run.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -46,10 +53,22 @@ class HostServices {
   // outside [A-Za-z0-9._-]{1,64} or starting with '.', kFailedPrecondition
   // without a state directory.
   [[nodiscard]] Result<std::string> model_state_path(std::string_view name) const;
+  // How many model_open references the named model has now (0: not open).
+  std::size_t shared_model_refs(std::string_view name) const;
 
  private:
+  struct SharedModel {
+    std::uint64_t model = 0;
+    std::size_t refs = 0;
+  };
   static HostServices& self(const malv_host_services* table);
   void init_model_state_calls();  // model_open, model_train, model_save
+  // model_open's body: the shared model of `name`, loading it first if needed.
+  int open_shared_model(std::string_view name, const char* shipped_path, malv_model* out,
+                        std::uint32_t* out_source);
+  // model_release's: drops one reference of a shared model (true), or
+  // returns false for a model model_open did not give.
+  bool release_shared_model(std::uint64_t model);
 
   malv_host_services table_{};
   mutable std::mutex state_mu_;
@@ -57,6 +76,10 @@ class HostServices {
   // One model_save at a time: two instances saving the same name must not
   // share a temporary file.
   std::mutex save_mu_;
+  // model_open's models by state name, and which loads they came from.
+  mutable std::mutex shared_mu_;
+  std::map<std::string, SharedModel, std::less<>> shared_;  // shared_mu_
+  std::map<std::uint64_t, std::uint32_t> shared_sources_;   // shared_mu_
   FeatureRegistry& features_;
   InferenceService* inference_;
 };

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "mlaas/async_inference.h"
 #include "mlaas/inference_service.h"
 
 namespace malv::mlaas {
@@ -71,6 +72,26 @@ std::string InferenceService::metrics_text() const {
                        id.value(), info->shape,
                        never ? std::string("+Inf") : std::to_string(info->crossover.batch));
   }
+  return out;
+}
+
+std::string AsyncInference::metrics_text() const {
+  const AsyncInferenceCounters c = stats();
+  std::string out =
+      "# HELP malv_mlaas_async_requests_total Asynchronous inference requests (rows of one "
+      "caller), by outcome\n# TYPE malv_mlaas_async_requests_total counter\n";
+  const std::pair<const char*, std::uint64_t> outcomes[] = {
+      {"answered", c.answered}, {"deadline_exceeded", c.deadline_exceeded},
+      {"aborted", c.aborted},   {"failed", c.failed},
+      {"rejected", c.rejected},
+  };
+  for (const auto& [outcome, value] : outcomes) {
+    out += fmt::format("malv_mlaas_async_requests_total{{outcome=\"{}\"}} {}\n", outcome, value);
+  }
+  counter(out, "malv_mlaas_async_batches_total",
+          "Batches the asynchronous callers' requests were run in (one service call each)",
+          c.batches);
+  counter(out, "malv_mlaas_async_batch_rows_total", "Rows over those batches", c.batch_rows);
   return out;
 }
 

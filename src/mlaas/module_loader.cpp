@@ -84,6 +84,11 @@ Status ModuleLoader::validate(const malv_mlaas_module* d, std::string_view origi
                                          "NULL",
                                          p.name));
     }
+    if (p.enqueue_inputs != nullptr && p.policy_class != MALV_POLICY_GPU_SCHED) {
+      return invalid(origin, fmt::format("policy '{}': enqueue_inputs is for gpu_sched policies "
+                                         "only (class {})",
+                                         p.name, p.policy_class));
+    }
     if (!names.insert(p.name).second) {
       return invalid(origin, fmt::format("policy name '{}' appears twice", p.name));
     }

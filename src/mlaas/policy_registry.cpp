@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 
 #include "base/log.h"
@@ -12,6 +13,11 @@
 #include "mlaas/module_messages.h"
 
 namespace malv::mlaas {
+
+std::uint64_t PolicyInstance::next_serial() {
+  static std::atomic<std::uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
 
 PolicyInstance::~PolicyInstance() {
   if (policy_ != nullptr) policy_->destroy(state_);

@@ -52,7 +52,7 @@ enum class UnloadMode { kRefuseIfInUse, kForce };
 class PolicyInstance {
  public:
   PolicyInstance(std::shared_ptr<LoadedModule> module, const malv_policy* policy, void* state)
-      : module_(std::move(module)), policy_(policy), state_(state) {}
+      : module_(std::move(module)), policy_(policy), state_(state), serial_(next_serial()) {}
   ~PolicyInstance();
   PolicyInstance(const PolicyInstance&) = delete;
   PolicyInstance& operator=(const PolicyInstance&) = delete;
@@ -64,11 +64,17 @@ class PolicyInstance {
   const malv_policy& policy() const { return *policy_; }
   void* state() const { return state_; }
   std::mutex& mutex() { return mu_; }
+  // Unique among every instance this process creates (never 0): what was
+  // computed for one instance is not given to another.
+  std::uint64_t serial() const { return serial_; }
 
  private:
+  static std::uint64_t next_serial();
+
   std::shared_ptr<LoadedModule> module_;
   const malv_policy* policy_;
   void* state_;
+  std::uint64_t serial_;
   std::mutex mu_;
 };
 

@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "base/clock.h"
 #include "base/log.h"
 #include "mlaas/baselines.h"
@@ -134,6 +137,28 @@ DecisionReport PolicyRunner::decide(std::string_view vm, PolicyClass cls, const 
               report.detail, baseline.name);
   }
   return report;
+}
+
+PolicyRunner::EnqueueInputs PolicyRunner::enqueue_inputs(std::string_view vm,
+                                                         const malv_gpu_sched_observation& item,
+                                                         std::span<float> row) {
+  std::shared_ptr<PolicyInstance> instance = registry_.current(vm, PolicyClass::kGpuSched);
+  const auto inputs = instance->policy().enqueue_inputs;
+  if (inputs == nullptr || instance->is_baseline()) return {};
+  std::fill(row.begin(), row.end(), std::numeric_limits<float>::quiet_NaN());
+  malv_model model = 0;
+  try {
+    if (inputs(instance->state(), &item, &model, row.data(), row.size()) != MALV_MLAAS_OK) {
+      return {};
+    }
+  } catch (...) {
+    return {};
+  }
+  return {model, model == 0 ? 0 : instance->serial()};
+}
+
+std::uint64_t PolicyRunner::gpu_sched_instance(std::string_view vm) const {
+  return registry_.current(vm, PolicyClass::kGpuSched)->serial();
 }
 
 void PolicyRunner::feedback(std::string_view vm, PolicyClass cls, const void* outcomes,

@@ -136,6 +136,24 @@ class PolicyRunner {
     return decide(vm, std::span<const Observation>(observations), decisions);
   }
 
+  // What the VM's gpu_sched policy wants run for an item being queued (ABI
+  // 6 enqueue_inputs): the model it names and its input row, written to
+  // `row` (NaN past what the module wrote), and the serial of the instance
+  // that asked. model 0 when there is nothing to run: the VM uses the
+  // baseline, its policy has no enqueue_inputs, or the call declined or
+  // failed (a C++ exception from the module counts as failing). Called
+  // without the instance's lock, as the ABI allows; the instance stays
+  // alive for the call.
+  struct EnqueueInputs {
+    std::uint64_t model = 0;
+    std::uint64_t instance = 0;  // PolicyInstance::serial()
+  };
+  EnqueueInputs enqueue_inputs(std::string_view vm, const malv_gpu_sched_observation& item,
+                               std::span<float> row);
+  // The serial of the instance deciding for the VM's gpu_sched class now
+  // (an answer prepared for another instance is not passed on).
+  std::uint64_t gpu_sched_instance(std::string_view vm) const;
+
   // Passes outcomes to the VM's current policy (if it takes feedback).
   void feedback(std::string_view vm, PolicyClass cls, const void* outcomes, std::size_t n);
   template <typename Outcome>

@@ -301,8 +301,13 @@ std::string metrics_text(const AdminContext& ctx, VgpuService& vgpu) {
       "# TYPE malv_scheduler_decisions_total counter\nmalv_scheduler_decisions_total {}\n"
       "# HELP malv_scheduler_starvation_overrides_total Decisions the starvation bound made\n"
       "# TYPE malv_scheduler_starvation_overrides_total counter\n"
-      "malv_scheduler_starvation_overrides_total {}\n",
-      sched.decisions, sched.starvation_overrides);
+      "malv_scheduler_starvation_overrides_total {}\n"
+      "# HELP malv_scheduler_prepared_answers_total Candidates of policy decisions whose "
+      "answer was prepared at enqueue, by whether it was ready by the decision\n"
+      "# TYPE malv_scheduler_prepared_answers_total counter\n"
+      "malv_scheduler_prepared_answers_total{{state=\"ready\"}} {}\n"
+      "malv_scheduler_prepared_answers_total{{state=\"missing\"}} {}\n",
+      sched.decisions, sched.starvation_overrides, sched.prepared_ready, sched.prepared_missing);
   if (ctx.more_metrics) out += ctx.more_metrics();
   return out;
 }
@@ -317,7 +322,9 @@ json scheduler_json(VgpuScheduler& scheduler) {
           {"host_policies", policies},
           {"decisions", stats.decisions},
           {"batches", stats.batches},
-          {"starvation_overrides", stats.starvation_overrides}};
+          {"starvation_overrides", stats.starvation_overrides},
+          {"prepared_ready", stats.prepared_ready},
+          {"prepared_missing", stats.prepared_missing}};
 }
 
 }  // namespace

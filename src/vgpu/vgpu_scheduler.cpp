@@ -126,9 +126,19 @@ double VgpuScheduler::aged_share(VmState& state, std::int64_t now) const {
 }
 
 malv_gpu_sched_observation VgpuScheduler::decision_view(const Stream& stream,
-                                                        const VmConfig& config,
-                                                        std::int64_t now) const {
-  malv_gpu_sched_observation o = stream.pending.front().observation;
+                                                        const VmConfig& config, std::int64_t now) {
+  const Item& head = stream.pending.front();
+  malv_gpu_sched_observation o = head.observation;
+  if (head.prepared.started()) {
+    const double answer = policies_.load()->prepared_output(*stream.vm, head.prepared);
+    if (std::isnan(answer)) {
+      ++stats_.prepared_missing;
+    } else {
+      o.model_output = static_cast<float>(answer);
+      o.model_output_ready = 1;
+      ++stats_.prepared_ready;
+    }
+  }
   o.vm_weight = config.weight;
   o.priority_class =
       config.priority == PriorityClass::kLatency ? MALV_PRIORITY_LATENCY : MALV_PRIORITY_BATCH;
@@ -262,18 +272,14 @@ bool VgpuScheduler::wait_idle(std::chrono::nanoseconds timeout) {
   });
 }
 
-VgpuScheduler::Item VgpuScheduler::make_item(Stream& stream, accel::Op op, accel::Completion done,
-                                             std::int64_t now) const {
-  Item item;
-  item.enqueue_ns = now;
-  malv_gpu_sched_observation& o = item.observation;
-  o.vm_id = stream.vm->id().value();
-  o.queue_id = stream.queue.value();
-  o.enqueue_time_ns = item.enqueue_ns;
+malv_gpu_sched_observation VgpuScheduler::observe(std::uint64_t vm_id, accel::QueueId queue,
+                                                  const accel::Op& op, std::int64_t now) {
+  malv_gpu_sched_observation o{};
+  o.vm_id = vm_id;
+  o.queue_id = queue.value();
+  o.enqueue_time_ns = now;
   estimate(op, &o.est_flops, &o.est_bytes, &o.kernel_id);
-  item.op = std::move(op);
-  item.done = done;
-  return item;
+  return o;
 }
 
 void VgpuScheduler::enqueue(accel::QueueId queue, accel::Op op, accel::Completion done) {
@@ -286,6 +292,27 @@ void VgpuScheduler::enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
   const std::int64_t now = mono_now_ns();
   bool dispatch_now = false;
   bool abort_now = false;
+  // What the items look like to the policies, and (outside the lock) what
+  // the VM's policy starts for them as they are queued.
+  thread_local std::vector<malv_gpu_sched_observation> observations;
+  thread_local std::vector<PreparedItem> prepared;
+  observations.clear();
+  prepared.clear();
+  GpuSchedPolicies* policies = policies_.load();
+  if (policies->prepares()) {
+    std::shared_ptr<Vm> vm;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = streams_.find(queue.value());
+      if (it != streams_.end() && !it->second->cancelled) vm = it->second->vm;
+    }
+    if (vm != nullptr) {
+      for (const accel::Op& op : ops)
+        observations.push_back(observe(vm->id().value(), queue, op, now));
+      prepared.resize(ops.size());
+      policies->prepare(*vm, observations, prepared);
+    }
+  }
   {
     std::lock_guard lock(mutex_);
     auto it = streams_.find(queue.value());
@@ -312,8 +339,14 @@ void VgpuScheduler::enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
           auto event = events_.find(wait->event.value());
           if (event != events_.end()) wait_target = event->second.enqueued;
         }
-        Item item =
-            make_item(stream, std::move(ops[i]), {done.fn, done.context, done.cookie + i}, now);
+        Item item;
+        item.enqueue_ns = now;
+        item.observation = i < observations.size()
+                               ? observations[i]
+                               : observe(stream.vm->id().value(), stream.queue, ops[i], now);
+        if (i < prepared.size()) item.prepared = std::move(prepared[i]);
+        item.op = std::move(ops[i]);
+        item.done = {done.fn, done.context, done.cookie + i};
         item.wait_target = wait_target;
         stream.pending.push_back(std::move(item));
       }
@@ -363,6 +396,9 @@ bool VgpuScheduler::may_use_latency_lane(const Stream& stream) const {
 }
 
 void VgpuScheduler::pump() {
+  // Answers prepared at enqueue that are still pending run now, here,
+  // before the lock: the decisions below read them.
+  policies_.load()->run_prepared();
   std::vector<malv_gpu_sched_observation> observations;
   std::vector<double> scores;
   std::vector<std::uint64_t> batch_records;  // events the batch records

@@ -12,6 +12,13 @@
 // batch on the device. A VM's scores are never compared with another VM's,
 // so no policy a VM selects can take device time from another VM.
 //
+// Work ahead of the decision: as ops are queued (enqueue_many, before the
+// lock), the VM's policy may start an inference per item
+// (GpuSchedPolicies::prepare, batched across VMs); each pump runs what of
+// it is still pending before it takes the lock, and a decision passes the
+// answers that are ready in observation.model_output. Nothing waits for an
+// answer under the lock (SchedulerStats::prepared_ready / _missing).
+//
 // Priority on the device: under the host level `priority`, a latency-class
 // VM's work is urgent: it goes to the backend's high-priority queue and,
 // when batch work holds every device slot, may take one of the
@@ -97,6 +104,10 @@ struct SchedulerStats {
   std::uint64_t ops = 0;
   std::uint64_t starvation_overrides = 0;  // decisions the starvation bound made
   std::uint64_t cancelled_ops = 0;         // ops dropped by cancel_stream()
+  // Candidates of policy decisions with work prepared at enqueue
+  // (GpuSchedPolicies::prepare): answer ready by the decision, or not.
+  std::uint64_t prepared_ready = 0;
+  std::uint64_t prepared_missing = 0;
 };
 
 class VgpuScheduler {
@@ -139,6 +150,7 @@ class VgpuScheduler {
     accel::Completion done;
     std::int64_t enqueue_ns = 0;
     malv_gpu_sched_observation observation{};
+    PreparedItem prepared;  // what the VM's policy started at enqueue
     // WaitEvent: how many records of its event were enqueued here before it.
     // It goes to the backend only once that many have gone there, so the
     // backend (which numbers records as it receives them) sees the record
@@ -176,8 +188,9 @@ class VgpuScheduler {
                    std::int64_t now);
   // The head of the stream as a policy sees it at a decision at `now`: the
   // VM's weight and class, the wait so far, busy times (mutex_ held).
+  // (mutex_ held; counts the prepared answers it passes or misses)
   malv_gpu_sched_observation decision_view(const Stream& stream, const VmConfig& config,
-                                           std::int64_t now) const;
+                                           std::int64_t now);
   // The VM's aged busy time as of `now` (mutex_ held).
   double aged_share(VmState& state, std::int64_t now) const;
 
@@ -204,7 +217,8 @@ class VgpuScheduler {
   // completes them with kAborted once the lock is released.
   std::vector<Item> take_cancelled(Stream& stream);
   static void abort_items(std::vector<Item>& items);
-  Item make_item(Stream& stream, accel::Op op, accel::Completion done, std::int64_t now) const;
+  static malv_gpu_sched_observation observe(std::uint64_t vm_id, accel::QueueId queue,
+                                            const accel::Op& op, std::int64_t now);
   static void item_callback(void* context, std::uint64_t cookie, ErrorCode status);
 
   accel::Backend& backend_;

@@ -238,10 +238,30 @@ TEST_F(ModelStateTest, TrainingLowersTheLossAndChangesWhatInferenceAnswers) {
   EXPECT_GE(first, 0.0f);
   EXPECT_LT(last, first);
   EXPECT_NE(infer(model, probe), before);
-  // Only this model changed: another opened from the same file answers as before.
-  malv_model other = 0;
-  ASSERT_EQ(t->model_open(t, "sjf", shipped.c_str(), &other, nullptr), MALV_MLAAS_OK);
-  EXPECT_EQ(infer(other, probe), before);
+  // model_open shares one model per name (ABI 6): another instance opening
+  // "sjf" gets the trained model; a model of its own (model_load) from the
+  // same file answers as before.
+  malv_model again = 0;
+  std::uint32_t again_source = 0;
+  ASSERT_EQ(t->model_open(t, "sjf", shipped.c_str(), &again, &again_source), MALV_MLAAS_OK);
+  EXPECT_EQ(again, model);
+  EXPECT_EQ(again_source, MALV_MODEL_FROM_SHIPPED);
+  EXPECT_EQ(services->shared_model_refs("sjf"), 2u);
+  EXPECT_EQ(infer(again, probe), infer(model, probe));
+  malv_model own = 0;
+  ASSERT_EQ(t->model_load(t, shipped.c_str(), &own), MALV_MLAAS_OK);
+  EXPECT_NE(own, model);
+  EXPECT_EQ(infer(own, probe), before);
+  // Each open is undone by one release; the model goes with the last.
+  t->model_release(t, again);
+  EXPECT_EQ(services->shared_model_refs("sjf"), 1u);
+  EXPECT_EQ(infer(model, probe), infer(again, probe));  // still there
+  t->model_release(t, model);
+  EXPECT_EQ(services->shared_model_refs("sjf"), 0u);
+  float out = 0;
+  const std::vector<float> row = rows(3, 5);
+  EXPECT_EQ(t->model_infer(t, model, row.data(), 1, &out), MALV_MLAAS_ERR_NOT_FOUND);
+  t->model_release(t, own);
 }
 
 TEST_F(ModelStateTest, TheAcceleratorPathRunsTheTrainedWeights) {
@@ -369,6 +389,7 @@ TEST_F(ModelStateTest, BadNamesAndMissingFilesGetPreciseCodes) {
   services->set_state_dir((dir / "file").string());
   EXPECT_EQ(t->model_save(t, model, "sjf"), MALV_MLAAS_ERR_IO);
   // No state directory at all: the shipped file, and nothing to save to.
+  t->model_release(t, model);
   services->set_state_dir("");
   std::uint32_t source = 0;
   ASSERT_EQ(t->model_open(t, "sjf", shipped.c_str(), &model, &source), MALV_MLAAS_OK);
@@ -416,12 +437,14 @@ TEST_F(ModelStateTest, ConcurrentSavesOfOneNameLeaveOneWholeModel) {
   }
   for (auto& s : savers) s.join();
   EXPECT_EQ(failed.load(), 0);
+  const std::vector<float> saved = infer(models[0], probe);
+  EXPECT_EQ(infer(models[1], probe), saved);  // one shared model
+  for (malv_model m : models) t->model_release(t, m);
   std::uint32_t source = 0;
   malv_model back = 0;
   ASSERT_EQ(t->model_open(t, "shared", shipped.c_str(), &back, &source), MALV_MLAAS_OK);
   EXPECT_EQ(source, MALV_MODEL_FROM_STATE);  // it loads: no torn file
-  const std::vector<float> answer = infer(back, probe);
-  EXPECT_TRUE(answer == infer(models[0], probe) || answer == infer(models[1], probe));
+  EXPECT_EQ(infer(back, probe), saved);
 }
 
 TEST_F(ModelStateTest, ACorruptPersistedModelFallsBackToTheShippedOneWithTheReasonLogged) {
@@ -432,6 +455,7 @@ TEST_F(ModelStateTest, ACorruptPersistedModelFallsBackToTheShippedOneWithTheReas
   ASSERT_EQ(t->model_save(t, model, "sjf"), MALV_MLAAS_OK);
   const fs::path saved = dir / "state" / "models" / "sjf.safetensors";
   fs::resize_file(saved, fs::file_size(saved) - 7);  // truncated
+  t->model_release(t, model);                        // closed: the next open reads the files again
 
   std::ostringstream captured;
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);

@@ -48,6 +48,11 @@ TEST(ModuleLoader, RefusesAPolicyWithoutDecide) {
   expect_refused("null_decide", ErrorCode::kInvalidArgument, "must not be NULL");
 }
 
+TEST(ModuleLoader, RefusesEnqueueInputsOnAPolicyThatIsNotGpuSched) {
+  expect_refused("misplaced_inputs", ErrorCode::kInvalidArgument,
+                 "enqueue_inputs is for gpu_sched policies only");
+}
+
 TEST(ModuleLoader, RefusesAnEmptyModuleName) {
   expect_refused("empty_name", ErrorCode::kInvalidArgument, "module name");
 }

@@ -366,6 +366,7 @@ TEST_F(AdminApiTest, TheSchedulersHostLevelIsShownSetCheckedAndKeptAcrossARestar
     EXPECT_EQ(shown["host_policy"], "priority") << "the default";
     EXPECT_EQ(shown["host_policies"], json({"priority", "fair-share", "fifo"}));
     EXPECT_TRUE(shown.contains("decisions") && shown.contains("starvation_overrides"));
+    EXPECT_TRUE(shown.contains("prepared_ready") && shown.contains("prepared_missing"));
     // Until the admin sets it, the state file does not keep it (the config's word holds).
     host.ok("POST", "/vms", {{"name", "vm-a"}}, 201);
     std::ifstream before(state_dir() + "/admin-state.json");
@@ -383,7 +384,8 @@ TEST_F(AdminApiTest, TheSchedulersHostLevelIsShownSetCheckedAndKeptAcrossARestar
     EXPECT_NE(metrics->body.find("\nmalv_scheduler_host_policy{policy=\"priority\"} 0\n"),
               std::string::npos);
     for (const char* family :
-         {"malv_scheduler_decisions_total", "malv_scheduler_starvation_overrides_total"}) {
+         {"malv_scheduler_decisions_total", "malv_scheduler_starvation_overrides_total",
+          "malv_scheduler_prepared_answers_total"}) {
       EXPECT_NE(metrics->body.find(std::string("# TYPE ") + family + " counter"), std::string::npos)
           << family;
     }

@@ -1,6 +1,7 @@
 // The admin API's /metrics carries the MLaaS inference service's families
 // (through AdminContext::more_metrics, as `malv serve` wires it), each with
-// the value of what the service did.
+// the value of what the service did, and those of its asynchronous queue
+// (the scheduler's scoring at enqueue).
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <sys/socket.h>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "mlaas/async_inference.h"
 #include "mlaas/inference_service.h"
 #include "vgpu/admin_api.h"
 #include "vgpu/vgpu_service.h"
@@ -30,7 +32,7 @@ class AdminInferenceMetrics : public ::testing::Test {
     path_ = "/tmp/malv-inference-metrics-test-" + std::to_string(::getpid()) + ".sock";
     auto api = AdminApi::start(
         path_, {.vgpu = &vgpu_, .backend = "cpu", .device = "test", .more_metrics = [this] {
-                  return inference_.metrics_text();
+                  return inference_.metrics_text() + queue_->metrics_text();
                 }});
     ASSERT_TRUE(api.ok()) << api.error().to_string();
     api_ = std::move(api).value();
@@ -54,6 +56,8 @@ class AdminInferenceMetrics : public ::testing::Test {
   FifoPolicies fifo_;
   VgpuService vgpu_{*device_, fifo_};
   mlaas::InferenceService inference_{device_.get(), {.calibrate = false}};
+  std::unique_ptr<mlaas::AsyncInference> queue_ =
+      mlaas::AsyncInference::create(inference_, {.batching_thread = false}).value();
   std::unique_ptr<AdminApi> api_;
 };
 
@@ -103,6 +107,37 @@ TEST_F(AdminInferenceMetrics, EveryInferenceFamilyShowsWhatTheServiceDid) {
 
   inference_.release(model);
   EXPECT_TRUE(has(metrics(), "malv_mlaas_models 0"));
+}
+
+TEST_F(AdminInferenceMetrics, TheAsynchronousQueuesFamiliesShowWhatItDid) {
+  const mlaas::ModelId model = inference_.add(small_model()).value();
+  std::vector<float> in(4 * 3, 1.0f);
+  auto a = queue_->submit(model, in.data(), 2).value();
+  auto b = queue_->submit(model, in.data(), 1).value();
+  auto late = queue_->submit(model, in.data(), 1, MonoClock::now()).value();
+  EXPECT_EQ(queue_->submit(mlaas::ModelId{99}, in.data(), 1).error().code(), ErrorCode::kNotFound);
+  queue_->run_pending();
+  ASSERT_TRUE(a.ready() && b.ready() && late.ready());
+  auto left = queue_->submit(model, in.data(), 1).value();
+  queue_->shutdown();  // the one not yet run is aborted
+  EXPECT_EQ(left.status().error().code(), ErrorCode::kAborted);
+
+  const std::string text = metrics();
+  for (const char* family :
+       {"malv_mlaas_async_requests_total counter", "malv_mlaas_async_batches_total counter",
+        "malv_mlaas_async_batch_rows_total counter"}) {
+    EXPECT_NE(text.find(std::string("# TYPE ") + family + "\n"), std::string::npos) << family;
+  }
+  EXPECT_TRUE(has(text, "malv_mlaas_async_requests_total{outcome=\"answered\"} 2")) << text;
+  EXPECT_TRUE(has(text, "malv_mlaas_async_requests_total{outcome=\"deadline_exceeded\"} 1"))
+      << text;
+  EXPECT_TRUE(has(text, "malv_mlaas_async_requests_total{outcome=\"aborted\"} 1")) << text;
+  EXPECT_TRUE(has(text, "malv_mlaas_async_requests_total{outcome=\"failed\"} 0")) << text;
+  EXPECT_TRUE(has(text, "malv_mlaas_async_requests_total{outcome=\"rejected\"} 0")) << text;
+  EXPECT_TRUE(has(text, "malv_mlaas_async_batches_total 1")) << text;
+  // The late request's row rode in the batch; only its answer was withheld.
+  EXPECT_TRUE(has(text, "malv_mlaas_async_batch_rows_total 4")) << text;
+  inference_.release(model);
 }
 
 }  // namespace

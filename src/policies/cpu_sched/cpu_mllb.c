@@ -112,7 +112,7 @@ static const malv_policy kPolicies[] = {
     {MALV_POLICY_CPU_SCHED, "mllb",
      "shares as class; the host places the VM's threads and an MLP trained on the kernel's "
      "balancer decides which to move",
-     mllb_create, mllb_destroy, mllb_decide, NULL},
+     mllb_create, mllb_destroy, mllb_decide, NULL, NULL},
 };
 
 static const malv_mlaas_module kModule = {

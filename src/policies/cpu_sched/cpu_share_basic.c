@@ -156,10 +156,10 @@ static int gpu_aware_decide(void* opaque, const void* observations, size_t n, vo
 static const malv_policy kPolicies[] = {
     {MALV_POLICY_CPU_SCHED, "class",
      "latency VMs get 8x the default CPU weight; batch VMs share by compute weight",
-     stateless_create, stateless_destroy, class_decide, NULL},
+     stateless_create, stateless_destroy, class_decide, NULL, NULL},
     {MALV_POLICY_CPU_SCHED, "gpu-aware",
      "as class, plus up to 4x for a batch VM whose accelerator waits for its CPU side",
-     gpu_aware_create, gpu_aware_destroy, gpu_aware_decide, NULL},
+     gpu_aware_create, gpu_aware_destroy, gpu_aware_decide, NULL, NULL},
 };
 
 static const malv_mlaas_module kModule = {MALV_MLAAS_ABI_VERSION, 2, "malv_cpu_share_basic",

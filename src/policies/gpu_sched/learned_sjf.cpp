@@ -129,22 +129,45 @@ void destroy(void* state) {
   delete sjf;
 }
 
+// What the host runs for an item as it is queued: the shared model on the
+// item's features (ABI 6). Reads only what create() set.
+int enqueue_inputs(void* state, const void* observation, malv_model* out_model, float* row,
+                   size_t row_capacity) {
+  const auto& sjf = *static_cast<const LearnedSjf*>(state);
+  if (row_capacity < MALV_SJF_FEATURE_COUNT) return MALV_MLAAS_ERR_INVALID;
+  malv_sjf_features(static_cast<const malv_gpu_sched_observation*>(observation), row);
+  *out_model = sjf.model;
+  return MALV_MLAAS_OK;
+}
+
 int decide(void* state, const void* observations, size_t n, void* decisions) {
   auto& sjf = *static_cast<LearnedSjf*>(state);
   const auto* obs = static_cast<const malv_gpu_sched_observation*>(observations);
   auto* out = static_cast<malv_gpu_sched_decision*>(decisions);
+  // Predictions the host computed when the items were queued; the model
+  // runs here only for items whose answer was not ready.
+  std::size_t missing = 0;
+  for (size_t i = 0; i < n; ++i) missing += obs[i].model_output_ready != 0 ? 0 : 1;
   try {
-    sjf.in.resize(n * MALV_SJF_FEATURE_COUNT);
-    sjf.out.resize(n);
+    sjf.in.resize(missing * MALV_SJF_FEATURE_COUNT);
+    sjf.out.resize(missing);
   } catch (...) {
     return MALV_MLAAS_ERR_NO_MEMORY;
   }
-  for (size_t i = 0; i < n; ++i) malv_sjf_features(&obs[i], &sjf.in[i * MALV_SJF_FEATURE_COUNT]);
-  const int status =
-      sjf.services->model_infer(sjf.services, sjf.model, sjf.in.data(), n, sjf.out.data());
-  if (status != MALV_MLAAS_OK) return status;
+  if (missing > 0) {
+    std::size_t row = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (obs[i].model_output_ready != 0) continue;
+      malv_sjf_features(&obs[i], &sjf.in[row++ * MALV_SJF_FEATURE_COUNT]);
+    }
+    const int status =
+        sjf.services->model_infer(sjf.services, sjf.model, sjf.in.data(), missing, sjf.out.data());
+    if (status != MALV_MLAAS_OK) return status;
+  }
+  std::size_t row = 0;
   for (size_t i = 0; i < n; ++i) {
-    const double predicted = malv_sjf_predicted_ns(sjf.out[i]);
+    const float y = obs[i].model_output_ready != 0 ? obs[i].model_output : sjf.out[row++];
+    const double predicted = malv_sjf_predicted_ns(y);
     if (std::isnan(predicted)) return MALV_MLAAS_ERR_INTERNAL;
     const double waited = static_cast<double>(std::max<std::int64_t>(0, obs[i].waited_ns));
     out[i].score = std::max(0.0, predicted - waited);
@@ -194,6 +217,7 @@ const malv_policy kLearnedSjfPolicy = {
     destroy,
     decide,
     feedback,
+    enqueue_inputs,
 };
 
 }  // namespace malv_sched_basic

@@ -14,16 +14,24 @@
 // take MALV_SJF_FEATURE_COUNT inputs and give 1 output: create() fails and
 // the VM keeps its policy.
 //
-// decide(): one model_infer batch of the pending items (the heads of the
-// VM's streams); an error or a NaN output fails the decision (the host's
-// fifo decides it).
+// enqueue_inputs() (ABI 6): for each item the VM queues, the item's
+// features and the model; the host runs them as the item is queued, batched
+// with every other VM's items (one shared model per host), off the
+// scheduler's lock.
+//
+// decide(): reads those predictions (observation.model_output); only items
+// whose prediction was not ready run the model here, in one model_infer
+// batch. An error or a NaN output fails the decision (the host's fifo
+// decides it).
 //
 // feedback(): each outcome's features and measured run time join a buffer;
 // every kTrainRows outcomes, one model_train call (kSteps steps, learning
 // rate kLearningRate) on them. The model is saved (model_save) at most
 // every kSaveIntervalNs, after a training, and at destroy() when it learned
 // since its last save; a host without a state directory keeps it in memory.
-// Each VM's instance trains its own copy; the last one saved wins.
+// Every VM's instance shares the host's one model (model_open shares by
+// name, ABI 6): what any VM's work teaches it (run times the host measured)
+// serves every VM; a score still ranks only its own VM's items.
 //
 // score = max(0, predicted_ns - waited_ns): shorter predicted work first,
 // and an item that has waited as long as its predicted run time scores 0

@@ -51,10 +51,10 @@ int fair_share_decide(void*, const void* observations, size_t n, void* decisions
 
 const malv_policy kPolicies[] = {
     {MALV_POLICY_GPU_SCHED, "fifo", "oldest work item first", create_stateless, destroy_stateless,
-     fifo_decide, nullptr},
+     fifo_decide, nullptr, nullptr},
     {MALV_POLICY_GPU_SCHED, "fair-share",
      "the VM's stream with the least accelerator time first (its streams share equally)",
-     create_stateless, destroy_stateless, fair_share_decide, nullptr},
+     create_stateless, destroy_stateless, fair_share_decide, nullptr, nullptr},
     kLearnedSjfPolicy,
 };
 

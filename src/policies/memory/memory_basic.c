@@ -81,11 +81,11 @@ static int lookahead_decide(void* state, const void* observations, size_t n, voi
 
 static const malv_policy kPolicies[] = {
     {MALV_POLICY_MEMORY, "lru", "least recently used buffer evicted first", stateless_create,
-     stateless_destroy, lru_decide, NULL},
+     stateless_destroy, lru_decide, NULL, NULL},
     {MALV_POLICY_MEMORY, "lookahead",
      "buffer used furthest ahead in the queued work evicted first (Belady), unqueued ones "
      "first by age",
-     stateless_create, stateless_destroy, lookahead_decide, NULL},
+     stateless_create, stateless_destroy, lookahead_decide, NULL, NULL},
 };
 
 static const malv_mlaas_module kModule = {MALV_MLAAS_ABI_VERSION,

@@ -115,7 +115,7 @@ static const malv_policy kPolicies[] = {
     {MALV_POLICY_MEMORY, "learned",
      "buffer whose next use is furthest evicted first: known from the queue, else predicted "
      "by an MLP from its reuse history",
-     learned_create, learned_destroy, learned_decide, NULL},
+     learned_create, learned_destroy, learned_decide, NULL, NULL},
 };
 
 static const malv_mlaas_module kModule = {

@@ -71,7 +71,7 @@ static int adaptive_decide(void* opaque, const void* observations, size_t n, voi
 static const malv_policy kPolicies[] = {
     {MALV_POLICY_PREFETCH, "adaptive",
      "depth grows by half when the consumer stalled, shrinks by one after three calm periods",
-     adaptive_create, adaptive_destroy, adaptive_decide, NULL},
+     adaptive_create, adaptive_destroy, adaptive_decide, NULL, NULL},
 };
 
 static const malv_mlaas_module kModule = {MALV_MLAAS_ABI_VERSION,

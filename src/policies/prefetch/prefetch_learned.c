@@ -151,7 +151,7 @@ static const malv_policy kPolicies[] = {
     {MALV_POLICY_PREFETCH, "learned",
      "the depth whose stall, as an MLP (trained by malv prefetch train) predicts it from the "
      "stream's recent stalls and rates, plus 0.01 steps a staged batch is least",
-     learned_create, learned_destroy, learned_decide, NULL},
+     learned_create, learned_destroy, learned_decide, NULL, NULL},
 };
 
 static const malv_mlaas_module kModule = {

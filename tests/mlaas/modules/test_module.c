@@ -9,6 +9,7 @@
  *   5  a policy with an unknown class
  *   6  a policy with a NULL decide
  *   7  an empty module name
+ *   8  enqueue_inputs on a policy that is not gpu_sched
  */
 #define _POSIX_C_SOURCE 199309L
 #include <malv/mlaas.h>
@@ -192,32 +193,48 @@ static int inferring(void* state, const void* obs, size_t n, void* out) {
 #define NEWEST_DECIDE newest_first
 #endif
 
+#if TEST_MODULE_KIND == 8
+static int no_inputs(void* state, const void* observation, malv_model* model, float* row,
+                     size_t capacity) {
+  (void)state;
+  (void)observation;
+  (void)model;
+  (void)row;
+  (void)capacity;
+  return MALV_MLAAS_ERR_INVALID;
+}
+#define PREFETCH_INPUTS no_inputs
+#else
+#define PREFETCH_INPUTS NULL
+#endif
+
 static const malv_policy kPolicies[] = {
     {GOOD_CLASS, "newest-first", "newest item first", create_counter, destroy_counter,
-     NEWEST_DECIDE, count_feedback},
-    {MALV_POLICY_GPU_SCHED, "sleepy", "sleeps 2 ms", create_counter, destroy_counter, sleepy, NULL},
-    {MALV_POLICY_GPU_SCHED, "out-of-range", "scores 1e30", create_counter, destroy_counter,
-     out_of_range, NULL},
-    {MALV_POLICY_GPU_SCHED, "nan", "scores NaN", create_counter, destroy_counter, not_a_number,
+     NEWEST_DECIDE, count_feedback, NULL},
+    {MALV_POLICY_GPU_SCHED, "sleepy", "sleeps 2 ms", create_counter, destroy_counter, sleepy, NULL,
      NULL},
+    {MALV_POLICY_GPU_SCHED, "out-of-range", "scores 1e30", create_counter, destroy_counter,
+     out_of_range, NULL, NULL},
+    {MALV_POLICY_GPU_SCHED, "nan", "scores NaN", create_counter, destroy_counter, not_a_number,
+     NULL, NULL},
     {MALV_POLICY_GPU_SCHED, "erroring", "returns an error", create_counter, destroy_counter,
-     erroring, NULL},
+     erroring, NULL, NULL},
     {MALV_POLICY_GPU_SCHED, "partial", "writes one decision", create_counter, destroy_counter,
-     partial, NULL},
+     partial, NULL, NULL},
     {MALV_POLICY_GPU_SCHED, "alternating", "fails every other call", create_counter,
-     destroy_counter, alternating, NULL},
+     destroy_counter, alternating, NULL, NULL},
     {MALV_POLICY_GPU_SCHED, "feedback-count", "scores = outcomes seen", create_counter,
-     destroy_counter, feedback_count, count_feedback},
+     destroy_counter, feedback_count, count_feedback, NULL},
     {MALV_POLICY_GPU_SCHED, "create-fails", "create() fails", create_fails, destroy_counter,
-     newest_first, NULL},
+     newest_first, NULL, NULL},
     {MALV_POLICY_PREFETCH, "too-deep", "depth past max_depth", create_counter, destroy_counter,
-     too_deep, NULL},
+     too_deep, NULL, PREFETCH_INPUTS},
     {MALV_POLICY_MEMORY, "evict-newest", "most recently used first", create_counter,
-     destroy_counter, evict_newest, NULL},
+     destroy_counter, evict_newest, NULL, NULL},
     {MALV_POLICY_MEMORY, "memory-erroring", "returns an error, counts feedback", create_counter,
-     destroy_counter, erroring, count_feedback},
+     destroy_counter, erroring, count_feedback, NULL},
     {MALV_POLICY_GPU_SCHED, "inferring", "scores by a model run through model_infer",
-     create_inferring, destroy_inferring, inferring, NULL},
+     create_inferring, destroy_inferring, inferring, NULL, NULL},
 };
 
 #if TEST_MODULE_KIND == 2
