@@ -96,7 +96,8 @@ Result<std::unique_ptr<MlaasHost>> start_host(const std::string& backend) {
   host->services = std::make_unique<mlaas::HostServices>(host->features, host->inference.get());
   host->registry = std::make_unique<mlaas::PolicyRegistry>(host->services->table());
   host->runner = std::make_unique<mlaas::PolicyRunner>(*host->registry);
-  MALV_ASSIGN_OR_RETURN(host->enqueue_inference, mlaas::AsyncInference::create(*host->inference));
+  MALV_ASSIGN_OR_RETURN(host->enqueue_inference, mlaas::AsyncInference::create(
+                                                     *host->inference, vgpu::kEnqueueScoringQueue));
   host->sched_policies = std::make_unique<vgpu::MlaasGpuSchedPolicies>(
       *host->runner, host->inference.get(), host->enqueue_inference.get());
 

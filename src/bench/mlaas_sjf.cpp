@@ -40,7 +40,7 @@ Result<SjfRun> run_once(const MlaasOptions& flags, const std::string& policy) {
   mlaas::PolicyRunner runner(registry);
   // As `malv serve`: learned-sjf's model runs as items are queued (ABI 6).
   MALV_ASSIGN_OR_RETURN(std::unique_ptr<mlaas::AsyncInference> queue,
-                        mlaas::AsyncInference::create(inference));
+                        mlaas::AsyncInference::create(inference, vgpu::kEnqueueScoringQueue));
   vgpu::MlaasGpuSchedPolicies policies(runner, &inference, queue.get());
   SjfRun run;
   {

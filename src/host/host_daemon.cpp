@@ -97,7 +97,8 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   // gpu_sched policies that name a model per item (learned-sjf) have it run
   // as the item is queued, batched across VMs, not under the scheduler's
   // lock (see vgpu/mlaas_gpu_sched_policies.h).
-  MALV_ASSIGN_OR_RETURN(d->enqueue_inference_, mlaas::AsyncInference::create(*d->inference_));
+  MALV_ASSIGN_OR_RETURN(d->enqueue_inference_,
+                        mlaas::AsyncInference::create(*d->inference_, vgpu::kEnqueueScoringQueue));
   d->sched_policies_ = std::make_unique<vgpu::MlaasGpuSchedPolicies>(
       *d->runner_, d->inference_.get(), d->enqueue_inference_.get());
   d->vgpu_ =

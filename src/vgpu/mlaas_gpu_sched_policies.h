@@ -27,6 +27,15 @@
 
 namespace malv::vgpu {
 
+// The queue's options for scoring at enqueue: no batching thread. Every
+// decision is preceded by its dispatcher running what is pending
+// (run_prepared), so rows wait for the next decision, where the rows of
+// every VM queued since the last one run as one batch; a thread woken per
+// submission competed for the CPU with the device's own workers on a small
+// host (learned_sjf_cold_over_fifo about 0.66 with it, 0.55 without, in
+// `malv bench mlaas --sjf-only` on 2 vCPUs).
+inline constexpr mlaas::AsyncInferenceOptions kEnqueueScoringQueue{.batching_thread = false};
+
 struct PredictionCounters {
   std::uint64_t submitted = 0;  // items whose row went to the queue
   std::uint64_t refused = 0;    // rows refused (see above) or not taken by the queue

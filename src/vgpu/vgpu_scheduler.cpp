@@ -307,8 +307,16 @@ void VgpuScheduler::enqueue_many(accel::QueueId queue, std::span<accel::Op> ops,
       if (it != streams_.end() && !it->second->cancelled) vm = it->second->vm;
     }
     if (vm != nullptr) {
-      for (const accel::Op& op : ops)
-        observations.push_back(observe(vm->id().value(), queue, op, now));
+      // As the decision will show them (decision_view), less what only the
+      // decision knows (waited_ns, busy times).
+      const VmConfig config = vm->config();
+      for (const accel::Op& op : ops) {
+        malv_gpu_sched_observation o = observe(vm->id().value(), queue, op, now);
+        o.vm_weight = config.weight;
+        o.priority_class = config.priority == PriorityClass::kLatency ? MALV_PRIORITY_LATENCY
+                                                                      : MALV_PRIORITY_BATCH;
+        observations.push_back(o);
+      }
       prepared.resize(ops.size());
       policies->prepare(*vm, observations, prepared);
     }

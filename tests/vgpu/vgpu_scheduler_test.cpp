@@ -278,6 +278,61 @@ TEST_F(Scheduler, FeedbackCarriesTheObservationAsDecided) {
   EXPECT_GT(recording.outcomes.front().run_ns, 0);
 }
 
+// What a policy prepares at enqueue it sees as the decision will: the VM's
+// weight and class, the item's estimates and queue (a learned policy's
+// inputs), only without the wait. prepare() runs outside the lock, once
+// per item, before the item can be decided.
+TEST_F(Scheduler, PrepareSeesEachItemAsItsDecisionWill) {
+  class Preparing final : public GpuSchedPolicies {
+   public:
+    void score(Vm&, std::span<const malv_gpu_sched_observation> items,
+               std::span<double> scores) override {
+      for (std::size_t i = 0; i < items.size(); ++i) scores[i] = 0;
+    }
+    void feedback(Vm&, const malv_gpu_sched_outcome& outcome) override {
+      std::lock_guard lock(mutex);
+      decided.push_back(outcome.item);
+    }
+    bool prepares() const override { return true; }
+    void prepare(Vm&, std::span<const malv_gpu_sched_observation> items,
+                 std::span<PreparedItem> prepared) override {
+      std::lock_guard lock(mutex);
+      EXPECT_EQ(items.size(), prepared.size());
+      prepared_items.insert(prepared_items.end(), items.begin(), items.end());
+    }
+    std::mutex mutex;
+    std::vector<malv_gpu_sched_observation> prepared_items, decided;
+  } preparing;
+  VgpuService vgpu(*device_, preparing);
+  ASSERT_TRUE(vgpu.vms().create({.name = "vm", .token = "t", .weight = 2.5}).ok());
+  auto view = std::move(vgpu.open_session("vm", "t")).value();
+  auto q = view->create_queue(accel::QueuePriority::kNormal).value();
+  auto buf = view->allocate(1 << 20).value();
+  for (int i = 0; i < 4; ++i) view->enqueue(q, accel::Memset{buf, 1, 1u << (12 + i)}, {});
+  view->destroy_queue(q);
+  view->free(buf);
+  std::lock_guard lock(preparing.mutex);
+  ASSERT_EQ(preparing.prepared_items.size(), 4u);
+  ASSERT_FALSE(preparing.decided.empty());
+  for (const malv_gpu_sched_observation& d : preparing.decided) {
+    auto same =
+        std::find_if(preparing.prepared_items.begin(), preparing.prepared_items.end(),
+                     [&](const malv_gpu_sched_observation& p) {
+                       return p.enqueue_time_ns == d.enqueue_time_ns && p.est_bytes == d.est_bytes;
+                     });
+    ASSERT_NE(same, preparing.prepared_items.end());
+    EXPECT_EQ(same->vm_id, d.vm_id);
+    EXPECT_EQ(same->queue_id, d.queue_id);
+    EXPECT_EQ(same->kernel_id, d.kernel_id);
+    EXPECT_EQ(same->priority_class, d.priority_class);
+    EXPECT_EQ(same->priority_class, static_cast<std::uint32_t>(MALV_PRIORITY_BATCH));
+    EXPECT_EQ(same->vm_weight, 2.5);
+    EXPECT_EQ(same->est_flops, d.est_flops);
+    EXPECT_EQ(same->waited_ns, 0);
+    EXPECT_EQ(same->model_output_ready, 0u);
+  }
+}
+
 TEST_F(Scheduler, BusyTimeIsChargedToTheVmThatRan) {
   VgpuService vgpu(*device_, fifo_);
   ASSERT_TRUE(vgpu.vms().create({.name = "worker", .token = "t"}).ok());
