@@ -1,0 +1,410 @@
+// The ATen executor (see aten_executor.h): decode-then-invoke of PyTorch
+// operators over a VM's buffers.
+#include "accel/aten/aten_executor.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+
+namespace malv::accel::aten {
+namespace {
+
+using proto::AtenTag;
+using proto::AtenTensorArg;
+using proto::AtenValue;
+
+// Never allowed: what reaches outside the VM's memory or the CPU, or a
+// layout the wire cannot describe.
+constexpr std::array<std::string_view, 14> kAlwaysDenied{
+    "cuda",   "cudnn",    "miopen",    "mkldnn",     "mps",       "vulkan",  "_nnpack",
+    "sparse", "quantize", "from_file", "pin_memory", "is_pinned", "_fbgemm", "xnnpack"};
+
+// The dtypes a tensor may have on the wire (c10::ScalarType codes).
+bool supported_dtype(std::uint32_t code) {
+  switch (static_cast<c10::ScalarType>(code)) {
+    case c10::ScalarType::Byte:
+    case c10::ScalarType::Char:
+    case c10::ScalarType::Short:
+    case c10::ScalarType::Int:
+    case c10::ScalarType::Long:
+    case c10::ScalarType::Half:
+    case c10::ScalarType::Float:
+    case c10::ScalarType::Double:
+    case c10::ScalarType::Bool:
+    case c10::ScalarType::BFloat16:
+      return code <= static_cast<std::uint32_t>(c10::ScalarType::BFloat16);
+    default: return false;
+  }
+}
+
+std::string shape_text(c10::IntArrayRef sizes) {
+  return fmt::format("[{}]", fmt::join(sizes, ", "));
+}
+
+Error invalid(std::string_view op, std::string message) {
+  return Error(ErrorCode::kInvalidArgument, fmt::format("{}: {}", op, message));
+}
+
+// A tensor view over its buffer, checked.
+Result<at::Tensor> tensor_view(std::string_view op, std::string_view what, const AtenTensorArg& t,
+                               const ResolveBuffer& resolve) {
+  if (!supported_dtype(t.dtype)) {
+    return invalid(op, fmt::format("{}: dtype {} is not one the device carries", what, t.dtype));
+  }
+  const auto dtype = static_cast<c10::ScalarType>(t.dtype);
+  const std::uint64_t element = c10::elementSize(dtype);
+  // The furthest element the view reaches, in elements from its offset.
+  std::uint64_t reach = 0;
+  bool empty = false;
+  for (std::size_t d = 0; d < t.sizes.size(); ++d) {
+    if (t.sizes[d] < 0 || t.strides[d] < 0) {
+      return invalid(op, fmt::format("{}: dimension {} has size {} and stride {} (no negative "
+                                     "sizes or strides)",
+                                     what, d, t.sizes[d], t.strides[d]));
+    }
+    if (t.sizes[d] == 0) empty = true;
+    constexpr std::uint64_t kLimit = std::uint64_t{1} << 56;  // times 8 bytes: no overflow
+    const std::uint64_t span = t.sizes[d] == 0 ? 0 : static_cast<std::uint64_t>(t.sizes[d] - 1);
+    const auto stride = static_cast<std::uint64_t>(t.strides[d]);
+    if (span != 0 && stride > (kLimit - reach) / span) {
+      return Error(ErrorCode::kOutOfRange,
+                   fmt::format("{}: {}: the view reaches past any buffer", op, what));
+    }
+    reach += span * stride;
+  }
+  if (t.offset % element != 0) {
+    return invalid(op, fmt::format("{}: byte offset {} is not a multiple of the element size {}",
+                                   what, t.offset, element));
+  }
+  MALV_ASSIGN_OR_RETURN(const BufferMemory memory, resolve(t.buffer));
+  const std::uint64_t end = empty ? t.offset : t.offset + (reach + 1) * element;
+  if (t.offset > memory.bytes || end > memory.bytes) {
+    return Error(ErrorCode::kOutOfRange,
+                 fmt::format("{}: {}: the view (offset {}, sizes {}, strides {}) reaches byte {} "
+                             "of a buffer of {}",
+                             op, what, t.offset, shape_text(t.sizes), shape_text(t.strides), end,
+                             memory.bytes));
+  }
+  return at::from_blob(memory.data + t.offset, t.sizes, t.strides,
+                       at::TensorOptions().dtype(dtype).device(at::kCPU));
+}
+
+bool is_tensor(const c10::TypePtr& type) { return type->kind() == c10::TypeKind::TensorType; }
+
+// One argument: the record's value, checked against the argument's type.
+Result<c10::IValue> to_ivalue(std::string_view op, const c10::Argument& argument,
+                              const c10::TypePtr& type, const AtenValue& v,
+                              const ResolveBuffer& resolve) {
+  const std::string what = fmt::format("argument '{}'", argument.name());
+  auto wrong = [&](std::string_view expected) {
+    return invalid(op, fmt::format("{} is a {}, the record has tag {}", what, expected,
+                                   static_cast<std::uint32_t>(v.tag)));
+  };
+  if (auto optional = type->cast<c10::OptionalType>()) {
+    if (v.tag == AtenTag::kNone) return c10::IValue();
+    return to_ivalue(op, argument, optional->getElementType(), v, resolve);
+  }
+  switch (type->kind()) {
+    case c10::TypeKind::TensorType: {
+      if (v.tag != AtenTag::kTensor) return wrong("Tensor");
+      MALV_ASSIGN_OR_RETURN(at::Tensor t, tensor_view(op, what, v.tensors[0], resolve));
+      return c10::IValue(std::move(t));
+    }
+    case c10::TypeKind::IntType:
+    case c10::TypeKind::SymIntType:
+      if (v.tag != AtenTag::kInt) return wrong("int");
+      return c10::IValue(v.i);
+    case c10::TypeKind::FloatType:
+      if (v.tag != AtenTag::kDouble) return wrong("float");
+      return c10::IValue(v.d);
+    case c10::TypeKind::BoolType:
+      if (v.tag != AtenTag::kBool) return wrong("bool");
+      return c10::IValue(v.i != 0);
+    case c10::TypeKind::NumberType:
+      if (v.tag == AtenTag::kScalarInt) return c10::IValue(c10::Scalar(v.i));
+      if (v.tag == AtenTag::kScalarDouble) return c10::IValue(c10::Scalar(v.d));
+      if (v.tag == AtenTag::kScalarBool) return c10::IValue(c10::Scalar(v.i != 0));
+      return wrong("Scalar");
+    case c10::TypeKind::StringType:
+      if (v.tag != AtenTag::kString) return wrong("str");
+      return c10::IValue(v.text);
+    case c10::TypeKind::ScalarTypeType:
+      if (v.tag != AtenTag::kScalarType) return wrong("ScalarType");
+      if (!supported_dtype(static_cast<std::uint32_t>(v.i))) {
+        return invalid(op, fmt::format("{}: dtype {} is not one the device carries", what, v.i));
+      }
+      return c10::IValue(v.i);
+    case c10::TypeKind::LayoutType:
+      if (v.tag != AtenTag::kLayout) return wrong("Layout");
+      if (v.i != static_cast<std::int64_t>(c10::Layout::Strided)) {
+        return Error(ErrorCode::kUnimplemented,
+                     fmt::format("{}: {}: only the strided layout is carried", op, what));
+      }
+      return c10::IValue(v.i);
+    case c10::TypeKind::MemoryFormatType:
+      if (v.tag != AtenTag::kMemoryFormat) return wrong("MemoryFormat");
+      if (v.i < 0 || v.i >= static_cast<std::int64_t>(c10::MemoryFormat::NumOptions)) {
+        return invalid(op, fmt::format("{}: memory format {}", what, v.i));
+      }
+      return c10::IValue(v.i);
+    case c10::TypeKind::DeviceObjType:
+      // The guest's device is this host's CPU memory.
+      if (v.tag != AtenTag::kDevice) return wrong("Device");
+      return c10::IValue(c10::Device(c10::kCPU));
+    case c10::TypeKind::ListType: {
+      const c10::TypePtr element = type->castRaw<c10::ListType>()->getElementType();
+      switch (element->kind()) {
+        case c10::TypeKind::IntType:
+        case c10::TypeKind::SymIntType:
+          if (v.tag != AtenTag::kIntList) return wrong("int[]");
+          return c10::IValue(v.ints);
+        case c10::TypeKind::FloatType:
+          if (v.tag != AtenTag::kDoubleList) return wrong("float[]");
+          return c10::IValue(v.doubles);
+        case c10::TypeKind::BoolType: {
+          if (v.tag != AtenTag::kBoolList) return wrong("bool[]");
+          c10::List<bool> bools;
+          for (std::int64_t b : v.ints) bools.push_back(b != 0);
+          return c10::IValue(std::move(bools));
+        }
+        case c10::TypeKind::TensorType: {
+          if (v.tag != AtenTag::kTensorList) return wrong("Tensor[]");
+          std::vector<at::Tensor> tensors;
+          for (std::size_t k = 0; k < v.tensors.size(); ++k) {
+            MALV_ASSIGN_OR_RETURN(
+                at::Tensor t,
+                tensor_view(op, fmt::format("{} element {}", what, k), v.tensors[k], resolve));
+            tensors.push_back(std::move(t));
+          }
+          return c10::IValue(std::move(tensors));
+        }
+        case c10::TypeKind::OptionalType: {
+          if (!is_tensor(element->castRaw<c10::OptionalType>()->getElementType())) break;
+          if (v.tag != AtenTag::kOptionalTensorList) return wrong("Tensor?[]");
+          c10::List<c10::optional<at::Tensor>> tensors;
+          for (std::size_t k = 0; k < v.tensors.size(); ++k) {
+            if (!v.present[k]) {
+              tensors.push_back(c10::nullopt);
+              continue;
+            }
+            MALV_ASSIGN_OR_RETURN(
+                at::Tensor t,
+                tensor_view(op, fmt::format("{} element {}", what, k), v.tensors[k], resolve));
+            tensors.push_back(std::move(t));
+          }
+          return c10::IValue(std::move(tensors));
+        }
+        default: break;
+      }
+      break;
+    }
+    case c10::TypeKind::GeneratorType:
+      break;  // only an absent one (the default generator), handled as optional above
+    default: break;
+  }
+  return Error(ErrorCode::kUnimplemented,
+               fmt::format("{}: {} of type {} cannot be carried", op, what, type->str()));
+}
+
+// A non-tensor return, as a record value (a Scalar return travels as a
+// scalar: the IValue alone does not say it was one).
+Result<AtenValue> from_ivalue(std::string_view op, const c10::IValue& v, const c10::TypePtr& type) {
+  if (v.isNone()) return AtenValue::none();
+  if (type->kind() == c10::TypeKind::NumberType) {
+    if (v.isBool()) return AtenValue{.tag = AtenTag::kScalarBool, .i = v.toBool() ? 1 : 0};
+    if (v.isInt()) return AtenValue{.tag = AtenTag::kScalarInt, .i = v.toInt()};
+    if (v.isDouble()) return AtenValue{.tag = AtenTag::kScalarDouble, .d = v.toDouble()};
+  }
+  if (v.isBool()) return AtenValue::boolean(v.toBool());
+  if (v.isInt()) return AtenValue::integer(v.toInt());
+  if (v.isDouble()) return AtenValue::real(v.toDouble());
+  if (v.isScalar()) {
+    const c10::Scalar s = v.toScalar();
+    if (s.isBoolean()) return AtenValue{.tag = AtenTag::kScalarBool, .i = s.toBool() ? 1 : 0};
+    if (s.isIntegral(false)) return AtenValue{.tag = AtenTag::kScalarInt, .i = s.toLong()};
+    if (s.isFloatingPoint()) return AtenValue{.tag = AtenTag::kScalarDouble, .d = s.toDouble()};
+  }
+  return Error(ErrorCode::kUnimplemented,
+               fmt::format("{}: a return of type {} cannot be carried", op, v.tagKind()));
+}
+
+Status copy_into(std::string_view op, std::size_t index, const at::Tensor& result,
+                 const at::Tensor& out) {
+  if (!result.sizes().equals(out.sizes()) || result.scalar_type() != out.scalar_type()) {
+    return invalid(
+        op, fmt::format("output {}: the operator returned {} {}, the record's output "
+                        "is {} {}",
+                        index, shape_text(result.sizes()), c10::toString(result.scalar_type()),
+                        shape_text(out.sizes()), c10::toString(out.scalar_type())));
+  }
+  out.copy_(result);
+  return ok_status();
+}
+
+}  // namespace
+
+struct AtenExecutor::Operator {
+  c10::OperatorHandle handle;
+  std::string name;
+};
+
+AtenExecutor::AtenExecutor(ExecutorOptions options) : options_(std::move(options)) {
+  if (options_.intra_op_threads > 0) at::set_num_threads(options_.intra_op_threads);
+}
+
+AtenExecutor::~AtenExecutor() = default;
+
+std::string AtenExecutor::denial(std::string_view schema_name) const {
+  if (!schema_name.starts_with("aten::")) return "only aten:: operators run on the host";
+  for (std::string_view bad : kAlwaysDenied) {
+    if (schema_name.find(bad) != std::string_view::npos) {
+      return fmt::format("'{}' operators reach outside the VM's memory or the CPU", bad);
+    }
+  }
+  for (const std::string& bad : options_.allow.denied) {
+    if (!bad.empty() && schema_name.find(bad) != std::string_view::npos) {
+      return fmt::format("the admin denies '{}'", bad);
+    }
+  }
+  return "";
+}
+
+Result<std::uint32_t> AtenExecutor::intern(std::string_view schema_name) {
+  if (schema_name.empty() || schema_name.size() > 256) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("an operator name of {} bytes (1-256)", schema_name.size()));
+  }
+  const std::string why = denial(schema_name);
+  if (!why.empty()) {
+    return Error(ErrorCode::kPermissionDenied, fmt::format("{}: {}", schema_name, why));
+  }
+  const std::size_t dot = schema_name.find('.');
+  const std::string name(schema_name.substr(0, dot));
+  const std::string overload(dot == std::string_view::npos ? "" : schema_name.substr(dot + 1));
+  auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
+  if (!handle) {
+    return Error(ErrorCode::kNotFound,
+                 fmt::format("{}: this host's libtorch has no such operator", schema_name));
+  }
+  const bool runs_here =
+      handle->hasKernelForDispatchKey(c10::DispatchKey::CPU) ||
+      handle->hasKernelForDispatchKey(c10::DispatchKey::CompositeExplicitAutograd) ||
+      handle->hasKernelForDispatchKey(c10::DispatchKey::CompositeImplicitAutograd);
+  if (!runs_here) {
+    return Error(ErrorCode::kPermissionDenied,
+                 fmt::format("{}: no CPU kernel in this host's libtorch", schema_name));
+  }
+  std::lock_guard lock(mu_);
+  for (std::size_t i = 0; i < operators_.size(); ++i) {
+    if (operators_[i]->name == schema_name) return static_cast<std::uint32_t>(i + 1);
+  }
+  operators_.push_back(std::make_unique<Operator>(Operator{*handle, std::string(schema_name)}));
+  return static_cast<std::uint32_t>(operators_.size());
+}
+
+const AtenExecutor::Operator* AtenExecutor::find(std::uint32_t id) const {
+  std::lock_guard lock(mu_);
+  if (id == 0 || id > operators_.size()) return nullptr;
+  return operators_[id - 1].get();
+}
+
+std::string AtenExecutor::schema(std::uint32_t id) const {
+  const Operator* op = find(id);
+  if (op == nullptr) return "";
+  std::ostringstream text;
+  text << op->handle.schema();
+  return text.str();
+}
+
+Result<std::vector<AtenValue>> AtenExecutor::run(std::uint32_t id, std::span<const AtenValue> args,
+                                                 const ResolveBuffer& resolve) {
+  const Operator* op = find(id);
+  if (op == nullptr) {
+    return Error(ErrorCode::kNotFound, fmt::format("operator id {} was never interned", id));
+  }
+  const std::string_view name = op->name;
+  const c10::FunctionSchema& schema = op->handle.schema();
+  const auto& arguments = schema.arguments();
+  const auto& returns = schema.returns();
+  // Functional tensor returns need an output each, after the arguments.
+  std::vector<std::size_t> outputs_for;  // return index of each output value
+  for (std::size_t r = 0; r < returns.size(); ++r) {
+    const bool aliased = returns[r].alias_info() != nullptr && returns[r].alias_info()->isWrite();
+    const c10::TypePtr& type = returns[r].type();
+    const bool tensor_list = type->kind() == c10::TypeKind::ListType &&
+                             is_tensor(type->castRaw<c10::ListType>()->getElementType());
+    if (!aliased && (is_tensor(type) || tensor_list)) outputs_for.push_back(r);
+  }
+  if (args.size() != arguments.size() + outputs_for.size()) {
+    return invalid(name, fmt::format("the record has {} values; the schema wants {} arguments "
+                                     "and {} outputs",
+                                     args.size(), arguments.size(), outputs_for.size()));
+  }
+  try {
+    torch::jit::Stack stack;
+    stack.reserve(arguments.size());
+    for (std::size_t i = 0; i < arguments.size(); ++i) {
+      MALV_ASSIGN_OR_RETURN(
+          c10::IValue value,
+          to_ivalue(name, arguments[i], arguments[i].real_type(), args[i], resolve));
+      stack.push_back(std::move(value));
+    }
+    std::vector<at::Tensor> outputs;  // flattened, in return order
+    std::vector<std::size_t> output_counts;
+    for (std::size_t k = 0; k < outputs_for.size(); ++k) {
+      const AtenValue& v = args[arguments.size() + k];
+      const bool list = returns[outputs_for[k]].type()->kind() == c10::TypeKind::ListType;
+      if (v.tag != (list ? AtenTag::kTensorList : AtenTag::kTensor)) {
+        return invalid(name,
+                       fmt::format("output {} must be a {}", k, list ? "Tensor[]" : "Tensor"));
+      }
+      for (std::size_t t = 0; t < v.tensors.size(); ++t) {
+        MALV_ASSIGN_OR_RETURN(
+            at::Tensor out, tensor_view(name, fmt::format("output {}", k), v.tensors[t], resolve));
+        outputs.push_back(std::move(out));
+      }
+      output_counts.push_back(v.tensors.size());
+    }
+
+    op->handle.callBoxed(&stack);
+
+    if (stack.size() != returns.size()) {
+      return Error(ErrorCode::kInternal, fmt::format("{}: {} returns, the schema has {}", name,
+                                                     stack.size(), returns.size()));
+    }
+    std::vector<AtenValue> values;
+    std::size_t output = 0;
+    std::size_t next = 0;  // index into outputs_for
+    for (std::size_t r = 0; r < returns.size(); ++r) {
+      if (next < outputs_for.size() && outputs_for[next] == r) {
+        if (stack[r].isTensor()) {
+          MALV_TRY(copy_into(name, next, stack[r].toTensor(), outputs[output++]));
+        } else {
+          const std::vector<at::Tensor> results = stack[r].toTensorVector();
+          if (results.size() != output_counts[next]) {
+            return invalid(name, fmt::format("output {}: the operator returned {} tensors, the "
+                                             "record has {}",
+                                             next, results.size(), output_counts[next]));
+          }
+          for (const at::Tensor& t : results) MALV_TRY(copy_into(name, next, t, outputs[output++]));
+        }
+        ++next;
+        continue;
+      }
+      if (stack[r].isTensor() || stack[r].isTensorList()) continue;  // written in place
+      MALV_ASSIGN_OR_RETURN(AtenValue v, from_ivalue(name, stack[r], returns[r].type()));
+      values.push_back(std::move(v));
+    }
+    return values;
+  } catch (const c10::Error& e) {
+    return invalid(name, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return invalid(name, e.what());
+  }
+}
+
+}  // namespace malv::accel::aten

@@ -1,0 +1,108 @@
+// AtenRecord: a PyTorch (ATen) operator's arguments on the wire, the
+// payload of kAtenOp. The guest's torch device encodes it, the host's
+// executor (accel/aten/) decodes it; neither side needs the other's code,
+// and nothing here needs libtorch.
+//
+// The record is the operator schema's arguments in order, each a tagged
+// value, then one tensor per tensor the operator returns when it is
+// functional (the outputs the guest allocated; the host writes into them).
+// It is a sequence of little-endian 64-bit words; a value is a header word
+// (tag in the low 32 bits, a count in the high 32) and its payload:
+//
+//   kNone                          nothing
+//   kBool kInt kScalarType kLayout kMemoryFormat kDevice
+//                                  1 word (int64)
+//   kDouble                        1 word (IEEE double bits)
+//   kScalarInt kScalarDouble kScalarBool
+//                                  1 word (a Scalar: int64, double, 0/1)
+//   kIntList kBoolList             count words (int64)
+//   kDoubleList                    count words (double bits)
+//   kString                        count bytes, zero-padded to whole words
+//   kTensor                        buffer handle, byte offset, dtype | rank << 32,
+//                                  rank sizes, rank strides (in elements)
+//   kTensorList                    count values follow, each kTensor
+//   kOptionalTensorList            count values follow, each kNone or kTensor
+//
+// A tensor is a capability and a view, never a pointer: the buffer handle
+// the guest holds, the view's byte offset in it, the dtype (torch's
+// c10::ScalarType numbering: 6 float32, 7 float64, 4 int64, 11 bool ...),
+// sizes and strides. decode() checks the record's shape only (lengths,
+// tags, bounds below); what a value means for an operator is the
+// executor's check.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "malv/result.h"
+
+namespace malv::proto {
+
+enum class AtenTag : std::uint32_t {
+  kNone = 0,
+  kBool = 1,
+  kInt = 2,
+  kDouble = 3,
+  kScalarInt = 4,
+  kScalarDouble = 5,
+  kScalarBool = 6,
+  kScalarType = 7,
+  kLayout = 8,
+  kMemoryFormat = 9,
+  kDevice = 10,
+  kIntList = 11,
+  kDoubleList = 12,
+  kBoolList = 13,
+  kString = 14,
+  kTensor = 15,
+  kTensorList = 16,
+  kOptionalTensorList = 17,
+};
+
+inline constexpr std::size_t kAtenMaxValues = 64;         // values in one record
+inline constexpr std::size_t kAtenMaxRank = 32;           // dimensions of a tensor
+inline constexpr std::size_t kAtenMaxListLength = 65536;  // elements of one list
+inline constexpr std::size_t kAtenMaxRecordBytes = 1u << 20;
+
+struct AtenTensorArg {
+  std::uint64_t buffer = 0;  // the guest's buffer handle
+  std::uint64_t offset = 0;  // bytes from the buffer's start
+  std::uint32_t dtype = 0;   // c10::ScalarType code
+  std::vector<std::int64_t> sizes;
+  std::vector<std::int64_t> strides;  // elements
+};
+
+struct AtenValue {
+  AtenTag tag = AtenTag::kNone;
+  std::int64_t i = 0;              // kBool, kInt, kScalarInt, kScalarBool, and the enum-like tags
+  double d = 0;                    // kDouble, kScalarDouble
+  std::vector<std::int64_t> ints;  // kIntList, kBoolList
+  std::vector<double> doubles;     // kDoubleList
+  std::string text;                // kString
+  // kTensor: one; kTensorList / kOptionalTensorList: one per element
+  // (present[k] false for an absent optional element).
+  std::vector<AtenTensorArg> tensors;
+  std::vector<bool> present;
+
+  static AtenValue none() { return {}; }
+  static AtenValue boolean(bool v) { return {.tag = AtenTag::kBool, .i = v ? 1 : 0}; }
+  static AtenValue integer(std::int64_t v) { return {.tag = AtenTag::kInt, .i = v}; }
+  static AtenValue real(double v) { return {.tag = AtenTag::kDouble, .d = v}; }
+  static AtenValue tensor(AtenTensorArg t);
+};
+
+// The record's words, ready for the arena.
+[[nodiscard]] Result<std::vector<std::uint64_t>> encode_aten_record(
+    std::span<const AtenValue> values);
+
+// kInvalidArgument naming the value and what is wrong: an unknown tag, a
+// record that ends inside a value or has words past its last value, more
+// than kAtenMaxValues values, a rank or list past its limit, a tensor list
+// element that is not a tensor.
+[[nodiscard]] Result<std::vector<AtenValue>> decode_aten_record(
+    std::span<const std::uint64_t> words);
+
+}  // namespace malv::proto
