@@ -9,12 +9,12 @@
 #
 # The public headers in include/malv/ are reached the same way: every
 # component sees the ones listed in MALV_SHARED_PUBLIC_HEADERS (the MLaaS
-# ABI, the protocol, the built-in kernels' names, Result/Error) through
+# ABI, the protocol (and its ATen record), the built-in kernels' names, Result/Error) through
 # build/include-shims/public/malv/; the rest of include/malv/ is libmalv's
 # client API, which only components that link malv_guest see
 # (build/include-shims/client/malv/, added by src/guest). Installed, they all
 # sit together in <prefix>/include/malv/.
-set(MALV_SHARED_PUBLIC_HEADERS mlaas.h memory_features.h mllb_features.h prefetch_features.h sjf_features.h protocol.h kernels.h result.h error.h)
+set(MALV_SHARED_PUBLIC_HEADERS mlaas.h memory_features.h mllb_features.h prefetch_features.h sjf_features.h protocol.h aten_record.h kernels.h result.h error.h)
 
 function(malv_public_header_shims)
   file(GLOB public_headers CONFIGURE_DEPENDS RELATIVE "${PROJECT_SOURCE_DIR}/include/malv"

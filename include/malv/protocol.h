@@ -91,7 +91,16 @@ enum class Opcode : std::uint16_t {
   kCheckpointRestore = 26,  // a0=stream, a1=arena offset of a checkpoint spec, a2=len,
                             //   a3=CheckpointSpecLayout (stream-ordered)
                             //   -> result=metadata bytes written back
-  kOpcodeCount = 27
+  /* PyTorch operators (the `malv` torch device; docs/torch.md). */
+  kAtenIntern = 27,  // a0=arena offset of the operator's schema name ("aten::add.Tensor"),
+                     //   a1=len (1..256) -> result=operator id (session-scoped)
+  kAtenOp = 28,      // a0=stream, a1=operator id, a2=arena offset of the argument record
+                     //   (malv/aten_record.h), a3=its bytes (whole 8-byte words), a4=bytes
+                     //   at a2 the host may write back into (>= a3) -> completes when it
+                     //   ran; the host writes back at a2 the non-tensor returns as a
+                     //   record (success) or the error's message (failure, truncated to
+                     //   a4); result=bytes written
+  kOpcodeCount = 29
 };
 
 /* Command flags (Command::flags). */

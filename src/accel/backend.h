@@ -93,8 +93,22 @@ struct WaitEvent {
 };
 // Does nothing; its completion marks that everything before it finished.
 struct Marker {};
+// Host code run by a backend worker in queue order: work that is not a
+// kernel of the backend's own, over memory the host addresses directly (a
+// PyTorch operator of the ATen executor on the CPU backend's memory:
+// accel/aten_operators.h). A backend whose memory the host cannot address
+// (CUDA) completes it with kUnimplemented.
+class HostTask {
+ public:
+  virtual ~HostTask() = default;
+  virtual ErrorCode run() = 0;
+};
+struct HostCall {
+  std::shared_ptr<HostTask> task;
+};
 
-using Op = std::variant<CopyH2D, CopyD2H, CopyD2D, Memset, Launch, RecordEvent, WaitEvent, Marker>;
+using Op = std::variant<CopyH2D, CopyD2H, CopyD2D, Memset, Launch, RecordEvent, WaitEvent, Marker,
+                        HostCall>;
 
 // Called on a backend thread once the op has run (or failed).
 using CompletionFn = void (*)(void* context, std::uint64_t cookie, ErrorCode status);

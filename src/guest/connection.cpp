@@ -34,6 +34,7 @@ bool is_stream_op(std::uint16_t opcode) {
     case Opcode::kEventRecord:
     case Opcode::kEventWait:
     case Opcode::kDatasetNext:
+    case Opcode::kAtenOp:
     case Opcode::kLaunch: return true;
     default: return false;
   }
@@ -150,7 +151,7 @@ void ConnectionCore::process(const wire::Completion& c) {
     return;
   }
   Pending& p = it->second;
-  if (c.status == 0 && p.read_into != nullptr) {
+  if ((c.status == 0 || p.read_on_error) && p.read_into != nullptr) {
     std::memcpy(p.read_into, channel_->arena().data() + p.arena_offset, p.arena_bytes);
   }
   if (p.arena_bytes > 0) arena_.release(p.arena_offset, p.arena_bytes);

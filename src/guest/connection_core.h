@@ -35,6 +35,7 @@ struct PendingCommand {
   std::uint64_t arena_offset = 0;
   std::uint64_t arena_bytes = 0;   // range to release on completion
   std::byte* read_into = nullptr;  // copy arena range here on success
+  bool read_on_error = false;      // ... and on failure (a message the host wrote)
   bool staging = false;            // a chunk of an ordinary-memory transfer (staging_allocate)
   bool wanted = false;             // a caller waits for this completion
   bool done = false;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "accel/aten_plugin_loader.h"
 #include "base/log.h"
 #include "base/text_parse.h"
 #include "mlaas/policy_dir.h"
@@ -101,6 +102,9 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                         mlaas::AsyncInference::create(*d->inference_, vgpu::kEnqueueScoringQueue));
   d->sched_policies_ = std::make_unique<vgpu::MlaasGpuSchedPolicies>(
       *d->runner_, d->inference_.get(), d->enqueue_inference_.get());
+  // PyTorch operators (the torch device): the executor plugin loads when a
+  // guest first asks for one.
+  d->aten_ = accel::make_aten_operators();
   d->vgpu_ =
       std::make_unique<vgpu::VgpuService>(*d->backend_, *d->sched_policies_, d->options_.scheduler);
   // Oversubscribed VMs' memory managers: eviction by each VM's memory policy;
@@ -349,6 +353,22 @@ Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info)
   admission.services.data_stall = [vm = view->vm()](std::int64_t waited_ns) {
     vm->counters().data_stall_ns.fetch_add(static_cast<std::uint64_t>(waited_ns),
                                            std::memory_order_relaxed);
+  };
+  admission.services.aten = aten_.get();
+  admission.services.aten_refusal = [vm = view->vm(), backend = backend_->info().backend] {
+    if (backend != "cpu") {
+      return fmt::format(
+          "PyTorch operators run on memory the host addresses; the {} backend's "
+          "is on the device (docs/torch.md)",
+          backend);
+    }
+    if (vm->oversubscribed() || vm->memory().active()) {
+      return fmt::format(
+          "VM '{}' oversubscribes its memory: the torch device does not run on "
+          "memory the manager moves yet (docs/torch.md)",
+          vm->name());
+    }
+    return std::string();
   };
   admission.backend = std::move(view);
   return admission;

@@ -10,6 +10,7 @@
 
 #include <memory>
 
+#include "accel/aten_operators.h"
 #include "accel/backend.h"
 #include "cpu_control/cpu_share_controller.h"
 #include "host/feature_publisher.h"
@@ -73,6 +74,8 @@ class HostDaemon {
   std::unique_ptr<vgpu::AdminState> state_;
   std::unique_ptr<offload::CheckpointStore> checkpoints_;
   std::unique_ptr<offload::DatasetCatalog> datasets_;
+  // PyTorch operators for the torch device; null without libtorch.
+  std::unique_ptr<accel::AtenOperators> aten_;
   std::unique_ptr<FeaturePublisher> feature_publisher_;
   // Outlives the server: ending sessions leave their VMs' groups.
   std::unique_ptr<cpu_control::CpuShareController> cpu_;

@@ -27,6 +27,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_set>
 
 #include "accel/backend.h"
 #include "malv/protocol.h"
@@ -143,6 +144,11 @@ class Session {
   Status run(const wire::Command& cmd, const proto::DatasetCloseRequest&);
   Status run(const wire::Command& cmd, const proto::CheckpointSaveRequest&);
   Status run(const wire::Command& cmd, const proto::CheckpointRestoreRequest&);
+  // PyTorch operators: session_aten.cpp.
+  Status run(const wire::Command& cmd, const proto::AtenInternRequest&);
+  Status run(const wire::Command& cmd, const proto::AtenOpRequest&);
+  // Whether this session may run PyTorch operators, and if not, why.
+  Status aten_available() const;
 
   // Completes a stream command from its stream's queue; an error also
   // becomes the stream's first unreported error (session_checkpoint.cpp).
@@ -165,6 +171,8 @@ class Session {
   CapabilityTable<EventHandleObject> events_;
   CapabilityTable<KernelObject> kernels_;
   CapabilityTable<DatasetObject> datasets_;
+  // Operators this session interned (kAtenIntern); dispatcher thread only.
+  std::unordered_set<std::uint32_t> aten_operators_;
 
   // Writes this session's checkpoint snapshots to disk; created by the first
   // kCheckpointSave (dispatcher thread). The destructor finishes its writes

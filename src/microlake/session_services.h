@@ -12,6 +12,8 @@
 #include <functional>
 #include <memory>
 
+#include "accel/aten_operators.h"
+#include "accel/aten_operators.h"
 #include "base/byte_quota.h"
 #include "offload/checkpoint_store.h"
 
@@ -47,6 +49,12 @@ struct SessionServices {
   // Told how long the VM's guest waited each time one of its data pipelines
   // had no batch staged (offload::PipelineOptions::on_stall). Empty: nobody.
   std::function<void(std::int64_t waited_ns)> data_stall;
+  // kAtenIntern/kAtenOp: the host's executor of PyTorch operators (null:
+  // none, the torch device is refused), and why this VM may not use it
+  // now ("" or empty: it may), e.g. its buffers are not memory the host
+  // addresses (a CUDA backend, or memory the manager moves).
+  accel::AtenOperators* aten = nullptr;
+  std::function<std::string()> aten_refusal;
 };
 
 }  // namespace malv::microlake

@@ -176,14 +176,6 @@ class Reader {
 
 }  // namespace
 
-AtenValue AtenValue::tensor(AtenTensorArg t) {
-  AtenValue v;
-  v.tag = AtenTag::kTensor;
-  v.tensors.push_back(std::move(t));
-  v.present.push_back(true);
-  return v;
-}
-
 Result<std::vector<std::uint64_t>> encode_aten_record(std::span<const AtenValue> values) {
   if (values.size() > kAtenMaxValues) {
     return Error(ErrorCode::kInvalidArgument,

@@ -31,68 +31,22 @@
 // executor's check.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
 #include <span>
-#include <string>
 #include <vector>
 
+#include "malv/aten_record.h"
 #include "malv/result.h"
 
 namespace malv::proto {
 
-enum class AtenTag : std::uint32_t {
-  kNone = 0,
-  kBool = 1,
-  kInt = 2,
-  kDouble = 3,
-  kScalarInt = 4,
-  kScalarDouble = 5,
-  kScalarBool = 6,
-  kScalarType = 7,
-  kLayout = 8,
-  kMemoryFormat = 9,
-  kDevice = 10,
-  kIntList = 11,
-  kDoubleList = 12,
-  kBoolList = 13,
-  kString = 14,
-  kTensor = 15,
-  kTensorList = 16,
-  kOptionalTensorList = 17,
-};
-
-inline constexpr std::size_t kAtenMaxValues = 64;         // values in one record
-inline constexpr std::size_t kAtenMaxRank = 32;           // dimensions of a tensor
-inline constexpr std::size_t kAtenMaxListLength = 65536;  // elements of one list
-inline constexpr std::size_t kAtenMaxRecordBytes = 1u << 20;
-
-struct AtenTensorArg {
-  std::uint64_t buffer = 0;  // the guest's buffer handle
-  std::uint64_t offset = 0;  // bytes from the buffer's start
-  std::uint32_t dtype = 0;   // c10::ScalarType code
-  std::vector<std::int64_t> sizes;
-  std::vector<std::int64_t> strides;  // elements
-};
-
-struct AtenValue {
-  AtenTag tag = AtenTag::kNone;
-  std::int64_t i = 0;              // kBool, kInt, kScalarInt, kScalarBool, and the enum-like tags
-  double d = 0;                    // kDouble, kScalarDouble
-  std::vector<std::int64_t> ints;  // kIntList, kBoolList
-  std::vector<double> doubles;     // kDoubleList
-  std::string text;                // kString
-  // kTensor: one; kTensorList / kOptionalTensorList: one per element
-  // (present[k] false for an absent optional element).
-  std::vector<AtenTensorArg> tensors;
-  std::vector<bool> present;
-
-  static AtenValue none() { return {}; }
-  static AtenValue boolean(bool v) { return {.tag = AtenTag::kBool, .i = v ? 1 : 0}; }
-  static AtenValue integer(std::int64_t v) { return {.tag = AtenTag::kInt, .i = v}; }
-  static AtenValue real(double v) { return {.tag = AtenTag::kDouble, .d = v}; }
-  static AtenValue tensor(AtenTensorArg t);
-};
+using wire::AtenTag;
+using wire::AtenTensorArg;
+using wire::AtenValue;
+using wire::kAtenMaxListLength;
+using wire::kAtenMaxRank;
+using wire::kAtenMaxRecordBytes;
+using wire::kAtenMaxValues;
 
 // The record's words, ready for the arena.
 [[nodiscard]] Result<std::vector<std::uint64_t>> encode_aten_record(

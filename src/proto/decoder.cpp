@@ -91,6 +91,8 @@ const char* opcode_name(std::uint16_t opcode) {
     case wire::Opcode::kDatasetClose: return "dataset_close";
     case wire::Opcode::kCheckpointSave: return "checkpoint_save";
     case wire::Opcode::kCheckpointRestore: return "checkpoint_restore";
+    case wire::Opcode::kAtenIntern: return "aten_intern";
+    case wire::Opcode::kAtenOp: return "aten_op";
     case wire::Opcode::kOpcodeCount: break;
   }
   return "unknown";
@@ -154,6 +156,18 @@ Result<Request> decode_command(const wire::Command& cmd, std::span<const std::by
       return with(4, CheckpointSaveRequest{a[0], {a[1], a[2]}, a[3]});
     case wire::Opcode::kCheckpointRestore:
       return with(4, CheckpointRestoreRequest{a[0], {a[1], a[2]}, a[3]});
+    case wire::Opcode::kAtenIntern: return with(2, AtenInternRequest{{a[0], a[1]}});
+    case wire::Opcode::kAtenOp:
+      if (a[3] % 8 != 0) {
+        return malformed(cmd,
+                         fmt::format("an argument record of {} bytes (whole 8-byte words)", a[3]));
+      }
+      if (a[4] < a[3]) {
+        return malformed(cmd, fmt::format("a reply room of {} bytes, smaller than the {}-byte "
+                                          "record it starts with",
+                                          a[4], a[3]));
+      }
+      return with(5, AtenOpRequest{a[0], a[1], {a[2], a[3]}, a[4]});
     case wire::Opcode::kOpcodeCount: break;
   }
   return Error(ErrorCode::kUnimplemented, fmt::format("unknown opcode {}", cmd.opcode));

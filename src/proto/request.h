@@ -115,6 +115,16 @@ struct CheckpointRestoreRequest {
   std::uint64_t layout = 0;  // wire::CheckpointSpecLayout, checked by the service
 };
 
+struct AtenInternRequest {
+  ArenaRange name;  // "aten::add.Tensor"
+};
+struct AtenOpRequest {
+  RawHandle stream = 0;
+  std::uint64_t op = 0;           // kAtenIntern's id
+  ArenaRange record;              // the argument record
+  std::uint64_t reply_bytes = 0;  // bytes from record.offset the host may write back (>= record)
+};
+
 using Request =
     std::variant<NopRequest, DeviceQueryRequest, BufferAllocRequest, BufferFreeRequest,
                  WriteRequest, ReadRequest, CopyRequest, MemsetRequest, StreamCreateRequest,
@@ -122,7 +132,7 @@ using Request =
                  EventDestroyRequest, EventRecordRequest, EventWaitRequest, EventSyncRequest,
                  EventElapsedRequest, KernelLookupRequest, LaunchRequest, PolicyListRequest,
                  PolicySelectRequest, DatasetOpenRequest, DatasetNextRequest, DatasetCloseRequest,
-                 CheckpointSaveRequest, CheckpointRestoreRequest>;
+                 CheckpointSaveRequest, CheckpointRestoreRequest, AtenInternRequest, AtenOpRequest>;
 
 // Stable lowercase name of an opcode ("launch"), "unknown" otherwise.
 const char* opcode_name(std::uint16_t opcode);

@@ -17,9 +17,9 @@
 namespace malv::accel::aten {
 namespace {
 
-using proto::AtenTag;
-using proto::AtenTensorArg;
-using proto::AtenValue;
+using wire::AtenTag;
+using wire::AtenTensorArg;
+using wire::AtenValue;
 
 constexpr std::uint32_t kFloat = 6;  // c10::ScalarType::Float
 

@@ -13,9 +13,9 @@
 namespace malv::accel::aten {
 namespace {
 
-using proto::AtenTag;
-using proto::AtenTensorArg;
-using proto::AtenValue;
+using wire::AtenTag;
+using wire::AtenTensorArg;
+using wire::AtenValue;
 
 // Never allowed: what reaches outside the VM's memory or the CPU, or a
 // layout the wire cannot describe.
@@ -320,44 +320,60 @@ std::string AtenExecutor::schema(std::uint32_t id) const {
   return text.str();
 }
 
-Result<std::vector<AtenValue>> AtenExecutor::run(std::uint32_t id, std::span<const AtenValue> args,
-                                                 const ResolveBuffer& resolve) {
+// One validated call: the stack and the outputs, bound to the VM's memory.
+struct PreparedCall::State {
+  const c10::OperatorHandle* handle = nullptr;
+  std::string name;
+  torch::jit::Stack stack;
+  std::vector<std::size_t> outputs_for;  // return index of each output value
+  std::vector<at::Tensor> outputs;       // flattened, in return order
+  std::vector<std::size_t> output_counts;
+};
+
+PreparedCall::PreparedCall(std::unique_ptr<State> state) : state_(std::move(state)) {}
+PreparedCall::PreparedCall(PreparedCall&&) noexcept = default;
+PreparedCall& PreparedCall::operator=(PreparedCall&&) noexcept = default;
+PreparedCall::~PreparedCall() = default;
+
+std::string_view PreparedCall::name() const { return state_ ? state_->name : ""; }
+
+Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const AtenValue> args,
+                                           const ResolveBuffer& resolve) const {
   const Operator* op = find(id);
   if (op == nullptr) {
     return Error(ErrorCode::kNotFound, fmt::format("operator id {} was never interned", id));
   }
+  auto state = std::make_unique<PreparedCall::State>();
+  state->handle = &op->handle;
+  state->name = op->name;
   const std::string_view name = op->name;
   const c10::FunctionSchema& schema = op->handle.schema();
   const auto& arguments = schema.arguments();
   const auto& returns = schema.returns();
   // Functional tensor returns need an output each, after the arguments.
-  std::vector<std::size_t> outputs_for;  // return index of each output value
   for (std::size_t r = 0; r < returns.size(); ++r) {
     const bool aliased = returns[r].alias_info() != nullptr && returns[r].alias_info()->isWrite();
     const c10::TypePtr& type = returns[r].type();
     const bool tensor_list = type->kind() == c10::TypeKind::ListType &&
                              is_tensor(type->castRaw<c10::ListType>()->getElementType());
-    if (!aliased && (is_tensor(type) || tensor_list)) outputs_for.push_back(r);
+    if (!aliased && (is_tensor(type) || tensor_list)) state->outputs_for.push_back(r);
   }
-  if (args.size() != arguments.size() + outputs_for.size()) {
+  if (args.size() != arguments.size() + state->outputs_for.size()) {
     return invalid(name, fmt::format("the record has {} values; the schema wants {} arguments "
                                      "and {} outputs",
-                                     args.size(), arguments.size(), outputs_for.size()));
+                                     args.size(), arguments.size(), state->outputs_for.size()));
   }
   try {
-    torch::jit::Stack stack;
-    stack.reserve(arguments.size());
+    state->stack.reserve(arguments.size());
     for (std::size_t i = 0; i < arguments.size(); ++i) {
       MALV_ASSIGN_OR_RETURN(
           c10::IValue value,
           to_ivalue(name, arguments[i], arguments[i].real_type(), args[i], resolve));
-      stack.push_back(std::move(value));
+      state->stack.push_back(std::move(value));
     }
-    std::vector<at::Tensor> outputs;  // flattened, in return order
-    std::vector<std::size_t> output_counts;
-    for (std::size_t k = 0; k < outputs_for.size(); ++k) {
+    for (std::size_t k = 0; k < state->outputs_for.size(); ++k) {
       const AtenValue& v = args[arguments.size() + k];
-      const bool list = returns[outputs_for[k]].type()->kind() == c10::TypeKind::ListType;
+      const bool list = returns[state->outputs_for[k]].type()->kind() == c10::TypeKind::ListType;
       if (v.tag != (list ? AtenTag::kTensorList : AtenTag::kTensor)) {
         return invalid(name,
                        fmt::format("output {} must be a {}", k, list ? "Tensor[]" : "Tensor"));
@@ -365,13 +381,24 @@ Result<std::vector<AtenValue>> AtenExecutor::run(std::uint32_t id, std::span<con
       for (std::size_t t = 0; t < v.tensors.size(); ++t) {
         MALV_ASSIGN_OR_RETURN(
             at::Tensor out, tensor_view(name, fmt::format("output {}", k), v.tensors[t], resolve));
-        outputs.push_back(std::move(out));
+        state->outputs.push_back(std::move(out));
       }
-      output_counts.push_back(v.tensors.size());
+      state->output_counts.push_back(v.tensors.size());
     }
+  } catch (const c10::Error& e) {
+    return invalid(name, e.what_without_backtrace());
+  }
+  return PreparedCall(std::move(state));
+}
 
-    op->handle.callBoxed(&stack);
-
+Result<std::vector<AtenValue>> PreparedCall::run() {
+  if (!state_) return Error(ErrorCode::kFailedPrecondition, "an empty or spent call");
+  std::unique_ptr<State> state = std::move(state_);  // one run
+  const std::string_view name = state->name;
+  const auto& returns = state->handle->schema().returns();
+  torch::jit::Stack& stack = state->stack;
+  try {
+    state->handle->callBoxed(&stack);
     if (stack.size() != returns.size()) {
       return Error(ErrorCode::kInternal, fmt::format("{}: {} returns, the schema has {}", name,
                                                      stack.size(), returns.size()));
@@ -380,17 +407,19 @@ Result<std::vector<AtenValue>> AtenExecutor::run(std::uint32_t id, std::span<con
     std::size_t output = 0;
     std::size_t next = 0;  // index into outputs_for
     for (std::size_t r = 0; r < returns.size(); ++r) {
-      if (next < outputs_for.size() && outputs_for[next] == r) {
+      if (next < state->outputs_for.size() && state->outputs_for[next] == r) {
         if (stack[r].isTensor()) {
-          MALV_TRY(copy_into(name, next, stack[r].toTensor(), outputs[output++]));
+          MALV_TRY(copy_into(name, next, stack[r].toTensor(), state->outputs[output++]));
         } else {
           const std::vector<at::Tensor> results = stack[r].toTensorVector();
-          if (results.size() != output_counts[next]) {
+          if (results.size() != state->output_counts[next]) {
             return invalid(name, fmt::format("output {}: the operator returned {} tensors, the "
                                              "record has {}",
-                                             next, results.size(), output_counts[next]));
+                                             next, results.size(), state->output_counts[next]));
           }
-          for (const at::Tensor& t : results) MALV_TRY(copy_into(name, next, t, outputs[output++]));
+          for (const at::Tensor& t : results) {
+            MALV_TRY(copy_into(name, next, t, state->outputs[output++]));
+          }
         }
         ++next;
         continue;
@@ -405,6 +434,46 @@ Result<std::vector<AtenValue>> AtenExecutor::run(std::uint32_t id, std::span<con
   } catch (const std::exception& e) {
     return invalid(name, e.what());
   }
+}
+
+namespace {
+
+class ExecutorTask final : public AtenTask {
+ public:
+  explicit ExecutorTask(PreparedCall call) : name_(call.name()), call_(std::move(call)) {}
+  ErrorCode run() override {
+    Result<std::vector<AtenValue>> returned = call_.run();
+    if (!returned.ok()) {
+      error_text_ = returned.error().message();
+      return returned.error().code();
+    }
+    returns_ = std::move(returned).value();
+    return ErrorCode::kOk;
+  }
+  std::string_view name() const override { return name_; }
+  const std::vector<AtenValue>& returns() const override { return returns_; }
+  const std::string& error_text() const override { return error_text_; }
+
+ private:
+  std::string name_;
+  PreparedCall call_;
+  std::vector<AtenValue> returns_;
+  std::string error_text_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<AtenTask>> AtenExecutor::prepare_task(std::uint32_t id,
+                                                             std::span<const AtenValue> args,
+                                                             const ResolveBuffer& resolve) const {
+  MALV_ASSIGN_OR_RETURN(PreparedCall call, prepare(id, args, resolve));
+  return std::shared_ptr<AtenTask>(std::make_shared<ExecutorTask>(std::move(call)));
+}
+
+Result<std::vector<AtenValue>> AtenExecutor::run(std::uint32_t id, std::span<const AtenValue> args,
+                                                 const ResolveBuffer& resolve) {
+  MALV_ASSIGN_OR_RETURN(PreparedCall call, prepare(id, args, resolve));
+  return call.run();
 }
 
 }  // namespace malv::accel::aten

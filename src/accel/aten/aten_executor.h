@@ -43,19 +43,14 @@
 #include <string_view>
 #include <vector>
 
+#include "accel/aten_operators.h"
+#include "malv/aten_record.h"
 #include "malv/result.h"
-#include "proto/aten_record.h"
 
 namespace malv::accel::aten {
 
-// A tensor argument's buffer on the host.
-struct BufferMemory {
-  std::byte* data = nullptr;
-  std::size_t bytes = 0;
-};
-// The buffer a handle names for this caller, or the error to report
-// (a forged or stale handle).
-using ResolveBuffer = std::function<Result<BufferMemory>(std::uint64_t handle)>;
+using accel::BufferMemory;
+using accel::ResolveBuffer;
 
 struct AllowList {
   // Substrings of an operator name that keep it off the list, on top of
@@ -69,7 +64,26 @@ struct ExecutorOptions {
   int intra_op_threads = 0;  // > 0: at::set_num_threads; 0: libtorch's default
 };
 
-class AtenExecutor {
+// A call checked whole and bound to the VM's memory, to run later (on the
+// worker the scheduler picks, in stream order): decode-then-invoke. The
+// buffers it views must stay allocated until it has run.
+class PreparedCall {
+ public:
+  PreparedCall(PreparedCall&&) noexcept;
+  PreparedCall& operator=(PreparedCall&&) noexcept;
+  ~PreparedCall();
+  std::string_view name() const;  // "aten::add.Tensor"
+  // Runs it (once): the non-tensor returns, or PyTorch's error for this call.
+  [[nodiscard]] Result<std::vector<wire::AtenValue>> run();
+
+ private:
+  friend class AtenExecutor;
+  struct State;
+  explicit PreparedCall(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+class AtenExecutor final : public AtenOperators {
  public:
   explicit AtenExecutor(ExecutorOptions options = {});
   ~AtenExecutor();
@@ -77,15 +91,24 @@ class AtenExecutor {
   AtenExecutor& operator=(const AtenExecutor&) = delete;
 
   // "aten::add.Tensor" (or "aten::relu" for the overload-less name).
-  [[nodiscard]] Result<std::uint32_t> intern(std::string_view schema_name);
+  [[nodiscard]] Result<std::uint32_t> intern(std::string_view schema_name) override;
   // The interned operator's schema, as PyTorch prints it ("" for an unknown id).
   std::string schema(std::uint32_t id) const;
   // Why a name is off the allow-list, or "" when it is allowed.
   std::string denial(std::string_view schema_name) const;
 
-  [[nodiscard]] Result<std::vector<proto::AtenValue>> run(std::uint32_t id,
-                                                          std::span<const proto::AtenValue> args,
-                                                          const ResolveBuffer& resolve);
+  // Every check of run(), nothing run yet.
+  [[nodiscard]] Result<PreparedCall> prepare(std::uint32_t id,
+                                             std::span<const wire::AtenValue> args,
+                                             const ResolveBuffer& resolve) const;
+  // prepare() as a task for a backend queue (accel::HostCall).
+  [[nodiscard]] Result<std::shared_ptr<AtenTask>> prepare_task(
+      std::uint32_t id, std::span<const wire::AtenValue> args,
+      const ResolveBuffer& resolve) const override;
+  // prepare() and run() at once.
+  [[nodiscard]] Result<std::vector<wire::AtenValue>> run(std::uint32_t id,
+                                                         std::span<const wire::AtenValue> args,
+                                                         const ResolveBuffer& resolve);
 
  private:
   struct Operator;

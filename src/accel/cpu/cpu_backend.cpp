@@ -24,33 +24,35 @@ void* host(DevicePtr ptr) {
 
 // Everything but events, which need the scheduler (run_turn handles them).
 ErrorCode run_op(const Op& op) {
-  return std::visit(Overloaded{
-                        [](const CopyH2D& c) {
-                          if (c.bytes > 0) std::memcpy(host(c.dst), c.src, c.bytes);
-                          return ErrorCode::kOk;
-                        },
-                        [](const CopyD2H& c) {
-                          if (c.bytes > 0) std::memcpy(c.dst, host(c.src), c.bytes);
-                          return ErrorCode::kOk;
-                        },
-                        [](const CopyD2D& c) {
-                          if (c.bytes > 0) std::memmove(host(c.dst), host(c.src), c.bytes);
-                          return ErrorCode::kOk;
-                        },
-                        [](const Memset& m) {
-                          if (m.bytes > 0) std::memset(host(m.dst), m.value, m.bytes);
-                          return ErrorCode::kOk;
-                        },
-                        [](const Launch& l) {
-                          const std::optional<KernelArgs> args = launch_args(l);
-                          if (!args) return ErrorCode::kInvalidArgument;
-                          return run_cpu_kernel(l.kernel, *args);
-                        },
-                        [](const RecordEvent&) { return ErrorCode::kInternal; },
-                        [](const WaitEvent&) { return ErrorCode::kInternal; },
-                        [](const Marker&) { return ErrorCode::kOk; },
-                    },
-                    op);
+  return std::visit(
+      Overloaded{
+          [](const CopyH2D& c) {
+            if (c.bytes > 0) std::memcpy(host(c.dst), c.src, c.bytes);
+            return ErrorCode::kOk;
+          },
+          [](const CopyD2H& c) {
+            if (c.bytes > 0) std::memcpy(c.dst, host(c.src), c.bytes);
+            return ErrorCode::kOk;
+          },
+          [](const CopyD2D& c) {
+            if (c.bytes > 0) std::memmove(host(c.dst), host(c.src), c.bytes);
+            return ErrorCode::kOk;
+          },
+          [](const Memset& m) {
+            if (m.bytes > 0) std::memset(host(m.dst), m.value, m.bytes);
+            return ErrorCode::kOk;
+          },
+          [](const Launch& l) {
+            const std::optional<KernelArgs> args = launch_args(l);
+            if (!args) return ErrorCode::kInvalidArgument;
+            return run_cpu_kernel(l.kernel, *args);
+          },
+          [](const RecordEvent&) { return ErrorCode::kInternal; },
+          [](const WaitEvent&) { return ErrorCode::kInternal; },
+          [](const Marker&) { return ErrorCode::kOk; },
+          [](const HostCall& h) { return h.task ? h.task->run() : ErrorCode::kInvalidArgument; },
+      },
+      op);
 }
 
 }  // namespace

@@ -511,6 +511,12 @@ OpStatus CudaBackend::submit(Queue& queue, const Op& op, PendingOp& pending) {
           [&](const RecordEvent& r) { return submit_record(queue, r, pending); },
           [&](const WaitEvent& w) { return submit_wait(queue, w); },
           [](const Marker&) { return OpStatus{}; },
+          [](const HostCall&) {
+            // Host code over device memory: the host cannot address it.
+            return OpStatus::failed(ErrorCode::kUnimplemented,
+                                    "host tasks (PyTorch operators) need memory the host "
+                                    "addresses; the CUDA backend's is on the device");
+          },
       },
       op);
 }

@@ -1,0 +1,48 @@
+// PyTorch operators on the host: what the `malv` torch device sends
+// (docs/torch.md). A guest names an `aten::` operator once per connection
+// and then queues calls of it on a stream with their arguments as tagged
+// values (malv/aten_record.h): tensors are a buffer handle and a view
+// (byte offset, dtype, sizes, strides), never a pointer. The host checks
+// each call whole against the operator's schema and every view against the
+// VM's own buffers, and runs it, in stream order, with its libtorch over
+// the VM's memory.
+//
+//   auto add = guest::aten_intern(*conn, "aten::add.Tensor").value();
+//   guest::aten_enqueue(*conn, stream, add, {a, b, alpha, out});   // returns at once
+//   auto item = guest::aten_call(*conn, stream, dense, {t});         // waits, returns values
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "malv/aten_record.h"
+#include "malv/connection.h"
+#include "malv/result.h"
+#include "malv/stream.h"
+
+namespace malv::guest {
+
+// The operator's id on this connection; kPermissionDenied when the host's
+// allow-list refuses it, kNotFound when the host's libtorch lacks it,
+// kUnimplemented when the host has no executor (or not for this VM), each
+// with the host's reason.
+[[nodiscard]] Result<std::uint32_t> aten_intern(Connection& connection,
+                                                std::string_view schema_name);
+
+// Queues a call on the stream and returns: a refusal or PyTorch's error
+// surfaces at the stream's next synchronize (by code; aten_call() gives
+// the message).
+[[nodiscard]] Status aten_enqueue(Connection& connection, Stream& stream, std::uint32_t op,
+                                  std::span<const wire::AtenValue> args);
+
+// Runs a call after everything queued on the stream and waits: its
+// non-tensor returns (an int, a float, a bool, a Scalar), or the error
+// with the host's message (PyTorch's own, for an operator that failed).
+[[nodiscard]] Result<std::vector<wire::AtenValue>> aten_call(Connection& connection, Stream& stream,
+                                                             std::uint32_t op,
+                                                             std::span<const wire::AtenValue> args);
+
+}  // namespace malv::guest

@@ -1,0 +1,125 @@
+// PyTorch operators (kAtenIntern, kAtenOp): the guest names an operator and
+// sends its arguments as a record (malv/aten_record.h); the host checks the
+// record whole against the operator's schema and every tensor's view
+// against the session's own buffers, then queues the call on the stream,
+// where a backend worker runs it in order (accel::HostCall). The completion
+// comes when it ran; the host writes back into the record's arena range the
+// non-tensor returns (as a record) or PyTorch's message, and puts the bytes
+// written in `result`. A call refused at validation completes the same way,
+// in its place in the stream. docs/torch.md has the design.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "accel/aten_operators.h"
+#include "base/log.h"
+#include "microlake/session.h"
+#include "proto/aten_record.h"
+
+namespace malv::microlake {
+namespace {
+
+// Longest operator name kAtenIntern takes.
+constexpr std::size_t kMaxOperatorName = 256;
+
+}  // namespace
+
+Status Session::aten_available() const {
+  if (services_.aten == nullptr) {
+    return Error(ErrorCode::kUnimplemented,
+                 "this host has no PyTorch executor (built without libtorch-dev)");
+  }
+  if (services_.aten_refusal) {
+    std::string why = services_.aten_refusal();
+    if (!why.empty()) return Error(ErrorCode::kUnimplemented, std::move(why));
+  }
+  return ok_status();
+}
+
+Status Session::run(const wire::Command& cmd, const proto::AtenInternRequest& req) {
+  MALV_TRY(aten_available());
+  MALV_TRY(check_arena(req.name));
+  if (req.name.bytes == 0 || req.name.bytes > kMaxOperatorName) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("an operator name of {} bytes, expected 1 to {}", req.name.bytes,
+                             kMaxOperatorName));
+  }
+  const std::string name(reinterpret_cast<const char*>(arena_.data() + req.name.offset),
+                         req.name.bytes);
+  MALV_ASSIGN_OR_RETURN(const std::uint32_t id, services_.aten->intern(name));
+  aten_operators_.insert(id);
+  complete(cmd, ErrorCode::kOk, {.result = id});
+  return ok_status();
+}
+
+Status Session::run(const wire::Command& cmd, const proto::AtenOpRequest& req) {
+  MALV_ASSIGN_OR_RETURN(StreamObject * stream, streams_.lookup(req.stream, kRightUse));
+  MALV_TRY(check_arena({req.record.offset, req.reply_bytes}));
+  std::byte* const out = arena_.data() + req.record.offset;
+  const std::size_t room = req.reply_bytes;
+  PendingOp pending;
+  pending.internal = true;  // on_done completes it, with what it wrote back
+  // Writes PyTorch's message (or a refusal) back and completes with it.
+  auto finish = [this, stream, out, room, tag = cmd.tag, opcode = cmd.opcode, flags = cmd.flags](
+                    ErrorCode status, const std::string& text,
+                    const std::vector<wire::AtenValue>& returns) {
+    std::size_t written = 0;
+    if (status != ErrorCode::kOk) {
+      written = std::min(text.size(), room);
+      if (written > 0) std::memcpy(out, text.data(), written);
+    } else if (!returns.empty()) {
+      Result<std::vector<std::uint64_t>> words = proto::encode_aten_record(returns);
+      if (words.ok() && words->size() * sizeof(std::uint64_t) <= room) {
+        written = words->size() * sizeof(std::uint64_t);
+        std::memcpy(out, words->data(), written);
+      } else {
+        status = ErrorCode::kOutOfRange;  // the guest left no room for the returns
+      }
+    }
+    finish_in_stream(*stream, tag, opcode, flags, status, Reply{.result = written});
+  };
+  auto refused = [&](const Error& error) {
+    log::debug("microlake", "{}: command #{} (aten_op) refused: {}", vm_name_, cmd.tag,
+               error.to_string());
+    pending.on_done = [finish, code = error.code(), text = error.message()](ErrorCode) {
+      finish(code, text, {});
+    };
+    enqueue(*stream, accel::Marker{}, std::move(pending));
+    return ok_status();
+  };
+
+  if (Status available = aten_available(); !available.ok()) return refused(available.error());
+  if (req.op > UINT32_MAX || !aten_operators_.contains(static_cast<std::uint32_t>(req.op))) {
+    return refused(Error(ErrorCode::kNotFound,
+                         fmt::format("operator id {} was not interned by this session", req.op)));
+  }
+  if (req.record.bytes > wire::kAtenMaxRecordBytes) {
+    return refused(Error(ErrorCode::kInvalidArgument,
+                         fmt::format("an argument record of {} bytes (at most {})",
+                                     req.record.bytes, wire::kAtenMaxRecordBytes)));
+  }
+  std::vector<std::uint64_t> words(req.record.bytes / sizeof(std::uint64_t));
+  if (!words.empty()) std::memcpy(words.data(), out, words.size() * sizeof(std::uint64_t));
+  Result<std::vector<wire::AtenValue>> record = proto::decode_aten_record(words);
+  if (!record.ok()) return refused(record.error());
+  // Every tensor names one of this session's buffers, readable and writable.
+  const accel::ResolveBuffer resolve = [this](std::uint64_t handle) -> Result<accel::BufferMemory> {
+    MALV_ASSIGN_OR_RETURN(BufferObject * buffer, buffers_.lookup(handle, kRightRead | kRightWrite));
+    return accel::BufferMemory{
+        reinterpret_cast<std::byte*>(static_cast<std::uintptr_t>(buffer->ptr.value)),
+        buffer->bytes};
+  };
+  Result<std::shared_ptr<accel::AtenTask>> task =
+      services_.aten->prepare_task(static_cast<std::uint32_t>(req.op), *record, resolve);
+  if (!task.ok()) return refused(task.error());
+  pending.on_done = [finish, task = *task](ErrorCode status) {
+    finish(status, task->error_text(), task->returns());
+  };
+  enqueue(*stream, accel::HostCall{*task}, std::move(pending));
+  return ok_status();
+}
+
+}  // namespace malv::microlake

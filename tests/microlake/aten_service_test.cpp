@@ -1,0 +1,180 @@
+// PyTorch operators over the channel (kAtenIntern, kAtenOp), end to end: a
+// guest through the real client library interns operators, queues them on
+// a stream over its own buffers and reads results equal to PyTorch's on the
+// CPU; a call that waits gets non-tensor returns, or PyTorch's message; the
+// host refuses an operator off its allow-list, an id the session did not
+// intern, a view past its buffer and another session's buffer, each with
+// the reason, and the session goes on working after each.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "accel/aten/aten_executor.h"
+#include "host_fixture.h"
+#include "malv/aten.h"
+
+namespace malv::testing {
+namespace {
+
+using wire::AtenTag;
+using wire::AtenTensorArg;
+using wire::AtenValue;
+
+constexpr std::uint32_t kFloat = 6;  // c10::ScalarType::Float
+
+AtenValue tensor(const guest::Buffer& buffer, std::vector<std::int64_t> sizes,
+                 std::vector<std::int64_t> strides = {}, std::uint64_t offset = 0) {
+  if (strides.empty()) {
+    strides.assign(sizes.size(), 1);
+    for (std::size_t d = sizes.size(); d-- > 1;) strides[d - 1] = strides[d] * sizes[d];
+  }
+  return AtenValue::tensor(AtenTensorArg{.buffer = buffer.handle(),
+                                         .offset = offset,
+                                         .dtype = kFloat,
+                                         .sizes = std::move(sizes),
+                                         .strides = std::move(strides)});
+}
+
+class AtenService : public HostFixture {
+ protected:
+  void customize(microlake::ServerOptions& options) override {
+    options.admit = [this](const microlake::HelloInfo& info) -> Result<microlake::Admission> {
+      microlake::Admission admission;
+      admission.services.aten = &executor_;
+      if (info.vm_name == "vm-refused") {
+        admission.services.aten_refusal = [] { return std::string("this VM may not, for a test"); };
+      }
+      return admission;
+    };
+  }
+
+  guest::Buffer upload(guest::Connection& conn, guest::Stream& stream,
+                       const std::vector<float>& values) {
+    auto buffer = conn.allocate(values.size() * sizeof(float));
+    EXPECT_TRUE(buffer.ok());
+    EXPECT_TRUE(stream.write(*buffer, 0, std::as_bytes(std::span(values))).ok());
+    return std::move(buffer).value();
+  }
+  std::vector<float> download(guest::Stream& stream, const guest::Buffer& buffer, std::size_t n) {
+    std::vector<float> out(n);
+    EXPECT_TRUE(stream.read(buffer, 0, std::as_writable_bytes(std::span(out))).ok());
+    EXPECT_TRUE(stream.synchronize().ok());
+    return out;
+  }
+
+  accel::aten::AtenExecutor executor_{{.allow = {.denied = {"aten::cumsum"}}}};
+};
+
+std::vector<float> values_of(const at::Tensor& t) {
+  at::Tensor c = t.contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+TEST_F(AtenService, AGuestRunsOperatorsOnItsBuffersAndReadsWhatTheCpuComputes) {
+  auto conn = connect();
+  ASSERT_NE(conn, nullptr);
+  auto stream = conn->create_stream().value();
+  const std::vector<float> a{1, 2, 3, 4, 5, 6}, b{0.5f, -1, 2, 0.25f, 8, -3};
+  guest::Buffer ba = upload(*conn, stream, a), bb = upload(*conn, stream, b);
+  guest::Buffer sum = conn->allocate(6 * sizeof(float)).value();
+  guest::Buffer product = conn->allocate(4 * sizeof(float)).value();
+  const std::uint32_t add = guest::aten_intern(*conn, "aten::add.Tensor").value();
+  const std::uint32_t mm = guest::aten_intern(*conn, "aten::mm").value();
+  // sum = a + 2b, then product = sum (2x3) @ b viewed as 3x2, all queued.
+  const AtenValue alpha{.tag = AtenTag::kScalarDouble, .d = 2.0};
+  ASSERT_TRUE(guest::aten_enqueue(*conn, stream, add,
+                                  std::vector<AtenValue>{tensor(ba, {2, 3}), tensor(bb, {2, 3}),
+                                                         alpha, tensor(sum, {2, 3})})
+                  .ok());
+  ASSERT_TRUE(guest::aten_enqueue(*conn, stream, mm,
+                                  std::vector<AtenValue>{tensor(sum, {2, 3}), tensor(bb, {3, 2}),
+                                                         tensor(product, {2, 2})})
+                  .ok());
+  const at::Tensor ta = at::tensor(at::ArrayRef<float>(a)).view({2, 3});
+  const at::Tensor tb = at::tensor(at::ArrayRef<float>(b));
+  const at::Tensor expected_sum = at::add(ta, tb.view({2, 3}), 2.0);
+  EXPECT_EQ(download(stream, product, 4), values_of(at::mm(expected_sum, tb.view({3, 2}))));
+  EXPECT_EQ(download(stream, sum, 6), values_of(expected_sum));
+
+  // A call that waits: its non-tensor return.
+  const std::uint32_t item = guest::aten_intern(*conn, "aten::_local_scalar_dense").value();
+  auto returned =
+      guest::aten_call(*conn, stream, item, std::vector<AtenValue>{tensor(product, {}, {}, 4)});
+  ASSERT_TRUE(returned.ok()) << returned.error().to_string();
+  ASSERT_EQ(returned->size(), 1u);
+  EXPECT_EQ((*returned)[0].tag, AtenTag::kScalarDouble);
+  EXPECT_EQ((*returned)[0].d, values_of(at::mm(expected_sum, tb.view({3, 2})))[1]);
+}
+
+TEST_F(AtenService, RefusalsNameTheirReasonAndTheSessionGoesOn) {
+  auto conn = connect();
+  ASSERT_NE(conn, nullptr);
+  auto stream = conn->create_stream().value();
+  guest::Buffer small = upload(*conn, stream, {1, 2, 3, 4, 5, 6});
+  guest::Buffer out = conn->allocate(6 * sizeof(float)).value();
+
+  auto denied = guest::aten_intern(*conn, "aten::cumsum");
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(denied.error().code(), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(guest::aten_intern(*conn, "aten::no_such_operator").error().code(),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(guest::aten_intern(*conn, "aten::from_file").error().code(),
+            ErrorCode::kPermissionDenied);
+
+  const std::uint32_t relu = guest::aten_intern(*conn, "aten::relu").value();
+  const std::uint32_t mm = guest::aten_intern(*conn, "aten::mm").value();
+  // A view past its buffer: the message says where it reaches.
+  auto past = guest::aten_call(*conn, stream, relu,
+                               std::vector<AtenValue>{tensor(small, {2, 4}), tensor(out, {2, 4})});
+  ASSERT_FALSE(past.ok());
+  EXPECT_EQ(past.error().code(), ErrorCode::kOutOfRange);
+  EXPECT_NE(past.error().message().find("reaches byte 32 of a buffer of 24"), std::string::npos)
+      << past.error().message();
+  // PyTorch's own check, with its message.
+  auto shapes = guest::aten_call(
+      *conn, stream, mm,
+      std::vector<AtenValue>{tensor(small, {2, 3}), tensor(small, {2, 3}), tensor(out, {2, 2})});
+  ASSERT_FALSE(shapes.ok());
+  EXPECT_EQ(shapes.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(shapes.error().message().find("mat1 and mat2 shapes cannot be multiplied"),
+            std::string::npos)
+      << shapes.error().message();
+  // An id this session never interned (another session's, or made up).
+  auto unknown = guest::aten_call(*conn, stream, relu + 1000,
+                                  std::vector<AtenValue>{tensor(small, {6}), tensor(out, {6})});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code(), ErrorCode::kNotFound);
+  // Another session's buffer: a handle this session does not hold.
+  auto other = connect("vm-other");
+  ASSERT_NE(other, nullptr);
+  guest::Buffer theirs = other->allocate(24).value();
+  auto forged = guest::aten_call(*conn, stream, relu,
+                                 std::vector<AtenValue>{tensor(theirs, {6}), tensor(out, {6})});
+  ASSERT_FALSE(forged.ok());
+  EXPECT_NE(forged.error().code(), ErrorCode::kOk);
+  // A queued call refused: the stream reports it at its synchronize, once.
+  ASSERT_TRUE(
+      guest::aten_enqueue(*conn, stream, relu,
+                          std::vector<AtenValue>{tensor(small, {2, 4}), tensor(out, {2, 4})})
+          .ok());
+  EXPECT_EQ(stream.synchronize().error().code(), ErrorCode::kOutOfRange);
+  EXPECT_TRUE(stream.synchronize().ok());
+  // And the session still works.
+  auto fine = guest::aten_call(*conn, stream, relu,
+                               std::vector<AtenValue>{tensor(small, {6}), tensor(out, {6})});
+  ASSERT_TRUE(fine.ok()) << fine.error().to_string();
+  EXPECT_EQ(download(stream, out, 6), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+}
+
+TEST_F(AtenService, AVmTheHostRefusesIsToldWhy) {
+  auto conn = connect("vm-refused");
+  ASSERT_NE(conn, nullptr);
+  auto refused = guest::aten_intern(*conn, "aten::relu");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kUnimplemented);
+}
+
+}  // namespace
+}  // namespace malv::testing
