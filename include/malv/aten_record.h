@@ -31,7 +31,13 @@ enum class AtenTag : std::uint32_t {
   kTensor = 15,
   kTensorList = 16,
   kOptionalTensorList = 17,
+  // A CPU scalar PyTorch passes as a 0-dim tensor (a Python number in
+  // `x + 1`): the header's count holds its dtype and, at bit 16, whether it
+  // is a wrapped number (type promotion ignores those); one word of value
+  // (double bits for floating dtypes, int64 otherwise).
+  kCpuScalar = 18,
 };
+inline constexpr std::uint32_t kAtenWrappedNumber = 1u << 16;
 
 inline constexpr std::size_t kAtenMaxValues = 64;         // values in one record
 inline constexpr std::size_t kAtenMaxRank = 32;           // dimensions of a tensor
@@ -57,6 +63,10 @@ struct AtenValue {
   // (present[k] false for an absent optional element).
   std::vector<AtenTensorArg> tensors;
   std::vector<bool> present;
+  // kCpuScalar: dtype | kAtenWrappedNumber; encoding sends d when
+  // scalar_is_floating, else i (decoding fills both from the word).
+  std::uint32_t scalar_flags = 0;
+  bool scalar_is_floating = false;
 
   static AtenValue none() { return AtenValue(); }
   static AtenValue of(AtenTag tag, std::int64_t i) {

@@ -9,7 +9,7 @@
 namespace malv::proto {
 namespace {
 
-constexpr std::uint32_t kLastTag = static_cast<std::uint32_t>(AtenTag::kOptionalTensorList);
+constexpr std::uint32_t kLastTag = static_cast<std::uint32_t>(AtenTag::kCpuScalar);
 
 std::uint64_t header(AtenTag tag, std::size_t count) {
   return static_cast<std::uint64_t>(tag) | (static_cast<std::uint64_t>(count) << 32);
@@ -74,6 +74,13 @@ class Reader {
       } else {
         v.i = static_cast<std::int64_t>(w);
       }
+      return v;
+    }
+    if (v.tag == AtenTag::kCpuScalar) {
+      MALV_ASSIGN_OR_RETURN(const std::uint64_t w, word(index, "its value"));
+      v.scalar_flags = static_cast<std::uint32_t>(count);
+      v.i = static_cast<std::int64_t>(w);
+      v.d = std::bit_cast<double>(w);
       return v;
     }
     if (v.tag == AtenTag::kTensor) {
@@ -190,6 +197,10 @@ Result<std::vector<std::uint64_t>> encode_aten_record(std::span<const AtenValue>
       out.push_back(v.tag == AtenTag::kDouble || v.tag == AtenTag::kScalarDouble
                         ? std::bit_cast<std::uint64_t>(v.d)
                         : static_cast<std::uint64_t>(v.i));
+    } else if (v.tag == AtenTag::kCpuScalar) {
+      out.push_back(header(v.tag, v.scalar_flags));
+      out.push_back(v.scalar_is_floating ? std::bit_cast<std::uint64_t>(v.d)
+                                         : static_cast<std::uint64_t>(v.i));
     } else if (v.tag == AtenTag::kIntList || v.tag == AtenTag::kBoolList) {
       out.push_back(header(v.tag, v.ints.size()));
       for (std::int64_t x : v.ints) out.push_back(static_cast<std::uint64_t>(x));

@@ -140,6 +140,15 @@ TEST_F(AtenExecutorTest, AFunctionalOperatorWritesItsResultIntoTheRecordsOutput)
   EXPECT_TRUE(returned->empty());
   EXPECT_EQ(buffers.floats(hout), values_of(at::add(cpu(a, {2, 3}), cpu(b, {2, 3}), 2.0)));
   EXPECT_EQ(buffers.floats(ha), a);  // inputs untouched
+  // A Python number PyTorch wraps as a 0-dim CPU tensor: a double that does
+  // not promote the float32 result.
+  AtenValue two_and_a_half;
+  two_and_a_half.tag = AtenTag::kCpuScalar;
+  two_and_a_half.scalar_flags = 7 | wire::kAtenWrappedNumber;  // float64, wrapped
+  two_and_a_half.d = 2.5;
+  auto mul = run("aten::mul.Tensor", {tensor(ha, {2, 3}), two_and_a_half, tensor(hout, {2, 3})});
+  ASSERT_TRUE(mul.ok()) << mul.error().to_string();
+  EXPECT_EQ(buffers.floats(hout), values_of(cpu(a, {2, 3}) * 2.5));
 }
 
 TEST_F(AtenExecutorTest, InPlaceAndOutVariantsWriteTheVmsBufferDirectly) {

@@ -95,6 +95,22 @@ Result<at::Tensor> tensor_view(std::string_view op, std::string_view what, const
 
 bool is_tensor(const c10::TypePtr& type) { return type->kind() == c10::TypeKind::TensorType; }
 
+// A CPU scalar passed as a 0-dim tensor (kCpuScalar), as PyTorch made it.
+Result<at::Tensor> cpu_scalar(std::string_view op, const std::string& what, const AtenValue& v) {
+  const std::uint32_t code = v.scalar_flags & 0xffffu;
+  if (!supported_dtype(code)) {
+    return invalid(
+        op, fmt::format("{}: a scalar of dtype {} is not one the device carries", what, code));
+  }
+  const auto dtype = static_cast<c10::ScalarType>(code);
+  at::Tensor t = c10::isFloatingType(dtype)
+                     ? at::scalar_tensor(v.d, at::TensorOptions().dtype(dtype))
+                     : at::scalar_tensor(v.i, at::TensorOptions().dtype(dtype));
+  if ((v.scalar_flags & wire::kAtenWrappedNumber) != 0)
+    t.unsafeGetTensorImpl()->set_wrapped_number(true);
+  return t;
+}
+
 // One argument: the record's value, checked against the argument's type.
 Result<c10::IValue> to_ivalue(std::string_view op, const c10::Argument& argument,
                               const c10::TypePtr& type, const AtenValue& v,
@@ -110,6 +126,10 @@ Result<c10::IValue> to_ivalue(std::string_view op, const c10::Argument& argument
   }
   switch (type->kind()) {
     case c10::TypeKind::TensorType: {
+      if (v.tag == AtenTag::kCpuScalar) {
+        MALV_ASSIGN_OR_RETURN(at::Tensor t, cpu_scalar(op, what, v));
+        return c10::IValue(std::move(t));
+      }
       if (v.tag != AtenTag::kTensor) return wrong("Tensor");
       MALV_ASSIGN_OR_RETURN(at::Tensor t, tensor_view(op, what, v.tensors[0], resolve));
       return c10::IValue(std::move(t));
