@@ -55,7 +55,9 @@ TEST(AtenRecord, EveryKindOfValueComesBackAsEncoded) {
     const AtenValue& a = values[k];
     const AtenValue& b = (*back)[k];
     EXPECT_EQ(a.tag, b.tag) << k;
-    if (a.tag != AtenTag::kCpuScalar) EXPECT_EQ(a.i, b.i) << k;  // there: d's bits
+    if (a.tag != AtenTag::kCpuScalar) {  // there i holds d's bits
+      EXPECT_EQ(a.i, b.i) << k;
+    }
     EXPECT_EQ(a.d, b.d) << k;
     EXPECT_EQ(a.ints, b.ints) << k;
     EXPECT_EQ(a.doubles, b.doubles) << k;
