@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <pybind11/stl.h>
 
+#include "connection_capi.h"
 #include "malv/policy_selection.h"
 
 namespace py = pybind11;
@@ -89,6 +90,47 @@ std::shared_ptr<PyConnection> adopt(Result<std::unique_ptr<guest::Connection>> c
 }
 
 }  // namespace
+
+namespace {
+
+// The capsule's payload: the API and what keeps the connection alive.
+struct CapsuleHolder {
+  ConnectionApi api;
+  std::shared_ptr<PyConnection> connection;
+};
+
+PyConnection& of(void* context) { return *static_cast<PyConnection*>(context); }
+
+}  // namespace
+
+py::capsule connection_capsule(std::shared_ptr<PyConnection> connection) {
+  auto* holder = new CapsuleHolder{};
+  holder->connection = std::move(connection);
+  holder->api.context = holder->connection.get();
+  holder->api.lock = [](void* context, guest::Stream** stream) -> guest::Connection* {
+    PyConnection& self = of(context);
+    self.mutex().lock();
+    try {
+      guest::Connection& conn = self.connection();
+      if (stream != nullptr) *stream = &self.stream();
+      return &conn;
+    } catch (...) {
+      self.mutex().unlock();
+      return nullptr;
+    }
+  };
+  holder->api.unlock = [](void* context) { of(context).mutex().unlock(); };
+  holder->api.add_closer = [](void* context, void (*fn)(void*), void* arg) {
+    return of(context).add_closer([fn, arg] { fn(arg); });
+  };
+  holder->api.remove_closer = [](void* context, std::uint64_t id) {
+    of(context).remove_closer(id);
+  };
+  return py::capsule(&holder->api, kConnectionCapsule, [](PyObject* capsule) {
+    auto* api = static_cast<ConnectionApi*>(PyCapsule_GetPointer(capsule, kConnectionCapsule));
+    delete reinterpret_cast<CapsuleHolder*>(api);  // api is the holder's first member
+  });
+}
 
 void register_connection(py::module_& m) {
   py::class_<PyConnection, std::shared_ptr<PyConnection>>(
@@ -213,6 +255,11 @@ void register_connection(py::module_& m) {
              std::lock_guard lock(self.mutex());
              self.close();
            })
+      .def(
+          "_c_api",
+          [](std::shared_ptr<PyConnection> self) { return connection_capsule(std::move(self)); },
+          "For extensions of this package (malv._torch): a capsule of the C-level view "
+          "(python/src/connection_capi.h)")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PyConnection& self, py::args) {
         py::gil_scoped_release release;

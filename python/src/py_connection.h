@@ -87,6 +87,9 @@ class PyConnection : public std::enable_shared_from_this<PyConnection> {
 };
 
 // Registers the module's parts (each .cpp file one).
+// conn._c_api(): the capsule another extension uses (connection_capi.h).
+pybind11::capsule connection_capsule(std::shared_ptr<PyConnection> connection);
+
 void register_connection(pybind11::module_& m);
 void register_dataset(pybind11::module_& m);
 void register_checkpoint(pybind11::module_& m);

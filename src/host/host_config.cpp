@@ -162,7 +162,8 @@ Result<HostConfig> load_host_config(const std::string& path) {
                                   "data_dirs",
                                   "ivshmem_slots",
                                   "ivshmem_arena_mib",
-                                  "gpu_host_policy"},
+                                  "gpu_host_policy",
+                                  "aten_denied"},
                                  where));
     MALV_ASSIGN_OR_RETURN(config.vsock_port,
                           integer<std::uint32_t>(*host, "vsock_port", 0, 0, kMaxU32, where));
@@ -262,6 +263,17 @@ Result<HostConfig> load_host_config(const std::string& path) {
                        fmt::format("{}: host.data_dirs must be a list of strings", path));
         }
         config.data_dirs.push_back(*dir.value<std::string>());
+      }
+    }
+    if (const toml::array* denied = (*host)["aten_denied"].as_array()) {
+      for (const toml::node& name : *denied) {
+        if (!name.is_string() || name.value<std::string>()->empty()) {
+          return Error(ErrorCode::kInvalidArgument,
+                       fmt::format("{}: host.aten_denied must be a list of non-empty strings "
+                                   "(PyTorch operator names, e.g. \"aten::cumsum\")",
+                                   path));
+        }
+        config.aten_denied.push_back(*name.value<std::string>());
       }
     }
   }

@@ -27,6 +27,8 @@
 //   ivshmem_arena_mib = 16                 # ... and each one's arena
 //   gpu_host_policy = "priority"           # the scheduler's host level: which VM runs
 //                                          # next (priority | fair-share | fifo)
+//   aten_denied = ["aten::cumsum"]         # PyTorch operators guests may not run (name
+//                                          # substrings, beyond the built-in refusals)
 //
 //   [[vm]]
 //   name = "train-a"
@@ -100,6 +102,9 @@ struct HostConfig {
   // hypervisor's); empty: no VM may name a process.
   std::vector<std::uint32_t> cpu_allowed_pid_uids;
   std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
+  // PyTorch operators (the torch device) the admin denies: substrings of
+  // their schema names (accel::AtenPluginOptions::denied).
+  std::vector<std::string> aten_denied;
   // Pre-authentication bounds (microlake::ServerOptions).
   std::uint64_t hello_timeout_ms = 5000;
   std::uint32_t max_pending_per_peer = 8;

@@ -104,7 +104,7 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
       *d->runner_, d->inference_.get(), d->enqueue_inference_.get());
   // PyTorch operators (the torch device): the executor plugin loads when a
   // guest first asks for one.
-  d->aten_ = accel::make_aten_operators();
+  d->aten_ = accel::make_aten_operators({.denied = config.aten_denied});
   d->vgpu_ =
       std::make_unique<vgpu::VgpuService>(*d->backend_, *d->sched_policies_, d->options_.scheduler);
   // Oversubscribed VMs' memory managers: eviction by each VM's memory policy;

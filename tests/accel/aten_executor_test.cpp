@@ -33,6 +33,13 @@ class Buffers {
     std::memcpy(bytes.data(), values.data(), bytes.size());
     return handle;
   }
+  std::uint64_t add_longs(const std::vector<std::int64_t>& values) {
+    const std::uint64_t handle = next_++;
+    auto& bytes = memory_[handle];
+    bytes.resize(values.size() * sizeof(std::int64_t));
+    std::memcpy(bytes.data(), values.data(), bytes.size());
+    return handle;
+  }
   std::vector<float> floats(std::uint64_t handle) const {
     const auto& bytes = memory_.at(handle);
     std::vector<float> out(bytes.size() / sizeof(float));
@@ -216,6 +223,26 @@ TEST_F(AtenExecutorTest, ConvolutionAndBatchNormMatchTheCpuAndUpdateRunningStati
   EXPECT_EQ(buffers.floats(hmean), values_of(mean));
   EXPECT_EQ(buffers.floats(hvar), values_of(var));
   EXPECT_NE(buffers.floats(hmean), mean0);
+}
+
+// Cross entropy's loss: an out= variant with two outputs, an absent
+// optional weight and a SymInt argument.
+TEST_F(AtenExecutorTest, NllLossOutWritesBothOutputs) {
+  const auto logp = range(4 * 3, -2.0f, 0.1f);
+  const std::uint64_t hl = buffers.add(logp), ht = buffers.add_longs({0, 2, 1, 2}),
+                      hout = buffers.add({0}), htotal = buffers.add({0});
+  AtenValue target = tensor(ht, {4});
+  target.tensors[0].dtype = 4;  // int64
+  for (int round = 0; round < 3; ++round) {
+    auto r = run("aten::nll_loss_forward.output",
+                 {tensor(hl, {4, 3}), target, AtenValue::none(), AtenValue::integer(1),
+                  AtenValue::integer(-100), tensor(hout, {}), tensor(htotal, {})});
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+  }
+  const at::Tensor t = at::tensor(std::vector<std::int64_t>{0, 2, 1, 2});
+  auto [loss, total] = at::nll_loss_forward(cpu(logp, {4, 3}), t, {}, 1, -100);
+  EXPECT_EQ(buffers.floats(hout)[0], loss.item<float>());
+  EXPECT_EQ(buffers.floats(htotal)[0], total.item<float>());
 }
 
 TEST_F(AtenExecutorTest, NonTensorResultsComeBackAsValues) {

@@ -64,6 +64,7 @@ hello_timeout_ms = 700
 max_pending_per_peer = 4
 max_pending = 16
 data_dirs = ["/d1", "/d2"]
+aten_denied = ["aten::cumsum", "_fft"]
 
 [[vm]]
 name = "train-a"
@@ -109,6 +110,7 @@ cpu_pid = 4242
   EXPECT_EQ(c.max_pending_per_peer, 4u);
   EXPECT_EQ(c.max_pending, 16u);
   EXPECT_EQ(c.data_dirs, (std::vector<std::string>{"/d1", "/d2"}));
+  EXPECT_EQ(c.aten_denied, (std::vector<std::string>{"aten::cumsum", "_fft"}));
   ASSERT_EQ(c.vms.size(), 1u);
   const vgpu::VmConfig& vm = c.vms[0];
   EXPECT_EQ(vm.name, "train-a");
@@ -235,6 +237,14 @@ TEST_F(HostConfigTest, UnknownKeysAreRefusedRatherThanIgnored) {
   EXPECT_REFUSED("[host]\nmemory_mb = 64\n", "unknown key 'memory_mb'");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\nmemroy_mib = 64\n", "unknown key 'memroy_mib'");
   EXPECT_REFUSED("[hots]\nsocket = \"x\"\n", "unknown key 'hots'");
+}
+
+TEST_F(HostConfigTest, DeniedPyTorchOperatorsMustBeNonEmptyStrings) {
+  EXPECT_REFUSED("[host]\naten_denied = [\"\"]\n", "host.aten_denied");
+  EXPECT_REFUSED("[host]\naten_denied = [3]\n", "host.aten_denied");
+  Result<HostConfig> none = load("");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none.value().aten_denied.empty());
 }
 
 TEST_F(HostConfigTest, SyntaxErrorsNameTheLine) { EXPECT_REFUSED("[host]\nsocket = \n", ":2:"); }

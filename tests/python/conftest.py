@@ -22,6 +22,7 @@ HOST_CONFIG = """
 backend = "cpu"
 memory_mib = 1024
 workers = 2
+aten_denied = ["aten::cumsum"]
 [[vm]]
 name = "train-a"
 token = "secret-a"

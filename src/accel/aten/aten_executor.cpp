@@ -355,7 +355,10 @@ PreparedCall::PreparedCall(PreparedCall&&) noexcept = default;
 PreparedCall& PreparedCall::operator=(PreparedCall&&) noexcept = default;
 PreparedCall::~PreparedCall() = default;
 
-std::string_view PreparedCall::name() const { return state_ ? state_->name : ""; }
+std::string_view PreparedCall::name() const {
+  if (!state_) return {};
+  return state_->name;  // (a ternary with "" would make a temporary string)
+}
 
 Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const AtenValue> args,
                                            const ResolveBuffer& resolve) const {
@@ -418,6 +421,11 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
   const auto& returns = state->handle->schema().returns();
   torch::jit::Stack& stack = state->stack;
   try {
+    // Our own references to the arguments for the call: an out= kernel's
+    // boxed wrapper pops the arguments before it pushes its returns, which
+    // are references to them; with the stack the only owner, they would
+    // dangle (PyTorch's own callers always hold the out tensors).
+    const std::vector<c10::IValue> arguments_alive = stack;
     state->handle->callBoxed(&stack);
     if (stack.size() != returns.size()) {
       return Error(ErrorCode::kInternal, fmt::format("{}: {} returns, the schema has {}", name,

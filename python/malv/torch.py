@@ -1,0 +1,48 @@
+"""The ``malv`` torch device: PyTorch operators run on the host's accelerator.
+
+``import malv.torch`` loads the device (PyTorch's ``PrivateUse1`` key, which
+Debian's torch 1.13 names ``privateuseone``); ``device(conn)`` attaches a
+connection and returns the ``torch.device``. Model code then runs unmodified:
+
+    import malv, malv.torch, torch
+    dev = malv.torch.device(malv.connect())
+    model = torch.nn.Linear(4, 2).to(dev)      # build the optimiser after .to()
+    y = model(torch.randn(3, 4).to(dev))
+    print(y.cpu())
+
+Every tensor on the device is a buffer of the VM on the host (its quota
+applies); every operator is checked and run by the host, queued on the VM's
+stream: the guest waits only when it reads a value (``.item()``, ``.cpu()``,
+printing). docs/torch.md has the design and what is refused.
+"""
+
+import torch
+
+from . import _torch  # registers the device's kernels with PyTorch
+
+_device = torch.device("privateuseone", 0)
+_attached = None
+
+
+def device(conn=None):
+    """The malv torch device, with ``conn`` (or a connection from the
+    environment: MALV_SOCKET / MALV_TCP, MALV_VM, MALV_TOKEN) attached."""
+    global _attached
+    if conn is None and _attached is None:
+        from . import connect
+        conn = connect()
+    if conn is not None and conn is not _attached:
+        _torch._attach(conn._c_api())
+        _attached = conn
+    return _device
+
+
+def synchronize():
+    """Waits until every operator queued on the device has run; raises the
+    first error one of them met."""
+    _torch.synchronize()
+
+
+def stats():
+    """Device memory this process holds on the host, and operators sent."""
+    return _torch.stats()

@@ -1,0 +1,674 @@
+// The `malv` torch device's kernels (the PrivateUse1 dispatch key): the
+// allocator, the device guard, the few kernels PyTorch needs explicitly
+// (allocation, copies to and from the CPU, views, resize_) and one boxed
+// fallback that sends every other operator to the host as its schema name
+// and typed arguments. Output shapes come from PyTorch's meta kernels here
+// in the guest, so a call that returns only tensors is queued and the
+// guest goes on; one that returns a value (item(), a bool) waits.
+// docs/torch.md has the design.
+#include <ATen/ATen.h>
+#include <ATen/EmptyTensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/_reshape_alias_native.h>
+#include <ATen/ops/as_strided_native.h>
+#include <ATen/ops/view_native.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/library.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "device_state.h"
+#include "malv/aten.h"
+
+namespace malv::torch_device {
+namespace {
+
+using wire::AtenTag;
+using wire::AtenTensorArg;
+using wire::AtenValue;
+
+const c10::Device kDevice(c10::DeviceType::PrivateUse1, 0);
+const c10::DispatchKeySet kKeys(c10::DispatchKey::PrivateUse1);
+
+// ------------------------------------------------------------ allocator --
+
+void free_device_memory(void* base) { DeviceState::get().release(base); }
+
+struct DeviceAllocator final : c10::Allocator {
+  c10::DataPtr allocate(std::size_t nbytes) const override {
+    Session session;
+    // Never zero bytes: an empty tensor still names a buffer on the wire.
+    void* base = DeviceState::get().allocate(session, std::max<std::size_t>(nbytes, 64));
+    return {base, base, &free_device_memory, kDevice};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &free_device_memory; }
+};
+
+DeviceAllocator g_allocator;
+
+// ---------------------------------------------------------- device guard --
+
+struct DeviceGuard final : c10::impl::DeviceGuardImplInterface {
+  c10::DeviceType type() const override { return c10::DeviceType::PrivateUse1; }
+  c10::Device exchangeDevice(c10::Device) const override { return kDevice; }
+  c10::Device getDevice() const override { return kDevice; }
+  void setDevice(c10::Device) const override {}
+  void uncheckedSetDevice(c10::Device) const noexcept override {}
+  c10::Stream getStream(c10::Device) const noexcept override {
+    return c10::Stream(c10::Stream::DEFAULT, kDevice);
+  }
+  c10::Stream exchangeStream(c10::Stream) const noexcept override {
+    return c10::Stream(c10::Stream::DEFAULT, kDevice);
+  }
+  c10::DeviceIndex deviceCount() const noexcept override { return 1; }
+};
+
+C10_REGISTER_GUARD_IMPL(PrivateUse1, DeviceGuard);
+
+// ---------------------------------------------------------- the wire view --
+
+AtenTensorArg view_of(const at::Tensor& t) {
+  const DeviceSpan span = span_of(t);
+  AtenTensorArg arg;
+  arg.buffer = span.buffer;
+  arg.offset = span.offset;
+  arg.dtype = static_cast<std::uint32_t>(t.scalar_type());
+  arg.sizes.assign(t.sizes().begin(), t.sizes().end());
+  arg.strides.assign(t.strides().begin(), t.strides().end());
+  return arg;
+}
+
+bool on_device(const at::Tensor& t) {
+  return t.defined() && t.device().type() == c10::DeviceType::PrivateUse1;
+}
+
+AtenValue encode_tensor(const at::Tensor& t, const std::string& what) {
+  if (!t.defined()) return AtenValue::none();
+  if (on_device(t)) return AtenValue::tensor(view_of(t));
+  // A CPU scalar (a Python number PyTorch wrapped as a 0-dim tensor).
+  TORCH_CHECK(t.device().is_cpu() && t.dim() == 0, "malv: ", what, " is a CPU tensor of ", t.dim(),
+              " dimensions; move it to the malv device first (tensor.to(device))");
+  AtenValue v;
+  v.tag = AtenTag::kCpuScalar;
+  v.scalar_flags = static_cast<std::uint32_t>(t.scalar_type()) |
+                   (t.unsafeGetTensorImpl()->is_wrapped_number() ? wire::kAtenWrappedNumber : 0u);
+  v.scalar_is_floating = c10::isFloatingType(t.scalar_type());
+  if (v.scalar_is_floating) {
+    v.d = t.item<double>();
+  } else {
+    v.i = t.item<std::int64_t>();
+  }
+  return v;
+}
+
+AtenValue encode_scalar(const c10::Scalar& s) {
+  AtenValue v;
+  if (s.isBoolean()) {
+    v = AtenValue::of(AtenTag::kScalarBool, s.toBool() ? 1 : 0);
+  } else if (s.isIntegral(false)) {
+    v = AtenValue::of(AtenTag::kScalarInt, s.toLong());
+  } else {
+    TORCH_CHECK(s.isFloatingPoint(), "malv: complex scalars are not carried");
+    v.tag = AtenTag::kScalarDouble;
+    v.d = s.toDouble();
+  }
+  return v;
+}
+
+// One argument by its schema type.
+AtenValue encode(const c10::IValue& value, const c10::TypePtr& type, const std::string& what) {
+  if (auto optional = type->cast<c10::OptionalType>()) {
+    if (value.isNone()) return AtenValue::none();
+    return encode(value, optional->getElementType(), what);
+  }
+  switch (type->kind()) {
+    case c10::TypeKind::TensorType: return encode_tensor(value.toTensor(), what);
+    case c10::TypeKind::IntType:
+    case c10::TypeKind::SymIntType: return AtenValue::integer(value.toInt());
+    case c10::TypeKind::FloatType: return AtenValue::real(value.toDouble());
+    case c10::TypeKind::BoolType: return AtenValue::boolean(value.toBool());
+    case c10::TypeKind::NumberType: return encode_scalar(value.toScalar());
+    case c10::TypeKind::StringType: {
+      AtenValue v;
+      v.tag = AtenTag::kString;
+      v.text = value.toStringRef();
+      return v;
+    }
+    case c10::TypeKind::ScalarTypeType: return AtenValue::of(AtenTag::kScalarType, value.toInt());
+    case c10::TypeKind::LayoutType: return AtenValue::of(AtenTag::kLayout, value.toInt());
+    case c10::TypeKind::MemoryFormatType:
+      return AtenValue::of(AtenTag::kMemoryFormat, value.toInt());
+    case c10::TypeKind::DeviceObjType: return AtenValue::of(AtenTag::kDevice, 0);
+    case c10::TypeKind::ListType: {
+      const c10::TypePtr element = type->castRaw<c10::ListType>()->getElementType();
+      AtenValue v;
+      switch (element->kind()) {
+        case c10::TypeKind::IntType:
+        case c10::TypeKind::SymIntType:
+          v.tag = AtenTag::kIntList;
+          v.ints = value.toIntVector();
+          return v;
+        case c10::TypeKind::FloatType:
+          v.tag = AtenTag::kDoubleList;
+          v.doubles = value.toDoubleVector();
+          return v;
+        case c10::TypeKind::BoolType:
+          v.tag = AtenTag::kBoolList;
+          for (bool b : value.toBoolList()) v.ints.push_back(b ? 1 : 0);
+          return v;
+        case c10::TypeKind::TensorType:
+          v.tag = AtenTag::kTensorList;
+          for (const at::Tensor& t : value.toTensorVector()) {
+            TORCH_CHECK(on_device(t), "malv: ", what, " holds a tensor not on the malv device");
+            v.tensors.push_back(view_of(t));
+            v.present.push_back(true);
+          }
+          return v;
+        case c10::TypeKind::OptionalType:
+          v.tag = AtenTag::kOptionalTensorList;
+          for (const c10::IValue& e : value.toListRef()) {
+            if (e.isNone() || !e.toTensor().defined()) {
+              v.tensors.emplace_back();
+              v.present.push_back(false);
+              continue;
+            }
+            TORCH_CHECK(on_device(e.toTensor()), "malv: ", what,
+                        " holds a tensor not on the malv device");
+            v.tensors.push_back(view_of(e.toTensor()));
+            v.present.push_back(true);
+          }
+          return v;
+        default: break;
+      }
+      break;
+    }
+    case c10::TypeKind::GeneratorType:
+      TORCH_CHECK_NOT_IMPLEMENTED(value.isNone(), "malv: ", what,
+                                  ": only the default generator is carried");
+      return AtenValue::none();
+    default: break;
+  }
+  TORCH_CHECK_NOT_IMPLEMENTED(false, "malv: ", what, " of type ", type->str(),
+                              " is not carried to the host");
+}
+
+c10::IValue decode_return(const AtenValue& v) {
+  switch (v.tag) {
+    case AtenTag::kBool: return c10::IValue(v.i != 0);
+    case AtenTag::kInt: return c10::IValue(v.i);
+    case AtenTag::kDouble: return c10::IValue(v.d);
+    case AtenTag::kScalarBool: return c10::IValue(c10::Scalar(v.i != 0));
+    case AtenTag::kScalarInt: return c10::IValue(c10::Scalar(v.i));
+    case AtenTag::kScalarDouble: return c10::IValue(c10::Scalar(v.d));
+    case AtenTag::kNone: return c10::IValue();
+    default: break;
+  }
+  TORCH_CHECK(false, "malv: the host returned a value of tag ", static_cast<int>(v.tag));
+}
+
+std::string operator_name(const c10::OperatorHandle& op) {
+  const c10::OperatorName& name = op.schema().operator_name();
+  return name.overload_name.empty() ? name.name : name.name + "." + name.overload_name;
+}
+
+// Sends `op` with `values` on the stream: queued, or (want_returns) run
+// and waited for, its non-tensor returns given back.
+std::vector<AtenValue> send(const std::string& name, const std::vector<AtenValue>& values,
+                            bool want_returns) {
+  Session session;
+  DeviceState& state = DeviceState::get();
+  const std::uint32_t id = state.operator_id(session, name);
+  state.count_operator();
+  // MALV_TORCH_BLOCKING=1 (as CUDA_LAUNCH_BLOCKING): every call waits and
+  // raises its own error, with the host's message.
+  static const bool blocking = [] {
+    const char* env = std::getenv("MALV_TORCH_BLOCKING");
+    return env != nullptr && env[0] == '1';
+  }();
+  static const bool trace = [] {
+    const char* env = std::getenv("MALV_TORCH_TRACE");
+    return env != nullptr && env[0] == '1';
+  }();
+  if (trace)
+    std::fprintf(stderr, "malv.torch: %s%s\n", name.c_str(), want_returns ? " (waits)" : "");
+  if (!want_returns && !blocking) {
+    const Status queued = guest::aten_enqueue(session.connection(), session.stream(), id, values);
+    TORCH_CHECK(queued.ok(), "malv: ", name, ": ", queued.error().to_string());
+    return {};
+  }
+  Result<std::vector<AtenValue>> returned =
+      guest::aten_call(session.connection(), session.stream(), id, values);
+  TORCH_CHECK(returned.ok(), "malv: ", name, ": ", returned.error().to_string());
+  return std::move(returned).value();
+}
+
+// ----------------------------------------------------------- allocation --
+
+at::Tensor empty_strided_device(at::IntArrayRef size, at::IntArrayRef stride,
+                                c10::ScalarType dtype) {
+  return at::detail::empty_strided_generic(size, stride, &g_allocator, kKeys, dtype);
+}
+
+void empty_memory_format(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  // (SymInt[] size, *, ScalarType? dtype, Layout? layout, Device? device,
+  //  bool? pin_memory, MemoryFormat? memory_format)
+  auto args = torch::jit::last(*stack, 6);
+  const std::vector<std::int64_t> size = args[0].toIntVector();
+  const c10::ScalarType dtype =
+      args[1].isNone() ? c10::get_default_dtype_as_scalartype() : args[1].toScalarType();
+  const c10::optional<c10::MemoryFormat> format =
+      args[5].isNone() ? c10::nullopt : c10::optional<c10::MemoryFormat>(args[5].toMemoryFormat());
+  at::Tensor t = at::detail::empty_generic(size, &g_allocator, kKeys, dtype, format);
+  torch::jit::drop(*stack, 6);
+  torch::jit::push(*stack, std::move(t));
+}
+
+void empty_strided(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  // (SymInt[] size, SymInt[] stride, *, ScalarType? dtype, Layout?, Device?, bool?)
+  auto args = torch::jit::last(*stack, 6);
+  const std::vector<std::int64_t> size = args[0].toIntVector(), stride = args[1].toIntVector();
+  const c10::ScalarType dtype =
+      args[2].isNone() ? c10::get_default_dtype_as_scalartype() : args[2].toScalarType();
+  at::Tensor t = empty_strided_device(size, stride, dtype);
+  torch::jit::drop(*stack, 6);
+  torch::jit::push(*stack, std::move(t));
+}
+
+// Grows a device tensor's storage to hold `size` contiguous elements past
+// its offset, keeping what it held; every view of the storage sees it.
+void resize_device(const at::Tensor& self, at::IntArrayRef size) {
+  c10::TensorImpl* impl = self.unsafeGetTensorImpl();
+  impl->set_sizes_contiguous(size);
+  const std::size_t needed =
+      static_cast<std::size_t>(self.storage_offset() + self.numel()) * self.itemsize();
+  c10::StorageImpl* storage = impl->storage().unsafeGetStorageImpl();
+  if (needed <= storage->nbytes()) return;
+  const std::size_t old_bytes = storage->nbytes();
+  c10::DataPtr fresh = g_allocator.allocate(needed);
+  if (old_bytes > 0 && storage->data() != nullptr) {
+    Session session;
+    const DeviceSpan from = DeviceState::get().locate(storage->data());
+    const DeviceSpan to = DeviceState::get().locate(fresh.get());
+    const Status copied =
+        session.stream().copy(*from.object, from.offset, *to.object, to.offset, old_bytes);
+    TORCH_CHECK(copied.ok(), "malv: resize_: ", copied.error().to_string());
+  }
+  // The old memory is freed after the copy queued above (the host frees a
+  // buffer once the work queued before it has run).
+  c10::DataPtr old = storage->set_data_ptr(std::move(fresh));
+  storage->set_nbytes(needed);
+}
+
+void resize_(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  // (Tensor(a!) self, SymInt[] size, *, MemoryFormat? memory_format) -> Tensor(a!)
+  auto args = torch::jit::last(*stack, 3);
+  at::Tensor self = args[0].toTensor();
+  resize_device(self, args[1].toIntVector());
+  torch::jit::drop(*stack, 3);
+  torch::jit::push(*stack, std::move(self));
+}
+
+// --------------------------------------------------------------- copies --
+
+bool plain_contiguous(const at::Tensor& t) { return t.is_contiguous(); }
+
+// A device copy on the host: dst.copy_(src), both on the device.
+void device_copy(const at::Tensor& dst, const at::Tensor& src) {
+  send("aten::copy_",
+       {AtenValue::tensor(view_of(dst)), encode_tensor(src, "src"), AtenValue::boolean(false)},
+       false);
+}
+
+// CPU -> device: the bytes travel through the arena (kWrite), then the
+// host converts layout or dtype if dst needs it.
+void copy_to_device(const at::Tensor& src, const at::Tensor& dst) {
+  at::Tensor host = src.to(dst.scalar_type()).contiguous();
+  const bool direct = plain_contiguous(dst) && host.sizes().equals(dst.sizes());
+  at::Tensor target =
+      direct ? dst : empty_strided_device(host.sizes(), host.strides(), host.scalar_type());
+  const std::size_t bytes = static_cast<std::size_t>(host.numel()) * host.itemsize();
+  if (bytes > 0) {
+    Session session;
+    const DeviceSpan span = span_of(target);
+    const Status written =
+        session.stream().write(*span.object, span.offset,
+                               std::span(static_cast<const std::byte*>(host.data_ptr()), bytes));
+    TORCH_CHECK(written.ok(), "malv: copying to the device: ", written.error().to_string());
+  }
+  if (!direct) device_copy(dst, target);
+}
+
+// device -> CPU: waits for the stream, reads the bytes (kRead).
+void copy_to_cpu(const at::Tensor& src, const at::Tensor& dst) {
+  at::Tensor contiguous = src;
+  if (!plain_contiguous(src)) {
+    contiguous =
+        empty_strided_device(src.sizes(), c10::contiguous_strides(src.sizes()), src.scalar_type());
+    device_copy(contiguous, src);
+  }
+  at::Tensor host = at::empty(src.sizes(), at::TensorOptions().dtype(src.scalar_type()));
+  const std::size_t bytes = static_cast<std::size_t>(host.numel()) * host.itemsize();
+  if (bytes > 0) {
+    Session session;
+    const DeviceSpan span = span_of(contiguous);
+    const Status read = session.stream().read(
+        *span.object, span.offset, std::span(static_cast<std::byte*>(host.data_ptr()), bytes));
+    TORCH_CHECK(read.ok(), "malv: copying from the device: ", read.error().to_string());
+    const Status synced = session.stream().synchronize();
+    TORCH_CHECK(synced.ok(), "malv: ", synced.error().to_string());
+  }
+  dst.copy_(host);
+}
+
+void copy_from(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  // (Tensor self, Tensor dst, bool non_blocking) -> Tensor
+  auto args = torch::jit::last(*stack, 3);
+  const at::Tensor self = args[0].toTensor();
+  at::Tensor dst = args[1].toTensor();
+  if (on_device(self) && on_device(dst)) {
+    device_copy(dst, self);
+  } else if (on_device(dst)) {
+    copy_to_device(self, dst);
+  } else {
+    copy_to_cpu(self, dst);
+  }
+  torch::jit::drop(*stack, 3);
+  torch::jit::push(*stack, std::move(dst));
+}
+
+void copy_from_and_resize(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  // (Tensor self, Tensor dst) -> Tensor
+  auto args = torch::jit::last(*stack, 2);
+  const at::Tensor self = args[0].toTensor();
+  at::Tensor dst = args[1].toTensor();
+  if (on_device(dst)) {
+    resize_device(dst, self.sizes());
+  } else {
+    dst.resize_(self.sizes());
+  }
+  if (on_device(self) && on_device(dst)) {
+    device_copy(dst, self);
+  } else if (on_device(dst)) {
+    copy_to_device(self, dst);
+  } else {
+    copy_to_cpu(self, dst);
+  }
+  torch::jit::drop(*stack, 2);
+  torch::jit::push(*stack, std::move(dst));
+}
+
+// ---------------------------------------------------------------- views --
+// Metadata only, in the guest: a view shares its base's storage.
+
+void as_strided(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  auto args = torch::jit::last(*stack, 4);
+  const at::Tensor self = args[0].toTensor();
+  const c10::optional<std::int64_t> offset =
+      args[3].isNone() ? c10::nullopt : c10::optional<std::int64_t>(args[3].toInt());
+  at::Tensor out =
+      at::native::as_strided_tensorimpl(self, args[1].toIntVector(), args[2].toIntVector(), offset);
+  torch::jit::drop(*stack, 4);
+  torch::jit::push(*stack, std::move(out));
+}
+
+void view(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  auto args = torch::jit::last(*stack, 2);
+  at::Tensor out = at::native::view(args[0].toTensor(), args[1].toIntVector());
+  torch::jit::drop(*stack, 2);
+  torch::jit::push(*stack, std::move(out));
+}
+
+void reshape_alias(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  auto args = torch::jit::last(*stack, 3);
+  at::Tensor out =
+      at::native::_reshape_alias(args[0].toTensor(), args[1].toIntVector(), args[2].toIntVector());
+  torch::jit::drop(*stack, 3);
+  torch::jit::push(*stack, std::move(out));
+}
+
+// ------------------------------------------------------------- fallback --
+
+// A meta tensor of t's shape and dtype: what the meta kernels compute on.
+at::Tensor meta_of(const at::Tensor& t) {
+  if (!t.defined()) return t;
+  if (!on_device(t)) return t;  // a CPU scalar stays what it is
+  return at::empty_strided(t.sizes(), t.strides(), t.options().device(c10::kMeta));
+}
+
+c10::IValue meta_value(const c10::IValue& v) {
+  if (v.isTensor()) return meta_of(v.toTensor());
+  if (v.isTensorList()) {
+    std::vector<at::Tensor> list;
+    for (const at::Tensor& t : v.toTensorVector()) list.push_back(meta_of(t));
+    return list;
+  }
+  if (v.isList()) {
+    const c10::List<c10::IValue> in = v.toList();
+    bool has_tensors = false;
+    for (const c10::IValue& e : in) has_tensors = has_tensors || e.isTensor();
+    if (!has_tensors) return v;
+    c10::List<c10::optional<at::Tensor>> out;
+    for (const c10::IValue& e : in) {
+      if (e.isNone()) {
+        out.push_back(c10::nullopt);
+      } else {
+        out.push_back(meta_of(e.toTensor()));
+      }
+    }
+    return out;
+  }
+  return v;
+}
+
+int aliased_argument(const c10::FunctionSchema& schema, const c10::AliasInfo& alias);
+
+// An operator whose output shapes only a run can tell (no meta kernel:
+// nonzero, masked_select, unique ...): the guest's CPU runs it on copies of
+// its device arguments, writes back what it wrote in place and moves its
+// tensor results to the device. Counted (stats()["operators_in_guest"]).
+void run_in_guest(const c10::OperatorHandle& op, torch::jit::Stack* stack,
+                  const std::string& name) {
+  const c10::FunctionSchema& schema = op.schema();
+  const std::size_t n = schema.arguments().size();
+  std::vector<c10::IValue> args(stack->end() - static_cast<std::ptrdiff_t>(n), stack->end());
+  auto to_cpu = [](const at::Tensor& t) {
+    if (!on_device(t)) return t;
+    at::Tensor host = at::empty_strided(t.sizes(), t.strides(), t.options().device(c10::kCPU));
+    copy_to_cpu(t, host);
+    return host;
+  };
+  torch::jit::Stack cpu;
+  for (const c10::IValue& v : args) {
+    if (v.isTensor()) {
+      cpu.push_back(to_cpu(v.toTensor()));
+    } else if (v.isTensorList()) {
+      std::vector<at::Tensor> list;
+      for (const at::Tensor& t : v.toTensorVector()) list.push_back(to_cpu(t));
+      cpu.push_back(list);
+    } else {
+      cpu.push_back(v);
+    }
+  }
+  const std::vector<c10::IValue> cpu_args = cpu;
+  op.callBoxed(&cpu);
+  DeviceState::get().count_guest_operator();
+  (void)name;
+  // What it wrote in place goes back to the device tensors.
+  const auto& arguments = schema.arguments();
+  for (std::size_t i = 0; i < n; ++i) {
+    const c10::AliasInfo* alias = arguments[i].alias_info();
+    if (alias == nullptr || !alias->isWrite() || !args[i].isTensor()) continue;
+    const at::Tensor real = args[i].toTensor();
+    if (on_device(real)) {
+      if (!real.sizes().equals(cpu_args[i].toTensor().sizes())) {
+        resize_device(real, cpu_args[i].toTensor().sizes());
+      }
+      copy_to_device(cpu_args[i].toTensor(), real);
+    }
+  }
+  torch::jit::drop(*stack, n);
+  const auto& returns = schema.returns();
+  for (std::size_t r = 0; r < returns.size(); ++r) {
+    const c10::AliasInfo* alias = returns[r].alias_info();
+    if (alias != nullptr) {
+      const int index = aliased_argument(schema, *alias);
+      TORCH_CHECK(index >= 0, "malv: return ", r, " aliases no argument");
+      torch::jit::push(*stack, args[static_cast<std::size_t>(index)]);
+      continue;
+    }
+    if (cpu[r].isTensor()) {
+      const at::Tensor host = cpu[r].toTensor();
+      at::Tensor out = empty_strided_device(host.sizes(), host.strides(), host.scalar_type());
+      copy_to_device(host, out);
+      torch::jit::push(*stack, out);
+    } else if (cpu[r].isTensorList()) {
+      std::vector<at::Tensor> list;
+      for (const at::Tensor& host : cpu[r].toTensorVector()) {
+        at::Tensor out = empty_strided_device(host.sizes(), host.strides(), host.scalar_type());
+        copy_to_device(host, out);
+        list.push_back(out);
+      }
+      torch::jit::push(*stack, list);
+    } else {
+      torch::jit::push(*stack, cpu[r]);
+    }
+  }
+}
+
+// The argument a mutable or view return aliases (the same alias set).
+int aliased_argument(const c10::FunctionSchema& schema, const c10::AliasInfo& alias) {
+  const auto& arguments = schema.arguments();
+  for (std::size_t i = 0; i < arguments.size(); ++i) {
+    const c10::AliasInfo* a = arguments[i].alias_info();
+    if (a != nullptr && a->beforeSets() == alias.beforeSets()) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const c10::FunctionSchema& schema = op.schema();
+  const std::string name = operator_name(op);
+  const auto& arguments = schema.arguments();
+  const auto& returns = schema.returns();
+  const std::size_t n = arguments.size();
+  std::vector<c10::IValue> args(stack->end() - static_cast<std::ptrdiff_t>(n), stack->end());
+
+  // Output shapes from the meta kernel, and its checks, here in the guest;
+  // an operator that returns no tensor and writes none needs no shapes.
+  bool needs_shapes = false;
+  for (const c10::Argument& r : returns) {
+    const c10::TypePtr& type = r.type();
+    needs_shapes = needs_shapes || type->kind() == c10::TypeKind::TensorType ||
+                   type->kind() == c10::TypeKind::ListType || r.alias_info() != nullptr;
+  }
+  torch::jit::Stack meta;
+  if (needs_shapes) {
+    for (const c10::IValue& v : args) meta.push_back(meta_value(v));
+    try {
+      op.callBoxed(&meta);
+    } catch (const c10::NotImplementedError&) {
+      // No meta kernel (or a data-dependent output shape: nonzero,
+      // masked_select): the guest's own CPU runs it on copies.
+      run_in_guest(op, stack, name);
+      return;
+    }
+    TORCH_CHECK(meta.size() == returns.size(), "malv: ", name, ": the meta kernel returned ",
+                meta.size(), " values for ", returns.size(), " returns");
+  } else {
+    meta.resize(returns.size());  // None: each a value the host returns
+  }
+
+  // Arguments written in place whose meta twin changed shape (an out=
+  // tensor resized): the device tensor takes the same shape first.
+  std::vector<c10::IValue> results(returns.size());
+  std::vector<AtenValue> outputs;
+  bool want_returns = false;
+  for (std::size_t r = 0; r < returns.size(); ++r) {
+    const c10::AliasInfo* alias = returns[r].alias_info();
+    if (alias != nullptr) {
+      const int index = aliased_argument(schema, *alias);
+      TORCH_CHECK(index >= 0, "malv: ", name, ": return ", r, " aliases no argument");
+      at::Tensor real = args[static_cast<std::size_t>(index)].toTensor();
+      const at::Tensor& shape = meta[r].toTensor();
+      if (alias->isWrite()) {
+        if (!real.sizes().equals(shape.sizes())) resize_device(real, shape.sizes());
+        results[r] = real;
+      } else {
+        // A view the fallback met (no explicit kernel): the same view of
+        // the device tensor, from the meta kernel's geometry.
+        results[r] = at::native::as_strided_tensorimpl(
+            real, shape.sizes(), shape.strides(), real.storage_offset() + shape.storage_offset());
+      }
+      continue;
+    }
+    if (meta[r].isTensor()) {
+      const at::Tensor& shape = meta[r].toTensor();
+      at::Tensor out = empty_strided_device(shape.sizes(), shape.strides(), shape.scalar_type());
+      outputs.push_back(AtenValue::tensor(view_of(out)));
+      results[r] = out;
+    } else if (meta[r].isTensorList()) {
+      AtenValue list;
+      list.tag = AtenTag::kTensorList;
+      std::vector<at::Tensor> made;
+      for (const at::Tensor& shape : meta[r].toTensorVector()) {
+        at::Tensor out = empty_strided_device(shape.sizes(), shape.strides(), shape.scalar_type());
+        list.tensors.push_back(view_of(out));
+        list.present.push_back(true);
+        made.push_back(out);
+      }
+      outputs.push_back(std::move(list));
+      results[r] = made;
+    } else {
+      want_returns = true;  // a value only the host's run can give
+    }
+  }
+  // Mutable arguments without a return (batch norm's running statistics)
+  // are written in place by the host: nothing to do here.
+
+  std::vector<AtenValue> values;
+  values.reserve(n + outputs.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    values.push_back(encode(args[i], arguments[i].real_type(),
+                            name + " argument '" + arguments[i].name() + "'"));
+  }
+  for (AtenValue& out : outputs) values.push_back(std::move(out));
+  const std::vector<AtenValue> returned = send(name, values, want_returns);
+  std::size_t next = 0;
+  for (std::size_t r = 0; r < returns.size(); ++r) {
+    if (!results[r].isNone() || returns[r].alias_info() != nullptr) continue;
+    TORCH_CHECK(next < returned.size(), "malv: ", name, ": the host returned ", returned.size(),
+                " values");
+    results[r] = decode_return(returned[next++]);
+  }
+  torch::jit::drop(*stack, n);
+  for (c10::IValue& v : results) torch::jit::push(*stack, std::move(v));
+}
+
+}  // namespace
+}  // namespace malv::torch_device
+
+TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
+  using namespace malv::torch_device;
+  m.impl("empty.memory_format", torch::CppFunction::makeFromBoxedFunction<&empty_memory_format>());
+  m.impl("empty_strided", torch::CppFunction::makeFromBoxedFunction<&empty_strided>());
+  m.impl("_copy_from", torch::CppFunction::makeFromBoxedFunction<&copy_from>());
+  m.impl("_copy_from_and_resize",
+         torch::CppFunction::makeFromBoxedFunction<&copy_from_and_resize>());
+  m.impl("resize_", torch::CppFunction::makeFromBoxedFunction<&resize_>());
+  m.impl("as_strided", torch::CppFunction::makeFromBoxedFunction<&as_strided>());
+  m.impl("view", torch::CppFunction::makeFromBoxedFunction<&view>());
+  m.impl("_reshape_alias", torch::CppFunction::makeFromBoxedFunction<&reshape_alias>());
+}
+
+TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
+  m.fallback(torch::CppFunction::makeFromBoxedFunction<&malv::torch_device::fallback>());
+}
+
+namespace malv::torch_device {
+c10::Allocator* device_allocator() { return &g_allocator; }
+}  // namespace malv::torch_device

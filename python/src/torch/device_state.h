@@ -1,0 +1,97 @@
+// The `malv` torch device's state in the guest: the connection it uses
+// (the Python package's, through its C API), the device memory it holds
+// (one host buffer per storage, at an address reserved in this process so
+// that PyTorch's pointer arithmetic works and any CPU access faults) and
+// the operators it interned. docs/torch.md has the design.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "connection_capi.h"
+#include "malv/connection.h"
+#include "malv/stream.h"
+
+namespace malv::torch_device {
+
+// The device tensors' storage: where a tensor's bytes are on the host.
+struct DeviceSpan {
+  const guest::Buffer* object = nullptr;  // valid while the storage lives
+  std::uint64_t buffer = 0;               // the session's buffer handle
+  std::uint64_t offset = 0;               // bytes from the buffer's start
+  std::uint64_t bytes = 0;                // of the buffer
+};
+
+// Holds the connection's lock for as long as it lives; raises (as a
+// c10::Error) when no connection is attached or it is closed.
+class Session {
+ public:
+  Session();
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  guest::Connection& connection() { return *connection_; }
+  guest::Stream& stream() { return *stream_; }
+
+ private:
+  guest::Connection* connection_ = nullptr;
+  guest::Stream* stream_ = nullptr;
+};
+
+class DeviceState {
+ public:
+  static DeviceState& get();
+
+  // Attaches the connection the capsule (conn._c_api()) describes; device
+  // memory of an earlier connection is gone with it.
+  void attach(const python::ConnectionApi* api);
+  bool attached() const { return api_ != nullptr; }
+  const python::ConnectionApi* api() const { return api_; }
+
+  // A reserved range of `bytes` backed by a new host buffer (lock held).
+  void* allocate(Session& session, std::size_t bytes);
+  // Gives the buffer back (takes the lock itself; a no-op once closed).
+  void release(void* base);
+  // Where the byte at `address` lives: kInvalidArgument-like c10::Error
+  // for an address no storage of this device holds.
+  DeviceSpan locate(const void* address) const;
+
+  // The host's id of an operator ("aten::add.Tensor"), interned once.
+  std::uint32_t operator_id(Session& session, const std::string& name);
+
+  // Counters for malv.torch.stats().
+  std::uint64_t buffers_live() const;
+  std::uint64_t bytes_live() const;
+  std::uint64_t operators_sent() const { return operators_sent_; }
+  void count_operator() { ++operators_sent_; }
+  // Operators without a meta kernel that ran on the guest's CPU instead.
+  std::uint64_t operators_in_guest() const { return operators_in_guest_; }
+  void count_guest_operator() { ++operators_in_guest_; }
+
+ private:
+  struct Allocation {
+    std::size_t bytes = 0;
+    guest::Buffer buffer;
+  };
+  static void on_close(void* self);  // the connection closes: drop every buffer
+
+  mutable std::mutex mu_;  // allocations_ (released from any thread)
+  const python::ConnectionApi* api_ = nullptr;
+  std::uint64_t closer_ = 0;
+  std::map<std::uintptr_t, Allocation> allocations_;  // by reserved base address
+  std::unordered_map<std::string, std::uint32_t> operators_;
+  std::uint64_t operators_sent_ = 0;
+  std::uint64_t operators_in_guest_ = 0;
+};
+
+// The storage range of a device tensor as the wire's view wants it.
+DeviceSpan span_of(const at::Tensor& tensor);
+
+}  // namespace malv::torch_device

@@ -1,0 +1,53 @@
+// malv._torch: the `malv` torch device's extension (device_ops.cpp,
+// device_state.cpp), loaded by `import malv.torch` only, so that
+// `import malv` never pays for libtorch. Its kernels register with the
+// dispatcher when it loads; Python attaches a connection to it.
+#include <c10/core/Allocator.h>
+#include <pybind11/pybind11.h>
+
+#include "connection_capi.h"
+#include "device_state.h"
+
+namespace py = pybind11;
+
+namespace malv::torch_device {
+c10::Allocator* device_allocator();
+}  // namespace malv::torch_device
+
+PYBIND11_MODULE(_torch, m) {
+  using namespace malv::torch_device;
+  m.doc() = "The malv torch device (PrivateUse1); use malv.torch";
+  c10::SetAllocator(c10::DeviceType::PrivateUse1, device_allocator());
+  m.def(
+      "_attach",
+      [](py::capsule capsule) {
+        auto* api = static_cast<const malv::python::ConnectionApi*>(
+            PyCapsule_GetPointer(capsule.ptr(), malv::python::kConnectionCapsule));
+        if (api == nullptr) throw py::error_already_set();
+        // The capsule keeps the connection alive as long as the device uses it.
+        static auto* held = new py::object();
+        DeviceState::get().attach(api);
+        *held = capsule;
+      },
+      "Attaches a connection (its _c_api() capsule) to the device");
+  m.def(
+      "synchronize",
+      [] {
+        Session session;
+        const malv::Status synced = session.stream().synchronize();
+        if (!synced.ok()) throw std::runtime_error("malv: " + synced.error().to_string());
+      },
+      "Waits for everything queued on the device");
+  m.def(
+      "stats",
+      [] {
+        const DeviceState& state = DeviceState::get();
+        py::dict out;
+        out["buffers"] = state.buffers_live();
+        out["bytes"] = state.bytes_live();
+        out["operators_sent"] = state.operators_sent();
+        out["operators_in_guest"] = state.operators_in_guest();
+        return out;
+      },
+      "Device memory held and operators sent by this process");
+}
