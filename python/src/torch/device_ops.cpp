@@ -649,6 +649,105 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   for (c10::IValue& v : results) torch::jit::push(*stack, std::move(v));
 }
 
+// ---------------------------------------------------------- convolution --
+// convolution_overrideable and its backward are what PyTorch calls for a
+// backend it does not know; their composite kernels win over any fallback.
+// They go to the host as aten::convolution / aten::convolution_backward,
+// which take the same arguments, so the host runs the CPU's own kernels.
+
+// Sends `args` as the host operator `host_op` (its schema types them),
+// with `outputs` (undefined: an output not wanted) after them.
+void send_as(const char* host_op, const std::vector<c10::IValue>& args,
+             const std::vector<at::Tensor>& outputs) {
+  const std::string name(host_op);
+  const std::size_t dot = name.find('.');
+  const auto handle = c10::Dispatcher::singleton().findSchemaOrThrow(
+      name.substr(0, dot).c_str(), dot == std::string::npos ? "" : name.substr(dot + 1).c_str());
+  const auto& arguments = handle.schema().arguments();
+  TORCH_CHECK(arguments.size() == args.size(), "malv: ", name, " takes ", arguments.size(),
+              " arguments");
+  std::vector<AtenValue> values;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    values.push_back(encode(args[i], arguments[i].real_type(),
+                            name + " argument '" + arguments[i].name() + "'"));
+  }
+  for (const at::Tensor& out : outputs) {
+    values.push_back(out.defined() ? AtenValue::tensor(view_of(out)) : AtenValue::none());
+  }
+  send(name, values, false);
+}
+
+std::vector<std::int64_t> conv_output_size(const at::Tensor& input, const at::Tensor& weight,
+                                           at::IntArrayRef stride, at::IntArrayRef padding,
+                                           at::IntArrayRef dilation, bool transposed,
+                                           at::IntArrayRef output_padding, std::int64_t groups) {
+  const std::int64_t spatial = input.dim() - 2;
+  TORCH_CHECK(spatial >= 1 && weight.dim() == input.dim(), "malv: convolution of a ", input.dim(),
+              "-d input with a ", weight.dim(), "-d weight");
+  auto at_or_last = [](at::IntArrayRef v, std::int64_t d) {
+    return v.size() == 1 ? v[0] : v[static_cast<std::size_t>(d)];
+  };
+  std::vector<std::int64_t> out{input.size(0),
+                                transposed ? weight.size(1) * groups : weight.size(0)};
+  for (std::int64_t d = 0; d < spatial; ++d) {
+    const std::int64_t in = input.size(d + 2), k = weight.size(d + 2);
+    const std::int64_t s = at_or_last(stride, d), p = at_or_last(padding, d),
+                       dil = at_or_last(dilation, d);
+    std::int64_t size = 0;
+    if (transposed) {
+      const std::int64_t op = output_padding.empty() ? 0 : at_or_last(output_padding, d);
+      size = (in - 1) * s - 2 * p + dil * (k - 1) + op + 1;
+    } else {
+      size = (in + 2 * p - dil * (k - 1) - 1) / s + 1;
+    }
+    TORCH_CHECK(size > 0, "malv: convolution output size ", size, " in dimension ", d + 2);
+    out.push_back(size);
+  }
+  return out;
+}
+
+void convolution(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  // (input, weight, bias?, stride, padding, dilation, transposed, output_padding, groups)
+  std::vector<c10::IValue> args(stack->end() - 9, stack->end());
+  const at::Tensor input = args[0].toTensor(), weight = args[1].toTensor();
+  const auto size = conv_output_size(input, weight, args[3].toIntVector(), args[4].toIntVector(),
+                                     args[5].toIntVector(), args[6].toBool(), args[7].toIntVector(),
+                                     args[8].toInt());
+  at::Tensor out = empty_strided_device(size, c10::contiguous_strides(size), input.scalar_type());
+  send_as("aten::convolution", args, {out});
+  torch::jit::drop(*stack, 9);
+  torch::jit::push(*stack, std::move(out));
+}
+
+void convolution_backward(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  // (grad_output, input, weight, stride, padding, dilation, transposed,
+  //  output_padding, groups, bool[3] output_mask) -> (grad_input, grad_weight, grad_bias)
+  std::vector<c10::IValue> args(stack->end() - 10, stack->end());
+  const at::Tensor input = args[1].toTensor(), weight = args[2].toTensor();
+  const bool transposed = args[6].toBool();
+  const std::int64_t groups = args[8].toInt();
+  const c10::List<bool> mask = args[9].toBoolList();
+  const std::int64_t channels = transposed ? weight.size(1) * groups : weight.size(0);
+  auto make = [](bool wanted, const at::Tensor& like) {
+    return wanted ? empty_strided_device(like.sizes(), c10::contiguous_strides(like.sizes()),
+                                         like.scalar_type())
+                  : at::Tensor();
+  };
+  at::Tensor grad_input = make(mask[0], input), grad_weight = make(mask[1], weight);
+  at::Tensor grad_bias =
+      mask[2] ? empty_strided_device({channels}, {1}, weight.scalar_type()) : at::Tensor();
+  // aten::convolution_backward(grad_output, input, weight, SymInt[]? bias_sizes, stride,
+  //   padding, dilation, transposed, output_padding, groups, output_mask)
+  std::vector<c10::IValue> host_args{args[0], args[1], args[2]};
+  host_args.push_back(mask[2] ? c10::IValue(std::vector<std::int64_t>{channels}) : c10::IValue());
+  for (std::size_t i = 3; i < 10; ++i) host_args.push_back(args[i]);
+  send_as("aten::convolution_backward", host_args, {grad_input, grad_weight, grad_bias});
+  torch::jit::drop(*stack, 10);
+  torch::jit::push(*stack, std::move(grad_input));
+  torch::jit::push(*stack, std::move(grad_weight));
+  torch::jit::push(*stack, std::move(grad_bias));
+}
+
 }  // namespace
 }  // namespace malv::torch_device
 
@@ -663,6 +762,9 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   m.impl("as_strided", torch::CppFunction::makeFromBoxedFunction<&as_strided>());
   m.impl("view", torch::CppFunction::makeFromBoxedFunction<&view>());
   m.impl("_reshape_alias", torch::CppFunction::makeFromBoxedFunction<&reshape_alias>());
+  m.impl("convolution_overrideable", torch::CppFunction::makeFromBoxedFunction<&convolution>());
+  m.impl("convolution_backward_overrideable",
+         torch::CppFunction::makeFromBoxedFunction<&convolution_backward>());
 }
 
 TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {

@@ -397,6 +397,13 @@ Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const Ate
     for (std::size_t k = 0; k < state->outputs_for.size(); ++k) {
       const AtenValue& v = args[arguments.size() + k];
       const bool list = returns[state->outputs_for[k]].type()->kind() == c10::TypeKind::ListType;
+      if (v.tag == AtenTag::kNone && !list) {
+        // An output the caller does not want (convolution_backward's
+        // output_mask): the operator must not return one.
+        state->outputs.emplace_back();
+        state->output_counts.push_back(1);
+        continue;
+      }
       if (v.tag != (list ? AtenTag::kTensorList : AtenTag::kTensor)) {
         return invalid(name,
                        fmt::format("output {} must be a {}", k, list ? "Tensor[]" : "Tensor"));
@@ -436,8 +443,19 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
     std::size_t next = 0;  // index into outputs_for
     for (std::size_t r = 0; r < returns.size(); ++r) {
       if (next < state->outputs_for.size() && state->outputs_for[next] == r) {
-        if (stack[r].isTensor()) {
-          MALV_TRY(copy_into(name, next, stack[r].toTensor(), state->outputs[output++]));
+        if (stack[r].isTensor() || stack[r].isNone()) {
+          const at::Tensor result = stack[r].isTensor() ? stack[r].toTensor() : at::Tensor();
+          const at::Tensor& out = state->outputs[output++];
+          if (!out.defined() || !result.defined()) {
+            if (out.defined() != result.defined()) {
+              return invalid(name,
+                             fmt::format("output {}: the operator {} one, the record {}", next,
+                                         result.defined() ? "returned" : "did not return",
+                                         out.defined() ? "has one" : "has none"));
+            }
+          } else {
+            MALV_TRY(copy_into(name, next, result, out));
+          }
         } else {
           const std::vector<at::Tensor> results = stack[r].toTensorVector();
           if (results.size() != state->output_counts[next]) {
