@@ -1,11 +1,12 @@
 // `malv bench ...`: the flags of the benchmarks of one process (ipc, mlaas,
-// overhead, cuda, alloc, memory); bench/bench.h runs them.
+// overhead, cuda, alloc, memory, torch); bench/bench.h runs them.
 #include "cli/bench_commands.h"
 
 #include <CLI/CLI.hpp>
 #include <memory>
 
 #include "bench/bench.h"
+#include "bench/torch_device.h"
 #include "cli/commands.h"
 
 namespace malv::cli {
@@ -158,6 +159,25 @@ void register_bench_alloc(CLI::App& bench, int& exit_code) {
       ->capture_default_str();
   on_bench_run(
       *sub, [flags] { return bench::run_alloc(*flags); }, exit_code);
+}
+
+void register_bench_torch(CLI::App& bench, int& exit_code) {
+  auto flags = std::make_shared<bench::TorchOptions>();
+  CLI::App* sub = bench.add_subcommand(
+      "torch",
+      "The malv torch device against torch on the CPU: ResNet-18 and MLP steps, tiny async "
+      "operators, synchronous round trips (runs python3 -m malv.bench_torch)");
+  sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
+  sub->add_option("--steps", flags->steps, "Timed training steps per side (after 2 warm-up)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10'000));
+  sub->add_option("--ops", flags->ops, "Tiny asynchronous operators to time")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 100'000'000));
+  sub->add_option("--python", flags->python, "The python3 with PyTorch (Debian's)")
+      ->capture_default_str();
+  on_bench_run(
+      *sub, [flags] { return bench::run_torch(*flags); }, exit_code);
 }
 
 void register_bench_memory(CLI::App& bench, int& exit_code) {

@@ -40,6 +40,7 @@ void register_commands(CLI::App& app, int& exit_code) {
   register_bench_alloc(*bench, exit_code);
   register_bench_memory(*bench, exit_code);
   register_bench_cpu(*bench, exit_code);
+  register_bench_torch(*bench, exit_code);
 }
 
 }  // namespace malv::cli

@@ -20,6 +20,7 @@ void register_bench_soak(CLI::App& bench, int& exit_code);
 void register_bench_cuda(CLI::App& bench, int& exit_code);
 void register_bench_alloc(CLI::App& bench, int& exit_code);
 void register_bench_memory(CLI::App& bench, int& exit_code);
+void register_bench_torch(CLI::App& bench, int& exit_code);
 void register_guest(CLI::App& app, int& exit_code);
 void register_guest_infer(CLI::App& guest, int& exit_code);
 void register_guest_ping(CLI::App& guest, int& exit_code);

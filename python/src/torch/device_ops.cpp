@@ -569,6 +569,10 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   torch::jit::Stack meta;
   if (needs_shapes) {
     for (const c10::IValue& v : args) meta.push_back(meta_value(v));
+    // Held across the call: an out= kernel's returns are references to its
+    // arguments, which the boxed call pops first (the stack would be their
+    // only owner).
+    const std::vector<c10::IValue> meta_args = meta;
     try {
       op.callBoxed(&meta);
     } catch (const c10::NotImplementedError&) {
