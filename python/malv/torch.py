@@ -43,6 +43,14 @@ def synchronize():
     _torch.synchronize()
 
 
+def empty_cache():
+    """Gives back to the host the device memory PyTorch freed and the device
+    kept for reuse (as torch.cuda.empty_cache())."""
+    _torch.empty_cache()
+
+
 def stats():
-    """Device memory this process holds on the host, and operators sent."""
+    """Device memory this process holds on the host (buffers, bytes; cached_bytes:
+    freed and kept for reuse), and operators sent (operators_in_guest: run on the
+    guest's CPU for want of a meta kernel)."""
     return _torch.stats()

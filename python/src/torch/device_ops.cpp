@@ -43,7 +43,7 @@ struct DeviceAllocator final : c10::Allocator {
   c10::DataPtr allocate(std::size_t nbytes) const override {
     Session session;
     // Never zero bytes: an empty tensor still names a buffer on the wire.
-    void* base = DeviceState::get().allocate(session, std::max<std::size_t>(nbytes, 64));
+    void* base = DeviceState::get().allocate(session, nbytes);
     return {base, base, &free_device_memory, kDevice};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &free_device_memory; }

@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "malv/aten.h"
@@ -46,43 +47,116 @@ void DeviceState::on_close(void* self) {
   auto& state = *static_cast<DeviceState*>(self);
   std::lock_guard lock(state.mu_);
   for (auto& [base, allocation] : state.allocations_) allocation.buffer = guest::Buffer();
+  for (const auto& [bytes, base] : state.cache_) {
+    auto it = state.allocations_.find(base);
+    if (it == state.allocations_.end()) continue;
+    ::munmap(reinterpret_cast<void*>(base), it->second.bytes);
+    state.allocations_.erase(it);
+  }
+  state.cache_.clear();
+  state.cached_.clear();
+  state.cached_bytes_ = 0;
   state.operators_.clear();
 }
 
+namespace {
+// Sizes round up to this, so that a freed block fits the next request of a
+// similar tensor.
+constexpr std::size_t kRounding = 512;
+}  // namespace
+
 void* DeviceState::allocate(Session& session, std::size_t bytes) {
+  const std::size_t rounded =
+      (std::max<std::size_t>(bytes, 1) + kRounding - 1) / kRounding * kRounding;
+  {
+    std::lock_guard lock(mu_);
+    auto hit = cache_.find(rounded);
+    if (hit != cache_.end()) {
+      const std::uintptr_t base = hit->second;
+      cache_.erase(hit);
+      cached_.erase(base);
+      cached_bytes_ -= rounded;
+      return reinterpret_cast<void*>(base);
+    }
+  }
   // Reserved, never accessible: a CPU access to device memory faults
   // instead of reading garbage.
   void* base =
-      ::mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  TORCH_CHECK(base != MAP_FAILED, "malv: cannot reserve ", bytes, " bytes of address space");
-  Result<guest::Buffer> buffer = session.connection().allocate(bytes);
+      ::mmap(nullptr, rounded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  TORCH_CHECK(base != MAP_FAILED, "malv: cannot reserve ", rounded, " bytes of address space");
+  Result<guest::Buffer> buffer = session.connection().allocate(rounded);
+  if (!buffer.ok() && buffer.error().code() == ErrorCode::kResourceExhausted &&
+      cached_bytes() > 0) {
+    {
+      std::lock_guard lock(mu_);
+      drop_cache();
+    }
+    buffer = session.connection().allocate(rounded);
+  }
   if (!buffer.ok()) {
-    ::munmap(base, bytes);
+    ::munmap(base, rounded);
     TORCH_CHECK(false, "malv: allocating ", bytes,
                 " bytes on the device: ", buffer.error().to_string());
   }
   std::lock_guard lock(mu_);
   allocations_.emplace(reinterpret_cast<std::uintptr_t>(base),
-                       Allocation{bytes, std::move(buffer).value()});
+                       Allocation{rounded, std::move(buffer).value()});
   return base;
 }
 
 void DeviceState::release(void* base) {
   if (base == nullptr) return;
+  const auto at = reinterpret_cast<std::uintptr_t>(base);
   Allocation gone;
   {
     std::lock_guard lock(mu_);
-    auto it = allocations_.find(reinterpret_cast<std::uintptr_t>(base));
+    auto it = allocations_.find(at);
     if (it == allocations_.end()) return;
+    if (it->second.buffer.handle() != 0 && cached_bytes_ + it->second.bytes <= kCacheLimit) {
+      cache_.emplace(it->second.bytes, at);
+      cached_.emplace(at, true);
+      cached_bytes_ += it->second.bytes;
+      return;
+    }
     gone = std::move(it->second);
     allocations_.erase(it);
   }
-  ::munmap(base, gone.bytes);
+  free_now(at, std::move(gone));
+}
+
+void DeviceState::free_now(std::uintptr_t base, Allocation gone) {
+  ::munmap(reinterpret_cast<void*>(base), gone.bytes);
   if (api_ == nullptr || gone.buffer.handle() == 0) return;
   guest::Stream* stream = nullptr;
   if (api_->lock(api_->context, &stream) == nullptr) return;  // closed: already freed
   gone.buffer = guest::Buffer();                              // kBufferFree, lock held
   api_->unlock(api_->context);
+}
+
+void DeviceState::drop_cache() {
+  // With the connection's lock held by the caller (an allocation): the
+  // buffers go back at once.
+  for (const auto& [bytes, base] : cache_) {
+    auto it = allocations_.find(base);
+    if (it == allocations_.end()) continue;
+    ::munmap(reinterpret_cast<void*>(base), it->second.bytes);
+    it->second.buffer = guest::Buffer();
+    allocations_.erase(it);
+  }
+  cache_.clear();
+  cached_.clear();
+  cached_bytes_ = 0;
+}
+
+void DeviceState::empty_cache() {
+  Session session;
+  std::lock_guard lock(mu_);
+  drop_cache();
+}
+
+std::uint64_t DeviceState::cached_bytes() const {
+  std::lock_guard lock(mu_);
+  return cached_bytes_;
 }
 
 DeviceSpan DeviceState::locate(const void* address) const {
@@ -116,13 +190,15 @@ std::uint32_t DeviceState::operator_id(Session& session, const std::string& name
 
 std::uint64_t DeviceState::buffers_live() const {
   std::lock_guard lock(mu_);
-  return allocations_.size();
+  return allocations_.size() - cached_.size();
 }
 
 std::uint64_t DeviceState::bytes_live() const {
   std::lock_guard lock(mu_);
   std::uint64_t total = 0;
-  for (const auto& [base, allocation] : allocations_) total += allocation.bytes;
+  for (const auto& [base, allocation] : allocations_) {
+    if (!cached_.contains(base)) total += allocation.bytes;
+  }
   return total;
 }
 

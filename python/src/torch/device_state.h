@@ -55,10 +55,19 @@ class DeviceState {
   bool attached() const { return api_ != nullptr; }
   const python::ConnectionApi* api() const { return api_; }
 
-  // A reserved range of `bytes` backed by a new host buffer (lock held).
+  // A reserved range of at least `bytes` backed by a host buffer (lock
+  // held): a cached one of the same rounded size if there is one (no round
+  // trip), else a new one; when the VM's quota refuses, the cache is given
+  // back to the host and the allocation tried once more.
   void* allocate(Session& session, std::size_t bytes);
-  // Gives the buffer back (takes the lock itself; a no-op once closed).
+  // The storage is gone: its buffer joins the cache (as CUDA's caching
+  // allocator keeps blocks), or goes back to the host past the cache's
+  // limit. Safe to reuse at once: the device runs one stream in order, so
+  // whatever used it before runs before whatever uses it next.
   void release(void* base);
+  // Gives every cached buffer back to the host (malv.torch.empty_cache()).
+  void empty_cache();
+  std::uint64_t cached_bytes() const;
   // Where the byte at `address` lives: kInvalidArgument-like c10::Error
   // for an address no storage of this device holds.
   DeviceSpan locate(const void* address) const;
@@ -82,7 +91,15 @@ class DeviceState {
   };
   static void on_close(void* self);  // the connection closes: drop every buffer
 
-  mutable std::mutex mu_;  // allocations_ (released from any thread)
+  // Buffers freed by PyTorch and kept for reuse, by rounded size.
+  static constexpr std::size_t kCacheLimit = 256u << 20;
+  void free_now(std::uintptr_t base, Allocation gone);  // munmap, then kBufferFree
+  void drop_cache();                                    // lock held
+
+  mutable std::mutex mu_;  // allocations_, cache_ (released from any thread)
+  std::multimap<std::size_t, std::uintptr_t> cache_;  // rounded bytes -> base (in allocations_)
+  std::unordered_map<std::uintptr_t, bool> cached_;   // base -> in the cache
+  std::size_t cached_bytes_ = 0;
   const python::ConnectionApi* api_ = nullptr;
   std::uint64_t closer_ = 0;
   std::map<std::uintptr_t, Allocation> allocations_;  // by reserved base address

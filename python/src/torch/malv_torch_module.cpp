@@ -47,6 +47,7 @@ PYBIND11_MODULE(_torch, m) {
         out["bytes"] = state.bytes_live();
         out["operators_sent"] = state.operators_sent();
         out["operators_in_guest"] = state.operators_in_guest();
+        out["cached_bytes"] = state.cached_bytes();
         return out;
       },
       "Device memory held and operators sent by this process");
