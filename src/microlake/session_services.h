@@ -13,7 +13,6 @@
 #include <memory>
 
 #include "accel/aten_operators.h"
-#include "accel/aten_operators.h"
 #include "base/byte_quota.h"
 #include "offload/checkpoint_store.h"
 

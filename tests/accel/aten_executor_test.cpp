@@ -245,6 +245,26 @@ TEST_F(AtenExecutorTest, NllLossOutWritesBothOutputs) {
   EXPECT_EQ(buffers.floats(htotal)[0], total.item<float>());
 }
 
+// A kernel that divides by an empty input's size (SIGFPE) fails its call;
+// the process, and the next call, go on.
+TEST_F(AtenExecutorTest, AnArithmeticFaultInAKernelFailsTheCallNotTheHost) {
+  const std::uint64_t hx = buffers.add({1}), hw = buffers.add({1, 1, 1}),
+                      hmean = buffers.add({0, 0, 0}), hvar = buffers.add({1, 1, 1}),
+                      hy = buffers.add({0}), hs = buffers.add({0, 0, 0}),
+                      hi = buffers.add({0, 0, 0});
+  auto fault =
+      run("aten::native_batch_norm",
+          {tensor(hx, {0, 3, 0}), tensor(hw, {3}), tensor(hw, {3}), tensor(hmean, {3}),
+           tensor(hvar, {3}), AtenValue::boolean(true), AtenValue::real(0.1), AtenValue::real(1e-5),
+           tensor(hy, {0, 3, 0}), tensor(hs, {3}), tensor(hi, {3})});
+  if (fault.ok()) GTEST_SKIP() << "this libtorch does not fault on an empty batch norm";
+  EXPECT_EQ(fault.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(fault.error().message().find("SIGFPE"), std::string::npos) << fault.error().message();
+  const std::uint64_t ha = buffers.add({-1, 2}), hout = buffers.add({0, 0});
+  ASSERT_TRUE(run("aten::relu", {tensor(ha, {2}), tensor(hout, {2})}).ok());
+  EXPECT_EQ(buffers.floats(hout), (std::vector<float>{0, 2}));
+}
+
 TEST_F(AtenExecutorTest, NonTensorResultsComeBackAsValues) {
   const std::uint64_t h = buffers.add({2.5f});
   auto item = run("aten::_local_scalar_dense", {tensor(h, {})});

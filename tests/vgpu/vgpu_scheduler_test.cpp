@@ -243,20 +243,23 @@ TEST_F(Scheduler, AVmsPolicyOrdersItsOwnStreamsAndTheHostLevelSwitchesAtOnce) {
 
 // The feedback's item is the head as the policy saw it at the decision:
 // the VM's weight and class and the wait, not the bare enqueue record.
+// Scores every item alike and keeps every outcome it is told.
+class RecordingPolicies : public GpuSchedPolicies {
+ public:
+  void score(Vm&, std::span<const malv_gpu_sched_observation> items,
+             std::span<double> scores) override {
+    for (std::size_t i = 0; i < items.size(); ++i) scores[i] = 0;
+  }
+  void feedback(Vm&, const malv_gpu_sched_outcome& outcome) override {
+    std::lock_guard lock(mutex);
+    outcomes.push_back(outcome);
+  }
+  std::mutex mutex;
+  std::vector<malv_gpu_sched_outcome> outcomes;
+};
+
 TEST_F(Scheduler, FeedbackCarriesTheObservationAsDecided) {
-  class Recording final : public GpuSchedPolicies {
-   public:
-    void score(Vm&, std::span<const malv_gpu_sched_observation> items,
-               std::span<double> scores) override {
-      for (std::size_t i = 0; i < items.size(); ++i) scores[i] = 0;
-    }
-    void feedback(Vm&, const malv_gpu_sched_outcome& outcome) override {
-      std::lock_guard lock(mutex);
-      outcomes.push_back(outcome);
-    }
-    std::mutex mutex;
-    std::vector<malv_gpu_sched_outcome> outcomes;
-  } recording;
+  RecordingPolicies recording;
   VgpuService vgpu(*device_, recording);
   ASSERT_TRUE(
       vgpu.vms()
@@ -283,16 +286,8 @@ TEST_F(Scheduler, FeedbackCarriesTheObservationAsDecided) {
 // inputs), only without the wait. prepare() runs outside the lock, once
 // per item, before the item can be decided.
 TEST_F(Scheduler, PrepareSeesEachItemAsItsDecisionWill) {
-  class Preparing final : public GpuSchedPolicies {
+  class Preparing final : public RecordingPolicies {
    public:
-    void score(Vm&, std::span<const malv_gpu_sched_observation> items,
-               std::span<double> scores) override {
-      for (std::size_t i = 0; i < items.size(); ++i) scores[i] = 0;
-    }
-    void feedback(Vm&, const malv_gpu_sched_outcome& outcome) override {
-      std::lock_guard lock(mutex);
-      decided.push_back(outcome.item);
-    }
     bool prepares() const override { return true; }
     void prepare(Vm&, std::span<const malv_gpu_sched_observation> items,
                  std::span<PreparedItem> prepared) override {
@@ -300,8 +295,7 @@ TEST_F(Scheduler, PrepareSeesEachItemAsItsDecisionWill) {
       EXPECT_EQ(items.size(), prepared.size());
       prepared_items.insert(prepared_items.end(), items.begin(), items.end());
     }
-    std::mutex mutex;
-    std::vector<malv_gpu_sched_observation> prepared_items, decided;
+    std::vector<malv_gpu_sched_observation> prepared_items;
   } preparing;
   VgpuService vgpu(*device_, preparing);
   ASSERT_TRUE(vgpu.vms().create({.name = "vm", .token = "t", .weight = 2.5}).ok());
@@ -313,8 +307,9 @@ TEST_F(Scheduler, PrepareSeesEachItemAsItsDecisionWill) {
   view->free(buf);
   std::lock_guard lock(preparing.mutex);
   ASSERT_EQ(preparing.prepared_items.size(), 4u);
-  ASSERT_FALSE(preparing.decided.empty());
-  for (const malv_gpu_sched_observation& d : preparing.decided) {
+  ASSERT_FALSE(preparing.outcomes.empty());
+  for (const malv_gpu_sched_outcome& outcome : preparing.outcomes) {
+    const malv_gpu_sched_observation& d = outcome.item;
     auto same =
         std::find_if(preparing.prepared_items.begin(), preparing.prepared_items.end(),
                      [&](const malv_gpu_sched_observation& p) {

@@ -365,11 +365,8 @@ void copy_to_cpu(const at::Tensor& src, const at::Tensor& dst) {
   dst.copy_(host);
 }
 
-void copy_from(const c10::OperatorHandle&, torch::jit::Stack* stack) {
-  // (Tensor self, Tensor dst, bool non_blocking) -> Tensor
-  auto args = torch::jit::last(*stack, 3);
-  const at::Tensor self = args[0].toTensor();
-  at::Tensor dst = args[1].toTensor();
+// dst = self, whichever sides are on the device.
+void copy_any(const at::Tensor& self, const at::Tensor& dst) {
   if (on_device(self) && on_device(dst)) {
     device_copy(dst, self);
   } else if (on_device(dst)) {
@@ -377,6 +374,13 @@ void copy_from(const c10::OperatorHandle&, torch::jit::Stack* stack) {
   } else {
     copy_to_cpu(self, dst);
   }
+}
+
+void copy_from(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  // (Tensor self, Tensor dst, bool non_blocking) -> Tensor
+  auto args = torch::jit::last(*stack, 3);
+  at::Tensor dst = args[1].toTensor();
+  copy_any(args[0].toTensor(), dst);
   torch::jit::drop(*stack, 3);
   torch::jit::push(*stack, std::move(dst));
 }
@@ -391,13 +395,7 @@ void copy_from_and_resize(const c10::OperatorHandle&, torch::jit::Stack* stack) 
   } else {
     dst.resize_(self.sizes());
   }
-  if (on_device(self) && on_device(dst)) {
-    device_copy(dst, self);
-  } else if (on_device(dst)) {
-    copy_to_device(self, dst);
-  } else {
-    copy_to_cpu(self, dst);
-  }
+  copy_any(self, dst);
   torch::jit::drop(*stack, 2);
   torch::jit::push(*stack, std::move(dst));
 }

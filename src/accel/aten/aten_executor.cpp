@@ -6,9 +6,12 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <fmt/format.h>
+#include <setjmp.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <array>
+#include <csignal>
 
 namespace malv::accel::aten {
 namespace {
@@ -340,6 +343,52 @@ std::string AtenExecutor::schema(std::uint32_t id) const {
   return text.str();
 }
 
+// libtorch's CPU kernels trust their callers; some divide by a size that an
+// empty input makes 0 (batch norm over no elements), and an integer division
+// by zero is SIGFPE, which would take the whole host down. A call runs with
+// a recovery point: SIGFPE raised on this thread inside the call jumps back
+// to it and fails the call (what the kernel allocated may leak). SIGFPE
+// anywhere else keeps its default action. Other faults (SIGSEGV) are not
+// caught: nothing is known to be safe after one (docs/torch.md, "Known holes").
+namespace {
+
+thread_local sigjmp_buf* t_recovery = nullptr;
+
+void on_sigfpe(int signal) {
+  if (t_recovery != nullptr) siglongjmp(*t_recovery, 1);
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
+
+void install_sigfpe_handler() {
+  static const bool installed = [] {
+    struct sigaction action {};
+    action.sa_handler = &on_sigfpe;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_NODEFER;
+    return ::sigaction(SIGFPE, &action, nullptr) == 0;
+  }();
+  (void)installed;
+}
+
+// callBoxed, false when the kernel raised SIGFPE on this thread.
+bool call_guarded(const c10::OperatorHandle& handle, torch::jit::Stack& stack) {
+  install_sigfpe_handler();
+  sigjmp_buf recovery;
+  if (sigsetjmp(recovery, 1) != 0) {
+    t_recovery = nullptr;
+    return false;
+  }
+  struct Disarm {
+    ~Disarm() { t_recovery = nullptr; }  // also when the kernel throws
+  } disarm;
+  t_recovery = &recovery;
+  handle.callBoxed(&stack);
+  return true;
+}
+
+}  // namespace
+
 // One validated call: the stack and the outputs, bound to the VM's memory.
 struct PreparedCall::State {
   const c10::OperatorHandle* handle = nullptr;
@@ -433,7 +482,13 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
     // are references to them; with the stack the only owner, they would
     // dangle (PyTorch's own callers always hold the out tensors).
     const std::vector<c10::IValue> arguments_alive = stack;
-    state->handle->callBoxed(&stack);
+    if (!call_guarded(*state->handle, stack)) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("{}: the operator's kernel raised an arithmetic fault (SIGFPE: an "
+                               "integer division by zero, e.g. on an empty input) and was stopped; "
+                               "this call failed, the session goes on",
+                               name));
+    }
     if (stack.size() != returns.size()) {
       return Error(ErrorCode::kInternal, fmt::format("{}: {} returns, the schema has {}", name,
                                                      stack.size(), returns.size()));

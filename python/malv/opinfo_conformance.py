@@ -1,0 +1,152 @@
+"""PyTorch's own operator database against the malv torch device.
+
+Every operator of torch's OpInfo database (``op_db``) that supports float32 on
+the CPU runs its float32 sample inputs on the ``malv`` device and on the CPU;
+an operator matches when every sample's outputs agree (same shapes and
+dtypes, values within torch.testing's float32 tolerances). Operators whose
+output is uninitialised memory (``empty``, ``empty_like``, ...) are left out.
+A failing operator is listed with its reason; an exception in one operator is
+that operator's failure, not the end of the run.
+
+    PYTHONPATH=build/release/python /usr/bin/python3 -m malv.opinfo_conformance \\
+        --socket /run/malv/malv.sock --vm vm-a --token t [--json] [--limit N]
+
+Prints ``opinfo_match_fraction`` (matched / compared).
+"""
+
+import argparse
+import json
+import sys
+import time
+import types
+
+import torch
+
+import malv
+import malv.torch
+
+# Outputs are uninitialised memory: nothing to compare.
+UNINITIALISED = {"empty", "empty_like", "new_empty", "new_empty_strided", "empty_strided",
+                 "torch.empty", "torch.empty_like"}
+
+
+def load_op_db():
+    if "expecttest" not in sys.modules:
+        try:
+            import expecttest  # noqa: F401
+        except ImportError:  # Debian lacks it; op_db only needs these two names
+            stub = types.ModuleType("expecttest")
+            stub.TestCase = object
+            stub.ACCEPT = False
+            sys.modules["expecttest"] = stub
+    from torch.testing._internal.common_methods_invocations import op_db
+    return op_db
+
+
+def to_device(value, dev):
+    if isinstance(value, torch.Tensor):
+        return value.to(dev)
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, dev) for v in value)
+    if isinstance(value, dict):
+        return {k: to_device(v, dev) for k, v in value.items()}
+    return value
+
+
+def to_cpu(value):
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_cpu(v) for v in value)
+    return value
+
+
+def compare(got, want):
+    if isinstance(want, torch.Tensor):
+        if not isinstance(got, torch.Tensor):
+            return f"returned {type(got).__name__}, the CPU a tensor"
+        torch.testing.assert_close(got, want, equal_nan=True, check_device=False)
+        return None
+    if isinstance(want, (list, tuple)):
+        if not isinstance(got, (list, tuple)) or len(got) != len(want):
+            return "returned a sequence of another length"
+        for g, w in zip(got, want):
+            why = compare(g, w)
+            if why:
+                return why
+        return None
+    if got != want and not (want != want and got != got):  # NaN == NaN
+        return f"returned {got!r}, the CPU {want!r}"
+    return None
+
+
+def check(op, dev):
+    """None when every float32 sample matches, else why not."""
+    samples = list(op.sample_inputs("cpu", torch.float32, requires_grad=False))
+    if not samples:
+        return "no samples", False
+    for sample in samples:
+        args = [sample.input] + list(sample.args)
+        torch.manual_seed(0)
+        want = op(*args, **sample.kwargs)
+        dargs = to_device(args, dev)
+        dkwargs = to_device(sample.kwargs, dev)
+        torch.manual_seed(0)
+        got = to_cpu(op(*dargs, **dkwargs))
+        why = compare(got, want)
+        if why:
+            return why, True
+    return None, True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--socket")
+    parser.add_argument("--vm")
+    parser.add_argument("--token")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N operators")
+    parser.add_argument("--only", action="append", default=[], help="only this operator (repeatable)")
+    args = parser.parse_args()
+    conn = malv.connect(socket=args.socket, vm=args.vm, token=args.token)
+    dev = malv.torch.device(conn)
+    ops = [op for op in load_op_db() if torch.float32 in op.supported_dtypes("cpu")
+           and op.name not in UNINITIALISED]
+    if args.only:
+        ops = [op for op in ops if op.name in args.only]
+    if args.limit:
+        ops = ops[:args.limit]
+    matched, failures, skipped = 0, {}, 0
+    start = time.monotonic()
+    for i, op in enumerate(ops):
+        name = op.name + (f".{op.variant_test_name}" if op.variant_test_name else "")
+        try:
+            why, compared = check(op, dev)
+        except Exception as e:  # one operator's failure, not the run's
+            first = (str(e).splitlines() or [""])[0]
+            why, compared = f"{type(e).__name__}: {first[:200]}", True
+        if not compared:
+            skipped += 1
+        elif why is None:
+            matched += 1
+        else:
+            failures[name] = why
+        if (i + 1) % 50 == 0:
+            print(f"opinfo: {i + 1}/{len(ops)} operators, {matched} match", file=sys.stderr,
+                  flush=True)
+    compared = len(ops) - skipped
+    result = {"opinfo_match_fraction": matched / compared if compared else 0.0,
+              "opinfo_operators": len(ops), "opinfo_compared": compared,
+              "opinfo_matched": matched, "opinfo_seconds": round(time.monotonic() - start, 1),
+              "failures": failures}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for name, why in sorted(failures.items()):
+            print(f"  {name}: {why}")
+        print(f"opinfo_match_fraction {result['opinfo_match_fraction']:.3f} "
+              f"({matched} of {compared} operators; {skipped} without float32 samples)")
+
+
+if __name__ == "__main__":
+    main()
