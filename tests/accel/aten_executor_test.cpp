@@ -315,9 +315,9 @@ TEST_F(AtenExecutorTest, BadRecordsAreRefusedNamingWhatIsWrongAndTouchNothing) {
   expect_refused(run("aten::add.Tensor", {tensor(ha, {2, 3}), tensor(ha, {2, 3}), scalar(1)}),
                  ErrorCode::kInvalidArgument, "3 arguments and 1 outputs");
   AtenValue complex = tensor(ha, {2});
-  complex.tensors[0].dtype = 9;  // ComplexFloat
+  complex.tensors[0].dtype = 8;  // ComplexHalf
   expect_refused(run("aten::relu", {complex, tensor(hout, {2})}), ErrorCode::kInvalidArgument,
-                 "dtype 9");
+                 "dtype 8");
   // An output of the wrong shape, and PyTorch's own check.
   expect_refused(run("aten::relu", {tensor(ha, {2, 3}), tensor(hout, {3, 2})}),
                  ErrorCode::kInvalidArgument,

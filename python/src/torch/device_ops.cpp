@@ -556,6 +556,20 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const std::size_t n = arguments.size();
   std::vector<c10::IValue> args(stack->end() - static_cast<std::ptrdiff_t>(n), stack->end());
 
+  // Random operators draw from the guest's generator, as the same call on
+  // the CPU would (the host's generator is not the guest's; mirroring its
+  // state is not built): they run on the guest's CPU.
+  for (const c10::Argument& a : arguments) {
+    const c10::TypePtr& type = a.real_type();
+    const c10::TypePtr inner = type->kind() == c10::TypeKind::OptionalType
+                                   ? type->castRaw<c10::OptionalType>()->getElementType()
+                                   : type;
+    if (inner->kind() == c10::TypeKind::GeneratorType) {
+      run_in_guest(op, stack, name);
+      return;
+    }
+  }
+
   // Output shapes from the meta kernel, and its checks, here in the guest;
   // an operator that returns no tensor and writes none needs no shapes.
   bool needs_shapes = false;
@@ -631,6 +645,22 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   }
   // Mutable arguments without a return (batch norm's running statistics)
   // are written in place by the host: nothing to do here.
+
+  // Only views (unfold, diagonal ...), made above from the meta geometry,
+  // and nothing written: metadata only, nothing for the host to run.
+  bool only_views = !want_returns && outputs.empty();
+  for (std::size_t r = 0; r < returns.size() && only_views; ++r) {
+    const c10::AliasInfo* alias = returns[r].alias_info();
+    only_views = alias != nullptr && !alias->isWrite();
+  }
+  for (const c10::Argument& a : arguments) {
+    only_views = only_views && (a.alias_info() == nullptr || !a.alias_info()->isWrite());
+  }
+  if (only_views && !returns.empty()) {
+    torch::jit::drop(*stack, n);
+    for (c10::IValue& v : results) torch::jit::push(*stack, std::move(v));
+    return;
+  }
 
   std::vector<AtenValue> values;
   values.reserve(n + outputs.size());

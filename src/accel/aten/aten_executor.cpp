@@ -38,6 +38,8 @@ bool supported_dtype(std::uint32_t code) {
     case c10::ScalarType::Float:
     case c10::ScalarType::Double:
     case c10::ScalarType::Bool:
+    case c10::ScalarType::ComplexFloat:
+    case c10::ScalarType::ComplexDouble:
     case c10::ScalarType::BFloat16:
       return code <= static_cast<std::uint32_t>(c10::ScalarType::BFloat16);
     default: return false;
