@@ -795,6 +795,15 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   m.impl("view", torch::CppFunction::makeFromBoxedFunction<&view>());
   m.impl("_reshape_alias", torch::CppFunction::makeFromBoxedFunction<&reshape_alias>());
   m.impl("convolution_overrideable", torch::CppFunction::makeFromBoxedFunction<&convolution>());
+  // Operators whose composite kernel would decompose on PrivateUse1 where
+  // the CPU has a kernel of its own: forwarded whole, so the host runs the
+  // CPU's computation and the results match it (docs/torch.md). Only
+  // operators with an autograd formula of their own: a CompositeImplicit
+  // one registered here would lose its backward.
+  for (const char* forwarded :
+       {"native_layer_norm", "native_group_norm", "addr", "_scaled_dot_product_attention"}) {
+    m.impl(forwarded, torch::CppFunction::makeFromBoxedFunction<&fallback>());
+  }
   m.impl("convolution_backward_overrideable",
          torch::CppFunction::makeFromBoxedFunction<&convolution_backward>());
 }
