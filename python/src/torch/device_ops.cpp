@@ -800,8 +800,7 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   // CPU's computation and the results match it (docs/torch.md). Only
   // operators with an autograd formula of their own: a CompositeImplicit
   // one registered here would lose its backward.
-  for (const char* forwarded :
-       {"native_layer_norm", "native_group_norm", "addr", "_scaled_dot_product_attention"}) {
+  for (const char* forwarded : {"native_layer_norm", "native_group_norm", "addr"}) {
     m.impl(forwarded, torch::CppFunction::makeFromBoxedFunction<&fallback>());
   }
   m.impl("convolution_backward_overrideable",
