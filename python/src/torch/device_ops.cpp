@@ -358,8 +358,10 @@ void copy_to_cpu(const at::Tensor& src, const at::Tensor& dst) {
     const DeviceSpan span = span_of(contiguous);
     const Status read = session.stream().read(
         *span.object, span.offset, std::span(static_cast<std::byte*>(host.data_ptr()), bytes));
-    TORCH_CHECK(read.ok(), "malv: copying from the device: ", read.error().to_string());
+    // Always waited for, even when the read failed part way: its chunks
+    // land in `host`, which must not be freed (by the throw below) first.
     const Status synced = session.stream().synchronize();
+    TORCH_CHECK(read.ok(), "malv: copying from the device: ", read.error().to_string());
     TORCH_CHECK(synced.ok(), "malv: ", synced.error().to_string());
   }
   dst.copy_(host);
