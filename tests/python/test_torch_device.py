@@ -149,3 +149,20 @@ def test_resnet18_training_matches_the_cpu_including_batch_norm_statistics(dev):
     # The running statistics moved (the host wrote them into the VM's buffers).
     assert not torch.equal(got["bn1.running_mean"].cpu(), torch.zeros(64))
     assert got["bn1.num_batches_tracked"].item() == 2
+
+
+def test_a_tensor_past_the_vms_quota_raises_quota_exceeded(host):
+    # conftest's VM "small" has 1 MiB of device memory.
+    small = malv.connect(socket=host.socket, vm="small", token="secret-s")
+    try:
+        dev = malv.torch.device(small)
+        fits = torch.ones(1000).to(dev)
+        with pytest.raises(malv.QuotaExceeded, match="quota refuses"):
+            torch.ones(1 << 20).to(dev)  # 4 MiB
+        # The device goes on working, and what was freed comes back.
+        assert torch.equal((fits + 1).cpu(), torch.full((1000,), 2.0))
+        del fits
+        malv.torch.empty_cache()
+        assert malv.torch.stats()["cached_bytes"] == 0
+    finally:
+        small.close()

@@ -41,9 +41,14 @@ void free_device_memory(void* base) { DeviceState::get().release(base); }
 
 struct DeviceAllocator final : c10::Allocator {
   c10::DataPtr allocate(std::size_t nbytes) const override {
-    Session session;
-    // Never zero bytes: an empty tensor still names a buffer on the wire.
-    void* base = DeviceState::get().allocate(session, nbytes);
+    void* base = nullptr;
+    try {
+      Session session;
+      // Never zero bytes: an empty tensor still names a buffer on the wire.
+      base = DeviceState::get().allocate(session, nbytes);
+    } catch (const QuotaExceeded& refused) {
+      raise_quota_exceeded(refused);  // the lock released first
+    }
     return {base, base, &free_device_memory, kDevice};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &free_device_memory; }

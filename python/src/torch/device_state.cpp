@@ -2,7 +2,9 @@
 #include "device_state.h"
 
 #include <c10/util/Exception.h>
+#include <pybind11/pybind11.h>
 #include <sys/mman.h>
+#include <torch/csrc/Exceptions.h>
 
 #include <algorithm>
 #include <utility>
@@ -95,6 +97,14 @@ void* DeviceState::allocate(Session& session, std::size_t bytes) {
   }
   if (!buffer.ok()) {
     ::munmap(base, rounded);
+    if (buffer.error().code() == ErrorCode::kResourceExhausted) {
+      // Raised once the connection's lock is released (the caller's
+      // Session), as malv.QuotaExceeded: see raise_quota_exceeded().
+      throw QuotaExceeded("malv: the VM's device memory quota refuses " + std::to_string(rounded) +
+                          " more bytes (this process holds " + std::to_string(bytes_live()) +
+                          " bytes of device tensors; its cache was given back first): " +
+                          buffer.error().to_string());
+    }
     TORCH_CHECK(false, "malv: allocating ", bytes,
                 " bytes on the device: ", buffer.error().to_string());
   }
@@ -200,6 +210,28 @@ std::uint64_t DeviceState::bytes_live() const {
     if (!cached_.contains(base)) total += allocation.bytes;
   }
   return total;
+}
+
+void raise_quota_exceeded(const QuotaExceeded& refused) {
+  {
+    pybind11::gil_scoped_acquire gil;
+    try {
+      pybind11::object cls = pybind11::module_::import("malv").attr("QuotaExceeded");
+      pybind11::object error =
+          cls(std::string(refused.what()), "resource_exhausted",
+              static_cast<int>(ErrorCode::kResourceExhausted), pybind11::tuple());
+      PyErr_SetObject(cls.ptr(), error.ptr());
+    } catch (const pybind11::error_already_set&) {
+      PyErr_Clear();  // no malv package to raise it from: a RuntimeError below
+    }
+    if (PyErr_Occurred()) {
+      // torch's bindings restore a Python error carried by python_error.
+      ::python_error error;
+      error.persist();
+      throw error;
+    }
+  }
+  TORCH_CHECK(false, refused.what());
 }
 
 DeviceSpan span_of(const at::Tensor& tensor) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 
@@ -20,6 +21,18 @@
 #include "malv/stream.h"
 
 namespace malv::torch_device {
+
+// The VM's quota refused an allocation (thrown with the connection's lock
+// held; raise_quota_exceeded() turns it into malv.QuotaExceeded once the
+// lock is released).
+class QuotaExceeded : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// Raises malv.QuotaExceeded in Python (through torch's python_error), or a
+// RuntimeError when the malv package cannot be imported. Never holds the
+// connection's lock: it takes the GIL.
+[[noreturn]] void raise_quota_exceeded(const QuotaExceeded& refused);
 
 // The device tensors' storage: where a tensor's bytes are on the host.
 struct DeviceSpan {

@@ -30,6 +30,9 @@ PYBIND11_MODULE(_torch, m) {
         *held = capsule;
       },
       "Attaches a connection (its _c_api() capsule) to the device");
+  // Without the GIL, as everything that takes the connection's lock: no
+  // thread may hold the GIL and wait for the lock while another holds the
+  // lock and waits for the GIL (raise_quota_exceeded takes it, lock released).
   m.def(
       "synchronize",
       [] {
@@ -37,7 +40,11 @@ PYBIND11_MODULE(_torch, m) {
         const malv::Status synced = session.stream().synchronize();
         if (!synced.ok()) throw std::runtime_error("malv: " + synced.error().to_string());
       },
-      "Waits for everything queued on the device");
+      "Waits for everything queued on the device", py::call_guard<py::gil_scoped_release>());
+  m.def(
+      "empty_cache", [] { DeviceState::get().empty_cache(); },
+      "Gives the device memory PyTorch freed and the device kept for reuse back to the host",
+      py::call_guard<py::gil_scoped_release>());
   m.def(
       "stats",
       [] {
