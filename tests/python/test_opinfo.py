@@ -23,8 +23,9 @@ def test_opinfo_conformance_holds_its_measured_fraction(host):
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["opinfo_compared"] > 550
-    # 0.954 measured on a host that denies nothing; this test's host denies
-    # aten::cumsum (conftest.py), which cumsum and cumulative_trapezoid need.
-    assert result["opinfo_match_fraction"] >= 0.945, sorted(result["failures"])
+    # 0.954 measured on a host that denies nothing (0.949 on this test's host,
+    # which denies aten::cumsum: conftest.py); held with a margin of about ten
+    # operators for another machine's CPU (its BLAS kernels, its LAPACK paths).
+    assert result["opinfo_match_fraction"] >= 0.93, sorted(result["failures"])
     assert "does not run aten::cumsum" in result["failures"]["cumsum"]
     assert all(why for why in result["failures"].values())
