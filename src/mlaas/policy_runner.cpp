@@ -157,6 +157,11 @@ PolicyRunner::EnqueueInputs PolicyRunner::enqueue_inputs(std::string_view vm,
   return {model, model == 0 ? 0 : instance->serial()};
 }
 
+bool PolicyRunner::has_enqueue_inputs(std::string_view vm) const {
+  const std::shared_ptr<PolicyInstance> instance = registry_.current(vm, PolicyClass::kGpuSched);
+  return !instance->is_baseline() && instance->policy().enqueue_inputs != nullptr;
+}
+
 std::uint64_t PolicyRunner::gpu_sched_instance(std::string_view vm) const {
   return registry_.current(vm, PolicyClass::kGpuSched)->serial();
 }

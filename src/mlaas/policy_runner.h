@@ -150,6 +150,9 @@ class PolicyRunner {
   };
   EnqueueInputs enqueue_inputs(std::string_view vm, const malv_gpu_sched_observation& item,
                                std::span<float> row);
+  // Whether the VM's gpu_sched policy names models at enqueue (one lookup:
+  // the queueing path asks it once per batch of commands, not per item).
+  bool has_enqueue_inputs(std::string_view vm) const;
   // The serial of the instance deciding for the VM's gpu_sched class now
   // (an answer prepared for another instance is not passed on).
   std::uint64_t gpu_sched_instance(std::string_view vm) const;

@@ -28,7 +28,7 @@ void MlaasGpuSchedPolicies::feedback(Vm& vm, const malv_gpu_sched_outcome& outco
 
 void MlaasGpuSchedPolicies::prepare(Vm& vm, std::span<const malv_gpu_sched_observation> items,
                                     std::span<PreparedItem> prepared) {
-  if (queue_ == nullptr || inference_ == nullptr) return;
+  if (queue_ == nullptr || inference_ == nullptr || !runner_.has_enqueue_inputs(vm.name())) return;
   // Rows of consecutive items for one model go as one request.
   thread_local std::vector<float> rows;
   thread_local std::vector<std::size_t> members;

@@ -57,6 +57,29 @@ TEST(Decoder, WriteCarriesAllFields) {
   EXPECT_EQ(w.src.bytes, 100u);
 }
 
+TEST(Decoder, AtenOpCarriesItsRecordAndRefusesAMalformedOne) {
+  auto r = decode(make_command(Opcode::kAtenOp, 3, {11, 2, 64, 40, 4096}));
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  const auto& op = std::get<AtenOpRequest>(r.value());
+  EXPECT_EQ(op.stream, 11u);
+  EXPECT_EQ(op.op, 2u);
+  EXPECT_EQ(op.record.offset, 64u);
+  EXPECT_EQ(op.record.bytes, 40u);
+  EXPECT_EQ(op.reply_bytes, 4096u);
+  // A record of part of a word, and a reply room smaller than the record.
+  auto partial = decode(make_command(Opcode::kAtenOp, 3, {11, 2, 64, 41, 4096}));
+  ASSERT_FALSE(partial.ok());
+  EXPECT_NE(partial.error().message().find("whole 8-byte words"), std::string::npos);
+  auto small = decode(make_command(Opcode::kAtenOp, 3, {11, 2, 64, 40, 32}));
+  ASSERT_FALSE(small.ok());
+  EXPECT_NE(small.error().message().find("smaller than the 40-byte record"), std::string::npos);
+  auto intern = decode(make_command(Opcode::kAtenIntern, 4, {128, 16}));
+  ASSERT_TRUE(intern.ok());
+  EXPECT_EQ(std::get<AtenInternRequest>(intern.value()).name.bytes, 16u);
+  EXPECT_EQ(decode(make_command(Opcode::kAtenIntern, 4, {128, 16, 1})).error().code(),
+            ErrorCode::kInvalidArgument);
+}
+
 TEST(Decoder, MemsetValueMustBeAByte) {
   EXPECT_FALSE(decode(make_command(Opcode::kMemset, 1, {1, 2, 0, 8, 256})).ok());
   EXPECT_TRUE(decode(make_command(Opcode::kMemset, 1, {1, 2, 0, 8, 255})).ok());
