@@ -20,6 +20,18 @@ measures, on the same machine:
                              output, queued and not read (then one synchronize)
   sync_op_roundtrip_us       `.item()` of a one-element tensor: one operator
                              sent and waited for
+  hostdataset_epoch_s        an epoch of Fashion-MNIST (60,000 examples, batch
+                             128, shuffled, normalised float32 [128, 784] and
+                             int64 labels) from malv.data.HostDataset, as
+                             tensors on the device (the host copies each batch
+                             into them; the epoch ends when the last copy has
+                             run)
+  best_loader_epoch_s        the same epoch from torch's DataLoader reading the
+                             same gzip IDX files (decoded once when the dataset
+                             is made, as torchvision's FashionMNIST does), the
+                             faster of num_workers 0 and 2, as CPU tensors
+  opinfo_match_fraction      malv.opinfo_conformance over PyTorch's op_db
+                             (--opinfo-ops N: only the first N operators)
 
 Each step figure is the median of --steps timed steps after two warm-up
 steps; a device step ends with `.item()` of its loss, so it includes
@@ -27,6 +39,7 @@ waiting for the host.
 """
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -36,10 +49,14 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import torch
 
 import malv
 import malv.torch
+
+DATASETS = "/usr/share/datasets"  # Debian's dataset-fashion-mnist (scripts/install-deps.sh)
+MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST's training set
 
 
 def start_host(malv_binary, work):
@@ -48,7 +65,7 @@ def start_host(malv_binary, work):
     out = open(out_path, "w")
     host = subprocess.Popen([malv_binary, "serve", "--open", "--backend", "cpu", "--socket", sock,
                              "--admin-socket", os.path.join(work, "admin.sock"), "--state-dir",
-                             os.path.join(work, "state")],
+                             os.path.join(work, "state"), "--data-dir", DATASETS],
                             stdout=out, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while True:
@@ -117,12 +134,81 @@ def sync_roundtrip_us(dev, count):
     return statistics.median(times) * 1e6
 
 
+class FashionMnist(torch.utils.data.Dataset):
+    """The training set as torchvision's FashionMNIST reads it: the gzip IDX
+    files decoded once, each example normalised in __getitem__."""
+
+    def __init__(self, directory):
+        def load(name, offset):
+            with gzip.open(os.path.join(directory, name), "rb") as f:
+                return np.frombuffer(f.read(), np.uint8, offset=offset)
+        self.x = load("train-images-idx3-ubyte.gz", 16).reshape(-1, 784)
+        self.y = load("train-labels-idx1-ubyte.gz", 8)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        x = (self.x[i].astype(np.float32) / np.float32(255) - np.float32(MEAN)) / np.float32(STD)
+        return torch.from_numpy(x), int(self.y[i])
+
+
+def epoch_seconds(make_iter, epochs, finish=lambda: None):
+    """Median over `epochs` of one epoch's time (the first included: a
+    DataLoader starts its workers each epoch, the host stages its first
+    batches when iteration starts)."""
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        rows = 0
+        for _, y in make_iter():
+            rows += len(y)
+        finish()
+        times.append(time.perf_counter() - start)
+        if rows != 60000:
+            sys.exit(f"bench torch: an epoch of {rows} examples, 60000 expected")
+    return statistics.median(times)
+
+
+def data_epochs(conn, epochs, batch=128):
+    """(hostdataset_epoch_s, {workers: loader epoch s})."""
+    ds = malv.data.HostDataset("fashion-mnist", batch_size=batch, seed=1, output="device",
+                               mean=MEAN, std=STD, conn=conn)
+    ours = epoch_seconds(lambda: iter(ds), epochs, malv.torch.synchronize)
+    ds.close()
+    loaders = {}
+    dataset = FashionMnist(os.path.join(DATASETS, "fashion-mnist"))
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
+                                             num_workers=workers,
+                                             generator=torch.Generator().manual_seed(1))
+        loaders[workers] = epoch_seconds(lambda: iter(loader), epochs)
+    return ours, loaders
+
+
+def opinfo(sock, limit):
+    """malv.opinfo_conformance's figures, run against this host."""
+    cmd = [sys.executable, "-m", "malv.opinfo_conformance", "--socket", sock, "--vm",
+           "bench-opinfo", "--json"]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    run = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if run.returncode != 0:
+        sys.exit(f"bench torch: the OpInfo conformance run failed (status {run.returncode})")
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    return {k: result[k] for k in ("opinfo_match_fraction", "opinfo_compared", "opinfo_matched")}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--malv", required=True, help="the malv command (started as the host)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per side")
     parser.add_argument("--ops", type=int, default=20000, help="tiny asynchronous operators")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="data-pipeline epochs per side (0: leave the data figures out)")
+    parser.add_argument("--opinfo-ops", type=int, default=0,
+                        help="OpInfo operators to run (0: all of them; -1: leave it out)")
     args = parser.parse_args()
 
     def progress(what):
@@ -148,8 +234,20 @@ def main():
         ops_per_s, queue_per_s = async_ops_per_s(dev, args.ops)
         progress("synchronous round trips")
         roundtrip = sync_roundtrip_us(dev, 1000)
+        data = None
+        if args.epochs > 0 and os.path.isdir(os.path.join(DATASETS, "fashion-mnist")):
+            progress(f"Fashion-MNIST epochs: HostDataset, DataLoader with 0 and 2 workers "
+                     f"({args.epochs} each)")
+            data = data_epochs(conn, args.epochs)
+        elif args.epochs > 0:
+            progress(f"no Fashion-MNIST at {DATASETS}/fashion-mnist: no data figures")
         stats = malv.torch.stats()
         conn.close()
+        conformance = None
+        if args.opinfo_ops >= 0:
+            progress("OpInfo conformance" + (f" (first {args.opinfo_ops} operators)"
+                                             if args.opinfo_ops else ""))
+            conformance = opinfo(sock, args.opinfo_ops)
     finally:
         host.terminate()
         host.wait(timeout=60)
@@ -168,6 +266,15 @@ def main():
         "threads": threads,
         "operators_in_guest": stats["operators_in_guest"],
     }
+    if data is not None:
+        ours, loaders = data
+        figures["hostdataset_epoch_s"] = ours
+        figures["best_loader_epoch_s"] = min(loaders.values())
+        figures["hostdataset_over_best_loader"] = ours / min(loaders.values())
+        for workers, seconds in loaders.items():
+            figures[f"loader_workers{workers}_epoch_s"] = seconds
+    if conformance is not None:
+        figures.update(conformance)
     if args.json:
         print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v)
                           for k, v in figures.items()}))

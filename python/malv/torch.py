@@ -37,6 +37,26 @@ def device(conn=None):
     return _device
 
 
+def attached():
+    """The connection the device uses, or None before device() attached one."""
+    return _attached
+
+
+def device_type():
+    """The device's ``torch.device`` without attaching a connection."""
+    return _device
+
+
+def buffer_view(tensor):
+    """For the package's host services (HostDataset, checkpoints): a capsule
+    naming the VM buffer range that holds a contiguous device tensor, which
+    it keeps alive; the host reads or writes that range in place."""
+    if tensor.device != _device or not tensor.is_contiguous():
+        raise ValueError(f"buffer_view: a contiguous tensor of the malv device, not one on "
+                         f"{tensor.device}{'' if tensor.is_contiguous() else ' (non-contiguous)'}")
+    return _torch._buffer_view(tensor.data_ptr(), tensor.numel() * tensor.element_size(), tensor)
+
+
 def synchronize():
     """Waits until every operator queued on the device has run; raises the
     first error one of them met."""

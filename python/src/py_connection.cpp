@@ -103,6 +103,33 @@ PyConnection& of(void* context) { return *static_cast<PyConnection*>(context); }
 
 }  // namespace
 
+bool is_device_buffer_view(py::handle object) {
+  return PyCapsule_CheckExact(object.ptr()) != 0 &&
+         PyCapsule_IsValid(object.ptr(), kDeviceBufferCapsule) != 0;
+}
+
+const DeviceBufferView& device_buffer_view(py::handle capsule) {
+  if (!is_device_buffer_view(capsule)) {
+    throw MalvException(Error(ErrorCode::kInvalidArgument,
+                              "expected a device tensor's buffer view (malv._torch._buffer_view)"));
+  }
+  const auto* view = static_cast<const DeviceBufferView*>(
+      PyCapsule_GetPointer(capsule.ptr(), kDeviceBufferCapsule));
+  if (view->version != kDeviceBufferViewVersion || view->buffer == nullptr) {
+    throw MalvException(Error(ErrorCode::kInvalidArgument,
+                              "a device buffer view of another version of the malv package"));
+  }
+  return *view;
+}
+
+void check_same_connection(const DeviceBufferView& view, const guest::Connection& connection) {
+  if (view.connection != &connection) {
+    throw MalvException(Error(ErrorCode::kInvalidArgument,
+                              "a device tensor of another connection: attach this connection to "
+                              "the device (malv.torch.device(conn)) or pass conn= the device's"));
+  }
+}
+
 py::capsule connection_capsule(std::shared_ptr<PyConnection> connection) {
   auto* holder = new CapsuleHolder{};
   holder->connection = std::move(connection);

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 
+#include "device_buffer_capi.h"
 #include "malv/connection.h"
 #include "malv/result.h"
 #include "malv/stream.h"
@@ -85,6 +86,15 @@ class PyConnection : public std::enable_shared_from_this<PyConnection> {
   std::uint64_t next_closer_ = 1;
   std::map<std::uint64_t, std::function<void()>> closers_;
 };
+
+// The device tensor range a malv._torch._buffer_view capsule names
+// (device_buffer_capi.h), valid while the capsule lives; malv.InvalidArgument
+// when `capsule` is not one. With the GIL held.
+bool is_device_buffer_view(pybind11::handle object);
+const DeviceBufferView& device_buffer_view(pybind11::handle capsule);
+// malv.InvalidArgument when the view names a buffer of another connection
+// (call with the connection's mutex held).
+void check_same_connection(const DeviceBufferView& view, const guest::Connection& connection);
 
 // Registers the module's parts (each .cpp file one).
 // conn._c_api(): the capsule another extension uses (connection_capi.h).

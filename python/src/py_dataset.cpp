@@ -5,6 +5,8 @@
 // memory and copies it into this dataset's two device buffers in stream
 // order; the read lands it, through the channel's arena, in the numpy arrays
 // returned (a CPU tensor made with torch.from_numpy shares that memory).
+// next_into() instead has the host copy it into two device tensors of the
+// malv torch device: nothing crosses to the guest.
 #include <fmt/format.h>
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
@@ -89,6 +91,23 @@ class PyDataset {
     return py::make_tuple(std::move(x), std::move(y));
   }
 
+  // The next batch into device tensors (device_buffer_capi.h views, each
+  // at the start of its buffer, of at least feature_bytes() / label_bytes()):
+  // queued on the stream, no wait and no copy through the guest. Returns the
+  // batch's rows; an error of the copy surfaces at the stream's next wait.
+  std::uint32_t next_into(py::handle features, py::handle labels) {
+    const DeviceBufferView& x = device_buffer_view(features);
+    const DeviceBufferView& y = device_buffer_view(labels);
+    py::gil_scoped_release release;
+    std::lock_guard lock(connection_->mutex());
+    guest::HostDataset& dataset = live();
+    check_same_connection(x, connection_->connection());
+    check_same_connection(y, connection_->connection());
+    check_target("features", x, dataset.feature_bytes());
+    check_target("labels", y, dataset.label_bytes());
+    return unwrap(dataset.next(connection_->stream(), *x.buffer, *y.buffer));
+  }
+
   void close() {
     py::gil_scoped_release release;
     std::lock_guard lock(connection_->mutex());
@@ -97,6 +116,16 @@ class PyDataset {
   }
 
  private:
+  void check_target(const char* what, const DeviceBufferView& view, std::uint64_t needed) const {
+    if (view.offset != 0 || view.bytes < needed) {
+      throw MalvException(
+          Error(ErrorCode::kInvalidArgument,
+                fmt::format("dataset '{}': the {} tensor must start its storage and hold {} bytes "
+                            "(it starts at byte {} and holds {})",
+                            name_, what, needed, view.offset, view.bytes)));
+    }
+  }
+
   // Call with the connection's mutex held.
   guest::HostDataset& live() {
     connection_->connection();  // raises once the connection is closed
@@ -164,6 +193,12 @@ void register_dataset(py::module_& m) {
       .def_property_readonly("steps_per_epoch", &PyDataset::steps_per_epoch)
       .def_property_readonly("position", &PyDataset::position)
       .def("next", &PyDataset::next)
+      .def("next_into", &PyDataset::next_into, py::arg("features"), py::arg("labels"),
+           "Queues the next batch's copy into two device tensors' buffer views; returns its rows")
+      .def_property_readonly("feature_bytes",
+                             [](const PyDataset& self) {
+                               return std::uint64_t{self.batch()} * self.dims() * sizeof(float);
+                             })
       .def("close", &PyDataset::close);
 }
 

@@ -52,7 +52,11 @@ Status run_torch(const TorchOptions& options) {
                                 "--steps",
                                 std::to_string(options.steps),
                                 "--ops",
-                                std::to_string(options.ops)};
+                                std::to_string(options.ops),
+                                "--epochs",
+                                std::to_string(options.epochs),
+                                "--opinfo-ops",
+                                std::to_string(options.opinfo_ops)};
   if (options.json) args.emplace_back("--json");
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());

@@ -12,8 +12,10 @@ namespace malv::bench {
 
 struct TorchOptions {
   bool json = false;
-  int steps = 5;    // timed training steps per side
-  int ops = 20000;  // tiny asynchronous operators
+  int steps = 5;       // timed training steps per side
+  int ops = 20000;     // tiny asynchronous operators
+  int epochs = 3;      // Fashion-MNIST epochs per data loader (0: no data figures)
+  int opinfo_ops = 0;  // OpInfo operators (0: all; -1: no conformance run)
   std::string python = "/usr/bin/python3";
 };
 

@@ -166,7 +166,8 @@ void register_bench_torch(CLI::App& bench, int& exit_code) {
   CLI::App* sub = bench.add_subcommand(
       "torch",
       "The malv torch device against torch on the CPU: ResNet-18 and MLP steps, tiny async "
-      "operators, synchronous round trips (runs python3 -m malv.bench_torch)");
+      "operators, synchronous round trips, a HostDataset epoch against DataLoader, OpInfo "
+      "conformance (runs python3 -m malv.bench_torch)");
   sub->add_flag("--json", flags->json, "Print one JSON object instead of a table");
   sub->add_option("--steps", flags->steps, "Timed training steps per side (after 2 warm-up)")
       ->capture_default_str()
@@ -174,6 +175,14 @@ void register_bench_torch(CLI::App& bench, int& exit_code) {
   sub->add_option("--ops", flags->ops, "Tiny asynchronous operators to time")
       ->capture_default_str()
       ->check(CLI::Range(100, 100'000'000));
+  sub->add_option("--epochs", flags->epochs,
+                  "Fashion-MNIST epochs per loader (0: leave the data figures out)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
+  sub->add_option("--opinfo-ops", flags->opinfo_ops,
+                  "OpInfo operators to run (0: every one; -1: leave the conformance run out)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 100'000));
   sub->add_option("--python", flags->python, "The python3 with PyTorch (Debian's)")
       ->capture_default_str();
   on_bench_run(

@@ -12,12 +12,21 @@ pytest.importorskip("torchvision")
 
 def test_bench_torch_reports_every_key():
     malv = os.environ["MALV_BINARY"]
-    run = subprocess.run([malv, "bench", "torch", "--json", "--steps", "1", "--ops", "200"],
+    run = subprocess.run([malv, "bench", "torch", "--json", "--steps", "1", "--ops", "200",
+                          "--epochs", "1", "--opinfo-ops", "8"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     figures = json.loads(run.stdout.strip().splitlines()[-1])
-    for key in ("resnet18_step_over_native", "mlp_step_over_native", "async_ops_per_s",
-                "sync_op_roundtrip_us"):
+    keys = ["resnet18_step_over_native", "mlp_step_over_native", "async_ops_per_s",
+            "sync_op_roundtrip_us", "opinfo_match_fraction"]
+    if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        keys += ["hostdataset_epoch_s", "best_loader_epoch_s"]
+    for key in keys:
         assert key in figures, key
         assert figures[key] > 0, key
+    assert 0 < figures["opinfo_compared"] <= 8
+    assert figures["opinfo_matched"] <= figures["opinfo_compared"]
+    if "best_loader_epoch_s" in keys:
+        assert figures["best_loader_epoch_s"] == min(figures["loader_workers0_epoch_s"],
+                                                     figures["loader_workers2_epoch_s"])
     assert figures["operators_in_guest"] == 0

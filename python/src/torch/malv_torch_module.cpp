@@ -5,13 +5,54 @@
 #include <c10/core/Allocator.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
+#include <memory>
+
 #include "connection_capi.h"
+#include "device_buffer_capi.h"
 #include "device_state.h"
 
 namespace py = pybind11;
 
 namespace malv::torch_device {
 c10::Allocator* device_allocator();
+namespace {
+
+// What a capsule of _buffer_view holds: the view, and the tensor it is of.
+struct BufferViewHolder {
+  malv::python::DeviceBufferView view;  // first: the capsule's pointer
+  PyObject* tensor = nullptr;           // a strong reference
+};
+
+// The capsule of the `bytes` bytes at `address` (a contiguous device
+// tensor's data_ptr()), holding `tensor` alive (device_buffer_capi.h).
+py::capsule buffer_view(std::uintptr_t address, std::uint64_t bytes, py::object tensor) {
+  auto holder = std::make_unique<BufferViewHolder>();
+  {
+    py::gil_scoped_release release;
+    Session session;  // the connection the buffer must belong to
+    const DeviceSpan span = DeviceState::get().locate(reinterpret_cast<const void*>(address));
+    TORCH_CHECK(span.offset + bytes <= span.bytes, "malv: a tensor of ", bytes, " bytes at byte ",
+                span.offset, " of a device buffer of ", span.bytes);
+    holder->view.connection = &session.connection();
+    holder->view.buffer = span.object;
+    holder->view.offset = span.offset;
+    holder->view.bytes = bytes;
+  }
+  holder->tensor = tensor.release().ptr();
+  py::capsule capsule(&holder->view, malv::python::kDeviceBufferCapsule, [](PyObject* self) {
+    auto* view = static_cast<malv::python::DeviceBufferView*>(
+        PyCapsule_GetPointer(self, malv::python::kDeviceBufferCapsule));
+    auto* gone = reinterpret_cast<BufferViewHolder*>(view);  // view is its first member
+    Py_XDECREF(gone->tensor);
+    delete gone;
+  });
+  (void)holder.release();
+  return capsule;
+}
+
+}  // namespace
+
 }  // namespace malv::torch_device
 
 PYBIND11_MODULE(_torch, m) {
@@ -45,6 +86,9 @@ PYBIND11_MODULE(_torch, m) {
       "empty_cache", [] { DeviceState::get().empty_cache(); },
       "Gives the device memory PyTorch freed and the device kept for reuse back to the host",
       py::call_guard<py::gil_scoped_release>());
+  m.def("_buffer_view", &buffer_view, py::arg("address"), py::arg("bytes"), py::arg("tensor"),
+        "For the package's host services: a capsule naming the device buffer range of a "
+        "contiguous device tensor (python/src/device_buffer_capi.h)");
   m.def(
       "stats",
       [] {
