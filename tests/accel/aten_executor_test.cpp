@@ -249,6 +249,28 @@ TEST_F(AtenExecutorTest, NllLossOutWritesBothOutputs) {
   EXPECT_EQ(buffers.floats(htotal)[0], total.item<float>());
 }
 
+// mse_loss.out with a mean reduction shapes its output like its inputs
+// first, then reduces into it: the output's storage must grow on the way.
+// The result lands in the VM's buffer, and the bytes around it stay; an
+// out= tensor the kernel leaves in another shape fails the call, naming it.
+TEST_F(AtenExecutorTest, AnOutKernelThatReshapesItsOutputOnTheWayWritesTheVmsBuffer) {
+  const auto a = range(6, 1, 0.5f), b = range(6, -1, 0.25f);
+  const std::uint64_t ha = buffers.add(a), hb = buffers.add(b), hout = buffers.add({7, 0, 7});
+  auto mean = run("aten::mse_loss.out", {tensor(ha, {2, 3}), tensor(hb, {2, 3}),
+                                         AtenValue::integer(1), tensor(hout, {}, {}, 4)});
+  ASSERT_TRUE(mean.ok()) << mean.error().to_string();
+  const float expected = at::mse_loss(cpu(a, {2, 3}), cpu(b, {2, 3}), 1).item<float>();
+  EXPECT_EQ(buffers.floats(hout), (std::vector<float>{7, expected, 7}));
+
+  const std::uint64_t hwrong = buffers.add({0, 0});
+  auto wrong = run("aten::mse_loss.out", {tensor(ha, {2, 3}), tensor(hb, {2, 3}),
+                                          AtenValue::integer(1), tensor(hwrong, {2})});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(wrong.error().message().find("argument 'out'"), std::string::npos)
+      << wrong.error().message();
+}
+
 // A kernel that divides by an empty input's size (SIGFPE) fails its call;
 // the process, and the next call, go on. What the kernel held when it was
 // stopped leaks (documented: the recovery jumps over its destructors), so

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/CPUAllocator.h>
 #include <fmt/format.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -270,6 +271,52 @@ Status copy_into(std::string_view op, std::size_t index, const at::Tensor& resul
   return ok_status();
 }
 
+// An argument the operator writes, as its kernel sees it and as the VM's
+// memory holds it.
+struct WrittenArgument {
+  std::size_t index = 0;
+  at::Tensor seen;  // over the same bytes, its storage free to grow
+  at::Tensor home;  // the VM's memory, as the record viewed it
+};
+
+void keep_memory(void*) {}  // the VM's buffer is not the storage's to free
+
+// A written argument whose storage may be resized: some kernels reshape
+// their out= tensor on the way (mse_loss.out with a reduction shapes its
+// output like its input, then reduces into it), which a storage over the
+// VM's memory cannot follow when it must grow. A storage that grows moves
+// to memory of libtorch's CPU allocator; settle_written() copies the result
+// home. One that does not grow writes the VM's memory directly.
+at::Tensor growable(const at::Tensor& home) {
+  c10::Storage storage(c10::Storage::use_byte_size_t(), home.storage().nbytes(),
+                       c10::DataPtr(home.data_ptr(), home.data_ptr(), &keep_memory, at::kCPU),
+                       c10::GetCPUAllocator(), /*resizable=*/true);
+  at::Tensor seen = at::empty({0}, at::TensorOptions().dtype(home.scalar_type()));
+  seen.set_(storage, 0, home.sizes(), home.strides());
+  return seen;
+}
+
+// After the call: the written argument's values in the VM's memory, or the
+// reason they cannot be (the kernel gave it another shape than the
+// guest's tensor has).
+Status settle_written(std::string_view op, const c10::Argument& argument,
+                      const WrittenArgument& w) {
+  const bool in_place = w.seen.data_ptr() == w.home.data_ptr();
+  if (in_place && w.seen.sizes().equals(w.home.sizes()) &&
+      w.seen.strides().equals(w.home.strides())) {
+    return ok_status();
+  }
+  if (!w.seen.sizes().equals(w.home.sizes())) {
+    return invalid(
+        op, fmt::format("argument '{}': the operator resized it to {}, the "
+                        "record's tensor is {}",
+                        argument.name(), shape_text(w.seen.sizes()), shape_text(w.home.sizes())));
+  }
+  // Laid out anew over the same bytes: copied through a clone.
+  w.home.copy_(in_place ? w.seen.clone() : w.seen);
+  return ok_status();
+}
+
 }  // namespace
 
 struct AtenExecutor::Operator {
@@ -399,6 +446,7 @@ struct PreparedCall::State {
   std::vector<std::size_t> outputs_for;  // return index of each output value
   std::vector<at::Tensor> outputs;       // flattened, in return order
   std::vector<std::size_t> output_counts;
+  std::vector<WrittenArgument> written;
 };
 
 PreparedCall::PreparedCall(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -443,6 +491,12 @@ Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const Ate
       MALV_ASSIGN_OR_RETURN(
           c10::IValue value,
           to_ivalue(name, arguments[i], arguments[i].real_type(), args[i], resolve));
+      const c10::AliasInfo* alias = arguments[i].alias_info();
+      if (alias != nullptr && alias->isWrite() && value.isTensor() && value.toTensor().defined()) {
+        WrittenArgument w{.index = i, .seen = growable(value.toTensor()), .home = value.toTensor()};
+        value = w.seen;
+        state->written.push_back(std::move(w));
+      }
       state->stack.push_back(std::move(value));
     }
     for (std::size_t k = 0; k < state->outputs_for.size(); ++k) {
@@ -494,6 +548,10 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
     if (stack.size() != returns.size()) {
       return Error(ErrorCode::kInternal, fmt::format("{}: {} returns, the schema has {}", name,
                                                      stack.size(), returns.size()));
+    }
+    const auto& arguments = state->handle->schema().arguments();
+    for (const WrittenArgument& w : state->written) {
+      MALV_TRY(settle_written(name, arguments[w.index], w));
     }
     std::vector<AtenValue> values;
     std::size_t output = 0;
