@@ -13,13 +13,17 @@
 #include <ATen/ops/as_strided_native.h>
 #include <ATen/ops/view_native.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <pybind11/pybind11.h>
+#include <torch/csrc/Exceptions.h>
 #include <torch/library.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "device_state.h"
@@ -322,17 +326,41 @@ void resize_(const c10::OperatorHandle&, torch::jit::Stack* stack) {
 
 bool plain_contiguous(const at::Tensor& t) { return t.is_contiguous(); }
 
-// A device copy on the host: dst.copy_(src), both on the device.
-void device_copy(const at::Tensor& dst, const at::Tensor& src) {
+// PyTorch's lazy math bits (conjugate, negative: x.conj(), x.conj().imag)
+// are metadata of a tensor, not of its bytes, and the wire's view carries
+// bytes only. Copies here move bytes ("physical" values); a copy between
+// tensors whose bits differ then applies the difference to the
+// destination's bytes, as the CPU's copy kernel does.
+
+// A device copy of bytes on the host: dst.copy_(src), both on the device,
+// math bits ignored.
+void device_copy_bytes(const at::Tensor& dst, const at::Tensor& src) {
   send("aten::copy_",
        {AtenValue::tensor(view_of(dst)), encode_tensor(src, "src"), AtenValue::boolean(false)},
        false);
 }
 
+// Conjugates and/or negates dst's bytes in place on the host.
+void apply_math_bits(const at::Tensor& dst, bool conjugate, bool negate) {
+  if (conjugate && dst.is_complex())
+    send("aten::conj_physical_", {AtenValue::tensor(view_of(dst))}, false);
+  if (negate) send("aten::neg_", {AtenValue::tensor(view_of(dst))}, false);
+}
+
+// dst = src, both on the device, math bits honoured.
+void device_copy(const at::Tensor& dst, const at::Tensor& src) {
+  device_copy_bytes(dst, src);
+  apply_math_bits(dst, src.is_conj() != dst.is_conj(), src.is_neg() != dst.is_neg());
+}
+
 // CPU -> device: the bytes travel through the arena (kWrite), then the
-// host converts layout or dtype if dst needs it.
+// host converts layout or dtype if dst needs it. The CPU resolves the math
+// bits first: the bytes written are what dst's bits expect.
 void copy_to_device(const at::Tensor& src, const at::Tensor& dst) {
-  at::Tensor host = src.to(dst.scalar_type()).contiguous();
+  at::Tensor host = src.resolve_conj().resolve_neg().to(dst.scalar_type());
+  if (dst.is_conj()) host = host.conj_physical();
+  if (dst.is_neg()) host = host.neg();
+  host = host.contiguous();
   const bool direct = plain_contiguous(dst) && host.sizes().equals(dst.sizes());
   at::Tensor target =
       direct ? dst : empty_strided_device(host.sizes(), host.strides(), host.scalar_type());
@@ -345,16 +373,17 @@ void copy_to_device(const at::Tensor& src, const at::Tensor& dst) {
                                std::span(static_cast<const std::byte*>(host.data_ptr()), bytes));
     TORCH_CHECK(written.ok(), "malv: copying to the device: ", written.error().to_string());
   }
-  if (!direct) device_copy(dst, target);
+  if (!direct) device_copy_bytes(dst, target);
 }
 
-// device -> CPU: waits for the stream, reads the bytes (kRead).
+// device -> CPU: waits for the stream, reads the bytes (kRead); the CPU's
+// copy applies src's math bits.
 void copy_to_cpu(const at::Tensor& src, const at::Tensor& dst) {
   at::Tensor contiguous = src;
   if (!plain_contiguous(src)) {
     contiguous =
         empty_strided_device(src.sizes(), c10::contiguous_strides(src.sizes()), src.scalar_type());
-    device_copy(contiguous, src);
+    device_copy_bytes(contiguous, src);
   }
   at::Tensor host = at::empty(src.sizes(), at::TensorOptions().dtype(src.scalar_type()));
   const std::size_t bytes = static_cast<std::size_t>(host.numel()) * host.itemsize();
@@ -369,6 +398,8 @@ void copy_to_cpu(const at::Tensor& src, const at::Tensor& dst) {
     TORCH_CHECK(read.ok(), "malv: copying from the device: ", read.error().to_string());
     TORCH_CHECK(synced.ok(), "malv: ", synced.error().to_string());
   }
+  host._set_conj(src.is_conj());
+  host._set_neg(src.is_neg());
   dst.copy_(host);
 }
 
@@ -445,6 +476,12 @@ at::Tensor meta_of(const at::Tensor& t) {
   return at::empty_strided(t.sizes(), t.strides(), t.options().device(c10::kMeta));
 }
 
+bool holds_tensors(const c10::List<c10::IValue>& list) {
+  bool any = false;
+  for (const c10::IValue& e : list) any = any || e.isTensor();
+  return any;
+}
+
 c10::IValue meta_value(const c10::IValue& v) {
   if (v.isTensor()) return meta_of(v.toTensor());
   if (v.isTensorList()) {
@@ -454,9 +491,7 @@ c10::IValue meta_value(const c10::IValue& v) {
   }
   if (v.isList()) {
     const c10::List<c10::IValue> in = v.toList();
-    bool has_tensors = false;
-    for (const c10::IValue& e : in) has_tensors = has_tensors || e.isTensor();
-    if (!has_tensors) return v;
+    if (!holds_tensors(in)) return v;
     c10::List<c10::optional<at::Tensor>> out;
     for (const c10::IValue& e : in) {
       if (e.isNone()) {
@@ -483,7 +518,11 @@ void run_in_guest(const c10::OperatorHandle& op, torch::jit::Stack* stack,
   std::vector<c10::IValue> args(stack->end() - static_cast<std::ptrdiff_t>(n), stack->end());
   auto to_cpu = [](const at::Tensor& t) {
     if (!on_device(t)) return t;
-    at::Tensor host = at::empty_strided(t.sizes(), t.strides(), t.options().device(c10::kCPU));
+    // The same strides where they address each element once; an expanded
+    // view (stride 0) is copied whole, as writing it would be refused.
+    at::Tensor host = t.is_non_overlapping_and_dense()
+                          ? at::empty_strided(t.sizes(), t.strides(), t.options().device(c10::kCPU))
+                          : at::empty(t.sizes(), t.options().device(c10::kCPU));
     copy_to_cpu(t, host);
     return host;
   };
@@ -494,6 +533,12 @@ void run_in_guest(const c10::OperatorHandle& op, torch::jit::Stack* stack,
     } else if (v.isTensorList()) {
       std::vector<at::Tensor> list;
       for (const at::Tensor& t : v.toTensorVector()) list.push_back(to_cpu(t));
+      cpu.push_back(list);
+    } else if (v.isList() && holds_tensors(v.toList())) {
+      c10::List<c10::optional<at::Tensor>> list;  // a Tensor?[] (indices)
+      for (const c10::IValue& e : v.toList()) {
+        list.push_back(e.isNone() ? c10::optional<at::Tensor>() : to_cpu(e.toTensor()));
+      }
       cpu.push_back(list);
     } else {
       cpu.push_back(v);
@@ -555,6 +600,113 @@ int aliased_argument(const c10::FunctionSchema& schema, const c10::AliasInfo& al
   return -1;
 }
 
+// A read-only argument with its math bits resolved: the host sees bytes,
+// and the Conjugate key lets a few operators (mm, dot ...) through with the
+// bit set, for kernels that read it; the host's tensors have none.
+at::Tensor resolved(const at::Tensor& t) {
+  if (!t.defined() || (!t.is_conj() && !t.is_neg())) return t;
+  return t.resolve_conj().resolve_neg();
+}
+
+// A CPU tensor the meta kernel accepted with device tensors, moved to the
+// device (the host sees only the VM's buffers). PyTorch's meta kernels
+// check the devices an operator may mix (add refuses a CPU tensor, raised
+// at the call); those that accept one are those whose kernels move it
+// themselves, as indexing does with CPU indices (at::native::make_info).
+// A 0-dim CPU tensor stays a CPU scalar (its type promotion differs).
+at::Tensor on_the_device(const at::Tensor& t) {
+  if (!t.defined() || on_device(t) || t.dim() == 0) return t;
+  at::Tensor moved =
+      empty_strided_device(t.sizes(), c10::contiguous_strides(t.sizes()), t.scalar_type());
+  copy_to_device(t, moved);
+  return moved;
+}
+
+// What the host is sent for a read-only argument.
+c10::IValue for_the_host(const c10::IValue& v) {
+  if (v.isTensor()) return on_the_device(resolved(v.toTensor()));
+  if (v.isTensorList()) {
+    std::vector<at::Tensor> list;
+    for (const at::Tensor& t : v.toTensorVector()) list.push_back(on_the_device(resolved(t)));
+    return list;
+  }
+  if (v.isList()) {
+    const c10::List<c10::IValue> in = v.toList();
+    if (!holds_tensors(in)) return v;
+    c10::List<c10::optional<at::Tensor>> out;
+    for (const c10::IValue& e : in) {
+      if (e.isNone()) {
+        out.push_back(c10::nullopt);
+      } else {
+        out.push_back(on_the_device(resolved(e.toTensor())));
+      }
+    }
+    return out;
+  }
+  return v;
+}
+
+// The functional overload of an out= operator (nanmedian.dim for
+// nanmedian.dim_values): the same name, the same arguments less those
+// written, one return per argument written, none aliasing. Looked up once
+// per operator.
+std::optional<c10::OperatorHandle> functional_overload(const c10::OperatorHandle& op) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::optional<c10::OperatorHandle>> found;
+  const c10::FunctionSchema& schema = op.schema();
+  const std::string key = operator_name(op);
+  std::lock_guard lock(mu);
+  if (auto it = found.find(key); it != found.end()) return it->second;
+  std::vector<const c10::Argument*> read;
+  std::size_t written = 0;
+  for (const c10::Argument& a : schema.arguments()) {
+    if (a.alias_info() != nullptr && a.alias_info()->isWrite()) {
+      ++written;
+    } else {
+      read.push_back(&a);
+    }
+  }
+  std::optional<c10::OperatorHandle> match;
+  c10::Dispatcher& dispatcher = c10::Dispatcher::singleton();
+  for (const c10::OperatorName& candidate : dispatcher.getAllOpNames()) {
+    if (written == 0 || match || candidate.name != schema.name()) continue;
+    const auto handle = dispatcher.findSchema(candidate);
+    if (!handle) continue;
+    const c10::FunctionSchema& other = handle->schema();
+    bool same = other.arguments().size() == read.size() && other.returns().size() == written;
+    for (std::size_t i = 0; same && i < read.size(); ++i) {
+      const c10::Argument& a = other.arguments()[i];
+      same =
+          a.alias_info() == nullptr && a.name() == read[i]->name() && *a.type() == *read[i]->type();
+    }
+    for (const c10::Argument& r : other.returns()) same = same && r.alias_info() == nullptr;
+    if (same) match = *handle;
+  }
+  found.emplace(key, match);
+  return match;
+}
+
+// A view the fallback met (no explicit kernel), made from the meta
+// kernel's geometry over the device tensor's storage. The meta base starts
+// at offset 0, so the view's offset is the base's plus the meta view's;
+// a view of another dtype (view_as_real, view_as_complex, view.dtype)
+// counts its geometry in its own elements.
+at::Tensor view_from_meta(const at::Tensor& base, const at::Tensor& shape) {
+  if (shape.scalar_type() == base.scalar_type()) {
+    return at::native::as_strided_tensorimpl(base, shape.sizes(), shape.strides(),
+                                             base.storage_offset() + shape.storage_offset());
+  }
+  const std::int64_t bytes = base.storage_offset() * static_cast<std::int64_t>(base.itemsize());
+  const auto item = static_cast<std::int64_t>(shape.itemsize());
+  TORCH_CHECK(bytes % item == 0, "malv: a view of dtype ", shape.scalar_type(), " at byte ", bytes,
+              " of its storage is misaligned");
+  auto impl = c10::make_intrusive<c10::TensorImpl>(
+      c10::TensorImpl::VIEW, c10::Storage(base.storage()), base.key_set(), shape.dtype());
+  impl->set_sizes_and_strides(shape.sizes(), shape.strides(),
+                              bytes / item + shape.storage_offset());
+  return at::Tensor(std::move(impl));
+}
+
 void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const c10::FunctionSchema& schema = op.schema();
   const std::string name = operator_name(op);
@@ -587,6 +739,12 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   }
   torch::jit::Stack meta;
   if (needs_shapes) {
+    // An output whose shape depends on the data (PyTorch's tag: nonzero,
+    // repeat_interleave, unique ...): no meta kernel can give it.
+    if (op.hasTag(at::Tag::dynamic_output_shape)) {
+      run_in_guest(op, stack, name);
+      return;
+    }
     for (const c10::IValue& v : args) meta.push_back(meta_value(v));
     // Held across the call: an out= kernel's returns are references to its
     // arguments, which the boxed call pops first (the stack would be their
@@ -599,6 +757,35 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
       // masked_select): the guest's own CPU runs it on copies.
       run_in_guest(op, stack, name);
       return;
+    } catch (python_error& e) {
+      // A Python meta kernel that cannot take the call's arguments (a
+      // TypeError: 1.13's meta kernels of some out= operators take no out
+      // arguments, nanmedian.dim_values). The functional overload's meta
+      // kernel gives the shapes the out= tensors take; without one, the
+      // guest's CPU runs it. Any other Python error is the kernel's check,
+      // raised at the call. (The error is fetched either way: a
+      // python_error leaves it set in the interpreter until then.)
+      e.persist();
+      bool type_error = false;
+      {
+        pybind11::gil_scoped_acquire gil;
+        type_error = PyErr_GivenExceptionMatches(e.type, PyExc_TypeError) != 0;
+      }
+      if (!type_error) {
+        e.restore();
+        throw;
+      }
+      const std::optional<c10::OperatorHandle> functional = functional_overload(op);
+      if (!functional) {
+        run_in_guest(op, stack, name);
+        return;
+      }
+      meta.clear();
+      for (std::size_t i = 0; i < n; ++i) {
+        const c10::AliasInfo* alias = arguments[i].alias_info();
+        if (alias == nullptr || !alias->isWrite()) meta.push_back(meta_args[i]);
+      }
+      functional->callBoxed(&meta);
     }
     TORCH_CHECK(meta.size() == returns.size(), "malv: ", name, ": the meta kernel returned ",
                 meta.size(), " values for ", returns.size(), " returns");
@@ -622,10 +809,7 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
         if (!real.sizes().equals(shape.sizes())) resize_device(real, shape.sizes());
         results[r] = real;
       } else {
-        // A view the fallback met (no explicit kernel): the same view of
-        // the device tensor, from the meta kernel's geometry.
-        results[r] = at::native::as_strided_tensorimpl(
-            real, shape.sizes(), shape.strides(), real.storage_offset() + shape.storage_offset());
+        results[r] = view_from_meta(real, shape);
       }
       continue;
     }
@@ -672,7 +856,14 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   std::vector<AtenValue> values;
   values.reserve(n + outputs.size());
   for (std::size_t i = 0; i < n; ++i) {
-    values.push_back(encode(args[i], arguments[i].real_type(),
+    const c10::AliasInfo* alias = arguments[i].alias_info();
+    const bool read_only = alias == nullptr || !alias->isWrite();
+    if (!read_only && args[i].isTensor()) {
+      TORCH_CHECK_NOT_IMPLEMENTED(!args[i].toTensor().is_conj() && !args[i].toTensor().is_neg(),
+                                  "malv: ", name, ": argument '", arguments[i].name(),
+                                  "' is written and has a lazy conjugate or negative bit");
+    }
+    values.push_back(encode(read_only ? for_the_host(args[i]) : args[i], arguments[i].real_type(),
                             name + " argument '" + arguments[i].name() + "'"));
   }
   for (AtenValue& out : outputs) values.push_back(std::move(out));
@@ -812,6 +1003,20 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   }
   m.impl("convolution_backward_overrideable",
          torch::CppFunction::makeFromBoxedFunction<&convolution_backward>());
+}
+
+// PyTorch's Conjugate and Negative keys materialise a tensor's lazy bit
+// with clone, whose copy reaches _copy_from; with no kernel of theirs for
+// _copy_from, their fallback would clone again, without end. The device's
+// copies apply the bits themselves (device_copy, copy_to_cpu).
+TORCH_LIBRARY_IMPL(aten, Conjugate, m) {
+  m.impl("_copy_from", torch::CppFunction::makeFallthrough());
+  m.impl("_copy_from_and_resize", torch::CppFunction::makeFallthrough());
+}
+
+TORCH_LIBRARY_IMPL(aten, Negative, m) {
+  m.impl("_copy_from", torch::CppFunction::makeFallthrough());
+  m.impl("_copy_from_and_resize", torch::CppFunction::makeFallthrough());
 }
 
 TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
