@@ -6,7 +6,9 @@ an operator matches when every sample's outputs agree (same shapes and
 dtypes, values within torch.testing's float32 tolerances). Operators whose
 output is uninitialised memory (``empty``, ``empty_like``, ...) are left out.
 A failing operator is listed with its reason; an exception in one operator is
-that operator's failure, not the end of the run.
+that operator's failure, not the end of the run. Tensors a sample function
+puts on the CPU whatever the device (index tensors) stay on the CPU, as in
+PyTorch's own device tests.
 
     PYTHONPATH=build/release/python /usr/bin/python3 -m malv.opinfo_conformance \\
         --socket /run/malv/malv.sock --vm vm-a --token t [--json] [--limit N]
@@ -45,14 +47,49 @@ def load_op_db():
     return op_db
 
 
-def to_device(value, dev):
+def to_device(value, dev, on_cpu=None):
+    """value with its tensors moved to dev, except those on_cpu (an iterator
+    of bools, one per tensor in this walk's order) says stay on the CPU."""
     if isinstance(value, torch.Tensor):
-        return value.to(dev)
+        return value if on_cpu is not None and next(on_cpu) else value.to(dev)
     if isinstance(value, (list, tuple)):
-        return type(value)(to_device(v, dev) for v in value)
+        return type(value)(to_device(v, dev, on_cpu) for v in value)
     if isinstance(value, dict):
-        return {k: to_device(v, dev) for k, v in value.items()}
+        return {k: to_device(v, dev, on_cpu) for k, v in value.items()}
     return value
+
+
+def devices_of(value):
+    """The device type of each tensor in value, in to_device's order."""
+    if isinstance(value, torch.Tensor):
+        return [value.device.type]
+    if isinstance(value, (list, tuple)):
+        return [d for v in value for d in devices_of(v)]
+    if isinstance(value, dict):
+        return [d for v in value.values() for d in devices_of(v)]
+    return []
+
+
+def cpu_placement(op, samples):
+    """Which tensors of each sample the sample function puts on the CPU
+    whatever the device (index tensors, tensor_split's indices): PyTorch's
+    own device tests keep them there, and so does this run. Learnt from the
+    same samples made for the meta device (no data, no generator drawn);
+    None when those cannot be made or do not line up: every tensor moves."""
+    try:
+        metas = list(op.sample_inputs("meta", torch.float32, requires_grad=False))
+    except Exception:
+        return None
+    if len(metas) != len(samples):
+        return None
+    placement = []
+    for sample, meta in zip(samples, metas):
+        want = devices_of([[sample.input] + list(sample.args), sample.kwargs])
+        got = devices_of([[meta.input] + list(meta.args), meta.kwargs])
+        if len(want) != len(got):
+            return None
+        placement.append([d == "cpu" for d in got])
+    return placement
 
 
 def to_cpu(value):
@@ -87,8 +124,9 @@ def check(op, dev):
     samples = list(op.sample_inputs("cpu", torch.float32, requires_grad=False))
     if not samples:
         return "no samples", False
+    placement = cpu_placement(op, samples)
     compared = False
-    for sample in samples:
+    for index, sample in enumerate(samples):
         args = [sample.input] + list(sample.args)
         torch.manual_seed(0)
         try:
@@ -96,8 +134,9 @@ def check(op, dev):
         except Exception:  # the CPU itself does not run this sample (jiterator: CUDA only)
             continue
         compared = True
-        dargs = to_device(args, dev)
-        dkwargs = to_device(sample.kwargs, dev)
+        on_cpu = iter(placement[index]) if placement else None
+        dargs = to_device(args, dev, on_cpu)
+        dkwargs = to_device(sample.kwargs, dev, on_cpu)
         torch.manual_seed(0)
         got = to_cpu(op(*dargs, **dkwargs))
         why = compare(got, want)
