@@ -74,7 +74,7 @@ def cpu_placement(op, samples):
     """Which tensors of each sample the sample function puts on the CPU
     whatever the device (index tensors, tensor_split's indices): PyTorch's
     own device tests keep them there, and so does this run. Learnt from the
-    same samples made for the meta device (no data, no generator drawn);
+    same samples made for the meta device (no data is made for them);
     None when those cannot be made or do not line up: every tensor moves."""
     try:
         metas = list(op.sample_inputs("meta", torch.float32, requires_grad=False))
