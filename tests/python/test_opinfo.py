@@ -84,6 +84,9 @@ def test_views_out_tensors_and_indices_follow_the_cpus_rules(dev):
     # An output whose size depends on the data.
     repeats = torch.tensor([1, 3, 2])
     same(torch.repeat_interleave(repeats.to(dev)), torch.repeat_interleave(repeats))
-    # Mixing a CPU tensor where the CPU would not is still refused at the call.
+    # Any other CPU tensor is refused at the call, as CUDA refuses it: by the
+    # meta kernel where it checks devices, else by the device.
     with pytest.raises(RuntimeError, match="same device"):
         x.to(dev) + torch.ones(4, 6)
+    with pytest.raises(RuntimeError, match="CPU tensor"):
+        x.to(dev) @ torch.ones(6, 2)

@@ -608,14 +608,14 @@ at::Tensor resolved(const at::Tensor& t) {
   return t.resolve_conj().resolve_neg();
 }
 
-// A CPU tensor the meta kernel accepted with device tensors, moved to the
-// device (the host sees only the VM's buffers). PyTorch's meta kernels
-// check the devices an operator may mix (add refuses a CPU tensor, raised
-// at the call); those that accept one are those whose kernels move it
-// themselves, as indexing does with CPU indices (at::native::make_info).
-// A 0-dim CPU tensor stays a CPU scalar (its type promotion differs).
-at::Tensor on_the_device(const at::Tensor& t) {
-  if (!t.defined() || on_device(t) || t.dim() == 0) return t;
+// A CPU index tensor (an element of a Tensor?[], the type indices have:
+// index, index_put_) moved to the device, as PyTorch's indexing accepts CPU
+// indices for a tensor on any device and moves them itself
+// (at::native::make_info). Any other CPU tensor but a 0-dim one (a CPU
+// scalar) is refused when it is encoded, as CUDA's kernels refuse it (many
+// meta kernels do not check devices).
+at::Tensor index_on_device(const at::Tensor& t) {
+  if (!t.defined() || on_device(t)) return t;
   at::Tensor moved =
       empty_strided_device(t.sizes(), c10::contiguous_strides(t.sizes()), t.scalar_type());
   copy_to_device(t, moved);
@@ -624,10 +624,10 @@ at::Tensor on_the_device(const at::Tensor& t) {
 
 // What the host is sent for a read-only argument.
 c10::IValue for_the_host(const c10::IValue& v) {
-  if (v.isTensor()) return on_the_device(resolved(v.toTensor()));
+  if (v.isTensor()) return resolved(v.toTensor());
   if (v.isTensorList()) {
     std::vector<at::Tensor> list;
-    for (const at::Tensor& t : v.toTensorVector()) list.push_back(on_the_device(resolved(t)));
+    for (const at::Tensor& t : v.toTensorVector()) list.push_back(resolved(t));
     return list;
   }
   if (v.isList()) {
@@ -638,7 +638,7 @@ c10::IValue for_the_host(const c10::IValue& v) {
       if (e.isNone()) {
         out.push_back(c10::nullopt);
       } else {
-        out.push_back(on_the_device(resolved(e.toTensor())));
+        out.push_back(index_on_device(resolved(e.toTensor())));
       }
     }
     return out;
