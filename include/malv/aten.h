@@ -34,7 +34,11 @@ namespace malv::guest {
 
 // Queues a call on the stream and returns: a refusal or PyTorch's error
 // surfaces at the stream's next synchronize (by code; aten_call() gives
-// the message).
+// the message). Calls queued together travel as one kAtenBatch: sent at
+// once while the host has none in flight, else gathered until it has
+// (or the batch is full, or any other command of the connection is
+// submitted, which keeps stream order); a call that fails on the host ends
+// its batch, and the calls after it in that batch do not run.
 [[nodiscard]] Status aten_enqueue(Connection& connection, Stream& stream, std::uint32_t op,
                                   std::span<const wire::AtenValue> args);
 

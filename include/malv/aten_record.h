@@ -43,6 +43,10 @@ inline constexpr std::size_t kAtenMaxValues = 64;         // values in one recor
 inline constexpr std::size_t kAtenMaxRank = 32;           // dimensions of a tensor
 inline constexpr std::size_t kAtenMaxListLength = 65536;  // elements of one list
 inline constexpr std::size_t kAtenMaxRecordBytes = 1u << 20;
+// kAtenBatch: operators queued together, each a header word (operator id
+// in the low 32 bits, its record's words in the high 32) and its record.
+inline constexpr std::size_t kAtenMaxBatchOps = 1024;
+inline constexpr std::size_t kAtenMaxBatchBytes = kAtenMaxRecordBytes;
 
 struct AtenTensorArg {
   std::uint64_t buffer = 0;  // the guest's buffer handle

@@ -100,7 +100,14 @@ enum class Opcode : std::uint16_t {
                      //   ran; the host writes back at a2 the non-tensor returns as a
                      //   record (success) or the error's message (failure, truncated to
                      //   a4); result=bytes written
-  kOpcodeCount = 29
+  kAtenBatch = 29,   // a0=stream, a1=operators (1..kAtenMaxBatchOps), a2=arena offset of
+                     //   the batch (malv/aten_record.h: per operator a header word, id
+                     //   | record words << 32, then its record), a3=its bytes -> completes
+                     //   when every operator ran, in order; the first that fails or is
+                     //   refused ends the batch (those after it do not run) and the host
+                     //   writes its name and message back at a2 (truncated to a3);
+                     //   result=bytes written, result2=stream (as every stream op)
+  kOpcodeCount = 30
 };
 
 /* Command flags (Command::flags). */

@@ -63,15 +63,8 @@ Result<std::uint32_t> aten_intern(Connection& connection, std::string_view schem
 
 Status aten_enqueue(Connection& connection, Stream& stream, std::uint32_t op,
                     std::span<const wire::AtenValue> args) {
-  ConnectionCore& core = core_of(connection);
-  MALV_ASSIGN_OR_RETURN(Staged staged, stage_record(core, args, 0));
-  PendingCommand pending;
-  pending.arena_offset = staged.offset;
-  pending.arena_bytes = staged.bytes;
-  const wire::Command cmd =
-      proto::make_command(Opcode::kAtenOp, core.next_tag(),
-                          {stream.handle(), op, staged.offset, staged.record_bytes, staged.bytes});
-  return core.submit(std::span(&cmd, 1), {staged.offset, staged.bytes}, &pending);
+  MALV_ASSIGN_OR_RETURN(std::vector<std::uint64_t> words, proto::encode_aten_record(args));
+  return core_of(connection).queue_aten(stream.handle(), op, words);
 }
 
 Result<std::vector<wire::AtenValue>> aten_call(Connection& connection, Stream& stream,

@@ -35,6 +35,7 @@ bool is_stream_op(std::uint16_t opcode) {
     case Opcode::kEventWait:
     case Opcode::kDatasetNext:
     case Opcode::kAtenOp:
+    case Opcode::kAtenBatch:
     case Opcode::kLaunch: return true;
     default: return false;
   }
@@ -151,6 +152,7 @@ void ConnectionCore::process(const wire::Completion& c) {
     return;
   }
   Pending& p = it->second;
+  if (p.aten_batch) --aten_batches_in_flight_;
   if ((c.status == 0 || p.read_on_error) && p.read_into != nullptr) {
     std::memcpy(p.read_into, channel_->arena().data() + p.arena_offset, p.arena_bytes);
   }
@@ -166,6 +168,8 @@ void ConnectionCore::process(const wire::Completion& c) {
 
 Status ConnectionCore::submit(std::span<const wire::Command> records, proto::ArenaRange publish,
                               const Pending* pending) {
+  // Queued operators go first: every command keeps its place in the stream.
+  if (aten_batch_.count != 0) MALV_TRY(flush_aten_batch());
   if (pending != nullptr) pending_.emplace(records[0].tag, *pending);
   for (;;) {
     Result<bool> pushed = channel_->try_submit(records, publish);
@@ -181,6 +185,58 @@ Status ConnectionCore::submit(std::span<const wire::Command> records, proto::Are
       MALV_TRY(drain(std::chrono::microseconds(100)));
     } while (!channel_->ready_for_a_burst());
   }
+}
+
+namespace {
+// A batch is sent once it holds this many operators or words, whether or
+// not one is in flight (the host's validation copies it whole).
+constexpr std::uint32_t kAtenBatchOps = 256;
+constexpr std::size_t kAtenBatchWords = 64 * 1024 / sizeof(std::uint64_t);
+}  // namespace
+
+Status ConnectionCore::queue_aten(std::uint64_t stream, std::uint32_t op,
+                                  std::span<const std::uint64_t> record) {
+  if (record.size() + 1 > kAtenBatchWords * 2 || record.size() > UINT32_MAX) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("an operator record of {} words", record.size()));
+  }
+  if (aten_batch_.count != 0 && (aten_batch_.stream != stream ||
+                                 aten_batch_.words.size() + 1 + record.size() > kAtenBatchWords)) {
+    MALV_TRY(flush_aten_batch());
+  }
+  aten_batch_.stream = stream;
+  aten_batch_.words.push_back(std::uint64_t{op} | (std::uint64_t{record.size()} << 32));
+  aten_batch_.words.insert(aten_batch_.words.end(), record.begin(), record.end());
+  ++aten_batch_.count;
+  MALV_TRY(drain(std::chrono::nanoseconds::zero()));  // has the batch in flight completed?
+  if (aten_batches_in_flight_ == 0 || aten_batch_.count >= kAtenBatchOps ||
+      aten_batch_.words.size() >= kAtenBatchWords) {
+    return flush_aten_batch();
+  }
+  return ok_status();
+}
+
+Status ConnectionCore::flush_aten_batch() {
+  if (aten_batch_.count == 0) return ok_status();
+  AtenBatch batch = std::move(aten_batch_);
+  aten_batch_ = AtenBatch{};
+  const std::uint64_t bytes = batch.words.size() * sizeof(std::uint64_t);
+  MALV_ASSIGN_OR_RETURN(const std::uint64_t offset, arena_allocate(bytes));
+  std::memcpy(arena().data() + offset, batch.words.data(), bytes);
+  Pending pending;
+  pending.arena_offset = offset;
+  pending.arena_bytes = bytes;
+  pending.aten_batch = true;
+  const wire::Command cmd = proto::make_command(Opcode::kAtenBatch, next_tag(),
+                                                {batch.stream, batch.count, offset, bytes});
+  ++aten_batches_in_flight_;
+  ++aten_batches_sent_;
+  aten_batched_ops_ += batch.count;
+  Status submitted = submit(std::span(&cmd, 1), {offset, bytes}, &pending);
+  if (!submitted.ok()) --aten_batches_in_flight_;
+  batch.words.clear();  // keeps its capacity for the next batch
+  if (aten_batch_.count == 0) aten_batch_.words = std::move(batch.words);
+  return submitted;
 }
 
 Result<wire::Completion> ConnectionCore::call(wire::Command cmd, proto::ArenaRange publish,

@@ -20,6 +20,7 @@
 #include <memory>
 #include <span>
 #include <unordered_map>
+#include <vector>
 
 #include "guest/arena_allocator.h"
 #include "guest/client_channel.h"
@@ -38,6 +39,7 @@ struct PendingCommand {
   bool read_on_error = false;      // ... and on failure (a message the host wrote)
   bool staging = false;            // a chunk of an ordinary-memory transfer (staging_allocate)
   bool wanted = false;             // a caller waits for this completion
+  bool aten_batch = false;         // a kAtenBatch (counted in flight until it completes)
   bool done = false;
   wire::Completion completion{};
 };
@@ -88,6 +90,21 @@ class ConnectionCore {
   // The channel failed; every later call says kDisconnected.
   bool broken() const { return broken_; }
 
+  // PyTorch operators queued on the stream (aten_enqueue) travel together
+  // as one kAtenBatch: the record of `op` joins the batch, which is sent at
+  // once when no batch is in flight (the host would otherwise be idle), when
+  // it is full, and before any other command of this connection (so every
+  // command keeps its place in stream order); otherwise it grows while the
+  // host runs the batch in flight. docs/torch.md, "What is asynchronous".
+  [[nodiscard]] Status queue_aten(std::uint64_t stream, std::uint32_t op,
+                                  std::span<const std::uint64_t> record);
+  // Sends the operators queued so far, if any.
+  [[nodiscard]] Status flush_aten_batch();
+  std::uint32_t aten_batches_in_flight() const { return aten_batches_in_flight_; }
+  // Batches sent, and the operators they carried (libmalv's counters).
+  std::uint64_t aten_batches_sent() const { return aten_batches_sent_; }
+  std::uint64_t aten_batched_ops() const { return aten_batched_ops_; }
+
   // The core that made an event (an Event knows nothing else about it).
   static ConnectionCore& of(const Event& event) { return *event.handle_.core(); }
 
@@ -107,6 +124,16 @@ class ConnectionCore {
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::unordered_map<std::uint64_t, FailedCommand> stream_errors_;  // by stream handle
   bool broken_ = false;
+
+  struct AtenBatch {
+    std::uint64_t stream = 0;
+    std::uint32_t count = 0;
+    std::vector<std::uint64_t> words;  // per operator: header word, record
+  };
+  AtenBatch aten_batch_;
+  std::uint32_t aten_batches_in_flight_ = 0;
+  std::uint64_t aten_batches_sent_ = 0;
+  std::uint64_t aten_batched_ops_ = 0;
 };
 
 // The core behind a public Connection (a friend of Connection).

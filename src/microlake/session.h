@@ -147,6 +147,10 @@ class Session {
   // PyTorch operators: session_aten.cpp.
   Status run(const wire::Command& cmd, const proto::AtenInternRequest&);
   Status run(const wire::Command& cmd, const proto::AtenOpRequest&);
+  Status run(const wire::Command& cmd, const proto::AtenBatchRequest&);
+  // The checked task of operator `op` on `words` (its record), or why not.
+  Result<std::shared_ptr<accel::AtenTask>> prepare_aten(std::uint64_t op,
+                                                        std::span<const std::uint64_t> words);
   // Whether this session may run PyTorch operators, and if not, why.
   Status aten_available() const;
 

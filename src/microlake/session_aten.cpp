@@ -1,4 +1,4 @@
-// PyTorch operators (kAtenIntern, kAtenOp): the guest names an operator and
+// PyTorch operators (kAtenIntern, kAtenOp, kAtenBatch): the guest names an operator and
 // sends its arguments as a record (malv/aten_record.h); the host checks the
 // record whole against the operator's schema and every tensor's view
 // against the session's own buffers, then queues the call on the stream,
@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "accel/aten_operators.h"
@@ -91,11 +93,6 @@ Status Session::run(const wire::Command& cmd, const proto::AtenOpRequest& req) {
     return ok_status();
   };
 
-  if (Status available = aten_available(); !available.ok()) return refused(available.error());
-  if (req.op > UINT32_MAX || !aten_operators_.contains(static_cast<std::uint32_t>(req.op))) {
-    return refused(Error(ErrorCode::kNotFound,
-                         fmt::format("operator id {} was not interned by this session", req.op)));
-  }
   if (req.record.bytes > wire::kAtenMaxRecordBytes) {
     return refused(Error(ErrorCode::kInvalidArgument,
                          fmt::format("an argument record of {} bytes (at most {})",
@@ -103,8 +100,23 @@ Status Session::run(const wire::Command& cmd, const proto::AtenOpRequest& req) {
   }
   std::vector<std::uint64_t> words(req.record.bytes / sizeof(std::uint64_t));
   if (!words.empty()) std::memcpy(words.data(), out, words.size() * sizeof(std::uint64_t));
-  Result<std::vector<wire::AtenValue>> record = proto::decode_aten_record(words);
-  if (!record.ok()) return refused(record.error());
+  Result<std::shared_ptr<accel::AtenTask>> task = prepare_aten(req.op, words);
+  if (!task.ok()) return refused(task.error());
+  pending.on_done = [finish, task = *task](ErrorCode status) {
+    finish(status, task->error_text(), task->returns());
+  };
+  enqueue(*stream, accel::HostCall{*task}, std::move(pending));
+  return ok_status();
+}
+
+Result<std::shared_ptr<accel::AtenTask>> Session::prepare_aten(
+    std::uint64_t op, std::span<const std::uint64_t> words) {
+  MALV_TRY(aten_available());
+  if (op > UINT32_MAX || !aten_operators_.contains(static_cast<std::uint32_t>(op))) {
+    return Error(ErrorCode::kNotFound,
+                 fmt::format("operator id {} was not interned by this session", op));
+  }
+  MALV_ASSIGN_OR_RETURN(std::vector<wire::AtenValue> record, proto::decode_aten_record(words));
   // Every tensor names one of this session's buffers, readable and writable.
   const accel::ResolveBuffer resolve = [this](std::uint64_t handle) -> Result<accel::BufferMemory> {
     MALV_ASSIGN_OR_RETURN(BufferObject * buffer, buffers_.lookup(handle, kRightRead | kRightWrite));
@@ -112,13 +124,104 @@ Status Session::run(const wire::Command& cmd, const proto::AtenOpRequest& req) {
         reinterpret_cast<std::byte*>(static_cast<std::uintptr_t>(buffer->ptr.value)),
         buffer->bytes};
   };
-  Result<std::shared_ptr<accel::AtenTask>> task =
-      services_.aten->prepare_task(static_cast<std::uint32_t>(req.op), *record, resolve);
-  if (!task.ok()) return refused(task.error());
-  pending.on_done = [finish, task = *task](ErrorCode status) {
-    finish(status, task->error_text(), task->returns());
+  return services_.aten->prepare_task(static_cast<std::uint32_t>(op), record, resolve);
+}
+
+namespace {
+
+// The operators of one kAtenBatch, run in order by one backend call. The
+// first that fails ends it; one refused at validation (`refusal`, after
+// the `tasks` before it) fails it once those ran.
+class AtenBatchTask : public accel::HostTask {
+ public:
+  AtenBatchTask(std::vector<std::shared_ptr<accel::AtenTask>> tasks, std::optional<Error> refusal)
+      : tasks_(std::move(tasks)), refusal_(std::move(refusal)) {}
+
+  ErrorCode run() override {
+    for (std::size_t i = 0; i < tasks_.size(); ++i) {
+      const ErrorCode status = tasks_[i]->run();
+      if (status != ErrorCode::kOk) {
+        error_text_ = fmt::format("operator {} of the batch, {}: {}", i, tasks_[i]->name(),
+                                  tasks_[i]->error_text());
+        return status;
+      }
+    }
+    if (refusal_) {
+      error_text_ =
+          fmt::format("operator {} of the batch refused: {}", tasks_.size(), refusal_->to_string());
+      return refusal_->code();
+    }
+    return ErrorCode::kOk;
+  }
+  const std::string& error_text() const { return error_text_; }
+
+ private:
+  std::vector<std::shared_ptr<accel::AtenTask>> tasks_;
+  std::optional<Error> refusal_;
+  std::string error_text_;
+};
+
+}  // namespace
+
+Status Session::run(const wire::Command& cmd, const proto::AtenBatchRequest& req) {
+  MALV_ASSIGN_OR_RETURN(StreamObject * stream, streams_.lookup(req.stream, kRightUse));
+  MALV_TRY(check_arena(req.batch));
+  std::byte* const out = arena_.data() + req.batch.offset;
+  // The whole batch is copied before anything is checked: the guest may
+  // write its arena meanwhile.
+  std::vector<std::uint64_t> words(req.batch.bytes / sizeof(std::uint64_t));
+  std::memcpy(words.data(), out, words.size() * sizeof(std::uint64_t));
+  std::vector<std::shared_ptr<accel::AtenTask>> tasks;
+  tasks.reserve(req.count);
+  std::optional<Error> refusal;
+  std::size_t at = 0;
+  for (std::uint64_t i = 0; i < req.count && !refusal; ++i) {
+    if (at >= words.size()) {
+      refusal = Error(ErrorCode::kInvalidArgument,
+                      fmt::format("the batch ends before its operator {} of {}", i, req.count));
+      break;
+    }
+    const std::uint64_t header = words[at++];
+    const std::uint64_t record_words = header >> 32;
+    if (record_words > words.size() - at) {
+      refusal = Error(ErrorCode::kInvalidArgument,
+                      fmt::format("operator {} of the batch: a record of {} words past the "
+                                  "batch's end",
+                                  i, record_words));
+      break;
+    }
+    Result<std::shared_ptr<accel::AtenTask>> task =
+        prepare_aten(header & 0xffffffffu, std::span(words).subspan(at, record_words));
+    at += record_words;
+    if (!task.ok()) {
+      refusal = std::move(task).error();
+      break;
+    }
+    tasks.push_back(std::move(task).value());
+  }
+  if (!refusal && at != words.size()) {
+    refusal =
+        Error(ErrorCode::kInvalidArgument,
+              fmt::format("{} words of the batch follow its last operator", words.size() - at));
+  }
+  if (refusal) {
+    log::debug("microlake", "{}: command #{} (aten_batch): {}", vm_name_, cmd.tag,
+               refusal->to_string());
+  }
+  auto batch = std::make_shared<AtenBatchTask>(std::move(tasks), std::move(refusal));
+  PendingOp pending;
+  pending.internal = true;  // on_done completes it, with the message written back
+  pending.on_done = [this, stream, out, room = req.batch.bytes, batch, tag = cmd.tag,
+                     opcode = cmd.opcode, flags = cmd.flags](ErrorCode status) {
+    std::size_t written = 0;
+    if (status != ErrorCode::kOk) {
+      const std::string& text = batch->error_text();
+      written = std::min<std::size_t>(text.size(), room);
+      if (written > 0) std::memcpy(out, text.data(), written);
+    }
+    finish_in_stream(*stream, tag, opcode, flags, status, Reply{.result = written});
   };
-  enqueue(*stream, accel::HostCall{*task}, std::move(pending));
+  enqueue(*stream, accel::HostCall{batch}, std::move(pending));
   return ok_status();
 }
 

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "malv/aten_record.h"
+
 namespace malv::proto {
 namespace {
 
@@ -93,6 +95,7 @@ const char* opcode_name(std::uint16_t opcode) {
     case wire::Opcode::kCheckpointRestore: return "checkpoint_restore";
     case wire::Opcode::kAtenIntern: return "aten_intern";
     case wire::Opcode::kAtenOp: return "aten_op";
+    case wire::Opcode::kAtenBatch: return "aten_batch";
     case wire::Opcode::kOpcodeCount: break;
   }
   return "unknown";
@@ -168,6 +171,17 @@ Result<Request> decode_command(const wire::Command& cmd, std::span<const std::by
                                           a[4], a[3]));
       }
       return with(5, AtenOpRequest{a[0], a[1], {a[2], a[3]}, a[4]});
+    case wire::Opcode::kAtenBatch:
+      if (a[1] == 0 || a[1] > wire::kAtenMaxBatchOps) {
+        return malformed(
+            cmd, fmt::format("a batch of {} operators (1 to {})", a[1], wire::kAtenMaxBatchOps));
+      }
+      if (a[3] % 8 != 0 || a[3] < 8 * a[1] || a[3] > wire::kAtenMaxBatchBytes) {
+        return malformed(cmd, fmt::format("a batch of {} bytes for {} operators (whole 8-byte "
+                                          "words, a header word each, at most {})",
+                                          a[3], a[1], wire::kAtenMaxBatchBytes));
+      }
+      return with(4, AtenBatchRequest{a[0], a[1], {a[2], a[3]}});
     case wire::Opcode::kOpcodeCount: break;
   }
   return Error(ErrorCode::kUnimplemented, fmt::format("unknown opcode {}", cmd.opcode));

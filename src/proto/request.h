@@ -125,6 +125,12 @@ struct AtenOpRequest {
   std::uint64_t reply_bytes = 0;  // bytes from record.offset the host may write back (>= record)
 };
 
+struct AtenBatchRequest {
+  RawHandle stream = 0;
+  std::uint64_t count = 0;  // operators in the batch
+  ArenaRange batch;         // headers and records (malv/aten_record.h)
+};
+
 using Request =
     std::variant<NopRequest, DeviceQueryRequest, BufferAllocRequest, BufferFreeRequest,
                  WriteRequest, ReadRequest, CopyRequest, MemsetRequest, StreamCreateRequest,
@@ -132,7 +138,8 @@ using Request =
                  EventDestroyRequest, EventRecordRequest, EventWaitRequest, EventSyncRequest,
                  EventElapsedRequest, KernelLookupRequest, LaunchRequest, PolicyListRequest,
                  PolicySelectRequest, DatasetOpenRequest, DatasetNextRequest, DatasetCloseRequest,
-                 CheckpointSaveRequest, CheckpointRestoreRequest, AtenInternRequest, AtenOpRequest>;
+                 CheckpointSaveRequest, CheckpointRestoreRequest, AtenInternRequest, AtenOpRequest,
+                 AtenBatchRequest>;
 
 // Stable lowercase name of an opcode ("launch"), "unknown" otherwise.
 const char* opcode_name(std::uint16_t opcode);

@@ -8,12 +8,16 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "accel/aten/aten_executor.h"
+#include "guest/connection_core.h"
 #include "host_fixture.h"
 #include "malv/aten.h"
+#include "proto/aten_record.h"
+#include "proto/encoder.h"
 
 namespace malv::testing {
 namespace {
@@ -166,6 +170,87 @@ TEST_F(AtenService, RefusalsNameTheirReasonAndTheSessionGoesOn) {
                                std::vector<AtenValue>{tensor(small, {6}), tensor(out, {6})});
   ASSERT_TRUE(fine.ok()) << fine.error().to_string();
   EXPECT_EQ(download(stream, out, 6), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+}
+
+TEST_F(AtenService, QueuedOperatorsTravelInBatchesAndRunInOrder) {
+  auto conn = connect();
+  ASSERT_NE(conn, nullptr);
+  auto stream = conn->create_stream().value();
+  guest::Buffer acc = upload(*conn, stream, {0, 0});
+  const std::uint32_t add = guest::aten_intern(*conn, "aten::add_.Scalar").value();
+  const std::uint32_t mul = guest::aten_intern(*conn, "aten::mul_.Scalar").value();
+  const AtenValue one{.tag = AtenTag::kScalarDouble, .d = 1.0};
+  const AtenValue alpha{.tag = AtenTag::kScalarDouble, .d = 1.0};
+  const AtenValue half{.tag = AtenTag::kScalarDouble, .d = 0.5};
+  // acc = (acc + 1) * 0.5, 600 times: order matters at every step.
+  guest::ConnectionCore& core = guest::core_of(*conn);
+  const std::uint64_t batches_before = core.aten_batches_sent();
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(guest::aten_enqueue(*conn, stream, add,
+                                    std::vector<AtenValue>{tensor(acc, {2}), one, alpha})
+                    .ok());
+    ASSERT_TRUE(
+        guest::aten_enqueue(*conn, stream, mul, std::vector<AtenValue>{tensor(acc, {2}), half})
+            .ok());
+  }
+  at::Tensor expected = at::zeros({2});
+  for (int i = 0; i < 300; ++i) expected.add_(1.0).mul_(0.5);
+  EXPECT_EQ(download(stream, acc, 2), values_of(expected));
+  const std::uint64_t batches = core.aten_batches_sent() - batches_before;
+  EXPECT_GE(batches, 1u);
+  EXPECT_LE(batches, 600u);
+  EXPECT_EQ(core.aten_batches_in_flight(), 0u);
+}
+
+TEST_F(AtenService, AnOperatorRefusedInABatchEndsItWithItsReason) {
+  auto conn = connect();
+  ASSERT_NE(conn, nullptr);
+  auto stream = conn->create_stream().value();
+  guest::Buffer acc = upload(*conn, stream, {1, 1});
+  guest::Buffer small = upload(*conn, stream, {1});
+  const std::uint32_t add = guest::aten_intern(*conn, "aten::add_.Scalar").value();
+  const AtenValue one{.tag = AtenTag::kScalarDouble, .d = 1.0};
+  auto record = [](std::uint32_t op, const std::vector<AtenValue>& values) {
+    std::vector<std::uint64_t> words = proto::encode_aten_record(values).value();
+    words.insert(words.begin(), std::uint64_t{op} | (std::uint64_t{words.size()} << 32));
+    return words;
+  };
+  // One batch, forged whole: acc += 1; acc viewed past its buffer += 1; acc += 1.
+  std::vector<std::uint64_t> words = record(add, {tensor(acc, {2}), one, one});
+  for (const auto& w : record(add, {tensor(small, {4}), one, one})) words.push_back(w);
+  for (const auto& w : record(add, {tensor(acc, {2}), one, one})) words.push_back(w);
+  guest::ConnectionCore& core = guest::core_of(*conn);
+  const std::uint64_t bytes = words.size() * sizeof(std::uint64_t);
+  const std::uint64_t offset = core.arena_allocate(bytes).value();
+  std::memcpy(core.arena().data() + offset, words.data(), bytes);
+  auto done = core.call(
+      proto::make_command(wire::Opcode::kAtenBatch, core.next_tag(),
+                          {stream.handle(), 3, offset, bytes}),
+      {offset, bytes},
+      guest::PendingCommand{.arena_offset = offset, .arena_bytes = bytes, .read_on_error = true});
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->status, static_cast<std::uint16_t>(ErrorCode::kOutOfRange));
+  const std::string message(reinterpret_cast<const char*>(core.arena().data() + offset),
+                            std::min<std::uint64_t>(done->result, bytes));
+  EXPECT_NE(message.find("operator 1 of the batch refused"), std::string::npos) << message;
+  core.release_arena(offset, bytes);
+  (void)stream.synchronize();  // the stream's error, reported once
+  // The first ran, the third did not.
+  EXPECT_EQ(download(stream, acc, 2), (std::vector<float>{2, 2}));
+  // A header whose record runs past the batch's end.
+  std::vector<std::uint64_t> torn = record(add, {tensor(acc, {2}), one, one});
+  torn[0] += std::uint64_t{100} << 32;
+  const std::uint64_t torn_bytes = torn.size() * sizeof(std::uint64_t);
+  const std::uint64_t at = core.arena_allocate(torn_bytes).value();
+  std::memcpy(core.arena().data() + at, torn.data(), torn_bytes);
+  auto refused = core.call(proto::make_command(wire::Opcode::kAtenBatch, core.next_tag(),
+                                               {stream.handle(), 1, at, torn_bytes}),
+                           {at, torn_bytes},
+                           guest::PendingCommand{.arena_offset = at, .arena_bytes = torn_bytes});
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->status, static_cast<std::uint16_t>(ErrorCode::kInvalidArgument));
+  (void)stream.synchronize();
+  EXPECT_EQ(download(stream, acc, 2), (std::vector<float>{2, 2}));
 }
 
 TEST_F(AtenService, AVmTheHostRefusesIsToldWhy) {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "malv/aten_record.h"
 #include "proto/encoder.h"
 
 namespace malv::proto {
@@ -55,6 +56,30 @@ TEST(Decoder, WriteCarriesAllFields) {
   EXPECT_EQ(w.buffer_offset, 13u);
   EXPECT_EQ(w.src.offset, 4096u);
   EXPECT_EQ(w.src.bytes, 100u);
+}
+
+TEST(Decoder, AtenBatchCarriesItsRangeAndRefusesImpossibleCounts) {
+  auto r = decode(make_command(Opcode::kAtenBatch, 3, {11, 2, 64, 48}));
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  const auto& batch = std::get<AtenBatchRequest>(r.value());
+  EXPECT_EQ(batch.stream, 11u);
+  EXPECT_EQ(batch.count, 2u);
+  EXPECT_EQ(batch.batch.offset, 64u);
+  EXPECT_EQ(batch.batch.bytes, 48u);
+  // No operator, more than the limit, part of a word, fewer words than
+  // headers, more than the limit's bytes, and a fifth argument.
+  const std::vector<wire::Command> malformed{
+      make_command(Opcode::kAtenBatch, 3, {11, 0, 64, 48}),
+      make_command(Opcode::kAtenBatch, 3, {11, wire::kAtenMaxBatchOps + 1, 64, 1 << 20}),
+      make_command(Opcode::kAtenBatch, 3, {11, 2, 64, 49}),
+      make_command(Opcode::kAtenBatch, 3, {11, 3, 64, 16}),
+      make_command(Opcode::kAtenBatch, 3, {11, 1, 64, wire::kAtenMaxBatchBytes + 8}),
+      make_command(Opcode::kAtenBatch, 3, {11, 2, 64, 48, 1})};
+  for (std::size_t i = 0; i < malformed.size(); ++i) {
+    auto bad = decode(malformed[i]);
+    ASSERT_FALSE(bad.ok()) << "case " << i;
+    EXPECT_EQ(bad.error().code(), ErrorCode::kInvalidArgument) << "case " << i;
+  }
 }
 
 TEST(Decoder, AtenOpCarriesItsRecordAndRefusesAMalformedOne) {
