@@ -211,7 +211,13 @@ Status Session::run(const wire::Command& cmd, const proto::AtenBatchRequest& req
   auto batch = std::make_shared<AtenBatchTask>(std::move(tasks), std::move(refusal));
   PendingOp pending;
   pending.internal = true;  // on_done completes it, with the message written back
-  pending.on_done = [this, stream, out, room = req.batch.bytes, batch, tag = cmd.tag,
+  // Each operator counts as a command still owed a completion until the
+  // batch completes: the endpoint takes no more commands from this guest
+  // while the completion ring's room is used up, which bounds the
+  // operators (and the host memory they hold) a guest has queued.
+  const std::uint64_t extra = req.count - 1;
+  outstanding_.fetch_add(extra, std::memory_order_acq_rel);
+  pending.on_done = [this, stream, out, room = req.batch.bytes, batch, extra, tag = cmd.tag,
                      opcode = cmd.opcode, flags = cmd.flags](ErrorCode status) {
     std::size_t written = 0;
     if (status != ErrorCode::kOk) {
@@ -220,6 +226,7 @@ Status Session::run(const wire::Command& cmd, const proto::AtenBatchRequest& req
       if (written > 0) std::memcpy(out, text.data(), written);
     }
     finish_in_stream(*stream, tag, opcode, flags, status, Reply{.result = written});
+    outstanding_.fetch_sub(extra, std::memory_order_acq_rel);
   };
   enqueue(*stream, accel::HostCall{batch}, std::move(pending));
   return ok_status();

@@ -22,12 +22,15 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <ostream>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "device_state.h"
 #include "malv/aten.h"
+#include "meta_shapes.h"
 
 namespace malv::torch_device {
 namespace {
@@ -96,7 +99,18 @@ bool on_device(const at::Tensor& t) {
   return t.defined() && t.device().type() == c10::DeviceType::PrivateUse1;
 }
 
-AtenValue encode_tensor(const at::Tensor& t, const std::string& what) {
+// Which argument of which operator a value is, for messages: made into
+// text only when one is raised (it is on every call's path).
+struct ArgumentName {
+  std::string_view op;
+  std::string_view argument;
+};
+std::ostream& operator<<(std::ostream& out, const ArgumentName& name) {
+  if (name.op.empty()) return out << name.argument;
+  return out << name.op << " argument '" << name.argument << "'";
+}
+
+AtenValue encode_tensor(const at::Tensor& t, const ArgumentName& what) {
   if (!t.defined()) return AtenValue::none();
   if (on_device(t)) return AtenValue::tensor(view_of(t));
   // A CPU scalar (a Python number PyTorch wrapped as a 0-dim tensor).
@@ -130,7 +144,7 @@ AtenValue encode_scalar(const c10::Scalar& s) {
 }
 
 // One argument by its schema type.
-AtenValue encode(const c10::IValue& value, const c10::TypePtr& type, const std::string& what) {
+AtenValue encode(const c10::IValue& value, const c10::TypePtr& type, const ArgumentName& what) {
   if (auto optional = type->cast<c10::OptionalType>()) {
     if (value.isNone()) return AtenValue::none();
     return encode(value, optional->getElementType(), what);
@@ -336,7 +350,8 @@ bool plain_contiguous(const at::Tensor& t) { return t.is_contiguous(); }
 // math bits ignored.
 void device_copy_bytes(const at::Tensor& dst, const at::Tensor& src) {
   send("aten::copy_",
-       {AtenValue::tensor(view_of(dst)), encode_tensor(src, "src"), AtenValue::boolean(false)},
+       {AtenValue::tensor(view_of(dst)), encode_tensor(src, ArgumentName{{}, "src"}),
+        AtenValue::boolean(false)},
        false);
 }
 
@@ -691,19 +706,19 @@ std::optional<c10::OperatorHandle> functional_overload(const c10::OperatorHandle
 // at offset 0, so the view's offset is the base's plus the meta view's;
 // a view of another dtype (view_as_real, view_as_complex, view.dtype)
 // counts its geometry in its own elements.
-at::Tensor view_from_meta(const at::Tensor& base, const at::Tensor& shape) {
-  if (shape.scalar_type() == base.scalar_type()) {
-    return at::native::as_strided_tensorimpl(base, shape.sizes(), shape.strides(),
-                                             base.storage_offset() + shape.storage_offset());
+at::Tensor view_from_meta(const at::Tensor& base, const Geometry& shape) {
+  if (shape.dtype == base.scalar_type()) {
+    return at::native::as_strided_tensorimpl(base, shape.sizes, shape.strides,
+                                             base.storage_offset() + shape.storage_offset);
   }
   const std::int64_t bytes = base.storage_offset() * static_cast<std::int64_t>(base.itemsize());
-  const auto item = static_cast<std::int64_t>(shape.itemsize());
-  TORCH_CHECK(bytes % item == 0, "malv: a view of dtype ", shape.scalar_type(), " at byte ", bytes,
+  const caffe2::TypeMeta dtype = c10::scalarTypeToTypeMeta(shape.dtype);
+  const auto item = static_cast<std::int64_t>(dtype.itemsize());
+  TORCH_CHECK(bytes % item == 0, "malv: a view of dtype ", shape.dtype, " at byte ", bytes,
               " of its storage is misaligned");
   auto impl = c10::make_intrusive<c10::TensorImpl>(
-      c10::TensorImpl::VIEW, c10::Storage(base.storage()), base.key_set(), shape.dtype());
-  impl->set_sizes_and_strides(shape.sizes(), shape.strides(),
-                              bytes / item + shape.storage_offset());
+      c10::TensorImpl::VIEW, c10::Storage(base.storage()), base.key_set(), dtype);
+  impl->set_sizes_and_strides(shape.sizes, shape.strides, bytes / item + shape.storage_offset);
   return at::Tensor(std::move(impl));
 }
 
@@ -737,60 +752,73 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
     needs_shapes = needs_shapes || type->kind() == c10::TypeKind::TensorType ||
                    type->kind() == c10::TypeKind::ListType || r.alias_info() != nullptr;
   }
-  torch::jit::Stack meta;
+  // The meta kernel's answer: kept per call signature (meta_shapes.h), so
+  // a loop's later steps make no meta tensor and run no meta kernel.
+  std::shared_ptr<const MetaAnswer> answer;
+  std::optional<std::string> signature;
   if (needs_shapes) {
-    // An output whose shape depends on the data (PyTorch's tag: nonzero,
-    // repeat_interleave, unique ...): no meta kernel can give it.
-    if (op.hasTag(at::Tag::dynamic_output_shape)) {
-      run_in_guest(op, stack, name);
-      return;
-    }
-    for (const c10::IValue& v : args) meta.push_back(meta_value(v));
-    // Held across the call: an out= kernel's returns are references to its
-    // arguments, which the boxed call pops first (the stack would be their
-    // only owner).
-    const std::vector<c10::IValue> meta_args = meta;
-    try {
-      op.callBoxed(&meta);
-    } catch (const c10::NotImplementedError&) {
-      // No meta kernel (or a data-dependent output shape: nonzero,
-      // masked_select): the guest's own CPU runs it on copies.
-      run_in_guest(op, stack, name);
-      return;
-    } catch (python_error& e) {
-      // A Python meta kernel that cannot take the call's arguments (a
-      // TypeError: 1.13's meta kernels of some out= operators take no out
-      // arguments, nanmedian.dim_values). The functional overload's meta
-      // kernel gives the shapes the out= tensors take; without one, the
-      // guest's CPU runs it. Any other Python error is the kernel's check,
-      // raised at the call. (The error is fetched either way: a
-      // python_error leaves it set in the interpreter until then.)
-      e.persist();
-      bool type_error = false;
-      {
-        pybind11::gil_scoped_acquire gil;
-        type_error = PyErr_GivenExceptionMatches(e.type, PyExc_TypeError) != 0;
-      }
-      if (!type_error) {
-        e.restore();
-        throw;
-      }
-      const std::optional<c10::OperatorHandle> functional = functional_overload(op);
-      if (!functional) {
+    signature = call_signature(op, args);
+    if (signature) answer = find_answer(*signature);
+  }
+  if (answer == nullptr) {
+    torch::jit::Stack meta;
+    if (needs_shapes) {
+      // An output whose shape depends on the data (PyTorch's tag: nonzero,
+      // repeat_interleave, unique ...): no meta kernel can give it.
+      if (op.hasTag(at::Tag::dynamic_output_shape)) {
         run_in_guest(op, stack, name);
         return;
       }
-      meta.clear();
-      for (std::size_t i = 0; i < n; ++i) {
-        const c10::AliasInfo* alias = arguments[i].alias_info();
-        if (alias == nullptr || !alias->isWrite()) meta.push_back(meta_args[i]);
+      for (const c10::IValue& v : args) meta.push_back(meta_value(v));
+      // Held across the call: an out= kernel's returns are references to its
+      // arguments, which the boxed call pops first (the stack would be their
+      // only owner).
+      const std::vector<c10::IValue> meta_args = meta;
+      try {
+        op.callBoxed(&meta);
+      } catch (const c10::NotImplementedError&) {
+        // No meta kernel (or a data-dependent output shape: nonzero,
+        // masked_select): the guest's own CPU runs it on copies.
+        run_in_guest(op, stack, name);
+        return;
+      } catch (python_error& e) {
+        // A Python meta kernel that cannot take the call's arguments (a
+        // TypeError: 1.13's meta kernels of some out= operators take no out
+        // arguments, nanmedian.dim_values). The functional overload's meta
+        // kernel gives the shapes the out= tensors take; without one, the
+        // guest's CPU runs it. Any other Python error is the kernel's check,
+        // raised at the call. (The error is fetched either way: a
+        // python_error leaves it set in the interpreter until then.)
+        e.persist();
+        bool type_error = false;
+        {
+          pybind11::gil_scoped_acquire gil;
+          type_error = PyErr_GivenExceptionMatches(e.type, PyExc_TypeError) != 0;
+        }
+        if (!type_error) {
+          e.restore();
+          throw;
+        }
+        const std::optional<c10::OperatorHandle> functional = functional_overload(op);
+        if (!functional) {
+          run_in_guest(op, stack, name);
+          return;
+        }
+        meta.clear();
+        for (std::size_t i = 0; i < n; ++i) {
+          const c10::AliasInfo* alias = arguments[i].alias_info();
+          if (alias == nullptr || !alias->isWrite()) meta.push_back(meta_args[i]);
+        }
+        functional->callBoxed(&meta);
       }
-      functional->callBoxed(&meta);
+      TORCH_CHECK(meta.size() == returns.size(), "malv: ", name, ": the meta kernel returned ",
+                  meta.size(), " values for ", returns.size(), " returns");
+    } else {
+      meta.resize(returns.size());  // None: each a value the host returns
     }
-    TORCH_CHECK(meta.size() == returns.size(), "malv: ", name, ": the meta kernel returned ",
-                meta.size(), " values for ", returns.size(), " returns");
-  } else {
-    meta.resize(returns.size());  // None: each a value the host returns
+    auto made = std::make_shared<const MetaAnswer>(answer_of(meta));
+    if (signature) keep_answer(std::move(*signature), made);
+    answer = std::move(made);
   }
 
   // Arguments written in place whose meta twin changed shape (an out=
@@ -804,26 +832,29 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
       const int index = aliased_argument(schema, *alias);
       TORCH_CHECK(index >= 0, "malv: ", name, ": return ", r, " aliases no argument");
       at::Tensor real = args[static_cast<std::size_t>(index)].toTensor();
-      const at::Tensor& shape = meta[r].toTensor();
+      TORCH_CHECK((*answer)[r].kind == ReturnShape::Kind::kTensor, "malv: ", name, ": return ", r,
+                  " aliases a tensor but the meta kernel returned none");
+      const Geometry& shape = (*answer)[r].tensors[0];
       if (alias->isWrite()) {
-        if (!real.sizes().equals(shape.sizes())) resize_device(real, shape.sizes());
+        if (!real.sizes().equals(shape.sizes)) resize_device(real, shape.sizes);
         results[r] = real;
       } else {
         results[r] = view_from_meta(real, shape);
       }
       continue;
     }
-    if (meta[r].isTensor()) {
-      const at::Tensor& shape = meta[r].toTensor();
-      at::Tensor out = empty_strided_device(shape.sizes(), shape.strides(), shape.scalar_type());
+    const ReturnShape& shaped = (*answer)[r];
+    if (shaped.kind == ReturnShape::Kind::kTensor) {
+      const Geometry& shape = shaped.tensors[0];
+      at::Tensor out = empty_strided_device(shape.sizes, shape.strides, shape.dtype);
       outputs.push_back(AtenValue::tensor(view_of(out)));
       results[r] = out;
-    } else if (meta[r].isTensorList()) {
+    } else if (shaped.kind == ReturnShape::Kind::kTensorList) {
       AtenValue list;
       list.tag = AtenTag::kTensorList;
       std::vector<at::Tensor> made;
-      for (const at::Tensor& shape : meta[r].toTensorVector()) {
-        at::Tensor out = empty_strided_device(shape.sizes(), shape.strides(), shape.scalar_type());
+      for (const Geometry& shape : shaped.tensors) {
+        at::Tensor out = empty_strided_device(shape.sizes, shape.strides, shape.dtype);
         list.tensors.push_back(view_of(out));
         list.present.push_back(true);
         made.push_back(out);
@@ -864,7 +895,7 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
                                   "' is written and has a lazy conjugate or negative bit");
     }
     values.push_back(encode(read_only ? for_the_host(args[i]) : args[i], arguments[i].real_type(),
-                            name + " argument '" + arguments[i].name() + "'"));
+                            ArgumentName{name, arguments[i].name()}));
   }
   for (AtenValue& out : outputs) values.push_back(std::move(out));
   const std::vector<AtenValue> returned = send(name, values, want_returns);
@@ -898,8 +929,8 @@ void send_as(const char* host_op, const std::vector<c10::IValue>& args,
               " arguments");
   std::vector<AtenValue> values;
   for (std::size_t i = 0; i < args.size(); ++i) {
-    values.push_back(encode(args[i], arguments[i].real_type(),
-                            name + " argument '" + arguments[i].name() + "'"));
+    values.push_back(
+        encode(args[i], arguments[i].real_type(), ArgumentName{name, arguments[i].name()}));
   }
   for (const at::Tensor& out : outputs) {
     values.push_back(out.defined() ? AtenValue::tensor(view_of(out)) : AtenValue::none());
