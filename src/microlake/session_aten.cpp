@@ -105,7 +105,7 @@ Status Session::run(const wire::Command& cmd, const proto::AtenOpRequest& req) {
   pending.on_done = [finish, task = *task](ErrorCode status) {
     finish(status, task->error_text(), task->returns());
   };
-  enqueue(*stream, accel::HostCall{*task}, std::move(pending));
+  enqueue(*stream, accel::HostCall{*task, (*task)->estimated_ns()}, std::move(pending));
   return ok_status();
 }
 
@@ -129,37 +129,55 @@ Result<std::shared_ptr<accel::AtenTask>> Session::prepare_aten(
 
 namespace {
 
-// The operators of one kAtenBatch, run in order by one backend call. The
-// first that fails ends it; one refused at validation (`refusal`, after
-// the `tasks` before it) fails it once those ran.
-class AtenBatchTask : public accel::HostTask {
+// What became of a kAtenBatch, shared by its chunks.
+struct BatchOutcome {
+  ErrorCode code = ErrorCode::kOk;  // of the first operator that failed or was refused
+  std::string text;
+};
+
+// A run of consecutive operators of one kAtenBatch, one backend call: the
+// batch is cut into chunks of about kChunkNs of expected run time, so that
+// the vGPU scheduler weighs, interleaves and charges PyTorch work as finely
+// as kernels. Chunks run in stream order; once one operator failed, the
+// chunks after it run nothing, and the last one reports the batch's
+// outcome. The last chunk also carries a refusal met while checking.
+class AtenBatchChunk : public accel::HostTask {
  public:
-  AtenBatchTask(std::vector<std::shared_ptr<accel::AtenTask>> tasks, std::optional<Error> refusal)
-      : tasks_(std::move(tasks)), refusal_(std::move(refusal)) {}
+  AtenBatchChunk(std::shared_ptr<BatchOutcome> outcome, std::size_t first,
+                 std::vector<std::shared_ptr<accel::AtenTask>> tasks)
+      : outcome_(std::move(outcome)), first_(first), tasks_(std::move(tasks)) {}
+  void set_refusal(Error refusal) { refusal_ = std::move(refusal); }
 
   ErrorCode run() override {
+    if (outcome_->code != ErrorCode::kOk) return outcome_->code;
     for (std::size_t i = 0; i < tasks_.size(); ++i) {
       const ErrorCode status = tasks_[i]->run();
       if (status != ErrorCode::kOk) {
-        error_text_ = fmt::format("operator {} of the batch, {}: {}", i, tasks_[i]->name(),
-                                  tasks_[i]->error_text());
+        outcome_->code = status;
+        outcome_->text = fmt::format("operator {} of the batch, {}: {}", first_ + i,
+                                     tasks_[i]->name(), tasks_[i]->error_text());
         return status;
       }
     }
     if (refusal_) {
-      error_text_ =
-          fmt::format("operator {} of the batch refused: {}", tasks_.size(), refusal_->to_string());
-      return refusal_->code();
+      outcome_->code = refusal_->code();
+      outcome_->text = fmt::format("operator {} of the batch refused: {}", first_ + tasks_.size(),
+                                   refusal_->to_string());
+      return outcome_->code;
     }
     return ErrorCode::kOk;
   }
-  const std::string& error_text() const { return error_text_; }
 
  private:
+  std::shared_ptr<BatchOutcome> outcome_;
+  std::size_t first_;
   std::vector<std::shared_ptr<accel::AtenTask>> tasks_;
   std::optional<Error> refusal_;
-  std::string error_text_;
 };
+
+// Expected run time per chunk of a batch (the scheduler's batch quantum
+// is 2 ms; its starvation bound 5 ms by default).
+constexpr std::int64_t kChunkNs = 500'000;
 
 }  // namespace
 
@@ -171,11 +189,21 @@ Status Session::run(const wire::Command& cmd, const proto::AtenBatchRequest& req
   // write its arena meanwhile.
   std::vector<std::uint64_t> words(req.batch.bytes / sizeof(std::uint64_t));
   std::memcpy(words.data(), out, words.size() * sizeof(std::uint64_t));
+  auto outcome = std::make_shared<BatchOutcome>();
+  std::vector<std::pair<std::shared_ptr<AtenBatchChunk>, std::int64_t>> chunks;
   std::vector<std::shared_ptr<accel::AtenTask>> tasks;
-  tasks.reserve(req.count);
+  std::int64_t chunk_ns = 0;
+  std::size_t chunk_first = 0;
+  auto cut = [&] {
+    chunks.emplace_back(std::make_shared<AtenBatchChunk>(outcome, chunk_first, std::move(tasks)),
+                        chunk_ns);
+    tasks.clear();
+    chunk_ns = 0;
+  };
   std::optional<Error> refusal;
   std::size_t at = 0;
-  for (std::uint64_t i = 0; i < req.count && !refusal; ++i) {
+  std::size_t done = 0;
+  for (std::uint64_t i = 0; i < req.count; ++i) {
     if (at >= words.size()) {
       refusal = Error(ErrorCode::kInvalidArgument,
                       fmt::format("the batch ends before its operator {} of {}", i, req.count));
@@ -197,38 +225,49 @@ Status Session::run(const wire::Command& cmd, const proto::AtenBatchRequest& req
       refusal = std::move(task).error();
       break;
     }
+    if (!tasks.empty() && chunk_ns >= kChunkNs) {
+      cut();
+      chunk_first = done;
+    }
+    chunk_ns += (*task)->estimated_ns();
     tasks.push_back(std::move(task).value());
+    ++done;
   }
   if (!refusal && at != words.size()) {
     refusal =
         Error(ErrorCode::kInvalidArgument,
               fmt::format("{} words of the batch follow its last operator", words.size() - at));
   }
+  cut();  // the last chunk (perhaps of no operator: it reports the outcome)
   if (refusal) {
     log::debug("microlake", "{}: command #{} (aten_batch): {}", vm_name_, cmd.tag,
                refusal->to_string());
+    chunks.back().first->set_refusal(std::move(*refusal));
   }
-  auto batch = std::make_shared<AtenBatchTask>(std::move(tasks), std::move(refusal));
-  PendingOp pending;
-  pending.internal = true;  // on_done completes it, with the message written back
   // Each operator counts as a command still owed a completion until the
   // batch completes: the endpoint takes no more commands from this guest
   // while the completion ring's room is used up, which bounds the
   // operators (and the host memory they hold) a guest has queued.
   const std::uint64_t extra = req.count - 1;
   outstanding_.fetch_add(extra, std::memory_order_acq_rel);
-  pending.on_done = [this, stream, out, room = req.batch.bytes, batch, extra, tag = cmd.tag,
+  for (std::size_t c = 0; c + 1 < chunks.size(); ++c) {
+    PendingOp pending;
+    pending.internal = true;  // the last chunk completes the command
+    enqueue(*stream, accel::HostCall{chunks[c].first, chunks[c].second}, std::move(pending));
+  }
+  PendingOp pending;
+  pending.internal = true;  // on_done completes it, with the message written back
+  pending.on_done = [this, stream, out, room = req.batch.bytes, outcome, extra, tag = cmd.tag,
                      opcode = cmd.opcode, flags = cmd.flags](ErrorCode status) {
     std::size_t written = 0;
     if (status != ErrorCode::kOk) {
-      const std::string& text = batch->error_text();
-      written = std::min<std::size_t>(text.size(), room);
-      if (written > 0) std::memcpy(out, text.data(), written);
+      written = std::min<std::size_t>(outcome->text.size(), room);
+      if (written > 0) std::memcpy(out, outcome->text.data(), written);
     }
     finish_in_stream(*stream, tag, opcode, flags, status, Reply{.result = written});
     outstanding_.fetch_sub(extra, std::memory_order_acq_rel);
   };
-  enqueue(*stream, accel::HostCall{batch}, std::move(pending));
+  enqueue(*stream, accel::HostCall{chunks.back().first, chunks.back().second}, std::move(pending));
   return ok_status();
 }
 

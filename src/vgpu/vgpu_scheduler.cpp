@@ -279,6 +279,11 @@ malv_gpu_sched_observation VgpuScheduler::observe(std::uint64_t vm_id, accel::Qu
   o.queue_id = queue.value();
   o.enqueue_time_ns = now;
   estimate(op, &o.est_flops, &o.est_bytes, &o.kernel_id);
+  if (const auto* call = std::get_if<accel::HostCall>(&op)) {
+    // A host call's expected run time, in the flops the device would
+    // need for it: batches and shares then weigh it like a kernel.
+    o.est_flops = static_cast<double>(call->est_ns) * 1e-9 * options_.device_flops_per_s;
+  }
   return o;
 }
 

@@ -222,23 +222,15 @@ while True:  # until killed: the test reads the host's accounting meanwhile
 """
 
 
-# Measured 2026-12-07 (2 cores, five runs): about 1:1:1 (busy heavy/light
-# 0.94..1.15), with a scheduling decision per ~3 commands (41 decisions for
-# 123 commands in 4 s), 4 to 11 of them starvation overrides. The guest's
-# operators reach the scheduler as kAtenBatch commands (one accel::HostCall
-# of up to 256 operators each) that get no cost estimate
-# (src/vgpu/vgpu_scheduler.cpp, estimate(): launches, copies and memsets
-# only), so a batch never passes batch_quantum_ns (2 ms) and takes every
-# command the stream has queued (up to max_batch_ops, 64): here a guest's
-# whole 256 matmuls, ~150 ms, far past starvation_bound_ns (5 ms). When a
-# slot frees, the VM that waited for it is always past the bound and is
-# served whatever fair-share scores: round robin, whatever the weights.
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="aten work reaches the vGPU scheduler as kAtenBatch HostCalls (up to 256 operators) "
-           "with no cost estimate: a batch takes all a stream has queued (~150 ms here), past "
-           "the 5 ms starvation bound, so the VM that waited is always served next (round "
-           "robin): weights 2:1:1 give about 1:1:1")
+# Before the scheduler could weigh PyTorch work (2026-12-07, five runs) this
+# came out about 1:1:1: a kAtenBatch was one accel::HostCall of up to 256
+# operators with no cost estimate, so a scheduler batch took every command a
+# stream had queued (~150 ms of matmuls), far past the 5 ms starvation
+# bound, and the VM that waited was always served next (round robin). Now
+# each operator carries its recent run time on this host
+# (AtenTask::estimated_ns), the host cuts a batch into chunks of about
+# 0.5 ms, and the scheduler weighs a HostCall by that time
+# (VgpuScheduler::observe): 3 of 3 runs passed.
 def test_guests_share_the_device_by_their_vms_weights(guests_host, admin):
     vms = ("heavy", "light", "other")
     guests = [Guest(guests_host, vm, MATMUL_GUEST, 256) for vm in vms]

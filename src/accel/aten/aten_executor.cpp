@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <csignal>
 
 namespace malv::accel::aten {
@@ -320,8 +322,11 @@ Status settle_written(std::string_view op, const c10::Argument& argument,
 }  // namespace
 
 struct AtenExecutor::Operator {
+  explicit Operator(c10::OperatorHandle h) : handle(std::move(h)) {}
   c10::OperatorHandle handle;
   std::string name;
+  // A moving average of its calls' run times (relaxed: an estimate).
+  mutable std::atomic<std::int64_t> recent_ns{0};
 };
 
 AtenExecutor::AtenExecutor(ExecutorOptions options) : options_(std::move(options)) {
@@ -374,7 +379,9 @@ Result<std::uint32_t> AtenExecutor::intern(std::string_view schema_name) {
   for (std::size_t i = 0; i < operators_.size(); ++i) {
     if (operators_[i]->name == schema_name) return static_cast<std::uint32_t>(i + 1);
   }
-  operators_.push_back(std::make_unique<Operator>(Operator{*handle, std::string(schema_name)}));
+  auto entry = std::make_unique<Operator>(*handle);
+  entry->name = std::string(schema_name);
+  operators_.push_back(std::move(entry));
   return static_cast<std::uint32_t>(operators_.size());
 }
 
@@ -441,6 +448,7 @@ bool call_guarded(const c10::OperatorHandle& handle, torch::jit::Stack& stack) {
 // One validated call: the stack and the outputs, bound to the VM's memory.
 struct PreparedCall::State {
   const c10::OperatorHandle* handle = nullptr;
+  std::atomic<std::int64_t>* recent_ns = nullptr;  // the operator's (AtenExecutor::Operator)
   std::string name;
   torch::jit::Stack stack;
   std::vector<std::size_t> outputs_for;  // return index of each output value
@@ -453,6 +461,10 @@ PreparedCall::PreparedCall(std::unique_ptr<State> state) : state_(std::move(stat
 PreparedCall::PreparedCall(PreparedCall&&) noexcept = default;
 PreparedCall& PreparedCall::operator=(PreparedCall&&) noexcept = default;
 PreparedCall::~PreparedCall() = default;
+
+std::int64_t PreparedCall::estimated_ns() const {
+  return state_ ? state_->recent_ns->load(std::memory_order_relaxed) : 0;
+}
 
 std::string_view PreparedCall::name() const {
   if (!state_) return {};
@@ -467,6 +479,7 @@ Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const Ate
   }
   auto state = std::make_unique<PreparedCall::State>();
   state->handle = &op->handle;
+  state->recent_ns = &op->recent_ns;
   state->name = op->name;
   const std::string_view name = op->name;
   const c10::FunctionSchema& schema = op->handle.schema();
@@ -530,6 +543,18 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
   if (!state_) return Error(ErrorCode::kFailedPrecondition, "an empty or spent call");
   std::unique_ptr<State> state = std::move(state_);  // one run
   const std::string_view name = state->name;
+  // The run time feeds the operator's moving average (1/8 of each new one).
+  struct Timed {
+    std::atomic<std::int64_t>* recent;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    ~Timed() {
+      const std::int64_t took = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now() - start)
+                                    .count();
+      const std::int64_t was = recent->load(std::memory_order_relaxed);
+      recent->store(was == 0 ? took : was + (took - was) / 8, std::memory_order_relaxed);
+    }
+  } timed{state->recent_ns};
   const auto& returns = state->handle->schema().returns();
   torch::jit::Stack& stack = state->stack;
   try {
@@ -605,7 +630,9 @@ namespace {
 
 class ExecutorTask final : public AtenTask {
  public:
-  explicit ExecutorTask(PreparedCall call) : name_(call.name()), call_(std::move(call)) {}
+  explicit ExecutorTask(PreparedCall call)
+      : name_(call.name()), estimated_ns_(call.estimated_ns()), call_(std::move(call)) {}
+  std::int64_t estimated_ns() const override { return estimated_ns_; }
   ErrorCode run() override {
     Result<std::vector<AtenValue>> returned = call_.run();
     if (!returned.ok()) {
@@ -621,6 +648,7 @@ class ExecutorTask final : public AtenTask {
 
  private:
   std::string name_;
+  std::int64_t estimated_ns_ = 0;
   PreparedCall call_;
   std::vector<AtenValue> returns_;
   std::string error_text_;

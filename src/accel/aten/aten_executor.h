@@ -73,6 +73,8 @@ class PreparedCall {
   PreparedCall& operator=(PreparedCall&&) noexcept;
   ~PreparedCall();
   std::string_view name() const;  // "aten::add.Tensor"
+  // The operator's recent run time on this host (0 before its first run).
+  std::int64_t estimated_ns() const;
   // Runs it (once): the non-tensor returns, or PyTorch's error for this call.
   [[nodiscard]] Result<std::vector<wire::AtenValue>> run();
 
