@@ -299,6 +299,26 @@ TEST_F(AtenExecutorTest, AnArithmeticFaultInAKernelFailsTheCallNotTheHost) {
   EXPECT_EQ(buffers.floats(hout), (std::vector<float>{0, 2}));
 }
 
+TEST_F(AtenExecutorTest, ATaskEstimatesItsRunTimeFromTheOperatorsEarlierRuns) {
+  const std::uint64_t a = buffers.add(std::vector<float>(64 * 64, 0.5f));
+  const std::uint64_t out = buffers.add(std::vector<float>(64 * 64));
+  const std::uint32_t mm = op("aten::mm");
+  const std::vector<AtenValue> args{tensor(a, {64, 64}), tensor(a, {64, 64}),
+                                    tensor(out, {64, 64})};
+  auto first = exec.prepare_task(mm, args, buffers.resolver());
+  ASSERT_TRUE(first.ok()) << first.error().to_string();
+  EXPECT_EQ((*first)->estimated_ns(), 0);  // never run here yet
+  ASSERT_EQ((*first)->run(), ErrorCode::kOk);
+  auto second = exec.prepare_task(mm, args, buffers.resolver());
+  ASSERT_TRUE(second.ok());
+  EXPECT_GT((*second)->estimated_ns(), 0);
+  // Another operator has an estimate of its own.
+  const std::vector<AtenValue> relu_args{tensor(a, {4096}), tensor(out, {4096})};
+  auto relu = exec.prepare_task(op("aten::relu"), relu_args, buffers.resolver());
+  ASSERT_TRUE(relu.ok());
+  EXPECT_EQ((*relu)->estimated_ns(), 0);
+}
+
 TEST_F(AtenExecutorTest, NonTensorResultsComeBackAsValues) {
   const std::uint64_t h = buffers.add({2.5f});
   auto item = run("aten::_local_scalar_dense", {tensor(h, {})});

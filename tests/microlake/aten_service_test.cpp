@@ -253,6 +253,56 @@ TEST_F(AtenService, AnOperatorRefusedInABatchEndsItWithItsReason) {
   EXPECT_EQ(download(stream, acc, 2), (std::vector<float>{2, 2}));
 }
 
+TEST_F(AtenService, ABatchCutIntoChunksStillEndsAtItsFirstFailure) {
+  auto conn = connect();
+  ASSERT_NE(conn, nullptr);
+  auto stream = conn->create_stream().value();
+  constexpr std::int64_t kN = 192;  // a matmul of a few ms: every one is a chunk of its own
+  guest::Buffer big = upload(*conn, stream, std::vector<float>(kN * kN, 0.25f));
+  guest::Buffer product = conn->allocate(kN * kN * sizeof(float)).value();
+  guest::Buffer acc = upload(*conn, stream, {1, 1});
+  const std::uint32_t mm = guest::aten_intern(*conn, "aten::mm").value();
+  const std::uint32_t add = guest::aten_intern(*conn, "aten::add_.Scalar").value();
+  const AtenValue one{.tag = AtenTag::kScalarDouble, .d = 1.0};
+  const std::vector<AtenValue> matmul{tensor(big, {kN, kN}), tensor(big, {kN, kN}),
+                                      tensor(product, {kN, kN})};
+  // One run first: the host then knows how long a matmul takes.
+  ASSERT_TRUE(guest::aten_call(*conn, stream, mm, matmul).ok());
+  auto record = [](std::uint32_t op, const std::vector<AtenValue>& values) {
+    std::vector<std::uint64_t> words = proto::encode_aten_record(values).value();
+    words.insert(words.begin(), std::uint64_t{op} | (std::uint64_t{words.size()} << 32));
+    return words;
+  };
+  // acc += 1; three matmuls; a matmul of mismatched shapes (PyTorch's own
+  // check fails it when it runs); acc += 1, which must not run.
+  std::vector<std::uint64_t> words = record(add, {tensor(acc, {2}), one, one});
+  for (int i = 0; i < 3; ++i) {
+    for (const auto& w : record(mm, matmul)) words.push_back(w);
+  }
+  for (const auto& w : record(
+           mm, {tensor(big, {kN, kN}), tensor(big, {kN / 2, 2 * kN}), tensor(product, {kN, kN})})) {
+    words.push_back(w);
+  }
+  for (const auto& w : record(add, {tensor(acc, {2}), one, one})) words.push_back(w);
+  guest::ConnectionCore& core = guest::core_of(*conn);
+  const std::uint64_t bytes = words.size() * sizeof(std::uint64_t);
+  const std::uint64_t offset = core.arena_allocate(bytes).value();
+  std::memcpy(core.arena().data() + offset, words.data(), bytes);
+  auto done = core.call(
+      proto::make_command(wire::Opcode::kAtenBatch, core.next_tag(),
+                          {stream.handle(), 6, offset, bytes}),
+      {offset, bytes},
+      guest::PendingCommand{.arena_offset = offset, .arena_bytes = bytes, .read_on_error = true});
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->status, static_cast<std::uint16_t>(ErrorCode::kInvalidArgument));
+  const std::string message(reinterpret_cast<const char*>(core.arena().data() + offset),
+                            std::min<std::uint64_t>(done->result, bytes));
+  EXPECT_NE(message.find("operator 4 of the batch, aten::mm"), std::string::npos) << message;
+  core.release_arena(offset, bytes);
+  (void)stream.synchronize();
+  EXPECT_EQ(download(stream, acc, 2), (std::vector<float>{2, 2}));
+}
+
 TEST_F(AtenService, AVmTheHostRefusesIsToldWhy) {
   auto conn = connect("vm-refused");
   ASSERT_NE(conn, nullptr);
