@@ -42,6 +42,16 @@ namespace malv::guest {
 [[nodiscard]] Status aten_enqueue(Connection& connection, Stream& stream, std::uint32_t op,
                                   std::span<const wire::AtenValue> args);
 
+// Calls aten_enqueue holds back: gathered for the next batch while the
+// host runs the one in flight. Nothing sends them by itself: a program
+// that queues and then does other work (or sleeps) should call
+// aten_flush_if_idle() now and then, or from a thread of its own that
+// takes turns with it on the connection (the torch device runs one).
+[[nodiscard]] std::uint32_t aten_held(Connection& connection);
+// Reads the completions that arrived and, when the host has no batch in
+// flight, sends the held calls; returns how many are still held.
+[[nodiscard]] Result<std::uint32_t> aten_flush_if_idle(Connection& connection);
+
 // Runs a call after everything queued on the stream and waits: its
 // non-tensor returns (an int, a float, a bool, a Scalar), or the error
 // with the host's message (PyTorch's own, for an operator that failed).

@@ -67,6 +67,16 @@ Status aten_enqueue(Connection& connection, Stream& stream, std::uint32_t op,
   return core_of(connection).queue_aten(stream.handle(), op, words);
 }
 
+std::uint32_t aten_held(Connection& connection) { return core_of(connection).aten_held(); }
+
+Result<std::uint32_t> aten_flush_if_idle(Connection& connection) {
+  ConnectionCore& core = core_of(connection);
+  if (core.aten_held() == 0) return 0u;
+  MALV_TRY(core.drain(std::chrono::nanoseconds::zero()));
+  if (core.aten_batches_in_flight() == 0) MALV_TRY(core.flush_aten_batch());
+  return core.aten_held();
+}
+
 Result<std::vector<wire::AtenValue>> aten_call(Connection& connection, Stream& stream,
                                                std::uint32_t op,
                                                std::span<const wire::AtenValue> args) {

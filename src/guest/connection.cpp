@@ -233,7 +233,11 @@ Status ConnectionCore::flush_aten_batch() {
   ++aten_batches_sent_;
   aten_batched_ops_ += batch.count;
   Status submitted = submit(std::span(&cmd, 1), {offset, bytes}, &pending);
-  if (!submitted.ok()) --aten_batches_in_flight_;
+  if (submitted.ok()) {
+    flush();  // a batch is work to start now: ring the doorbell (a syscall only if the host sleeps)
+  } else {
+    --aten_batches_in_flight_;
+  }
   batch.words.clear();  // keeps its capacity for the next batch
   if (aten_batch_.count == 0) aten_batch_.words = std::move(batch.words);
   return submitted;

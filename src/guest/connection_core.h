@@ -101,6 +101,7 @@ class ConnectionCore {
   // Sends the operators queued so far, if any.
   [[nodiscard]] Status flush_aten_batch();
   std::uint32_t aten_batches_in_flight() const { return aten_batches_in_flight_; }
+  std::uint32_t aten_held() const { return aten_batch_.count; }
   // Batches sent, and the operators they carried (libmalv's counters).
   std::uint64_t aten_batches_sent() const { return aten_batches_sent_; }
   std::uint64_t aten_batched_ops() const { return aten_batched_ops_; }

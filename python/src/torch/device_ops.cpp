@@ -262,6 +262,7 @@ std::vector<AtenValue> send(const std::string& name, const std::vector<AtenValue
   if (!want_returns && !blocking) {
     const Status queued = guest::aten_enqueue(session.connection(), session.stream(), id, values);
     TORCH_CHECK(queued.ok(), "malv: ", name, ": ", queued.error().to_string());
+    state.after_enqueue(session.connection());
     return {};
   }
   Result<std::vector<AtenValue>> returned =

@@ -7,6 +7,8 @@
 #include <torch/csrc/Exceptions.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <utility>
 
 #include "malv/aten.h"
@@ -35,7 +37,7 @@ DeviceState& DeviceState::get() {
 void DeviceState::attach(const python::ConnectionApi* api) {
   TORCH_CHECK(api != nullptr && api->version == python::kConnectionApiVersion,
               "malv: the connection's C API is not the one this torch device speaks");
-  api_ = api;
+  api_.store(api, std::memory_order_release);
   guest::Stream* stream = nullptr;
   guest::Connection* conn = api->lock(api->context, &stream);
   TORCH_CHECK(conn != nullptr, "malv: the connection is closed");
@@ -136,11 +138,12 @@ void DeviceState::release(void* base) {
 
 void DeviceState::free_now(std::uintptr_t base, Allocation gone) {
   ::munmap(reinterpret_cast<void*>(base), gone.bytes);
-  if (api_ == nullptr || gone.buffer.handle() == 0) return;
+  const python::ConnectionApi* api = this->api();
+  if (api == nullptr || gone.buffer.handle() == 0) return;
   guest::Stream* stream = nullptr;
-  if (api_->lock(api_->context, &stream) == nullptr) return;  // closed: already freed
-  gone.buffer = guest::Buffer();                              // kBufferFree, lock held
-  api_->unlock(api_->context);
+  if (api->lock(api->context, &stream) == nullptr) return;  // closed: already freed
+  gone.buffer = guest::Buffer();                            // kBufferFree, lock held
+  api->unlock(api->context);
 }
 
 void DeviceState::drop_cache() {
@@ -210,6 +213,61 @@ std::uint64_t DeviceState::bytes_live() const {
     if (!cached_.contains(base)) total += allocation.bytes;
   }
   return total;
+}
+
+void DeviceState::after_enqueue(guest::Connection& connection) {
+  if (guest::aten_held(connection) == 0) return;
+  // Read after the operator was queued (the connection's lock held): a
+  // flusher that stops sending takes the lock and looks again, so it
+  // either sees this operator or this sees it stopped and wakes it.
+  if (flusher_active_.load(std::memory_order_seq_cst)) return;
+  {
+    std::lock_guard lock(flush_mu_);
+    flush_wanted_ = true;
+    if (!flusher_started_) {
+      flusher_started_ = true;
+      // Never joined: the state lives as long as the process.
+      std::thread([this] { flusher(); }).detach();
+    }
+  }
+  flush_cv_.notify_one();
+}
+
+void DeviceState::flusher() {
+  for (;;) {
+    {
+      std::unique_lock lock(flush_mu_);
+      flush_cv_.wait(lock, [this] { return flush_wanted_; });
+      flush_wanted_ = false;
+    }
+    flusher_active_.store(true, std::memory_order_seq_cst);
+    // While the program keeps queueing, its own calls send the batches; the
+    // flusher matters when it stops (a wait, other work): it looks after
+    // 50 us, then less and less often, up to every millisecond.
+    auto pause = std::chrono::microseconds(50);
+    for (;;) {
+      const python::ConnectionApi* api = this->api();
+      guest::Stream* stream = nullptr;
+      guest::Connection* conn = api == nullptr ? nullptr : api->lock(api->context, &stream);
+      if (conn == nullptr) break;  // closed, or a forked child's
+      Result<std::uint32_t> held = guest::aten_flush_if_idle(*conn);
+      if (held.ok() && held.value() == 0) {
+        // Stop, unless an operator came since (after_enqueue saw us active).
+        flusher_active_.store(false, std::memory_order_seq_cst);
+        const bool more = guest::aten_held(*conn) > 0;
+        if (more) flusher_active_.store(true, std::memory_order_seq_cst);
+        api->unlock(api->context);
+        if (!more) break;
+        continue;
+      }
+      api->unlock(api->context);
+      if (!held.ok()) break;  // the connection failed: its next call says so
+      // The batch in flight has not completed: look again later.
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::microseconds(1000));
+    }
+    flusher_active_.store(false, std::memory_order_seq_cst);
+  }
 }
 
 void raise_quota_exceeded(const QuotaExceeded& refused) {

@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -65,8 +67,8 @@ class DeviceState {
   // Attaches the connection the capsule (conn._c_api()) describes; device
   // memory of an earlier connection is gone with it.
   void attach(const python::ConnectionApi* api);
-  bool attached() const { return api_ != nullptr; }
-  const python::ConnectionApi* api() const { return api_; }
+  bool attached() const { return api() != nullptr; }
+  const python::ConnectionApi* api() const { return api_.load(std::memory_order_acquire); }
 
   // A reserved range of at least `bytes` backed by a host buffer (lock
   // held): a cached one of the same rounded size if there is one (no round
@@ -88,6 +90,13 @@ class DeviceState {
   // The host's id of an operator ("aten::add.Tensor"), interned once.
   std::uint32_t operator_id(Session& session, const std::string& name);
 
+  // Operators libmalv held back (gathered while the host runs the batch in
+  // flight) are sent once that batch completes by the device's flusher
+  // thread: without it they would wait for the program's next call, and a
+  // step that queues its work and then waits would run it only then. Call
+  // with the connection's lock held, after queueing an operator.
+  void after_enqueue(guest::Connection& connection);
+
   // Counters for malv.torch.stats().
   std::uint64_t buffers_live() const;
   std::uint64_t bytes_live() const;
@@ -103,6 +112,13 @@ class DeviceState {
     guest::Buffer buffer;
   };
   static void on_close(void* self);  // the connection closes: drop every buffer
+  void flusher();                    // the flusher thread's loop
+
+  std::mutex flush_mu_;
+  std::condition_variable flush_cv_;
+  bool flush_wanted_ = false;                // guarded by flush_mu_
+  bool flusher_started_ = false;             // guarded by flush_mu_
+  std::atomic<bool> flusher_active_{false};  // it is sending: no need to wake it
 
   // Buffers freed by PyTorch and kept for reuse, by rounded size.
   static constexpr std::size_t kCacheLimit = 256u << 20;
@@ -113,7 +129,7 @@ class DeviceState {
   std::multimap<std::size_t, std::uintptr_t> cache_;  // rounded bytes -> base (in allocations_)
   std::unordered_map<std::uintptr_t, bool> cached_;   // base -> in the cache
   std::size_t cached_bytes_ = 0;
-  const python::ConnectionApi* api_ = nullptr;
+  std::atomic<const python::ConnectionApi*> api_{nullptr};
   std::uint64_t closer_ = 0;
   std::map<std::uintptr_t, Allocation> allocations_;  // by reserved base address
   std::unordered_map<std::string, std::uint32_t> operators_;
