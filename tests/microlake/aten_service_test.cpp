@@ -41,6 +41,42 @@ AtenValue tensor(const guest::Buffer& buffer, std::vector<std::int64_t> sizes,
                                          .strides = std::move(strides)});
 }
 
+// One operator of a forged kAtenBatch: its header word, then its record.
+std::vector<std::uint64_t> batch_entry(std::uint32_t op, const std::vector<AtenValue>& values) {
+  std::vector<std::uint64_t> words = proto::encode_aten_record(values).value();
+  words.insert(words.begin(), std::uint64_t{op} | (std::uint64_t{words.size()} << 32));
+  return words;
+}
+
+struct BatchOutcome {
+  std::uint16_t status = 0;
+  std::string message;  // what the host wrote back
+};
+
+// Sends `words` as one kAtenBatch of `count` operators and waits for it.
+BatchOutcome run_batch(guest::Connection& conn, guest::Stream& stream,
+                       const std::vector<std::uint64_t>& words, std::uint64_t count) {
+  guest::ConnectionCore& core = guest::core_of(conn);
+  const std::uint64_t bytes = words.size() * sizeof(std::uint64_t);
+  const std::uint64_t offset = core.arena_allocate(bytes).value();
+  std::memcpy(core.arena().data() + offset, words.data(), bytes);
+  auto done = core.call(
+      proto::make_command(wire::Opcode::kAtenBatch, core.next_tag(),
+                          {stream.handle(), count, offset, bytes}),
+      {offset, bytes},
+      guest::PendingCommand{.arena_offset = offset, .arena_bytes = bytes, .read_on_error = true});
+  EXPECT_TRUE(done.ok());
+  BatchOutcome outcome;
+  if (done.ok()) {
+    outcome.status = done->status;
+    outcome.message.assign(reinterpret_cast<const char*>(core.arena().data() + offset),
+                           std::min<std::uint64_t>(done->result, bytes));
+  }
+  core.release_arena(offset, bytes);
+  (void)stream.synchronize();  // the stream's error, reported once
+  return outcome;
+}
+
 class AtenService : public HostFixture {
  protected:
   void customize(microlake::ServerOptions& options) override {
@@ -210,46 +246,21 @@ TEST_F(AtenService, AnOperatorRefusedInABatchEndsItWithItsReason) {
   guest::Buffer small = upload(*conn, stream, {1});
   const std::uint32_t add = guest::aten_intern(*conn, "aten::add_.Scalar").value();
   const AtenValue one{.tag = AtenTag::kScalarDouble, .d = 1.0};
-  auto record = [](std::uint32_t op, const std::vector<AtenValue>& values) {
-    std::vector<std::uint64_t> words = proto::encode_aten_record(values).value();
-    words.insert(words.begin(), std::uint64_t{op} | (std::uint64_t{words.size()} << 32));
-    return words;
-  };
   // One batch, forged whole: acc += 1; acc viewed past its buffer += 1; acc += 1.
-  std::vector<std::uint64_t> words = record(add, {tensor(acc, {2}), one, one});
-  for (const auto& w : record(add, {tensor(small, {4}), one, one})) words.push_back(w);
-  for (const auto& w : record(add, {tensor(acc, {2}), one, one})) words.push_back(w);
-  guest::ConnectionCore& core = guest::core_of(*conn);
-  const std::uint64_t bytes = words.size() * sizeof(std::uint64_t);
-  const std::uint64_t offset = core.arena_allocate(bytes).value();
-  std::memcpy(core.arena().data() + offset, words.data(), bytes);
-  auto done = core.call(
-      proto::make_command(wire::Opcode::kAtenBatch, core.next_tag(),
-                          {stream.handle(), 3, offset, bytes}),
-      {offset, bytes},
-      guest::PendingCommand{.arena_offset = offset, .arena_bytes = bytes, .read_on_error = true});
-  ASSERT_TRUE(done.ok());
-  EXPECT_EQ(done->status, static_cast<std::uint16_t>(ErrorCode::kOutOfRange));
-  const std::string message(reinterpret_cast<const char*>(core.arena().data() + offset),
-                            std::min<std::uint64_t>(done->result, bytes));
-  EXPECT_NE(message.find("operator 1 of the batch refused"), std::string::npos) << message;
-  core.release_arena(offset, bytes);
-  (void)stream.synchronize();  // the stream's error, reported once
+  std::vector<std::uint64_t> words = batch_entry(add, {tensor(acc, {2}), one, one});
+  for (const auto& w : batch_entry(add, {tensor(small, {4}), one, one})) words.push_back(w);
+  for (const auto& w : batch_entry(add, {tensor(acc, {2}), one, one})) words.push_back(w);
+  const BatchOutcome refused = run_batch(*conn, stream, words, 3);
+  EXPECT_EQ(refused.status, static_cast<std::uint16_t>(ErrorCode::kOutOfRange));
+  EXPECT_NE(refused.message.find("operator 1 of the batch refused"), std::string::npos)
+      << refused.message;
   // The first ran, the third did not.
   EXPECT_EQ(download(stream, acc, 2), (std::vector<float>{2, 2}));
   // A header whose record runs past the batch's end.
-  std::vector<std::uint64_t> torn = record(add, {tensor(acc, {2}), one, one});
+  std::vector<std::uint64_t> torn = batch_entry(add, {tensor(acc, {2}), one, one});
   torn[0] += std::uint64_t{100} << 32;
-  const std::uint64_t torn_bytes = torn.size() * sizeof(std::uint64_t);
-  const std::uint64_t at = core.arena_allocate(torn_bytes).value();
-  std::memcpy(core.arena().data() + at, torn.data(), torn_bytes);
-  auto refused = core.call(proto::make_command(wire::Opcode::kAtenBatch, core.next_tag(),
-                                               {stream.handle(), 1, at, torn_bytes}),
-                           {at, torn_bytes},
-                           guest::PendingCommand{.arena_offset = at, .arena_bytes = torn_bytes});
-  ASSERT_TRUE(refused.ok());
-  EXPECT_EQ(refused->status, static_cast<std::uint16_t>(ErrorCode::kInvalidArgument));
-  (void)stream.synchronize();
+  EXPECT_EQ(run_batch(*conn, stream, torn, 1).status,
+            static_cast<std::uint16_t>(ErrorCode::kInvalidArgument));
   EXPECT_EQ(download(stream, acc, 2), (std::vector<float>{2, 2}));
 }
 
@@ -268,38 +279,21 @@ TEST_F(AtenService, ABatchCutIntoChunksStillEndsAtItsFirstFailure) {
                                       tensor(product, {kN, kN})};
   // One run first: the host then knows how long a matmul takes.
   ASSERT_TRUE(guest::aten_call(*conn, stream, mm, matmul).ok());
-  auto record = [](std::uint32_t op, const std::vector<AtenValue>& values) {
-    std::vector<std::uint64_t> words = proto::encode_aten_record(values).value();
-    words.insert(words.begin(), std::uint64_t{op} | (std::uint64_t{words.size()} << 32));
-    return words;
-  };
   // acc += 1; three matmuls; a matmul of mismatched shapes (PyTorch's own
   // check fails it when it runs); acc += 1, which must not run.
-  std::vector<std::uint64_t> words = record(add, {tensor(acc, {2}), one, one});
+  std::vector<std::uint64_t> words = batch_entry(add, {tensor(acc, {2}), one, one});
   for (int i = 0; i < 3; ++i) {
-    for (const auto& w : record(mm, matmul)) words.push_back(w);
+    for (const auto& w : batch_entry(mm, matmul)) words.push_back(w);
   }
-  for (const auto& w : record(
+  for (const auto& w : batch_entry(
            mm, {tensor(big, {kN, kN}), tensor(big, {kN / 2, 2 * kN}), tensor(product, {kN, kN})})) {
     words.push_back(w);
   }
-  for (const auto& w : record(add, {tensor(acc, {2}), one, one})) words.push_back(w);
-  guest::ConnectionCore& core = guest::core_of(*conn);
-  const std::uint64_t bytes = words.size() * sizeof(std::uint64_t);
-  const std::uint64_t offset = core.arena_allocate(bytes).value();
-  std::memcpy(core.arena().data() + offset, words.data(), bytes);
-  auto done = core.call(
-      proto::make_command(wire::Opcode::kAtenBatch, core.next_tag(),
-                          {stream.handle(), 6, offset, bytes}),
-      {offset, bytes},
-      guest::PendingCommand{.arena_offset = offset, .arena_bytes = bytes, .read_on_error = true});
-  ASSERT_TRUE(done.ok());
-  EXPECT_EQ(done->status, static_cast<std::uint16_t>(ErrorCode::kInvalidArgument));
-  const std::string message(reinterpret_cast<const char*>(core.arena().data() + offset),
-                            std::min<std::uint64_t>(done->result, bytes));
-  EXPECT_NE(message.find("operator 4 of the batch, aten::mm"), std::string::npos) << message;
-  core.release_arena(offset, bytes);
-  (void)stream.synchronize();
+  for (const auto& w : batch_entry(add, {tensor(acc, {2}), one, one})) words.push_back(w);
+  const BatchOutcome failed = run_batch(*conn, stream, words, 6);
+  EXPECT_EQ(failed.status, static_cast<std::uint16_t>(ErrorCode::kInvalidArgument));
+  EXPECT_NE(failed.message.find("operator 4 of the batch, aten::mm"), std::string::npos)
+      << failed.message;
   EXPECT_EQ(download(stream, acc, 2), (std::vector<float>{2, 2}));
 }
 

@@ -120,6 +120,19 @@ def conn(host):
 
 
 @pytest.fixture
+def raw_dataset(host):
+    """A raw-f32 dataset in the host's data directory, small.f32 and small.labels:
+    10 examples of 3 float32 features (each value unique) and uint8 labels in [0, 4)."""
+    import numpy as np
+    count, dims = 10, 3
+    features = (np.arange(count * dims, dtype=np.float32) * 0.5 - 3.0).reshape(count, dims)
+    labels = (np.arange(count) * 7 % 4).astype(np.uint8)
+    features.tofile(os.path.join(host.data_dir, "small.f32"))
+    labels.tofile(os.path.join(host.data_dir, "small.labels"))
+    return features, labels
+
+
+@pytest.fixture
 def clean_env(monkeypatch):
     for name in ("MALV_SOCKET", "MALV_TCP", "MALV_VSOCK", "MALV_VM", "MALV_TOKEN",
                  "MALV_ADMIN_SOCKET"):

@@ -33,17 +33,6 @@ def shuffled_indices(count, seed, epoch):
     return order
 
 
-@pytest.fixture
-def raw_dataset(host):
-    """10 examples of 3 float32 features (each value unique) and uint8 labels."""
-    count, dims = 10, 3
-    features = (np.arange(count * dims, dtype=np.float32) * 0.5 - 3.0).reshape(count, dims)
-    labels = (np.arange(count) * 7 % 4).astype(np.uint8)
-    features.tofile(os.path.join(host.data_dir, "small.f32"))
-    labels.tofile(os.path.join(host.data_dir, "small.labels"))
-    return features, labels
-
-
 def open_raw(conn, batch_size=4, seed=7, output="numpy", **kw):
     return malv.data.HostDataset("small.f32", batch_size=batch_size, seed=seed, output=output,
                                  format="raw-f32", labels="small.labels", dims=3, classes=4,

@@ -2,9 +2,6 @@
 malv device and checkpoints save and restore device tensors, with no byte crossing
 to the guest; each compared value by value with the CPU path of the same service."""
 
-import os
-
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -17,20 +14,9 @@ def dev(conn):
     return malv.torch.device(conn)
 
 
-@pytest.fixture
-def raw_dataset(host):
-    """10 examples of 3 float32 features (each value unique) and uint8 labels."""
-    count, dims = 10, 3
-    features = (np.arange(count * dims, dtype=np.float32) * 0.5 - 3.0).reshape(count, dims)
-    labels = (np.arange(count) * 7 % 4).astype(np.uint8)
-    features.tofile(os.path.join(host.data_dir, "offload.f32"))
-    labels.tofile(os.path.join(host.data_dir, "offload.labels"))
-    return features, labels
-
-
 def open_raw(conn, output=None, seed=7):
-    return malv.data.HostDataset("offload.f32", batch_size=4, seed=seed, output=output,
-                                 format="raw-f32", labels="offload.labels", dims=3, classes=4,
+    return malv.data.HostDataset("small.f32", batch_size=4, seed=seed, output=output,
+                                 format="raw-f32", labels="small.labels", dims=3, classes=4,
                                  conn=conn)
 
 

@@ -498,11 +498,14 @@ bool holds_tensors(const c10::List<c10::IValue>& list) {
   return any;
 }
 
-c10::IValue meta_value(const c10::IValue& v) {
-  if (v.isTensor()) return meta_of(v.toTensor());
+// `v` with each tensor in it replaced by what `each` makes of it: alone,
+// in a tensor list, or (by `element`) in a list of optional tensors.
+template <typename Each, typename Element>
+c10::IValue map_tensors(const c10::IValue& v, Each each, Element element) {
+  if (v.isTensor()) return each(v.toTensor());
   if (v.isTensorList()) {
     std::vector<at::Tensor> list;
-    for (const at::Tensor& t : v.toTensorVector()) list.push_back(meta_of(t));
+    for (const at::Tensor& t : v.toTensorVector()) list.push_back(each(t));
     return list;
   }
   if (v.isList()) {
@@ -513,13 +516,15 @@ c10::IValue meta_value(const c10::IValue& v) {
       if (e.isNone()) {
         out.push_back(c10::nullopt);
       } else {
-        out.push_back(meta_of(e.toTensor()));
+        out.push_back(element(e.toTensor()));
       }
     }
     return out;
   }
   return v;
 }
+
+c10::IValue meta_value(const c10::IValue& v) { return map_tensors(v, meta_of, meta_of); }
 
 int aliased_argument(const c10::FunctionSchema& schema, const c10::AliasInfo& alias);
 
@@ -640,26 +645,7 @@ at::Tensor index_on_device(const at::Tensor& t) {
 
 // What the host is sent for a read-only argument.
 c10::IValue for_the_host(const c10::IValue& v) {
-  if (v.isTensor()) return resolved(v.toTensor());
-  if (v.isTensorList()) {
-    std::vector<at::Tensor> list;
-    for (const at::Tensor& t : v.toTensorVector()) list.push_back(resolved(t));
-    return list;
-  }
-  if (v.isList()) {
-    const c10::List<c10::IValue> in = v.toList();
-    if (!holds_tensors(in)) return v;
-    c10::List<c10::optional<at::Tensor>> out;
-    for (const c10::IValue& e : in) {
-      if (e.isNone()) {
-        out.push_back(c10::nullopt);
-      } else {
-        out.push_back(index_on_device(resolved(e.toTensor())));
-      }
-    }
-    return out;
-  }
-  return v;
+  return map_tensors(v, resolved, [](const at::Tensor& t) { return index_on_device(resolved(t)); });
 }
 
 // The functional overload of an out= operator (nanmedian.dim for
