@@ -157,8 +157,11 @@ def test_a_tensor_past_the_vms_quota_raises_quota_exceeded(host):
     try:
         dev = malv.torch.device(small)
         fits = torch.ones(1000).to(dev)
-        with pytest.raises(malv.QuotaExceeded, match="quota refuses"):
+        with pytest.raises(malv.QuotaExceeded, match="quota refuses") as refused:
             torch.ones(1 << 20).to(dev)  # 4 MiB
+        # The bytes refused, the VM's quota (1 MiB) and its usage, from the host.
+        assert "the VM's quota is 1048576 bytes" in str(refused.value), refused.value
+        assert "of them in use" in str(refused.value)
         # The device goes on working, and what was freed comes back.
         assert torch.equal((fits + 1).cpu(), torch.full((1000,), 2.0))
         del fits

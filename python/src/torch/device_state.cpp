@@ -100,12 +100,19 @@ void* DeviceState::allocate(Session& session, std::size_t bytes) {
   if (!buffer.ok()) {
     ::munmap(base, rounded);
     if (buffer.error().code() == ErrorCode::kResourceExhausted) {
+      // The VM's quota and what it uses, as the host reports them to it
+      // (a failed completion carries no text).
+      std::string quota;
+      if (Result<guest::DeviceInfo> info = session.connection().device_info(); info.ok()) {
+        quota = "; the VM's quota is " + std::to_string(info->total_memory) + " bytes, " +
+                std::to_string(info->total_memory - info->free_memory) + " of them in use";
+      }
       // Raised once the connection's lock is released (the caller's
       // Session), as malv.QuotaExceeded: see raise_quota_exceeded().
       throw QuotaExceeded("malv: the VM's device memory quota refuses " + std::to_string(rounded) +
                           " more bytes (this process holds " + std::to_string(bytes_live()) +
-                          " bytes of device tensors; its cache was given back first): " +
-                          buffer.error().to_string());
+                          " bytes of device tensors; its cache was given back first" + quota +
+                          "): " + buffer.error().to_string());
     }
     TORCH_CHECK(false, "malv: allocating ", bytes,
                 " bytes on the device: ", buffer.error().to_string());
