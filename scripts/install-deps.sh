@@ -11,8 +11,6 @@ packages=(
   libopenblas-dev libcpp-httplib-dev
   clang-14 libclang-rt-14-dev libfuzzer-14-dev clang-format
   zlib1g-dev
-  # the host's allocator (src/cli/CMakeLists.txt: PyTorch operators allocate per call)
-  libjemalloc-dev
   dataset-fashion-mnist
   # the malv Python package (docs/python.md), built and tested with /usr/bin/python3
   python3 python3-dev pybind11-dev python3-numpy python3-pytest

@@ -186,8 +186,11 @@ Status Session::run(const wire::Command& cmd, const proto::AtenBatchRequest& req
   MALV_TRY(check_arena(req.batch));
   std::byte* const out = arena_.data() + req.batch.offset;
   // The whole batch is copied before anything is checked: the guest may
-  // write its arena meanwhile.
-  std::vector<std::uint64_t> words(req.batch.bytes / sizeof(std::uint64_t));
+  // write its arena meanwhile. Into a buffer this thread keeps (up to a
+  // batch's 1 MiB): a fresh one per batch made glibc's malloc consolidate
+  // its free lists every time.
+  thread_local std::vector<std::uint64_t> words;
+  words.resize(req.batch.bytes / sizeof(std::uint64_t));
   std::memcpy(words.data(), out, words.size() * sizeof(std::uint64_t));
   auto outcome = std::make_shared<BatchOutcome>();
   std::vector<std::pair<std::shared_ptr<AtenBatchChunk>, std::int64_t>> chunks;
