@@ -21,16 +21,16 @@ nn = torch.nn
 EXACT = dict(rtol=0.0, atol=0.0)
 # The same sums of products in another order: float32 rounding of sums of at
 # most a few hundred O(1..20) terms (observed: up to 2.4e-6 absolute, on
-# values up to 21). Three causes, each of which changes only the order:
+# values up to 21). Two causes, each of which changes only the order:
 # - BLAS (linear, matmul, attention, the RNNs' cells): the host's OpenBLAS
 #   runs the kernels its CPU's features allow (src/accel/cpu/blas_kernels.h)
 #   while a plain Python process runs those OpenBLAS picks by model number
 #   (Prescott on the Xeons docs/torch.md measured; the same Zen kernels on an
 #   EPYC, where these cases happen to match bit for bit);
-# - convolution's weight gradient (MKL-DNN, OpenMP): the host's libtorch runs
-#   it on as many threads as the host has CPUs, this process on as many as
-#   it has cores (torch.get_num_threads(); with the same count it matches bit
-#   for bit);
+# - (convolution's weight gradient differed while the host's workers ran
+#   OpenMP on every logical CPU, 2 here, against 1 in this process; the
+#   executor now applies libtorch's intra-op setting on its threads, and on
+#   the development machine every case but the RNNs matches bit for bit);
 # - the RNNs: PyTorch's own RNN code (aten/src/ATen/native/RNN.cpp, FullLayer)
 #   projects the input of every time step in one matmul on the CPU only; on
 #   any other device, the malv one included, one matmul per step, whose

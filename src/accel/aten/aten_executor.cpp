@@ -563,6 +563,15 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
     // are references to them; with the stack the only owner, they would
     // dangle (PyTorch's own callers always hold the out tensors).
     const std::vector<c10::IValue> arguments_alive = stack;
+    // The intra-op thread count a native run has: OpenMP keeps it per
+    // thread, and a backend worker that never set it would run on every
+    // logical CPU (2 here where a native process runs on 1, the physical
+    // cores): at::init_num_threads() gives it libtorch's setting, once.
+    thread_local const bool threads_set = [] {
+      at::init_num_threads();
+      return true;
+    }();
+    (void)threads_set;
     if (!call_guarded(*state->handle, stack)) {
       return Error(ErrorCode::kInvalidArgument,
                    fmt::format("{}: the operator's kernel raised an arithmetic fault (SIGFPE: an "

@@ -30,7 +30,9 @@
 // carry, e.g. a Generator other than the default, a Storage).
 //
 // Thread-safety: intern() and run() from any thread. Intra-op threads are
-// libtorch's process-wide setting (Options::intra_op_threads).
+// libtorch's process-wide setting (Options::intra_op_threads), applied on
+// each thread that runs a call as a native process applies it on its main
+// thread (at::init_num_threads).
 #pragma once
 
 #include <cstddef>
