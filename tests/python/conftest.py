@@ -8,6 +8,7 @@ once it prints its `ready` line; it is stopped with SIGTERM (30 s at most,
 then the test fails with its log).
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -36,17 +37,17 @@ memory_mib = 1
 class Host:
     """A running `malv serve`: .socket, .admin_socket, .work, .data_dir, .log()."""
 
-    def __init__(self, malv, work, data_dirs):
+    def __init__(self, malv, work, data_dirs, config=HOST_CONFIG):
         self.work = work
         self.socket = os.path.join(work, "malv.sock")
         self.admin_socket = os.path.join(work, "admin.sock")
         self.checkpoint_dir = os.path.join(work, "checkpoints")
         self.data_dir = os.path.join(work, "data")
         os.makedirs(self.data_dir)
-        config = os.path.join(work, "malv.toml")
-        with open(config, "w") as f:
-            f.write(HOST_CONFIG)
-        args = [malv, "serve", "--config", config, "--socket", self.socket, "--admin-socket",
+        config_path = os.path.join(work, "malv.toml")
+        with open(config_path, "w") as f:
+            f.write(config)
+        args = [malv, "serve", "--config", config_path, "--socket", self.socket, "--admin-socket",
                 self.admin_socket, "--checkpoint-dir", self.checkpoint_dir,
                 "--state-dir", os.path.join(work, "state"), "--data-dir", self.data_dir]
         for d in data_dirs:
@@ -92,23 +93,32 @@ def fashion_mnist_dir():
     return path if os.path.isdir(path) else None
 
 
-@pytest.fixture(scope="session")
-def host():
+@contextlib.contextmanager
+def running_host(config=HOST_CONFIG, data_dirs=()):
+    """A `malv serve` of its own with `config`, in a private directory that
+    is removed once it stopped."""
     malv = os.environ.get("MALV_BINARY")
     if not malv or not os.path.exists(malv):
         pytest.fail("MALV_BINARY must name the malv command (ctest sets it)")
     work = tempfile.mkdtemp(prefix="malv-python-test-")
-    data_dirs = ["/usr/share/datasets"] if fashion_mnist_dir() else []
     try:
-        h = Host(malv, work, data_dirs)
+        h = Host(malv, work, list(data_dirs), config)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    yield h
     try:
-        h.stop()
+        yield h
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            h.stop()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def host():
+    with running_host(data_dirs=["/usr/share/datasets"] if fashion_mnist_dir() else []) as h:
+        yield h
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ this file's own (`guests_host`, GUESTS_CONFIG); the host's accounting is read
 through the admin API (malv.admin.Client) and its metrics.
 """
 
-import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -68,25 +66,8 @@ TOKENS = {"victim": "secret-v", "heavy": "secret-h", "light": "secret-l", "other
 
 @pytest.fixture(scope="module")
 def guests_host():
-    malv_binary = os.environ.get("MALV_BINARY")
-    if not malv_binary or not os.path.exists(malv_binary):
-        pytest.fail("MALV_BINARY must name the malv command (ctest sets it)")
-    work = tempfile.mkdtemp(prefix="malv-python-guests-")
-    # conftest.Host writes conftest.HOST_CONFIG; this host needs VMs of its own.
-    shared_config = conftest.HOST_CONFIG
-    conftest.HOST_CONFIG = GUESTS_CONFIG
-    try:
-        h = conftest.Host(malv_binary, work, [])
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    finally:
-        conftest.HOST_CONFIG = shared_config
-    yield h
-    try:
-        h.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with conftest.running_host(GUESTS_CONFIG) as h:
+        yield h
 
 
 @pytest.fixture
