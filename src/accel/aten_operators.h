@@ -41,8 +41,9 @@ class AtenTask : public HostTask {
   virtual std::string_view name() const = 0;  // "aten::add.Tensor"
   virtual const std::vector<wire::AtenValue>& returns() const = 0;
   virtual const std::string& error_text() const = 0;
-  // How long the operator took lately on this host (0 before its first
-  // run): the scheduler's estimate of this call's device time.
+  // How long this call should take, from the operator's recent runs on
+  // this host scaled to this call's size (0 before its first run): the
+  // scheduler's estimate of its device time.
   virtual std::int64_t estimated_ns() const { return 0; }
 };
 

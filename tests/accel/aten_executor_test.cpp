@@ -299,7 +299,7 @@ TEST_F(AtenExecutorTest, AnArithmeticFaultInAKernelFailsTheCallNotTheHost) {
   EXPECT_EQ(buffers.floats(hout), (std::vector<float>{0, 2}));
 }
 
-TEST_F(AtenExecutorTest, ATaskEstimatesItsRunTimeFromTheOperatorsEarlierRuns) {
+TEST_F(AtenExecutorTest, ATaskEstimatesItsRunTimeFromTheOperatorsEarlierRunsScaledToItsSize) {
   const std::uint64_t a = buffers.add(std::vector<float>(64 * 64, 0.5f));
   const std::uint64_t out = buffers.add(std::vector<float>(64 * 64));
   const std::uint32_t mm = op("aten::mm");
@@ -312,6 +312,13 @@ TEST_F(AtenExecutorTest, ATaskEstimatesItsRunTimeFromTheOperatorsEarlierRuns) {
   auto second = exec.prepare_task(mm, args, buffers.resolver());
   ASSERT_TRUE(second.ok());
   EXPECT_GT((*second)->estimated_ns(), 0);
+  // Scaled to the call's size: a quarter of the elements, a quarter of the time.
+  const std::vector<AtenValue> small{tensor(a, {32, 32}), tensor(a, {32, 32}),
+                                     tensor(out, {32, 32})};
+  auto smaller = exec.prepare_task(mm, small, buffers.resolver());
+  ASSERT_TRUE(smaller.ok());
+  EXPECT_NEAR(static_cast<double>((*smaller)->estimated_ns()),
+              static_cast<double>((*second)->estimated_ns()) / 4, 2.0);
   // Another operator has an estimate of its own.
   const std::vector<AtenValue> relu_args{tensor(a, {4096}), tensor(out, {4096})};
   auto relu = exec.prepare_task(op("aten::relu"), relu_args, buffers.resolver());

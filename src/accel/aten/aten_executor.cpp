@@ -325,8 +325,11 @@ struct AtenExecutor::Operator {
   explicit Operator(c10::OperatorHandle h) : handle(std::move(h)) {}
   c10::OperatorHandle handle;
   std::string name;
-  // A moving average of its calls' run times (relaxed: an estimate).
-  mutable std::atomic<std::int64_t> recent_ns{0};
+  // A moving average of its calls' run time per element of their tensors
+  // (relaxed: an estimate; 0 before the first run): a call's estimate
+  // scales with its size, so one VM's large calls do not make another's
+  // small ones look long.
+  mutable std::atomic<double> ns_per_element{0.0};
 };
 
 AtenExecutor::AtenExecutor(ExecutorOptions options) : options_(std::move(options)) {
@@ -448,7 +451,8 @@ bool call_guarded(const c10::OperatorHandle& handle, torch::jit::Stack& stack) {
 // One validated call: the stack and the outputs, bound to the VM's memory.
 struct PreparedCall::State {
   const c10::OperatorHandle* handle = nullptr;
-  std::atomic<std::int64_t>* recent_ns = nullptr;  // the operator's (AtenExecutor::Operator)
+  std::atomic<double>* ns_per_element = nullptr;  // the operator's (AtenExecutor::Operator)
+  double elements = 1;                            // of its tensors, outputs included (>= 1)
   std::string name;
   torch::jit::Stack stack;
   std::vector<std::size_t> outputs_for;  // return index of each output value
@@ -463,7 +467,9 @@ PreparedCall& PreparedCall::operator=(PreparedCall&&) noexcept = default;
 PreparedCall::~PreparedCall() = default;
 
 std::int64_t PreparedCall::estimated_ns() const {
-  return state_ ? state_->recent_ns->load(std::memory_order_relaxed) : 0;
+  if (!state_) return 0;
+  return static_cast<std::int64_t>(state_->ns_per_element->load(std::memory_order_relaxed) *
+                                   state_->elements);
 }
 
 std::string_view PreparedCall::name() const {
@@ -479,7 +485,7 @@ Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const Ate
   }
   auto state = std::make_unique<PreparedCall::State>();
   state->handle = &op->handle;
-  state->recent_ns = &op->recent_ns;
+  state->ns_per_element = &op->ns_per_element;
   state->name = op->name;
   const std::string_view name = op->name;
   const c10::FunctionSchema& schema = op->handle.schema();
@@ -536,6 +542,16 @@ Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const Ate
   } catch (const c10::Error& e) {
     return invalid(name, e.what_without_backtrace());
   }
+  double elements = 0;
+  for (const c10::IValue& v : state->stack) {
+    if (v.isTensor()) {
+      elements += static_cast<double>(v.toTensor().numel());
+    } else if (v.isTensorList()) {
+      for (const at::Tensor& t : v.toTensorVector()) elements += static_cast<double>(t.numel());
+    }
+  }
+  for (const at::Tensor& t : state->outputs) elements += static_cast<double>(t.numel());
+  state->elements = std::max(elements, 1.0);
   return PreparedCall(std::move(state));
 }
 
@@ -543,18 +559,21 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
   if (!state_) return Error(ErrorCode::kFailedPrecondition, "an empty or spent call");
   std::unique_ptr<State> state = std::move(state_);  // one run
   const std::string_view name = state->name;
-  // The run time feeds the operator's moving average (1/8 of each new one).
+  // The run time feeds the operator's moving average per element (1/8 of
+  // each new one).
   struct Timed {
-    std::atomic<std::int64_t>* recent;
+    std::atomic<double>* average;
+    double elements;
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     ~Timed() {
-      const std::int64_t took = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                    std::chrono::steady_clock::now() - start)
-                                    .count();
-      const std::int64_t was = recent->load(std::memory_order_relaxed);
-      recent->store(was == 0 ? took : was + (took - was) / 8, std::memory_order_relaxed);
+      const double took =
+          std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start)
+              .count() /
+          elements;
+      const double was = average->load(std::memory_order_relaxed);
+      average->store(was == 0 ? took : was + (took - was) / 8, std::memory_order_relaxed);
     }
-  } timed{state->recent_ns};
+  } timed{state->ns_per_element, state->elements};
   const auto& returns = state->handle->schema().returns();
   torch::jit::Stack& stack = state->stack;
   try {

@@ -75,7 +75,9 @@ class PreparedCall {
   PreparedCall& operator=(PreparedCall&&) noexcept;
   ~PreparedCall();
   std::string_view name() const;  // "aten::add.Tensor"
-  // The operator's recent run time on this host (0 before its first run).
+  // This call's expected run time on this host: the operator's recent time
+  // per element of its tensors, times this call's elements (0 before the
+  // operator's first run).
   std::int64_t estimated_ns() const;
   // Runs it (once): the non-tensor returns, or PyTorch's error for this call.
   [[nodiscard]] Result<std::vector<wire::AtenValue>> run();
