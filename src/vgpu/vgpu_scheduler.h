@@ -217,8 +217,8 @@ class VgpuScheduler {
   // completes them with kAborted once the lock is released.
   std::vector<Item> take_cancelled(Stream& stream);
   static void abort_items(std::vector<Item>& items);
-  malv_gpu_sched_observation observe(std::uint64_t vm_id, accel::QueueId queue,
-                                            const accel::Op& op, std::int64_t now);
+  malv_gpu_sched_observation observe(std::uint64_t vm_id, accel::QueueId queue, const accel::Op& op,
+                                     std::int64_t now);
   static void item_callback(void* context, std::uint64_t cookie, ErrorCode status);
 
   accel::Backend& backend_;
