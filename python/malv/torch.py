@@ -72,5 +72,6 @@ def empty_cache():
 def stats():
     """Device memory this process holds on the host (buffers, bytes; cached_bytes:
     freed and kept for reuse), and operators sent (operators_in_guest: run on the
-    guest's CPU for want of a meta kernel)."""
+    guest's CPU for want of a meta kernel; operators_held: queued, gathered for
+    the next batch while the host runs the one in flight)."""
     return _torch.stats()

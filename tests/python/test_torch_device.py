@@ -9,6 +9,7 @@ number (Prescott on these machines); those compare within 1e-6.
 """
 
 import copy
+import time
 
 import pytest
 
@@ -149,6 +150,25 @@ def test_resnet18_training_matches_the_cpu_including_batch_norm_statistics(dev):
     # The running statistics moved (the host wrote them into the VM's buffers).
     assert not torch.equal(got["bn1.running_mean"].cpu(), torch.zeros(64))
     assert got["bn1.num_batches_tracked"].item() == 2
+
+
+def test_operators_queued_before_the_program_stops_calling_are_sent_meanwhile(dev):
+    # Queued while a batch is in flight, operators are held for the next
+    # one; with no further call from the program (it sleeps, or does other
+    # work), the device's flusher thread sends them once the host is idle.
+    a = torch.randn(128, 128).to(dev)
+    acc = torch.zeros(128, 128).to(dev)
+    for _ in range(200):
+        acc.add_(a.sin())  # element-wise: equal to the CPU's bit for bit
+    deadline = time.monotonic() + 30
+    while malv.torch.stats()["operators_held"] > 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert malv.torch.stats()["operators_held"] == 0
+    expected = torch.zeros(128, 128)
+    a_cpu = a.cpu()
+    for _ in range(200):
+        expected.add_(a_cpu.sin())
+    assert torch.equal(acc.cpu(), expected)
 
 
 def test_a_tensor_past_the_vms_quota_raises_quota_exceeded(host):

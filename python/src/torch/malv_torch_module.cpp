@@ -11,6 +11,7 @@
 #include "connection_capi.h"
 #include "device_buffer_capi.h"
 #include "device_state.h"
+#include "malv/aten.h"
 
 namespace py = pybind11;
 
@@ -93,7 +94,19 @@ PYBIND11_MODULE(_torch, m) {
       "stats",
       [] {
         const DeviceState& state = DeviceState::get();
+        // Operators libmalv holds for the next batch (the flusher sends them
+        // once the batch in flight completes); 0 with no connection.
+        std::uint32_t held = 0;
+        if (const malv::python::ConnectionApi* api = state.api()) {
+          py::gil_scoped_release release;
+          malv::guest::Stream* stream = nullptr;
+          if (malv::guest::Connection* conn = api->lock(api->context, &stream)) {
+            held = malv::guest::aten_held(*conn);
+            api->unlock(api->context);
+          }
+        }
         py::dict out;
+        out["operators_held"] = held;
         out["buffers"] = state.buffers_live();
         out["bytes"] = state.bytes_live();
         out["operators_sent"] = state.operators_sent();
