@@ -105,8 +105,8 @@ class HostTask {
 };
 struct HostCall {
   std::shared_ptr<HostTask> task;
-  std::int64_t est_ns =
-      0;  // expected run time, for the scheduler's batches and shares (0: unknown)
+  // Expected run time, for the scheduler's batches and shares (0: unknown).
+  std::int64_t est_ns = 0;
 };
 
 using Op = std::variant<CopyH2D, CopyD2H, CopyD2D, Memset, Launch, RecordEvent, WaitEvent, Marker,

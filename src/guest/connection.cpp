@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "guest/connection_core.h"
 #include "guest/ivshmem_device.h"
+#include "malv/aten_record.h"
 #include "proto/encoder.h"
 
 namespace malv::guest {
@@ -196,9 +197,13 @@ constexpr std::size_t kAtenBatchWords = 64 * 1024 / sizeof(std::uint64_t);
 
 Status ConnectionCore::queue_aten(std::uint64_t stream, std::uint32_t op,
                                   std::span<const std::uint64_t> record) {
-  if (record.size() + 1 > kAtenBatchWords * 2 || record.size() > UINT32_MAX) {
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("an operator record of {} words", record.size()));
+  // A record as large as a batch may be (1 MiB, header included) travels
+  // in a batch of its own.
+  constexpr std::size_t kMaxRecordWords = wire::kAtenMaxBatchBytes / sizeof(std::uint64_t) - 1;
+  if (record.size() > kMaxRecordWords) {
+    return Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("an operator record of {} words (at most {})", record.size(), kMaxRecordWords));
   }
   if (aten_batch_.count != 0 && (aten_batch_.stream != stream ||
                                  aten_batch_.words.size() + 1 + record.size() > kAtenBatchWords)) {

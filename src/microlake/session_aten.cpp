@@ -197,15 +197,16 @@ Status Session::run(const wire::Command& cmd, const proto::AtenBatchRequest& req
   std::vector<std::shared_ptr<accel::AtenTask>> tasks;
   std::int64_t chunk_ns = 0;
   std::size_t chunk_first = 0;
-  auto cut = [&] {
+  auto cut = [&] {  // the tasks so far make a chunk; the next starts after them
+    const std::size_t count = tasks.size();
     chunks.emplace_back(std::make_shared<AtenBatchChunk>(outcome, chunk_first, std::move(tasks)),
                         chunk_ns);
+    chunk_first += count;
     tasks.clear();
     chunk_ns = 0;
   };
   std::optional<Error> refusal;
   std::size_t at = 0;
-  std::size_t done = 0;
   for (std::uint64_t i = 0; i < req.count; ++i) {
     if (at >= words.size()) {
       refusal = Error(ErrorCode::kInvalidArgument,
@@ -228,13 +229,9 @@ Status Session::run(const wire::Command& cmd, const proto::AtenBatchRequest& req
       refusal = std::move(task).error();
       break;
     }
-    if (!tasks.empty() && chunk_ns >= kChunkNs) {
-      cut();
-      chunk_first = done;
-    }
+    if (!tasks.empty() && chunk_ns >= kChunkNs) cut();
     chunk_ns += (*task)->estimated_ns();
     tasks.push_back(std::move(task).value());
-    ++done;
   }
   if (!refusal && at != words.size()) {
     refusal =

@@ -56,6 +56,26 @@ def test_device_output_with_another_connection_than_the_devices_is_refused(host,
         other.close()
 
 
+def test_device_tensors_too_small_or_inside_their_storage_are_refused(conn, dev, raw_dataset):
+    ds = open_raw(conn, output="device")
+    view = malv.torch.buffer_view
+    small = torch.empty(2, dtype=torch.float32, device=dev)  # the batch needs 4 x 3
+    labels = torch.empty(4, dtype=torch.int32, device=dev)
+    with pytest.raises(malv.InvalidArgument, match="features tensor must start its storage"):
+        ds._dataset.next_into(view(small), view(labels))
+    inner = torch.empty(16, dtype=torch.float32, device=dev)[2:]  # not at the storage's start
+    with pytest.raises(malv.InvalidArgument, match="start its storage"):
+        ds._dataset.next_into(view(inner), view(labels))
+    with pytest.raises(malv.InvalidArgument, match="buffer view"):
+        ds._dataset.next_into(object(), view(labels))
+    with pytest.raises(ValueError, match="contiguous tensor of the malv device"):
+        view(torch.empty(3))
+    # Nothing was taken from the pipeline: the first batch is still the first.
+    assert ds.position == 0
+    x, y = ds.next_batch()
+    assert x.shape == (4, 3) and y.shape == (4,)
+
+
 def small_model():
     torch.manual_seed(3)
     return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
