@@ -4,7 +4,10 @@
 #include "py_connection.h"
 
 #include <fmt/format.h>
+#include <pthread.h>
 #include <pybind11/stl.h>
+
+#include <atomic>
 
 #include "connection_capi.h"
 #include "malv/policy_selection.h"
@@ -13,8 +16,26 @@ namespace py = pybind11;
 
 namespace malv::python {
 
+namespace {
+std::atomic<pid_t> g_process_id{0};
+void forget_process_id() { g_process_id.store(0, std::memory_order_relaxed); }
+}  // namespace
+
+pid_t process_id() {
+  static const bool registered = [] {
+    return ::pthread_atfork(nullptr, nullptr, &forget_process_id) == 0;
+  }();
+  (void)registered;
+  pid_t pid = g_process_id.load(std::memory_order_relaxed);
+  if (pid == 0) {
+    pid = ::getpid();
+    g_process_id.store(pid, std::memory_order_relaxed);
+  }
+  return pid;
+}
+
 PyConnection::PyConnection(std::unique_ptr<guest::Connection> connection, std::string vm)
-    : connection_(std::move(connection)), pid_(::getpid()), vm_(std::move(vm)) {}
+    : connection_(std::move(connection)), pid_(process_id()), vm_(std::move(vm)) {}
 
 PyConnection::~PyConnection() {
   std::lock_guard lock(mutex_);
@@ -40,7 +61,7 @@ guest::Connection& PyConnection::connection() {
         fmt::format("the connection of VM '{}' was opened by process {}; this process ({}) was "
                     "forked from it and may not use it (a DataLoader with num_workers > 0? use "
                     "num_workers=0: the host does the loading)",
-                    vm_, pid_, ::getpid())));
+                    vm_, pid_, process_id())));
   }
   return *connection_;
 }

@@ -54,6 +54,11 @@ inline void unwrap(Status status) {
   if (!status.ok()) throw MalvException(std::move(status).error());
 }
 
+// This process's id, without a system call each time (glibc stopped caching
+// getpid(), and the torch device asks on every operator): kept by a fork
+// handler.
+pid_t process_id();
+
 class PyConnection : public std::enable_shared_from_this<PyConnection> {
  public:
   explicit PyConnection(std::unique_ptr<guest::Connection> connection, std::string vm);
@@ -67,7 +72,7 @@ class PyConnection : public std::enable_shared_from_this<PyConnection> {
   guest::Stream& stream();
   bool closed() const { return connection_ == nullptr; }
   // True in a process forked after the connection was opened.
-  bool forked() const { return ::getpid() != pid_; }
+  bool forked() const { return process_id() != pid_; }
   const std::string& vm() const { return vm_; }
 
   // Objects that hold host handles register how to release them; the id

@@ -63,7 +63,10 @@ Result<std::uint32_t> aten_intern(Connection& connection, std::string_view schem
 
 Status aten_enqueue(Connection& connection, Stream& stream, std::uint32_t op,
                     std::span<const wire::AtenValue> args) {
-  MALV_ASSIGN_OR_RETURN(std::vector<std::uint64_t> words, proto::encode_aten_record(args));
+  // Encoded into this thread's buffer (its capacity kept: no allocation
+  // per operator), which queue_aten copies into the batch.
+  thread_local std::vector<std::uint64_t> words;
+  MALV_TRY(proto::encode_aten_record_into(args, words));
   return core_of(connection).queue_aten(stream.handle(), op, words);
 }
 

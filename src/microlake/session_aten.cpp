@@ -116,7 +116,10 @@ Result<std::shared_ptr<accel::AtenTask>> Session::prepare_aten(
     return Error(ErrorCode::kNotFound,
                  fmt::format("operator id {} was not interned by this session", op));
   }
-  MALV_ASSIGN_OR_RETURN(std::vector<wire::AtenValue> record, proto::decode_aten_record(words));
+  // Decoded into values this thread keeps: once warm, no allocation.
+  thread_local std::vector<wire::AtenValue> values;
+  MALV_ASSIGN_OR_RETURN(const std::size_t count, proto::decode_aten_record_into(words, values));
+  const std::span<const wire::AtenValue> record(values.data(), count);
   // Every tensor names one of this session's buffers, readable and writable.
   const accel::ResolveBuffer resolve = [this](std::uint64_t handle) -> Result<accel::BufferMemory> {
     MALV_ASSIGN_OR_RETURN(BufferObject * buffer, buffers_.lookup(handle, kRightRead | kRightWrite));

@@ -56,7 +56,9 @@ class Reader {
   explicit Reader(std::span<const std::uint64_t> words) : words_(words) {}
   bool done() const { return at_ == words_.size(); }
 
-  Result<AtenValue> value(std::size_t index) {
+  // Fills `v` in place (its vectors keep their capacity: a decoder that
+  // reuses its values allocates nothing once warm).
+  Status value(std::size_t index, AtenValue& v) {
     MALV_ASSIGN_OR_RETURN(const std::uint64_t head, word(index, "its header"));
     const std::uint32_t raw_tag = static_cast<std::uint32_t>(head);
     const std::size_t count = static_cast<std::size_t>(head >> 32);
@@ -64,9 +66,22 @@ class Reader {
       return Error(ErrorCode::kInvalidArgument,
                    fmt::format("argument {}: unknown tag {}", index, raw_tag));
     }
-    AtenValue v;
     v.tag = static_cast<AtenTag>(raw_tag);
-    if (v.tag == AtenTag::kNone) return v;
+    v.i = 0;
+    v.d = 0;
+    v.ints.clear();
+    v.doubles.clear();
+    v.text.clear();
+    v.present.clear();
+    // Tensors are resized to the value's count below (an element kept keeps
+    // its sizes' and strides' capacity).
+    if (v.tag != AtenTag::kTensor && v.tag != AtenTag::kTensorList &&
+        v.tag != AtenTag::kOptionalTensorList) {
+      v.tensors.clear();
+    }
+    v.scalar_flags = 0;
+    v.scalar_is_floating = false;
+    if (v.tag == AtenTag::kNone) return ok_status();
     if (one_word(v.tag)) {
       MALV_ASSIGN_OR_RETURN(const std::uint64_t w, word(index, "its value"));
       if (v.tag == AtenTag::kDouble || v.tag == AtenTag::kScalarDouble) {
@@ -74,20 +89,20 @@ class Reader {
       } else {
         v.i = static_cast<std::int64_t>(w);
       }
-      return v;
+      return ok_status();
     }
     if (v.tag == AtenTag::kCpuScalar) {
       MALV_ASSIGN_OR_RETURN(const std::uint64_t w, word(index, "its value"));
       v.scalar_flags = static_cast<std::uint32_t>(count);
       v.i = static_cast<std::int64_t>(w);
       v.d = std::bit_cast<double>(w);
-      return v;
+      return ok_status();
     }
     if (v.tag == AtenTag::kTensor) {
-      MALV_ASSIGN_OR_RETURN(AtenTensorArg t, tensor_body(index));
-      v.tensors.push_back(std::move(t));
+      v.tensors.resize(1);
+      MALV_TRY(tensor_body(index, v.tensors[0]));
       v.present.push_back(true);
-      return v;
+      return ok_status();
     }
     if (count > kAtenMaxListLength) {
       return Error(ErrorCode::kInvalidArgument,
@@ -107,7 +122,7 @@ class Reader {
             v.ints.push_back(static_cast<std::int64_t>(w));
           }
         }
-        return v;
+        return ok_status();
       }
       case AtenTag::kString: {
         const std::size_t padded = (count + 7) / 8;
@@ -115,15 +130,17 @@ class Reader {
         v.text.resize(count);
         if (count > 0) std::memcpy(v.text.data(), words_.data() + at_, count);
         at_ += padded;
-        return v;
+        return ok_status();
       }
       case AtenTag::kTensorList:
       case AtenTag::kOptionalTensorList: {
+        MALV_TRY(need(index, count, "its elements"));  // each at least a word
+        v.tensors.resize(count);
         for (std::size_t k = 0; k < count; ++k) {
           MALV_ASSIGN_OR_RETURN(const std::uint64_t element, word(index, "an element"));
           const auto element_tag = static_cast<AtenTag>(static_cast<std::uint32_t>(element));
           if (element_tag == AtenTag::kNone && v.tag == AtenTag::kOptionalTensorList) {
-            v.tensors.emplace_back();
+            v.tensors[k] = AtenTensorArg();
             v.present.push_back(false);
             continue;
           }
@@ -132,11 +149,10 @@ class Reader {
                 ErrorCode::kInvalidArgument,
                 fmt::format("argument {}: element {} of a tensor list is not a tensor", index, k));
           }
-          MALV_ASSIGN_OR_RETURN(AtenTensorArg t, tensor_body(index));
-          v.tensors.push_back(std::move(t));
+          MALV_TRY(tensor_body(index, v.tensors[k]));
           v.present.push_back(true);
         }
-        return v;
+        return ok_status();
       }
       default: break;
     }
@@ -155,9 +171,8 @@ class Reader {
     }
     return ok_status();
   }
-  Result<AtenTensorArg> tensor_body(std::size_t index) {
+  Status tensor_body(std::size_t index, AtenTensorArg& t) {
     MALV_TRY(need(index, 3, "a tensor"));
-    AtenTensorArg t;
     t.buffer = words_[at_++];
     t.offset = words_[at_++];
     const std::uint64_t shape = words_[at_++];
@@ -169,12 +184,11 @@ class Reader {
           fmt::format("argument {}: a tensor of rank {} (at most {})", index, rank, kAtenMaxRank));
     }
     MALV_TRY(need(index, 2 * rank, "a tensor's sizes and strides"));
-    for (std::size_t k = 0; k < rank; ++k)
-      t.sizes.push_back(static_cast<std::int64_t>(words_[at_++]));
-    for (std::size_t k = 0; k < rank; ++k) {
-      t.strides.push_back(static_cast<std::int64_t>(words_[at_++]));
-    }
-    return t;
+    const auto* dims = reinterpret_cast<const std::int64_t*>(words_.data() + at_);
+    t.sizes.assign(dims, dims + rank);
+    t.strides.assign(dims + rank, dims + 2 * rank);
+    at_ += 2 * rank;
+    return ok_status();
   }
 
   std::span<const std::uint64_t> words_;
@@ -183,12 +197,12 @@ class Reader {
 
 }  // namespace
 
-Result<std::vector<std::uint64_t>> encode_aten_record(std::span<const AtenValue> values) {
+Status encode_aten_record_into(std::span<const AtenValue> values, std::vector<std::uint64_t>& out) {
+  out.clear();
   if (values.size() > kAtenMaxValues) {
     return Error(ErrorCode::kInvalidArgument,
                  fmt::format("{} values (at most {})", values.size(), kAtenMaxValues));
   }
-  std::vector<std::uint64_t> out;
   for (const AtenValue& v : values) {
     if (v.tag == AtenTag::kNone) {
       out.push_back(header(v.tag, 0));
@@ -236,23 +250,38 @@ Result<std::vector<std::uint64_t>> encode_aten_record(std::span<const AtenValue>
     return Error(ErrorCode::kInvalidArgument, fmt::format("a record of {} bytes (at most {})",
                                                           out.size() * 8, kAtenMaxRecordBytes));
   }
+  return ok_status();
+}
+
+Result<std::vector<std::uint64_t>> encode_aten_record(std::span<const AtenValue> values) {
+  std::vector<std::uint64_t> out;
+  MALV_TRY(encode_aten_record_into(values, out));
   return out;
 }
 
-Result<std::vector<AtenValue>> decode_aten_record(std::span<const std::uint64_t> words) {
+Result<std::size_t> decode_aten_record_into(std::span<const std::uint64_t> words,
+                                            std::vector<AtenValue>& values) {
   if (words.size() * sizeof(std::uint64_t) > kAtenMaxRecordBytes) {
     return Error(ErrorCode::kInvalidArgument, fmt::format("a record of {} bytes (at most {})",
                                                           words.size() * 8, kAtenMaxRecordBytes));
   }
   Reader reader(words);
-  std::vector<AtenValue> values;
+  std::size_t count = 0;
   while (!reader.done()) {
-    if (values.size() == kAtenMaxValues) {
+    if (count == kAtenMaxValues) {
       return Error(ErrorCode::kInvalidArgument, fmt::format("more than {} values", kAtenMaxValues));
     }
-    MALV_ASSIGN_OR_RETURN(AtenValue v, reader.value(values.size()));
-    values.push_back(std::move(v));
+    if (count == values.size()) values.emplace_back();
+    MALV_TRY(reader.value(count, values[count]));
+    ++count;
   }
+  return count;
+}
+
+Result<std::vector<AtenValue>> decode_aten_record(std::span<const std::uint64_t> words) {
+  std::vector<AtenValue> values;
+  MALV_ASSIGN_OR_RETURN(const std::size_t count, decode_aten_record_into(words, values));
+  values.resize(count);
   return values;
 }
 

@@ -51,6 +51,9 @@ using wire::kAtenMaxValues;
 // The record's words, ready for the arena.
 [[nodiscard]] Result<std::vector<std::uint64_t>> encode_aten_record(
     std::span<const AtenValue> values);
+// encode_aten_record into `out` (cleared first; its capacity kept).
+[[nodiscard]] Status encode_aten_record_into(std::span<const AtenValue> values,
+                                             std::vector<std::uint64_t>& out);
 
 // kInvalidArgument naming the value and what is wrong: an unknown tag, a
 // record that ends inside a value or has words past its last value, more
@@ -58,5 +61,12 @@ using wire::kAtenMaxValues;
 // element that is not a tensor.
 [[nodiscard]] Result<std::vector<AtenValue>> decode_aten_record(
     std::span<const std::uint64_t> words);
+
+// decode_aten_record into `values`, reused: the record is values[0, count)
+// (entries past it are left from earlier records). Their vectors keep
+// their capacity, so a caller that keeps `values` decodes without
+// allocating once warm (the host decodes every operator it runs).
+[[nodiscard]] Result<std::size_t> decode_aten_record_into(std::span<const std::uint64_t> words,
+                                                          std::vector<AtenValue>& values);
 
 }  // namespace malv::proto

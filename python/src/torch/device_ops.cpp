@@ -234,10 +234,37 @@ c10::IValue decode_return(const AtenValue& v) {
   TORCH_CHECK(false, "malv: the host returned a value of tag ", static_cast<int>(v.tag));
 }
 
-std::string operator_name(const c10::OperatorHandle& op) {
-  const c10::OperatorName& name = op.schema().operator_name();
-  return name.overload_name.empty() ? name.name : name.name + "." + name.overload_name;
+// "aten::add.out": made once per operator and thread (the fallback asks on
+// every call).
+const std::string& operator_name(const c10::OperatorHandle& op) {
+  thread_local std::unordered_map<const c10::FunctionSchema*, std::string> names;
+  auto [it, made] = names.try_emplace(&op.schema());
+  if (made) {
+    const c10::OperatorName& name = op.schema().operator_name();
+    it->second = name.overload_name.empty() ? name.name : name.name + "." + name.overload_name;
+  }
+  return it->second;
 }
+
+// A buffer for call signatures: this thread's own, reused (no allocation
+// per call), unless a fallback runs inside another on this thread, which
+// then gets a fresh one.
+class SignatureBuffer {
+ public:
+  SignatureBuffer() : nested_(t_depth_++ > 0) {}
+  ~SignatureBuffer() { --t_depth_; }
+  SignatureBuffer(const SignatureBuffer&) = delete;
+  SignatureBuffer& operator=(const SignatureBuffer&) = delete;
+  std::string& get() { return nested_ ? own_ : t_buffer_; }
+
+ private:
+  static thread_local int t_depth_;
+  static thread_local std::string t_buffer_;
+  bool nested_;
+  std::string own_;
+};
+thread_local int SignatureBuffer::t_depth_ = 0;
+thread_local std::string SignatureBuffer::t_buffer_;
 
 // Sends `op` with `values` on the stream: queued, or (want_returns) run
 // and waited for, its non-tensor returns given back.
@@ -711,7 +738,7 @@ at::Tensor view_from_meta(const at::Tensor& base, const Geometry& shape) {
 
 void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const c10::FunctionSchema& schema = op.schema();
-  const std::string name = operator_name(op);
+  const std::string& name = operator_name(op);
   const auto& arguments = schema.arguments();
   const auto& returns = schema.returns();
   const std::size_t n = arguments.size();
@@ -742,11 +769,10 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   // The meta kernel's answer: kept per call signature (meta_shapes.h), so
   // a loop's later steps make no meta tensor and run no meta kernel.
   std::shared_ptr<const MetaAnswer> answer;
-  std::optional<std::string> signature;
-  if (needs_shapes) {
-    signature = call_signature(op, args);
-    if (signature) answer = find_answer(*signature);
-  }
+  SignatureBuffer buffer;
+  std::string& signature = buffer.get();
+  const bool described = needs_shapes && call_signature(op, args, signature);
+  if (described) answer = find_answer(signature);
   if (answer == nullptr) {
     torch::jit::Stack meta;
     if (needs_shapes) {
@@ -804,7 +830,7 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
       meta.resize(returns.size());  // None: each a value the host returns
     }
     auto made = std::make_shared<const MetaAnswer>(answer_of(meta));
-    if (signature) keep_answer(std::move(*signature), made);
+    if (described) keep_answer(signature, made);
     answer = std::move(made);
   }
 

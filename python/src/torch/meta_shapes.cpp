@@ -111,16 +111,15 @@ MetaAnswer answer_of(const std::vector<c10::IValue>& meta_returns) {
   return answer;
 }
 
-std::optional<std::string> call_signature(const c10::OperatorHandle& op,
-                                          const std::vector<c10::IValue>& args) {
-  std::string key;
-  key.reserve(256);
+bool call_signature(const c10::OperatorHandle& op, const std::vector<c10::IValue>& args,
+                    std::string& key) {
+  key.clear();
   const void* schema = &op.schema();
   put(key, &schema, sizeof(schema));
   for (const c10::IValue& v : args) {
-    if (!put_value(key, v)) return std::nullopt;
+    if (!put_value(key, v)) return false;
   }
-  return key;
+  return true;
 }
 
 std::shared_ptr<const MetaAnswer> find_answer(const std::string& signature) {
@@ -129,10 +128,10 @@ std::shared_ptr<const MetaAnswer> find_answer(const std::string& signature) {
   return it == kept.end() ? nullptr : it->second;
 }
 
-void keep_answer(std::string signature, std::shared_ptr<const MetaAnswer> answer) {
+void keep_answer(const std::string& signature, std::shared_ptr<const MetaAnswer> answer) {
   auto& kept = answers();
   if (kept.size() >= kMaxAnswers) kept.clear();
-  kept.emplace(std::move(signature), std::move(answer));
+  kept.emplace(signature, std::move(answer));
 }
 
 }  // namespace malv::torch_device

@@ -15,7 +15,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,12 +41,13 @@ using MetaAnswer = std::vector<ReturnShape>;
 MetaAnswer answer_of(const std::vector<c10::IValue>& meta_returns);
 
 // The call's signature (the operator, then each argument's kind and
-// geometry or value), or nothing when an argument is not describable.
-std::optional<std::string> call_signature(const c10::OperatorHandle& op,
-                                          const std::vector<c10::IValue>& args);
+// geometry or value) into `key` (reused: its capacity stays), false when
+// an argument is not describable.
+bool call_signature(const c10::OperatorHandle& op, const std::vector<c10::IValue>& args,
+                    std::string& key);
 
 // This thread's answers (bounded: emptied when full).
 std::shared_ptr<const MetaAnswer> find_answer(const std::string& signature);
-void keep_answer(std::string signature, std::shared_ptr<const MetaAnswer> answer);
+void keep_answer(const std::string& signature, std::shared_ptr<const MetaAnswer> answer);
 
 }  // namespace malv::torch_device

@@ -16,6 +16,8 @@
 #include <chrono>
 #include <csignal>
 
+#include "accel/aten/view_cache.h"
+
 namespace malv::accel::aten {
 namespace {
 
@@ -57,11 +59,27 @@ Error invalid(std::string_view op, std::string message) {
   return Error(ErrorCode::kInvalidArgument, fmt::format("{}: {}", op, message));
 }
 
-// A tensor view over its buffer, checked.
-Result<at::Tensor> tensor_view(std::string_view op, std::string_view what, const AtenTensorArg& t,
-                               const ResolveBuffer& resolve) {
+// Where in a call a value is, for messages (formatted only on an error).
+struct Place {
+  std::string_view argument;  // its name, or "" for an output
+  std::size_t output = 0;     // the output's index when argument is ""
+  std::int64_t element = -1;  // its place in a list, or -1
+
+  std::string text() const {
+    std::string where = argument.empty() ? fmt::format("output {}", output)
+                                         : fmt::format("argument '{}'", argument);
+    if (element >= 0) where += fmt::format(" element {}", element);
+    return where;
+  }
+};
+
+// A tensor view over its buffer, checked: where its bytes are (into
+// `spec`, which a slot holds: no copy of its sizes).
+Status check_view(std::string_view op, const Place& place, const AtenTensorArg& t,
+                  const ResolveBuffer& resolve, ViewSpec& spec) {
   if (!supported_dtype(t.dtype)) {
-    return invalid(op, fmt::format("{}: dtype {} is not one the device carries", what, t.dtype));
+    return invalid(
+        op, fmt::format("{}: dtype {} is not one the device carries", place.text(), t.dtype));
   }
   const auto dtype = static_cast<c10::ScalarType>(t.dtype);
   const std::uint64_t element = c10::elementSize(dtype);
@@ -72,7 +90,7 @@ Result<at::Tensor> tensor_view(std::string_view op, std::string_view what, const
     if (t.sizes[d] < 0 || t.strides[d] < 0) {
       return invalid(op, fmt::format("{}: dimension {} has size {} and stride {} (no negative "
                                      "sizes or strides)",
-                                     what, d, t.sizes[d], t.strides[d]));
+                                     place.text(), d, t.sizes[d], t.strides[d]));
     }
     if (t.sizes[d] == 0) empty = true;
     constexpr std::uint64_t kLimit = std::uint64_t{1} << 56;  // times 8 bytes: no overflow
@@ -80,13 +98,13 @@ Result<at::Tensor> tensor_view(std::string_view op, std::string_view what, const
     const auto stride = static_cast<std::uint64_t>(t.strides[d]);
     if (span != 0 && stride > (kLimit - reach) / span) {
       return Error(ErrorCode::kOutOfRange,
-                   fmt::format("{}: {}: the view reaches past any buffer", op, what));
+                   fmt::format("{}: {}: the view reaches past any buffer", op, place.text()));
     }
     reach += span * stride;
   }
   if (t.offset % element != 0) {
     return invalid(op, fmt::format("{}: byte offset {} is not a multiple of the element size {}",
-                                   what, t.offset, element));
+                                   place.text(), t.offset, element));
   }
   MALV_ASSIGN_OR_RETURN(const BufferMemory memory, resolve(t.buffer));
   const std::uint64_t end = empty ? t.offset : t.offset + (reach + 1) * element;
@@ -94,53 +112,96 @@ Result<at::Tensor> tensor_view(std::string_view op, std::string_view what, const
     return Error(ErrorCode::kOutOfRange,
                  fmt::format("{}: {}: the view (offset {}, sizes {}, strides {}) reaches byte {} "
                              "of a buffer of {}",
-                             op, what, t.offset, shape_text(t.sizes), shape_text(t.strides), end,
-                             memory.bytes));
+                             op, place.text(), t.offset, shape_text(t.sizes), shape_text(t.strides),
+                             end, memory.bytes));
   }
-  return at::from_blob(memory.data + t.offset, t.sizes, t.strides,
-                       at::TensorOptions().dtype(dtype).device(at::kCPU));
+  spec.data = memory.data + t.offset;
+  spec.dtype = dtype;
+  spec.sizes.assign(t.sizes.begin(), t.sizes.end());
+  spec.strides.assign(t.strides.begin(), t.strides.end());
+  return ok_status();
 }
 
 bool is_tensor(const c10::TypePtr& type) { return type->kind() == c10::TypeKind::TensorType; }
 
+// A tensor argument (or output) of a checked call: what the run binds in
+// its place. Views become tensors only on the worker that runs the call
+// (ViewCache), so no tensor is made, or freed, by the thread that checks.
+struct TensorSlot {
+  enum class Kind : std::uint8_t { kView, kAbsent, kCpuScalar };
+  Kind kind = Kind::kView;
+  bool output = false;    // index is an output's, not an argument's
+  bool written = false;   // the operator writes it: a growable view, settled after
+  bool in_list = false;   // an element of a Tensor[] or Tensor?[] argument
+  bool optional = false;  // of a Tensor?[] argument
+  std::uint32_t index = 0;
+  ViewSpec view;  // kView
+  // kCpuScalar: a 0-dim CPU tensor (dtype | kAtenWrappedNumber, the value).
+  std::uint32_t scalar_flags = 0;
+  std::int64_t scalar_i = 0;
+  double scalar_d = 0;
+};
+
 // A CPU scalar passed as a 0-dim tensor (kCpuScalar), as PyTorch made it.
-Result<at::Tensor> cpu_scalar(std::string_view op, const std::string& what, const AtenValue& v) {
-  const std::uint32_t code = v.scalar_flags & 0xffffu;
-  if (!supported_dtype(code)) {
-    return invalid(
-        op, fmt::format("{}: a scalar of dtype {} is not one the device carries", what, code));
-  }
-  const auto dtype = static_cast<c10::ScalarType>(code);
+at::Tensor cpu_scalar(const TensorSlot& slot) {
+  const auto dtype = static_cast<c10::ScalarType>(slot.scalar_flags & 0xffffu);
   at::Tensor t = c10::isFloatingType(dtype)
-                     ? at::scalar_tensor(v.d, at::TensorOptions().dtype(dtype))
-                     : at::scalar_tensor(v.i, at::TensorOptions().dtype(dtype));
-  if ((v.scalar_flags & wire::kAtenWrappedNumber) != 0)
+                     ? at::scalar_tensor(slot.scalar_d, at::TensorOptions().dtype(dtype))
+                     : at::scalar_tensor(slot.scalar_i, at::TensorOptions().dtype(dtype));
+  if ((slot.scalar_flags & wire::kAtenWrappedNumber) != 0)
     t.unsafeGetTensorImpl()->set_wrapped_number(true);
   return t;
 }
 
+// Checks a tensor value and adds its slot.
+Status add_tensor_slot(std::string_view op, const Place& place, const AtenValue& v, std::size_t k,
+                       TensorSlot slot, const ResolveBuffer& resolve,
+                       std::vector<TensorSlot>& slots) {
+  if (v.tag == AtenTag::kCpuScalar) {
+    const std::uint32_t code = v.scalar_flags & 0xffffu;
+    if (!supported_dtype(code)) {
+      return invalid(op, fmt::format("{}: a scalar of dtype {} is not one the device carries",
+                                     place.text(), code));
+    }
+    slot.kind = TensorSlot::Kind::kCpuScalar;
+    slot.scalar_flags = v.scalar_flags;
+    slot.scalar_i = v.i;
+    slot.scalar_d = v.d;
+  } else {
+    slots.push_back(std::move(slot));
+    Status checked = check_view(op, place, v.tensors[k], resolve, slots.back().view);
+    if (!checked.ok()) slots.pop_back();
+    return checked;
+  }
+  slots.push_back(std::move(slot));
+  return ok_status();
+}
+
 // One argument: the record's value, checked against the argument's type.
+// Tensors go to `slots` (their place in the stack holds None, or an empty
+// list, until the run binds them).
 Result<c10::IValue> to_ivalue(std::string_view op, const c10::Argument& argument,
-                              const c10::TypePtr& type, const AtenValue& v,
-                              const ResolveBuffer& resolve) {
-  const std::string what = fmt::format("argument '{}'", argument.name());
+                              std::uint32_t index, bool written, const c10::TypePtr& type,
+                              const AtenValue& v, const ResolveBuffer& resolve,
+                              std::vector<TensorSlot>& slots) {
+  const Place place{.argument = argument.name()};
   auto wrong = [&](std::string_view expected) {
-    return invalid(op, fmt::format("{} is a {}, the record has tag {}", what, expected,
+    return invalid(op, fmt::format("{} is a {}, the record has tag {}", place.text(), expected,
                                    static_cast<std::uint32_t>(v.tag)));
   };
   if (auto optional = type->cast<c10::OptionalType>()) {
     if (v.tag == AtenTag::kNone) return c10::IValue();
-    return to_ivalue(op, argument, optional->getElementType(), v, resolve);
+    return to_ivalue(op, argument, index, written, optional->getElementType(), v, resolve, slots);
   }
   switch (type->kind()) {
     case c10::TypeKind::TensorType: {
-      if (v.tag == AtenTag::kCpuScalar) {
-        MALV_ASSIGN_OR_RETURN(at::Tensor t, cpu_scalar(op, what, v));
-        return c10::IValue(std::move(t));
-      }
-      if (v.tag != AtenTag::kTensor) return wrong("Tensor");
-      MALV_ASSIGN_OR_RETURN(at::Tensor t, tensor_view(op, what, v.tensors[0], resolve));
-      return c10::IValue(std::move(t));
+      if (v.tag != AtenTag::kTensor && v.tag != AtenTag::kCpuScalar) return wrong("Tensor");
+      if (v.tag == AtenTag::kTensor && v.tensors.size() != 1) return wrong("Tensor");
+      MALV_TRY(add_tensor_slot(
+          op, place, v, 0,
+          TensorSlot{.written = written && v.tag == AtenTag::kTensor, .index = index}, resolve,
+          slots));
+      return c10::IValue();
     }
     case c10::TypeKind::IntType:
     case c10::TypeKind::SymIntType:
@@ -163,20 +224,21 @@ Result<c10::IValue> to_ivalue(std::string_view op, const c10::Argument& argument
     case c10::TypeKind::ScalarTypeType:
       if (v.tag != AtenTag::kScalarType) return wrong("ScalarType");
       if (!supported_dtype(static_cast<std::uint32_t>(v.i))) {
-        return invalid(op, fmt::format("{}: dtype {} is not one the device carries", what, v.i));
+        return invalid(
+            op, fmt::format("{}: dtype {} is not one the device carries", place.text(), v.i));
       }
       return c10::IValue(v.i);
     case c10::TypeKind::LayoutType:
       if (v.tag != AtenTag::kLayout) return wrong("Layout");
       if (v.i != static_cast<std::int64_t>(c10::Layout::Strided)) {
         return Error(ErrorCode::kUnimplemented,
-                     fmt::format("{}: {}: only the strided layout is carried", op, what));
+                     fmt::format("{}: {}: only the strided layout is carried", op, place.text()));
       }
       return c10::IValue(v.i);
     case c10::TypeKind::MemoryFormatType:
       if (v.tag != AtenTag::kMemoryFormat) return wrong("MemoryFormat");
       if (v.i < 0 || v.i >= static_cast<std::int64_t>(c10::MemoryFormat::NumOptions)) {
-        return invalid(op, fmt::format("{}: memory format {}", what, v.i));
+        return invalid(op, fmt::format("{}: memory format {}", place.text(), v.i));
       }
       return c10::IValue(v.i);
     case c10::TypeKind::DeviceObjType:
@@ -201,30 +263,29 @@ Result<c10::IValue> to_ivalue(std::string_view op, const c10::Argument& argument
         }
         case c10::TypeKind::TensorType: {
           if (v.tag != AtenTag::kTensorList) return wrong("Tensor[]");
-          std::vector<at::Tensor> tensors;
           for (std::size_t k = 0; k < v.tensors.size(); ++k) {
-            MALV_ASSIGN_OR_RETURN(
-                at::Tensor t,
-                tensor_view(op, fmt::format("{} element {}", what, k), v.tensors[k], resolve));
-            tensors.push_back(std::move(t));
+            MALV_TRY(add_tensor_slot(
+                op, Place{.argument = argument.name(), .element = static_cast<std::int64_t>(k)}, v,
+                k, TensorSlot{.in_list = true, .index = index}, resolve, slots));
           }
-          return c10::IValue(std::move(tensors));
+          return c10::IValue(std::vector<at::Tensor>());
         }
         case c10::TypeKind::OptionalType: {
           if (!is_tensor(element->castRaw<c10::OptionalType>()->getElementType())) break;
           if (v.tag != AtenTag::kOptionalTensorList) return wrong("Tensor?[]");
-          c10::List<c10::optional<at::Tensor>> tensors;
+          if (v.present.size() != v.tensors.size()) return wrong("Tensor?[]");
           for (std::size_t k = 0; k < v.tensors.size(); ++k) {
+            TensorSlot slot{.in_list = true, .optional = true, .index = index};
             if (!v.present[k]) {
-              tensors.push_back(c10::nullopt);
+              slot.kind = TensorSlot::Kind::kAbsent;
+              slots.push_back(std::move(slot));
               continue;
             }
-            MALV_ASSIGN_OR_RETURN(
-                at::Tensor t,
-                tensor_view(op, fmt::format("{} element {}", what, k), v.tensors[k], resolve));
-            tensors.push_back(std::move(t));
+            MALV_TRY(add_tensor_slot(
+                op, Place{.argument = argument.name(), .element = static_cast<std::int64_t>(k)}, v,
+                k, std::move(slot), resolve, slots));
           }
-          return c10::IValue(std::move(tensors));
+          return c10::IValue(c10::List<c10::optional<at::Tensor>>());
         }
         default: break;
       }
@@ -235,7 +296,7 @@ Result<c10::IValue> to_ivalue(std::string_view op, const c10::Argument& argument
     default: break;
   }
   return Error(ErrorCode::kUnimplemented,
-               fmt::format("{}: {} of type {} cannot be carried", op, what, type->str()));
+               fmt::format("{}: {} of type {} cannot be carried", op, place.text(), type->str()));
 }
 
 // A non-tensor return, as a record value (a Scalar return travels as a
@@ -273,49 +334,25 @@ Status copy_into(std::string_view op, std::size_t index, const at::Tensor& resul
   return ok_status();
 }
 
-// An argument the operator writes, as its kernel sees it and as the VM's
-// memory holds it.
-struct WrittenArgument {
-  std::size_t index = 0;
-  at::Tensor seen;  // over the same bytes, its storage free to grow
-  at::Tensor home;  // the VM's memory, as the record viewed it
-};
-
-void keep_memory(void*) {}  // the VM's buffer is not the storage's to free
-
-// A written argument whose storage may be resized: some kernels reshape
-// their out= tensor on the way (mse_loss.out with a reduction shapes its
-// output like its input, then reduces into it), which a storage over the
-// VM's memory cannot follow when it must grow. A storage that grows moves
-// to memory of libtorch's CPU allocator; settle_written() copies the result
-// home. One that does not grow writes the VM's memory directly.
-at::Tensor growable(const at::Tensor& home) {
-  c10::Storage storage(c10::Storage::use_byte_size_t(), home.storage().nbytes(),
-                       c10::DataPtr(home.data_ptr(), home.data_ptr(), &keep_memory, at::kCPU),
-                       c10::GetCPUAllocator(), /*resizable=*/true);
-  at::Tensor seen = at::empty({0}, at::TensorOptions().dtype(home.scalar_type()));
-  seen.set_(storage, 0, home.sizes(), home.strides());
-  return seen;
-}
-
-// After the call: the written argument's values in the VM's memory, or the
-// reason they cannot be (the kernel gave it another shape than the
-// guest's tensor has).
-Status settle_written(std::string_view op, const c10::Argument& argument,
-                      const WrittenArgument& w) {
-  const bool in_place = w.seen.data_ptr() == w.home.data_ptr();
-  if (in_place && w.seen.sizes().equals(w.home.sizes()) &&
-      w.seen.strides().equals(w.home.strides())) {
-    return ok_status();
-  }
-  if (!w.seen.sizes().equals(w.home.sizes())) {
+// After the call, a written argument whose kernel resized or restrided it
+// (`seen` no longer views `home` as the record did): its values in the VM's
+// memory, or the reason they cannot be. Written arguments are growable
+// views: some kernels reshape their out= tensor on the way (mse_loss.out
+// with a reduction shapes its output like its input, then reduces into
+// it), which a storage over the VM's memory cannot follow when it must
+// grow; one that grew moved to libtorch's CPU allocator.
+Status settle_written(std::string_view op, const c10::Argument& argument, const at::Tensor& seen,
+                      const ViewSpec& home_spec) {
+  const at::Tensor home = make_view(home_spec, /*growable=*/false);
+  if (!seen.sizes().equals(home.sizes())) {
     return invalid(
         op, fmt::format("argument '{}': the operator resized it to {}, the "
                         "record's tensor is {}",
-                        argument.name(), shape_text(w.seen.sizes()), shape_text(w.home.sizes())));
+                        argument.name(), shape_text(seen.sizes()), shape_text(home.sizes())));
   }
   // Laid out anew over the same bytes: copied through a clone.
-  w.home.copy_(in_place ? w.seen.clone() : w.seen);
+  const bool in_place = seen.data_ptr() == home.data_ptr();
+  home.copy_(in_place ? seen.clone() : seen);
   return ok_status();
 }
 
@@ -434,7 +471,9 @@ void install_sigfpe_handler() {
 bool call_guarded(const c10::OperatorHandle& handle, torch::jit::Stack& stack) {
   install_sigfpe_handler();
   sigjmp_buf recovery;
-  if (sigsetjmp(recovery, 1) != 0) {
+  // The signal mask is not saved (a system call per call): the handler runs
+  // with SIGFPE unblocked (SA_NODEFER), so the jump finds the mask as it was.
+  if (sigsetjmp(recovery, 0) != 0) {
     t_recovery = nullptr;
     return false;
   }
@@ -448,17 +487,17 @@ bool call_guarded(const c10::OperatorHandle& handle, torch::jit::Stack& stack) {
 
 }  // namespace
 
-// One validated call: the stack and the outputs, bound to the VM's memory.
+// One validated call: its stack but for the tensors, and where each
+// tensor's bytes are (the run binds them: ViewCache).
 struct PreparedCall::State {
   const c10::OperatorHandle* handle = nullptr;
   std::atomic<double>* ns_per_element = nullptr;  // the operator's (AtenExecutor::Operator)
   double elements = 1;                            // of its tensors, outputs included (>= 1)
-  std::string name;
+  std::string_view name;                          // the operator's (lives with the executor)
   torch::jit::Stack stack;
+  std::vector<TensorSlot> slots;         // in argument order, then the outputs
   std::vector<std::size_t> outputs_for;  // return index of each output value
-  std::vector<at::Tensor> outputs;       // flattened, in return order
   std::vector<std::size_t> output_counts;
-  std::vector<WrittenArgument> written;
 };
 
 PreparedCall::PreparedCall(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -474,7 +513,7 @@ std::int64_t PreparedCall::estimated_ns() const {
 
 std::string_view PreparedCall::name() const {
   if (!state_) return {};
-  return state_->name;  // (a ternary with "" would make a temporary string)
+  return state_->name;
 }
 
 Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const AtenValue> args,
@@ -506,36 +545,37 @@ Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const Ate
   }
   try {
     state->stack.reserve(arguments.size());
+    state->slots.reserve(args.size());
     for (std::size_t i = 0; i < arguments.size(); ++i) {
-      MALV_ASSIGN_OR_RETURN(
-          c10::IValue value,
-          to_ivalue(name, arguments[i], arguments[i].real_type(), args[i], resolve));
       const c10::AliasInfo* alias = arguments[i].alias_info();
-      if (alias != nullptr && alias->isWrite() && value.isTensor() && value.toTensor().defined()) {
-        WrittenArgument w{.index = i, .seen = growable(value.toTensor()), .home = value.toTensor()};
-        value = w.seen;
-        state->written.push_back(std::move(w));
-      }
+      const bool written = alias != nullptr && alias->isWrite();
+      MALV_ASSIGN_OR_RETURN(c10::IValue value,
+                            to_ivalue(name, arguments[i], static_cast<std::uint32_t>(i), written,
+                                      arguments[i].real_type(), args[i], resolve, state->slots));
       state->stack.push_back(std::move(value));
     }
     for (std::size_t k = 0; k < state->outputs_for.size(); ++k) {
       const AtenValue& v = args[arguments.size() + k];
       const bool list = returns[state->outputs_for[k]].type()->kind() == c10::TypeKind::ListType;
+      const TensorSlot output{.output = true, .index = static_cast<std::uint32_t>(k)};
       if (v.tag == AtenTag::kNone && !list) {
         // An output the caller does not want (convolution_backward's
         // output_mask): the operator must not return one.
-        state->outputs.emplace_back();
+        TensorSlot absent = output;
+        absent.kind = TensorSlot::Kind::kAbsent;
+        state->slots.push_back(std::move(absent));
         state->output_counts.push_back(1);
         continue;
       }
-      if (v.tag != (list ? AtenTag::kTensorList : AtenTag::kTensor)) {
+      if (v.tag != (list ? AtenTag::kTensorList : AtenTag::kTensor) ||
+          (!list && v.tensors.size() != 1)) {
         return invalid(name,
                        fmt::format("output {} must be a {}", k, list ? "Tensor[]" : "Tensor"));
       }
       for (std::size_t t = 0; t < v.tensors.size(); ++t) {
-        MALV_ASSIGN_OR_RETURN(
-            at::Tensor out, tensor_view(name, fmt::format("output {}", k), v.tensors[t], resolve));
-        state->outputs.push_back(std::move(out));
+        state->slots.push_back(output);
+        MALV_TRY(
+            check_view(name, Place{.output = k}, v.tensors[t], resolve, state->slots.back().view));
       }
       state->output_counts.push_back(v.tensors.size());
     }
@@ -543,17 +583,89 @@ Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const Ate
     return invalid(name, e.what_without_backtrace());
   }
   double elements = 0;
-  for (const c10::IValue& v : state->stack) {
-    if (v.isTensor()) {
-      elements += static_cast<double>(v.toTensor().numel());
-    } else if (v.isTensorList()) {
-      for (const at::Tensor& t : v.toTensorVector()) elements += static_cast<double>(t.numel());
-    }
+  for (const TensorSlot& slot : state->slots) {
+    if (slot.kind == TensorSlot::Kind::kView) elements += static_cast<double>(slot.view.numel());
   }
-  for (const at::Tensor& t : state->outputs) elements += static_cast<double>(t.numel());
   state->elements = std::max(elements, 1.0);
   return PreparedCall(std::move(state));
 }
+
+namespace {
+
+// The tensors of a checked call, bound on the thread that runs it: its
+// views from this thread's cache (growable where the operator writes),
+// its CPU scalars made anew, each list built, the outputs in order.
+struct BoundCall {
+  std::vector<at::Tensor> views;  // per slot (undefined but for kView)
+  std::vector<at::Tensor> outputs;
+};
+
+BoundCall bind_tensors(const std::vector<TensorSlot>& slots, torch::jit::Stack& stack) {
+  ViewCache& cache = ViewCache::local();
+  BoundCall bound;
+  bound.views.resize(slots.size());
+  auto tensor_of = [&](std::size_t s) -> at::Tensor {
+    const TensorSlot& slot = slots[s];
+    switch (slot.kind) {
+      case TensorSlot::Kind::kView:
+        bound.views[s] = cache.get(slot.view, slot.written);
+        return bound.views[s];
+      case TensorSlot::Kind::kCpuScalar: return cpu_scalar(slot);
+      case TensorSlot::Kind::kAbsent: return at::Tensor();
+    }
+    return at::Tensor();
+  };
+  std::size_t s = 0;
+  while (s < slots.size()) {
+    const TensorSlot& slot = slots[s];
+    if (slot.output) {
+      bound.outputs.push_back(tensor_of(s++));
+    } else if (!slot.in_list) {
+      stack[slot.index] = c10::IValue(tensor_of(s++));
+    } else if (!slot.optional) {
+      std::vector<at::Tensor> list;
+      for (; s < slots.size() && !slots[s].output && slots[s].index == slot.index; ++s) {
+        list.push_back(tensor_of(s));
+      }
+      stack[slot.index] = c10::IValue(std::move(list));
+    } else {
+      c10::List<c10::optional<at::Tensor>> list;
+      for (; s < slots.size() && !slots[s].output && slots[s].index == slot.index; ++s) {
+        at::Tensor t = tensor_of(s);
+        if (t.defined()) {
+          list.push_back(std::move(t));
+        } else {
+          list.push_back(c10::nullopt);
+        }
+      }
+      stack[slot.index] = c10::IValue(std::move(list));
+    }
+  }
+  return bound;
+}
+
+// After the call (run or failed): the cache forgets every view the kernel
+// resized or restrided. `settle` (when it ran) copies a written argument's
+// values home first; its error is the call's.
+Status release(std::string_view op, const c10::FunctionSchema& schema,
+               const std::vector<TensorSlot>& slots, const BoundCall& bound, bool settle) {
+  ViewCache& cache = ViewCache::local();
+  Status status = ok_status();
+  for (std::size_t s = 0; s < slots.size(); ++s) {
+    const TensorSlot& slot = slots[s];
+    if (slot.kind != TensorSlot::Kind::kView || !bound.views[s].defined() ||
+        still_views(bound.views[s], slot.view)) {
+      continue;
+    }
+    if (settle && slot.written && status.ok()) {
+      status = settle_written(op, schema.arguments()[slot.index], bound.views[s], slot.view);
+    }
+    cache.forget(slot.view, slot.written);
+  }
+  return status;
+}
+
+}  // namespace
 
 Result<std::vector<AtenValue>> PreparedCall::run() {
   if (!state_) return Error(ErrorCode::kFailedPrecondition, "an empty or spent call");
@@ -574,9 +686,12 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
       average->store(was == 0 ? took : was + (took - was) / 8, std::memory_order_relaxed);
     }
   } timed{state->ns_per_element, state->elements};
-  const auto& returns = state->handle->schema().returns();
+  const c10::FunctionSchema& schema = state->handle->schema();
+  const auto& returns = schema.returns();
   torch::jit::Stack& stack = state->stack;
+  BoundCall bound;
   try {
+    bound = bind_tensors(state->slots, stack);
     // Our own references to the arguments for the call: an out= kernel's
     // boxed wrapper pops the arguments before it pushes its returns, which
     // are references to them; with the stack the only owner, they would
@@ -592,19 +707,17 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
     }();
     (void)threads_set;
     if (!call_guarded(*state->handle, stack)) {
+      (void)release(name, schema, state->slots, bound, /*settle=*/false);
       return Error(ErrorCode::kInvalidArgument,
                    fmt::format("{}: the operator's kernel raised an arithmetic fault (SIGFPE: an "
                                "integer division by zero, e.g. on an empty input) and was stopped; "
                                "this call failed, the session goes on",
                                name));
     }
+    MALV_TRY(release(name, schema, state->slots, bound, /*settle=*/true));
     if (stack.size() != returns.size()) {
       return Error(ErrorCode::kInternal, fmt::format("{}: {} returns, the schema has {}", name,
                                                      stack.size(), returns.size()));
-    }
-    const auto& arguments = state->handle->schema().arguments();
-    for (const WrittenArgument& w : state->written) {
-      MALV_TRY(settle_written(name, arguments[w.index], w));
     }
     std::vector<AtenValue> values;
     std::size_t output = 0;
@@ -613,7 +726,7 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
       if (next < state->outputs_for.size() && state->outputs_for[next] == r) {
         if (stack[r].isTensor() || stack[r].isNone()) {
           const at::Tensor result = stack[r].isTensor() ? stack[r].toTensor() : at::Tensor();
-          const at::Tensor& out = state->outputs[output++];
+          const at::Tensor& out = bound.outputs[output++];
           if (out.defined() && result.defined() && result.numel() == 0 && out.numel() > 0) {
             // An empty result where the meta kernel promised elements (batch
             // norm's saved statistics in eval mode): nothing to copy; the
@@ -636,7 +749,7 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
                                              next, results.size(), state->output_counts[next]));
           }
           for (const at::Tensor& t : results) {
-            MALV_TRY(copy_into(name, next, t, state->outputs[output++]));
+            MALV_TRY(copy_into(name, next, t, bound.outputs[output++]));
           }
         }
         ++next;
@@ -648,8 +761,10 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
     }
     return values;
   } catch (const c10::Error& e) {
+    (void)release(name, schema, state->slots, bound, /*settle=*/false);
     return invalid(name, e.what_without_backtrace());
   } catch (const std::exception& e) {
+    (void)release(name, schema, state->slots, bound, /*settle=*/false);
     return invalid(name, e.what());
   }
 }
@@ -675,7 +790,7 @@ class ExecutorTask final : public AtenTask {
   const std::string& error_text() const override { return error_text_; }
 
  private:
-  std::string name_;
+  std::string_view name_;  // the operator's (lives with the executor)
   std::int64_t estimated_ns_ = 0;
   PreparedCall call_;
   std::vector<AtenValue> returns_;
