@@ -271,6 +271,39 @@ TEST_F(AtenExecutorTest, AnOutKernelThatReshapesItsOutputOnTheWayWritesTheVmsBuf
       << wrong.error().message();
 }
 
+// Views are kept between calls (ViewCache): a call sees the buffer's bytes
+// as they are now, a kernel that reshaped its out= view on one call does
+// not leave the next call a stale view, and other views of the same bytes
+// are their own.
+TEST_F(AtenExecutorTest, RepeatedCallsOverTheSameViewsSeeTheBytesAsTheyAreNow) {
+  std::vector<float> a = range(6, 1, 0.5f);
+  const auto b = range(6, -1, 0.25f);
+  const std::uint64_t ha = buffers.add(a), hb = buffers.add(b), hout = buffers.add({7, 0, 7});
+  for (int round = 0; round < 3; ++round) {
+    auto mean = run("aten::mse_loss.out", {tensor(ha, {2, 3}), tensor(hb, {2, 3}),
+                                           AtenValue::integer(1), tensor(hout, {}, {}, 4)});
+    ASSERT_TRUE(mean.ok()) << mean.error().to_string();
+    a = buffers.floats(ha);
+    const float expected = at::mse_loss(cpu(a, {2, 3}), cpu(b, {2, 3}), 1).item<float>();
+    EXPECT_EQ(buffers.floats(hout), (std::vector<float>{7, expected, 7})) << "round " << round;
+    // The input changes between calls: the next one reads the new bytes.
+    ASSERT_TRUE(run("aten::add_.Scalar", {tensor(ha, {2, 3}), scalar(0.5), scalar(1)}).ok());
+  }
+  // The same bytes as another shape and as a transposed view.
+  const std::uint64_t hsum = buffers.add({0, 0, 0});
+  ASSERT_TRUE(run("aten::sum.IntList_out",
+                  {tensor(ha, {3, 2}), AtenValue{.tag = AtenTag::kIntList, .ints = {1}},
+                   AtenValue::boolean(false), AtenValue::none(), tensor(hsum, {3})})
+                  .ok());
+  a = buffers.floats(ha);
+  EXPECT_EQ(buffers.floats(hsum), values_of(cpu(a, {3, 2}).sum(1)));
+  ASSERT_TRUE(run("aten::sum.IntList_out",
+                  {tensor(ha, {3, 2}, {1, 3}), AtenValue{.tag = AtenTag::kIntList, .ints = {1}},
+                   AtenValue::boolean(false), AtenValue::none(), tensor(hsum, {3})})
+                  .ok());
+  EXPECT_EQ(buffers.floats(hsum), values_of(cpu(a, {2, 3}).t().sum(1)));
+}
+
 // A kernel that divides by an empty input's size (SIGFPE) fails its call;
 // the process, and the next call, go on. What the kernel held when it was
 // stopped leaks (documented: the recovery jumps over its destructors), so
