@@ -35,15 +35,15 @@ namespace malv::guest {
 // Queues a call on the stream and returns: a refusal or PyTorch's error
 // surfaces at the stream's next synchronize (by code; aten_call() gives
 // the message). Calls queued together travel as one kAtenBatch: sent at
-// once while the host has none in flight, else gathered until it has
-// (or the batch is full, or any other command of the connection is
-// submitted, which keeps stream order); a call that fails on the host ends
-// its batch, and the calls after it in that batch do not run.
+// once while the host has fewer than two in flight, else gathered until
+// one completes (or the batch is full, or any other command of the
+// connection is submitted, which keeps stream order); a call that fails on
+// the host ends its batch, and the calls after it in that batch do not run.
 [[nodiscard]] Status aten_enqueue(Connection& connection, Stream& stream, std::uint32_t op,
                                   std::span<const wire::AtenValue> args);
 
 // Calls aten_enqueue holds back: gathered for the next batch while the
-// host runs the one in flight. Nothing sends them by itself: a program
+// host runs those in flight. Nothing sends them by itself: a program
 // that queues and then does other work (or sleeps) should call
 // aten_flush_if_idle() now and then, or from a thread of its own that
 // takes turns with it on the connection (the torch device runs one).

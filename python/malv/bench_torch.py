@@ -17,7 +17,8 @@ measures, on the same machine:
                              which on Debian's build is the same number)
   mlp_step_over_native       the Fashion-MNIST MLP (784-128-10, batch 64)
   async_ops_per_s            `add` of one-element tensors into an existing
-                             output, queued and not read (then one synchronize)
+                             output, queued and not read (then one synchronize):
+                             the median of 5 rounds of --ops operators
   sync_op_roundtrip_us       `.item()` of a one-element tensor: one operator
                              sent and waited for
   hostdataset_epoch_s        an epoch of Fashion-MNIST (60,000 examples, batch
@@ -34,8 +35,8 @@ measures, on the same machine:
                              (--opinfo-ops N: only the first N operators)
 
 Each step figure is the median of --steps timed steps after two warm-up
-steps; a device step ends with `.item()` of its loss, so it includes
-waiting for the host.
+steps, the device and the native step taking turns; a device step ends
+with `.item()` of its loss, so it includes waiting for the host.
 """
 
 import argparse
@@ -78,49 +79,64 @@ def start_host(malv_binary, work):
         time.sleep(0.1)
 
 
-def step_seconds(model, inputs, labels, steps):
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    times = []
-    for i in range(steps + 2):
-        start = time.perf_counter()
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
-        loss.backward()
-        opt.step()
-        loss.item()  # the device step has run
-        if i >= 2:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def training_step(model, opt, inputs, labels):
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(inputs), labels)
+    loss.backward()
+    opt.step()
+    loss.item()  # the device step has run
 
 
 def compare(make_model, batch, shape, classes, dev, steps, progress):
+    """Median seconds of a training step on the device and natively. The two
+    sides take turns step by step (after two warm-up steps each), so that
+    both see the machine as it is at the time: on a shared 2-vCPU machine
+    the same step's time moves by half from one second to the next."""
     torch.manual_seed(0)
-    model = make_model()
+    native_model = make_model()
     x = torch.randn(batch, *shape)
     y = torch.randint(0, classes, (batch,))
-    progress("native")
-    native = step_seconds(model, x, y, steps)
     torch.manual_seed(0)
-    on_device = make_model().to(dev)
-    progress("device")
-    device = step_seconds(on_device, x.to(dev), y.to(dev), steps)
-    return device, native
+    device_model = make_model().to(dev)
+    xd, yd = x.to(dev), y.to(dev)
+    sides = [(native_model, torch.optim.SGD(native_model.parameters(), lr=0.01, momentum=0.9),
+              x, y, []),
+             (device_model, torch.optim.SGD(device_model.parameters(), lr=0.01, momentum=0.9),
+              xd, yd, [])]
+    progress(f"native and device, {steps} steps each, taking turns")
+    for i in range(steps + 2):
+        for model, opt, inputs, labels, times in sides:
+            start = time.perf_counter()
+            training_step(model, opt, inputs, labels)
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+    return statistics.median(sides[1][4]), statistics.median(sides[0][4])
 
 
-def async_ops_per_s(dev, count):
+def async_ops_per_s(dev, count, rounds=5):
+    """Tiny operators per second, queued and run (the median of `rounds`
+    rounds of `count`), the rate at which they were queued, and the same
+    loop in plain torch on the CPU."""
     a = torch.ones(1).to(dev)
     b = torch.ones(1).to(dev)
     c = torch.empty(1).to(dev)
     for _ in range(100):  # warm: interned, meta kernels loaded
         torch.add(a, b, out=c)
     malv.torch.synchronize()
+    done, queued = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(count):
+            torch.add(a, b, out=c)
+        queued.append(count / (time.perf_counter() - start))
+        malv.torch.synchronize()
+        done.append(count / (time.perf_counter() - start))
+    ca, cb, cc = torch.ones(1), torch.ones(1), torch.empty(1)
     start = time.perf_counter()
     for _ in range(count):
-        torch.add(a, b, out=c)
-    queued = time.perf_counter() - start
-    malv.torch.synchronize()
-    total = time.perf_counter() - start
-    return count / total, count / queued
+        torch.add(ca, cb, out=cc)
+    native = count / (time.perf_counter() - start)
+    return statistics.median(done), statistics.median(queued), native
 
 
 def sync_roundtrip_us(dev, count):
@@ -231,7 +247,7 @@ def main():
         mlp_dev, mlp_cpu = compare(mlp, 64, (784,), 10, dev, max(args.steps, 20),
                                    lambda side: progress(f"  MLP {side}"))
         progress(f"{args.ops} tiny asynchronous operators")
-        ops_per_s, queue_per_s = async_ops_per_s(dev, args.ops)
+        ops_per_s, queue_per_s, native_ops_per_s = async_ops_per_s(dev, args.ops)
         progress("synchronous round trips")
         roundtrip = sync_roundtrip_us(dev, 1000)
         data = None
@@ -262,6 +278,7 @@ def main():
         "mlp_step_native_ms": mlp_cpu * 1e3,
         "async_ops_per_s": ops_per_s,
         "async_ops_queued_per_s": queue_per_s,
+        "async_native_ops_per_s": native_ops_per_s,
         "sync_op_roundtrip_us": roundtrip,
         "threads": threads,
         "operators_in_guest": stats["operators_in_guest"],

@@ -16,6 +16,8 @@
 //   if (!spin_until([&] { return ready(); }, kSpinNs)) sleep();
 #pragma once
 
+#include <sched.h>
+
 #include <cstdint>
 
 #include "accel/backend.h"
@@ -46,13 +48,20 @@ struct EventRecords {
 };
 
 // Polls `done` for up to spin_ns, pausing the core between polls; whether
-// it came true.
+// it came true. A yielding poll offers the core to any other thread ready
+// to run on it between polls: on a host with few cores the thread that
+// would make `done` true (the dispatcher preparing the next call) may be
+// waiting for this very core.
 template <typename Done>
-bool spin_until(Done done, std::int64_t spin_ns) {
+bool spin_until(Done done, std::int64_t spin_ns, bool yielding = false) {
   const std::int64_t give_up = mono_now_ns() + spin_ns;
   while (!done()) {
     if (mono_now_ns() >= give_up) return false;
-    cpu_relax();
+    if (yielding) {
+      sched_yield();
+    } else {
+      cpu_relax();
+    }
   }
   return true;
 }

@@ -76,7 +76,9 @@ Result<std::uint32_t> aten_flush_if_idle(Connection& connection) {
   ConnectionCore& core = core_of(connection);
   if (core.aten_held() == 0) return 0u;
   MALV_TRY(core.drain(std::chrono::nanoseconds::zero()));
-  if (core.aten_batches_in_flight() == 0) MALV_TRY(core.flush_aten_batch());
+  if (core.aten_batches_in_flight() < ConnectionCore::kAtenBatchesInFlight) {
+    MALV_TRY(core.flush_aten_batch());
+  }
   return core.aten_held();
 }
 

@@ -213,8 +213,8 @@ Status ConnectionCore::queue_aten(std::uint64_t stream, std::uint32_t op,
   aten_batch_.words.push_back(std::uint64_t{op} | (std::uint64_t{record.size()} << 32));
   aten_batch_.words.insert(aten_batch_.words.end(), record.begin(), record.end());
   ++aten_batch_.count;
-  MALV_TRY(drain(std::chrono::nanoseconds::zero()));  // has the batch in flight completed?
-  if (aten_batches_in_flight_ == 0 || aten_batch_.count >= kAtenBatchOps ||
+  MALV_TRY(drain(std::chrono::nanoseconds::zero()));  // has a batch in flight completed?
+  if (aten_batches_in_flight_ < kAtenBatchesInFlight || aten_batch_.count >= kAtenBatchOps ||
       aten_batch_.words.size() >= kAtenBatchWords) {
     return flush_aten_batch();
   }

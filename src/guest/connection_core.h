@@ -92,10 +92,15 @@ class ConnectionCore {
 
   // PyTorch operators queued on the stream (aten_enqueue) travel together
   // as one kAtenBatch: the record of `op` joins the batch, which is sent at
-  // once when no batch is in flight (the host would otherwise be idle), when
-  // it is full, and before any other command of this connection (so every
-  // command keeps its place in stream order); otherwise it grows while the
-  // host runs the batch in flight. docs/torch.md, "What is asynchronous".
+  // once while fewer than two batches are in flight (the host would
+  // otherwise be idle, or idle between them), when it is full, and before
+  // any other command of this connection (so every command keeps its place
+  // in stream order); otherwise it grows while the host runs those in
+  // flight. docs/torch.md, "What is asynchronous".
+  // Batches the host may hold at once: while it runs one, the next is
+  // already there to start (with one, the host idled from each completion
+  // until the guest noticed it and sent the next).
+  static constexpr std::uint32_t kAtenBatchesInFlight = 2;
   [[nodiscard]] Status queue_aten(std::uint64_t stream, std::uint32_t op,
                                   std::span<const std::uint64_t> record);
   // Sends the operators queued so far, if any.

@@ -1,6 +1,7 @@
 #include "ipc/spsc_ring.h"
 
 #include <fmt/format.h>
+#include <sched.h>
 
 #include <new>
 
@@ -175,14 +176,18 @@ bool RingConsumerIndex::ready() {
 }
 
 bool RingConsumerIndex::wait(std::chrono::nanoseconds spin, std::chrono::nanoseconds timeout,
-                             std::uint64_t wake_key) {
+                             std::uint64_t wake_key, bool yielding) {
   if (ready()) return true;
   // Both limits count from the start of the call: `timeout` bounds the
   // whole wait, spinning included.
   const Deadline deadline = deadline_after(timeout);
   const Deadline spin_end = deadline_after(std::min(spin, timeout));
   while (!spin_end.expired()) {
-    for (int i = 0; i < 32; ++i) cpu_relax();
+    if (yielding) {
+      sched_yield();
+    } else {
+      for (int i = 0; i < 32; ++i) cpu_relax();
+    }
     if (ready()) return true;
   }
 

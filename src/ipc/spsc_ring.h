@@ -151,8 +151,8 @@ class RingConsumerIndex {
   std::uint32_t capacity() const { return capacity_; }
   Result<std::uint32_t> available();
   void pop(std::uint32_t n);
-  bool wait(std::chrono::nanoseconds spin, std::chrono::nanoseconds timeout,
-            std::uint64_t wake_key);
+  bool wait(std::chrono::nanoseconds spin, std::chrono::nanoseconds timeout, std::uint64_t wake_key,
+            bool yielding = false);
   std::uint32_t slot(std::uint32_t i) const;
   std::uint32_t consumed() const { return head_; }
 
@@ -257,9 +257,11 @@ class RingConsumer {
   // `wake_key` (0: any record) asks a producer that uses notify_consumer_of
   // to wake this wait only for the record the caller is waiting for; other
   // records still end the spin and are there when it wakes.
+  // A yielding spin offers the core to any other thread ready to run on it
+  // between polls (a worker that shares the core with this one).
   bool wait(std::chrono::nanoseconds spin, std::chrono::nanoseconds timeout,
-            std::uint64_t wake_key = 0) {
-    return index_.wait(spin, timeout, wake_key);
+            std::uint64_t wake_key = 0, bool yielding = false) {
+    return index_.wait(spin, timeout, wake_key, yielding);
   }
 
   // Our private head: records ever consumed.

@@ -24,7 +24,8 @@ class Endpoint {
 };
 
 // How long a dispatcher spins on an empty ring before sleeping on the
-// doorbell, and how often a sleeping one checks that its guest still lives.
+// doorbell (yielding its core between polls while its guest's work runs),
+// and how often a sleeping one checks that its guest still lives.
 inline constexpr std::chrono::microseconds kDispatcherSpin{50};
 inline constexpr std::chrono::milliseconds kLivenessCheck{20};
 

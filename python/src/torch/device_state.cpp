@@ -241,6 +241,13 @@ void DeviceState::after_enqueue(guest::Connection& connection) {
 }
 
 void DeviceState::flusher() {
+  // How often it looks while the program runs operators, and how long it
+  // stays awake once none is held: woken for each held operator, it took
+  // the program's CPU turn every few microseconds (a wake-up, a lock and a
+  // sleep per operator), on a machine whose other core runs the host.
+  constexpr auto kFirstPause = std::chrono::microseconds(50);
+  constexpr auto kLongestPause = std::chrono::microseconds(200);
+  constexpr auto kStayAwake = std::chrono::milliseconds(2);
   for (;;) {
     {
       std::unique_lock lock(flush_mu_);
@@ -250,15 +257,24 @@ void DeviceState::flusher() {
     flusher_active_.store(true, std::memory_order_seq_cst);
     // While the program keeps queueing, its own calls send the batches; the
     // flusher matters when it stops (a wait, other work): it looks after
-    // 50 us, then less and less often, up to every millisecond.
-    auto pause = std::chrono::microseconds(50);
+    // 50 us, then less and less often, up to every 200 us, and sleeps once
+    // nothing was held for 2 ms.
+    auto pause = kFirstPause;
+    auto last_held = std::chrono::steady_clock::now();
     for (;;) {
       const python::ConnectionApi* api = this->api();
       guest::Stream* stream = nullptr;
       guest::Connection* conn = api == nullptr ? nullptr : api->lock(api->context, &stream);
       if (conn == nullptr) break;  // closed, or a forked child's
       Result<std::uint32_t> held = guest::aten_flush_if_idle(*conn);
-      if (held.ok() && held.value() == 0) {
+      if (!held.ok()) {
+        api->unlock(api->context);
+        break;  // the connection failed: its next call says so
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (held.value() > 0) {
+        last_held = now;  // the batch in flight has not completed: look again soon
+      } else if (now - last_held >= kStayAwake) {
         // Stop, unless an operator came since (after_enqueue saw us active).
         flusher_active_.store(false, std::memory_order_seq_cst);
         const bool more = guest::aten_held(*conn) > 0;
@@ -268,10 +284,8 @@ void DeviceState::flusher() {
         continue;
       }
       api->unlock(api->context);
-      if (!held.ok()) break;  // the connection failed: its next call says so
-      // The batch in flight has not completed: look again later.
       std::this_thread::sleep_for(pause);
-      pause = std::min(pause * 2, std::chrono::microseconds(1000));
+      pause = std::min(pause * 2, kLongestPause);
     }
     flusher_active_.store(false, std::memory_order_seq_cst);
   }

@@ -156,7 +156,7 @@ at::Tensor cpu_scalar(const TensorSlot& slot) {
 // Checks a tensor value and adds its slot.
 Status add_tensor_slot(std::string_view op, const Place& place, const AtenValue& v, std::size_t k,
                        TensorSlot slot, const ResolveBuffer& resolve,
-                       std::vector<TensorSlot>& slots) {
+                       c10::SmallVectorImpl<TensorSlot>& slots) {
   if (v.tag == AtenTag::kCpuScalar) {
     const std::uint32_t code = v.scalar_flags & 0xffffu;
     if (!supported_dtype(code)) {
@@ -183,7 +183,7 @@ Status add_tensor_slot(std::string_view op, const Place& place, const AtenValue&
 Result<c10::IValue> to_ivalue(std::string_view op, const c10::Argument& argument,
                               std::uint32_t index, bool written, const c10::TypePtr& type,
                               const AtenValue& v, const ResolveBuffer& resolve,
-                              std::vector<TensorSlot>& slots) {
+                              c10::SmallVectorImpl<TensorSlot>& slots) {
   const Place place{.argument = argument.name()};
   auto wrong = [&](std::string_view expected) {
     return invalid(op, fmt::format("{} is a {}, the record has tag {}", place.text(), expected,
@@ -494,10 +494,13 @@ struct PreparedCall::State {
   std::atomic<double>* ns_per_element = nullptr;  // the operator's (AtenExecutor::Operator)
   double elements = 1;                            // of its tensors, outputs included (>= 1)
   std::string_view name;                          // the operator's (lives with the executor)
-  torch::jit::Stack stack;
-  std::vector<TensorSlot> slots;         // in argument order, then the outputs
-  std::vector<std::size_t> outputs_for;  // return index of each output value
-  std::vector<std::size_t> output_counts;
+  // Inline room for a usual call: a call is made on the dispatcher's thread
+  // and freed on a worker's, and each allocation that crosses threads costs
+  // glibc's malloc a lock.
+  c10::SmallVector<c10::IValue, 8> arguments;    // the stack to be (tensors: None until bound)
+  c10::SmallVector<TensorSlot, 4> slots;         // in argument order, then the outputs
+  c10::SmallVector<std::size_t, 2> outputs_for;  // return index of each output value
+  c10::SmallVector<std::size_t, 2> output_counts;
 };
 
 PreparedCall::PreparedCall(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -544,15 +547,13 @@ Result<PreparedCall> AtenExecutor::prepare(std::uint32_t id, std::span<const Ate
                                      args.size(), arguments.size(), state->outputs_for.size()));
   }
   try {
-    state->stack.reserve(arguments.size());
-    state->slots.reserve(args.size());
     for (std::size_t i = 0; i < arguments.size(); ++i) {
       const c10::AliasInfo* alias = arguments[i].alias_info();
       const bool written = alias != nullptr && alias->isWrite();
       MALV_ASSIGN_OR_RETURN(c10::IValue value,
                             to_ivalue(name, arguments[i], static_cast<std::uint32_t>(i), written,
                                       arguments[i].real_type(), args[i], resolve, state->slots));
-      state->stack.push_back(std::move(value));
+      state->arguments.push_back(std::move(value));
     }
     for (std::size_t k = 0; k < state->outputs_for.size(); ++k) {
       const AtenValue& v = args[arguments.size() + k];
@@ -596,11 +597,11 @@ namespace {
 // views from this thread's cache (growable where the operator writes),
 // its CPU scalars made anew, each list built, the outputs in order.
 struct BoundCall {
-  std::vector<at::Tensor> views;  // per slot (undefined but for kView)
-  std::vector<at::Tensor> outputs;
+  c10::SmallVector<at::Tensor, 6> views;  // per slot (undefined but for kView)
+  c10::SmallVector<at::Tensor, 2> outputs;
 };
 
-BoundCall bind_tensors(const std::vector<TensorSlot>& slots, torch::jit::Stack& stack) {
+BoundCall bind_tensors(const c10::SmallVectorImpl<TensorSlot>& slots, torch::jit::Stack& stack) {
   ViewCache& cache = ViewCache::local();
   BoundCall bound;
   bound.views.resize(slots.size());
@@ -648,7 +649,7 @@ BoundCall bind_tensors(const std::vector<TensorSlot>& slots, torch::jit::Stack& 
 // resized or restrided. `settle` (when it ran) copies a written argument's
 // values home first; its error is the call's.
 Status release(std::string_view op, const c10::FunctionSchema& schema,
-               const std::vector<TensorSlot>& slots, const BoundCall& bound, bool settle) {
+               const c10::SmallVectorImpl<TensorSlot>& slots, const BoundCall& bound, bool settle) {
   ViewCache& cache = ViewCache::local();
   Status status = ok_status();
   for (std::size_t s = 0; s < slots.size(); ++s) {
@@ -688,7 +689,8 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
   } timed{state->ns_per_element, state->elements};
   const c10::FunctionSchema& schema = state->handle->schema();
   const auto& returns = schema.returns();
-  torch::jit::Stack& stack = state->stack;
+  torch::jit::Stack stack(std::make_move_iterator(state->arguments.begin()),
+                          std::make_move_iterator(state->arguments.end()));
   BoundCall bound;
   try {
     bound = bind_tensors(state->slots, stack);
@@ -696,7 +698,7 @@ Result<std::vector<AtenValue>> PreparedCall::run() {
     // boxed wrapper pops the arguments before it pushes its returns, which
     // are references to them; with the stack the only owner, they would
     // dangle (PyTorch's own callers always hold the out tensors).
-    const std::vector<c10::IValue> arguments_alive = stack;
+    const c10::SmallVector<c10::IValue, 8> arguments_alive(stack.begin(), stack.end());
     // The intra-op thread count a native run has: OpenMP keeps it per
     // thread, and a backend worker that never set it would run on every
     // logical CPU (2 here where a native process runs on 1, the physical

@@ -287,9 +287,11 @@ void CpuBackend::worker_main(bool high_only) {
         // a stream of small ops refills the ready list within microseconds,
         // and waking a sleeping worker would cost the enqueuing thread a
         // futex call per op. Only one, so pollers never crowd out the host
-        // thread on a small machine.
+        // thread on a small machine, and it yields its core between polls:
+        // the dispatcher that enqueues the next call may need that core.
         lock.unlock();
-        spin_until([this] { return ready_count_.load(std::memory_order_relaxed) != 0; }, kSpinNs);
+        spin_until([this] { return ready_count_.load(std::memory_order_relaxed) != 0; }, kSpinNs,
+                   /*yielding=*/true);
         spinner_active_.store(false, std::memory_order_release);
         lock.lock();
         if (ready_count_.load(std::memory_order_relaxed) != 0) continue;
