@@ -84,14 +84,20 @@ C10_REGISTER_GUARD_IMPL(PrivateUse1, DeviceGuard);
 
 // ---------------------------------------------------------- the wire view --
 
-AtenTensorArg view_of(const at::Tensor& t) {
+// The wire's view of a device tensor, into `arg` (its vectors keep their
+// capacity: the fallback reuses its values).
+void view_into(AtenTensorArg& arg, const at::Tensor& t) {
   const DeviceSpan span = span_of(t);
-  AtenTensorArg arg;
   arg.buffer = span.buffer;
   arg.offset = span.offset;
   arg.dtype = static_cast<std::uint32_t>(t.scalar_type());
   arg.sizes.assign(t.sizes().begin(), t.sizes().end());
   arg.strides.assign(t.strides().begin(), t.strides().end());
+}
+
+AtenTensorArg view_of(const at::Tensor& t) {
+  AtenTensorArg arg;
+  view_into(arg, t);
   return arg;
 }
 
@@ -110,14 +116,37 @@ std::ostream& operator<<(std::ostream& out, const ArgumentName& name) {
   return out << name.op << " argument '" << name.argument << "'";
 }
 
-AtenValue encode_tensor(const at::Tensor& t, const ArgumentName& what) {
-  if (!t.defined()) return AtenValue::none();
-  if (on_device(t)) return AtenValue::tensor(view_of(t));
+// `v` as the value of `tag` alone: its other fields cleared, its vectors'
+// capacity kept.
+void reset(AtenValue& v, AtenTag tag) {
+  v.tag = tag;
+  v.i = 0;
+  v.d = 0;
+  v.ints.clear();
+  v.doubles.clear();
+  v.text.clear();
+  v.present.clear();
+  v.scalar_flags = 0;
+  v.scalar_is_floating = false;
+  if (tag != AtenTag::kTensor && tag != AtenTag::kTensorList &&
+      tag != AtenTag::kOptionalTensorList) {
+    v.tensors.clear();
+  }
+}
+
+void encode_tensor(AtenValue& v, const at::Tensor& t, const ArgumentName& what) {
+  if (!t.defined()) return reset(v, AtenTag::kNone);
+  if (on_device(t)) {
+    reset(v, AtenTag::kTensor);
+    v.tensors.resize(1);
+    view_into(v.tensors[0], t);
+    v.present.push_back(true);
+    return;
+  }
   // A CPU scalar (a Python number PyTorch wrapped as a 0-dim tensor).
   TORCH_CHECK(t.device().is_cpu() && t.dim() == 0, "malv: ", what, " is a CPU tensor of ", t.dim(),
               " dimensions; move it to the malv device first (tensor.to(device))");
-  AtenValue v;
-  v.tag = AtenTag::kCpuScalar;
+  reset(v, AtenTag::kCpuScalar);
   v.scalar_flags = static_cast<std::uint32_t>(t.scalar_type()) |
                    (t.unsafeGetTensorImpl()->is_wrapped_number() ? wire::kAtenWrappedNumber : 0u);
   v.scalar_is_floating = c10::isFloatingType(t.scalar_type());
@@ -126,86 +155,107 @@ AtenValue encode_tensor(const at::Tensor& t, const ArgumentName& what) {
   } else {
     v.i = t.item<std::int64_t>();
   }
+}
+
+AtenValue encoded_tensor(const at::Tensor& t, const ArgumentName& what) {
+  AtenValue v;
+  encode_tensor(v, t, what);
   return v;
 }
 
-AtenValue encode_scalar(const c10::Scalar& s) {
-  AtenValue v;
+void encode_scalar(AtenValue& v, const c10::Scalar& s) {
   if (s.isBoolean()) {
-    v = AtenValue::of(AtenTag::kScalarBool, s.toBool() ? 1 : 0);
+    reset(v, AtenTag::kScalarBool);
+    v.i = s.toBool() ? 1 : 0;
   } else if (s.isIntegral(false)) {
-    v = AtenValue::of(AtenTag::kScalarInt, s.toLong());
+    reset(v, AtenTag::kScalarInt);
+    v.i = s.toLong();
   } else {
     TORCH_CHECK(s.isFloatingPoint(), "malv: complex scalars are not carried");
-    v.tag = AtenTag::kScalarDouble;
+    reset(v, AtenTag::kScalarDouble);
     v.d = s.toDouble();
   }
-  return v;
 }
 
-// One argument by its schema type.
-AtenValue encode(const c10::IValue& value, const c10::TypePtr& type, const ArgumentName& what) {
+// One argument by its schema type, into `v` (reused: see reset()).
+void encode(AtenValue& v, const c10::IValue& value, const c10::TypePtr& type,
+            const ArgumentName& what) {
   if (auto optional = type->cast<c10::OptionalType>()) {
-    if (value.isNone()) return AtenValue::none();
-    return encode(value, optional->getElementType(), what);
+    if (value.isNone()) return reset(v, AtenTag::kNone);
+    return encode(v, value, optional->getElementType(), what);
   }
+  auto word = [&v](AtenTag tag, std::int64_t i) {
+    reset(v, tag);
+    v.i = i;
+  };
   switch (type->kind()) {
-    case c10::TypeKind::TensorType: return encode_tensor(value.toTensor(), what);
+    case c10::TypeKind::TensorType: return encode_tensor(v, value.toTensor(), what);
     case c10::TypeKind::IntType:
-    case c10::TypeKind::SymIntType: return AtenValue::integer(value.toInt());
-    case c10::TypeKind::FloatType: return AtenValue::real(value.toDouble());
-    case c10::TypeKind::BoolType: return AtenValue::boolean(value.toBool());
-    case c10::TypeKind::NumberType: return encode_scalar(value.toScalar());
-    case c10::TypeKind::StringType: {
-      AtenValue v;
-      v.tag = AtenTag::kString;
+    case c10::TypeKind::SymIntType: return word(AtenTag::kInt, value.toInt());
+    case c10::TypeKind::FloatType:
+      reset(v, AtenTag::kDouble);
+      v.d = value.toDouble();
+      return;
+    case c10::TypeKind::BoolType: return word(AtenTag::kBool, value.toBool() ? 1 : 0);
+    case c10::TypeKind::NumberType: return encode_scalar(v, value.toScalar());
+    case c10::TypeKind::StringType:
+      reset(v, AtenTag::kString);
       v.text = value.toStringRef();
-      return v;
-    }
-    case c10::TypeKind::ScalarTypeType: return AtenValue::of(AtenTag::kScalarType, value.toInt());
-    case c10::TypeKind::LayoutType: return AtenValue::of(AtenTag::kLayout, value.toInt());
-    case c10::TypeKind::MemoryFormatType:
-      return AtenValue::of(AtenTag::kMemoryFormat, value.toInt());
-    case c10::TypeKind::DeviceObjType: return AtenValue::of(AtenTag::kDevice, 0);
+      return;
+    case c10::TypeKind::ScalarTypeType: return word(AtenTag::kScalarType, value.toInt());
+    case c10::TypeKind::LayoutType: return word(AtenTag::kLayout, value.toInt());
+    case c10::TypeKind::MemoryFormatType: return word(AtenTag::kMemoryFormat, value.toInt());
+    case c10::TypeKind::DeviceObjType: return word(AtenTag::kDevice, 0);
     case c10::TypeKind::ListType: {
       const c10::TypePtr element = type->castRaw<c10::ListType>()->getElementType();
-      AtenValue v;
       switch (element->kind()) {
         case c10::TypeKind::IntType:
-        case c10::TypeKind::SymIntType:
-          v.tag = AtenTag::kIntList;
-          v.ints = value.toIntVector();
-          return v;
-        case c10::TypeKind::FloatType:
-          v.tag = AtenTag::kDoubleList;
-          v.doubles = value.toDoubleVector();
-          return v;
+        case c10::TypeKind::SymIntType: {
+          reset(v, AtenTag::kIntList);
+          const auto list = value.toIntList();
+          v.ints.assign(list.begin(), list.end());
+          return;
+        }
+        case c10::TypeKind::FloatType: {
+          reset(v, AtenTag::kDoubleList);
+          const auto list = value.toDoubleList();
+          v.doubles.assign(list.begin(), list.end());
+          return;
+        }
         case c10::TypeKind::BoolType:
-          v.tag = AtenTag::kBoolList;
+          reset(v, AtenTag::kBoolList);
           for (bool b : value.toBoolList()) v.ints.push_back(b ? 1 : 0);
-          return v;
-        case c10::TypeKind::TensorType:
-          v.tag = AtenTag::kTensorList;
-          for (const at::Tensor& t : value.toTensorVector()) {
+          return;
+        case c10::TypeKind::TensorType: {
+          reset(v, AtenTag::kTensorList);
+          const auto list = value.toTensorList();
+          v.tensors.resize(list.size());
+          for (std::size_t k = 0; k < list.size(); ++k) {
+            const at::Tensor t = list.get(k);
             TORCH_CHECK(on_device(t), "malv: ", what, " holds a tensor not on the malv device");
-            v.tensors.push_back(view_of(t));
+            view_into(v.tensors[k], t);
             v.present.push_back(true);
           }
-          return v;
-        case c10::TypeKind::OptionalType:
-          v.tag = AtenTag::kOptionalTensorList;
-          for (const c10::IValue& e : value.toListRef()) {
+          return;
+        }
+        case c10::TypeKind::OptionalType: {
+          reset(v, AtenTag::kOptionalTensorList);
+          const auto& list = value.toListRef();
+          v.tensors.resize(list.size());
+          for (std::size_t k = 0; k < list.size(); ++k) {
+            const c10::IValue& e = list[k];
             if (e.isNone() || !e.toTensor().defined()) {
-              v.tensors.emplace_back();
+              v.tensors[k] = AtenTensorArg();
               v.present.push_back(false);
               continue;
             }
             TORCH_CHECK(on_device(e.toTensor()), "malv: ", what,
                         " holds a tensor not on the malv device");
-            v.tensors.push_back(view_of(e.toTensor()));
+            view_into(v.tensors[k], e.toTensor());
             v.present.push_back(true);
           }
-          return v;
+          return;
+        }
         default: break;
       }
       break;
@@ -213,7 +263,7 @@ AtenValue encode(const c10::IValue& value, const c10::TypePtr& type, const Argum
     case c10::TypeKind::GeneratorType:
       TORCH_CHECK_NOT_IMPLEMENTED(value.isNone(), "malv: ", what,
                                   ": only the default generator is carried");
-      return AtenValue::none();
+      return reset(v, AtenTag::kNone);
     default: break;
   }
   TORCH_CHECK_NOT_IMPLEMENTED(false, "malv: ", what, " of type ", type->str(),
@@ -246,29 +296,35 @@ const std::string& operator_name(const c10::OperatorHandle& op) {
   return it->second;
 }
 
-// A buffer for call signatures: this thread's own, reused (no allocation
-// per call), unless a fallback runs inside another on this thread, which
-// then gets a fresh one.
-class SignatureBuffer {
+// A scratch object of this thread, reused by each call of the fallback (no
+// allocation per call: a string's or a vector's capacity stays), unless a
+// fallback runs inside another on this thread (encoding an argument can run
+// operators), which then gets a fresh one.
+template <typename T>
+class Scratch {
  public:
-  SignatureBuffer() : nested_(t_depth_++ > 0) {}
-  ~SignatureBuffer() { --t_depth_; }
-  SignatureBuffer(const SignatureBuffer&) = delete;
-  SignatureBuffer& operator=(const SignatureBuffer&) = delete;
-  std::string& get() { return nested_ ? own_ : t_buffer_; }
+  Scratch() : nested_(depth()++ > 0) {}
+  ~Scratch() { --depth(); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T& get() { return nested_ ? own_ : kept(); }
 
  private:
-  static thread_local int t_depth_;
-  static thread_local std::string t_buffer_;
+  static int& depth() {
+    thread_local int d = 0;
+    return d;
+  }
+  static T& kept() {
+    thread_local T t;
+    return t;
+  }
   bool nested_;
-  std::string own_;
+  T own_;
 };
-thread_local int SignatureBuffer::t_depth_ = 0;
-thread_local std::string SignatureBuffer::t_buffer_;
 
 // Sends `op` with `values` on the stream: queued, or (want_returns) run
 // and waited for, its non-tensor returns given back.
-std::vector<AtenValue> send(const std::string& name, const std::vector<AtenValue>& values,
+std::vector<AtenValue> send(const std::string& name, std::span<const AtenValue> values,
                             bool want_returns) {
   Session session;
   DeviceState& state = DeviceState::get();
@@ -296,6 +352,10 @@ std::vector<AtenValue> send(const std::string& name, const std::vector<AtenValue
       guest::aten_call(session.connection(), session.stream(), id, values);
   TORCH_CHECK(returned.ok(), "malv: ", name, ": ", returned.error().to_string());
   return std::move(returned).value();
+}
+std::vector<AtenValue> send(const std::string& name, std::initializer_list<AtenValue> values,
+                            bool want_returns) {
+  return send(name, std::span<const AtenValue>(values.begin(), values.size()), want_returns);
 }
 
 // ----------------------------------------------------------- allocation --
@@ -378,7 +438,7 @@ bool plain_contiguous(const at::Tensor& t) { return t.is_contiguous(); }
 // math bits ignored.
 void device_copy_bytes(const at::Tensor& dst, const at::Tensor& src) {
   send("aten::copy_",
-       {AtenValue::tensor(view_of(dst)), encode_tensor(src, ArgumentName{{}, "src"}),
+       {AtenValue::tensor(view_of(dst)), encoded_tensor(src, ArgumentName{{}, "src"}),
         AtenValue::boolean(false)},
        false);
 }
@@ -769,7 +829,7 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   // The meta kernel's answer: kept per call signature (meta_shapes.h), so
   // a loop's later steps make no meta tensor and run no meta kernel.
   std::shared_ptr<const MetaAnswer> answer;
-  SignatureBuffer buffer;
+  Scratch<std::string> buffer;
   std::string& signature = buffer.get();
   const bool described = needs_shapes && call_signature(op, args, signature);
   if (described) answer = find_answer(signature);
@@ -897,8 +957,13 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
     return;
   }
 
-  std::vector<AtenValue> values;
-  values.reserve(n + outputs.size());
+  Scratch<std::vector<AtenValue>> scratch;
+  std::vector<AtenValue>& values = scratch.get();
+  std::size_t count = 0;
+  auto next_value = [&]() -> AtenValue& {
+    if (count == values.size()) values.emplace_back();
+    return values[count++];
+  };
   for (std::size_t i = 0; i < n; ++i) {
     const c10::AliasInfo* alias = arguments[i].alias_info();
     const bool read_only = alias == nullptr || !alias->isWrite();
@@ -907,11 +972,12 @@ void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
                                   "malv: ", name, ": argument '", arguments[i].name(),
                                   "' is written and has a lazy conjugate or negative bit");
     }
-    values.push_back(encode(read_only ? for_the_host(args[i]) : args[i], arguments[i].real_type(),
-                            ArgumentName{name, arguments[i].name()}));
+    encode(next_value(), read_only ? for_the_host(args[i]) : args[i], arguments[i].real_type(),
+           ArgumentName{name, arguments[i].name()});
   }
-  for (AtenValue& out : outputs) values.push_back(std::move(out));
-  const std::vector<AtenValue> returned = send(name, values, want_returns);
+  for (AtenValue& out : outputs) next_value() = std::move(out);
+  const std::vector<AtenValue> returned =
+      send(name, std::span<const AtenValue>(values.data(), count), want_returns);
   std::size_t next = 0;
   for (std::size_t r = 0; r < returns.size(); ++r) {
     if (!results[r].isNone() || returns[r].alias_info() != nullptr) continue;
@@ -940,10 +1006,9 @@ void send_as(const char* host_op, const std::vector<c10::IValue>& args,
   const auto& arguments = handle.schema().arguments();
   TORCH_CHECK(arguments.size() == args.size(), "malv: ", name, " takes ", arguments.size(),
               " arguments");
-  std::vector<AtenValue> values;
+  std::vector<AtenValue> values(args.size());
   for (std::size_t i = 0; i < args.size(); ++i) {
-    values.push_back(
-        encode(args[i], arguments[i].real_type(), ArgumentName{name, arguments[i].name()}));
+    encode(values[i], args[i], arguments[i].real_type(), ArgumentName{name, arguments[i].name()});
   }
   for (const at::Tensor& out : outputs) {
     values.push_back(out.defined() ? AtenValue::tensor(view_of(out)) : AtenValue::none());

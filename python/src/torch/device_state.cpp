@@ -7,6 +7,7 @@
 #include <torch/csrc/Exceptions.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <thread>
 #include <utility>
@@ -50,6 +51,7 @@ void DeviceState::on_close(void* self) {
   // The connection's lock is held: the buffers go before the session ends.
   auto& state = *static_cast<DeviceState*>(self);
   std::lock_guard lock(state.mu_);
+  state.forget_locations();
   for (auto& [base, allocation] : state.allocations_) allocation.buffer = guest::Buffer();
   for (const auto& [bytes, base] : state.cache_) {
     auto it = state.allocations_.find(base);
@@ -137,6 +139,7 @@ void DeviceState::release(void* base) {
       cached_bytes_ += it->second.bytes;
       return;
     }
+    forget_locations();
     gone = std::move(it->second);
     allocations_.erase(it);
   }
@@ -156,6 +159,7 @@ void DeviceState::free_now(std::uintptr_t base, Allocation gone) {
 void DeviceState::drop_cache() {
   // With the connection's lock held by the caller (an allocation): the
   // buffers go back at once.
+  forget_locations();
   for (const auto& [bytes, base] : cache_) {
     auto it = allocations_.find(base);
     if (it == allocations_.end()) continue;
@@ -179,8 +183,30 @@ std::uint64_t DeviceState::cached_bytes() const {
   return cached_bytes_;
 }
 
+void DeviceState::forget_locations() { locations_.fetch_add(1, std::memory_order_acq_rel); }
+
 DeviceSpan DeviceState::locate(const void* address) const {
   const auto at = reinterpret_cast<std::uintptr_t>(address);
+  // The allocations this thread located last, valid while no allocation
+  // went away since (the fallback locates every tensor of every call; a
+  // loop names the same few).
+  struct Located {
+    std::uint64_t generation = ~std::uint64_t{0};
+    std::uintptr_t base = 0;
+    DeviceSpan span;
+  };
+  thread_local std::array<Located, 8> recent;
+  thread_local std::size_t next = 0;
+  const std::uint64_t generation = locations_.load(std::memory_order_acquire);
+  for (const Located& hit : recent) {
+    // Strictly inside: the byte just past one allocation may be the first
+    // of the next one mapped (the lookup below decides that case).
+    if (hit.generation == generation && at >= hit.base && at < hit.base + hit.span.bytes) {
+      DeviceSpan span = hit.span;
+      span.offset = at - hit.base;
+      return span;
+    }
+  }
   std::lock_guard lock(mu_);
   auto it = allocations_.upper_bound(at);
   TORCH_CHECK(it != allocations_.begin(), "malv: a tensor whose memory is not on this device");
@@ -188,8 +214,12 @@ DeviceSpan DeviceState::locate(const void* address) const {
   TORCH_CHECK(at >= it->first && at <= it->first + it->second.bytes,
               "malv: a tensor whose memory is not on this device");
   TORCH_CHECK(it->second.buffer.handle() != 0, "malv: a tensor of a connection that was closed");
-  return DeviceSpan{&it->second.buffer, it->second.buffer.handle(), at - it->first,
-                    it->second.bytes};
+  const DeviceSpan span{&it->second.buffer, it->second.buffer.handle(), at - it->first,
+                        it->second.bytes};
+  // Read before the lookup: an allocation that went away meanwhile made it
+  // stale already.
+  recent[next++ % recent.size()] = Located{generation, it->first, span};
+  return span;
 }
 
 std::uint32_t DeviceState::operator_id(Session& session, const std::string& name) {

@@ -124,6 +124,10 @@ class DeviceState {
   static constexpr std::size_t kCacheLimit = 256u << 20;
   void free_now(std::uintptr_t base, Allocation gone);  // munmap, then kBufferFree
   void drop_cache();                                    // lock held
+  // An allocation goes away (or loses its buffer): what threads located
+  // before is stale (locate()'s per-thread memory of recent hits).
+  void forget_locations();
+  std::atomic<std::uint64_t> locations_{0};
 
   mutable std::mutex mu_;  // allocations_, cache_ (released from any thread)
   std::multimap<std::size_t, std::uintptr_t> cache_;  // rounded bytes -> base (in allocations_)
