@@ -19,6 +19,9 @@ measures, on the same machine:
   async_ops_per_s            `add` of one-element tensors into an existing
                              output, queued and not read (then one synchronize):
                              the median of 5 rounds of --ops operators
+                             (async_ops_queued_per_s: the rate they were
+                             queued at; async_native_ops_per_s: the same loop
+                             in plain torch on the CPU)
   sync_op_roundtrip_us       `.item()` of a one-element tensor: one operator
                              sent and waited for
   hostdataset_epoch_s        an epoch of Fashion-MNIST (60,000 examples, batch
