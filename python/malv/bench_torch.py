@@ -16,6 +16,8 @@ measures, on the same machine:
                              here (the host's libtorch uses its own default,
                              which on Debian's build is the same number)
   mlp_step_over_native       the Fashion-MNIST MLP (784-128-10, batch 64)
+  mlp_loop_step_over_native  the MLP's step in a training loop that waits only
+                             at its end (20 steps, then .item())
   async_ops_per_s            `add` of one-element tensors into an existing
                              output, queued and not read (then one synchronize):
                              the median of 5 rounds of --ops operators
@@ -82,19 +84,25 @@ def start_host(malv_binary, work):
         time.sleep(0.1)
 
 
-def training_step(model, opt, inputs, labels):
+def training_step(model, opt, inputs, labels, wait=True):
     opt.zero_grad()
     loss = torch.nn.functional.cross_entropy(model(inputs), labels)
     loss.backward()
     opt.step()
-    loss.item()  # the device step has run
+    if wait:
+        loss.item()  # the device step has run
+    return loss
 
 
-def compare(make_model, batch, shape, classes, dev, steps, progress):
-    """Median seconds of a training step on the device and natively. The two
-    sides take turns step by step (after two warm-up steps each), so that
-    both see the machine as it is at the time: on a shared 2-vCPU machine
-    the same step's time moves by half from one second to the next."""
+def compare(make_model, batch, shape, classes, dev, steps, progress, loop=0):
+    """Median seconds of a training step on the device and natively, each
+    step waiting for its loss. The two sides take turns step by step (after
+    two warm-up steps each), so that both see the machine as it is at the
+    time: on a shared 2-vCPU machine the same step's time moves by half from
+    one second to the next. With `loop`, also the time per step of a
+    training loop that waits only at its end (`loop` steps back to back,
+    then `.item()` of the last loss; the device queues each step while the
+    host runs the one before), the sides taking turns loop by loop."""
     torch.manual_seed(0)
     native_model = make_model()
     x = torch.randn(batch, *shape)
@@ -113,7 +121,20 @@ def compare(make_model, batch, shape, classes, dev, steps, progress):
             training_step(model, opt, inputs, labels)
             if i >= 2:
                 times.append(time.perf_counter() - start)
-    return statistics.median(sides[1][4]), statistics.median(sides[0][4])
+    figures = {"device": statistics.median(sides[1][4]), "native": statistics.median(sides[0][4])}
+    if loop > 0:
+        progress(f"native and device, {steps} loops of {loop} steps each, taking turns")
+        looped = ([], [])
+        for _ in range(steps):
+            for side, (model, opt, inputs, labels, _) in enumerate(sides):
+                start = time.perf_counter()
+                for _ in range(loop):
+                    loss = training_step(model, opt, inputs, labels, wait=False)
+                loss.item()  # the loop's steps have run
+                looped[side].append((time.perf_counter() - start) / loop)
+        figures["device_loop"] = statistics.median(looped[1])
+        figures["native_loop"] = statistics.median(looped[0])
+    return figures
 
 
 def async_ops_per_s(dev, count, rounds=5):
@@ -241,14 +262,13 @@ def main():
         threads = torch.get_num_threads()
         progress(f"ResNet-18 step, batch 32, 3x64x64, {threads} threads")
         import torchvision
-        resnet_dev, resnet_cpu = compare(lambda: torchvision.models.resnet18(num_classes=10), 32,
-                                         (3, 64, 64), 10, dev, args.steps,
-                                         lambda side: progress(f"  ResNet-18 {side}"))
+        resnet = compare(lambda: torchvision.models.resnet18(num_classes=10), 32, (3, 64, 64), 10,
+                         dev, args.steps, lambda side: progress(f"  ResNet-18 {side}"))
         progress("MLP step (784-128-10, batch 64)")
         mlp = lambda: torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(),  # noqa: E731
                                           torch.nn.Linear(128, 10))
-        mlp_dev, mlp_cpu = compare(mlp, 64, (784,), 10, dev, max(args.steps, 20),
-                                   lambda side: progress(f"  MLP {side}"))
+        mlp_steps = compare(mlp, 64, (784,), 10, dev, max(args.steps, 20),
+                            lambda side: progress(f"  MLP {side}"), loop=20)
         progress(f"{args.ops} tiny asynchronous operators")
         ops_per_s, queue_per_s, native_ops_per_s = async_ops_per_s(dev, args.ops)
         progress("synchronous round trips")
@@ -273,12 +293,15 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     figures = {
-        "resnet18_step_over_native": resnet_dev / resnet_cpu,
-        "resnet18_step_device_s": resnet_dev,
-        "resnet18_step_native_s": resnet_cpu,
-        "mlp_step_over_native": mlp_dev / mlp_cpu,
-        "mlp_step_device_ms": mlp_dev * 1e3,
-        "mlp_step_native_ms": mlp_cpu * 1e3,
+        "resnet18_step_over_native": resnet["device"] / resnet["native"],
+        "resnet18_step_device_s": resnet["device"],
+        "resnet18_step_native_s": resnet["native"],
+        "mlp_step_over_native": mlp_steps["device"] / mlp_steps["native"],
+        "mlp_step_device_ms": mlp_steps["device"] * 1e3,
+        "mlp_step_native_ms": mlp_steps["native"] * 1e3,
+        "mlp_loop_step_over_native": mlp_steps["device_loop"] / mlp_steps["native_loop"],
+        "mlp_loop_step_device_ms": mlp_steps["device_loop"] * 1e3,
+        "mlp_loop_step_native_ms": mlp_steps["native_loop"] * 1e3,
         "async_ops_per_s": ops_per_s,
         "async_ops_queued_per_s": queue_per_s,
         "async_native_ops_per_s": native_ops_per_s,

@@ -18,7 +18,8 @@ def test_bench_torch_reports_every_key():
     assert run.returncode == 0, run.stderr
     figures = json.loads(run.stdout.strip().splitlines()[-1])
     keys = ["resnet18_step_over_native", "mlp_step_over_native", "async_ops_per_s",
-            "async_ops_queued_per_s", "async_native_ops_per_s", "sync_op_roundtrip_us",
+            "mlp_loop_step_over_native", "async_ops_queued_per_s", "async_native_ops_per_s",
+            "sync_op_roundtrip_us",
             "opinfo_match_fraction"]
     if os.path.isdir("/usr/share/datasets/fashion-mnist"):
         keys += ["hostdataset_epoch_s", "best_loader_epoch_s"]
