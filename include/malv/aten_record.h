@@ -72,6 +72,27 @@ struct AtenValue {
   std::uint32_t scalar_flags = 0;
   bool scalar_is_floating = false;
 
+  // This value as one of `new_tag` alone: its other fields cleared, its
+  // vectors keeping their capacity, so that a value reused for the next
+  // record allocates nothing. The tensors of a tensor or tensor-list tag
+  // stay, for the caller to resize (an element kept keeps the capacity of
+  // its sizes and strides).
+  void reset(AtenTag new_tag) {
+    tag = new_tag;
+    i = 0;
+    d = 0;
+    ints.clear();
+    doubles.clear();
+    text.clear();
+    present.clear();
+    scalar_flags = 0;
+    scalar_is_floating = false;
+    if (tag != AtenTag::kTensor && tag != AtenTag::kTensorList &&
+        tag != AtenTag::kOptionalTensorList) {
+      tensors.clear();
+    }
+  }
+
   static AtenValue none() { return AtenValue(); }
   static AtenValue of(AtenTag tag, std::int64_t i) {
     AtenValue v;

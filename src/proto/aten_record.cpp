@@ -66,21 +66,7 @@ class Reader {
       return Error(ErrorCode::kInvalidArgument,
                    fmt::format("argument {}: unknown tag {}", index, raw_tag));
     }
-    v.tag = static_cast<AtenTag>(raw_tag);
-    v.i = 0;
-    v.d = 0;
-    v.ints.clear();
-    v.doubles.clear();
-    v.text.clear();
-    v.present.clear();
-    // Tensors are resized to the value's count below (an element kept keeps
-    // its sizes' and strides' capacity).
-    if (v.tag != AtenTag::kTensor && v.tag != AtenTag::kTensorList &&
-        v.tag != AtenTag::kOptionalTensorList) {
-      v.tensors.clear();
-    }
-    v.scalar_flags = 0;
-    v.scalar_is_floating = false;
+    v.reset(static_cast<AtenTag>(raw_tag));
     if (v.tag == AtenTag::kNone) return ok_status();
     if (one_word(v.tag)) {
       MALV_ASSIGN_OR_RETURN(const std::uint64_t w, word(index, "its value"));

@@ -116,28 +116,10 @@ std::ostream& operator<<(std::ostream& out, const ArgumentName& name) {
   return out << name.op << " argument '" << name.argument << "'";
 }
 
-// `v` as the value of `tag` alone: its other fields cleared, its vectors'
-// capacity kept.
-void reset(AtenValue& v, AtenTag tag) {
-  v.tag = tag;
-  v.i = 0;
-  v.d = 0;
-  v.ints.clear();
-  v.doubles.clear();
-  v.text.clear();
-  v.present.clear();
-  v.scalar_flags = 0;
-  v.scalar_is_floating = false;
-  if (tag != AtenTag::kTensor && tag != AtenTag::kTensorList &&
-      tag != AtenTag::kOptionalTensorList) {
-    v.tensors.clear();
-  }
-}
-
 void encode_tensor(AtenValue& v, const at::Tensor& t, const ArgumentName& what) {
-  if (!t.defined()) return reset(v, AtenTag::kNone);
+  if (!t.defined()) return v.reset(AtenTag::kNone);
   if (on_device(t)) {
-    reset(v, AtenTag::kTensor);
+    v.reset(AtenTag::kTensor);
     v.tensors.resize(1);
     view_into(v.tensors[0], t);
     v.present.push_back(true);
@@ -146,7 +128,7 @@ void encode_tensor(AtenValue& v, const at::Tensor& t, const ArgumentName& what) 
   // A CPU scalar (a Python number PyTorch wrapped as a 0-dim tensor).
   TORCH_CHECK(t.device().is_cpu() && t.dim() == 0, "malv: ", what, " is a CPU tensor of ", t.dim(),
               " dimensions; move it to the malv device first (tensor.to(device))");
-  reset(v, AtenTag::kCpuScalar);
+  v.reset(AtenTag::kCpuScalar);
   v.scalar_flags = static_cast<std::uint32_t>(t.scalar_type()) |
                    (t.unsafeGetTensorImpl()->is_wrapped_number() ? wire::kAtenWrappedNumber : 0u);
   v.scalar_is_floating = c10::isFloatingType(t.scalar_type());
@@ -165,27 +147,27 @@ AtenValue encoded_tensor(const at::Tensor& t, const ArgumentName& what) {
 
 void encode_scalar(AtenValue& v, const c10::Scalar& s) {
   if (s.isBoolean()) {
-    reset(v, AtenTag::kScalarBool);
+    v.reset(AtenTag::kScalarBool);
     v.i = s.toBool() ? 1 : 0;
   } else if (s.isIntegral(false)) {
-    reset(v, AtenTag::kScalarInt);
+    v.reset(AtenTag::kScalarInt);
     v.i = s.toLong();
   } else {
     TORCH_CHECK(s.isFloatingPoint(), "malv: complex scalars are not carried");
-    reset(v, AtenTag::kScalarDouble);
+    v.reset(AtenTag::kScalarDouble);
     v.d = s.toDouble();
   }
 }
 
-// One argument by its schema type, into `v` (reused: see reset()).
+// One argument by its schema type, into `v` (reused: see AtenValue::reset()).
 void encode(AtenValue& v, const c10::IValue& value, const c10::TypePtr& type,
             const ArgumentName& what) {
   if (auto optional = type->cast<c10::OptionalType>()) {
-    if (value.isNone()) return reset(v, AtenTag::kNone);
+    if (value.isNone()) return v.reset(AtenTag::kNone);
     return encode(v, value, optional->getElementType(), what);
   }
   auto word = [&v](AtenTag tag, std::int64_t i) {
-    reset(v, tag);
+    v.reset(tag);
     v.i = i;
   };
   switch (type->kind()) {
@@ -193,13 +175,13 @@ void encode(AtenValue& v, const c10::IValue& value, const c10::TypePtr& type,
     case c10::TypeKind::IntType:
     case c10::TypeKind::SymIntType: return word(AtenTag::kInt, value.toInt());
     case c10::TypeKind::FloatType:
-      reset(v, AtenTag::kDouble);
+      v.reset(AtenTag::kDouble);
       v.d = value.toDouble();
       return;
     case c10::TypeKind::BoolType: return word(AtenTag::kBool, value.toBool() ? 1 : 0);
     case c10::TypeKind::NumberType: return encode_scalar(v, value.toScalar());
     case c10::TypeKind::StringType:
-      reset(v, AtenTag::kString);
+      v.reset(AtenTag::kString);
       v.text = value.toStringRef();
       return;
     case c10::TypeKind::ScalarTypeType: return word(AtenTag::kScalarType, value.toInt());
@@ -211,23 +193,23 @@ void encode(AtenValue& v, const c10::IValue& value, const c10::TypePtr& type,
       switch (element->kind()) {
         case c10::TypeKind::IntType:
         case c10::TypeKind::SymIntType: {
-          reset(v, AtenTag::kIntList);
+          v.reset(AtenTag::kIntList);
           const auto list = value.toIntList();
           v.ints.assign(list.begin(), list.end());
           return;
         }
         case c10::TypeKind::FloatType: {
-          reset(v, AtenTag::kDoubleList);
+          v.reset(AtenTag::kDoubleList);
           const auto list = value.toDoubleList();
           v.doubles.assign(list.begin(), list.end());
           return;
         }
         case c10::TypeKind::BoolType:
-          reset(v, AtenTag::kBoolList);
+          v.reset(AtenTag::kBoolList);
           for (bool b : value.toBoolList()) v.ints.push_back(b ? 1 : 0);
           return;
         case c10::TypeKind::TensorType: {
-          reset(v, AtenTag::kTensorList);
+          v.reset(AtenTag::kTensorList);
           const auto list = value.toTensorList();
           v.tensors.resize(list.size());
           for (std::size_t k = 0; k < list.size(); ++k) {
@@ -239,7 +221,7 @@ void encode(AtenValue& v, const c10::IValue& value, const c10::TypePtr& type,
           return;
         }
         case c10::TypeKind::OptionalType: {
-          reset(v, AtenTag::kOptionalTensorList);
+          v.reset(AtenTag::kOptionalTensorList);
           const auto& list = value.toListRef();
           v.tensors.resize(list.size());
           for (std::size_t k = 0; k < list.size(); ++k) {
@@ -263,7 +245,7 @@ void encode(AtenValue& v, const c10::IValue& value, const c10::TypePtr& type,
     case c10::TypeKind::GeneratorType:
       TORCH_CHECK_NOT_IMPLEMENTED(value.isNone(), "malv: ", what,
                                   ": only the default generator is carried");
-      return reset(v, AtenTag::kNone);
+      return v.reset(AtenTag::kNone);
     default: break;
   }
   TORCH_CHECK_NOT_IMPLEMENTED(false, "malv: ", what, " of type ", type->str(),
