@@ -412,6 +412,26 @@ TEST_F(AtenExecutorTest, BadRecordsAreRefusedNamingWhatIsWrongAndTouchNothing) {
   complex.tensors[0].dtype = 8;  // ComplexHalf
   expect_refused(run("aten::relu", {complex, tensor(hout, {2})}), ErrorCode::kInvalidArgument,
                  "dtype 8");
+  // A tensor value holding two views; an output that does; a Tensor?[] whose
+  // presence flags do not match its views; an element of a list past its
+  // buffer (named by its place in the list).
+  AtenValue two = tensor(ha, {2});
+  two.tensors.push_back(two.tensors[0]);
+  expect_refused(run("aten::relu", {two, tensor(hout, {2})}), ErrorCode::kInvalidArgument,
+                 "argument 'self' is a Tensor");
+  expect_refused(run("aten::relu", {tensor(ha, {2}), two}), ErrorCode::kInvalidArgument,
+                 "output 0 must be a Tensor");
+  const std::uint64_t hidx = buffers.add_longs({0, 1});
+  AtenValue indices{.tag = AtenTag::kOptionalTensorList};
+  indices.tensors = {tensor(hidx, {2}).tensors[0]};
+  indices.tensors[0].dtype = 4;  // Long
+  expect_refused(run("aten::index.Tensor", {tensor(ha, {6}), indices, tensor(hout, {2})}),
+                 ErrorCode::kInvalidArgument, "argument 'indices' is a Tensor?[]");
+  AtenValue views{.tag = AtenTag::kTensorList};
+  views.tensors = {tensor(ha, {2}).tensors[0], tensor(ha, {8}).tensors[0]};
+  views.present = {true, true};
+  expect_refused(run("aten::cat", {views, AtenValue::integer(0), tensor(hout, {10})}),
+                 ErrorCode::kOutOfRange, "argument 'tensors' element 1: the view");
   // An output of the wrong shape, and PyTorch's own check.
   expect_refused(run("aten::relu", {tensor(ha, {2, 3}), tensor(hout, {3, 2})}),
                  ErrorCode::kInvalidArgument,

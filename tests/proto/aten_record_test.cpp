@@ -22,7 +22,29 @@ AtenTensorArg view(std::uint64_t buffer, std::uint64_t offset, std::vector<std::
           .strides = std::move(strides)};
 }
 
-TEST(AtenRecord, EveryKindOfValueComesBackAsEncoded) {
+void expect_same(const AtenValue& a, const AtenValue& b, std::size_t k) {
+  EXPECT_EQ(a.tag, b.tag) << k;
+  if (a.tag != AtenTag::kCpuScalar) {  // there i holds d's bits
+    EXPECT_EQ(a.i, b.i) << k;
+  }
+  EXPECT_EQ(a.d, b.d) << k;
+  EXPECT_EQ(a.ints, b.ints) << k;
+  EXPECT_EQ(a.doubles, b.doubles) << k;
+  EXPECT_EQ(a.text, b.text) << k;
+  EXPECT_EQ(a.present, b.present) << k;
+  EXPECT_EQ(a.scalar_flags, b.scalar_flags) << k;
+  ASSERT_EQ(a.tensors.size(), b.tensors.size()) << k;
+  for (std::size_t t = 0; t < a.tensors.size(); ++t) {
+    if (!a.present[t]) continue;
+    EXPECT_EQ(a.tensors[t].buffer, b.tensors[t].buffer);
+    EXPECT_EQ(a.tensors[t].offset, b.tensors[t].offset);
+    EXPECT_EQ(a.tensors[t].dtype, b.tensors[t].dtype);
+    EXPECT_EQ(a.tensors[t].sizes, b.tensors[t].sizes);
+    EXPECT_EQ(a.tensors[t].strides, b.tensors[t].strides);
+  }
+}
+
+std::vector<AtenValue> every_kind() {
   std::vector<AtenValue> values;
   values.push_back(AtenValue::none());
   values.push_back(AtenValue::boolean(true));
@@ -45,37 +67,45 @@ TEST(AtenRecord, EveryKindOfValueComesBackAsEncoded) {
   scalar.scalar_flags = 7 | wire::kAtenWrappedNumber;
   scalar.scalar_is_floating = true;
   values.push_back(scalar);
+  return values;
+}
 
+TEST(AtenRecord, EveryKindOfValueComesBackAsEncoded) {
+  const std::vector<AtenValue> values = every_kind();
   auto words = encode_aten_record(values);
   ASSERT_TRUE(words.ok()) << words.error().to_string();
   auto back = decode_aten_record(*words);
   ASSERT_TRUE(back.ok()) << back.error().to_string();
   ASSERT_EQ(back->size(), values.size());
-  for (std::size_t k = 0; k < values.size(); ++k) {
-    const AtenValue& a = values[k];
-    const AtenValue& b = (*back)[k];
-    EXPECT_EQ(a.tag, b.tag) << k;
-    if (a.tag != AtenTag::kCpuScalar) {  // there i holds d's bits
-      EXPECT_EQ(a.i, b.i) << k;
-    }
-    EXPECT_EQ(a.d, b.d) << k;
-    EXPECT_EQ(a.ints, b.ints) << k;
-    EXPECT_EQ(a.doubles, b.doubles) << k;
-    EXPECT_EQ(a.text, b.text) << k;
-    EXPECT_EQ(a.present, b.present) << k;
-    EXPECT_EQ(a.scalar_flags, b.scalar_flags) << k;
-    ASSERT_EQ(a.tensors.size(), b.tensors.size()) << k;
-    for (std::size_t t = 0; t < a.tensors.size(); ++t) {
-      if (!a.present[t]) continue;
-      EXPECT_EQ(a.tensors[t].buffer, b.tensors[t].buffer);
-      EXPECT_EQ(a.tensors[t].offset, b.tensors[t].offset);
-      EXPECT_EQ(a.tensors[t].dtype, b.tensors[t].dtype);
-      EXPECT_EQ(a.tensors[t].sizes, b.tensors[t].sizes);
-      EXPECT_EQ(a.tensors[t].strides, b.tensors[t].strides);
-    }
-  }
+  for (std::size_t k = 0; k < values.size(); ++k) expect_same(values[k], (*back)[k], k);
   // -0.0 keeps its sign bit (a double travels as its bits).
   EXPECT_TRUE(std::signbit((*back)[8].doubles[1]));
+}
+
+// The host decodes into values it keeps and the guest encodes into words it
+// keeps: whatever a reused value or buffer held before (a tensor where an
+// int now is, a longer list, a longer record), the result is what a fresh
+// decode or encode gives.
+TEST(AtenRecord, ReusedValuesAndWordsGiveWhatFreshOnesGive) {
+  const std::vector<AtenValue> all = every_kind();
+  std::vector<AtenValue> shuffled(all.rbegin(), all.rend());
+  AtenValue shorter{.tag = AtenTag::kOptionalTensorList};
+  shorter.tensors = {view(9, 16, {2}, {1})};
+  shorter.present = {true};
+  const std::vector<std::vector<AtenValue>> records{
+      all, shuffled, {AtenValue::integer(3), shorter},
+      {},  all,      {AtenValue::tensor(view(7, 0, {5}, {1})), AtenValue::none()}};
+  std::vector<AtenValue> kept;
+  std::vector<std::uint64_t> words;
+  for (std::size_t r = 0; r < records.size(); ++r) {
+    ASSERT_TRUE(encode_aten_record_into(records[r], words).ok()) << r;
+    EXPECT_EQ(words, encode_aten_record(records[r]).value()) << r;
+    auto count = decode_aten_record_into(words, kept);
+    ASSERT_TRUE(count.ok()) << count.error().to_string();
+    ASSERT_EQ(*count, records[r].size()) << r;
+    const std::vector<AtenValue> fresh = decode_aten_record(words).value();
+    for (std::size_t k = 0; k < *count; ++k) expect_same(fresh[k], kept[k], k);
+  }
 }
 
 void expect_refused(const std::vector<std::uint64_t>& words, const std::string& why) {
@@ -103,6 +133,9 @@ TEST(AtenRecord, MalformedRecordsAreRefusedNamingTheArgument) {
   // A list longer than the limit, and one longer than the record.
   expect_refused({11 | (std::uint64_t{65537} << 32)}, "a list of 65537 elements");
   expect_refused({11 | (std::uint64_t{3} << 32), 1, 2}, "ends inside its elements");
+  // A tensor list that claims more elements than the record has words: refused
+  // before anything is made for them.
+  expect_refused({16 | (std::uint64_t{65536} << 32), 15}, "ends inside its elements");
   // A tensor list whose element is an int.
   expect_refused({16 | (std::uint64_t{1} << 32), 2, 5}, "element 0 of a tensor list");
   // An absent element only in an optional list.
