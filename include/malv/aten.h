@@ -48,6 +48,9 @@ namespace malv::guest {
 // aten_flush_if_idle() now and then, or from a thread of its own that
 // takes turns with it on the connection (the torch device runs one).
 [[nodiscard]] std::uint32_t aten_held(Connection& connection);
+// Batches sent so far on the connection (each one command, carrying the
+// calls gathered since the last).
+[[nodiscard]] std::uint64_t aten_batches_sent(Connection& connection);
 // Reads the completions that arrived and, when the host has no batch in
 // flight, sends the held calls; returns how many are still held.
 [[nodiscard]] Result<std::uint32_t> aten_flush_if_idle(Connection& connection);

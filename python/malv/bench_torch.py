@@ -6,8 +6,9 @@ Started by `malv bench torch` (src/cli/bench_torch_command.cpp), which passes
     PYTHONPATH=build/release/python /usr/bin/python3 -m malv.bench_torch \\
         --malv build/release/src/cli/malv [--json] [--steps 5]
 
-It starts its own host (`malv serve --backend cpu`, open admission) and
-measures, on the same machine:
+It starts its own host (`malv serve --backend cpu`, open admission; with
+--host-cpus auto, the default, its threads on the last core when there are
+two or more: key host_cpus) and measures, on the same machine:
 
   resnet18_step_over_native  a torchvision ResNet-18 training step (batch 32,
                              3x64x64, SGD with momentum) on the device over the
@@ -65,14 +66,30 @@ DATASETS = "/usr/share/datasets"  # Debian's dataset-fashion-mnist (scripts/inst
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST's training set
 
 
-def start_host(malv_binary, work):
+def host_cores(choice):
+    """The --host-cpus the host is started with (None: every core):
+    "auto" gives it the last of this process's cores when there are two or
+    more, so that the host's threads (its workers, the session's
+    dispatcher) and the program's keep off each other's cores, as a cloud
+    host keeps its own threads off the VMs' vCPUs."""
+    if choice == "all":
+        return None
+    if choice == "auto":
+        cores = sorted(os.sched_getaffinity(0))
+        return str(cores[-1]) if len(cores) >= 2 else None
+    return choice
+
+
+def start_host(malv_binary, work, host_cpus):
     sock = os.path.join(work, "malv.sock")
     out_path = os.path.join(work, "serve.out")
     out = open(out_path, "w")
-    host = subprocess.Popen([malv_binary, "serve", "--open", "--backend", "cpu", "--socket", sock,
-                             "--admin-socket", os.path.join(work, "admin.sock"), "--state-dir",
-                             os.path.join(work, "state"), "--data-dir", DATASETS],
-                            stdout=out, stderr=subprocess.DEVNULL)
+    cmd = [malv_binary, "serve", "--open", "--backend", "cpu", "--socket", sock, "--admin-socket",
+           os.path.join(work, "admin.sock"), "--state-dir", os.path.join(work, "state"),
+           "--data-dir", DATASETS]
+    if host_cpus is not None:
+        cmd += ["--host-cpus", host_cpus]
+    host = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while True:
         with open(out_path) as f:
@@ -249,13 +266,17 @@ def main():
                         help="data-pipeline epochs per side (0: leave the data figures out)")
     parser.add_argument("--opinfo-ops", type=int, default=0,
                         help="OpInfo operators to run (0: all of them; -1: leave it out)")
+    parser.add_argument("--host-cpus", default="auto",
+                        help="the host's own cores (malv serve --host-cpus): auto (the last "
+                             "core when there are two or more), all, or a CPU list")
     args = parser.parse_args()
 
     def progress(what):
         print(f"bench torch: {what} ...", file=sys.stderr, flush=True)
 
     work = tempfile.mkdtemp(prefix="malv-bench-torch-")
-    host, sock = start_host(args.malv, work)
+    host_cpus = host_cores(args.host_cpus)
+    host, sock = start_host(args.malv, work, host_cpus)
     try:
         conn = malv.connect(socket=sock, vm="bench-torch")
         dev = malv.torch.device(conn)
@@ -307,6 +328,7 @@ def main():
         "async_native_ops_per_s": native_ops_per_s,
         "sync_op_roundtrip_us": roundtrip,
         "threads": threads,
+        "host_cpus": host_cpus if host_cpus is not None else "all",
         "operators_in_guest": stats["operators_in_guest"],
     }
     if data is not None:

@@ -73,5 +73,6 @@ def stats():
     """Device memory this process holds on the host (buffers, bytes; cached_bytes:
     freed and kept for reuse), and operators sent (operators_in_guest: run on the
     guest's CPU for want of a meta kernel; operators_held: queued, gathered for
-    the next batch while the host runs those in flight)."""
+    the next batch while the host runs those in flight; batches_sent: the batches
+    the connection sent, each one command carrying the operators gathered)."""
     return _torch.stats()

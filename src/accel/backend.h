@@ -200,7 +200,7 @@ class Backend {
 
 struct CpuBackendOptions {
   std::uint64_t memory_bytes = 0;  // device memory capacity; 0 = a quarter of RAM
-  unsigned workers = 0;            // worker threads for every queue; 0 = number of cores
+  unsigned workers = 0;            // worker threads for every queue; 0 = cores the host may use
   // Threads that run only QueuePriority::kHigh queues, at the OS priority
   // the backend was created with, while the general workers run at nice
   // `worker_nice` (0: unchanged): high-priority work starts at once and
@@ -232,7 +232,7 @@ bool cuda_backend_built();
 
 struct BackendOptions {
   std::uint64_t memory_bytes = 0;  // device memory capacity; 0 = the backend's default
-  unsigned workers = 0;            // CPU backend worker threads; 0 = cores
+  unsigned workers = 0;            // CPU backend worker threads; 0 = cores the host may use
   int cuda_device = 0;
 };
 

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -35,6 +36,13 @@ void lower_thread_priority(int nice) {
   if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
     log::debug("base", "thread nice {} not applied: {}", nice, std::strerror(errno));
   }
+}
+
+unsigned usable_cpu_count() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
 }
 
 void name_this_thread(const char* name) {

@@ -34,6 +34,12 @@ void request_short_slice(std::chrono::microseconds slice);
 // that thread: same user or CAP_SYS_NICE). False when not applied (errno).
 bool set_thread_slice(pid_t tid, std::chrono::microseconds slice);
 
+// The CPUs the calling thread may run on (its affinity mask; at least 1).
+// What sizes the CPU backend's worker pool and OpenBLAS's threads: a host
+// confined to some cores (`malv serve --host-cpus`, taskset, a cpuset)
+// starts as many workers as it has cores, not as the machine has.
+unsigned usable_cpu_count();
+
 // The slice the host's latency path asks for.
 inline constexpr std::chrono::microseconds kShortSlice{100};
 

@@ -57,6 +57,8 @@ Status run_torch(const TorchOptions& options) {
                                 std::to_string(options.epochs),
                                 "--opinfo-ops",
                                 std::to_string(options.opinfo_ops)};
+  args.emplace_back("--host-cpus");
+  args.push_back(options.host_cpus);
   if (options.json) args.emplace_back("--json");
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());

@@ -16,6 +16,9 @@ struct TorchOptions {
   int ops = 20000;     // tiny asynchronous operators
   int epochs = 3;      // Fashion-MNIST epochs per data loader (0: no data figures)
   int opinfo_ops = 0;  // OpInfo operators (0: all; -1: no conformance run)
+  // The host's own cores (`malv serve --host-cpus`): "auto" (the last of
+  // this process's cores when it has two or more), "all", or a CPU list.
+  std::string host_cpus = "auto";
   std::string python = "/usr/bin/python3";
 };
 

@@ -183,6 +183,11 @@ void register_bench_torch(CLI::App& bench, int& exit_code) {
                   "OpInfo operators to run (0: every one; -1: leave the conformance run out)")
       ->capture_default_str()
       ->check(CLI::Range(-1, 100'000));
+  sub->add_option("--host-cpus", flags->host_cpus,
+                  "The host's own cores (malv serve --host-cpus): auto (the last core when there "
+                  "are two or more, the guest keeping the others), all (no confinement), or a "
+                  "CPU list")
+      ->capture_default_str();
   sub->add_option("--python", flags->python, "The python3 with PyTorch (Debian's)")
       ->capture_default_str();
   on_bench_run(

@@ -52,6 +52,7 @@ int serve(const ServeFlags& flags, const CLI::App& sub) {
   if (flags.no_cpu_control) config.cpu_control = false;
   if (sub.count("--cpu-interval-ms")) config.cpu_interval_ms = o.cpu_interval_ms;
   if (sub.count("--cpu-mechanism")) config.cpu_mechanism = o.cpu_mechanism;
+  if (sub.count("--host-cpus")) config.host_cpus = o.host_cpus;
   if (sub.count("--hello-timeout-ms")) config.hello_timeout_ms = o.hello_timeout_ms;
   if (sub.count("--max-pending-per-peer")) config.max_pending_per_peer = o.max_pending_per_peer;
   if (sub.count("--max-pending")) config.max_pending = o.max_pending;
@@ -156,6 +157,10 @@ void register_serve(CLI::App& app, int& exit_code) {
                   "or thread-fallback (per-thread nice values and affinity)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "cgroup-v2", "cgroup-v1", "thread-fallback"}));
+  sub->add_option("--host-cpus", o.host_cpus,
+                  "Cores the host's own threads (accelerator workers, session dispatchers, data "
+                  "pipelines) run on, as the kernel lists them (3, 2-3, 0,2); VMs keep every core. "
+                  "Default: all (docs/cpu-control.md)");
   sub->add_option("--hello-timeout-ms", o.hello_timeout_ms,
                   "A guest's whole hello must arrive within this many ms")
       ->capture_default_str()

@@ -28,7 +28,8 @@ Status draw(const harness::AdminClient& admin, bool json) {
     fmt::print("{}\n", nlohmann::json{{"host", health}, {"vms", vms}}.dump(2));
     return ok_status();
   }
-  fmt::print("backend {} ({})\n", health.value("backend", "?"), health.value("device", "?"));
+  fmt::print("backend {} ({}); the host's threads on cores {}\n", health.value("backend", "?"),
+             health.value("device", "?"), health.value("host_cpus", "all"));
   fmt::print(
       "{:<14} {:<22} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>9} {:>12} {:>9} {:>10} {:>10} "
       "{:>7} {:>6} {:>9}\n",

@@ -70,7 +70,10 @@ Result<std::unique_ptr<CpuGroups>> CpuGroups::open(const CpuGroupOptions& option
   const std::string group_name =
       options.group_name.empty() ? fmt::format("malv-{}", ::getpid()) : options.group_name;
   MALV_TRY(check_name(group_name, "host group name"));
-  MALV_ASSIGN_OR_RETURN(std::vector<int> host_cpus, thread_affinity(::getpid()));
+  std::vector<int> host_cpus = options.cpus;
+  if (host_cpus.empty()) {
+    MALV_ASSIGN_OR_RETURN(host_cpus, thread_affinity(::getpid()));
+  }
   const CgroupLayoutRequest request{.cgroup_root = options.cgroup_root, .group_name = group_name};
 
   std::vector<std::string> not_used;  // "cgroup-v2: why"

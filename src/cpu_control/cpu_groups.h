@@ -65,6 +65,10 @@ struct CpuGroupOptions {
   std::optional<Mechanism> force;
   // The host's group, a directory name; empty: "malv-<pid>".
   std::string group_name;
+  // The CPUs VMs may be given (cpus()); empty: those the host process may
+  // run on when opened. A host that confines its own threads to a few
+  // cores (`malv serve --host-cpus`) passes the cores it had before.
+  std::vector<int> cpus;
 };
 
 struct CpuUsage {

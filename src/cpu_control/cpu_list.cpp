@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <filesystem>
+#include <string>
 
 namespace malv::cpu_control {
 namespace {
@@ -111,6 +113,22 @@ Status set_thread_affinity(pid_t tid, const std::vector<int>& cpus) {
     }
     return errno_error(what, error);
   }
+  return ok_status();
+}
+
+Status set_process_affinity(const std::vector<int>& cpus) {
+  // The calling thread first: a thread it starts while the others are
+  // being set already has the new mask.
+  MALV_TRY(set_thread_affinity(0, cpus));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    pid_t tid = 0;
+    const std::string name = entry.path().filename().string();
+    if (std::from_chars(name.data(), name.data() + name.size(), tid).ec != std::errc{}) continue;
+    Status set = set_thread_affinity(tid, cpus);
+    if (!set.ok() && set.error().code() != ErrorCode::kNotFound) return set;
+  }
+  if (ec) return Error(ErrorCode::kInternal, "listing /proc/self/task: " + ec.message());
   return ok_status();
 }
 

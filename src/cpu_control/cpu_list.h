@@ -29,5 +29,9 @@ std::string format_cpu_list(std::vector<int> cpus);
 // Lets thread `tid` run on `cpus` only. kNotFound when the thread is gone
 // (ESRCH), kInvalidArgument when no CPU of the list is allowed to it.
 [[nodiscard]] Status set_thread_affinity(pid_t tid, const std::vector<int>& cpus);
+// Lets every thread of this process run on `cpus` only (threads started
+// later inherit it from the thread that starts them); what `malv serve
+// --host-cpus` does at start-up. A thread that exits meanwhile is skipped.
+[[nodiscard]] Status set_process_affinity(const std::vector<int>& cpus);
 
 }  // namespace malv::cpu_control

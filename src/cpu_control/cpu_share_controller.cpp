@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <iterator>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -44,7 +45,7 @@ Result<std::unique_ptr<CpuShareController>> CpuShareController::start(
   std::unique_ptr<CpuShareController> c(
       new CpuShareController(registry, runner, std::move(host), options));
   MALV_ASSIGN_OR_RETURN(c->groups_, CpuGroups::open(options.groups));
-  if (!options.batch_worker_threads.empty()) c->batch_worker_cpus_ = c->groups_->cpus();
+  if (!options.batch_worker_threads.empty()) c->batch_worker_cpus_ = c->worker_cores({});
   if (options.start_thread) c->thread_ = std::thread([raw = c.get()] { raw->loop(); });
   return c;
 }
@@ -68,8 +69,8 @@ CpuShareController::~CpuShareController() {
   for (auto& [vm, state] : vms_) {
     if (state.managed) unmanage(vm, state);
   }
-  if (groups_) place_batch_workers(groups_->cpus());  // every core again
-  groups_.reset();                                    // removes the host's own group
+  if (groups_) place_batch_workers(worker_cores({}));  // every core again (of their home)
+  groups_.reset();                                     // removes the host's own group
 }
 
 std::shared_ptr<void> CpuShareController::join(const std::string& vm, pid_t guest_pid,
@@ -338,7 +339,7 @@ void CpuShareController::place_all() {
       shared.pop_back();
     }
   }
-  place_batch_workers(shared);
+  place_batch_workers(worker_cores(shared));
   for (auto& [vm, state] : vms_) {
     if (!state.managed) continue;
     auto dedicated = wanted.find(vm);
@@ -351,6 +352,18 @@ void CpuShareController::place_all() {
     state.cpus = cpus;
     state.status.cpus = cpus;
   }
+}
+
+std::vector<int> CpuShareController::worker_cores(const std::vector<int>& shared) const {
+  const std::vector<int>& home =
+      options_.batch_worker_home.empty() ? groups_->cpus() : options_.batch_worker_home;
+  if (shared.empty()) return home;
+  std::vector<int> both;
+  std::set_intersection(home.begin(), home.end(), shared.begin(), shared.end(),
+                        std::back_inserter(both));
+  // Every core of their home dedicated to VMs: the shared cores, rather
+  // than none.
+  return both.empty() ? shared : both;
 }
 
 void CpuShareController::place_batch_workers(const std::vector<int>& cpus) {

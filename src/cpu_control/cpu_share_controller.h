@@ -84,6 +84,11 @@ struct CpuControlOptions {
   // VM they may run only on the shared cores, so that a latency VM's core
   // is its own; otherwise, and when the controller stops, on every core.
   std::vector<pid_t> batch_worker_threads;
+  // The cores those workers run on when no core is dedicated, and the
+  // first they keep when some are (empty: every core of the groups). A
+  // host confined to a few cores (`malv serve --host-cpus`) names them, so
+  // that placing the workers never spreads them over the VMs' cores.
+  std::vector<int> batch_worker_home;
 };
 
 // One VM as the controller sees it (admin API, /metrics).
@@ -175,6 +180,9 @@ class CpuShareController {
   // one core is left for the others, and sets every managed VM's cores.
   void place_all();
   // (mu_ held) The batch worker threads onto `cpus` (a change only).
+  // The cores the batch workers may use while `shared` are not dedicated
+  // ({}: none is): their home's cores among them.
+  std::vector<int> worker_cores(const std::vector<int>& shared) const;
   void place_batch_workers(const std::vector<int>& cpus);
   // (mu_ held) One pass of the host's own thread placement over the VMs on
   // MALV_CPU_PLACE_BALANCED; VMs that left it get their cores back.

@@ -72,6 +72,10 @@ Status aten_enqueue(Connection& connection, Stream& stream, std::uint32_t op,
 
 std::uint32_t aten_held(Connection& connection) { return core_of(connection).aten_held(); }
 
+std::uint64_t aten_batches_sent(Connection& connection) {
+  return core_of(connection).aten_batches_sent();
+}
+
 Result<std::uint32_t> aten_flush_if_idle(Connection& connection) {
   ConnectionCore& core = core_of(connection);
   if (core.aten_held() == 0) return 0u;

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <initializer_list>
+#include <iterator>
 
 #include "base/text_parse.h"
+#include "cpu_control/cpu_list.h"
 #include "ipc/ivshmem_layout.h"
 
 namespace malv::host {
@@ -159,6 +161,7 @@ Result<HostConfig> load_host_config(const std::string& path) {
                                   "cpu_interval_ms",
                                   "cpu_mechanism",
                                   "cpu_allowed_pid_uids",
+                                  "host_cpus",
                                   "data_dirs",
                                   "ivshmem_slots",
                                   "ivshmem_arena_mib",
@@ -246,6 +249,7 @@ Result<HostConfig> load_host_config(const std::string& path) {
                                "thread-fallback, not '{}'",
                                where, config.cpu_mechanism));
     }
+    config.host_cpus = (*host)["host_cpus"].value_or(std::string());
     if (const toml::array* uids = (*host)["cpu_allowed_pid_uids"].as_array()) {
       for (const toml::node& uid : *uids) {
         std::optional<std::int64_t> v = uid.value<std::int64_t>();
@@ -326,7 +330,29 @@ Status check_host_config(const HostConfig& config) {
                  fmt::format("arena_mib (--arena-mib) {} is out of range: 1 to {}",
                              config.arena_mib, kMaxArenaMib));
   }
+  if (!config.host_cpus.empty()) {
+    Result<std::vector<int>> cpus = host_cpu_list(config.host_cpus);
+    if (!cpus.ok())
+      return Error(cpus.error().code(), "host_cpus (--host-cpus): " + cpus.error().message());
+  }
   return ok_status();
+}
+
+Result<std::vector<int>> host_cpu_list(const std::string& text) {
+  MALV_ASSIGN_OR_RETURN(std::vector<int> cpus, cpu_control::parse_cpu_list(text));
+  if (cpus.empty())
+    return Error(ErrorCode::kInvalidArgument, fmt::format("'{}' names no CPU", text));
+  MALV_ASSIGN_OR_RETURN(const std::vector<int> allowed, cpu_control::thread_affinity(0));
+  std::vector<int> missing;
+  std::set_difference(cpus.begin(), cpus.end(), allowed.begin(), allowed.end(),
+                      std::back_inserter(missing));
+  if (!missing.empty()) {
+    return Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("CPUs {} are not among those this host may run on ({})",
+                    cpu_control::format_cpu_list(missing), cpu_control::format_cpu_list(allowed)));
+  }
+  return cpus;
 }
 
 }  // namespace malv::host

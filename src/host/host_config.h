@@ -20,6 +20,7 @@
 //   cpu_interval_ms = 50                   # how often those policies decide
 //   cpu_mechanism = "auto"                 # auto | cgroup-v2 | cgroup-v1 | thread-fallback
 //   cpu_allowed_pid_uids = [64055]         # owners of processes a VM's cpu_pid may name
+//   host_cpus = "3"                        # cores the host's own threads run on (all if unset)
 //   hello_timeout_ms = 5000                # a guest's whole hello must arrive in this
 //   max_pending_per_peer = 8               # connections before their hello, per peer
 //   max_pending = 64                       # ... and in all
@@ -101,6 +102,11 @@ struct HostConfig {
   // A VM's cpu_pid must be a process owned by one of these users (a
   // hypervisor's); empty: no VM may name a process.
   std::vector<std::uint32_t> cpu_allowed_pid_uids;
+  // The cores the host's own threads (the backend's workers, the sessions'
+  // dispatchers, the data pipelines) run on, as the kernel lists them
+  // ("3", "2-3"); empty: every core it was started with. VMs keep every
+  // core (docs/cpu-control.md, "The host's own cores").
+  std::string host_cpus;
   std::vector<std::string> data_dirs;  // empty: kDefaultDataDirs
   // PyTorch operators (the torch device) the admin denies: substrings of
   // their schema names (accel::AtenPluginOptions::denied).
@@ -133,6 +139,10 @@ inline constexpr std::uint64_t kMaxArenaMib = ipc::kMaxArenaBytes >> 20;
 // The merged configuration (file, then flags) before anything starts: a bad
 // value is kInvalidArgument naming the key, its flag and the accepted range.
 [[nodiscard]] Status check_host_config(const HostConfig& config);
+
+// host_cpus' cores: a CPU list naming at least one core, every one of them
+// among those this process may run on now (kInvalidArgument naming them).
+[[nodiscard]] Result<std::vector<int>> host_cpu_list(const std::string& text);
 
 // $XDG_RUNTIME_DIR/malv, else /run/malv (root) or /tmp/malv-<uid>; created.
 std::string default_runtime_dir();

@@ -11,6 +11,8 @@
 #include "accel/aten_plugin_loader.h"
 #include "base/log.h"
 #include "base/text_parse.h"
+#include "base/thread_priority.h"
+#include "cpu_control/cpu_list.h"
 #include "mlaas/policy_dir.h"
 
 namespace malv::host {
@@ -80,6 +82,16 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
   std::unique_ptr<HostDaemon> d(new HostDaemon());
   d->options_ = std::move(options);
   const HostConfig& config = d->options_.config;
+  if (!config.host_cpus.empty()) {
+    // Before any thread of the host starts: each inherits the mask, and
+    // the backend sizes its worker pool and OpenBLAS to these cores.
+    MALV_ASSIGN_OR_RETURN(d->host_cpus_, host_cpu_list(config.host_cpus));
+    MALV_ASSIGN_OR_RETURN(d->cores_at_start_, cpu_control::thread_affinity(0));
+    MALV_TRY_CONTEXT(cpu_control::set_process_affinity(d->host_cpus_), "host_cpus");
+    log::info("serve", "the host's threads run on cores {}; VMs keep {}",
+              cpu_control::format_cpu_list(d->host_cpus_),
+              cpu_control::format_cpu_list(d->cores_at_start_));
+  }
   MALV_ASSIGN_OR_RETURN(d->backend_, make_backend(config));
 
   // MLaaS: inference runs on the same accelerator, on its own queue, batched
@@ -209,6 +221,10 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                        ? server.unix_path.substr(0, server.unix_path.rfind('/') + 1) + "admin.sock"
                        : config.admin_socket;
   const accel::DeviceInfo info = d->backend_->info();
+  const std::string host_cpus =
+      d->host_cpus_.empty() ? std::string("all") : cpu_control::format_cpu_list(d->host_cpus_);
+  const unsigned host_cpu_count =
+      d->host_cpus_.empty() ? usable_cpu_count() : static_cast<unsigned>(d->host_cpus_.size());
   MALV_ASSIGN_OR_RETURN(
       d->admin_, vgpu::AdminApi::start(
                      d->admin_path_,
@@ -235,6 +251,8 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::start(DaemonOptions options) {
                             return text;
                           },
                       .cpu_control = d->cpu_ ? d->cpu_->mechanism() : "off",
+                      .host_cpus = host_cpus,
+                      .host_cpu_count = host_cpu_count,
                       .cpu_json =
                           [cpu = d->cpu_.get()](const std::string& vm) {
                             return cpu != nullptr ? cpu_status_json(*cpu, vm) : std::string();
@@ -278,6 +296,8 @@ Status HostDaemon::start_cpu_control() {
   cpu_control::CpuControlOptions options;
   options.interval = std::chrono::milliseconds(options_.config.cpu_interval_ms);
   options.batch_worker_threads = backend_->batch_worker_threads();
+  options.batch_worker_home = host_cpus_;
+  options.groups.cpus = cores_at_start_;
   const std::string& mechanism = options_.config.cpu_mechanism;
   for (cpu_control::Mechanism m :
        {cpu_control::Mechanism::kCgroupV2, cpu_control::Mechanism::kCgroupV1,
@@ -308,6 +328,10 @@ HostDaemon::~HostDaemon() {
   cpu_.reset();                // its thread reads the VMs (and may hold the last of one)
   feature_publisher_.reset();  // reads the VMs
   vgpu_.reset();
+  if (!cores_at_start_.empty()) {
+    // A daemon run inside a longer process (tests) gives its cores back.
+    (void)cpu_control::set_process_affinity(cores_at_start_);
+  }
 }
 
 Result<microlake::Admission> HostDaemon::admit(const microlake::HelloInfo& info) {

@@ -60,6 +60,10 @@ class HostDaemon {
   [[nodiscard]] Status start_cpu_control();
 
   DaemonOptions options_;
+  // host_cpus: the cores the host's threads were confined to at start, and
+  // those the process had before (which VMs keep); both empty when unset.
+  std::vector<int> host_cpus_;
+  std::vector<int> cores_at_start_;
   std::unique_ptr<accel::Backend> backend_;
   mlaas::FeatureRegistry features_;
   std::unique_ptr<mlaas::InferenceService> inference_;

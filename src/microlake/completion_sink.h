@@ -15,6 +15,10 @@ class CompletionSink {
   // blocks on the guest: the endpoint reserved room before the command was
   // taken.
   virtual void post(const wire::Completion& completion, proto::ArenaRange arena_out) = 0;
+  // The session owes the guest nothing any more: its last command in
+  // flight completed (called after that completion's post, on the thread
+  // that completed it). A hint for the endpoint's dispatcher.
+  virtual void settled() {}
 };
 
 }  // namespace malv::microlake

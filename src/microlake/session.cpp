@@ -146,7 +146,7 @@ void Session::complete_tag(std::uint64_t tag, std::uint16_t opcode, std::uint16_
     sink_.post(c, status == ErrorCode::kOk ? reply.arena_out : proto::ArenaRange{});
   }
   // Only after posting: the endpoint's room check counts this command until now.
-  outstanding_.fetch_sub(1, std::memory_order_acq_rel);
+  if (outstanding_.fetch_sub(1, std::memory_order_acq_rel) == 1) sink_.settled();
 }
 
 void Session::enqueue(StreamObject& stream, accel::Op op, PendingOp pending) {

@@ -61,6 +61,7 @@ class ShmEndpoint final : public Endpoint, private CompletionSink {
       std::unique_ptr<accel::Backend> own_backend, const SessionLimits& limits,
       const SessionServices& services);
   void post(const wire::Completion& completion, proto::ArenaRange arena_out) override;
+  void settled() override;
   bool guest_alive() const;
   // Free completion-ring slots, or nullopt when the guest corrupted the ring.
   std::optional<std::uint32_t> completion_room();
@@ -76,6 +77,9 @@ class ShmEndpoint final : public Endpoint, private CompletionSink {
   ipc::RingProducer<wire::Completion> completions_;  // guarded by completions_mutex_
   bool broken_ = false;                              // guarded by completions_mutex_
   std::atomic<bool> stop_{false};
+  // The dispatcher shares its one core with the backend's worker
+  // (--host-cpus): it sleeps while the guest's work runs (run()).
+  std::atomic<bool> one_core_{false};
   // The session's own view of the device (a VM's quotas and scheduling),
   // when it has one; outlives the session.
   std::unique_ptr<accel::Backend> own_backend_;

@@ -287,6 +287,12 @@ std::string metrics_text(const AdminContext& ctx, VgpuService& vgpu) {
       "malv_device_memory_reclaimed_bytes_total {}\n",
       ledger.capacity(), ledger.guaranteed(), ledger.pool()->used(), ledger.borrowed_bytes(),
       ledger.reclaimed_bytes());
+  if (ctx.host_cpu_count > 0) {
+    out += fmt::format(
+        "# HELP malv_host_cpus Cores the host's own threads (workers, dispatchers) run on\n"
+        "# TYPE malv_host_cpus gauge\nmalv_host_cpus {}\n",
+        ctx.host_cpu_count);
+  }
   const SchedulerStats sched = vgpu.scheduler().stats();
   out +=
       "# HELP malv_scheduler_host_policy The vGPU scheduler's host level (1: selected)\n"
@@ -373,7 +379,8 @@ void AdminApi::install_routes() {
     reply(res, {{"status", "ok"},
                 {"backend", ctx.backend},
                 {"device", ctx.device},
-                {"cpu_control", ctx.cpu_control}});
+                {"cpu_control", ctx.cpu_control},
+                {"host_cpus", ctx.host_cpus}});
   });
   s.Get("/vms", [&](const httplib::Request&, httplib::Response& res) {
     json out = json::array();

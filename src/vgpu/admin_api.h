@@ -2,17 +2,13 @@
 // (as Firecracker does), served by cpp-httplib on the daemon's control
 // thread. `malv vm`, `malv policy` and `malv stats` are its clients.
 //
-//   GET    /health                      -> {"status":"ok","backend":...,"cpu_control":...}
-//   GET    /vms                         -> [vm...]   (config + live stats)
-//   POST   /vms            {vm}         -> vm        (create)
-//   GET    /vms/{name}                  -> vm
-//   PATCH  /vms/{name}     {fields}     -> vm        (any setting, gpu_policy)
-//   DELETE /vms/{name}
-//   PUT    /vms/{name}/policy/{class} {"policy": "fair-share"}
-//   GET    /policies                    -> modules, policies, users
-//   POST   /policies       {"path": "/x/libfoo.so"}
-//   DELETE /policies/{module}[?force=1]
-//   GET    /metrics                     -> Prometheus text format
+//   GET    /health                      ->
+//   {"status":"ok","backend":...,"cpu_control":...,"host_cpus":...} GET    /vms -> [vm...] (config
+//   + live stats) POST   /vms            {vm}         -> vm        (create) GET    /vms/{name} ->
+//   vm PATCH  /vms/{name}     {fields}     -> vm        (any setting, gpu_policy) DELETE
+//   /vms/{name} PUT    /vms/{name}/policy/{class} {"policy": "fair-share"} GET    /policies ->
+//   modules, policies, users POST   /policies       {"path": "/x/libfoo.so"} DELETE
+//   /policies/{module}[?force=1] GET    /metrics                     -> Prometheus text format
 //
 // VM settings (POST, PATCH) are vm_config_json.h's; an unknown field is
 // refused, never dropped. Every change is saved through AdminState when the
@@ -62,6 +58,11 @@ struct AdminContext {
   // state as a JSON object's text, the "cpu" of GET /vms/{name} ("" when
   // the host has none for it).
   std::string cpu_control = "off";
+  // The cores the host's own threads run on (`--host-cpus`: "3", "2-3";
+  // "all" when not confined), for /health, and how many (the
+  // malv_host_cpus gauge).
+  std::string host_cpus = "all";
+  unsigned host_cpu_count = 0;
   std::function<std::string(const std::string& vm)> cpu_json;
   // A VM served to its QEMU over ivshmem (microlake/ivshmem_server.h): the
   // "ivshmem" of GET /vms/{name} as a JSON object's text ("": not served so).

@@ -1,10 +1,17 @@
-// CPU lists in the kernel's format, the weight conversions of each
-// mechanism, and the rules for VM names (which become directory names).
+// CPU lists in the kernel's format, a process's affinity, the weight
+// conversions of each mechanism, and the rules for VM names (which become
+// directory names).
 #include "cpu_control/cpu_list.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "cpu_control/cpu_groups.h"
 #include "cpu_control/cpu_weight.h"
@@ -70,6 +77,40 @@ TEST(VmNameTest, NamesThatAreNotPlainDirectoryNamesAreRefusedSayingWhy) {
   }
   EXPECT_TRUE(CpuGroups::validate_vm_name("vm-a_1.b").ok());
   EXPECT_TRUE(CpuGroups::validate_vm_name(std::string(64, 'v')).ok());
+}
+
+// What `malv serve --host-cpus` does: every thread of the process, those
+// running now and those started later, on the cores named.
+TEST(ProcessAffinityTest, EveryThreadNowAndLaterRunsOnTheCoresNamed) {
+  Result<std::vector<int>> all = thread_affinity(0);
+  ASSERT_TRUE(all.ok());
+  const std::vector<int> one = {all->back()};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  std::atomic<pid_t> running{0};
+  std::thread before([&] {
+    running = static_cast<pid_t>(::gettid());
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return stop; });
+  });
+  while (running.load() == 0) std::this_thread::yield();
+  ASSERT_TRUE(set_process_affinity(one).ok());
+  EXPECT_EQ(*thread_affinity(0), one);
+  EXPECT_EQ(*thread_affinity(running.load()), one);
+  std::vector<int> later;
+  std::thread([&] { later = *thread_affinity(0); }).join();
+  EXPECT_EQ(later, one);
+  {
+    std::lock_guard lock(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  before.join();
+  // Back to every core, and a CPU the process may not use is refused.
+  ASSERT_TRUE(set_process_affinity(*all).ok());
+  EXPECT_EQ(*thread_affinity(0), *all);
+  EXPECT_FALSE(set_process_affinity({CPU_SETSIZE + 1}).ok());
 }
 
 }  // namespace

@@ -70,13 +70,14 @@ class CpuShareControllerTest : public ::testing::Test {
 
   // (Re)starts the controller, with these threads as the accelerator's
   // batch workers.
-  void start(std::vector<pid_t> batch_workers) {
+  void start(std::vector<pid_t> batch_workers, std::vector<int> batch_worker_home = {}) {
     controller.reset();
     CpuControlOptions options;
     options.start_thread = false;
     options.groups.group_name = "malv-test-" + std::to_string(::getpid());
     if (::geteuid() != 0) options.groups.force = Mechanism::kThreadFallback;
     options.batch_worker_threads = std::move(batch_workers);
+    options.batch_worker_home = std::move(batch_worker_home);
     auto started = CpuShareController::start(registry, runner, host, options);
     ASSERT_TRUE(started.ok()) << started.error().to_string();
     controller = std::move(started).value();
@@ -237,6 +238,41 @@ TEST_F(CpuShareControllerTest, TheAcceleratorsBatchWorkersLeaveACoreDedicatedToA
   token.reset();
   controller.reset();
   EXPECT_EQ(*thread_affinity(worker.tid()), *all);
+}
+
+// A host confined to some cores (malv serve --host-cpus): its workers stay
+// on those cores whatever the controller does, and the VMs keep them all.
+TEST_F(CpuShareControllerTest, BatchWorkersKeepToTheHostsOwnCores) {
+  Result<std::vector<int>> all = thread_affinity(0);
+  ASSERT_TRUE(all.ok());
+  if (all->size() < 2) GTEST_SKIP() << "one core: nothing to confine the host to";
+  const std::vector<int> home = {all->back()};  // the core a latency VM gets first
+  Worker worker;
+  ASSERT_TRUE(set_thread_affinity(worker.tid(), home).ok());
+  start({worker.tid()}, home);
+  Child guest;
+  auto token = controller->join("vm1", guest.pid(), 0);
+  controller->run_interval();
+  EXPECT_EQ(controller->batch_worker_cpus(), home);
+  EXPECT_EQ(*thread_affinity(worker.tid()), home);
+
+  // A latency VM given the host's only core: the workers move to the
+  // cores left rather than to none, and come home when it leaves.
+  facts["vm1"].priority_class = MALV_PRIORITY_LATENCY;
+  ASSERT_TRUE(registry.select("vm1", mlaas::PolicyClass::kCpuSched, "class").ok());
+  controller->run_interval();
+  ASSERT_EQ(vm1()->cpus, home) << controller->mechanism();
+  std::vector<int> shared = *all;
+  std::erase(shared, home[0]);
+  EXPECT_EQ(*thread_affinity(worker.tid()), shared);
+  ASSERT_TRUE(registry.select("vm1", mlaas::PolicyClass::kCpuSched, "builtin/none").ok());
+  controller->run_interval();
+  EXPECT_EQ(*thread_affinity(worker.tid()), home);
+
+  // A controller that stops leaves them at home, not on every core.
+  token.reset();
+  controller.reset();
+  EXPECT_EQ(*thread_affinity(worker.tid()), home);
 }
 
 }  // namespace

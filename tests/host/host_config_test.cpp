@@ -11,6 +11,7 @@
 #include <map>
 #include <string>
 
+#include "cpu_control/cpu_list.h"
 #include "host/host_daemon.h"
 
 namespace malv::host {
@@ -60,6 +61,7 @@ cpu_control = false
 cpu_interval_ms = 20
 cpu_mechanism = "thread-fallback"
 cpu_allowed_pid_uids = [0, 64055]
+host_cpus = "0"
 hello_timeout_ms = 700
 max_pending_per_peer = 4
 max_pending = 16
@@ -105,6 +107,7 @@ cpu_pid = 4242
   EXPECT_EQ(c.cpu_interval_ms, 20u);
   EXPECT_EQ(c.cpu_mechanism, "thread-fallback");
   EXPECT_EQ(c.cpu_allowed_pid_uids, (std::vector<std::uint32_t>{0, 64055}));
+  EXPECT_EQ(c.host_cpus, "0");
   EXPECT_EQ(c.memory_trace_dir, "/t");
   EXPECT_EQ(c.hello_timeout_ms, 700u);
   EXPECT_EQ(c.max_pending_per_peer, 4u);
@@ -271,6 +274,29 @@ TEST(CheckHostConfig, RefusesWhatFlagsCouldAlsoSetWrongly) {
   config = HostConfig{};
   config.tcp = "[::1]:0";  // a listener may take any free port
   EXPECT_TRUE(check_host_config(config).ok());
+}
+
+TEST(CheckHostConfig, HostCpusMustNameCoresThisHostMayRunOn) {
+  HostConfig config;
+  config.host_cpus = "0-1,x";
+  Status malformed = check_host_config(config);
+  ASSERT_FALSE(malformed.ok());
+  EXPECT_NE(malformed.error().message().find("host_cpus (--host-cpus)"), std::string::npos);
+  config.host_cpus = " ";
+  ASSERT_FALSE(check_host_config(config).ok());
+  EXPECT_NE(check_host_config(config).error().message().find("names no CPU"), std::string::npos);
+  config.host_cpus = "1000";  // not among this process's cores
+  Status absent = check_host_config(config);
+  ASSERT_FALSE(absent.ok());
+  EXPECT_NE(absent.error().message().find("CPUs 1000 are not among"), std::string::npos)
+      << absent.error().message();
+  Result<std::vector<int>> mine = cpu_control::thread_affinity(0);
+  ASSERT_TRUE(mine.ok());
+  config.host_cpus = std::to_string(mine->back());
+  EXPECT_TRUE(check_host_config(config).ok());
+  Result<std::vector<int>> parsed = host_cpu_list(config.host_cpus);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(*parsed, std::vector<int>{mine->back()});
 }
 
 }  // namespace

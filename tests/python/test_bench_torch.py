@@ -32,5 +32,8 @@ def test_bench_torch_reports_every_key():
         assert figures["best_loader_epoch_s"] == min(figures["loader_workers0_epoch_s"],
                                                      figures["loader_workers2_epoch_s"])
     assert figures["operators_in_guest"] == 0
+    # The host's own cores: the last of the machine's when it has two or more.
+    cores = sorted(os.sched_getaffinity(0))
+    assert figures["host_cpus"] == (str(cores[-1]) if len(cores) >= 2 else "all")
     # All of the 5 rounds' operators ran: the queueing rate bounds the whole.
     assert figures["async_ops_queued_per_s"] >= figures["async_ops_per_s"]

@@ -158,12 +158,18 @@ def test_operators_queued_before_the_program_stops_calling_are_sent_meanwhile(de
     # work), the device's flusher thread sends them once the host is idle.
     a = torch.randn(128, 128).to(dev)
     acc = torch.zeros(128, 128).to(dev)
+    before = malv.torch.stats()
     for _ in range(200):
         acc.add_(a.sin())  # element-wise: equal to the CPU's bit for bit
     deadline = time.monotonic() + 30
     while malv.torch.stats()["operators_held"] > 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert malv.torch.stats()["operators_held"] == 0
+    after = malv.torch.stats()
+    assert after["operators_held"] == 0
+    # The 400 operators went in batches: at least one, at most one each.
+    sent = after["operators_sent"] - before["operators_sent"]
+    batches = after["batches_sent"] - before["batches_sent"]
+    assert sent >= 400 and 1 <= batches <= sent, (sent, batches)
     expected = torch.zeros(128, 128)
     a_cpu = a.cpu()
     for _ in range(200):

@@ -50,6 +50,8 @@ struct Host {
                .backend = "cpu",
                .device = "test",
                .cpu_control = "cgroup-test",
+               .host_cpus = "3",
+               .host_cpu_count = 1,
                .cpu_json =
                    [](const std::string& vm) {
                      return vm == "vm-a" ? std::string(R"({"weight":800})") : std::string();
@@ -117,6 +119,11 @@ TEST_F(AdminApiTest, HealthSaysTheBackend) {
   EXPECT_EQ(health.value("status", ""), "ok");
   EXPECT_EQ(health.value("backend", ""), "cpu");
   EXPECT_EQ(health.value("cpu_control", ""), "cgroup-test");
+  EXPECT_EQ(health.value("host_cpus", ""), "3");
+  // The gauge of the host's own cores.
+  auto res = host.call("GET", "/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_NE(res->body.find("\nmalv_host_cpus 1\n"), std::string::npos) << res->body;
 }
 
 TEST_F(AdminApiTest, CreateTakesEverySettingAndShowsItBack) {

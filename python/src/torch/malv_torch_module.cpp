@@ -95,13 +95,16 @@ PYBIND11_MODULE(_torch, m) {
       [] {
         const DeviceState& state = DeviceState::get();
         // Operators libmalv holds for the next batch (the flusher sends them
-        // once the batch in flight completes); 0 with no connection.
+        // once the batch in flight completes), and the batches the
+        // connection sent; 0 with no connection.
         std::uint32_t held = 0;
+        std::uint64_t batches = 0;
         if (const malv::python::ConnectionApi* api = state.api()) {
           py::gil_scoped_release release;
           malv::guest::Stream* stream = nullptr;
           if (malv::guest::Connection* conn = api->lock(api->context, &stream)) {
             held = malv::guest::aten_held(*conn);
+            batches = malv::guest::aten_batches_sent(*conn);
             api->unlock(api->context);
           }
         }
@@ -110,6 +113,7 @@ PYBIND11_MODULE(_torch, m) {
         out["buffers"] = state.buffers_live();
         out["bytes"] = state.bytes_live();
         out["operators_sent"] = state.operators_sent();
+        out["batches_sent"] = batches;
         out["operators_in_guest"] = state.operators_in_guest();
         out["cached_bytes"] = state.cached_bytes();
         return out;

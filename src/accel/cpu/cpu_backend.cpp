@@ -58,8 +58,7 @@ ErrorCode run_op(const Op& op) {
 }  // namespace
 
 CpuBackend::CpuBackend(const CpuBackendOptions& options)
-    : worker_count_(options.workers != 0 ? options.workers
-                                         : std::max(1u, std::thread::hardware_concurrency())),
+    : worker_count_(options.workers != 0 ? options.workers : usable_cpu_count()),
       high_worker_count_(options.high_priority_workers),
       memory_(options.memory_bytes != 0 ? options.memory_bytes : default_cpu_device_memory(),
               options.clear_memory) {
@@ -105,10 +104,11 @@ DeviceInfo CpuBackend::info() const {
   DeviceInfo info;
   info.backend = "cpu";
   const std::string& kernels = blas_kernels().in_use;
+  const char* plural = worker_count_ == 1 ? "" : "s";
   info.name = high_worker_count_ == 0
-                  ? fmt::format("OpenBLAS ({}) on {} workers", kernels, worker_count_)
-                  : fmt::format("OpenBLAS ({}) on {} workers (+{} high-priority)", kernels,
-                                worker_count_, high_worker_count_);
+                  ? fmt::format("OpenBLAS ({}) on {} worker{}", kernels, worker_count_, plural)
+                  : fmt::format("OpenBLAS ({}) on {} worker{} (+{} high-priority)", kernels,
+                                worker_count_, plural, high_worker_count_);
   info.total_memory = memory_.capacity();
   info.free_memory = memory_.capacity() - memory_.in_use();
   info.compute_units = worker_count_;

@@ -2,11 +2,11 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <thread>
 
 #include "accel/cpu/blas_kernels.h"
 #include "accel/cpu/cpu_kernels.h"
 #include "accel/kernel_args.h"
+#include "base/thread_priority.h"
 
 namespace malv::accel::cpu {
 
@@ -30,11 +30,12 @@ void run_cpu_gemm(std::span<const KernelArgValue> args) {
 // pool. So OpenBLAS gets the cores the workers leave over: 1 thread when
 // workers >= cores (parallelism comes from queues), cores / workers when the
 // backend was configured with fewer workers (a single queue's big gemm can
-// still use the machine). The setting is process-wide: with several CPU
+// still use the machine). Cores are those the host may run on (its affinity:
+// `malv serve --host-cpus`), not the machine's. The setting is process-wide: with several CPU
 // backends in one process, the latest one created decides.
 void configure_blas_threads(unsigned backend_workers) {
   (void)blas_kernels();  // chosen before the first gemm (blas_kernels.h)
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned cores = usable_cpu_count();
   const unsigned threads = std::max(1u, cores / std::max(1u, backend_workers));
   openblas_set_num_threads(static_cast<int>(threads));
 }
