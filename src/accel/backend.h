@@ -233,6 +233,7 @@ bool cuda_backend_built();
 struct BackendOptions {
   std::uint64_t memory_bytes = 0;  // device memory capacity; 0 = the backend's default
   unsigned workers = 0;            // CPU backend worker threads; 0 = cores the host may use
+  int cpu_worker_nice = 10;        // the CPU backend's general workers (CpuBackendOptions)
   int cuda_device = 0;
 };
 

@@ -15,7 +15,9 @@ namespace malv::accel {
 namespace {
 
 std::unique_ptr<Backend> make_cpu(const BackendOptions& options) {
-  return make_cpu_backend({.memory_bytes = options.memory_bytes, .workers = options.workers});
+  return make_cpu_backend({.memory_bytes = options.memory_bytes,
+                           .workers = options.workers,
+                           .worker_nice = options.cpu_worker_nice});
 }
 
 Result<std::unique_ptr<Backend>> make_cuda(const BackendOptions& options) {

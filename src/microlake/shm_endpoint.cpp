@@ -124,15 +124,11 @@ void ShmEndpoint::run() {
   std::array<std::byte, wire::kMaxExtensionRecords * wire::kRecordBytes> extensions{};
   auto last_liveness_check = MonoClock::now();
   // On a host confined to one core (--host-cpus) the backend's worker shares
-  // this thread's core. While the guest's work runs, a poll would only delay
-  // the worker: yielding does not hand it the core (it runs at a lower
-  // priority, and EEVDF gives the core straight back to the poller), which
-  // made every `.item()` wait out the whole poll (85 us, not 10). So the
-  // dispatcher sleeps on the doorbell at once, and the last completion wakes
-  // it to poll again (settled()): the guest's next call is then taken at
-  // once. With nothing outstanding it polls as on any host.
+  // this thread's core. A dispatcher whose poll ran out while the worker ran
+  // is woken by the last completion of its guest's work to poll again
+  // (settled()), so that the guest's next call (an .item()) is taken at
+  // once rather than after a wake-up of a core the worker keeps busy.
   one_core_.store(usable_cpu_count() == 1, std::memory_order_relaxed);
-  const bool one_core = one_core_.load(std::memory_order_relaxed);
   while (!stop_.load(std::memory_order_acquire)) {
     Result<std::uint32_t> available = submissions_.available();
     if (!available.ok()) {
@@ -151,9 +147,8 @@ void ShmEndpoint::run() {
       // between polls: a dispatcher that spun through it took the CPU the
       // worker needed (on a host with few cores, a training step's time
       // doubled); sleeping instead cost each new batch a wake-up.
-      const bool busy = session_->outstanding() > 0;
-      submissions_.wait(busy && one_core ? std::chrono::microseconds(0) : kDispatcherSpin,
-                        kLivenessCheck, 0, /*yielding=*/busy);
+      submissions_.wait(kDispatcherSpin, kLivenessCheck, 0,
+                        /*yielding=*/session_->outstanding() > 0);
       continue;
     }
     const wire::Command cmd = submissions_.read(0);  // a private copy: the guest can't change it

@@ -1,7 +1,8 @@
 #!/bin/sh
 # `malv serve --host-cpus`: every thread of the host (workers, the session's
 # dispatcher, those started later) runs on the cores named and nowhere else;
-# the backend starts one worker per core it has; /health, `malv stats` and
+# the backend starts one worker per core it has, at the dispatchers'
+# priority; /health, `malv stats` and
 # /metrics say which cores; the guest's own process is left on every core;
 # a list naming a core the host may not use, or none, is refused at start.
 # Usage: host_cpus.sh <path to malv>
@@ -44,6 +45,10 @@ guest_cpus=$(grep Cpus_allowed_list /proc/$guest/status | cut -f2)
 [ "$guest_cpus" = "$all" ] || fail "the guest was confined to $guest_cpus"
 workers=$(grep -lx malv-worker /proc/$host/task/*/comm | wc -l)
 [ "$workers" = 1 ] || fail "$workers general workers on one core"
+# ... at the dispatchers' priority (nice 0, not 10: docs/cpu-control.md).
+worker=$(dirname "$(grep -lx malv-worker /proc/$host/task/*/comm)")
+nice=$(awk '{print $19}' "$worker/stat")
+[ "$nice" = 0 ] || fail "the general worker runs at nice $nice"
 
 "$malv" stats --admin "$work/admin.sock" --json >"$work/stats.json"
 grep -q "\"host_cpus\": \"$last\"" "$work/stats.json" || fail "/health does not name the cores" "$work/stats.json"
