@@ -249,7 +249,14 @@ Result<HostConfig> load_host_config(const std::string& path) {
                                "thread-fallback, not '{}'",
                                where, config.cpu_mechanism));
     }
-    config.host_cpus = (*host)["host_cpus"].value_or(std::string());
+    if (const toml::node* cpus = host->get("host_cpus")) {
+      if (!cpus->is_string()) {
+        return Error(
+            ErrorCode::kInvalidArgument,
+            fmt::format("{}.host_cpus must be a CPU list as a string (\"3\", \"2-3\")", where));
+      }
+      config.host_cpus = cpus->value_or(std::string());
+    }
     if (const toml::array* uids = (*host)["cpu_allowed_pid_uids"].as_array()) {
       for (const toml::node& uid : *uids) {
         std::optional<std::int64_t> v = uid.value<std::int64_t>();
@@ -332,16 +339,18 @@ Status check_host_config(const HostConfig& config) {
   }
   if (!config.host_cpus.empty()) {
     Result<std::vector<int>> cpus = host_cpu_list(config.host_cpus);
-    if (!cpus.ok())
+    if (!cpus.ok()) {
       return Error(cpus.error().code(), "host_cpus (--host-cpus): " + cpus.error().message());
+    }
   }
   return ok_status();
 }
 
 Result<std::vector<int>> host_cpu_list(const std::string& text) {
   MALV_ASSIGN_OR_RETURN(std::vector<int> cpus, cpu_control::parse_cpu_list(text));
-  if (cpus.empty())
+  if (cpus.empty()) {
     return Error(ErrorCode::kInvalidArgument, fmt::format("'{}' names no CPU", text));
+  }
   MALV_ASSIGN_OR_RETURN(const std::vector<int> allowed, cpu_control::thread_affinity(0));
   std::vector<int> missing;
   std::set_difference(cpus.begin(), cpus.end(), allowed.begin(), allowed.end(),

@@ -236,6 +236,10 @@ TEST_F(HostConfigTest, TheSchedulersHostLevelDefaultsToPriorityAndBadNamesAreRef
   EXPECT_REFUSED("[host]\ngpu_host_policy = 1\n", "host.gpu_host_policy");
 }
 
+TEST_F(HostConfigTest, HostCpusMustBeAString) {
+  EXPECT_REFUSED("[host]\nhost_cpus = 3\n", "host.host_cpus must be a CPU list as a string");
+}
+
 TEST_F(HostConfigTest, UnknownKeysAreRefusedRatherThanIgnored) {
   EXPECT_REFUSED("[host]\nmemory_mb = 64\n", "unknown key 'memory_mb'");
   EXPECT_REFUSED("[[vm]]\nname = \"a\"\nmemroy_mib = 64\n", "unknown key 'memroy_mib'");
