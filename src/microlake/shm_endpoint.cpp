@@ -115,7 +115,13 @@ void ShmEndpoint::post(const wire::Completion& completion, proto::ArenaRange) {
 }
 
 void ShmEndpoint::settled() {
-  if (one_core_.load(std::memory_order_relaxed)) ipc::wake_ring_consumer(view_.sq_header);
+  // Only a dispatcher asleep on the doorbell needs it (no system call
+  // otherwise). One that is just going to sleep may miss it: it then waits
+  // for the guest's doorbell, as without this hint.
+  if (one_core_.load(std::memory_order_relaxed) &&
+      view_.sq_header->consumer_waiting.load(std::memory_order_seq_cst) != 0) {
+    ipc::wake_ring_consumer(view_.sq_header);
+  }
 }
 
 void ShmEndpoint::run() {

@@ -78,7 +78,7 @@ class ShmEndpoint final : public Endpoint, private CompletionSink {
   bool broken_ = false;                              // guarded by completions_mutex_
   std::atomic<bool> stop_{false};
   // The dispatcher shares its one core with the backend's worker
-  // (--host-cpus): it sleeps while the guest's work runs (run()).
+  // (--host-cpus): the last completion wakes it if it sleeps (settled()).
   std::atomic<bool> one_core_{false};
   // The session's own view of the device (a VM's quotas and scheduling),
   // when it has one; outlives the session.

@@ -2,13 +2,17 @@
 // (as Firecracker does), served by cpp-httplib on the daemon's control
 // thread. `malv vm`, `malv policy` and `malv stats` are its clients.
 //
-//   GET    /health                      ->
-//   {"status":"ok","backend":...,"cpu_control":...,"host_cpus":...} GET    /vms -> [vm...] (config
-//   + live stats) POST   /vms            {vm}         -> vm        (create) GET    /vms/{name} ->
-//   vm PATCH  /vms/{name}     {fields}     -> vm        (any setting, gpu_policy) DELETE
-//   /vms/{name} PUT    /vms/{name}/policy/{class} {"policy": "fair-share"} GET    /policies ->
-//   modules, policies, users POST   /policies       {"path": "/x/libfoo.so"} DELETE
-//   /policies/{module}[?force=1] GET    /metrics                     -> Prometheus text format
+//   GET    /health                      -> status, backend, device, cpu_control, host_cpus
+//   GET    /vms                         -> [vm...]   (config + live stats)
+//   POST   /vms            {vm}         -> vm        (create)
+//   GET    /vms/{name}                  -> vm
+//   PATCH  /vms/{name}     {fields}     -> vm        (any setting, gpu_policy)
+//   DELETE /vms/{name}
+//   PUT    /vms/{name}/policy/{class} {"policy": "fair-share"}
+//   GET    /policies                    -> modules, policies, users
+//   POST   /policies       {"path": "/x/libfoo.so"}
+//   DELETE /policies/{module}[?force=1]
+//   GET    /metrics                     -> Prometheus text format
 //
 // VM settings (POST, PATCH) are vm_config_json.h's; an unknown field is
 // refused, never dropped. Every change is saved through AdminState when the
